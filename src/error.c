@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-void mr_error_set(mr_error_t *e, int status, const char *type, const char *code,
-                  const char *param, const char *fmt, ...)
+void mr_error_set(mr_error_t *e, int status, const char *type, const char *code, const char *param,
+                  const char *fmt, ...)
 {
     va_list ap;
 
@@ -27,8 +27,6 @@ const char *mr_error_type_for_status(int status)
         return "authentication_error";
     case 403:
         return "permission_error";
-    case 404:
-        return "not_found_error";
     case 429:
         return "rate_limit_error";
     default:

@@ -24,8 +24,8 @@ typedef struct mr_error {
 } mr_error_t;
 
 /* Fill *e; message is printf-formatted and truncated to fit. */
-void mr_error_set(mr_error_t *e, int status, const char *type, const char *code,
-                  const char *param, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void mr_error_set(mr_error_t *e, int status, const char *type, const char *code, const char *param,
+                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
 /* Serialise to a malloc'd NUL-terminated JSON body (caller frees), with an
  * optional extra member inside "error" (e.g. "attempts"); `extra` is

@@ -1,0 +1,36 @@
+/*
+ * json_span — allocation-free JSON scanning over raw bytes.
+ *
+ * The gateway forwards request and response bodies byte for byte apart from
+ * the members it must rewrite; re-serialising through a tree would change
+ * number formatting and key order. These functions validate JSON and locate
+ * top-level members by byte offsets so callers can splice. Pure functions on
+ * caller-owned memory; any thread.
+ */
+#ifndef MERIDIAN_JSON_SPAN_H
+#define MERIDIAN_JSON_SPAN_H
+
+#include <stddef.h>
+
+#define MR_JSON_MAX_DEPTH 256
+
+typedef struct mr_json_span {
+    size_t member_off; /* first byte of the member's key string */
+    size_t value_off;  /* first byte of its value */
+    size_t value_len;  /* bytes of the value */
+} mr_json_span_t;
+
+/* 0 when buf[0..len) is exactly one RFC 8259 JSON text (surrounding white
+ * space allowed, nesting at most MR_JSON_MAX_DEPTH); -1 otherwise. */
+int mr_json_validate(const char *buf, size_t len);
+
+/* In a *valid* JSON object text, find the top-level member whose key equals
+ * `key` (keys compared after the raw bytes, so escaped keys never match).
+ * 0 and *span filled when found, -1 otherwise (also when not an object). */
+int mr_json_find_member(const char *buf, size_t len, const char *key, mr_json_span_t *span);
+
+/* Writes `s` as a JSON string literal (quotes included) into out, which must
+ * hold at least 6 * strlen(s) + 3 bytes. Returns the bytes written. */
+size_t mr_json_quote(const char *s, char *out);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * server — libmicrohttpd driven by a libuv loop, with no MHD threads.
+ *
+ * MHD runs in external-epoll mode: its epoll fd is watched by a uv_poll_t,
+ * MHD_run() is called when it is readable, when MHD's own timeout (a
+ * uv_timer_t re-armed after every run) expires, and from a uv_check_t when
+ * something marked the server dirty — MHD_resume_connection wakes nothing in
+ * external mode, so whoever resumes a connection calls mr_server_wake(). A
+ * uv_idle_t keeps the loop from blocking in epoll while a wake is pending.
+ *
+ * Ownership: mr_server_t is embedded in the worker; all calls come from the
+ * worker's loop thread. The listening socket is passed in and owned by the
+ * server from mr_server_start on (closed by quiesce or stop).
+ */
+#ifndef MERIDIAN_SERVER_H
+#define MERIDIAN_SERVER_H
+
+#include <microhttpd.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct mr_server_opts {
+    int listen_fd;
+    unsigned max_connections;
+    unsigned client_idle_s;
+    size_t connection_memory; /* MHD per-connection pool: bounds request headers */
+    MHD_AccessHandlerCallback handler;
+    MHD_RequestCompletedCallback completed;
+    void *cls;
+} mr_server_opts_t;
+
+typedef struct mr_server {
+    uv_loop_t *loop;
+    struct MHD_Daemon *daemon;
+    int listen_fd;
+    uv_poll_t epoll;
+    uv_timer_t timer;
+    uv_check_t check;
+    uv_idle_t idle;
+    int dirty;
+} mr_server_t;
+
+/* Opens a listening TCP socket (SO_REUSEADDR, non-blocking, backlog 4096) on
+ * host:port; port 0 picks an ephemeral port. Returns the fd and the bound
+ * port, or -1 with err set. */
+int mr_server_listen(const char *host, uint16_t port, uint16_t *bound_port, char *err,
+                     size_t errlen);
+
+int mr_server_start(mr_server_t *s, uv_loop_t *loop, const mr_server_opts_t *opts, char *err,
+                    size_t errlen);
+/* Ask for an MHD_run on this loop turn (after MHD_resume_connection). */
+void mr_server_wake(mr_server_t *s);
+/* Stop accepting new connections; existing ones continue. */
+void mr_server_quiesce(mr_server_t *s);
+/* Stops MHD and closes the uv handles. Every suspended connection must have
+ * been resumed and finished first. The loop must run for close callbacks. */
+void mr_server_stop(mr_server_t *s);
+/* Connections MHD currently holds (for drain decisions). */
+unsigned mr_server_connections(const mr_server_t *s);
+
+#endif

@@ -1,0 +1,82 @@
+/*
+ * upstream — HTTP transfers to providers through one libcurl multi handle
+ * driven by the worker's libuv loop (CURLMOPT_SOCKETFUNCTION/TIMERFUNCTION).
+ *
+ * Ownership: mr_upstream_t is embedded in the worker and used only from the
+ * worker's loop thread. Each mr_transfer_t belongs to the upstream from
+ * mr_upstream_start until its on_done callback has returned, or until
+ * mr_transfer_cancel; the caller's pointer is dead after either. Easy handles
+ * are pooled and connections kept alive in the multi handle's cache, so
+ * consecutive requests to one provider reuse a TCP/TLS connection.
+ *
+ * Callback rules (curl's): on_head and on_data run inside libcurl. Inside them
+ * never cancel or unpause *this* transfer — return MR_DATA_ABORT or
+ * MR_DATA_PAUSE instead. on_done runs outside libcurl and may start or cancel
+ * any transfer.
+ */
+#ifndef MERIDIAN_UPSTREAM_H
+#define MERIDIAN_UPSTREAM_H
+
+#include <curl/curl.h>
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct mr_transfer mr_transfer_t;
+typedef struct mr_upstream_sock mr_upstream_sock_t;
+
+typedef struct mr_upstream {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;  /* curl's timeout */
+    uv_idle_t unpause; /* runs deferred curl_easy_pause(CONT) outside curl */
+    mr_transfer_t *unpause_list;
+    mr_upstream_sock_t *socks; /* every socket context, for shutdown */
+    CURL **pool;               /* idle easy handles */
+    size_t n_pool;
+    size_t pool_cap;
+    size_t active; /* transfers in flight */
+    int closing;
+} mr_upstream_t;
+
+typedef enum {
+    MR_DATA_OK = 0, /* consumed everything */
+    MR_DATA_PAUSE,  /* consumed nothing; deliver again after mr_transfer_unpause */
+    MR_DATA_ABORT,  /* stop the transfer; on_done follows with an error */
+} mr_data_result_t;
+
+typedef struct mr_upstream_head {
+    long status;
+    const char *content_type; /* "" when absent */
+    long retry_after_s;       /* -1 when absent or not delta-seconds */
+} mr_upstream_head_t;
+
+typedef struct mr_transfer_handler {
+    void (*on_head)(void *ud, const mr_upstream_head_t *head);
+    mr_data_result_t (*on_data)(void *ud, const char *p, size_t n);
+    /* code is a CURLcode; error a short human text ("" when CURLE_OK). */
+    void (*on_done)(void *ud, int code, const char *error);
+} mr_transfer_handler_t;
+
+typedef struct mr_transfer_req {
+    const char *url;
+    struct curl_slist *headers; /* borrowed: must outlive the transfer */
+    const char *body;           /* borrowed: must outlive the transfer */
+    size_t body_len;
+    long connect_timeout_ms;
+} mr_transfer_req_t;
+
+int mr_upstream_init(mr_upstream_t *u, uv_loop_t *loop);
+/* Cancels nothing: callers cancel their transfers first. Closes every handle;
+ * the loop must run afterwards for close callbacks before `u` is freed. */
+void mr_upstream_close(mr_upstream_t *u);
+
+/* Starts a POST. Returns NULL (and fills err) if curl refused the handle. */
+mr_transfer_t *mr_upstream_start(mr_upstream_t *u, const mr_transfer_req_t *req,
+                                 const mr_transfer_handler_t *h, void *ud, char *err,
+                                 size_t errlen);
+/* Aborts and frees the transfer; no callback fires afterwards. */
+void mr_transfer_cancel(mr_transfer_t *t);
+/* Resumes a transfer paused by MR_DATA_PAUSE, from the next loop turn. */
+void mr_transfer_unpause(mr_transfer_t *t);
+
+#endif

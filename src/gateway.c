@@ -1,0 +1,1007 @@
+#include "meridian/gateway.h"
+
+#include "meridian/buf.h"
+#include "meridian/error.h"
+#include "meridian/json_span.h"
+#include "meridian/log.h"
+#include "meridian/router.h"
+#include "meridian/worker.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_ATTEMPTS 16
+#define ERROR_BODY_MAX (64 * 1024) /* upstream error bodies we keep */
+
+typedef enum {
+    RS_BODY,      /* receiving the request body */
+    RS_UPSTREAM,  /* suspended while an attempt runs */
+    RS_RESPOND,   /* a full response is prepared; resumed to queue it */
+    RS_STREAM_GO, /* first stream bytes arrived; resumed to queue the stream */
+    RS_STREAMING, /* streamed response queued */
+    RS_ABORT,     /* client left or drain deadline: resumed to be closed */
+    RS_DONE,      /* response queued */
+} req_state_t;
+
+typedef struct attempt {
+    const mr_provider_t *provider;
+    const char *model;
+    long status;     /* HTTP status, 0 when none */
+    char error[128]; /* transport or validation failure, "" when none */
+    uint32_t ms;
+} attempt_t;
+
+struct mr_request {
+    mr_worker_t *w;
+    struct MHD_Connection *conn;
+    mr_request_t *prev, *next;
+    req_state_t state;
+    mr_endpoint_t endpoint;
+    const char *local_body; /* GET endpoints answered by the gateway itself */
+    size_t local_len;
+    char id[72];
+    uint64_t start_ms; /* uv_now at creation */
+
+    mr_buf_t body;
+    int body_too_large;
+    int stream;
+    char *model; /* client's model; the plan may point into it */
+    mr_plan_t plan;
+    size_t model_off, model_len; /* span of the "model" value in body */
+    size_t next_candidate;
+    attempt_t attempts[MAX_ATTEMPTS];
+    unsigned n_attempts;
+    int deadline_hit;
+
+    /* current attempt */
+    mr_transfer_t *xfer;
+    char *up_body;
+    size_t up_body_len;
+    uint64_t attempt_start_ns;
+    long up_status;
+    char up_ctype[128];
+    int up_invalid; /* a 2xx stream that does not look like SSE */
+    int up_too_big;
+    int paused; /* upstream paused because the stream buffer is full */
+
+    /* response */
+    mr_buf_t resp; /* upstream body (buffered) or stream buffer */
+    int committed; /* stream: the client has the response head */
+    int upstream_done;
+    int suspended;
+    const mr_provider_t *served_by;
+    int out_status;
+    char *out_body;
+    size_t out_len;
+    const char *out_ctype;
+
+    uv_timer_t timer;
+    uv_poll_t client_poll;
+    int poll_inited;
+    int open_handles;
+};
+
+static const char *const endpoint_paths[MR_EP_COUNT] = {"/chat/completions", "/completions",
+                                                        "/embeddings"};
+
+static void start_attempt(mr_request_t *r);
+static void arm_timer(mr_request_t *r, uint64_t ms);
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static uint64_t rng_next(mr_worker_t *w)
+{
+    /* xorshift128+: request ids need uniqueness, not secrecy */
+    uint64_t s1 = w->rng[0];
+    const uint64_t s0 = w->rng[1];
+    w->rng[0] = s0;
+    s1 ^= s1 << 23;
+    w->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+    return w->rng[1] + s0;
+}
+
+static int valid_client_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (!(isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':'))
+            return 0;
+    }
+    return n > 0 && n <= 64;
+}
+
+static uint32_t ms_since_ns(uint64_t start_ns)
+{
+    return (uint32_t)((uv_hrtime() - start_ns) / 1000000u);
+}
+
+static void add_common_headers(mr_request_t *r, struct MHD_Response *resp)
+{
+    MHD_add_response_header(resp, "x-request-id", r->id);
+    if (r->n_attempts > 0) {
+        char n[16];
+        snprintf(n, sizeof(n), "%u", r->n_attempts);
+        MHD_add_response_header(resp, "x-meridian-attempts", n);
+    }
+    if (r->served_by) {
+        MHD_add_response_header(resp, "x-meridian-provider", r->served_by->name);
+        MHD_add_response_header(resp, "x-meridian-model", r->attempts[r->n_attempts - 1].model);
+    }
+}
+
+/* Queues a prepared response from inside the access handler. */
+static enum MHD_Result queue_buffer(mr_request_t *r, int status, char *body, size_t len,
+                                    const char *ctype)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    enum MHD_Result ret;
+
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    add_common_headers(r, resp);
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
+                                r->endpoint == MR_EP_COUNT ? "GET" : "POST");
+    ret = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    r->state = RS_DONE;
+    return ret;
+}
+
+static void prepare_error(mr_request_t *r, const mr_error_t *e, json_t *extra_attempts)
+{
+    size_t len = 0;
+    char *body = mr_error_body(e, extra_attempts ? "attempts" : NULL, extra_attempts, &len);
+
+    free(r->out_body);
+    r->out_status = e->status;
+    r->out_body = body;
+    r->out_len = len;
+    r->out_ctype = "application/json";
+}
+
+static enum MHD_Result respond_error(mr_request_t *r, const mr_error_t *e)
+{
+    prepare_error(r, e, NULL);
+    if (!r->out_body)
+        return MHD_NO;
+    char *body = r->out_body;
+    r->out_body = NULL;
+    return queue_buffer(r, r->out_status, body, r->out_len, r->out_ctype);
+}
+
+static enum MHD_Result respond_errorf(mr_request_t *r, int status, const char *code,
+                                      const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static enum MHD_Result respond_errorf(mr_request_t *r, int status, const char *code,
+                                      const char *param, const char *fmt, ...)
+{
+    mr_error_t e;
+    va_list ap;
+
+    mr_error_set(&e, status, NULL, code, param, "%s", "");
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof(e.message), fmt, ap);
+    va_end(ap);
+    return respond_error(r, &e);
+}
+
+static enum MHD_Result respond_static(mr_request_t *r, int status, const char *body, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return MHD_NO;
+    memcpy(copy, body, len);
+    return queue_buffer(r, status, copy, len, "application/json");
+}
+
+/* ---- suspension and client liveness ----------------------------------- */
+
+static void on_client_poll(uv_poll_t *p, int status, int events);
+
+static void suspend(mr_request_t *r)
+{
+    if (r->suspended)
+        return;
+    MHD_suspend_connection(r->conn);
+    r->suspended = 1;
+    /* Suspended connections are invisible to MHD: watch for the client
+     * leaving ourselves, so its upstream transfer is not left running. */
+    if (!r->poll_inited) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci && uv_poll_init(&r->w->loop, &r->client_poll, ci->connect_fd) == 0) {
+            r->poll_inited = 1;
+            r->open_handles++;
+            r->client_poll.data = r;
+            uv_poll_start(&r->client_poll, UV_DISCONNECT, on_client_poll);
+        }
+    }
+}
+
+static void resume(mr_request_t *r)
+{
+    if (!r->suspended)
+        return;
+    r->suspended = 0;
+    MHD_resume_connection(r->conn);
+    mr_server_wake(&r->w->server);
+}
+
+static void stop_client_poll(mr_request_t *r)
+{
+    if (r->poll_inited && uv_is_active((uv_handle_t *)&r->client_poll))
+        uv_poll_stop(&r->client_poll);
+}
+
+static void abort_request(mr_request_t *r)
+{
+    if (r->xfer) {
+        mr_transfer_cancel(r->xfer);
+        r->xfer = NULL;
+    }
+    uv_timer_stop(&r->timer);
+    stop_client_poll(r);
+    r->state = RS_ABORT;
+    resume(r);
+}
+
+static void on_client_poll(uv_poll_t *p, int status, int events)
+{
+    mr_request_t *r = p->data;
+
+    (void)status;
+    (void)events;
+    mr_debug("%s: client went away, aborting", r->id);
+    abort_request(r);
+}
+
+/* ---- final answers ---------------------------------------------------- */
+
+static json_t *attempts_json(const mr_request_t *r)
+{
+    json_t *arr = json_array();
+    for (unsigned i = 0; i < r->n_attempts; i++) {
+        const attempt_t *a = &r->attempts[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "provider", json_string(a->provider->name));
+        json_object_set_new(o, "model", json_string(a->model));
+        json_object_set_new(o, "status", a->status ? json_integer(a->status) : json_null());
+        json_object_set_new(o, "error", a->error[0] ? json_string(a->error) : json_null());
+        json_object_set_new(o, "ms", json_integer(a->ms));
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+static void describe_attempt(const attempt_t *a, char *out, size_t n)
+{
+    if (a->error[0])
+        snprintf(out, n, "%s (%s, %u ms)", a->provider->name, a->error, a->ms);
+    else
+        snprintf(out, n, "%s (HTTP %ld, %u ms)", a->provider->name, a->status, a->ms);
+}
+
+/* Every candidate failed (or the deadline passed): one OpenAI-shaped error
+ * that lists each attempt. */
+static void finish_failed(mr_request_t *r)
+{
+    mr_error_t e;
+    unsigned n429 = 0, ntimeout = 0, noverload = 0;
+    char list[MR_ERROR_MESSAGE_MAX];
+    size_t used = 0;
+    int status;
+    const char *code;
+
+    for (unsigned i = 0; i < r->n_attempts; i++) {
+        const attempt_t *a = &r->attempts[i];
+        char one[256];
+        if (a->status == 429)
+            n429++;
+        if (a->status == 429 || a->status == 503 || a->status == 529)
+            noverload++;
+        if (strstr(a->error, "timeout") || strstr(a->error, "timed out"))
+            ntimeout++;
+        describe_attempt(a, one, sizeof(one));
+        used += (size_t)snprintf(list + used, used < sizeof(list) ? sizeof(list) - used : 0, "%s%s",
+                                 i ? "; " : "", one);
+        if (used >= sizeof(list))
+            used = sizeof(list) - 1;
+    }
+    if (r->deadline_hit || (r->n_attempts && ntimeout == r->n_attempts)) {
+        status = 504;
+        code = "upstream_timeout";
+    } else if (r->n_attempts && n429 == r->n_attempts) {
+        status = 429;
+        code = "upstream_rate_limited";
+    } else if (r->n_attempts && noverload == r->n_attempts) {
+        status = 503;
+        code = "upstream_unavailable";
+    } else {
+        status = 502;
+        code = "upstream_failed";
+    }
+    mr_error_set(&e, status, "api_error", code, NULL, "%s after %u upstream attempt%s: %s",
+                 r->deadline_hit ? "request deadline exceeded" : "all upstream attempts failed",
+                 r->n_attempts, r->n_attempts == 1 ? "" : "s", list);
+    json_t *extra = attempts_json(r);
+    prepare_error(r, &e, extra);
+    json_decref(extra);
+    r->state = RS_RESPOND;
+    resume(r);
+}
+
+/* An upstream answered with a status we must not retry (e.g. 400): pass it
+ * on, keeping its body when it already is an OpenAI-shaped error. */
+static void finish_passthrough_error(mr_request_t *r)
+{
+    size_t len = mr_buf_len(&r->resp);
+    const char *p = mr_buf_ptr(&r->resp);
+    mr_json_span_t span;
+
+    if (len && mr_json_validate(p, len) == 0 && mr_json_find_member(p, len, "error", &span) == 0) {
+        free(r->out_body);
+        r->out_body = mr_buf_steal(&r->resp, &r->out_len);
+        r->out_status = (int)r->up_status;
+        r->out_ctype = "application/json";
+    } else {
+        mr_error_t e;
+        char snippet[200];
+        size_t n = len < sizeof(snippet) - 1 ? len : sizeof(snippet) - 1;
+        for (size_t i = 0; i < n; i++)
+            snippet[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '?';
+        snippet[n] = '\0';
+        mr_error_set(&e, (int)r->up_status, NULL, "upstream_error", NULL,
+                     "provider %s answered HTTP %ld: %s", r->served_by->name, r->up_status,
+                     snippet);
+        prepare_error(r, &e, NULL);
+    }
+    r->state = RS_RESPOND;
+    resume(r);
+}
+
+static void finish_success(mr_request_t *r)
+{
+    free(r->out_body);
+    r->out_body = mr_buf_steal(&r->resp, &r->out_len);
+    r->out_status = (int)r->up_status;
+    r->out_ctype = r->up_ctype[0] ? r->up_ctype : "application/json";
+    r->state = RS_RESPOND;
+    resume(r);
+}
+
+/* ---- streaming -------------------------------------------------------- */
+
+static void stream_fail(mr_request_t *r, const char *why)
+{
+    mr_error_t e;
+    size_t len;
+    char *body;
+
+    mr_error_set(&e, 502, "api_error", "upstream_stream_error", NULL,
+                 "upstream %s failed mid-stream: %s", r->served_by->name, why);
+    body = mr_error_body(&e, NULL, NULL, &len);
+    if (body) {
+        mr_buf_append_force(&r->resp, "data: ", 6);
+        mr_buf_append_force(&r->resp, body, len);
+        mr_buf_append_force(&r->resp, "\n\n", 2);
+        free(body);
+    }
+    mr_warn("%s: stream from %s ended early: %s", r->id, r->served_by->name, why);
+}
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+    mr_request_t *r = cls;
+    size_t n;
+
+    (void)pos;
+    if (r->state == RS_ABORT)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (mr_buf_len(&r->resp)) {
+        n = mr_buf_read(&r->resp, out, max);
+        if (r->paused && r->xfer && mr_buf_len(&r->resp) <= r->resp.limit / 2) {
+            r->paused = 0;
+            mr_transfer_unpause(r->xfer);
+        }
+        return (ssize_t)n;
+    }
+    if (r->upstream_done)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    /* Nothing buffered: park the connection until the upstream sends more
+     * (returning 0 without suspending would make MHD spin). */
+    suspend(r);
+    return 0;
+}
+
+static enum MHD_Result queue_stream(mr_request_t *r)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, r, NULL);
+    enum MHD_Result ret;
+
+    if (!resp)
+        return MHD_NO;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            r->up_ctype[0] ? r->up_ctype : "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    add_common_headers(r, resp);
+    ret = MHD_queue_response(r->conn, (unsigned)r->up_status, resp);
+    MHD_destroy_response(resp);
+    r->state = RS_STREAMING;
+    r->committed = 1;
+    return ret;
+}
+
+/* ---- upstream callbacks ----------------------------------------------- */
+
+static int is_2xx(long s)
+{
+    return s >= 200 && s < 300;
+}
+
+static void on_up_head(void *ud, const mr_upstream_head_t *h)
+{
+    mr_request_t *r = ud;
+    const mr_timeouts_t *t = &r->w->cfg->timeouts;
+
+    r->up_status = h->status;
+    snprintf(r->up_ctype, sizeof(r->up_ctype), "%s", h->content_type);
+    if (!is_2xx(h->status))
+        r->resp.limit = ERROR_BODY_MAX;
+    if (r->stream && is_2xx(h->status))
+        arm_timer(r, t->stream_idle_ms);
+}
+
+static int looks_like_sse(const char *p, size_t n)
+{
+    /* The first byte of an event stream starts a field name or a comment. */
+    while (n && (*p == '\n' || *p == '\r')) {
+        p++;
+        n--;
+    }
+    return n == 0 || *p == 'd' || *p == 'e' || *p == 'i' || *p == 'r' || *p == ':';
+}
+
+static mr_data_result_t on_up_data(void *ud, const char *p, size_t n)
+{
+    mr_request_t *r = ud;
+
+    if (!r->stream || !is_2xx(r->up_status)) {
+        if (mr_buf_append(&r->resp, p, n) < 0) {
+            if (!is_2xx(r->up_status))
+                return MR_DATA_OK; /* error bodies are only kept up to a cap */
+            r->up_too_big = 1;
+            return MR_DATA_ABORT;
+        }
+        return MR_DATA_OK;
+    }
+    if (!r->committed && mr_buf_len(&r->resp) == 0 && !looks_like_sse(p, n)) {
+        r->up_invalid = 1;
+        return MR_DATA_ABORT;
+    }
+    if (n > mr_buf_room(&r->resp) && mr_buf_len(&r->resp) > 0) {
+        r->paused = 1;
+        return MR_DATA_PAUSE;
+    }
+    if (mr_buf_append_force(&r->resp, p, n) < 0)
+        return MR_DATA_ABORT;
+    arm_timer(r, r->w->cfg->timeouts.stream_idle_ms);
+    if (!r->committed) {
+        if (r->state == RS_UPSTREAM) {
+            r->state = RS_STREAM_GO;
+            resume(r);
+        }
+    } else {
+        resume(r);
+    }
+    return MR_DATA_OK;
+}
+
+static int retryable_status(long s)
+{
+    return s == 408 || s == 429 || s >= 500;
+}
+
+static void record_attempt_end(mr_request_t *r, const char *error)
+{
+    attempt_t *a = &r->attempts[r->n_attempts - 1];
+    a->ms = ms_since_ns(r->attempt_start_ns);
+    a->status = r->up_status;
+    snprintf(a->error, sizeof(a->error), "%s", error ? error : "");
+}
+
+static void next_or_fail(mr_request_t *r)
+{
+    uint64_t now = uv_now(&r->w->loop);
+
+    if (r->state == RS_STREAM_GO)
+        r->state = RS_UPSTREAM; /* resumed but not answered: the handler re-suspends */
+    if (now - r->start_ms >= r->w->cfg->timeouts.request_ms)
+        r->deadline_hit = 1;
+    if (!r->deadline_hit && r->next_candidate < r->plan.n_candidates &&
+        r->n_attempts < r->plan.max_attempts)
+        start_attempt(r);
+    else
+        finish_failed(r);
+}
+
+static void on_up_done(void *ud, int code, const char *error)
+{
+    mr_request_t *r = ud;
+    char why[160];
+
+    r->xfer = NULL;
+    if (r->committed) {
+        /* After the first byte went out there is no failover: end the
+         * stream with an SSE error event rather than leave the client hanging. */
+        uv_timer_stop(&r->timer);
+        r->upstream_done = 1;
+        if (code != CURLE_OK)
+            stream_fail(r, error);
+        record_attempt_end(r, code == CURLE_OK ? NULL : error);
+        resume(r);
+        return;
+    }
+    uv_timer_stop(&r->timer);
+    if (code == CURLE_OK && is_2xx(r->up_status)) {
+        if (r->stream && mr_buf_len(&r->resp) == 0) {
+            record_attempt_end(r, "empty event stream");
+        } else if (!r->stream &&
+                   mr_json_validate(mr_buf_ptr(&r->resp), mr_buf_len(&r->resp)) != 0) {
+            record_attempt_end(r, "invalid JSON in upstream response");
+        } else {
+            /* A stream that ended before we got to commit: send it whole. */
+            record_attempt_end(r, NULL);
+            if (r->stream && r->state == RS_STREAM_GO) {
+                r->upstream_done = 1;
+                return;
+            }
+            finish_success(r);
+            return;
+        }
+    } else if (code != CURLE_OK) {
+        if (r->up_invalid)
+            snprintf(why, sizeof(why), "upstream stream is not an event stream");
+        else if (r->up_too_big)
+            snprintf(why, sizeof(why), "upstream response larger than limits.max_response_bytes");
+        else
+            snprintf(why, sizeof(why), "%s", error);
+        record_attempt_end(r, why);
+    } else if (!retryable_status(r->up_status)) {
+        record_attempt_end(r, NULL);
+        finish_passthrough_error(r);
+        return;
+    } else {
+        record_attempt_end(r, NULL);
+    }
+    mr_debug("%s: attempt %u on %s failed, status %ld", r->id, r->n_attempts,
+             r->attempts[r->n_attempts - 1].provider->name, r->up_status);
+    r->served_by = NULL;
+    next_or_fail(r);
+}
+
+static const mr_transfer_handler_t upstream_handler = {on_up_head, on_up_data, on_up_done};
+
+/* ---- timers ----------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t)
+{
+    mr_request_t *r = t->data;
+    uint64_t now = uv_now(&r->w->loop);
+    char why[96];
+
+    if (!r->xfer)
+        return;
+    mr_transfer_cancel(r->xfer);
+    r->xfer = NULL;
+    if (r->committed) {
+        snprintf(why, sizeof(why), "no data for %u ms (timeouts.stream_idle_ms)",
+                 r->w->cfg->timeouts.stream_idle_ms);
+        stream_fail(r, why);
+        r->upstream_done = 1;
+        record_attempt_end(r, why);
+        resume(r);
+        return;
+    }
+    if (now - r->start_ms >= r->w->cfg->timeouts.request_ms) {
+        r->deadline_hit = 1;
+        snprintf(why, sizeof(why), "timeout: request deadline %u ms reached",
+                 r->w->cfg->timeouts.request_ms);
+    } else if (r->up_status == 0) {
+        snprintf(why, sizeof(why), "timeout: no response headers within %u ms",
+                 r->w->cfg->timeouts.first_byte_ms);
+    } else {
+        snprintf(why, sizeof(why), "timeout: response body incomplete");
+    }
+    record_attempt_end(r, why);
+    r->served_by = NULL;
+    next_or_fail(r);
+}
+
+/* Arms the request's single timer for `ms` from now, never past the overall
+ * request deadline (streams already answering are exempt: their bound is
+ * the idle timeout). */
+static void arm_timer(mr_request_t *r, uint64_t ms)
+{
+    uint64_t now = uv_now(&r->w->loop);
+    uint64_t deadline = r->start_ms + r->w->cfg->timeouts.request_ms;
+
+    if (!r->committed) {
+        uint64_t left = deadline > now ? deadline - now : 0;
+        if (ms > left)
+            ms = left;
+    }
+    uv_timer_start(&r->timer, on_timer, ms, 0);
+}
+
+/* ---- attempts --------------------------------------------------------- */
+
+static int build_upstream_body(mr_request_t *r, const char *model)
+{
+    size_t mlen = strlen(model);
+    size_t cap = r->body.end - r->body.start - r->model_len + 6 * mlen + 3;
+    char *p = malloc(cap);
+    const char *src = mr_buf_ptr(&r->body);
+    size_t n = 0;
+
+    if (!p)
+        return -1;
+    memcpy(p, src, r->model_off);
+    n = r->model_off;
+    n += mr_json_quote(model, p + n);
+    size_t tail = mr_buf_len(&r->body) - r->model_off - r->model_len;
+    memcpy(p + n, src + r->model_off + r->model_len, tail);
+    n += tail;
+    free(r->up_body);
+    r->up_body = p;
+    r->up_body_len = n;
+    return 0;
+}
+
+static void start_attempt(mr_request_t *r)
+{
+    mr_worker_t *w = r->w;
+    const mr_candidate_t *c = &r->plan.candidates[r->next_candidate++];
+    const mr_provider_rt_t *rt = &w->prov[mr_worker_provider_index(w, c->provider)];
+    attempt_t *a = &r->attempts[r->n_attempts++];
+    char err[128];
+
+    memset(a, 0, sizeof(*a));
+    a->provider = c->provider;
+    a->model = c->model;
+    r->served_by = c->provider;
+    r->up_status = 0;
+    r->up_ctype[0] = '\0';
+    r->up_invalid = r->up_too_big = r->paused = 0;
+    mr_buf_reset(&r->resp);
+    r->resp.limit =
+        r->stream ? w->cfg->limits.stream_buffer_bytes : w->cfg->limits.max_response_bytes;
+    r->attempt_start_ns = uv_hrtime();
+    if (build_upstream_body(r, c->model) < 0) {
+        record_attempt_end(r, "out of memory");
+        next_or_fail(r);
+        return;
+    }
+    mr_transfer_req_t req = {
+        .url = rt->url[r->endpoint],
+        .headers = rt->headers,
+        .body = r->up_body,
+        .body_len = r->up_body_len,
+        .connect_timeout_ms = w->cfg->timeouts.connect_ms,
+    };
+    r->xfer = mr_upstream_start(&w->upstream, &req, &upstream_handler, r, err, sizeof(err));
+    if (!r->xfer) {
+        record_attempt_end(r, err);
+        next_or_fail(r);
+        return;
+    }
+    mr_debug("%s: attempt %u -> %s (%s)", r->id, r->n_attempts, c->provider->name, c->model);
+    arm_timer(r, w->cfg->timeouts.first_byte_ms);
+}
+
+/* ---- request start: validation and routing ----------------------------- */
+
+static enum MHD_Result begin_proxy(mr_request_t *r)
+{
+    const char *p = mr_buf_ptr(&r->body);
+    size_t len = mr_buf_len(&r->body);
+    json_error_t jerr;
+    json_t *root, *model, *stream;
+    mr_error_t e;
+    mr_json_span_t span;
+
+    if (len == 0)
+        return respond_errorf(r, 400, "invalid_request_error", NULL,
+                              "request body is empty: expected a JSON object");
+    root = json_loadb(p, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        mr_error_set(&e, 400, NULL, "invalid_json", NULL,
+                     "request body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                     jerr.line, jerr.column);
+        return respond_error(r, &e);
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return respond_errorf(r, 400, "invalid_request_error", NULL,
+                              "request body must be a JSON object");
+    }
+    model = json_object_get(root, "model");
+    stream = json_object_get(root, "stream");
+    if (!model || json_is_null(model)) {
+        json_decref(root);
+        return respond_errorf(r, 400, "missing_required_parameter", "model",
+                              "you must provide a model parameter");
+    }
+    if (!json_is_string(model) || json_string_length(model) == 0) {
+        json_decref(root);
+        return respond_errorf(r, 400, "invalid_type", "model", "model must be a non-empty string");
+    }
+    if (stream && !json_is_boolean(stream) && !json_is_null(stream)) {
+        json_decref(root);
+        return respond_errorf(r, 400, "invalid_type", "stream", "stream must be a boolean");
+    }
+    r->stream = r->endpoint != MR_EP_EMBEDDINGS && json_is_true(stream);
+    r->model = strdup(json_string_value(model));
+    json_decref(root);
+    if (!r->model)
+        return MHD_NO;
+    if (mr_router_plan(r->w->cfg, r->model, &r->plan, &e) < 0)
+        return respond_error(r, &e);
+    /* jansson accepted it, so the raw scan cannot fail; the splice keeps every
+     * other byte of the client's body as it was. */
+    if (mr_json_find_member(p, len, "model", &span) < 0)
+        return respond_errorf(r, 400, "invalid_request_error", "model",
+                              "model must be a top-level member");
+    r->model_off = span.value_off;
+    r->model_len = span.value_len;
+    r->state = RS_UPSTREAM;
+    suspend(r);
+    start_attempt(r);
+    return MHD_YES;
+}
+
+/* ---- MHD callbacks ---------------------------------------------------- */
+
+static mr_request_t *request_new(mr_worker_t *w, struct MHD_Connection *conn)
+{
+    mr_request_t *r = calloc(1, sizeof(*r));
+    const char *cid;
+
+    if (!r)
+        return NULL;
+    r->w = w;
+    r->conn = conn;
+    r->start_ms = uv_now(&w->loop);
+    r->endpoint = MR_EP_COUNT;
+    mr_buf_init(&r->body, w->cfg->limits.max_body_bytes);
+    mr_buf_init(&r->resp, w->cfg->limits.max_response_bytes);
+    uv_timer_init(&w->loop, &r->timer);
+    r->timer.data = r;
+    r->open_handles = 1;
+    cid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-request-id");
+    if (cid && valid_client_id(cid))
+        snprintf(r->id, sizeof(r->id), "%s", cid);
+    else
+        snprintf(r->id, sizeof(r->id), "req_%016llx", (unsigned long long)rng_next(w));
+    r->next = w->requests;
+    if (w->requests)
+        w->requests->prev = r;
+    w->requests = r;
+    w->n_requests++;
+    return r;
+}
+
+static void request_closed(uv_handle_t *h)
+{
+    mr_request_t *r = h->data;
+
+    if (--r->open_handles > 0)
+        return;
+    mr_worker_t *w = r->w;
+    free(r);
+    mr_worker_request_ended(w);
+}
+
+static void request_free(mr_request_t *r)
+{
+    mr_worker_t *w = r->w;
+
+    if (r->xfer) {
+        mr_transfer_cancel(r->xfer);
+        r->xfer = NULL;
+    }
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        w->requests = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    w->n_requests--;
+    mr_buf_free(&r->body);
+    mr_buf_free(&r->resp);
+    free(r->up_body);
+    free(r->out_body);
+    free(r->model);
+    uv_close((uv_handle_t *)&r->timer, request_closed);
+    if (r->poll_inited)
+        uv_close((uv_handle_t *)&r->client_poll, request_closed);
+}
+
+static enum MHD_Result header_bytes_it(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    size_t *sum = cls;
+    (void)kind;
+    *sum += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
+static int json_content_type(const char *ct)
+{
+    size_t n = strlen("application/json");
+    if (!ct)
+        return 1; /* absent: assume JSON, as most gateways do */
+    while (*ct == ' ')
+        ct++;
+    return strncasecmp(ct, "application/json", n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* Strips an optional "/v1" so both base URLs clients use work. */
+static const char *api_path(const char *url)
+{
+    if (strncmp(url, "/v1/", 4) == 0)
+        return url + 3;
+    return url;
+}
+
+static enum MHD_Result handle_first(mr_request_t *r, const char *url, const char *method)
+{
+    mr_worker_t *w = r->w;
+    const char *path = api_path(url);
+    int is_get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
+    int is_post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+    size_t hdr = 0;
+
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, header_bytes_it, &hdr);
+    if (hdr > w->cfg->limits.max_header_bytes) {
+        mr_error_t e;
+        mr_error_set(&e, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, NULL, "headers_too_large", NULL,
+                     "request headers are %zu bytes; the limit is %zu (limits.max_header_bytes)",
+                     hdr, w->cfg->limits.max_header_bytes);
+        return respond_error(r, &e);
+    }
+    if (strcmp(path, "/models") == 0 || strcmp(url, "/healthz") == 0) {
+        if (!is_get && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+            return respond_errorf(r, 405, "method_not_allowed", NULL,
+                                  "%s is not allowed here; use GET", method);
+        /* Answered on MHD's next call: queueing during the first one makes
+         * MHD close the keep-alive connection. */
+        if (strcmp(url, "/healthz") == 0) {
+            static const char ok[] = "{\"status\":\"ok\"}";
+            r->local_body = ok;
+            r->local_len = sizeof(ok) - 1;
+        } else {
+            r->local_body = w->models_body;
+            r->local_len = w->models_len;
+        }
+        return MHD_YES;
+    }
+    for (int i = 0; i < MR_EP_COUNT; i++) {
+        if (strcmp(path, endpoint_paths[i]) == 0)
+            r->endpoint = (mr_endpoint_t)i;
+    }
+    if (r->endpoint == MR_EP_COUNT)
+        return respond_errorf(r, 404, "unknown_url", NULL,
+                              "unknown path %s; Meridian serves /v1/chat/completions, "
+                              "/v1/completions, /v1/embeddings and /v1/models",
+                              url);
+    if (!is_post)
+        return respond_errorf(r, 405, "method_not_allowed", NULL,
+                              "%s is not allowed here; use POST", method);
+    if (!json_content_type(
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)))
+        return respond_errorf(r, 415, "unsupported_media_type", NULL,
+                              "Content-Type must be application/json");
+    const char *cl =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > w->cfg->limits.max_body_bytes)
+        r->body_too_large = 1;
+    if (r->body_too_large) {
+        mr_error_t e;
+        mr_error_set(&e, 413, NULL, "request_too_large", NULL,
+                     "request body exceeds %zu bytes (limits.max_body_bytes)",
+                     w->cfg->limits.max_body_bytes);
+        return respond_error(r, &e);
+    }
+    return MHD_YES;
+}
+
+enum MHD_Result mr_gateway_handle(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    mr_worker_t *w = cls;
+    mr_request_t *r = *con_cls;
+
+    (void)version;
+    if (!r) {
+        r = request_new(w, conn);
+        if (!r)
+            return MHD_NO;
+        *con_cls = r;
+        return handle_first(r, url, method);
+    }
+    switch (r->state) {
+    case RS_BODY:
+        if (*upload_data_size) {
+            if (!r->body_too_large && mr_buf_append(&r->body, upload_data, *upload_data_size) < 0)
+                r->body_too_large = 1;
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        if (r->local_body)
+            return respond_static(r, 200, r->local_body, r->local_len);
+        if (r->body_too_large) {
+            mr_error_t e;
+            mr_error_set(&e, 413, NULL, "request_too_large", NULL,
+                         "request body exceeds %zu bytes (limits.max_body_bytes)",
+                         w->cfg->limits.max_body_bytes);
+            return respond_error(r, &e);
+        }
+        return begin_proxy(r);
+    case RS_RESPOND: {
+        char *body = r->out_body;
+        r->out_body = NULL;
+        stop_client_poll(r);
+        if (!body)
+            return MHD_NO;
+        return queue_buffer(r, r->out_status, body, r->out_len, r->out_ctype);
+    }
+    case RS_STREAM_GO:
+        return queue_stream(r);
+    case RS_ABORT:
+        return MHD_NO;
+    case RS_UPSTREAM:
+        /* Resumed for a stream that then failed over before being answered. */
+        suspend(r);
+        return MHD_YES;
+    default:
+        return MHD_YES;
+    }
+}
+
+void mr_gateway_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                          enum MHD_RequestTerminationCode toe)
+{
+    mr_request_t *r = *con_cls;
+
+    (void)cls;
+    (void)conn;
+    if (!r)
+        return;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        mr_debug("%s: connection ended early (code %d)", r->id, (int)toe);
+    stop_client_poll(r);
+    request_free(r);
+    *con_cls = NULL;
+}
+
+void mr_gateway_abort_all(mr_worker_t *w)
+{
+    for (mr_request_t *r = w->requests; r; r = r->next) {
+        if (r->state != RS_DONE)
+            abort_request(r);
+    }
+}

@@ -1,0 +1,276 @@
+#include "meridian/json_span.h"
+
+#include <string.h>
+
+typedef struct scanner {
+    const char *p;
+    const char *end;
+} scanner_t;
+
+static void skip_ws(scanner_t *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+static int is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* Length of a valid UTF-8 sequence starting at p, 0 if invalid. */
+static size_t utf8_len(const unsigned char *p, const unsigned char *end)
+{
+    unsigned c = p[0];
+    size_t n;
+    unsigned min;
+
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2, min = 0x80;
+    else if (c >= 0xE0 && c <= 0xEF)
+        n = 3, min = 0x800;
+    else if (c >= 0xF0 && c <= 0xF4)
+        n = 4, min = 0x10000;
+    else
+        return 0;
+    if ((size_t)(end - p) < n)
+        return 0;
+    unsigned cp = c & (0xFF >> (n + 1));
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return n;
+}
+
+static int scan_string(scanner_t *s)
+{
+    if (s->p >= s->end || *s->p != '"')
+        return -1;
+    s->p++;
+    while (s->p < s->end) {
+        unsigned char c = (unsigned char)*s->p;
+        if (c == '"') {
+            s->p++;
+            return 0;
+        }
+        if (c < 0x20)
+            return -1;
+        if (c == '\\') {
+            if (++s->p >= s->end)
+                return -1;
+            switch (*s->p) {
+            case '"':
+            case '\\':
+            case '/':
+            case 'b':
+            case 'f':
+            case 'n':
+            case 'r':
+            case 't':
+                s->p++;
+                break;
+            case 'u':
+                if (s->end - s->p < 5 || !is_hex(s->p[1]) || !is_hex(s->p[2]) || !is_hex(s->p[3]) ||
+                    !is_hex(s->p[4]))
+                    return -1;
+                s->p += 5;
+                break;
+            default:
+                return -1;
+            }
+            continue;
+        }
+        size_t n = utf8_len((const unsigned char *)s->p, (const unsigned char *)s->end);
+        if (n == 0)
+            return -1;
+        s->p += n;
+    }
+    return -1;
+}
+
+static int scan_digits(scanner_t *s)
+{
+    const char *start = s->p;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+        s->p++;
+    return s->p > start ? 0 : -1;
+}
+
+static int scan_number(scanner_t *s)
+{
+    if (s->p < s->end && *s->p == '-')
+        s->p++;
+    if (s->p < s->end && *s->p == '0')
+        s->p++;
+    else if (scan_digits(s) < 0)
+        return -1;
+    if (s->p < s->end && *s->p == '.') {
+        s->p++;
+        if (scan_digits(s) < 0)
+            return -1;
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        s->p++;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+            s->p++;
+        if (scan_digits(s) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int scan_literal(scanner_t *s, const char *lit)
+{
+    size_t n = strlen(lit);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, lit, n) != 0)
+        return -1;
+    s->p += n;
+    return 0;
+}
+
+static int scan_value(scanner_t *s, int depth)
+{
+    if (s->p >= s->end)
+        return -1;
+    switch (*s->p) {
+    case '"':
+        return scan_string(s);
+    case 't':
+        return scan_literal(s, "true");
+    case 'f':
+        return scan_literal(s, "false");
+    case 'n':
+        return scan_literal(s, "null");
+    case '{':
+    case '[': {
+        char close = *s->p == '{' ? '}' : ']';
+        int object = close == '}';
+        if (depth >= MR_JSON_MAX_DEPTH)
+            return -1;
+        s->p++;
+        skip_ws(s);
+        if (s->p < s->end && *s->p == close) {
+            s->p++;
+            return 0;
+        }
+        for (;;) {
+            if (object) {
+                if (scan_string(s) < 0)
+                    return -1;
+                skip_ws(s);
+                if (s->p >= s->end || *s->p != ':')
+                    return -1;
+                s->p++;
+                skip_ws(s);
+            }
+            if (scan_value(s, depth + 1) < 0)
+                return -1;
+            skip_ws(s);
+            if (s->p >= s->end)
+                return -1;
+            if (*s->p == ',') {
+                s->p++;
+                skip_ws(s);
+                continue;
+            }
+            if (*s->p != close)
+                return -1;
+            s->p++;
+            return 0;
+        }
+    }
+    default:
+        return scan_number(s);
+    }
+}
+
+int mr_json_validate(const char *buf, size_t len)
+{
+    scanner_t s = {buf, buf + len};
+
+    skip_ws(&s);
+    if (scan_value(&s, 0) < 0)
+        return -1;
+    skip_ws(&s);
+    return s.p == s.end ? 0 : -1;
+}
+
+int mr_json_find_member(const char *buf, size_t len, const char *key, mr_json_span_t *span)
+{
+    scanner_t s = {buf, buf + len};
+    size_t klen = strlen(key);
+
+    skip_ws(&s);
+    if (s.p >= s.end || *s.p != '{')
+        return -1;
+    s.p++;
+    skip_ws(&s);
+    while (s.p < s.end && *s.p == '"') {
+        const char *kstart = s.p;
+        if (scan_string(&s) < 0)
+            return -1;
+        int match = (size_t)(s.p - kstart) == klen + 2 && memcmp(kstart + 1, key, klen) == 0;
+        skip_ws(&s);
+        if (s.p >= s.end || *s.p != ':')
+            return -1;
+        s.p++;
+        skip_ws(&s);
+        const char *vstart = s.p;
+        if (scan_value(&s, 1) < 0)
+            return -1;
+        if (match) {
+            span->member_off = (size_t)(kstart - buf);
+            span->value_off = (size_t)(vstart - buf);
+            span->value_len = (size_t)(s.p - vstart);
+            return 0;
+        }
+        skip_ws(&s);
+        if (s.p < s.end && *s.p == ',') {
+            s.p++;
+            skip_ws(&s);
+        }
+    }
+    return -1;
+}
+
+size_t mr_json_quote(const char *str, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+
+    *o++ = '"';
+    for (const unsigned char *p = (const unsigned char *)str; *p; p++) {
+        switch (*p) {
+        case '"':
+            *o++ = '\\', *o++ = '"';
+            break;
+        case '\\':
+            *o++ = '\\', *o++ = '\\';
+            break;
+        case '\n':
+            *o++ = '\\', *o++ = 'n';
+            break;
+        case '\r':
+            *o++ = '\\', *o++ = 'r';
+            break;
+        case '\t':
+            *o++ = '\\', *o++ = 't';
+            break;
+        default:
+            if (*p < 0x20) {
+                *o++ = '\\', *o++ = 'u', *o++ = '0', *o++ = '0';
+                *o++ = hex[*p >> 4], *o++ = hex[*p & 15];
+            } else {
+                *o++ = (char)*p;
+            }
+        }
+    }
+    *o++ = '"';
+    return (size_t)(o - out);
+}

@@ -1,0 +1,401 @@
+#include "meridian/upstream.h"
+
+#include "meridian/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define POOL_MAX 1024
+#define CTYPE_MAX 128
+
+struct mr_transfer {
+    mr_upstream_t *u;
+    CURL *easy;
+    mr_transfer_handler_t h;
+    void *ud;
+    mr_upstream_head_t head;
+    char content_type[CTYPE_MAX];
+    int head_done;
+    int paused;
+    int unpause_queued;
+    mr_transfer_t *unpause_next;
+    char errbuf[CURL_ERROR_SIZE];
+};
+
+/* One per socket curl asks us to watch; freed in its close callback. */
+struct mr_upstream_sock {
+    uv_poll_t poll;
+    mr_upstream_t *u;
+    curl_socket_t fd;
+    int events;
+    mr_upstream_sock_t *prev, *next;
+};
+
+static void process_done(mr_upstream_t *u);
+
+static void sock_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void sock_release(mr_upstream_sock_t *s)
+{
+    mr_upstream_t *u = s->u;
+
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        u->socks = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    uv_poll_stop(&s->poll);
+    uv_close((uv_handle_t *)&s->poll, sock_closed);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    mr_upstream_sock_t *s = p->data;
+    mr_upstream_t *u = s->u;
+    int flags = 0, running;
+
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    else {
+        if (events & UV_READABLE)
+            flags |= CURL_CSELECT_IN;
+        if (events & UV_WRITABLE)
+            flags |= CURL_CSELECT_OUT;
+    }
+    curl_multi_socket_action(u->multi, s->fd, flags, &running);
+    process_done(u);
+}
+
+static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    mr_upstream_t *u = userp;
+    mr_upstream_sock_t *s = socketp;
+    int events = 0;
+
+    (void)easy;
+    if (what == CURL_POLL_REMOVE) {
+        if (s) {
+            curl_multi_assign(u->multi, fd, NULL);
+            sock_release(s);
+        }
+        return 0;
+    }
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (!s)
+            return -1;
+        if (uv_poll_init_socket(u->loop, &s->poll, fd) != 0) {
+            free(s);
+            return -1;
+        }
+        s->poll.data = s;
+        s->u = u;
+        s->fd = fd;
+        s->next = u->socks;
+        if (u->socks)
+            u->socks->prev = s;
+        u->socks = s;
+        curl_multi_assign(u->multi, fd, s);
+    }
+    if (what & CURL_POLL_IN)
+        events |= UV_READABLE;
+    if (what & CURL_POLL_OUT)
+        events |= UV_WRITABLE;
+    /* Re-arming with the same mask would cost an epoll_ctl for nothing. */
+    if (events != s->events || !uv_is_active((uv_handle_t *)&s->poll)) {
+        s->events = events;
+        uv_poll_start(&s->poll, events, on_poll);
+    }
+    return 0;
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    mr_upstream_t *u = t->data;
+    int running;
+
+    curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    process_done(u);
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    mr_upstream_t *u = userp;
+
+    (void)multi;
+    if (u->closing)
+        return 0;
+    if (timeout_ms < 0)
+        uv_timer_stop(&u->timer);
+    else /* 0 means "as soon as possible": the next loop turn, never from inside curl */
+        uv_timer_start(&u->timer, on_timer, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+int mr_upstream_init(mr_upstream_t *u, uv_loop_t *loop)
+{
+    memset(u, 0, sizeof(*u));
+    u->loop = loop;
+    u->multi = curl_multi_init();
+    if (!u->multi)
+        return -1;
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
+    /* Keep enough idle connections that a burst does not close keep-alives. */
+    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    uv_timer_init(loop, &u->timer);
+    u->timer.data = u;
+    uv_idle_init(loop, &u->unpause);
+    u->unpause.data = u;
+    u->pool_cap = POOL_MAX;
+    u->pool = calloc(u->pool_cap, sizeof(CURL *));
+    if (!u->pool) {
+        curl_multi_cleanup(u->multi);
+        u->multi = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void mr_upstream_close(mr_upstream_t *u)
+{
+    u->closing = 1;
+    while (u->n_pool)
+        curl_easy_cleanup(u->pool[--u->n_pool]);
+    free(u->pool);
+    u->pool = NULL;
+    if (u->multi)
+        curl_multi_cleanup(u->multi);
+    u->multi = NULL;
+    while (u->socks)
+        sock_release(u->socks);
+    uv_close((uv_handle_t *)&u->timer, NULL);
+    uv_close((uv_handle_t *)&u->unpause, NULL);
+}
+
+static size_t header_cb(char *p, size_t size, size_t n, void *userp)
+{
+    mr_transfer_t *t = userp;
+    size_t len = size * n;
+
+    if (t->head_done)
+        return len; /* trailers */
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        const char *sp = memchr(p, ' ', len);
+        t->head.status = sp ? strtol(sp + 1, NULL, 10) : 0;
+        t->content_type[0] = '\0';
+        t->head.retry_after_s = -1;
+        return len;
+    }
+    if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
+        if (t->head.status >= 200) {
+            t->head_done = 1;
+            t->head.content_type = t->content_type;
+            if (t->h.on_head)
+                t->h.on_head(t->ud, &t->head);
+        }
+        return len;
+    }
+    const char *colon = memchr(p, ':', len);
+    if (!colon)
+        return len;
+    size_t nlen = (size_t)(colon - p);
+    const char *v = colon + 1, *end = p + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    size_t vlen = (size_t)(end - v);
+    if (nlen == 12 && strncasecmp(p, "content-type", 12) == 0) {
+        if (vlen >= CTYPE_MAX)
+            vlen = CTYPE_MAX - 1;
+        memcpy(t->content_type, v, vlen);
+        t->content_type[vlen] = '\0';
+    } else if (nlen == 11 && strncasecmp(p, "retry-after", 11) == 0) {
+        char tmp[16];
+        char *e;
+        if (vlen > 0 && vlen < sizeof(tmp)) {
+            memcpy(tmp, v, vlen);
+            tmp[vlen] = '\0';
+            long s = strtol(tmp, &e, 10);
+            if (*e == '\0' && s >= 0)
+                t->head.retry_after_s = s;
+        }
+    }
+    return len;
+}
+
+static size_t write_cb(char *p, size_t size, size_t n, void *userp)
+{
+    mr_transfer_t *t = userp;
+    size_t len = size * n;
+
+    switch (t->h.on_data(t->ud, p, len)) {
+    case MR_DATA_OK:
+        return len;
+    case MR_DATA_PAUSE:
+        t->paused = 1;
+        return CURL_WRITEFUNC_PAUSE;
+    default:
+        return 0; /* CURLE_WRITE_ERROR */
+    }
+}
+
+static CURL *acquire_easy(mr_upstream_t *u)
+{
+    CURL *e;
+
+    if (u->n_pool)
+        return u->pool[--u->n_pool];
+    e = curl_easy_init();
+    if (!e)
+        return NULL;
+    /* Options that never change between transfers are set once per handle. */
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_NOPROXY, "localhost,127.0.0.1,::1");
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    return e;
+}
+
+static void release_easy(mr_upstream_t *u, CURL *e)
+{
+    if (u->n_pool < u->pool_cap && !u->closing)
+        u->pool[u->n_pool++] = e;
+    else
+        curl_easy_cleanup(e);
+}
+
+mr_transfer_t *mr_upstream_start(mr_upstream_t *u, const mr_transfer_req_t *req,
+                                 const mr_transfer_handler_t *h, void *ud, char *err, size_t errlen)
+{
+    mr_transfer_t *t = calloc(1, sizeof(*t));
+    CURL *e;
+    CURLMcode mc;
+
+    if (!t || !(e = acquire_easy(u))) {
+        free(t);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->u = u;
+    t->easy = e;
+    t->h = *h;
+    t->ud = ud;
+    t->head.retry_after_s = -1;
+    t->head.content_type = t->content_type;
+    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+    mc = curl_multi_add_handle(u->multi, e);
+    if (mc != CURLM_OK) {
+        snprintf(err, errlen, "curl: %s", curl_multi_strerror(mc));
+        release_easy(u, e);
+        free(t);
+        return NULL;
+    }
+    u->active++;
+    return t;
+}
+
+static void unqueue_unpause(mr_transfer_t *t)
+{
+    mr_transfer_t **pp;
+
+    if (!t->unpause_queued)
+        return;
+    for (pp = &t->u->unpause_list; *pp; pp = &(*pp)->unpause_next) {
+        if (*pp == t) {
+            *pp = t->unpause_next;
+            break;
+        }
+    }
+    t->unpause_queued = 0;
+}
+
+static void transfer_free(mr_transfer_t *t)
+{
+    mr_upstream_t *u = t->u;
+
+    unqueue_unpause(t);
+    curl_multi_remove_handle(u->multi, t->easy);
+    /* The errbuf pointer must not outlive t inside a pooled handle. */
+    curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, NULL);
+    release_easy(u, t->easy);
+    u->active--;
+    free(t);
+}
+
+void mr_transfer_cancel(mr_transfer_t *t)
+{
+    transfer_free(t);
+}
+
+static void process_done(mr_upstream_t *u)
+{
+    CURLMsg *msg;
+    int left;
+
+    while ((msg = curl_multi_info_read(u->multi, &left))) {
+        mr_transfer_t *t;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+        CURLcode code = msg->data.result;
+        char error[CURL_ERROR_SIZE + 64];
+        if (code == CURLE_OK)
+            error[0] = '\0';
+        else
+            snprintf(error, sizeof(error), "%s",
+                     t->errbuf[0] ? t->errbuf : curl_easy_strerror(code));
+        mr_transfer_handler_t h = t->h;
+        void *ud = t->ud;
+        /* Free first: on_done may start a new transfer on a pooled handle. */
+        transfer_free(t);
+        h.on_done(ud, (int)code, error);
+    }
+}
+
+static void on_unpause(uv_idle_t *idle)
+{
+    mr_upstream_t *u = idle->data;
+
+    uv_idle_stop(idle);
+    while (u->unpause_list) {
+        mr_transfer_t *t = u->unpause_list;
+        u->unpause_list = t->unpause_next;
+        t->unpause_queued = 0;
+        t->paused = 0;
+        /* May deliver buffered data through write_cb before returning. */
+        curl_easy_pause(t->easy, CURLPAUSE_CONT);
+    }
+    process_done(u);
+}
+
+void mr_transfer_unpause(mr_transfer_t *t)
+{
+    if (!t->paused || t->unpause_queued)
+        return;
+    t->unpause_queued = 1;
+    t->unpause_next = t->u->unpause_list;
+    t->u->unpause_list = t;
+    uv_idle_start(&t->u->unpause, on_unpause);
+}
