@@ -50,10 +50,18 @@ char *mr_error_body(const mr_error_t *e, const char *extra_key, json_t *extra, s
 
     if (!err || !root)
         goto done;
-    /* json_string rejects invalid UTF-8; messages may quote client input, so
-     * fall back to a lossless-enough placeholder rather than dropping the error. */
+    /* json_string rejects invalid UTF-8 and messages may quote client input:
+     * keep the message readable with non-ASCII bytes replaced. */
     json_t *msg = json_string(e->message);
-    json_object_set_new(err, "message", msg ? msg : json_string("(message not valid UTF-8)"));
+    if (!msg) {
+        char ascii[MR_ERROR_MESSAGE_MAX];
+        size_t i;
+        for (i = 0; e->message[i] && i < sizeof(ascii) - 1; i++)
+            ascii[i] = (unsigned char)e->message[i] < 0x80 ? e->message[i] : '?';
+        ascii[i] = '\0';
+        msg = json_string(ascii);
+    }
+    json_object_set_new(err, "message", msg);
     json_object_set_new(err, "type", string_or_null(e->type));
     json_object_set_new(err, "param", string_or_null(e->param));
     json_object_set_new(err, "code", string_or_null(e->code));

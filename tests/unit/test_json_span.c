@@ -1,0 +1,114 @@
+#include "meridian/json_span.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+static int valid(const char *s)
+{
+    return mr_json_validate(s, strlen(s)) == 0;
+}
+
+static void test_validate_accepts(void **state)
+{
+    (void)state;
+    const char *ok[] = {
+        "{}",
+        "[]",
+        " {\"a\":1} ",
+        "\"x\"",
+        "0",
+        "-0.5e+10",
+        "true",
+        "null",
+        "{\"a\":[1,2,{\"b\":null}],\"c\":\"\\u00e9\\n\"}",
+        "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"",
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        assert_true(valid(ok[i]));
+}
+
+static void test_validate_rejects(void **state)
+{
+    (void)state;
+    const char *bad[] = {
+        "",
+        "{",
+        "{\"a\":}",
+        "{\"a\" 1}",
+        "[1,]",
+        "{,}",
+        "01",
+        "1.",
+        "-",
+        ".5",
+        "1e",
+        "tru",
+        "\"\\x\"",
+        "\"\\u12g4\"",
+        "\"a\nb\"",
+        "{} {}",
+        "\"\xc3\"",
+        "\"\xed\xa0\x80\"",
+        "\"\xc0\xaf\"",
+        "this is not json {{{",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (valid(bad[i]))
+            fail_msg("accepted invalid JSON #%zu: %s", i, bad[i]);
+    }
+}
+
+static void test_validate_depth_bounded(void **state)
+{
+    char deep[2 * MR_JSON_MAX_DEPTH + 8];
+    size_t n = 0;
+    (void)state;
+    for (int i = 0; i < MR_JSON_MAX_DEPTH + 2; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < MR_JSON_MAX_DEPTH + 2; i++)
+        deep[n++] = ']';
+    assert_int_equal(mr_json_validate(deep, n), -1);
+}
+
+static void test_find_member(void **state)
+{
+    const char *j = "{ \"messages\": [{\"model\":\"inner\"}], \"model\" : \"chat\", \"x\":1}";
+    mr_json_span_t sp;
+    (void)state;
+    assert_int_equal(mr_json_find_member(j, strlen(j), "model", &sp), 0);
+    assert_int_equal(sp.value_len, 6);
+    assert_memory_equal(j + sp.value_off, "\"chat\"", 6);
+    assert_memory_equal(j + sp.member_off, "\"model\"", 7);
+    assert_int_equal(mr_json_find_member(j, strlen(j), "missing", &sp), -1);
+    assert_int_equal(mr_json_find_member("[1]", 3, "model", &sp), -1);
+    /* an escaped key is a different byte sequence and must not match */
+    const char *esc = "{\"mod\\u0065l\":1}";
+    assert_int_equal(mr_json_find_member(esc, strlen(esc), "model", &sp), -1);
+}
+
+static void test_quote(void **state)
+{
+    char out[64];
+    size_t n;
+    (void)state;
+    n = mr_json_quote("a\"b\\c\n\x01", out);
+    out[n] = '\0';
+    assert_string_equal(out, "\"a\\\"b\\\\c\\n\\u0001\"");
+    assert_true(valid(out));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_validate_accepts),
+        cmocka_unit_test(test_validate_rejects),
+        cmocka_unit_test(test_validate_depth_bounded),
+        cmocka_unit_test(test_find_member),
+        cmocka_unit_test(test_quote),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
