@@ -1,0 +1,1492 @@
+/*
+ * config — loading, validating and resolving meridian.json.
+ *
+ * The loader walks the JSON document once, validating as it goes and
+ * building an mr_config_t. Every object has a fixed set of keys; anything
+ * else is an error. Every error is one line, "<origin>: <json.path>: <why>",
+ * where the path is kept in a small stack inside the loader while it
+ * descends. Partial state is owned by the config under construction, so any
+ * failure is just mr_config_free() of what has been built so far.
+ *
+ * Secrets: api_key values are never copied into a message, a warning or the
+ * printed table; only the names of the variables they came from are.
+ */
+#include "meridian/config.h"
+#include "meridian/router.h" /* MR_MAX_CANDIDATES bounds a route's targets */
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Defaults and bounds; docs/configuration.md documents each one. */
+#define DEF_LISTEN_HOST "127.0.0.1"
+#define DEF_LISTEN_PORT 8080
+#define DEF_MAX_ATTEMPTS 3
+#define MAX_MAX_ATTEMPTS 16
+
+#define KIB 1024LL
+#define MIB (1024LL * 1024LL)
+#define GIB (1024LL * 1024LL * 1024LL)
+
+#define MAX_CONFIG_FILE_BYTES (16 * MIB) /* refuse to read anything bigger */
+#define MAX_EXPANDED_BYTES (64 * KIB)    /* one expanded string value */
+#define MAX_EXPAND_DEPTH 8               /* ${A:-${B:-${C}}} nesting */
+#define MAX_PROVIDER_NAME 64
+#define MAX_ROUTE_NAME 256
+#define MAX_LABEL 64 /* vendor, region */
+
+#define PATH_BUF 512
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+/* ------------------------------------------------------------------------ */
+
+static bool has_control(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return true;
+    return false;
+}
+
+/*
+ * Quote `s` for a one-line message: double quotes, backslash escapes for '"'
+ * and '\', \xNN for control bytes, at most ~80 input bytes then "...".
+ * Returns buf so it can be used directly as a printf argument.
+ */
+static const char *quote(char *buf, size_t n, const char *s)
+{
+    size_t o = 0, i = 0;
+
+    if (n < 8) {
+        if (n)
+            buf[0] = '\0';
+        return buf;
+    }
+    buf[o++] = '"';
+    for (; s[i] && i < 80; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (o + 6 >= n)
+            break;
+        if (c == '"' || c == '\\') {
+            buf[o++] = '\\';
+            buf[o++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            o += (size_t)snprintf(buf + o, n - o, "\\x%02x", c);
+        } else {
+            buf[o++] = (char)c;
+        }
+    }
+    if (s[i] && o + 5 < n) {
+        /* do not leave half a UTF-8 sequence before the ellipsis */
+        while (o > 1 && ((unsigned char)buf[o - 1] & 0xC0) == 0x80)
+            o--;
+        if (o > 1 && ((unsigned char)buf[o - 1] & 0xC0) == 0xC0)
+            o--;
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o++] = '"';
+    buf[o] = '\0';
+    return buf;
+}
+
+/* Case-insensitive Levenshtein distance, SIZE_MAX for long strings. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t prev[65], cur[65];
+
+    if (la > 64 || lb > 64)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            int ca = a[i - 1], cb = b[j - 1];
+            if (ca >= 'A' && ca <= 'Z')
+                ca += 'a' - 'A';
+            if (cb >= 'A' && cb <= 'Z')
+                cb += 'a' - 'A';
+            size_t best = prev[j - 1] + (ca != cb);
+            if (prev[j] + 1 < best)
+                best = prev[j] + 1;
+            if (cur[j - 1] + 1 < best)
+                best = cur[j - 1] + 1;
+            cur[j] = best;
+        }
+        memcpy(prev, cur, (lb + 1) * sizeof(size_t));
+    }
+    return prev[lb];
+}
+
+/* "Did you mean" accumulator: feed candidates, keep the closest plausible. */
+typedef struct suggest {
+    const char *word;
+    const char *best;
+    size_t best_d;
+} suggest_t;
+
+static void suggest_try(suggest_t *s, const char *cand)
+{
+    size_t lw = strlen(s->word), lc = strlen(cand);
+    size_t longest = lw > lc ? lw : lc, shortest = lw < lc ? lw : lc;
+    size_t limit = longest <= 4 ? 1 : longest <= 8 ? 2 : 3;
+    size_t d = edit_distance(s->word, cand);
+    /* "max_body" for "max_body_bytes": a truncated key is a plausible typo */
+    bool prefix = shortest >= 3 && !strncasecmp(s->word, cand, shortest);
+
+    if (d == SIZE_MAX || (!prefix && (d > limit || d >= shortest)))
+        return;
+    if (d < s->best_d) {
+        s->best = cand;
+        s->best_d = d;
+    }
+}
+
+/* " (did you mean \"x\"?)" or "" */
+static const char *suggest_text(const suggest_t *s, char *buf, size_t n)
+{
+    char q[160];
+
+    if (!s->best) {
+        buf[0] = '\0';
+        return buf;
+    }
+    snprintf(buf, n, " (did you mean %s?)", quote(q, sizeof(q), s->best));
+    return buf;
+}
+
+static const char *json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        return "object";
+    case JSON_ARRAY:
+        return "array";
+    case JSON_STRING:
+        return "string";
+    case JSON_INTEGER:
+        return "integer";
+    case JSON_REAL:
+        return "number";
+    case JSON_TRUE:
+    case JSON_FALSE:
+        return "boolean";
+    case JSON_NULL:
+        return "null";
+    }
+    return "value";
+}
+
+/* Growable string with a hard maximum, used by the env expander. */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap, max;
+    bool failed;   /* out of memory or over max: contents are incomplete */
+    bool too_long; /* failed because of max */
+} sbuf_t;
+
+static void sb_putn(sbuf_t *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->max) {
+        b->failed = b->too_long = true;
+        return;
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->failed = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+/* ------------------------------------------------------------------------ */
+/* ${VAR} expansion                                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct expander {
+    const char *s;
+    size_t pos;
+    sbuf_t out;
+    char *missing;   /* first variable referenced without default and unset */
+    char *first_var; /* first variable consulted, for provider key_env */
+    char *err;
+    size_t errlen;
+} expander_t;
+
+static int x_fail(expander_t *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int x_fail(expander_t *x, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (x->err && x->errlen) {
+        va_start(ap, fmt);
+        vsnprintf(x->err, x->errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+static bool is_name_start(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+
+static bool is_name_char(char c)
+{
+    return is_name_start(c) || (c >= '0' && c <= '9');
+}
+
+/*
+ * Expand a sequence until end of input (top level) or an unmatched '}'
+ * (inside a default). `active` is false while parsing a default that is not
+ * used: the syntax is still checked, nothing is emitted or looked up.
+ */
+static int x_seq(expander_t *x, int depth, bool active)
+{
+    for (;;) {
+        char c = x->s[x->pos];
+
+        if (c == '\0')
+            return 0;
+        if (c == '}' && depth > 0)
+            return 0;
+        if (c != '$') {
+            size_t run = 1;
+            while (x->s[x->pos + run] && x->s[x->pos + run] != '$' &&
+                   !(depth > 0 && x->s[x->pos + run] == '}'))
+                run++;
+            if (active)
+                sb_putn(&x->out, x->s + x->pos, run);
+            x->pos += run;
+            continue;
+        }
+        if (x->s[x->pos + 1] == '$') { /* "$$" -> "$" */
+            if (active)
+                sb_putn(&x->out, "$", 1);
+            x->pos += 2;
+            continue;
+        }
+        if (x->s[x->pos + 1] != '{') { /* lone '$' is literal */
+            if (active)
+                sb_putn(&x->out, "$", 1);
+            x->pos += 1;
+            continue;
+        }
+
+        size_t open = x->pos;
+        size_t name_at = x->pos + 2;
+        size_t n = 0;
+
+        if (depth + 1 > MAX_EXPAND_DEPTH)
+            return x_fail(x, "\"${\" nested more than %d deep at offset %zu", MAX_EXPAND_DEPTH,
+                          open);
+        if (x->s[name_at] == '}')
+            return x_fail(x, "empty variable name \"${}\" at offset %zu", open);
+        if (x->s[name_at] == '\0')
+            return x_fail(x, "unterminated \"${\" at offset %zu", open);
+        if (!is_name_start(x->s[name_at]))
+            return x_fail(x,
+                          "invalid variable name at offset %zu "
+                          "(names match [A-Za-z_][A-Za-z0-9_]*)",
+                          name_at);
+        while (is_name_char(x->s[name_at + n]))
+            n++;
+
+        char name[256];
+        if (n >= sizeof(name))
+            return x_fail(x, "variable name longer than %zu bytes at offset %zu", sizeof(name) - 1,
+                          name_at);
+        memcpy(name, x->s + name_at, n);
+        name[n] = '\0';
+
+        size_t after = name_at + n;
+        const char *val = NULL;
+
+        if (active) {
+            val = getenv(name);
+            if (!x->first_var && !(x->first_var = strdup(name)))
+                return x_fail(x, "out of memory");
+        }
+        if (x->s[after] == '}') {
+            x->pos = after + 1;
+            if (active) {
+                if (val)
+                    sb_putn(&x->out, val, strlen(val));
+                else if (!x->missing && !(x->missing = strdup(name)))
+                    return x_fail(x, "out of memory");
+            }
+            continue;
+        }
+        if (x->s[after] == ':' && x->s[after + 1] == '-') {
+            bool use_default = active && (!val || !*val);
+            x->pos = after + 2;
+            if (x_seq(x, depth + 1, use_default) < 0)
+                return -1;
+            if (x->s[x->pos] != '}')
+                return x_fail(x, "unterminated \"${\" at offset %zu", open);
+            x->pos++;
+            if (active && !use_default)
+                sb_putn(&x->out, val, strlen(val));
+            continue;
+        }
+        if (x->s[after] == '\0')
+            return x_fail(x, "unterminated \"${\" at offset %zu", open);
+        return x_fail(x,
+                      "expected \"}\" or \":-\" after the variable name at offset %zu "
+                      "(names match [A-Za-z_][A-Za-z0-9_]*)",
+                      after);
+    }
+}
+
+/*
+ * Internal form of mr_env_expand that also reports the first variable the
+ * expansion consulted (for a provider's key_env). Same return convention.
+ */
+static int env_expand(const char *in, char **out, char **missing, char **first_var, char *err,
+                      size_t errlen)
+{
+    expander_t x = {
+        .s = in, .out = {.max = (size_t)MAX_EXPANDED_BYTES}, .err = err, .errlen = errlen};
+    int rc;
+
+    *out = NULL;
+    if (missing)
+        *missing = NULL;
+    if (first_var)
+        *first_var = NULL;
+    rc = x_seq(&x, 0, true);
+    if (rc == 0 && x.out.failed)
+        rc = x.out.too_long
+                 ? x_fail(&x, "expanded value longer than %lld bytes", MAX_EXPANDED_BYTES - 1)
+                 : x_fail(&x, "out of memory");
+    if (rc == 0 && !x.out.p && !(x.out.p = strdup("")))
+        rc = x_fail(&x, "out of memory");
+    if (rc < 0) {
+        free(x.out.p);
+        free(x.missing);
+        free(x.first_var);
+        return -1;
+    }
+    if (first_var)
+        *first_var = x.first_var;
+    else
+        free(x.first_var);
+    if (x.missing) {
+        free(x.out.p);
+        if (missing)
+            *missing = x.missing;
+        else
+            free(x.missing);
+        return 1;
+    }
+    *out = x.out.p;
+    return 0;
+}
+
+int mr_env_expand(const char *in, char **out, char **missing, char *err, size_t errlen)
+{
+    return env_expand(in, out, missing, NULL, err, errlen);
+}
+
+/* ------------------------------------------------------------------------ */
+/* listen address                                                            */
+/* ------------------------------------------------------------------------ */
+
+/* Parse "HOST:PORT" / "[V6]:PORT"; *host is malloc'd, without brackets. */
+static int parse_listen(const char *s, char **host, uint16_t *port, char *why, size_t whylen)
+{
+    const char *h, *he, *p;
+    char hbuf[INET6_ADDRSTRLEN + 1];
+    unsigned char addr[sizeof(struct in6_addr)];
+    bool v6 = false;
+
+    if (s[0] == '[') {
+        h = s + 1;
+        he = strchr(h, ']');
+        if (!he) {
+            snprintf(why, whylen, "missing \"]\" after the IPv6 address");
+            return -1;
+        }
+        if (he[1] != ':') {
+            snprintf(why, whylen, "missing \":PORT\" after \"]\"");
+            return -1;
+        }
+        p = he + 2;
+        v6 = true;
+    } else {
+        he = strrchr(s, ':');
+        if (!he) {
+            snprintf(why, whylen, "missing \":PORT\" (expected HOST:PORT, e.g. 127.0.0.1:8080)");
+            return -1;
+        }
+        h = s;
+        p = he + 1;
+        if (memchr(h, ':', (size_t)(he - h))) {
+            snprintf(why, whylen, "IPv6 addresses must be bracketed, e.g. [::1]:8080");
+            return -1;
+        }
+    }
+    if (he == h) {
+        snprintf(why, whylen, "missing host (use 0.0.0.0 or [::] to listen on all interfaces)");
+        return -1;
+    }
+    if ((size_t)(he - h) >= sizeof(hbuf)) {
+        snprintf(why, whylen, "host is not an IP address");
+        return -1;
+    }
+    memcpy(hbuf, h, (size_t)(he - h));
+    hbuf[he - h] = '\0';
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, hbuf, addr) != 1) {
+        snprintf(why, whylen,
+                 v6 ? "host is not a valid IPv6 address"
+                    : "host must be an IPv4 address or a bracketed IPv6 address "
+                      "(host names are not resolved)");
+        return -1;
+    }
+
+    size_t nd = strspn(p, "0123456789");
+    unsigned long v = 0;
+    /* digits only (strtoul alone would take "+80" or " 80"); saturates high */
+    if (nd == 0 || p[nd] != '\0' || (v = strtoul(p, NULL, 10)) > 65535) {
+        snprintf(why, whylen, "port must be a number from 0 to 65535");
+        return -1;
+    }
+    if (!(*host = strdup(hbuf))) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    *port = (uint16_t)v;
+    return 0;
+}
+
+int mr_config_set_listen(mr_config_t *cfg, const char *hostport, char *err, size_t errlen)
+{
+    char why[160], q[200];
+    char *host = NULL;
+    uint16_t port = 0;
+
+    if (parse_listen(hostport, &host, &port, why, sizeof(why)) < 0) {
+        if (err && errlen)
+            snprintf(err, errlen, "invalid listen address %s: %s", quote(q, sizeof(q), hostport),
+                     why);
+        return -1;
+    }
+    free(cfg->listen_host);
+    cfg->listen_host = host;
+    cfg->listen_port = port;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Loader                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct loader {
+    const char *origin;
+    char *err;
+    size_t errlen;
+    char path[PATH_BUF]; /* "routes.chat.targets[1].provider" */
+    size_t plen;
+    mr_config_t *cfg;
+} loader_t;
+
+static int fail(loader_t *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(loader_t *ld, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+
+    if (!ld->err || !ld->errlen)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (ld->plen)
+        snprintf(ld->err, ld->errlen, "%s: %s: %s", ld->origin, ld->path, msg);
+    else
+        snprintf(ld->err, ld->errlen, "%s: %s", ld->origin, msg);
+    return -1;
+}
+
+/* Keys that would make a dotted path ambiguous are written ["like.this"]. */
+static bool key_needs_brackets(const char *k)
+{
+    if (!*k)
+        return true;
+    for (const unsigned char *p = (const unsigned char *)k; *p; p++)
+        if (*p <= ' ' || *p == 0x7f || *p == '.' || *p == '[' || *p == ']' || *p == '"' ||
+            *p == '\\')
+            return true;
+    return false;
+}
+
+static void path_append(loader_t *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void path_append(loader_t *ld, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (ld->plen >= sizeof(ld->path) - 1)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(ld->path + ld->plen, sizeof(ld->path) - ld->plen, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        ld->path[ld->plen] = '\0';
+    else if ((size_t)n >= sizeof(ld->path) - ld->plen)
+        ld->plen = sizeof(ld->path) - 1;
+    else
+        ld->plen += (size_t)n;
+}
+
+/* Descend into member `key`; returns the length to restore with path_pop. */
+static size_t path_key(loader_t *ld, const char *key)
+{
+    size_t saved = ld->plen;
+    char q[200];
+
+    if (key_needs_brackets(key))
+        path_append(ld, "[%s]", quote(q, sizeof(q), key));
+    else
+        path_append(ld, "%s%s", ld->plen ? "." : "", key);
+    return saved;
+}
+
+static size_t path_index(loader_t *ld, size_t i)
+{
+    size_t saved = ld->plen;
+    path_append(ld, "[%zu]", i);
+    return saved;
+}
+
+static void path_pop(loader_t *ld, size_t saved)
+{
+    ld->plen = saved;
+    ld->path[saved] = '\0';
+}
+
+static int add_warning(loader_t *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int add_warning(loader_t *ld, const char *fmt, ...)
+{
+    mr_config_t *cfg = ld->cfg;
+    char buf[512];
+    va_list ap;
+    char **w;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    w = realloc(cfg->warnings, (cfg->n_warnings + 1) * sizeof(*w));
+    if (!w)
+        return fail(ld, "out of memory");
+    cfg->warnings = w;
+    if (!(w[cfg->n_warnings] = strdup(buf)))
+        return fail(ld, "out of memory");
+    cfg->n_warnings++;
+    return 0;
+}
+
+/* Reject every key of `obj` not in `known` (NULL-terminated). "$comment" is
+ * accepted in every object and must be a string. */
+static int check_keys(loader_t *ld, json_t *obj, const char *const *known)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(obj, key, v)
+    {
+        bool ok = false;
+        for (const char *const *k = known; *k; k++)
+            if (!strcmp(*k, key))
+                ok = true;
+        if (ok)
+            continue;
+        size_t saved = path_key(ld, key);
+        if (!strcmp(key, "$comment")) {
+            if (!json_is_string(v))
+                return fail(ld, "must be a string (got %s)", json_type_name(v));
+            path_pop(ld, saved);
+            continue;
+        }
+        suggest_t s = {.word = key, .best_d = SIZE_MAX};
+        char hint[200];
+        for (const char *const *k = known; *k; k++)
+            suggest_try(&s, *k);
+        return fail(ld, "unknown key%s", suggest_text(&s, hint, sizeof(hint)));
+    }
+    return 0;
+}
+
+/* Look up an optional integer member; *out keeps its default when absent. */
+static int get_int(loader_t *ld, json_t *obj, const char *key, json_int_t min, json_int_t max,
+                   json_int_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+    size_t saved;
+
+    if (!v)
+        return 0;
+    saved = path_key(ld, key);
+    if (json_is_real(v))
+        return fail(ld, "must be an integer from %lld to %lld (got %g)", (long long)min,
+                    (long long)max, json_real_value(v));
+    if (!json_is_integer(v))
+        return fail(ld, "must be an integer from %lld to %lld (got %s)", (long long)min,
+                    (long long)max, json_type_name(v));
+    if (json_integer_value(v) < min || json_integer_value(v) > max)
+        return fail(ld, "must be an integer from %lld to %lld (got %lld)", (long long)min,
+                    (long long)max, (long long)json_integer_value(v));
+    *out = json_integer_value(v);
+    path_pop(ld, saved);
+    return 0;
+}
+
+/*
+ * Fetch a string member and ${VAR}-expand it. An unset variable is an error
+ * here (api_key has its own rules). *out is NULL when absent and not required.
+ * On failure the path is left pointing at `key` for the message.
+ */
+static int get_expanded(loader_t *ld, json_t *obj, const char *key, bool required, char **out)
+{
+    json_t *v = json_object_get(obj, key);
+    char why[256], *missing = NULL;
+    size_t saved;
+    int rc;
+
+    *out = NULL;
+    if (!v) {
+        if (!required)
+            return 0;
+        saved = path_key(ld, key);
+        return fail(ld, "missing (required)");
+    }
+    saved = path_key(ld, key);
+    if (!json_is_string(v))
+        return fail(ld, "must be a string (got %s)", json_type_name(v));
+    rc = env_expand(json_string_value(v), out, &missing, NULL, why, sizeof(why));
+    if (rc < 0)
+        return fail(ld, "%s", why);
+    if (rc == 1) {
+        rc = fail(ld, "${%s} is not set (write ${%s:-default} to give a fallback)", missing,
+                  missing);
+        free(missing);
+        return rc;
+    }
+    path_pop(ld, saved);
+    return 0;
+}
+
+/* Fetch a required or optional plain (unexpanded) string member. */
+static int get_plain(loader_t *ld, json_t *obj, const char *key, bool required, const char **out)
+{
+    json_t *v = json_object_get(obj, key);
+    size_t saved = path_key(ld, key);
+
+    *out = NULL;
+    if (!v) {
+        if (required)
+            return fail(ld, "missing (required)");
+        path_pop(ld, saved);
+        return 0;
+    }
+    if (!json_is_string(v))
+        return fail(ld, "must be a string (got %s)", json_type_name(v));
+    *out = json_string_value(v);
+    path_pop(ld, saved);
+    return 0;
+}
+
+static const char *const kind_names[] = {"openai", "anthropic", "gemini", "azure"};
+
+const char *mr_provider_kind_name(mr_provider_kind_t kind)
+{
+    if ((unsigned)kind < sizeof(kind_names) / sizeof(kind_names[0]))
+        return kind_names[kind];
+    return "unknown";
+}
+
+static bool valid_provider_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > MAX_PROVIDER_NAME)
+        return false;
+    if (!(is_name_char(s[0])))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_name_char(s[i]) && s[i] != '-' && s[i] != '.')
+            return false;
+    return true;
+}
+
+static bool valid_route_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > MAX_ROUTE_NAME)
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p <= ' ' || *p == 0x7f)
+            return false;
+    return true;
+}
+
+/* Validate and normalise base_url in place (trailing '/' stripped). */
+static int check_base_url(loader_t *ld, char *url)
+{
+    char q[200];
+    const char *rest;
+    size_t n;
+
+    if (!strncasecmp(url, "http://", 7))
+        rest = url + 7;
+    else if (!strncasecmp(url, "https://", 8))
+        rest = url + 8;
+    else
+        return fail(ld, "must start with http:// or https:// (got %s)", quote(q, sizeof(q), url));
+    if (*rest == '\0' || *rest == '/')
+        return fail(ld, "missing host (got %s)", quote(q, sizeof(q), url));
+    for (const unsigned char *p = (const unsigned char *)url; *p; p++)
+        if (*p <= ' ' || *p == 0x7f)
+            return fail(ld, "must not contain spaces or control characters (got %s)",
+                        quote(q, sizeof(q), url));
+    if (strpbrk(url, "?#"))
+        return fail(ld, "must not contain a query or fragment (request paths are appended to it)");
+    n = strcspn(rest, "/");
+    if (memchr(rest, '@', n))
+        return fail(ld, "must not contain credentials (user:password@); use api_key");
+    n = strlen(url);
+    while (n > 0 && url[n - 1] == '/')
+        url[--n] = '\0';
+    return 0;
+}
+
+/* A short label (vendor, region): no control characters, bounded. */
+static int check_label(loader_t *ld, const char *key, const char *v, bool allow_empty)
+{
+    size_t saved = path_key(ld, key);
+
+    if (!allow_empty && !*v)
+        return fail(ld, "must not be empty");
+    if (strlen(v) > MAX_LABEL)
+        return fail(ld, "must be at most %d bytes", MAX_LABEL);
+    if (has_control(v))
+        return fail(ld, "must not contain control characters");
+    path_pop(ld, saved);
+    return 0;
+}
+
+static int load_api_key(loader_t *ld, json_t *obj, mr_provider_t *p)
+{
+    json_t *v = json_object_get(obj, "api_key");
+    char why[256], *val = NULL, *missing = NULL, *first = NULL;
+    size_t saved;
+    int rc;
+
+    p->enabled = true;
+    if (!v)
+        return 0;
+    saved = path_key(ld, "api_key");
+    if (!json_is_string(v))
+        return fail(ld, "must be a string (got %s)", json_type_name(v));
+    rc = env_expand(json_string_value(v), &val, &missing, &first, why, sizeof(why));
+    if (rc < 0)
+        return fail(ld, "%s", why);
+    if (rc == 1) {
+        free(first);
+        p->key_env = missing;
+        p->enabled = false;
+        if (asprintf(&p->disabled_reason, "%s is not set", missing) < 0) {
+            p->disabled_reason = NULL;
+            return fail(ld, "out of memory");
+        }
+    } else if (*val == '\0' || has_control(val)) {
+        bool empty = *val == '\0';
+        explicit_bzero(val, strlen(val)); /* it may still be a secret */
+        free(val);
+        if (!first)
+            return fail(ld, empty ? "must not be empty (omit api_key when the provider takes "
+                                    "no key)"
+                                  : "must not contain control characters");
+        p->key_env = first;
+        p->enabled = false;
+        if (asprintf(&p->disabled_reason, "%s %s", first,
+                     empty ? "is empty" : "contains a control character") < 0) {
+            p->disabled_reason = NULL;
+            return fail(ld, "out of memory");
+        }
+    } else {
+        p->api_key = val;
+        p->key_env = first;
+    }
+    path_pop(ld, saved);
+    if (!p->enabled)
+        return add_warning(ld, "provider \"%s\" disabled: %s", p->name, p->disabled_reason);
+    return 0;
+}
+
+static int load_provider(loader_t *ld, const char *name, json_t *obj, mr_provider_t *p)
+{
+    static const char *const keys[] = {"kind",   "base_url",     "api_key", "vendor",
+                                       "region", "jurisdiction", "models",  NULL};
+    char q[200];
+    char *s = NULL;
+    json_t *models;
+    size_t saved;
+
+    if (!valid_provider_name(name))
+        return fail(ld,
+                    "invalid provider name: use 1 to %d letters, digits, '_', '-' or '.', "
+                    "starting with a letter, digit or '_'",
+                    MAX_PROVIDER_NAME);
+    if (!json_is_object(obj))
+        return fail(ld, "must be an object (got %s)", json_type_name(obj));
+    if (!(p->name = strdup(name)))
+        return fail(ld, "out of memory");
+    if (check_keys(ld, obj, keys) < 0)
+        return -1;
+
+    /* kind */
+    if (get_expanded(ld, obj, "kind", true, &s) < 0)
+        return -1;
+    bool found = false;
+    for (size_t i = 0; i < sizeof(kind_names) / sizeof(kind_names[0]); i++)
+        if (!strcmp(s, kind_names[i])) {
+            p->kind = (mr_provider_kind_t)i;
+            found = true;
+        }
+    if (!found) {
+        saved = path_key(ld, "kind");
+        fail(ld, "must be one of openai, anthropic, gemini, azure (got %s)",
+             quote(q, sizeof(q), s));
+        free(s);
+        return -1;
+    }
+    free(s);
+
+    /* base_url */
+    if (get_expanded(ld, obj, "base_url", true, &p->base_url) < 0)
+        return -1;
+    saved = path_key(ld, "base_url");
+    if (check_base_url(ld, p->base_url) < 0)
+        return -1;
+    path_pop(ld, saved);
+
+    /* vendor, region, jurisdiction */
+    if (get_expanded(ld, obj, "vendor", false, &p->vendor) < 0)
+        return -1;
+    if (!p->vendor && !(p->vendor = strdup(name)))
+        return fail(ld, "out of memory");
+    if (check_label(ld, "vendor", p->vendor, false) < 0)
+        return -1;
+    if (get_expanded(ld, obj, "region", false, &p->region) < 0)
+        return -1;
+    if (!p->region && !(p->region = strdup("")))
+        return fail(ld, "out of memory");
+    if (check_label(ld, "region", p->region, true) < 0)
+        return -1;
+    if (get_expanded(ld, obj, "jurisdiction", false, &p->jurisdiction) < 0)
+        return -1;
+    if (!p->jurisdiction && !(p->jurisdiction = strdup("")))
+        return fail(ld, "out of memory");
+    if (*p->jurisdiction) {
+        char *j = p->jurisdiction;
+        bool ok = strlen(j) == 2;
+        for (size_t i = 0; ok && i < 2; i++)
+            ok = (j[i] >= 'A' && j[i] <= 'Z') || (j[i] >= 'a' && j[i] <= 'z');
+        if (!ok) {
+            saved = path_key(ld, "jurisdiction");
+            return fail(ld, "must be a two-letter ISO 3166-1 country code such as \"FR\" (got %s)",
+                        quote(q, sizeof(q), j));
+        }
+        for (size_t i = 0; i < 2; i++)
+            if (j[i] >= 'a' && j[i] <= 'z')
+                j[i] = (char)(j[i] - 'a' + 'A');
+    }
+
+    /* models */
+    models = json_object_get(obj, "models");
+    if (models) {
+        saved = path_key(ld, "models");
+        if (!json_is_array(models))
+            return fail(ld, "must be an array of strings (got %s)", json_type_name(models));
+        if (json_array_size(models) &&
+            !(p->models = calloc(json_array_size(models), sizeof(char *))))
+            return fail(ld, "out of memory");
+        for (size_t i = 0; i < json_array_size(models); i++) {
+            json_t *m = json_array_get(models, i);
+            char why[256], *missing = NULL;
+            size_t si = path_index(ld, i);
+            int rc;
+
+            if (!json_is_string(m))
+                return fail(ld, "must be a string (got %s)", json_type_name(m));
+            rc = env_expand(json_string_value(m), &p->models[i], &missing, NULL, why, sizeof(why));
+            if (rc < 0)
+                return fail(ld, "%s", why);
+            if (rc == 1) {
+                fail(ld, "${%s} is not set (write ${%s:-default} to give a fallback)", missing,
+                     missing);
+                free(missing);
+                return -1;
+            }
+            p->n_models = i + 1;
+            if (!*p->models[i])
+                return fail(ld, "must not be empty");
+            if (has_control(p->models[i]))
+                return fail(ld, "must not contain control characters");
+            path_pop(ld, si);
+        }
+        path_pop(ld, saved);
+    }
+
+    /* api_key last: it may add a warning, which should only happen for an
+     * otherwise valid provider. */
+    return load_api_key(ld, obj, p);
+}
+
+static int load_providers(loader_t *ld, json_t *root)
+{
+    mr_config_t *cfg = ld->cfg;
+    json_t *provs = json_object_get(root, "providers");
+    const char *name;
+    json_t *v;
+    size_t saved, n = 0;
+
+    saved = path_key(ld, "providers");
+    if (!provs)
+        return fail(ld, "missing (required): define at least one provider");
+    if (!json_is_object(provs))
+        return fail(ld, "must be an object mapping provider names to providers (got %s)",
+                    json_type_name(provs));
+    n = json_object_size(provs) - (json_object_get(provs, "$comment") ? 1 : 0);
+    if (n == 0)
+        return fail(ld, "must define at least one provider");
+    if (!(cfg->providers = calloc(n, sizeof(*cfg->providers))))
+        return fail(ld, "out of memory");
+    cfg->n_providers = n;
+
+    size_t i = 0;
+    json_object_foreach(provs, name, v)
+    {
+        size_t s = path_key(ld, name);
+        if (!strcmp(name, "$comment")) {
+            if (!json_is_string(v))
+                return fail(ld, "must be a string (got %s)", json_type_name(v));
+        } else if (load_provider(ld, name, v, &cfg->providers[i++]) < 0) {
+            return -1;
+        }
+        path_pop(ld, s);
+    }
+    path_pop(ld, saved);
+    return 0;
+}
+
+static int load_target(loader_t *ld, json_t *obj, mr_target_t *t)
+{
+    static const char *const keys[] = {"provider", "model", NULL};
+    const mr_config_t *cfg = ld->cfg;
+    const char *prov, *model;
+    char q[200], hint[200];
+    size_t saved;
+
+    if (!json_is_object(obj))
+        return fail(ld,
+                    "must be an object like {\"provider\": \"NAME\", \"model\": \"MODEL\"} "
+                    "(got %s)",
+                    json_type_name(obj));
+    if (check_keys(ld, obj, keys) < 0)
+        return -1;
+    if (get_plain(ld, obj, "provider", true, &prov) < 0)
+        return -1;
+    saved = path_key(ld, "provider");
+    if (!*prov)
+        return fail(ld, "must not be empty");
+    t->provider = mr_config_find_provider(cfg, prov);
+    if (!t->provider) {
+        suggest_t s = {.word = prov, .best_d = SIZE_MAX};
+        for (size_t i = 0; i < cfg->n_providers; i++)
+            suggest_try(&s, cfg->providers[i].name);
+        return fail(ld, "unknown provider %s%s", quote(q, sizeof(q), prov),
+                    suggest_text(&s, hint, sizeof(hint)));
+    }
+    path_pop(ld, saved);
+
+    if (get_plain(ld, obj, "model", true, &model) < 0)
+        return -1;
+    saved = path_key(ld, "model");
+    if (!*model)
+        return fail(ld, "must not be empty");
+    if (has_control(model))
+        return fail(ld, "must not contain control characters");
+    if (!(t->model = strdup(model)))
+        return fail(ld, "out of memory");
+    path_pop(ld, saved);
+    return 0;
+}
+
+static int load_route(loader_t *ld, const char *name, json_t *obj, mr_route_t *r)
+{
+    static const char *const keys[] = {"targets", "max_attempts", NULL};
+    json_t *targets;
+    json_int_t attempts = ld->cfg->max_attempts;
+    size_t saved, n;
+
+    if (!valid_route_name(name))
+        return fail(ld,
+                    "invalid route name: must be 1 to %d bytes without spaces or control "
+                    "characters",
+                    MAX_ROUTE_NAME);
+    if (!json_is_object(obj))
+        return fail(ld, "must be an object with \"targets\" (got %s)", json_type_name(obj));
+    if (!(r->name = strdup(name)))
+        return fail(ld, "out of memory");
+    if (check_keys(ld, obj, keys) < 0)
+        return -1;
+    if (get_int(ld, obj, "max_attempts", 1, MAX_MAX_ATTEMPTS, &attempts) < 0)
+        return -1;
+    r->max_attempts = (unsigned)attempts;
+
+    targets = json_object_get(obj, "targets");
+    saved = path_key(ld, "targets");
+    if (!targets)
+        return fail(ld, "missing (required)");
+    if (!json_is_array(targets))
+        return fail(ld, "must be an array of {\"provider\", \"model\"} objects (got %s)",
+                    json_type_name(targets));
+    n = json_array_size(targets);
+    if (n == 0)
+        return fail(ld, "must list at least one target");
+    if (n > MR_MAX_CANDIDATES)
+        return fail(ld, "must list at most %d targets (got %zu)", MR_MAX_CANDIDATES, n);
+    if (!(r->targets = calloc(n, sizeof(*r->targets))))
+        return fail(ld, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        size_t si = path_index(ld, i);
+        r->n_targets = i + 1;
+        if (load_target(ld, json_array_get(targets, i), &r->targets[i]) < 0)
+            return -1;
+        path_pop(ld, si);
+    }
+    path_pop(ld, saved);
+    return 0;
+}
+
+static int load_routes(loader_t *ld, json_t *root)
+{
+    mr_config_t *cfg = ld->cfg;
+    json_t *routes = json_object_get(root, "routes");
+    const char *name;
+    json_t *v;
+    size_t saved, n = 0, i = 0;
+
+    if (!routes)
+        return 0;
+    saved = path_key(ld, "routes");
+    if (!json_is_object(routes))
+        return fail(ld, "must be an object mapping route names to routes (got %s)",
+                    json_type_name(routes));
+    n = json_object_size(routes) - (json_object_get(routes, "$comment") ? 1 : 0);
+    if (n && !(cfg->routes = calloc(n, sizeof(*cfg->routes))))
+        return fail(ld, "out of memory");
+    json_object_foreach(routes, name, v)
+    {
+        size_t s = path_key(ld, name);
+        if (!strcmp(name, "$comment")) {
+            if (!json_is_string(v))
+                return fail(ld, "must be a string (got %s)", json_type_name(v));
+        } else {
+            cfg->n_routes = i + 1;
+            if (load_route(ld, name, v, &cfg->routes[i++]) < 0)
+                return -1;
+        }
+        path_pop(ld, s);
+    }
+    path_pop(ld, saved);
+    return 0;
+}
+
+static int load_timeouts(loader_t *ld, json_t *root)
+{
+    static const char *const keys[] = {
+        "connect_ms",    "first_byte_ms", "request_ms", "stream_idle_ms",
+        "client_idle_s", "drain_ms",      NULL};
+    mr_timeouts_t *t = &ld->cfg->timeouts;
+    json_t *obj = json_object_get(root, "timeouts");
+    json_int_t connect = 5000, first_byte = 60000, request = 300000, stream_idle = 60000,
+               client_idle = 60, drain = 10000;
+    size_t saved;
+
+    if (obj) {
+        saved = path_key(ld, "timeouts");
+        if (!json_is_object(obj))
+            return fail(ld, "must be an object (got %s)", json_type_name(obj));
+        if (check_keys(ld, obj, keys) < 0 ||
+            get_int(ld, obj, "connect_ms", 1, 600000, &connect) < 0 ||
+            get_int(ld, obj, "first_byte_ms", 1, 3600000, &first_byte) < 0 ||
+            get_int(ld, obj, "request_ms", 1, 86400000, &request) < 0 ||
+            get_int(ld, obj, "stream_idle_ms", 1, 3600000, &stream_idle) < 0 ||
+            get_int(ld, obj, "client_idle_s", 1, 86400, &client_idle) < 0 ||
+            get_int(ld, obj, "drain_ms", 1, 3600000, &drain) < 0)
+            return -1;
+        path_pop(ld, saved);
+    }
+    t->connect_ms = (uint32_t)connect;
+    t->first_byte_ms = (uint32_t)first_byte;
+    t->request_ms = (uint32_t)request;
+    t->stream_idle_ms = (uint32_t)stream_idle;
+    t->client_idle_s = (uint32_t)client_idle;
+    t->drain_ms = (uint32_t)drain;
+    return 0;
+}
+
+static int load_limits(loader_t *ld, json_t *root)
+{
+    static const char *const keys[] = {"max_body_bytes",     "max_header_bytes",
+                                       "max_response_bytes", "stream_buffer_bytes",
+                                       "max_connections",    NULL};
+    mr_limits_t *l = &ld->cfg->limits;
+    json_t *obj = json_object_get(root, "limits");
+    json_int_t body = 8 * MIB, header = 16 * KIB, response = 64 * MIB, stream = 256 * KIB,
+               conns = 4096;
+    size_t saved;
+
+    if (obj) {
+        saved = path_key(ld, "limits");
+        if (!json_is_object(obj))
+            return fail(ld, "must be an object (got %s)", json_type_name(obj));
+        if (check_keys(ld, obj, keys) < 0 ||
+            get_int(ld, obj, "max_body_bytes", KIB, GIB, &body) < 0 ||
+            get_int(ld, obj, "max_header_bytes", KIB, MIB, &header) < 0 ||
+            get_int(ld, obj, "max_response_bytes", KIB, GIB, &response) < 0 ||
+            get_int(ld, obj, "stream_buffer_bytes", KIB, 64 * MIB, &stream) < 0 ||
+            get_int(ld, obj, "max_connections", 1, 1000000, &conns) < 0)
+            return -1;
+        path_pop(ld, saved);
+    }
+    l->max_body_bytes = (size_t)body;
+    l->max_header_bytes = (size_t)header;
+    l->max_response_bytes = (size_t)response;
+    l->stream_buffer_bytes = (size_t)stream;
+    l->max_connections = (unsigned)conns;
+    return 0;
+}
+
+static int load_listen(loader_t *ld, json_t *root)
+{
+    mr_config_t *cfg = ld->cfg;
+    char *s = NULL, why[160], q[200];
+    size_t saved;
+
+    if (get_expanded(ld, root, "listen", false, &s) < 0)
+        return -1;
+    if (!s) {
+        if (!(cfg->listen_host = strdup(DEF_LISTEN_HOST)))
+            return fail(ld, "out of memory");
+        cfg->listen_port = DEF_LISTEN_PORT;
+        return 0;
+    }
+    saved = path_key(ld, "listen");
+    if (parse_listen(s, &cfg->listen_host, &cfg->listen_port, why, sizeof(why)) < 0) {
+        fail(ld, "invalid address %s: %s", quote(q, sizeof(q), s), why);
+        free(s);
+        return -1;
+    }
+    free(s);
+    path_pop(ld, saved);
+    return 0;
+}
+
+static int load_root(loader_t *ld, json_t *root)
+{
+    static const char *const keys[] = {"listen",   "providers", "routes", "max_attempts",
+                                       "timeouts", "limits",    NULL};
+    json_int_t attempts = DEF_MAX_ATTEMPTS;
+
+    if (!json_is_object(root))
+        return fail(ld, "the top level must be a JSON object (got %s)", json_type_name(root));
+    if (check_keys(ld, root, keys) < 0 || load_listen(ld, root) < 0 ||
+        get_int(ld, root, "max_attempts", 1, MAX_MAX_ATTEMPTS, &attempts) < 0)
+        return -1;
+    ld->cfg->max_attempts = (unsigned)attempts;
+    if (load_timeouts(ld, root) < 0 || load_limits(ld, root) < 0 || load_providers(ld, root) < 0 ||
+        load_routes(ld, root) < 0)
+        return -1;
+    return 0;
+}
+
+static int load_json(json_t *root, const char *origin, mr_config_t **out, char *err, size_t errlen)
+{
+    loader_t ld = {.origin = origin, .err = err, .errlen = errlen};
+
+    if (!(ld.cfg = calloc(1, sizeof(*ld.cfg))) || !(ld.cfg->origin = strdup(origin))) {
+        free(ld.cfg);
+        fail(&ld, "out of memory");
+        return -1;
+    }
+    if (load_root(&ld, root) < 0) {
+        mr_config_free(ld.cfg);
+        return -1;
+    }
+    *out = ld.cfg;
+    return 0;
+}
+
+static int load_buffer(const char *buf, size_t len, const char *origin, mr_config_t **out,
+                       char *err, size_t errlen)
+{
+    json_error_t je;
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+    int rc;
+
+    if (!root) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s:%d:%d: invalid JSON: %s", origin, je.line, je.column,
+                     je.text);
+        return -1;
+    }
+    rc = load_json(root, origin, out, err, errlen);
+    json_decref(root);
+    return rc;
+}
+
+int mr_config_load_string(const char *json, const char *origin, mr_config_t **out, char *err,
+                          size_t errlen)
+{
+    *out = NULL;
+    if (!origin)
+        origin = "<string>";
+    return load_buffer(json, strlen(json), origin, out, err, errlen);
+}
+
+int mr_config_load_file(const char *path, mr_config_t **out, char *err, size_t errlen)
+{
+    FILE *f;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+
+    *out = NULL;
+    if (!(f = fopen(path, "rb"))) {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    for (;;) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 16384;
+            char *nb;
+            if (cap >= (size_t)MAX_CONFIG_FILE_BYTES) {
+                if (err && errlen)
+                    snprintf(err, errlen, "%s: file larger than %lld bytes", path,
+                             MAX_CONFIG_FILE_BYTES);
+                goto fail;
+            }
+            if (!(nb = realloc(buf, ncap))) {
+                if (err && errlen)
+                    snprintf(err, errlen, "%s: out of memory", path);
+                goto fail;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0) {
+            if (ferror(f)) {
+                if (err && errlen)
+                    snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+                goto fail;
+            }
+            break;
+        }
+    }
+    fclose(f);
+    rc = load_buffer(buf ? buf : "", len, path, out, err, errlen);
+    free(buf);
+    return rc;
+fail:
+    fclose(f);
+    free(buf);
+    return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lifetime and lookup                                                       */
+/* ------------------------------------------------------------------------ */
+
+void mr_config_free(mr_config_t *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        mr_provider_t *p = &cfg->providers[i];
+        free(p->name);
+        free(p->base_url);
+        if (p->api_key) {
+            /* best effort: do not leave the secret in freed heap memory */
+            explicit_bzero(p->api_key, strlen(p->api_key));
+            free(p->api_key);
+        }
+        free(p->vendor);
+        free(p->region);
+        free(p->jurisdiction);
+        for (size_t j = 0; j < p->n_models; j++)
+            free(p->models[j]);
+        free(p->models);
+        free(p->key_env);
+        free(p->disabled_reason);
+    }
+    free(cfg->providers);
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        mr_route_t *r = &cfg->routes[i];
+        free(r->name);
+        for (size_t j = 0; j < r->n_targets; j++)
+            free(r->targets[j].model);
+        free(r->targets);
+    }
+    free(cfg->routes);
+    for (size_t i = 0; i < cfg->n_warnings; i++)
+        free(cfg->warnings[i]);
+    free(cfg->warnings);
+    free(cfg->listen_host);
+    free(cfg->origin);
+    free(cfg);
+}
+
+const mr_provider_t *mr_config_find_provider(const mr_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        if (cfg->providers[i].name && !strcmp(cfg->providers[i].name, name))
+            return &cfg->providers[i];
+    return NULL;
+}
+
+const mr_route_t *mr_config_find_route(const mr_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        if (cfg->routes[i].name && !strcmp(cfg->routes[i].name, name))
+            return &cfg->routes[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* --check table                                                             */
+/* ------------------------------------------------------------------------ */
+
+static int width_of(const char *s)
+{
+    return (int)strlen(s);
+}
+
+void mr_config_print_table(const mr_config_t *cfg, FILE *out)
+{
+    int wn = 0, wk = 0, wu = 0;
+    size_t enabled = 0;
+
+    if (strchr(cfg->listen_host, ':'))
+        fprintf(out, "listen [%s]:%u\n", cfg->listen_host, (unsigned)cfg->listen_port);
+    else
+        fprintf(out, "listen %s:%u\n", cfg->listen_host, (unsigned)cfg->listen_port);
+    fprintf(out, "max_attempts %u\n", cfg->max_attempts);
+    fprintf(out,
+            "timeouts connect_ms=%u first_byte_ms=%u request_ms=%u stream_idle_ms=%u "
+            "client_idle_s=%u drain_ms=%u\n",
+            cfg->timeouts.connect_ms, cfg->timeouts.first_byte_ms, cfg->timeouts.request_ms,
+            cfg->timeouts.stream_idle_ms, cfg->timeouts.client_idle_s, cfg->timeouts.drain_ms);
+    fprintf(out,
+            "limits max_body_bytes=%zu max_header_bytes=%zu max_response_bytes=%zu "
+            "stream_buffer_bytes=%zu max_connections=%u\n",
+            cfg->limits.max_body_bytes, cfg->limits.max_header_bytes,
+            cfg->limits.max_response_bytes, cfg->limits.stream_buffer_bytes,
+            cfg->limits.max_connections);
+
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        const mr_provider_t *p = &cfg->providers[i];
+        if (width_of(p->name) > wn)
+            wn = width_of(p->name);
+        if (width_of(mr_provider_kind_name(p->kind)) > wk)
+            wk = width_of(mr_provider_kind_name(p->kind));
+        if (width_of(p->base_url) > wu)
+            wu = width_of(p->base_url);
+        enabled += p->enabled;
+    }
+    fprintf(out, "providers: (%zu of %zu enabled)\n", enabled, cfg->n_providers);
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        const mr_provider_t *p = &cfg->providers[i];
+        fprintf(out, "  %-*s  %-*s  %-*s  vendor=%s region=%s jurisdiction=%s  ", wn, p->name, wk,
+                mr_provider_kind_name(p->kind), wu, p->base_url, p->vendor,
+                *p->region ? p->region : "-", *p->jurisdiction ? p->jurisdiction : "-");
+        if (p->enabled)
+            fprintf(out, "enabled\n");
+        else
+            fprintf(out, "disabled (%s)\n", p->disabled_reason);
+        if (p->n_models) {
+            fprintf(out, "  %-*s  models:", wn, "");
+            for (size_t j = 0; j < p->n_models; j++)
+                fprintf(out, "%s %s", j ? "," : "", p->models[j]);
+            fputc('\n', out);
+        }
+    }
+
+    fprintf(out, "routes:%s\n",
+            cfg->n_routes ? "" : " (none; address providers as provider/model)");
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        const mr_route_t *r = &cfg->routes[i];
+        size_t live = 0;
+        int wt = 0;
+
+        for (size_t j = 0; j < r->n_targets; j++) {
+            int w = width_of(r->targets[j].provider->name) + 1 + width_of(r->targets[j].model);
+            if (w > wt)
+                wt = w;
+        }
+        fprintf(out, "  %s  (max_attempts %u)\n", r->name, r->max_attempts);
+        for (size_t j = 0; j < r->n_targets; j++) {
+            const mr_target_t *t = &r->targets[j];
+            if (t->provider->enabled) {
+                live++;
+                fprintf(out, "    %zu. %s/%s\n", j + 1, t->provider->name, t->model);
+            } else {
+                int pad = wt - width_of(t->provider->name) - 1 - width_of(t->model);
+                fprintf(out, "    %zu. %s/%s%*s   [disabled: %s]\n", j + 1, t->provider->name,
+                        t->model, pad, "", t->provider->disabled_reason);
+            }
+        }
+        if (live == 0) {
+            /* Same wording as the router's 503: which variables to set. */
+            const char *vars[MR_MAX_CANDIDATES];
+            size_t nv = 0;
+            for (size_t j = 0; j < r->n_targets; j++) {
+                const char *v = r->targets[j].provider->key_env;
+                bool dup = false;
+                for (size_t k = 0; v && k < nv; k++)
+                    dup |= !strcmp(vars[k], v);
+                if (v && !dup && nv < MR_MAX_CANDIDATES)
+                    vars[nv++] = v;
+            }
+            fprintf(out, "    -> no enabled target");
+            for (size_t k = 0; k < nv; k++)
+                fprintf(out, "%s%s", k == 0 ? ": set " : k + 1 == nv ? " or " : ", ", vars[k]);
+            fputc('\n', out);
+        }
+    }
+}

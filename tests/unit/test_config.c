@@ -1,0 +1,906 @@
+/*
+ * config loading: every validation error (table-driven, checked against the
+ * exact JSON path), defaults, disabled providers, listen parsing, the
+ * --check table, file handling and the shipped config/meridian.json.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "meridian/config.h"
+
+#ifndef MERIDIAN_SOURCE_DIR
+#define MERIDIAN_SOURCE_DIR "."
+#endif
+
+/* A valid provider object to build cases from. */
+#define PA "\"a\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:1/v1\"}"
+#define PROVS "\"providers\":{" PA "}"
+/* A provider whose fields are spliced in. */
+#define PROV_WITH(fields)                                                                          \
+    "{\"providers\":{\"a\":{\"kind\":\"openai\",\"base_url\":\"http://h/v1\"," fields "}}}"
+#define ROUTE_WITH(route) "{" PROVS ",\"routes\":{\"chat\":" route "}}"
+#define TARGET_WITH(target) ROUTE_WITH("{\"targets\":[" target "]}")
+
+static int setup_env(void **state)
+{
+    (void)state;
+    setenv("MR_T_KEY", "sk-test-secret-value", 1);
+    setenv("MR_T_EMPTY", "", 1);
+    unsetenv("MR_T_UNSET");
+    unsetenv("MR_T_UNSET_URL");
+    return 0;
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+    if (!hay || !strstr(hay, needle)) {
+        print_error("\"%s\"\n  does not contain\n\"%s\"\n", hay ? hay : "(null)", needle);
+        fail();
+    }
+}
+
+static void assert_not_contains(const char *hay, const char *needle)
+{
+    if (strstr(hay, needle)) {
+        print_error("\"%s\"\n  unexpectedly contains\n\"%s\"\n", hay, needle);
+        fail();
+    }
+}
+
+static mr_config_t *load_ok(const char *json)
+{
+    char err[1024] = "";
+    mr_config_t *cfg = NULL;
+
+    if (mr_config_load_string(json, "t.json", &cfg, err, sizeof(err)) != 0) {
+        print_error("unexpected load error: %s\n", err);
+        fail();
+    }
+    assert_non_null(cfg);
+    return cfg;
+}
+
+/* ------------------------------------------------------------------------ */
+
+typedef struct err_case {
+    const char *json;
+    const char *want; /* substring of the message, after "x.json: " */
+} err_case_t;
+
+static const err_case_t err_cases[] = {
+    /* document level */
+    {"{\"providers\": {", "x.json:1:"},
+    {"{\"providers\": {}\n,\n}", "x.json:3:1: invalid JSON: "},
+    {"{" PROVS "," PROVS "}", "invalid JSON: duplicate object key"},
+    {"", "x.json:"},
+    {"[]", "x.json: the top level must be a JSON object (got array)"},
+    {"{\"provders\":{}}", "x.json: provders: unknown key (did you mean \"providers\"?)"},
+    {"{" PROVS ",\"Routes\":{}}", "x.json: Routes: unknown key (did you mean \"routes\"?)"},
+    {"{" PROVS ",\"zzzzzzzzzz\":1}", "x.json: zzzzzzzzzz: unknown key"},
+    {"{" PROVS ",\"$comment\":1}", "x.json: $comment: must be a string (got integer)"},
+    {"{" PROVS ",\"max_attempts\":0}", "x.json: max_attempts: must be an integer from 1 to 16 "
+                                       "(got 0)"},
+    {"{" PROVS ",\"max_attempts\":17}", "max_attempts: must be an integer from 1 to 16 (got 17)"},
+    {"{" PROVS ",\"max_attempts\":\"3\"}", "max_attempts: must be an integer from 1 to 16 (got "
+                                           "string)"},
+    {"{" PROVS ",\"max_attempts\":2.5}", "max_attempts: must be an integer from 1 to 16 (got 2.5)"},
+    {"{" PROVS ",\"max_attempts\":null}", "max_attempts: must be an integer from 1 to 16 (got "
+                                          "null)"},
+    {"{" PROVS ",\"max_attempts\":99999999999999999999}", "invalid JSON"},
+
+    /* listen */
+    {"{" PROVS ",\"listen\":8080}", "x.json: listen: must be a string (got integer)"},
+    {"{" PROVS ",\"listen\":\"localhost:8080\"}",
+     "x.json: listen: invalid address \"localhost:8080\": host must be an IPv4 address"},
+    {"{" PROVS ",\"listen\":\"127.0.0.1\"}", "listen: invalid address \"127.0.0.1\": missing "
+                                             "\":PORT\""},
+    {"{" PROVS ",\"listen\":\"127.0.0.1:65536\"}", "port must be a number from 0 to 65535"},
+    {"{" PROVS ",\"listen\":\"127.0.0.1:\"}", "port must be a number from 0 to 65535"},
+    {"{" PROVS ",\"listen\":\"127.0.0.1:-1\"}", "port must be a number from 0 to 65535"},
+    {"{" PROVS ",\"listen\":\"127.0.0.1:80x\"}", "port must be a number from 0 to 65535"},
+    {"{" PROVS ",\"listen\":\"::1:8080\"}", "IPv6 addresses must be bracketed"},
+    {"{" PROVS ",\"listen\":\"[::1]8080\"}", "missing \":PORT\" after \"]\""},
+    {"{" PROVS ",\"listen\":\"[::1:8080\"}", "missing \"]\""},
+    {"{" PROVS ",\"listen\":\"[::g]:8080\"}", "host is not a valid IPv6 address"},
+    {"{" PROVS ",\"listen\":\":8080\"}", "listen: invalid address \":8080\": missing host"},
+    {"{" PROVS ",\"listen\":\"${MR_T_UNSET}\"}", "listen: ${MR_T_UNSET} is not set"},
+
+    /* timeouts */
+    {"{" PROVS ",\"timeouts\":5}", "x.json: timeouts: must be an object (got integer)"},
+    {"{" PROVS ",\"timeouts\":{\"connect\":1}}",
+     "x.json: timeouts.connect: unknown key (did you mean \"connect_ms\"?)"},
+    {"{" PROVS ",\"timeouts\":{\"connect_ms\":0}}",
+     "x.json: timeouts.connect_ms: must be an integer from 1 to 600000 (got 0)"},
+    {"{" PROVS ",\"timeouts\":{\"first_byte_ms\":3600001}}",
+     "timeouts.first_byte_ms: must be an integer from 1 to 3600000 (got 3600001)"},
+    {"{" PROVS ",\"timeouts\":{\"request_ms\":86400001}}",
+     "timeouts.request_ms: must be an integer from 1 to 86400000 (got 86400001)"},
+    {"{" PROVS ",\"timeouts\":{\"stream_idle_ms\":-1}}",
+     "timeouts.stream_idle_ms: must be an integer from 1 to 3600000 (got -1)"},
+    {"{" PROVS ",\"timeouts\":{\"client_idle_s\":86401}}",
+     "timeouts.client_idle_s: must be an integer from 1 to 86400 (got 86401)"},
+    {"{" PROVS ",\"timeouts\":{\"drain_ms\":0}}",
+     "timeouts.drain_ms: must be an integer from 1 to 3600000 (got 0)"},
+    {"{" PROVS ",\"timeouts\":{\"drain_ms\":true}}",
+     "timeouts.drain_ms: must be an integer from 1 to 3600000 (got boolean)"},
+
+    /* limits */
+    {"{" PROVS ",\"limits\":[]}", "x.json: limits: must be an object (got array)"},
+    {"{" PROVS ",\"limits\":{\"max_body\":1}}",
+     "limits.max_body: unknown key (did you mean \"max_body_bytes\"?)"},
+    {"{" PROVS ",\"limits\":{\"max_body_bytes\":1023}}",
+     "limits.max_body_bytes: must be an integer from 1024 to 1073741824 (got 1023)"},
+    {"{" PROVS ",\"limits\":{\"max_header_bytes\":1048577}}",
+     "limits.max_header_bytes: must be an integer from 1024 to 1048576 (got 1048577)"},
+    {"{" PROVS ",\"limits\":{\"max_response_bytes\":1073741825}}",
+     "limits.max_response_bytes: must be an integer from 1024 to 1073741824"},
+    {"{" PROVS ",\"limits\":{\"stream_buffer_bytes\":67108865}}",
+     "limits.stream_buffer_bytes: must be an integer from 1024 to 67108864"},
+    {"{" PROVS ",\"limits\":{\"max_connections\":0}}",
+     "limits.max_connections: must be an integer from 1 to 1000000 (got 0)"},
+
+    /* providers */
+    {"{}", "x.json: providers: missing (required)"},
+    {"{\"providers\":[]}", "x.json: providers: must be an object mapping provider names to "
+                           "providers (got array)"},
+    {"{\"providers\":{}}", "x.json: providers: must define at least one provider"},
+    {"{\"providers\":{\"$comment\":\"only a comment\"}}", "providers: must define at least one "
+                                                          "provider"},
+    {"{\"providers\":{\"a\":1}}", "x.json: providers.a: must be an object (got integer)"},
+    {"{\"providers\":{\"a b\":{}}}", "x.json: providers[\"a b\"]: invalid provider name"},
+    {"{\"providers\":{\"a/b\":{}}}", "x.json: providers.a/b: invalid provider name"},
+    {"{\"providers\":{\"\":{}}}", "x.json: providers[\"\"]: invalid provider name"},
+    {"{\"providers\":{\"-a\":{}}}", "x.json: providers.-a: invalid provider name"},
+    {"{\"providers\":{\"a\":{}}}", "x.json: providers.a.kind: missing (required)"},
+    {PROV_WITH("\"kindd\":1"), "x.json: providers.a.kindd: unknown key (did you mean \"kind\"?)"},
+    {PROV_WITH("\"apikey\":\"x\""),
+     "x.json: providers.a.apikey: unknown key (did you mean \"api_key\"?)"},
+    {PROV_WITH("\"$comment\":[]"), "x.json: providers.a.$comment: must be a string (got array)"},
+    {"{\"providers\":{\"mistral\":{\"kind\":\"opnai\",\"base_url\":\"http://h\"}}}",
+     "x.json: providers.mistral.kind: must be one of openai, anthropic, gemini, azure (got "
+     "\"opnai\")"},
+    {"{\"providers\":{\"a\":{\"kind\":\"a\\nb\",\"base_url\":\"http://h\"}}}",
+     "providers.a.kind: must be one of openai, anthropic, gemini, azure (got \"a\\x0ab\")"},
+    {"{\"providers\":{\"a\":{\"kind\":7,\"base_url\":\"http://h\"}}}",
+     "x.json: providers.a.kind: must be a string (got integer)"},
+    {"{\"providers\":{\"a\":{\"kind\":\"openai\"}}}",
+     "x.json: providers.a.base_url: missing (required)"},
+    {"{\"providers\":{\"a\":{\"kind\":\"openai\",\"base_url\":\"ftp://h\"}}}",
+     "x.json: providers.a.base_url: must start with http:// or https:// (got \"ftp://h\")"},
+    {"{\"providers\":{\"a\":{\"kind\":\"openai\",\"base_url\":\"https://\"}}}",
+     "providers.a.base_url: missing host"},
+    {"{\"providers\":{\"a\":{\"kind\":\"openai\",\"base_url\":\"https:///v1\"}}}",
+     "providers.a.base_url: missing host"},
+    {"{\"providers\":{\"a\":{\"kind\":\"openai\",\"base_url\":\"https://h/v1?x=1\"}}}",
+     "providers.a.base_url: must not contain a query or fragment"},
+    {"{\"providers\":{\"a\":{\"kind\":\"openai\",\"base_url\":\"https://u:p@h/v1\"}}}",
+     "providers.a.base_url: must not contain credentials"},
+    {"{\"providers\":{\"a\":{\"kind\":\"openai\",\"base_url\":\"https://h /v1\"}}}",
+     "providers.a.base_url: must not contain spaces or control characters"},
+    {"{\"providers\":{\"a\":{\"kind\":\"openai\",\"base_url\":\"${MR_T_UNSET_URL}/v1\"}}}",
+     "x.json: providers.a.base_url: ${MR_T_UNSET_URL} is not set"},
+    {"{\"providers\":{\"a\":{\"kind\":\"openai\",\"base_url\":\"${MR_T_UNSET_URL\"}}}",
+     "x.json: providers.a.base_url: unterminated \"${\" at offset 0"},
+    {"{\"providers\":{\"a\":{\"kind\":\"openai\",\"base_url\":[]}}}",
+     "providers.a.base_url: must be a string (got array)"},
+    {PROV_WITH("\"api_key\":false"), "x.json: providers.a.api_key: must be a string (got boolean)"},
+    {PROV_WITH("\"api_key\":\"\""), "x.json: providers.a.api_key: must not be empty"},
+    {PROV_WITH("\"api_key\":\"${}\""), "x.json: providers.a.api_key: empty variable name"},
+    {PROV_WITH("\"api_key\":\"sk\\tx\""),
+     "x.json: providers.a.api_key: must not contain control characters"},
+    {PROV_WITH("\"vendor\":\"\""), "x.json: providers.a.vendor: must not be empty"},
+    {PROV_WITH("\"vendor\":3"), "x.json: providers.a.vendor: must be a string (got integer)"},
+    {PROV_WITH("\"vendor\":\"${MR_T_UNSET}\""), "providers.a.vendor: ${MR_T_UNSET} is not set"},
+    {PROV_WITH("\"region\":\"0123456789012345678901234567890123456789012345678901234567890123"
+               "4\""),
+     "x.json: providers.a.region: must be at most 64 bytes"},
+    {PROV_WITH("\"region\":\"e\\u0001u\""),
+     "providers.a.region: must not contain control characters"},
+    {PROV_WITH("\"jurisdiction\":\"FRA\""),
+     "x.json: providers.a.jurisdiction: must be a two-letter ISO 3166-1 country code such as "
+     "\"FR\" (got \"FRA\")"},
+    {PROV_WITH("\"jurisdiction\":\"F1\""), "providers.a.jurisdiction: must be a two-letter"},
+    {PROV_WITH("\"jurisdiction\":null"), "providers.a.jurisdiction: must be a string (got null)"},
+    {PROV_WITH("\"models\":\"m\""),
+     "x.json: providers.a.models: must be an array of strings (got string)"},
+    {PROV_WITH("\"models\":[\"m\",2]"), "x.json: providers.a.models[1]: must be a string (got "
+                                        "integer)"},
+    {PROV_WITH("\"models\":[\"\"]"), "x.json: providers.a.models[0]: must not be empty"},
+    {PROV_WITH("\"models\":[\"${MR_T_UNSET}\"]"),
+     "providers.a.models[0]: ${MR_T_UNSET} is not set"},
+
+    /* routes */
+    {"{" PROVS ",\"routes\":[]}",
+     "x.json: routes: must be an object mapping route names to routes (got array)"},
+    {ROUTE_WITH("\"x\""), "x.json: routes.chat: must be an object with \"targets\" (got string)"},
+    {"{" PROVS ",\"routes\":{\"my chat\":{}}}", "x.json: routes[\"my chat\"]: invalid route name"},
+    {"{" PROVS ",\"routes\":{\"\":{}}}", "x.json: routes[\"\"]: invalid route name"},
+    {ROUTE_WITH("{\"target\":[]}"), "x.json: routes.chat.target: unknown key (did you mean "
+                                    "\"targets\"?)"},
+    {ROUTE_WITH("{}"), "x.json: routes.chat.targets: missing (required)"},
+    {ROUTE_WITH("{\"targets\":{}}"), "x.json: routes.chat.targets: must be an array"},
+    {ROUTE_WITH("{\"targets\":[]}"), "x.json: routes.chat.targets: must list at least one target"},
+    {ROUTE_WITH("{\"max_attempts\":0,\"targets\":[{\"provider\":\"a\",\"model\":\"m\"}]}"),
+     "x.json: routes.chat.max_attempts: must be an integer from 1 to 16 (got 0)"},
+    {ROUTE_WITH("{\"max_attempts\":17,\"targets\":[{\"provider\":\"a\",\"model\":\"m\"}]}"),
+     "routes.chat.max_attempts: must be an integer from 1 to 16 (got 17)"},
+    {TARGET_WITH("\"a/m\""), "x.json: routes.chat.targets[0]: must be an object"},
+    {TARGET_WITH("{\"model\":\"m\"}"), "x.json: routes.chat.targets[0].provider: missing "
+                                       "(required)"},
+    {TARGET_WITH("{\"provider\":\"\",\"model\":\"m\"}"),
+     "x.json: routes.chat.targets[0].provider: must not be empty"},
+    {TARGET_WITH("{\"provider\":1,\"model\":\"m\"}"),
+     "routes.chat.targets[0].provider: must be a string (got integer)"},
+    {TARGET_WITH("{\"provider\":\"a\",\"model\":\"m\"},{\"provider\":\"zzz\",\"model\":\"m\"}"),
+     "x.json: routes.chat.targets[1].provider: unknown provider \"zzz\""},
+    {TARGET_WITH("{\"provider\":\"a\"}"), "x.json: routes.chat.targets[0].model: missing "
+                                          "(required)"},
+    {TARGET_WITH("{\"provider\":\"a\",\"model\":\"\"}"),
+     "x.json: routes.chat.targets[0].model: must not be empty"},
+    {TARGET_WITH("{\"provider\":\"a\",\"model\":5}"),
+     "routes.chat.targets[0].model: must be a string (got integer)"},
+    {TARGET_WITH("{\"provider\":\"a\",\"model\":\"m\",\"weight\":2}"),
+     "x.json: routes.chat.targets[0].weight: unknown key"},
+    {"{" PROVS ",\"routes\":{\"gpt-4.1\":{\"targets\":[{\"provider\":\"b\",\"model\":\"m\"}]}}}",
+     "x.json: routes[\"gpt-4.1\"].targets[0].provider: unknown provider \"b\""},
+    {"{" PROVS ",\"routes\":{\"$comment\":5}}", "x.json: routes.$comment: must be a string"},
+};
+
+static void test_validation_errors(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(err_cases) / sizeof(err_cases[0]); i++) {
+        const err_case_t *c = &err_cases[i];
+        char err[1024] = "";
+        mr_config_t *cfg = (mr_config_t *)0x1;
+        int rc = mr_config_load_string(c->json, "x.json", &cfg, err, sizeof(err));
+
+        if (rc != -1 || cfg != NULL) {
+            print_error("case %zu: loaded, want error \"%s\"\n  json: %s\n", i, c->want, c->json);
+            fail();
+        }
+        if (!strstr(err, c->want)) {
+            print_error("case %zu: error\n  \"%s\"\nlacks\n  \"%s\"\n  json: %s\n", i, err, c->want,
+                        c->json);
+            fail();
+        }
+        /* one line, origin first, never the secret from MR_T_KEY */
+        assert_null(strchr(err, '\n'));
+        assert_int_equal(strncmp(err, "x.json", 6), 0);
+        assert_not_contains(err, "sk-test-secret-value");
+    }
+}
+
+/* Exact full messages for the examples the design brief names. */
+static void test_exact_messages(void **state)
+{
+    char err[1024];
+    mr_config_t *cfg;
+
+    (void)state;
+    assert_int_equal(
+        mr_config_load_string(
+            "{\"providers\":{\"mistral\":{\"kind\":\"openai\",\"base_url\":\"http://h\"},"
+            "\"deepseek\":{\"kind\":\"openai\",\"base_url\":\"http://h\"}},"
+            "\"routes\":{\"chat\":{\"targets\":[{\"provider\":\"mistral\",\"model\":\"m\"},"
+            "{\"provider\":\"mistrall\",\"model\":\"m\"}]}}}",
+            "config/meridian.json", &cfg, err, sizeof(err)),
+        -1);
+    assert_string_equal(err, "config/meridian.json: routes.chat.targets[1].provider: unknown "
+                             "provider \"mistrall\" (did you mean \"mistral\"?)");
+
+    assert_int_equal(mr_config_load_string("{\"provders\":{}}", "x.json", &cfg, err, sizeof(err)),
+                     -1);
+    assert_string_equal(err, "x.json: provders: unknown key (did you mean \"providers\"?)");
+
+    assert_int_equal(
+        mr_config_load_string("{" PROVS ",\"qqqqqqqqqq\":1}", "x.json", &cfg, err, sizeof(err)),
+        -1);
+    assert_string_equal(err, "x.json: qqqqqqqqqq: unknown key");
+
+    /* NULL origin is "<string>" */
+    assert_int_equal(mr_config_load_string("{}", NULL, &cfg, err, sizeof(err)), -1);
+    assert_string_equal(err, "<string>: providers: missing (required): define at least one "
+                             "provider");
+
+    /* a tiny or absent error buffer is safe */
+    assert_int_equal(mr_config_load_string("{}", NULL, &cfg, err, 4), -1);
+    assert_string_equal(err, "<st");
+    assert_int_equal(mr_config_load_string("{}", NULL, &cfg, NULL, 0), -1);
+    assert_null(cfg);
+}
+
+static void test_defaults(void **state)
+{
+    mr_config_t *cfg;
+    const mr_provider_t *p;
+
+    (void)state;
+    cfg = load_ok("{" PROVS "}");
+    assert_string_equal(cfg->origin, "t.json");
+    assert_string_equal(cfg->listen_host, "127.0.0.1");
+    assert_int_equal(cfg->listen_port, 8080);
+    assert_int_equal(cfg->max_attempts, 3);
+    assert_int_equal(cfg->timeouts.connect_ms, 5000);
+    assert_int_equal(cfg->timeouts.first_byte_ms, 60000);
+    assert_int_equal(cfg->timeouts.request_ms, 300000);
+    assert_int_equal(cfg->timeouts.stream_idle_ms, 60000);
+    assert_int_equal(cfg->timeouts.client_idle_s, 60);
+    assert_int_equal(cfg->timeouts.drain_ms, 10000);
+    assert_int_equal(cfg->limits.max_body_bytes, 8388608);
+    assert_int_equal(cfg->limits.max_header_bytes, 16384);
+    assert_int_equal(cfg->limits.max_response_bytes, 67108864);
+    assert_int_equal(cfg->limits.stream_buffer_bytes, 262144);
+    assert_int_equal(cfg->limits.max_connections, 4096);
+    assert_int_equal(cfg->n_providers, 1);
+    assert_int_equal(cfg->n_routes, 0);
+    assert_int_equal(cfg->n_warnings, 0);
+
+    p = mr_config_find_provider(cfg, "a");
+    assert_ptr_equal(p, &cfg->providers[0]);
+    assert_string_equal(p->name, "a");
+    assert_int_equal(p->kind, MR_KIND_OPENAI);
+    assert_string_equal(p->base_url, "http://127.0.0.1:1/v1");
+    assert_null(p->api_key);
+    assert_string_equal(p->vendor, "a");
+    assert_string_equal(p->region, "");
+    assert_string_equal(p->jurisdiction, "");
+    assert_int_equal(p->n_models, 0);
+    assert_true(p->enabled);
+    assert_null(p->key_env);
+    assert_null(p->disabled_reason);
+    assert_null(mr_config_find_provider(cfg, "b"));
+    assert_null(mr_config_find_route(cfg, "a"));
+    mr_config_free(cfg);
+}
+
+static void test_full_config(void **state)
+{
+    mr_config_t *cfg;
+    const mr_provider_t *m, *g;
+    const mr_route_t *r;
+
+    (void)state;
+    setenv("MR_T_REGION", "eu", 1);
+    cfg = load_ok(
+        "{\"$comment\":\"top\",\"listen\":\"0.0.0.0:9000\",\"max_attempts\":5,"
+        "\"timeouts\":{\"$comment\":\"t\",\"connect_ms\":1,\"first_byte_ms\":2,\"request_ms\":3,"
+        "\"stream_idle_ms\":4,\"client_idle_s\":5,\"drain_ms\":6},"
+        "\"limits\":{\"max_body_bytes\":1024,\"max_header_bytes\":2048,"
+        "\"max_response_bytes\":4096,\"stream_buffer_bytes\":8192,\"max_connections\":7},"
+        "\"providers\":{\"$comment\":\"p\",\"mistral\":{\"$comment\":\"m\",\"kind\":\"openai\","
+        "\"base_url\":\"https://api.mistral.ai/v1//\",\"api_key\":\"${MR_T_KEY}\","
+        "\"vendor\":\"Mistral AI\",\"region\":\"${MR_T_REGION}\",\"jurisdiction\":\"fr\","
+        "\"models\":[\"mistral-small-latest\",\"codestral-latest\"]},"
+        "\"gem\":{\"kind\":\"gemini\",\"base_url\":\"HTTPS://g.example\",\"api_key\":\"lit$$key\"},"
+        "\"an\":{\"kind\":\"anthropic\",\"base_url\":\"http://a\"},"
+        "\"az\":{\"kind\":\"azure\",\"base_url\":\"http://z\"}},"
+        "\"routes\":{\"zeta\":{\"targets\":[{\"provider\":\"gem\",\"model\":\"g1\"}]},"
+        "\"alpha\":{\"$comment\":\"r\",\"max_attempts\":2,\"targets\":[{\"$comment\":\"x\","
+        "\"provider\":\"mistral\",\"model\":\"m1\"},{\"provider\":\"gem\",\"model\":\"g/2\"}]},"
+        "\"a/b.c\":{\"targets\":[{\"provider\":\"az\",\"model\":\"x\"}]}}}");
+
+    assert_string_equal(cfg->listen_host, "0.0.0.0");
+    assert_int_equal(cfg->listen_port, 9000);
+    assert_int_equal(cfg->max_attempts, 5);
+    assert_int_equal(cfg->timeouts.connect_ms, 1);
+    assert_int_equal(cfg->timeouts.first_byte_ms, 2);
+    assert_int_equal(cfg->timeouts.request_ms, 3);
+    assert_int_equal(cfg->timeouts.stream_idle_ms, 4);
+    assert_int_equal(cfg->timeouts.client_idle_s, 5);
+    assert_int_equal(cfg->timeouts.drain_ms, 6);
+    assert_int_equal(cfg->limits.max_body_bytes, 1024);
+    assert_int_equal(cfg->limits.max_header_bytes, 2048);
+    assert_int_equal(cfg->limits.max_response_bytes, 4096);
+    assert_int_equal(cfg->limits.stream_buffer_bytes, 8192);
+    assert_int_equal(cfg->limits.max_connections, 7);
+
+    /* providers in file order, "$comment" skipped */
+    assert_int_equal(cfg->n_providers, 4);
+    assert_string_equal(cfg->providers[0].name, "mistral");
+    assert_string_equal(cfg->providers[1].name, "gem");
+    assert_string_equal(cfg->providers[2].name, "an");
+    assert_string_equal(cfg->providers[3].name, "az");
+
+    m = mr_config_find_provider(cfg, "mistral");
+    assert_string_equal(m->base_url, "https://api.mistral.ai/v1");
+    assert_string_equal(m->api_key, "sk-test-secret-value");
+    assert_string_equal(m->key_env, "MR_T_KEY");
+    assert_true(m->enabled);
+    assert_string_equal(m->vendor, "Mistral AI");
+    assert_string_equal(m->region, "eu");
+    assert_string_equal(m->jurisdiction, "FR");
+    assert_int_equal(m->n_models, 2);
+    assert_string_equal(m->models[0], "mistral-small-latest");
+    assert_string_equal(m->models[1], "codestral-latest");
+
+    g = mr_config_find_provider(cfg, "gem");
+    assert_int_equal(g->kind, MR_KIND_GEMINI);
+    assert_string_equal(g->base_url, "HTTPS://g.example");
+    assert_string_equal(g->api_key, "lit$key");
+    assert_null(g->key_env);
+    assert_int_equal(mr_config_find_provider(cfg, "an")->kind, MR_KIND_ANTHROPIC);
+    assert_int_equal(mr_config_find_provider(cfg, "az")->kind, MR_KIND_AZURE);
+
+    /* routes in file order; default max_attempts is the global one */
+    assert_int_equal(cfg->n_routes, 3);
+    assert_string_equal(cfg->routes[0].name, "zeta");
+    assert_int_equal(cfg->routes[0].max_attempts, 5);
+    r = mr_config_find_route(cfg, "alpha");
+    assert_ptr_equal(r, &cfg->routes[1]);
+    assert_int_equal(r->max_attempts, 2);
+    assert_int_equal(r->n_targets, 2);
+    assert_ptr_equal(r->targets[0].provider, m);
+    assert_string_equal(r->targets[0].model, "m1");
+    assert_ptr_equal(r->targets[1].provider, g);
+    assert_string_equal(r->targets[1].model, "g/2");
+    assert_non_null(mr_config_find_route(cfg, "a/b.c"));
+    assert_int_equal(cfg->n_warnings, 0);
+    mr_config_free(cfg);
+    unsetenv("MR_T_REGION");
+}
+
+static void test_max_targets(void **state)
+{
+    char json[8192];
+    size_t o;
+    mr_config_t *cfg;
+    char err[512];
+
+    (void)state;
+    o = (size_t)snprintf(json, sizeof(json), "{" PROVS ",\"routes\":{\"r\":{\"targets\":[");
+    for (int i = 0; i < 32; i++)
+        o += (size_t)snprintf(json + o, sizeof(json) - o,
+                              "%s{\"provider\":\"a\",\"model\":\"m%d\"}", i ? "," : "", i);
+    snprintf(json + o, sizeof(json) - o, "]}}}");
+    cfg = load_ok(json);
+    assert_int_equal(cfg->routes[0].n_targets, 32);
+    mr_config_free(cfg);
+
+    /* 33 is one too many */
+    o = strlen(json) - 4;
+    snprintf(json + o, sizeof(json) - o, ",{\"provider\":\"a\",\"model\":\"x\"}]}}}");
+    assert_int_equal(mr_config_load_string(json, "x.json", &cfg, err, sizeof(err)), -1);
+    assert_string_equal(err, "x.json: routes.r.targets: must list at most 32 targets (got 33)");
+}
+
+static void test_disabled_providers(void **state)
+{
+    mr_config_t *cfg;
+    const mr_provider_t *p;
+
+    (void)state;
+    setenv("MR_T_CTRL", "sk-a\nb", 1);
+    cfg = load_ok("{\"providers\":{"
+                  "\"mistral\":{\"kind\":\"openai\",\"base_url\":\"http://h\","
+                  "\"api_key\":\"${MR_T_UNSET}\"},"
+                  "\"empty\":{\"kind\":\"openai\",\"base_url\":\"http://h\","
+                  "\"api_key\":\"${MR_T_EMPTY}\"},"
+                  "\"ctrl\":{\"kind\":\"openai\",\"base_url\":\"http://h\","
+                  "\"api_key\":\"${MR_T_CTRL}\"},"
+                  "\"dflt\":{\"kind\":\"openai\",\"base_url\":\"http://h\","
+                  "\"api_key\":\"${MR_T_UNSET:-fallback-key}\"},"
+                  "\"pre\":{\"kind\":\"openai\",\"base_url\":\"http://h\","
+                  "\"api_key\":\"Bearer-${MR_T_KEY}\"},"
+                  "\"ok\":{\"kind\":\"openai\",\"base_url\":\"http://h\","
+                  "\"api_key\":\"${MR_T_KEY}\"}},"
+                  "\"routes\":{\"r\":{\"targets\":[{\"provider\":\"mistral\",\"model\":\"x\"}]}}}");
+
+    p = mr_config_find_provider(cfg, "mistral");
+    assert_false(p->enabled);
+    assert_null(p->api_key);
+    assert_string_equal(p->key_env, "MR_T_UNSET");
+    assert_string_equal(p->disabled_reason, "MR_T_UNSET is not set");
+
+    p = mr_config_find_provider(cfg, "empty");
+    assert_false(p->enabled);
+    assert_null(p->api_key);
+    assert_string_equal(p->key_env, "MR_T_EMPTY");
+    assert_string_equal(p->disabled_reason, "MR_T_EMPTY is empty");
+
+    p = mr_config_find_provider(cfg, "ctrl");
+    assert_false(p->enabled);
+    assert_null(p->api_key);
+    assert_string_equal(p->disabled_reason, "MR_T_CTRL contains a control character");
+
+    p = mr_config_find_provider(cfg, "dflt");
+    assert_true(p->enabled);
+    assert_string_equal(p->api_key, "fallback-key");
+    assert_string_equal(p->key_env, "MR_T_UNSET");
+
+    p = mr_config_find_provider(cfg, "pre");
+    assert_true(p->enabled);
+    assert_string_equal(p->api_key, "Bearer-sk-test-secret-value");
+    assert_string_equal(p->key_env, "MR_T_KEY");
+
+    p = mr_config_find_provider(cfg, "ok");
+    assert_true(p->enabled);
+    assert_null(p->disabled_reason);
+
+    /* one warning per disabled provider, in order, never a secret */
+    assert_int_equal(cfg->n_warnings, 3);
+    assert_string_equal(cfg->warnings[0], "provider \"mistral\" disabled: MR_T_UNSET is not set");
+    assert_string_equal(cfg->warnings[1], "provider \"empty\" disabled: MR_T_EMPTY is empty");
+    assert_string_equal(cfg->warnings[2],
+                        "provider \"ctrl\" disabled: MR_T_CTRL contains a control character");
+
+    /* a route whose only target is disabled still loads */
+    assert_int_equal(cfg->n_routes, 1);
+    mr_config_free(cfg);
+    unsetenv("MR_T_CTRL");
+}
+
+static void test_listen(void **state)
+{
+    static const struct {
+        const char *in;
+        const char *host;
+        int port;
+    } good[] = {
+        {"127.0.0.1:8080", "127.0.0.1", 8080}, {"0.0.0.0:0", "0.0.0.0", 0},
+        {"[::1]:8080", "::1", 8080},           {"[::]:65535", "::", 65535},
+        {"10.1.2.3:00080", "10.1.2.3", 80},    {"[fe80::1:2]:1", "fe80::1:2", 1},
+    };
+    static const struct {
+        const char *in;
+        const char *why;
+    } bad[] = {
+        {"", "missing \":PORT\""},
+        {"localhost:80", "host must be an IPv4 address"},
+        {"1.2.3.4:65536", "port must be a number from 0 to 65535"},
+        {"1.2.3.4:999999", "port must be a number from 0 to 65535"},
+        {"1.2.3.4:99999999999999999999999", "port must be a number from 0 to 65535"},
+        {"1.2.3.4:+80", "port must be a number from 0 to 65535"},
+        {"1.2.3.4: 80", "port must be a number from 0 to 65535"},
+        {"1.2.3.4", "missing \":PORT\""},
+        {"::1:80", "IPv6 addresses must be bracketed"},
+        {"[::1]", "missing \":PORT\" after \"]\""},
+        {"[1.2.3.4]:80", "host is not a valid IPv6 address"},
+        {"256.1.1.1:80", "host must be an IPv4 address"},
+        {":80", "missing host"},
+        {"[]:80", "missing host"},
+    };
+    mr_config_t *cfg;
+    char err[256], want[256];
+
+    (void)state;
+    cfg = load_ok("{" PROVS ",\"listen\":\"[::1]:9000\"}");
+    assert_string_equal(cfg->listen_host, "::1");
+    assert_int_equal(cfg->listen_port, 9000);
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (mr_config_set_listen(cfg, good[i].in, err, sizeof(err)) != 0) {
+            print_error("%s: %s\n", good[i].in, err);
+            fail();
+        }
+        assert_string_equal(cfg->listen_host, good[i].host);
+        assert_int_equal(cfg->listen_port, good[i].port);
+    }
+    assert_int_equal(mr_config_set_listen(cfg, "127.0.0.1:8081", err, sizeof(err)), 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (mr_config_set_listen(cfg, bad[i].in, err, sizeof(err)) != -1) {
+            print_error("%s: accepted\n", bad[i].in);
+            fail();
+        }
+        snprintf(want, sizeof(want), "invalid listen address \"%s\": ", bad[i].in);
+        assert_int_equal(strncmp(err, want, strlen(want)), 0);
+        assert_contains(err, bad[i].why);
+        /* a failed override leaves the config untouched */
+        assert_string_equal(cfg->listen_host, "127.0.0.1");
+        assert_int_equal(cfg->listen_port, 8081);
+    }
+    mr_config_free(cfg);
+}
+
+static char *print_to_string(const mr_config_t *cfg)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+
+    assert_non_null(f);
+    mr_config_print_table(cfg, f);
+    fclose(f);
+    return buf;
+}
+
+static void test_print_table(void **state)
+{
+    mr_config_t *cfg;
+    char *out;
+
+    (void)state;
+    cfg = load_ok("{\"providers\":{"
+                  "\"mistral\":{\"kind\":\"openai\",\"base_url\":\"https://api.mistral.ai/v1\","
+                  "\"api_key\":\"${MR_T_KEY}\",\"region\":\"eu\",\"jurisdiction\":\"FR\","
+                  "\"models\":[\"m-a\",\"m-b\"]},"
+                  "\"deepseek\":{\"kind\":\"openai\",\"base_url\":\"https://api.deepseek.com/v1\","
+                  "\"api_key\":\"${MR_T_UNSET}\",\"region\":\"cn\",\"jurisdiction\":\"CN\"},"
+                  "\"lit\":{\"kind\":\"anthropic\",\"base_url\":\"http://h\","
+                  "\"api_key\":\"literal-secret-42\"}},"
+                  "\"routes\":{\"chat\":{\"targets\":["
+                  "{\"provider\":\"mistral\",\"model\":\"mistral-small-latest\"},"
+                  "{\"provider\":\"deepseek\",\"model\":\"deepseek-chat\"}]},"
+                  "\"dead\":{\"max_attempts\":2,\"targets\":["
+                  "{\"provider\":\"deepseek\",\"model\":\"a\"},"
+                  "{\"provider\":\"deepseek\",\"model\":\"b\"}]}}}");
+    out = print_to_string(cfg);
+
+    assert_int_equal(strncmp(out, "listen 127.0.0.1:8080\n", 22), 0);
+    assert_contains(out, "\nmax_attempts 3\n");
+    assert_contains(out, "\nproviders: (2 of 3 enabled)\n");
+    assert_contains(out, "  mistral   openai     https://api.mistral.ai/v1    vendor=mistral "
+                         "region=eu jurisdiction=FR  enabled\n");
+    assert_contains(out, "  deepseek  openai     https://api.deepseek.com/v1  vendor=deepseek "
+                         "region=cn jurisdiction=CN  disabled (MR_T_UNSET is not set)\n");
+    assert_contains(out, "  lit       anthropic  http://h                     vendor=lit "
+                         "region=- jurisdiction=-  enabled\n");
+    assert_contains(out, "models: m-a, m-b\n");
+    assert_contains(out,
+                    "\nroutes:\n  chat  (max_attempts 3)\n"
+                    "    1. mistral/mistral-small-latest\n"
+                    "    2. deepseek/deepseek-chat         [disabled: MR_T_UNSET is not set]\n");
+    assert_contains(out, "  dead  (max_attempts 2)\n");
+    assert_contains(out, "    1. deepseek/a   [disabled: MR_T_UNSET is not set]\n"
+                         "    2. deepseek/b   [disabled: MR_T_UNSET is not set]\n"
+                         "    -> no enabled target: set MR_T_UNSET\n");
+    assert_not_contains(out, "sk-test-secret-value");
+    assert_not_contains(out, "literal-secret-42");
+    free(out);
+
+    assert_int_equal(mr_config_set_listen(cfg, "[::1]:0", NULL, 0), 0);
+    out = print_to_string(cfg);
+    assert_int_equal(strncmp(out, "listen [::1]:0\n", 15), 0);
+    free(out);
+    mr_config_free(cfg);
+
+    cfg = load_ok("{" PROVS "}");
+    out = print_to_string(cfg);
+    assert_contains(out, "routes: (none");
+    free(out);
+    mr_config_free(cfg);
+}
+
+static void test_load_file(void **state)
+{
+    char err[1024];
+    char path[] = "/tmp/meridian-test-config-XXXXXX";
+    mr_config_t *cfg = (mr_config_t *)0x1;
+    int fd;
+    FILE *f;
+
+    (void)state;
+    assert_int_equal(mr_config_load_file("/nonexistent/meridian.json", &cfg, err, sizeof(err)), -1);
+    assert_null(cfg);
+    assert_string_equal(err, "/nonexistent/meridian.json: cannot open: No such file or directory");
+
+    assert_int_equal(mr_config_load_file(MERIDIAN_SOURCE_DIR "/config", &cfg, err, sizeof(err)),
+                     -1);
+    assert_contains(err, MERIDIAN_SOURCE_DIR "/config: cannot read: ");
+
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs("{\n  \"providers\": {\n    \"a\": {\"kind\": \"openai\",,}\n  }\n}\n", f);
+    fclose(f);
+    assert_int_equal(mr_config_load_file(path, &cfg, err, sizeof(err)), -1);
+    {
+        char want[128];
+        snprintf(want, sizeof(want), "%s:3:", path);
+        assert_int_equal(strncmp(err, want, strlen(want)), 0);
+        assert_contains(err, ": invalid JSON: ");
+    }
+
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"providers\": {\"a\": {\"kind\": \"openai\", \"base_url\": \"http://h\"}},\n"
+          " \"routes\": {\"r\": {\"targets\": [{\"provider\": \"b\", \"model\": \"m\"}]}}}\n",
+          f);
+    fclose(f);
+    assert_int_equal(mr_config_load_file(path, &cfg, err, sizeof(err)), -1);
+    {
+        char want[256];
+        snprintf(want, sizeof(want), "%s: routes.r.targets[0].provider: unknown provider \"b\"",
+                 path);
+        assert_string_equal(err, want);
+    }
+
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"providers\": {\"a\": {\"kind\": \"openai\", \"base_url\": \"http://h\"}}}", f);
+    fclose(f);
+    assert_int_equal(mr_config_load_file(path, &cfg, err, sizeof(err)), 0);
+    assert_string_equal(cfg->origin, path);
+    mr_config_free(cfg);
+
+    /* empty file */
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(mr_config_load_file(path, &cfg, err, sizeof(err)), -1);
+    assert_contains(err, ": invalid JSON: ");
+    unlink(path);
+
+    mr_config_free(NULL);
+}
+
+static void test_kind_names(void **state)
+{
+    (void)state;
+    assert_string_equal(mr_provider_kind_name(MR_KIND_OPENAI), "openai");
+    assert_string_equal(mr_provider_kind_name(MR_KIND_ANTHROPIC), "anthropic");
+    assert_string_equal(mr_provider_kind_name(MR_KIND_GEMINI), "gemini");
+    assert_string_equal(mr_provider_kind_name(MR_KIND_AZURE), "azure");
+    assert_string_equal(mr_provider_kind_name((mr_provider_kind_t)42), "unknown");
+}
+
+/* ------------------------------------------------------------------------ */
+/* The shipped default                                                        */
+/* ------------------------------------------------------------------------ */
+
+#define SHIPPED MERIDIAN_SOURCE_DIR "/config/meridian.json"
+
+static mr_config_t *load_shipped_without_keys(void)
+{
+    char err[1024];
+    mr_config_t *cfg = NULL;
+
+    /* Learn the key variables from the config itself, unset them, reload. */
+    if (mr_config_load_file(SHIPPED, &cfg, err, sizeof(err)) != 0) {
+        print_error("%s\n", err);
+        fail();
+    }
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        if (cfg->providers[i].key_env)
+            unsetenv(cfg->providers[i].key_env);
+    mr_config_free(cfg);
+    unsetenv("OLLAMA_BASE_URL");
+    if (mr_config_load_file(SHIPPED, &cfg, err, sizeof(err)) != 0) {
+        print_error("%s\n", err);
+        fail();
+    }
+    return cfg;
+}
+
+static void test_shipped_config(void **state)
+{
+    static const struct {
+        const char *name, *var, *jurisdiction;
+    } expect[] = {
+        {"openai", "OPENAI_API_KEY", "US"},     {"mistral", "MISTRAL_API_KEY", "FR"},
+        {"deepseek", "DEEPSEEK_API_KEY", "CN"}, {"groq", "GROQ_API_KEY", "US"},
+        {"together", "TOGETHER_API_KEY", "US"}, {"upstage", "UPSTAGE_API_KEY", "KR"},
+    };
+    mr_config_t *cfg = load_shipped_without_keys();
+    const mr_provider_t *ollama;
+    size_t disabled = 0;
+    char *out;
+
+    (void)state;
+    assert_string_equal(cfg->listen_host, "127.0.0.1");
+    assert_int_equal(cfg->listen_port, 8080);
+    assert_true(cfg->n_providers >= 8);
+
+    for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
+        const mr_provider_t *p = mr_config_find_provider(cfg, expect[i].name);
+        char reason[128];
+        assert_non_null(p);
+        assert_int_equal(p->kind, MR_KIND_OPENAI);
+        assert_false(p->enabled);
+        assert_string_equal(p->key_env, expect[i].var);
+        snprintf(reason, sizeof(reason), "%s is not set", expect[i].var);
+        assert_string_equal(p->disabled_reason, reason);
+        assert_string_equal(p->jurisdiction, expect[i].jurisdiction);
+        assert_int_equal(strncmp(p->base_url, "https://", 8), 0);
+    }
+    assert_string_equal(mr_config_find_provider(cfg, "mistral")->base_url,
+                        "https://api.mistral.ai/v1");
+    assert_string_equal(mr_config_find_provider(cfg, "mistral")->region, "eu");
+    assert_string_equal(mr_config_find_provider(cfg, "deepseek")->base_url,
+                        "https://api.deepseek.com/v1");
+
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        const mr_provider_t *p = &cfg->providers[i];
+        /* every keyed provider is off without its variable; only keyless ones run */
+        if (p->key_env) {
+            assert_false(p->enabled);
+            disabled++;
+        } else {
+            assert_true(p->enabled);
+            assert_null(p->api_key);
+        }
+        assert_true(strlen(p->jurisdiction) == 0 || strlen(p->jurisdiction) == 2);
+        assert_true(*p->region != '\0');
+    }
+    assert_int_equal(cfg->n_warnings, disabled);
+
+    ollama = mr_config_find_provider(cfg, "ollama");
+    assert_non_null(ollama);
+    assert_true(ollama->enabled);
+    assert_string_equal(ollama->base_url, "http://127.0.0.1:11434/v1");
+    assert_string_equal(ollama->vendor, "ollama");
+    assert_string_equal(ollama->region, "local");
+    assert_int_equal(disabled, cfg->n_providers - 1);
+
+    /* every route has targets; "chat" must not fall back to a local model,
+     * "local" must work out of the box */
+    assert_non_null(mr_config_find_route(cfg, "chat"));
+    assert_non_null(mr_config_find_route(cfg, "fast"));
+    assert_non_null(mr_config_find_route(cfg, "embed"));
+    assert_non_null(mr_config_find_route(cfg, "local"));
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        const mr_route_t *r = &cfg->routes[i];
+        assert_true(r->n_targets >= 1);
+        assert_true(r->max_attempts >= 1 && r->max_attempts <= 16);
+        if (strcmp(r->name, "local"))
+            for (size_t j = 0; j < r->n_targets; j++)
+                assert_false(r->targets[j].provider->enabled);
+    }
+    assert_ptr_equal(mr_config_find_route(cfg, "local")->targets[0].provider, ollama);
+    {
+        const mr_route_t *chat = mr_config_find_route(cfg, "chat");
+        assert_true(chat->n_targets >= 3);
+        for (size_t j = 0; j < chat->n_targets; j++)
+            assert_ptr_not_equal(chat->targets[j].provider, ollama);
+        /* vendor-diverse: the first two targets differ in vendor */
+        assert_string_not_equal(chat->targets[0].provider->vendor,
+                                chat->targets[1].provider->vendor);
+    }
+
+    out = print_to_string(cfg);
+    assert_contains(out, "disabled (OPENAI_API_KEY is not set)");
+    assert_contains(out, "-> no enabled target: set ");
+    free(out);
+    mr_config_free(cfg);
+}
+
+static void test_shipped_config_with_env(void **state)
+{
+    char err[1024];
+    mr_config_t *cfg;
+    const mr_provider_t *p;
+
+    (void)state;
+    mr_config_free(load_shipped_without_keys());
+    setenv("MISTRAL_API_KEY", "sk-mistral-test", 1);
+    setenv("OLLAMA_BASE_URL", "http://10.0.0.5:11434/v1/", 1);
+    assert_int_equal(mr_config_load_file(SHIPPED, &cfg, err, sizeof(err)), 0);
+    p = mr_config_find_provider(cfg, "mistral");
+    assert_true(p->enabled);
+    assert_string_equal(p->api_key, "sk-mistral-test");
+    assert_string_equal(mr_config_find_provider(cfg, "ollama")->base_url,
+                        "http://10.0.0.5:11434/v1");
+    assert_int_equal(cfg->n_warnings, cfg->n_providers - 2);
+    mr_config_free(cfg);
+    unsetenv("MISTRAL_API_KEY");
+    unsetenv("OLLAMA_BASE_URL");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_validation_errors),
+        cmocka_unit_test(test_exact_messages),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_max_targets),
+        cmocka_unit_test(test_disabled_providers),
+        cmocka_unit_test(test_listen),
+        cmocka_unit_test(test_print_table),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_kind_names),
+        cmocka_unit_test(test_shipped_config),
+        cmocka_unit_test(test_shipped_config_with_env),
+    };
+    return cmocka_run_group_tests(tests, setup_env, NULL);
+}
