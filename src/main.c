@@ -84,7 +84,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (listen && mr_config_set_listen(cfg, listen, err, sizeof(err)) < 0) {
-        fprintf(stderr, "meridian: --listen: %s\n", err);
+        fprintf(stderr, "meridian: %s\n", err);
         mr_config_free(cfg);
         return 2;
     }
