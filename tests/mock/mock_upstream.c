@@ -1,0 +1,1128 @@
+/*
+ * mock_upstream — a small OpenAI-compatible upstream with fault injection,
+ * used by Meridian's integration tests.
+ *
+ *   mock_upstream [--port N] [--name NAME]
+ *
+ * Binds 127.0.0.1 only (port 0 = ephemeral), prints exactly
+ * "listening on 127.0.0.1:PORT\n" on stdout once it accepts connections, and
+ * runs until SIGTERM/SIGINT, then stops and exits 0.
+ *
+ * OpenAI endpoints are matched by path suffix, so any base path works:
+ *   POST .../chat/completions   chat, streamed when the body has "stream":true
+ *   POST .../completions        legacy text completions (same streaming rule)
+ *   POST .../embeddings
+ *   GET  .../models
+ * Bodies are deterministic (no counters, no clocks): the same request always
+ * gets the same bytes.
+ *
+ * Control endpoints (never recorded, never affected by scenarios):
+ *   POST /_mock/scenario  JSON object, keys (all optional):
+ *        status (200)            HTTP status; != 200 gives an OpenAI-shaped error
+ *        retry_after (none)      string or integer, sent as Retry-After
+ *        headers_delay_ms (0)    wait before sending the response head
+ *        chunk_delay_ms (0)      wait before each SSE event after the first
+ *        chunks (5)              number of content chunks in a stream
+ *        fault ("none")          none | reset_before_headers | reset_mid_body |
+ *                                garbage | stall
+ *        reset_after_chunks (1)  events sent before a streamed reset_mid_body
+ *        count (none)            apply to the next N requests only (FIFO queue);
+ *                                without it, replace the persistent default
+ *        headers ({})            extra response headers {"name":"value"}
+ *        body (none)             literal response body (with "status")
+ *        content_type            Content-Type of "body" (application/json)
+ *   POST /_mock/reset     clear queue, default scenario, records and counters
+ *   GET  /_mock/requests  JSON array of recorded requests, arrival order:
+ *        {"method","path","connection","headers":{lower-case name: value},
+ *         "body":"raw body", "body_truncated": bool}
+ *   GET  /_mock/stats     {"requests","connections","connections_accepted",
+ *         "open_connections","in_flight","completed","aborted"}
+ *        "requests": recorded requests since the last reset.
+ *        "connections": TCP connections that carried at least one recorded
+ *        request since the last reset, so a test's own control traffic (a
+ *        fresh connection per call) does not inflate it; a keep-alive client
+ *        making 3 requests gives 1. "connections_accepted": every TCP
+ *        connection accepted since the last reset, control ones included.
+ *        "open_connections", "in_flight": gauges (never reset).
+ *        "completed": responses fully sent; "aborted": recorded requests the
+ *        client abandoned first (injected faults are not counted).
+ *        Each record's "connection" is the id of the TCP connection it came on.
+ *
+ * Every non-control request is recorded and consumes one scenario (the head
+ * of the queue if any, else the default), except a body over 16 MiB, which is
+ * answered 413 without consuming a scenario. Scenario status/body/garbage
+ * apply to any path; unknown paths otherwise get 404, wrong methods 405.
+ *
+ * Faults: reset_before_headers reads the whole request, then closes the
+ * connection without a byte of response (clients see "empty reply").
+ * Note that libcurl silently retries a request once on a fresh connection
+ * when a *reused* connection dies before any response byte, so a client with
+ * warm keep-alive connections may consume two such scenarios per request.
+ * reset_mid_body sends the head and reset_after_chunks SSE events (stream) or
+ * the first half of a Content-Length body (non-stream), then aborts the
+ * connection. stall holds the request (no response) until the client leaves,
+ * the mock stops, or 120 s pass, then closes the connection.
+ *
+ * Threading: MHD runs one thread per connection, so a delay simply blocks
+ * that connection's thread. Every wait is interruptible: it ends early when
+ * the client goes away (POLLRDHUP on the socket) or the mock shuts down (a
+ * pipe that becomes readable), so SIGTERM never waits for a stalled request.
+ * All shared state is behind one mutex.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#define MOCK_MAX_BODY (16u * 1024u * 1024u)          /* request body cap -> 413 */
+#define MOCK_MAX_CONTROL_BODY (1u * 1024u * 1024u)   /* /_mock/ body cap */
+#define MOCK_MAX_RECORDS 10000u                      /* recorded requests kept */
+#define MOCK_MAX_RECORD_BODY (1u * 1024u * 1024u)    /* per recorded body */
+#define MOCK_MAX_RECORD_TOTAL (256u * 1024u * 1024u) /* all recorded bodies */
+#define MOCK_MAX_QUEUE 1000u                         /* queued scenarios */
+#define MOCK_MAX_CHUNKS 10000                        /* chunks per stream */
+#define MOCK_MAX_DELAY_MS 600000L                    /* any configured delay */
+#define MOCK_STALL_MS 120000L                        /* stall fault bound */
+#define MOCK_CONNECTION_LIMIT 2000u
+#define MOCK_BACKLOG 1024u
+
+typedef enum {
+    FAULT_NONE,
+    FAULT_RESET_BEFORE_HEADERS,
+    FAULT_RESET_MID_BODY,
+    FAULT_GARBAGE,
+    FAULT_STALL,
+} fault_t;
+
+/* One scenario. `spec` owns the strings `headers`/`body`/`content_type`
+ * point into; copies share it through json_incref. */
+typedef struct scenario {
+    json_t *spec;
+    int status;
+    bool has_retry_after;
+    char retry_after[64];
+    long headers_delay_ms;
+    long chunk_delay_ms;
+    int chunks;
+    fault_t fault;
+    int reset_after_chunks;
+    long count; /* 0 = persistent default */
+    json_t *headers;
+    const char *body;
+    size_t body_len;
+    const char *content_type;
+} scenario_t;
+
+/* Per TCP connection (MHD socket_context). */
+typedef struct conn {
+    uint64_t id;
+    unsigned counted_gen; /* generation in which it was counted in "connections" */
+} conn_t;
+
+/* Per HTTP request (MHD con_cls). */
+typedef struct req {
+    bool control;
+    bool too_large;
+    char *body;
+    size_t len, cap, limit;
+    bool recorded;
+    bool injected; /* the connection was closed on purpose */
+    scenario_t sc;
+    bool has_sc;
+} req_t;
+
+/* State of a callback response: a list of SSE events, or one buffer cut short. */
+typedef struct reader {
+    char **events;
+    size_t *lens;
+    size_t n, next, off;
+    long delay_ms;
+    long fail_after; /* events sent before END_WITH_ERROR; -1 = never */
+    int fd;
+    char *buf; /* partial (non-stream) mode */
+    size_t buf_len, stop_at;
+} reader_t;
+
+static struct {
+    pthread_mutex_t mu;
+    const char *name;
+    int shutdown_pipe[2];
+    /* scenarios */
+    scenario_t def;
+    bool has_def;
+    scenario_t queue[MOCK_MAX_QUEUE];
+    size_t q_head, q_len;
+    /* recording and counters */
+    json_t *records;
+    size_t record_bytes;
+    unsigned gen;
+    uint64_t next_conn_id;
+    long requests, connections, accepted, open_conns, in_flight, completed, aborted;
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER, .name = "mock", .shutdown_pipe = {-1, -1}, .gen = 1};
+
+/* ---------------------------------------------------------------- helpers */
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "mock_upstream: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static char *xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    return memcpy(xmalloc(n), s, n);
+}
+
+static bool has_suffix(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && memcmp(s + a - b, suffix, b) == 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Waits `ms` milliseconds on behalf of one connection. Returns 0 when the
+ * time elapsed, -1 early when the client closed its side (fd >= 0) or the
+ * mock is shutting down.
+ */
+static int wait_ms(int fd, long ms)
+{
+    int64_t deadline = now_ms() + ms;
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0)
+            return 0;
+        struct pollfd pf[2] = {{.fd = g.shutdown_pipe[0], .events = POLLIN},
+                               {.fd = fd, .events = POLLRDHUP}};
+        int rc = poll(pf, fd >= 0 ? 2 : 1, (int)(left > INT_MAX ? INT_MAX : left));
+        if (rc < 0 && errno != EINTR)
+            return -1;
+        if (rc > 0) {
+            if (pf[0].revents)
+                return -1;
+            if (fd >= 0 && (pf[1].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
+                return -1;
+        }
+    }
+}
+
+static int conn_fd(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? (int)ci->connect_fd : -1;
+}
+
+/* Compact, order-preserving dump (reals with 15 digits, so 0.1 prints as
+ * 0.1); takes ownership of `j`. */
+static char *dump_take(json_t *j, size_t *len)
+{
+    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY |
+                                JSON_REAL_PRECISION(15));
+    json_decref(j);
+    if (!s) {
+        fprintf(stderr, "mock_upstream: json_dumps failed\n");
+        abort();
+    }
+    if (len)
+        *len = strlen(s);
+    return s;
+}
+
+/* A JSON string from raw bytes; bytes that are not valid UTF-8 become '?'. */
+static json_t *json_bytes(const char *p, size_t n)
+{
+    json_t *s = json_stringn(p, n);
+    if (s)
+        return s;
+    char *copy = xmalloc(n);
+    for (size_t i = 0; i < n; i++)
+        copy[i] = (unsigned char)p[i] < 0x80 ? p[i] : '?';
+    s = json_stringn(copy, n);
+    free(copy);
+    return s ? s : json_string("");
+}
+
+/* ---------------------------------------------------------------- scenarios */
+
+static void scenario_default(scenario_t *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->status = 200;
+    s->chunks = 5;
+    s->reset_after_chunks = 1;
+    s->fault = FAULT_NONE;
+}
+
+static void scenario_copy(scenario_t *dst, const scenario_t *src)
+{
+    *dst = *src;
+    json_incref(dst->spec);
+}
+
+static void scenario_clear(scenario_t *s)
+{
+    json_decref(s->spec);
+    scenario_default(s);
+}
+
+static int get_long(json_t *o, const char *key, long lo, long hi, long *out, char *err,
+                    size_t errlen)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v)
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        snprintf(err, errlen, "\"%s\" must be an integer in [%ld, %ld]", key, lo, hi);
+        return -1;
+    }
+    *out = (long)json_integer_value(v);
+    return 0;
+}
+
+/* Parses and validates a scenario object; takes a reference to `o` on success. */
+static int scenario_parse(json_t *o, scenario_t *s, char *err, size_t errlen)
+{
+    static const char *const keys[] = {
+        "status",  "retry_after", "headers_delay_ms",   "chunk_delay_ms",
+        "chunks",  "fault",       "reset_after_chunks", "count",
+        "headers", "body",        "content_type",       NULL};
+    scenario_default(s);
+    if (!json_is_object(o)) {
+        snprintf(err, errlen, "scenario must be a JSON object");
+        return -1;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(o, key, val)
+    {
+        bool known = false;
+        for (size_t i = 0; keys[i]; i++)
+            known = known || strcmp(keys[i], key) == 0;
+        if (!known) {
+            snprintf(err, errlen, "unknown scenario key \"%s\"", key);
+            return -1;
+        }
+    }
+    long v;
+    v = s->status;
+    if (get_long(o, "status", 100, 599, &v, err, errlen))
+        return -1;
+    s->status = (int)v;
+    if (get_long(o, "headers_delay_ms", 0, MOCK_MAX_DELAY_MS, &s->headers_delay_ms, err, errlen) ||
+        get_long(o, "chunk_delay_ms", 0, MOCK_MAX_DELAY_MS, &s->chunk_delay_ms, err, errlen) ||
+        get_long(o, "count", 1, LONG_MAX, &s->count, err, errlen))
+        return -1;
+    v = s->chunks;
+    if (get_long(o, "chunks", 0, MOCK_MAX_CHUNKS, &v, err, errlen))
+        return -1;
+    s->chunks = (int)v;
+    v = s->reset_after_chunks;
+    if (get_long(o, "reset_after_chunks", 0, MOCK_MAX_CHUNKS + 3, &v, err, errlen))
+        return -1;
+    s->reset_after_chunks = (int)v;
+
+    json_t *ra = json_object_get(o, "retry_after");
+    if (json_is_string(ra) && json_string_length(ra) < sizeof(s->retry_after) &&
+        !strpbrk(json_string_value(ra), "\r\n")) {
+        snprintf(s->retry_after, sizeof(s->retry_after), "%s", json_string_value(ra));
+        s->has_retry_after = true;
+    } else if (json_is_integer(ra)) {
+        snprintf(s->retry_after, sizeof(s->retry_after), "%" JSON_INTEGER_FORMAT,
+                 json_integer_value(ra));
+        s->has_retry_after = true;
+    } else if (ra && !json_is_null(ra)) {
+        snprintf(err, errlen, "\"retry_after\" must be a short string or an integer");
+        return -1;
+    }
+
+    json_t *f = json_object_get(o, "fault");
+    if (f) {
+        static const struct {
+            const char *name;
+            fault_t fault;
+        } faults[] = {{"none", FAULT_NONE},
+                      {"reset_before_headers", FAULT_RESET_BEFORE_HEADERS},
+                      {"reset_mid_body", FAULT_RESET_MID_BODY},
+                      {"garbage", FAULT_GARBAGE},
+                      {"stall", FAULT_STALL}};
+        const char *name = json_string_value(f);
+        size_t i = 0;
+        for (; name && i < sizeof(faults) / sizeof(faults[0]); i++)
+            if (strcmp(faults[i].name, name) == 0)
+                break;
+        if (!name || i == sizeof(faults) / sizeof(faults[0])) {
+            snprintf(err, errlen,
+                     "\"fault\" must be one of none, reset_before_headers, reset_mid_body, "
+                     "garbage, stall");
+            return -1;
+        }
+        s->fault = faults[i].fault;
+    }
+
+    json_t *h = json_object_get(o, "headers");
+    if (h) {
+        if (!json_is_object(h)) {
+            snprintf(err, errlen, "\"headers\" must be an object of strings");
+            return -1;
+        }
+        json_object_foreach(h, key, val)
+        {
+            if (!json_is_string(val) || !*key || strpbrk(key, "\r\n: ") ||
+                strpbrk(json_string_value(val), "\r\n")) {
+                snprintf(err, errlen, "\"headers.%s\" must be a valid header value string", key);
+                return -1;
+            }
+        }
+        s->headers = h;
+    }
+    json_t *b = json_object_get(o, "body");
+    if (b) {
+        if (!json_is_string(b)) {
+            snprintf(err, errlen, "\"body\" must be a string");
+            return -1;
+        }
+        s->body = json_string_value(b);
+        s->body_len = json_string_length(b);
+    }
+    json_t *ct = json_object_get(o, "content_type");
+    if (ct) {
+        if (!json_is_string(ct) || strpbrk(json_string_value(ct), "\r\n")) {
+            snprintf(err, errlen, "\"content_type\" must be a string");
+            return -1;
+        }
+        s->content_type = json_string_value(ct);
+    }
+    s->spec = json_incref(o);
+    return 0;
+}
+
+/* Takes the scenario for the next request: queue head first, else default. */
+static void scenario_take(scenario_t *out)
+{
+    pthread_mutex_lock(&g.mu);
+    if (g.q_len > 0) {
+        scenario_t *head = &g.queue[g.q_head];
+        scenario_copy(out, head);
+        if (--head->count <= 0) {
+            scenario_clear(head);
+            g.q_head = (g.q_head + 1) % MOCK_MAX_QUEUE;
+            g.q_len--;
+        }
+    } else if (g.has_def) {
+        scenario_copy(out, &g.def);
+    } else {
+        scenario_default(out);
+    }
+    pthread_mutex_unlock(&g.mu);
+}
+
+/* ---------------------------------------------------------------- responses */
+
+static enum MHD_Result queue_bytes(struct MHD_Connection *c, int status, const char *ctype,
+                                   const char *body, size_t len, const scenario_t *sc)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    if (ctype)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(r, "x-mock-name", g.name);
+    if (sc) {
+        if (sc->has_retry_after)
+            MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, sc->retry_after);
+        const char *k;
+        json_t *v;
+        json_object_foreach(sc->headers, k, v) MHD_add_response_header(r, k, json_string_value(v));
+    }
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result queue_json(struct MHD_Connection *c, int status, json_t *j,
+                                  const scenario_t *sc)
+{
+    size_t len;
+    char *s = dump_take(j, &len);
+    enum MHD_Result ret = queue_bytes(c, status, "application/json", s, len, sc);
+    free(s);
+    return ret;
+}
+
+static json_t *openai_error(const char *type, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return json_pack("{s:{s:s, s:s, s:n, s:n}}", "error", "message", msg, "type", type, "param",
+                     "code");
+}
+
+static enum MHD_Result queue_error(struct MHD_Connection *c, int status, const char *type,
+                                   const char *msg, const scenario_t *sc)
+{
+    return queue_json(c, status, openai_error(type, "%s", msg), sc);
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    reader_t *r = cls;
+    if (r->off == 0) {
+        if (r->fail_after >= 0 && r->next >= (size_t)r->fail_after)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (r->next >= r->n)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        if (r->next > 0 && r->delay_ms > 0 && wait_ms(r->fd, r->delay_ms) != 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    size_t left = r->lens[r->next] - r->off;
+    size_t n = left < max ? left : max;
+    memcpy(buf, r->events[r->next] + r->off, n);
+    r->off += n;
+    if (r->off == r->lens[r->next]) {
+        r->off = 0;
+        r->next++;
+    }
+    return (ssize_t)n;
+}
+
+static ssize_t partial_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    reader_t *r = cls;
+    if (pos >= r->stop_at)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    size_t left = r->stop_at - (size_t)pos;
+    size_t n = left < max ? left : max;
+    memcpy(buf, r->buf + pos, n);
+    return (ssize_t)n;
+}
+
+static void reader_free(void *cls)
+{
+    reader_t *r = cls;
+    for (size_t i = 0; i < r->n; i++)
+        free(r->events[i]);
+    free(r->events);
+    free(r->lens);
+    free(r->buf);
+    free(r);
+}
+
+/* Queues `r` as a callback response (stream when size == MHD_SIZE_UNKNOWN). */
+static enum MHD_Result queue_reader(struct MHD_Connection *c, int status, const char *ctype,
+                                    uint64_t size, MHD_ContentReaderCallback crc, reader_t *rd,
+                                    const scenario_t *sc)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(size, 16 * 1024, crc, rd, reader_free);
+    if (!r) {
+        reader_free(rd);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(r, "x-mock-name", g.name);
+    if (size == MHD_SIZE_UNKNOWN)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    if (sc->has_retry_after)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, sc->retry_after);
+    const char *k;
+    json_t *v;
+    json_object_foreach(sc->headers, k, v) MHD_add_response_header(r, k, json_string_value(v));
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Sends `body` (taking ownership) honouring the reset_mid_body fault. */
+static enum MHD_Result send_body(struct MHD_Connection *c, int status, const char *ctype,
+                                 char *body, size_t len, const scenario_t *sc)
+{
+    if (sc->fault != FAULT_RESET_MID_BODY) {
+        enum MHD_Result ret = queue_bytes(c, status, ctype, body, len, sc);
+        free(body);
+        return ret;
+    }
+    reader_t *rd = xmalloc(sizeof(*rd));
+    memset(rd, 0, sizeof(*rd));
+    rd->fd = -1;
+    rd->buf = body;
+    rd->buf_len = len;
+    rd->stop_at = len / 2;
+    return queue_reader(c, status, ctype, len, partial_read, rd, sc);
+}
+
+static void add_event(reader_t *rd, json_t *chunk)
+{
+    size_t len;
+    char *js = dump_take(chunk, &len);
+    char *ev = xmalloc(len + 9);
+    memcpy(ev, "data: ", 6);
+    memcpy(ev + 6, js, len);
+    memcpy(ev + 6 + len, "\n\n", 3);
+    free(js);
+    rd->events[rd->n] = ev;
+    rd->lens[rd->n] = len + 8;
+    rd->n++;
+}
+
+static json_t *usage_json(void)
+{
+    return json_pack("{s:i, s:i, s:i}", "prompt_tokens", 5, "completion_tokens", 4, "total_tokens",
+                     9);
+}
+
+/* Builds and queues the SSE stream for chat (chat=true) or legacy completions. */
+static enum MHD_Result send_stream(struct MHD_Connection *c, bool chat, const char *model,
+                                   bool include_usage, const scenario_t *sc)
+{
+    const char *id = chat ? "chatcmpl-mock" : "cmpl-mock";
+    const char *object = chat ? "chat.completion.chunk" : "text_completion";
+    reader_t *rd = xmalloc(sizeof(*rd));
+    memset(rd, 0, sizeof(*rd));
+    size_t max = (size_t)sc->chunks + 3;
+    rd->events = xmalloc(max * sizeof(char *));
+    rd->lens = xmalloc(max * sizeof(size_t));
+    rd->delay_ms = sc->chunk_delay_ms;
+    rd->fd = conn_fd(c);
+    rd->fail_after = sc->fault == FAULT_RESET_MID_BODY ? sc->reset_after_chunks : -1;
+    for (int i = 0; i < sc->chunks; i++) {
+        char tok[32];
+        snprintf(tok, sizeof(tok), "tok%d ", i);
+        json_t *choice;
+        if (chat) {
+            json_t *delta = i == 0 ? json_pack("{s:s, s:s}", "role", "assistant", "content", tok)
+                                   : json_pack("{s:s}", "content", tok);
+            choice = json_pack("{s:i, s:o, s:n}", "index", 0, "delta", delta, "finish_reason");
+        } else {
+            choice = json_pack("{s:i, s:s, s:n, s:n}", "index", 0, "text", tok, "logprobs",
+                               "finish_reason");
+        }
+        add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", id, "object", object,
+                                "created", 1700000000, "model", model, "choices", choice));
+    }
+    json_t *last = chat
+                       ? json_pack("{s:i, s:{}, s:s}", "index", 0, "delta", "finish_reason", "stop")
+                       : json_pack("{s:i, s:s, s:n, s:s}", "index", 0, "text", "", "logprobs",
+                                   "finish_reason", "stop");
+    add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", id, "object", object, "created",
+                            1700000000, "model", model, "choices", last));
+    if (include_usage)
+        add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[], s:o}", "id", id, "object", object,
+                                "created", 1700000000, "model", model, "choices", "usage",
+                                usage_json()));
+    rd->events[rd->n] = xstrdup("data: [DONE]\n\n");
+    rd->lens[rd->n] = strlen(rd->events[rd->n]);
+    rd->n++;
+    return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
+}
+
+/* Serves one OpenAI endpoint (no scenario status/body/garbage override). */
+static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, const char *method,
+                                    const req_t *rq, const scenario_t *sc)
+{
+    enum { EP_CHAT, EP_COMPLETIONS, EP_EMBEDDINGS, EP_MODELS } ep;
+    if (has_suffix(url, "/chat/completions"))
+        ep = EP_CHAT;
+    else if (has_suffix(url, "/completions"))
+        ep = EP_COMPLETIONS;
+    else if (has_suffix(url, "/embeddings"))
+        ep = EP_EMBEDDINGS;
+    else if (has_suffix(url, "/models"))
+        ep = EP_MODELS;
+    else {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "mock %s: unknown path %.150s", g.name, url);
+        return queue_error(c, 404, "invalid_request_error", msg, sc);
+    }
+
+    const char *want = ep == EP_MODELS ? "GET" : "POST";
+    if (strcmp(method, want) != 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "mock %s: method %.20s not allowed", g.name, method);
+        scenario_t s2 = *sc; /* borrowed: s2.spec is not released */
+        s2.headers = sc->headers ? json_copy(sc->headers) : json_object();
+        json_object_set_new(s2.headers, "Allow", json_string(want));
+        enum MHD_Result ret = queue_error(c, 405, "invalid_request_error", msg, &s2);
+        json_decref(s2.headers);
+        return ret;
+    }
+
+    if (ep == EP_MODELS) {
+        json_t *m =
+            json_pack("{s:s, s:[{s:s, s:s, s:i, s:s}]}", "object", "list", "data", "id",
+                      "mock-model", "object", "model", "created", 1700000000, "owned_by", g.name);
+        size_t len;
+        char *s = dump_take(m, &len);
+        return send_body(c, 200, "application/json", s, len, sc);
+    }
+
+    json_error_t jerr;
+    json_t *in = json_loadb(rq->body ? rq->body : "", rq->len, 0, &jerr);
+    if (!json_is_object(in)) {
+        char msg[300];
+        if (in)
+            snprintf(msg, sizeof(msg), "mock %s: request body must be a JSON object", g.name);
+        else
+            snprintf(msg, sizeof(msg), "mock %s: invalid JSON body: %s", g.name, jerr.text);
+        json_decref(in);
+        return queue_error(c, 400, "invalid_request_error", msg, sc);
+    }
+    const char *model = json_string_value(json_object_get(in, "model"));
+    if (!model)
+        model = "mock-model";
+    bool stream = json_is_true(json_object_get(in, "stream"));
+    bool include_usage =
+        json_is_true(json_object_get(json_object_get(in, "stream_options"), "include_usage"));
+    char hello[200];
+    snprintf(hello, sizeof(hello), "Hello from %s", g.name);
+
+    enum MHD_Result ret;
+    if (stream && ep != EP_EMBEDDINGS) {
+        ret = send_stream(c, ep == EP_CHAT, model, include_usage, sc);
+    } else {
+        json_t *out;
+        if (ep == EP_CHAT)
+            out = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:{s:s, s:s}, s:s}], s:o}", "id",
+                            "chatcmpl-mock", "object", "chat.completion", "created", 1700000000,
+                            "model", model, "choices", "index", 0, "message", "role", "assistant",
+                            "content", hello, "finish_reason", "stop", "usage", usage_json());
+        else if (ep == EP_COMPLETIONS)
+            out = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:s, s:n, s:s}], s:o}", "id",
+                            "cmpl-mock", "object", "text_completion", "created", 1700000000,
+                            "model", model, "choices", "index", 0, "text", hello, "logprobs",
+                            "finish_reason", "stop", "usage", usage_json());
+        else
+            out =
+                json_pack("{s:s, s:[{s:s, s:i, s:[f, f, f]}], s:s, s:{s:i, s:i}}", "object", "list",
+                          "data", "object", "embedding", "index", 0, "embedding", 0.1, 0.2, 0.3,
+                          "model", model, "usage", "prompt_tokens", 2, "total_tokens", 2);
+        size_t len;
+        char *s = dump_take(out, &len);
+        ret = send_body(c, 200, "application/json", s, len, sc);
+    }
+    json_decref(in);
+    return ret;
+}
+
+/* ---------------------------------------------------------------- recording */
+
+static enum MHD_Result header_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    (void)kind;
+    json_t *obj = cls;
+    char name[256];
+    size_t i = 0;
+    for (; key[i] && i < sizeof(name) - 1; i++)
+        name[i] = (char)((key[i] >= 'A' && key[i] <= 'Z') ? key[i] + 32 : key[i]);
+    name[i] = '\0';
+    if (!value)
+        value = "";
+    const char *old = json_string_value(json_object_get(obj, name));
+    if (old) {
+        size_t n = strlen(old) + strlen(value) + 3;
+        char *joined = xmalloc(n);
+        snprintf(joined, n, "%s, %s", old, value);
+        json_object_set_new(obj, name, json_bytes(joined, strlen(joined)));
+        free(joined);
+    } else {
+        json_object_set_new(obj, name, json_bytes(value, strlen(value)));
+    }
+    return MHD_YES;
+}
+
+static void record_request(struct MHD_Connection *c, const char *url, const char *method, req_t *rq)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_t *cn = ci ? ci->socket_context : NULL;
+
+    json_t *headers = json_object();
+    MHD_get_connection_values(c, MHD_HEADER_KIND, header_cb, headers);
+    size_t keep = rq->len < MOCK_MAX_RECORD_BODY ? rq->len : MOCK_MAX_RECORD_BODY;
+
+    pthread_mutex_lock(&g.mu);
+    if (g.record_bytes + keep > MOCK_MAX_RECORD_TOTAL)
+        keep = 0;
+    bool truncated = keep < rq->len || rq->too_large;
+    g.requests++;
+    g.in_flight++;
+    rq->recorded = true;
+    if (cn && cn->counted_gen != g.gen) {
+        cn->counted_gen = g.gen;
+        g.connections++;
+    }
+    if (json_array_size(g.records) < MOCK_MAX_RECORDS) {
+        g.record_bytes += keep;
+        json_array_append_new(g.records,
+                              json_pack("{s:s, s:s, s:I, s:o, s:o, s:b}", "method", method, "path",
+                                        url, "connection", (json_int_t)(cn ? cn->id : 0), "headers",
+                                        headers, "body", json_bytes(rq->body ? rq->body : "", keep),
+                                        "body_truncated", truncated));
+        headers = NULL;
+    }
+    pthread_mutex_unlock(&g.mu);
+    json_decref(headers);
+}
+
+/* ---------------------------------------------------------------- control */
+
+static enum MHD_Result serve_control(struct MHD_Connection *c, const char *url, const char *method,
+                                     const req_t *rq)
+{
+    if (rq->too_large)
+        return queue_error(c, 413, "invalid_request_error", "control body too large", NULL);
+    bool post = strcmp(method, "POST") == 0, get = strcmp(method, "GET") == 0;
+    if (strcmp(url, "/_mock/scenario") == 0 && post) {
+        json_error_t jerr;
+        json_t *o = json_loadb(rq->body ? rq->body : "", rq->len, 0, &jerr);
+        char err[256] = "";
+        scenario_t s;
+        if (!o) {
+            snprintf(err, sizeof(err), "invalid JSON: %s", jerr.text);
+            scenario_default(&s);
+        } else if (scenario_parse(o, &s, err, sizeof(err)) == 0) {
+            pthread_mutex_lock(&g.mu);
+            if (s.count > 0 && g.q_len >= MOCK_MAX_QUEUE) {
+                snprintf(err, sizeof(err), "scenario queue full (%u)", MOCK_MAX_QUEUE);
+                scenario_clear(&s);
+            } else if (s.count > 0) {
+                g.queue[(g.q_head + g.q_len) % MOCK_MAX_QUEUE] = s;
+                g.q_len++;
+            } else {
+                if (g.has_def)
+                    scenario_clear(&g.def);
+                g.def = s;
+                g.has_def = true;
+            }
+            size_t queued = g.q_len;
+            pthread_mutex_unlock(&g.mu);
+            if (!err[0]) {
+                json_decref(o);
+                return queue_json(
+                    c, 200, json_pack("{s:b, s:I}", "ok", 1, "queued", (json_int_t)queued), NULL);
+            }
+        }
+        json_decref(o);
+        return queue_error(c, 400, "invalid_request_error", err, NULL);
+    }
+    if (strcmp(url, "/_mock/reset") == 0 && post) {
+        pthread_mutex_lock(&g.mu);
+        while (g.q_len > 0) {
+            scenario_clear(&g.queue[g.q_head]);
+            g.q_head = (g.q_head + 1) % MOCK_MAX_QUEUE;
+            g.q_len--;
+        }
+        if (g.has_def)
+            scenario_clear(&g.def);
+        g.has_def = false;
+        json_array_clear(g.records);
+        g.record_bytes = 0;
+        g.gen++;
+        g.requests = g.connections = g.accepted = g.completed = g.aborted = 0;
+        pthread_mutex_unlock(&g.mu);
+        return queue_json(c, 200, json_pack("{s:b}", "ok", 1), NULL);
+    }
+    if (strcmp(url, "/_mock/requests") == 0 && get) {
+        pthread_mutex_lock(&g.mu);
+        char *s = json_dumps(g.records, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        pthread_mutex_unlock(&g.mu);
+        if (!s)
+            return MHD_NO;
+        enum MHD_Result ret = queue_bytes(c, 200, "application/json", s, strlen(s), NULL);
+        free(s);
+        return ret;
+    }
+    if (strcmp(url, "/_mock/stats") == 0 && get) {
+        pthread_mutex_lock(&g.mu);
+        json_t *j =
+            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "requests", (json_int_t)g.requests,
+                      "connections", (json_int_t)g.connections, "connections_accepted",
+                      (json_int_t)g.accepted, "open_connections", (json_int_t)g.open_conns,
+                      "in_flight", (json_int_t)g.in_flight, "completed", (json_int_t)g.completed,
+                      "aborted", (json_int_t)g.aborted);
+        pthread_mutex_unlock(&g.mu);
+        return queue_json(c, 200, j, NULL);
+    }
+    return queue_error(c, 404, "invalid_request_error", "unknown mock control endpoint", NULL);
+}
+
+/* ---------------------------------------------------------------- MHD glue */
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    (void)cls;
+    (void)version;
+    req_t *rq = *con_cls;
+    if (!rq) {
+        rq = xmalloc(sizeof(*rq));
+        memset(rq, 0, sizeof(*rq));
+        rq->control = strncmp(url, "/_mock/", 7) == 0;
+        rq->limit = rq->control ? MOCK_MAX_CONTROL_BODY : MOCK_MAX_BODY;
+        scenario_default(&rq->sc);
+        *con_cls = rq;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (rq->too_large || rq->len + n > rq->limit) {
+            rq->too_large = true;
+            return MHD_YES; /* keep reading, answer 413 at the end */
+        }
+        if (rq->len + n + 1 > rq->cap) {
+            size_t cap = rq->cap ? rq->cap : 4096;
+            while (cap < rq->len + n + 1)
+                cap *= 2;
+            char *p = realloc(rq->body, cap);
+            if (!p)
+                abort();
+            rq->body = p;
+            rq->cap = cap;
+        }
+        memcpy(rq->body + rq->len, upload_data, n);
+        rq->len += n;
+        rq->body[rq->len] = '\0';
+        return MHD_YES;
+    }
+
+    if (rq->control)
+        return serve_control(c, url, method, rq);
+
+    record_request(c, url, method, rq);
+    if (rq->too_large) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "mock %s: request body larger than %u bytes", g.name,
+                 MOCK_MAX_BODY);
+        return queue_error(c, 413, "invalid_request_error", msg, NULL);
+    }
+
+    scenario_t *sc = &rq->sc;
+    scenario_take(sc);
+    rq->has_sc = true;
+    int fd = conn_fd(c);
+    if (sc->headers_delay_ms > 0 && wait_ms(fd, sc->headers_delay_ms) != 0)
+        return MHD_NO; /* client gone or shutting down */
+    if (sc->fault == FAULT_STALL) {
+        if (wait_ms(fd, MOCK_STALL_MS) == 0)
+            rq->injected = true; /* bound reached: drop the connection */
+        return MHD_NO;
+    }
+    if (sc->fault == FAULT_RESET_BEFORE_HEADERS) {
+        rq->injected = true;
+        return MHD_NO;
+    }
+    if (sc->fault == FAULT_RESET_MID_BODY)
+        rq->injected = true;
+
+    if (sc->status != 200 || sc->body) {
+        const char *ctype = sc->content_type ? sc->content_type : "application/json";
+        size_t len;
+        char *body;
+        if (sc->body) {
+            len = sc->body_len;
+            body = memcpy(xmalloc(len + 1), sc->body, len + 1);
+        } else {
+            body = dump_take(openai_error("server_error", "mock %s status %d", g.name, sc->status),
+                             &len);
+        }
+        return send_body(c, sc->status, ctype, body, len, sc);
+    }
+    if (sc->fault == FAULT_GARBAGE) {
+        char *body = xstrdup("this is not json {{{");
+        return send_body(c, 200, "application/json", body, strlen(body), sc);
+    }
+    return serve_openai(c, url, method, rq, sc);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    req_t *rq = *con_cls;
+    if (!rq)
+        return;
+    if (rq->recorded) {
+        pthread_mutex_lock(&g.mu);
+        g.in_flight--;
+        if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+            g.completed++;
+        else if (!rq->injected)
+            g.aborted++;
+        pthread_mutex_unlock(&g.mu);
+    }
+    if (rq->has_sc)
+        scenario_clear(&rq->sc);
+    free(rq->body);
+    free(rq);
+    *con_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    (void)c;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        conn_t *cn = xmalloc(sizeof(*cn));
+        pthread_mutex_lock(&g.mu);
+        cn->id = ++g.next_conn_id;
+        cn->counted_gen = 0;
+        g.accepted++;
+        g.open_conns++;
+        pthread_mutex_unlock(&g.mu);
+        *socket_context = cn;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        pthread_mutex_lock(&g.mu);
+        g.open_conns--;
+        pthread_mutex_unlock(&g.mu);
+        free(*socket_context);
+        *socket_context = NULL;
+    }
+}
+
+/* MHD's error log, prefixed so several mocks in one test log stay apart. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && line[n - 1] == '\n')
+        line[--n] = '\0';
+    fprintf(stderr, "mock_upstream[%s]: %s\n", g.name, line);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: mock_upstream [--port N] [--name NAME]\n");
+}
+
+int main(int argc, char **argv)
+{
+    long port = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+            char *end;
+            port = strtol(argv[++i], &end, 10);
+            if (*end || port < 0 || port > 65535) {
+                fprintf(stderr, "mock_upstream: bad --port %s\n", argv[i]);
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
+            g.name = argv[++i];
+            if (!*g.name || strlen(g.name) > 100) {
+                fprintf(stderr, "mock_upstream: --name must be 1..100 characters\n");
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+
+    /* Signals are taken synchronously by main with sigwait(); the mask is
+     * inherited by every MHD thread created below. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (pipe(g.shutdown_pipe) != 0) {
+        perror("mock_upstream: pipe");
+        return 1;
+    }
+    json_object_seed(0);
+    g.records = json_array();
+
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+            MHD_USE_ERROR_LOG,
+        0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)MOCK_CONNECTION_LIMIT, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)MOCK_BACKLOG,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(1024 * 1024), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(128 * 1024), MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
+    if (!d) {
+        fprintf(stderr, "mock_upstream: cannot listen on 127.0.0.1:%ld\n", port);
+        return 1;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    printf("listening on 127.0.0.1:%u\n", di ? (unsigned)di->port : (unsigned)port);
+    fflush(stdout);
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0) {
+    }
+
+    /* Wake every waiting connection thread, then stop (joins them). */
+    if (write(g.shutdown_pipe[1], "x", 1) != 1)
+        perror("mock_upstream: write");
+    MHD_stop_daemon(d);
+
+    while (g.q_len > 0) {
+        scenario_clear(&g.queue[g.q_head]);
+        g.q_head = (g.q_head + 1) % MOCK_MAX_QUEUE;
+        g.q_len--;
+    }
+    if (g.has_def)
+        scenario_clear(&g.def);
+    json_decref(g.records);
+    close(g.shutdown_pipe[0]);
+    close(g.shutdown_pipe[1]);
+    return 0;
+}
