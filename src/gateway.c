@@ -513,12 +513,20 @@ static int retryable_status(long s)
     return s == 408 || s == 429 || s >= 500;
 }
 
+/* Copies with truncation; curl's error texts can be longer than we keep. */
+static void copy_text(char *dst, size_t cap, const char *src)
+{
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
+}
+
 static void record_attempt_end(mr_request_t *r, const char *error)
 {
     attempt_t *a = &r->attempts[r->n_attempts - 1];
     a->ms = ms_since_ns(r->attempt_start_ns);
     a->status = r->up_status;
-    snprintf(a->error, sizeof(a->error), "%s", error ? error : "");
+    copy_text(a->error, sizeof(a->error), error);
 }
 
 static void next_or_fail(mr_request_t *r)
@@ -576,7 +584,7 @@ static void on_up_done(void *ud, int code, const char *error)
         else if (r->up_too_big)
             snprintf(why, sizeof(why), "upstream response larger than limits.max_response_bytes");
         else
-            snprintf(why, sizeof(why), "%s", error);
+            copy_text(why, sizeof(why), error);
         record_attempt_end(r, why);
     } else if (!retryable_status(r->up_status)) {
         record_attempt_end(r, NULL);
