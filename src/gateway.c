@@ -1,5 +1,6 @@
 #include "meridian/gateway.h"
 
+#include "meridian/adapter.h"
 #include "meridian/buf.h"
 #include "meridian/error.h"
 #include "meridian/json_span.h"
@@ -50,9 +51,10 @@ struct mr_request {
     mr_buf_t body;
     int body_too_large;
     int stream;
-    char *model; /* client's model; the plan may point into it */
+    char *model;  /* client's model; the plan may point into it */
+    json_t *json; /* the parsed body, kept for dialect adapters */
+    int client_wants_usage;
     mr_plan_t plan;
-    size_t model_off, model_len; /* span of the "model" value in body */
     size_t next_candidate;
     attempt_t attempts[MAX_ATTEMPTS];
     unsigned n_attempts;
@@ -60,8 +62,12 @@ struct mr_request {
 
     /* current attempt */
     mr_transfer_t *xfer;
-    char *up_body;
-    size_t up_body_len;
+    const mr_adapter_t *adapter;
+    mr_adapter_in_t in;
+    mr_adapter_req_t up_req;
+    mr_stream_xlate_t *xl;
+    int stream_errored; /* the translator already ended the stream with an error event */
+    mr_usage_t usage;
     uint64_t attempt_start_ns;
     long up_status;
     char up_ctype[128];
@@ -342,30 +348,19 @@ static void finish_failed(mr_request_t *r)
 }
 
 /* An upstream answered with a status we must not retry (e.g. 400): pass it
- * on, keeping its body when it already is an OpenAI-shaped error. */
+ * on in the OpenAI error shape (the adapter keeps the provider's message). */
 static void finish_passthrough_error(mr_request_t *r)
 {
-    size_t len = mr_buf_len(&r->resp);
-    const char *p = mr_buf_ptr(&r->resp);
-    mr_json_span_t span;
+    mr_buf_t out;
 
-    if (len && mr_json_validate(p, len) == 0 && mr_json_find_member(p, len, "error", &span) == 0) {
-        free(r->out_body);
-        r->out_body = mr_buf_steal(&r->resp, &r->out_len);
-        r->out_status = (int)r->up_status;
-        r->out_ctype = "application/json";
-    } else {
-        mr_error_t e;
-        char snippet[200];
-        size_t n = len < sizeof(snippet) - 1 ? len : sizeof(snippet) - 1;
-        for (size_t i = 0; i < n; i++)
-            snippet[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? p[i] : '?';
-        snippet[n] = '\0';
-        mr_error_set(&e, (int)r->up_status, NULL, "upstream_error", NULL,
-                     "provider %s answered HTTP %ld: %s", r->served_by->name, r->up_status,
-                     snippet);
-        prepare_error(r, &e, NULL);
-    }
+    mr_buf_init(&out, ERROR_BODY_MAX);
+    r->adapter->translate_error(r->served_by, r->up_status, mr_buf_ptr(&r->resp),
+                                mr_buf_len(&r->resp), &out);
+    free(r->out_body);
+    r->out_body = mr_buf_steal(&out, &r->out_len);
+    mr_buf_free(&out);
+    r->out_status = (int)r->up_status;
+    r->out_ctype = "application/json";
     r->state = RS_RESPOND;
     resume(r);
 }
@@ -473,6 +468,22 @@ static int looks_like_sse(const char *p, size_t n)
     return n == 0 || *p == 'd' || *p == 'e' || *p == 'i' || *p == 'r' || *p == ':';
 }
 
+/* Output is ready for the client: commit on the first bytes, else wake the
+ * reader parked in stream_reader. */
+static void stream_output_ready(mr_request_t *r)
+{
+    if (mr_buf_len(&r->resp) == 0)
+        return;
+    if (!r->committed) {
+        if (r->state == RS_UPSTREAM) {
+            r->state = RS_STREAM_GO;
+            resume(r);
+        }
+    } else {
+        resume(r);
+    }
+}
+
 static mr_data_result_t on_up_data(void *ud, const char *p, size_t n)
 {
     mr_request_t *r = ud;
@@ -486,31 +497,29 @@ static mr_data_result_t on_up_data(void *ud, const char *p, size_t n)
         }
         return MR_DATA_OK;
     }
-    if (!r->committed && mr_buf_len(&r->resp) == 0 && !looks_like_sse(p, n)) {
+    if (r->adapter->passthrough && !r->committed && mr_buf_len(&r->resp) == 0 &&
+        !looks_like_sse(p, n)) {
         r->up_invalid = 1;
         return MR_DATA_ABORT;
     }
-    if (n > mr_buf_room(&r->resp) && mr_buf_len(&r->resp) > 0) {
+    if (mr_buf_len(&r->resp) >= r->resp.limit) {
         r->paused = 1;
         return MR_DATA_PAUSE;
     }
-    if (mr_buf_append_force(&r->resp, p, n) < 0)
-        return MR_DATA_ABORT;
     arm_timer(r, r->w->cfg->timeouts.stream_idle_ms);
-    if (!r->committed) {
-        if (r->state == RS_UPSTREAM) {
-            r->state = RS_STREAM_GO;
-            resume(r);
+    if (r->adapter->stream_feed(r->xl, p, n, &r->resp) < 0) {
+        if (!r->committed) {
+            /* nothing reached the client: a failed attempt, not a broken stream */
+            mr_buf_reset(&r->resp);
+            r->up_invalid = 1;
+            return MR_DATA_ABORT;
         }
-    } else {
-        resume(r);
+        r->stream_errored = 1;
+        stream_output_ready(r);
+        return MR_DATA_ABORT;
     }
+    stream_output_ready(r);
     return MR_DATA_OK;
-}
-
-static int retryable_status(long s)
-{
-    return s == 408 || s == 429 || s >= 500;
 }
 
 /* Copies with truncation; curl's error texts can be longer than we keep. */
@@ -544,49 +553,89 @@ static void next_or_fail(mr_request_t *r)
         finish_failed(r);
 }
 
+static void read_usage(mr_request_t *r)
+{
+    if (r->xl)
+        r->adapter->stream_usage(r->xl, &r->usage);
+}
+
+/* A complete 2xx body: forwarded as is when the dialect is OpenAI's, else
+ * translated. Returns 0, or -1 with `why` when the answer is unusable. */
+static int take_body(mr_request_t *r, char *why, size_t whylen)
+{
+    mr_error_t e;
+
+    if (r->adapter->passthrough) {
+        if (mr_json_validate(mr_buf_ptr(&r->resp), mr_buf_len(&r->resp)) != 0) {
+            snprintf(why, whylen, "invalid JSON in upstream response");
+            return -1;
+        }
+        r->adapter->translate(&r->in, mr_buf_ptr(&r->resp), mr_buf_len(&r->resp), NULL, &r->usage,
+                              &e);
+        return 0;
+    }
+    mr_buf_t out;
+    mr_buf_init(&out, r->w->cfg->limits.max_response_bytes);
+    if (r->adapter->translate(&r->in, mr_buf_ptr(&r->resp), mr_buf_len(&r->resp), &out, &r->usage,
+                              &e) < 0) {
+        mr_buf_free(&out);
+        snprintf(why, whylen, "unusable upstream response: %.96s", e.message);
+        return -1;
+    }
+    mr_buf_free(&r->resp);
+    r->resp = out;
+    return 0;
+}
+
 static void on_up_done(void *ud, int code, const char *error)
 {
     mr_request_t *r = ud;
     char why[160];
 
     r->xfer = NULL;
+    uv_timer_stop(&r->timer);
     if (r->committed) {
         /* After the first byte went out there is no failover: end the
          * stream with an SSE error event rather than leave the client hanging. */
-        uv_timer_stop(&r->timer);
         r->upstream_done = 1;
-        if (code != CURLE_OK)
+        if (code == CURLE_OK)
+            r->adapter->stream_end(r->xl, &r->resp);
+        else if (!r->stream_errored)
             stream_fail(r, error);
+        read_usage(r);
         record_attempt_end(r, code == CURLE_OK ? NULL : error);
         resume(r);
         return;
     }
-    uv_timer_stop(&r->timer);
     if (code == CURLE_OK && is_2xx(r->up_status)) {
-        if (r->stream && mr_buf_len(&r->resp) == 0) {
-            record_attempt_end(r, "empty event stream");
-        } else if (!r->stream &&
-                   mr_json_validate(mr_buf_ptr(&r->resp), mr_buf_len(&r->resp)) != 0) {
-            record_attempt_end(r, "invalid JSON in upstream response");
-        } else {
-            /* A stream that ended before we got to commit: send it whole. */
-            record_attempt_end(r, NULL);
-            if (r->stream && r->state == RS_STREAM_GO) {
+        if (r->stream) {
+            r->adapter->stream_end(r->xl, &r->resp);
+            if (mr_buf_len(&r->resp) == 0) {
+                record_attempt_end(r, "empty event stream");
+            } else {
+                /* the whole stream arrived before we got to answer: send it */
+                read_usage(r);
+                record_attempt_end(r, NULL);
                 r->upstream_done = 1;
+                stream_output_ready(r);
                 return;
             }
+        } else if (take_body(r, why, sizeof(why)) < 0) {
+            record_attempt_end(r, why);
+        } else {
+            record_attempt_end(r, NULL);
             finish_success(r);
             return;
         }
     } else if (code != CURLE_OK) {
         if (r->up_invalid)
-            snprintf(why, sizeof(why), "upstream stream is not an event stream");
+            snprintf(why, sizeof(why), "upstream stream is not a valid event stream");
         else if (r->up_too_big)
             snprintf(why, sizeof(why), "upstream response larger than limits.max_response_bytes");
         else
             copy_text(why, sizeof(why), error);
         record_attempt_end(r, why);
-    } else if (!retryable_status(r->up_status)) {
+    } else if (!r->adapter->retryable(r->up_status, mr_buf_ptr(&r->resp), mr_buf_len(&r->resp))) {
         record_attempt_end(r, NULL);
         finish_passthrough_error(r);
         return;
@@ -655,35 +704,25 @@ static void arm_timer(mr_request_t *r, uint64_t ms)
 
 /* ---- attempts --------------------------------------------------------- */
 
-static int build_upstream_body(mr_request_t *r, const char *model)
-{
-    size_t mlen = strlen(model);
-    size_t cap = r->body.end - r->body.start - r->model_len + 6 * mlen + 3;
-    char *p = malloc(cap);
-    const char *src = mr_buf_ptr(&r->body);
-    size_t n = 0;
+/* Members only the gateway reads (OpenRouter routing fields): never forwarded. */
+static const char *const gateway_only_members[] = {"provider", "models", NULL};
 
-    if (!p)
-        return -1;
-    memcpy(p, src, r->model_off);
-    n = r->model_off;
-    n += mr_json_quote(model, p + n);
-    size_t tail = mr_buf_len(&r->body) - r->model_off - r->model_len;
-    memcpy(p + n, src + r->model_off + r->model_len, tail);
-    n += tail;
-    free(r->up_body);
-    r->up_body = p;
-    r->up_body_len = n;
-    return 0;
+static void end_attempt_state(mr_request_t *r)
+{
+    mr_adapter_req_free(&r->up_req);
+    if (r->xl) {
+        r->adapter->stream_free(r->xl);
+        r->xl = NULL;
+    }
 }
 
 static void start_attempt(mr_request_t *r)
 {
     mr_worker_t *w = r->w;
     const mr_candidate_t *c = &r->plan.candidates[r->next_candidate++];
-    const mr_provider_rt_t *rt = &w->prov[mr_worker_provider_index(w, c->provider)];
     attempt_t *a = &r->attempts[r->n_attempts++];
-    char err[128];
+    char err[160];
+    mr_error_t e;
 
     memset(a, 0, sizeof(*a));
     a->provider = c->provider;
@@ -691,21 +730,47 @@ static void start_attempt(mr_request_t *r)
     r->served_by = c->provider;
     r->up_status = 0;
     r->up_ctype[0] = '\0';
-    r->up_invalid = r->up_too_big = r->paused = 0;
+    r->up_invalid = r->up_too_big = r->paused = r->stream_errored = 0;
     mr_buf_reset(&r->resp);
     r->resp.limit =
         r->stream ? w->cfg->limits.stream_buffer_bytes : w->cfg->limits.max_response_bytes;
     r->attempt_start_ns = uv_hrtime();
-    if (build_upstream_body(r, c->model) < 0) {
+    end_attempt_state(r);
+    r->adapter = mr_adapter_for(c->provider->kind);
+    if (!r->adapter) {
+        snprintf(err, sizeof(err), "provider kind %s is not supported by this build",
+                 mr_provider_kind_name(c->provider->kind));
+        record_attempt_end(r, err);
+        next_or_fail(r);
+        return;
+    }
+    r->in = (mr_adapter_in_t){
+        .provider = c->provider,
+        .endpoint = r->endpoint,
+        .model = c->model,
+        .stream = r->stream,
+        .client_wants_usage = r->client_wants_usage,
+        .body = mr_buf_ptr(&r->body),
+        .body_len = mr_buf_len(&r->body),
+        .json = r->json,
+        .strip = gateway_only_members,
+    };
+    if (r->adapter->build(&r->in, &r->up_req, &e) < 0) {
+        snprintf(err, sizeof(err), "cannot build the request: %.120s", e.message);
+        record_attempt_end(r, err);
+        next_or_fail(r);
+        return;
+    }
+    if (r->stream && !(r->xl = r->adapter->stream_new(&r->in))) {
         record_attempt_end(r, "out of memory");
         next_or_fail(r);
         return;
     }
     mr_transfer_req_t req = {
-        .url = rt->url[r->endpoint],
-        .headers = rt->headers,
-        .body = r->up_body,
-        .body_len = r->up_body_len,
+        .url = r->up_req.url,
+        .headers = r->up_req.headers,
+        .body = r->up_req.body,
+        .body_len = r->up_req.body_len,
         .connect_timeout_ms = w->cfg->timeouts.connect_ms,
     };
     r->xfer = mr_upstream_start(&w->upstream, &req, &upstream_handler, r, err, sizeof(err));
@@ -727,7 +792,6 @@ static enum MHD_Result begin_proxy(mr_request_t *r)
     json_error_t jerr;
     json_t *root, *model, *stream;
     mr_error_t e;
-    mr_json_span_t span;
 
     if (len == 0)
         return respond_errorf(r, 400, "invalid_request_error", NULL,
@@ -739,40 +803,27 @@ static enum MHD_Result begin_proxy(mr_request_t *r)
                      jerr.line, jerr.column);
         return respond_error(r, &e);
     }
-    if (!json_is_object(root)) {
-        json_decref(root);
+    r->json = root; /* freed with the request */
+    if (!json_is_object(root))
         return respond_errorf(r, 400, "invalid_request_error", NULL,
                               "request body must be a JSON object");
-    }
     model = json_object_get(root, "model");
     stream = json_object_get(root, "stream");
-    if (!model || json_is_null(model)) {
-        json_decref(root);
+    if (!model || json_is_null(model))
         return respond_errorf(r, 400, "missing_required_parameter", "model",
                               "you must provide a model parameter");
-    }
-    if (!json_is_string(model) || json_string_length(model) == 0) {
-        json_decref(root);
+    if (!json_is_string(model) || json_string_length(model) == 0)
         return respond_errorf(r, 400, "invalid_type", "model", "model must be a non-empty string");
-    }
-    if (stream && !json_is_boolean(stream) && !json_is_null(stream)) {
-        json_decref(root);
+    if (stream && !json_is_boolean(stream) && !json_is_null(stream))
         return respond_errorf(r, 400, "invalid_type", "stream", "stream must be a boolean");
-    }
     r->stream = r->endpoint != MR_EP_EMBEDDINGS && json_is_true(stream);
+    r->client_wants_usage =
+        json_is_true(json_object_get(json_object_get(root, "stream_options"), "include_usage"));
     r->model = strdup(json_string_value(model));
-    json_decref(root);
     if (!r->model)
         return MHD_NO;
     if (mr_router_plan(r->w->cfg, r->model, &r->plan, &e) < 0)
         return respond_error(r, &e);
-    /* jansson accepted it, so the raw scan cannot fail; the splice keeps every
-     * other byte of the client's body as it was. */
-    if (mr_json_find_member(p, len, "model", &span) < 0)
-        return respond_errorf(r, 400, "invalid_request_error", "model",
-                              "model must be a top-level member");
-    r->model_off = span.value_off;
-    r->model_len = span.value_len;
     r->state = RS_UPSTREAM;
     suspend(r);
     start_attempt(r);
@@ -792,6 +843,7 @@ static mr_request_t *request_new(mr_worker_t *w, struct MHD_Connection *conn)
     r->conn = conn;
     r->start_ms = uv_now(&w->loop);
     r->endpoint = MR_EP_COUNT;
+    r->usage.prompt_tokens = r->usage.completion_tokens = -1;
     mr_buf_init(&r->body, w->cfg->limits.max_body_bytes);
     mr_buf_init(&r->resp, w->cfg->limits.max_response_bytes);
     uv_timer_init(&w->loop, &r->timer);
@@ -838,9 +890,10 @@ static void request_free(mr_request_t *r)
     w->n_requests--;
     mr_buf_free(&r->body);
     mr_buf_free(&r->resp);
-    free(r->up_body);
+    end_attempt_state(r);
     free(r->out_body);
     free(r->model);
+    json_decref(r->json);
     uv_close((uv_handle_t *)&r->timer, request_closed);
     if (r->poll_inited)
         uv_close((uv_handle_t *)&r->client_poll, request_closed);
@@ -1001,6 +1054,10 @@ void mr_gateway_completed(void *cls, struct MHD_Connection *conn, void **con_cls
         return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         mr_debug("%s: connection ended early (code %d)", r->id, (int)toe);
+    else if (r->served_by)
+        mr_debug("%s: served by %s after %u attempt(s), usage %ld+%ld tokens", r->id,
+                 r->served_by->name, r->n_attempts, r->usage.prompt_tokens,
+                 r->usage.completion_tokens);
     stop_client_poll(r);
     request_free(r);
     *con_cls = NULL;

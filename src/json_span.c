@@ -1,5 +1,6 @@
 #include "meridian/json_span.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct scanner {
@@ -273,4 +274,67 @@ size_t mr_json_quote(const char *str, char *out)
     }
     *o++ = '"';
     return (size_t)(o - out);
+}
+
+static int is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+void mr_json_member_cut(const char *buf, size_t len, const mr_json_span_t *span, size_t *off,
+                        size_t *cut_len)
+{
+    size_t end = span->value_off + span->value_len;
+    size_t p = end;
+
+    while (p < len && is_ws(buf[p]))
+        p++;
+    if (p < len && buf[p] == ',') {
+        /* not the last member: take the comma after it and the space before the next */
+        p++;
+        while (p < len && is_ws(buf[p]))
+            p++;
+        *off = span->member_off;
+        *cut_len = p - span->member_off;
+        return;
+    }
+    /* the last member: take the comma before it, if any */
+    size_t q = span->member_off;
+    while (q > 0 && is_ws(buf[q - 1]))
+        q--;
+    if (q > 0 && buf[q - 1] == ',')
+        q--;
+    *off = q;
+    *cut_len = end - q;
+}
+
+static int edit_cmp(const void *a, const void *b)
+{
+    const mr_json_edit_t *x = a, *y = b;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+char *mr_json_apply(const char *buf, size_t len, mr_json_edit_t *edits, size_t n, size_t *out_len)
+{
+    size_t total = len, pos = 0, o = 0;
+    char *out;
+
+    qsort(edits, n, sizeof(*edits), edit_cmp);
+    for (size_t i = 0; i < n; i++)
+        total = total - edits[i].len + edits[i].rep_len;
+    out = malloc(total + 1);
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(out + o, buf + pos, edits[i].off - pos);
+        o += edits[i].off - pos;
+        memcpy(out + o, edits[i].rep, edits[i].rep_len);
+        o += edits[i].rep_len;
+        pos = edits[i].off + edits[i].len;
+    }
+    memcpy(out + o, buf + pos, len - pos);
+    o += len - pos;
+    out[o] = '\0';
+    *out_len = o;
+    return out;
 }

@@ -29,6 +29,24 @@ int mr_json_validate(const char *buf, size_t len);
  * 0 and *span filled when found, -1 otherwise (also when not an object). */
 int mr_json_find_member(const char *buf, size_t len, const char *key, mr_json_span_t *span);
 
+/* The bytes to remove to delete the member at `span` from its object,
+ * including one separating comma and the white space around it, so the
+ * result stays valid JSON. */
+void mr_json_member_cut(const char *buf, size_t len, const mr_json_span_t *span, size_t *off,
+                        size_t *cut_len);
+
+/* One replacement of buf[off, off+len) by rep[0, rep_len). */
+typedef struct mr_json_edit {
+    size_t off;
+    size_t len;
+    const char *rep;
+    size_t rep_len;
+} mr_json_edit_t;
+
+/* Applies non-overlapping edits (any order; sorted in place) and returns a
+ * malloc'd result (caller frees), NULL on allocation failure. */
+char *mr_json_apply(const char *buf, size_t len, mr_json_edit_t *edits, size_t n, size_t *out_len);
+
 /* Writes `s` as a JSON string literal (quotes included) into out, which must
  * hold at least 6 * strlen(s) + 3 bytes. Returns the bytes written. */
 size_t mr_json_quote(const char *s, char *out);

@@ -12,19 +12,13 @@
 #ifndef MERIDIAN_WORKER_H
 #define MERIDIAN_WORKER_H
 
+#include "meridian/adapter.h"
 #include "meridian/config.h"
 #include "meridian/server.h"
 #include "meridian/upstream.h"
 
 #include <stdint.h>
 #include <uv.h>
-
-typedef enum {
-    MR_EP_CHAT = 0,
-    MR_EP_COMPLETIONS,
-    MR_EP_EMBEDDINGS,
-    MR_EP_COUNT,
-} mr_endpoint_t;
 
 /* Request templates for one provider, built once per worker. */
 typedef struct mr_provider_rt {

@@ -175,6 +175,15 @@ static void test_stream_byte_exact(void **state)
     assert_int_equal(via.body_len, direct.body_len);
     assert_memory_equal(via.body, direct.body, direct.body_len);
 
+    /* usage is requested upstream on the client's behalf (for accounting);
+     * the extra usage chunk is removed, so the bytes above still match */
+    char *want = th_strf("{\"stream_options\":{\"include_usage\":true},%s",
+                         ODD_BODY("\"s\"", ", \"stream\": true") + 1);
+    json_t *seen = th_mock_requests(&mock_a);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(seen, 0), "body")), want);
+    free(want);
+    json_decref(seen);
+
     char **ev;
     size_t n;
     th_sse_events(via.body, via.body_len, &ev, &n);
@@ -183,6 +192,48 @@ static void test_stream_byte_exact(void **state)
     th_sse_free(ev, n);
     th_response_free(&via);
     th_response_free(&direct);
+}
+
+static void test_stream_usage_when_asked(void **state)
+{
+    th_response_t r;
+    (void)state;
+    post("/v1/chat/completions",
+         "{\"model\":\"chat\",\"stream\":true,\"stream_options\":{\"include_usage\":true}}", &r);
+    assert_served_by(&r, "a", "1");
+    char **ev;
+    size_t n;
+    th_sse_events(r.body, r.body_len, &ev, &n);
+    assert_int_equal(n, 8); /* the usage chunk is the client's: kept */
+    assert_non_null(strstr(ev[6], "\"usage\":{\"prompt_tokens\":5"));
+    th_sse_free(ev, n);
+    th_response_free(&r);
+    /* stream_options present without include_usage: only that member changes */
+    post("/v1/chat/completions",
+         "{\"model\":\"chat\",\"stream\":true,\"stream_options\":{\"x\":1}}", &r);
+    th_sse_events(r.body, r.body_len, &ev, &n);
+    assert_int_equal(n, 7);
+    th_sse_free(ev, n);
+    th_response_free(&r);
+    json_t *seen = th_mock_requests(&mock_a);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(seen, 1), "body")),
+                        "{\"model\":\"m-a\",\"stream\":true,"
+                        "\"stream_options\":{\"x\":1,\"include_usage\":true}}");
+    json_decref(seen);
+}
+
+static void test_gateway_only_members_stripped(void **state)
+{
+    th_response_t r;
+    (void)state;
+    post("/v1/chat/completions",
+         "{\"provider\":{\"only\":[\"a\"]},\"model\":\"chat\",\"models\":[\"x\"],\"n\":1}", &r);
+    assert_served_by(&r, "a", "1");
+    th_response_free(&r);
+    json_t *seen = th_mock_requests(&mock_a);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(seen, 0), "body")),
+                        "{\"model\":\"m-a\",\"n\":1}");
+    json_decref(seen);
 }
 
 static void test_other_endpoints_pass_through(void **state)
@@ -757,6 +808,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_nonstream_byte_exact, reset_mocks),
         cmocka_unit_test_setup(test_stream_byte_exact, reset_mocks),
+        cmocka_unit_test_setup(test_stream_usage_when_asked, reset_mocks),
+        cmocka_unit_test_setup(test_gateway_only_members_stripped, reset_mocks),
         cmocka_unit_test_setup(test_other_endpoints_pass_through, reset_mocks),
         cmocka_unit_test_setup(test_first_chunk_before_upstream_finishes, reset_mocks),
         cmocka_unit_test_setup(test_header_contract_and_keys, reset_mocks),

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int valid(const char *s)
@@ -101,6 +102,48 @@ static void test_quote(void **state)
     assert_true(valid(out));
 }
 
+static char *cut(const char *j, const char *key)
+{
+    mr_json_span_t sp;
+    size_t off, n, out_len;
+    assert_int_equal(mr_json_find_member(j, strlen(j), key, &sp), 0);
+    mr_json_member_cut(j, strlen(j), &sp, &off, &n);
+    mr_json_edit_t e = {off, n, "", 0};
+    char *out = mr_json_apply(j, strlen(j), &e, 1, &out_len);
+    assert_true(valid(out));
+    return out;
+}
+
+static void test_member_cut(void **state)
+{
+    (void)state;
+    const struct {
+        const char *in, *key, *want;
+    } cases[] = {
+        {"{\"a\":1,\"provider\":{\"x\":[1]},\"b\":2}", "provider", "{\"a\":1,\"b\":2}"},
+        {"{\"provider\": {} , \"b\":2}", "provider", "{\"b\":2}"},
+        {"{\"a\":1, \"provider\":null }", "provider", "{\"a\":1 }"},
+        {"{\"provider\":1}", "provider", "{}"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *out = cut(cases[i].in, cases[i].key);
+        assert_string_equal(out, cases[i].want);
+        free(out);
+    }
+}
+
+static void test_apply_edits_unsorted(void **state)
+{
+    const char *j = "{\"model\":\"chat\",\"x\":1}";
+    size_t n;
+    (void)state;
+    mr_json_edit_t e[] = {{20, 1, "2", 1}, {9, 6, "\"gpt-4o\"", 8}, {1, 0, "\"s\":1,", 6}};
+    char *out = mr_json_apply(j, strlen(j), e, 3, &n);
+    assert_string_equal(out, "{\"s\":1,\"model\":\"gpt-4o\",\"x\":2}");
+    assert_int_equal(n, strlen(out));
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -109,6 +152,8 @@ int main(void)
         cmocka_unit_test(test_validate_depth_bounded),
         cmocka_unit_test(test_find_member),
         cmocka_unit_test(test_quote),
+        cmocka_unit_test(test_member_cut),
+        cmocka_unit_test(test_apply_edits_unsorted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
