@@ -1,5 +1,10 @@
 /*
  * meridian — command line entry point. The only place that exits.
+ *
+ * Loads the config once (shared read-only), opens one SO_REUSEPORT listening
+ * socket per worker, and runs each worker's loop on its own thread (worker 0
+ * on the main thread). Every worker handles SIGTERM/SIGINT itself (libuv
+ * delivers a signal to every loop watching it), drains, and returns.
  */
 #include "meridian/config.h"
 #include "meridian/log.h"
@@ -8,23 +13,70 @@
 
 #include <curl/curl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#define MAX_WORKERS 64
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: meridian [--config FILE] [--listen HOST:PORT] [--check] [--version] [--help]\n"
+            "usage: meridian [--config FILE] [--listen HOST:PORT] [--workers N] [--check]\n"
+            "                [--log-level LEVEL] [--version] [--help]\n"
             "\n"
             "  -c, --config FILE      configuration file (default %s)\n"
             "  -l, --listen HOST:PORT override the listen address (port 0: ephemeral)\n"
+            "  -w, --workers N        event loops, one thread each (default: CPU cores, max %d)\n"
             "      --check            validate the config, print the routing table, exit 0/1\n"
             "      --log-level LEVEL  debug | info | warn | error (default info)\n"
             "  -V, --version          print the version\n"
             "  -h, --help             this text\n",
-            MR_CONFIG_DEFAULT_PATH);
+            MR_CONFIG_DEFAULT_PATH, MAX_WORKERS);
+}
+
+static int default_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : (int)n;
+}
+
+typedef struct worker_slot {
+    mr_worker_t w;
+    pthread_t thread;
+    int started;
+    int rc;
+} worker_slot_t;
+
+static void *worker_thread(void *arg)
+{
+    worker_slot_t *slot = arg;
+    slot->rc = mr_worker_run(&slot->w);
+    return NULL;
+}
+
+/* Opens the sockets and builds the workers; -1 with err on failure (every
+ * socket and worker built so far is released). */
+static int start_workers(const mr_config_t *cfg, worker_slot_t *slots, int n, uint16_t *port,
+                         char *err, size_t errlen)
+{
+    uint16_t want = cfg->listen_port;
+
+    for (int i = 0; i < n; i++) {
+        int fd = mr_server_listen(cfg->listen_host, want, n > 1, port, err, errlen);
+        if (fd < 0 || mr_worker_init(&slots[i].w, cfg, fd, err, errlen) < 0) {
+            if (fd >= 0)
+                mr_worker_free(&slots[i].w);
+            for (int k = 0; k < i; k++)
+                mr_worker_free(&slots[k].w);
+            return -1;
+        }
+        want = *port; /* an ephemeral port is chosen once, then shared */
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -32,6 +84,7 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"listen", required_argument, NULL, 'l'},
+        {"workers", required_argument, NULL, 'w'},
         {"check", no_argument, NULL, 'k'},
         {"log-level", required_argument, NULL, 'L'},
         {"version", no_argument, NULL, 'V'},
@@ -39,19 +92,26 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *config_path = MR_CONFIG_DEFAULT_PATH, *listen = NULL;
-    int check = 0, c;
-    char err[1024];
+    int check = 0, c, workers = default_workers();
+    char err[1024], *end;
     mr_config_t *cfg = NULL;
-    mr_worker_t w;
     mr_log_level_t level;
 
-    while ((c = getopt_long(argc, argv, "c:l:Vh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:l:w:Vh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             config_path = optarg;
             break;
         case 'l':
             listen = optarg;
+            break;
+        case 'w':
+            workers = (int)strtol(optarg, &end, 10);
+            if (*end || workers < 1 || workers > MAX_WORKERS) {
+                fprintf(stderr, "meridian: --workers: expected 1..%d, got \"%s\"\n", MAX_WORKERS,
+                        optarg);
+                return 2;
+            }
             break;
         case 'k':
             check = 1;
@@ -103,17 +163,11 @@ int main(int argc, char **argv)
         mr_config_free(cfg);
         return 1;
     }
+    worker_slot_t *slots = calloc((size_t)workers, sizeof(*slots));
     uint16_t port = 0;
-    int fd = mr_server_listen(cfg->listen_host, cfg->listen_port, &port, err, sizeof(err));
-    if (fd < 0) {
-        fprintf(stderr, "meridian: %s\n", err);
-        mr_config_free(cfg);
-        curl_global_cleanup();
-        return 1;
-    }
-    if (mr_worker_init(&w, cfg, fd, err, sizeof(err)) < 0) {
-        fprintf(stderr, "meridian: %s\n", err);
-        mr_worker_free(&w);
+    if (!slots || start_workers(cfg, slots, workers, &port, err, sizeof(err)) < 0) {
+        fprintf(stderr, "meridian: %s\n", slots ? err : "out of memory");
+        free(slots);
         mr_config_free(cfg);
         curl_global_cleanup();
         return 1;
@@ -121,12 +175,33 @@ int main(int argc, char **argv)
     size_t enabled = 0;
     for (size_t i = 0; i < cfg->n_providers; i++)
         enabled += cfg->providers[i].enabled;
-    mr_info("listening on %s%s%s:%u (1 worker, %zu of %zu providers enabled, %zu routes)",
-            strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
-            strchr(cfg->listen_host, ':') ? "]" : "", (unsigned)port, enabled, cfg->n_providers,
-            cfg->n_routes);
-    int rc = mr_worker_run(&w);
-    mr_worker_free(&w);
+    int v6 = strchr(cfg->listen_host, ':') != NULL;
+    mr_info("listening on %s%s%s:%u (%d worker%s, %zu of %zu providers enabled, %zu routes)",
+            v6 ? "[" : "", cfg->listen_host, v6 ? "]" : "", (unsigned)port, workers,
+            workers == 1 ? "" : "s", enabled, cfg->n_providers, cfg->n_routes);
+    int failed = 0;
+    for (int i = 1; i < workers && !failed; i++) {
+        if (pthread_create(&slots[i].thread, NULL, worker_thread, &slots[i]) != 0) {
+            /* its socket would take connections nobody serves: stop everything */
+            mr_error("could not start worker thread %d; shutting down", i);
+            failed = 1;
+            raise(SIGTERM);
+            break;
+        }
+        slots[i].started = 1;
+    }
+    worker_thread(&slots[0]);
+    int rc = failed ? 1 : slots[0].rc;
+    for (int i = 1; i < workers; i++) {
+        if (slots[i].started) {
+            pthread_join(slots[i].thread, NULL);
+            if (slots[i].rc > rc)
+                rc = slots[i].rc;
+        }
+    }
+    for (int i = 0; i < workers; i++)
+        mr_worker_free(&slots[i].w);
+    free(slots);
     mr_config_free(cfg);
     curl_global_cleanup();
     return rc;

@@ -13,8 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-int mr_server_listen(const char *host, uint16_t port, uint16_t *bound_port, char *err,
-                     size_t errlen)
+int mr_server_listen(const char *host, uint16_t port, int reuseport, uint16_t *bound_port,
+                     char *err, size_t errlen)
 {
     struct addrinfo hints, *res = NULL;
     char portstr[8];
@@ -34,6 +34,10 @@ int mr_server_listen(const char *host, uint16_t port, uint16_t *bound_port, char
     if (fd < 0)
         goto fail;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* One socket per worker on the same port: the kernel spreads new
+     * connections across them, and no worker ever contends on accept. */
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+        goto fail;
     if (res->ai_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 4096) < 0)

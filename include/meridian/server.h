@@ -42,10 +42,11 @@ typedef struct mr_server {
 } mr_server_t;
 
 /* Opens a listening TCP socket (SO_REUSEADDR, non-blocking, backlog 4096) on
- * host:port; port 0 picks an ephemeral port. Returns the fd and the bound
- * port, or -1 with err set. */
-int mr_server_listen(const char *host, uint16_t port, uint16_t *bound_port, char *err,
-                     size_t errlen);
+ * host:port; port 0 picks an ephemeral port. With `reuseport`, SO_REUSEPORT
+ * lets each worker bind its own socket to the same port. Returns the fd and
+ * the bound port, or -1 with err set. */
+int mr_server_listen(const char *host, uint16_t port, int reuseport, uint16_t *bound_port,
+                     char *err, size_t errlen);
 
 int mr_server_start(mr_server_t *s, uv_loop_t *loop, const mr_server_opts_t *opts, char *err,
                     size_t errlen);

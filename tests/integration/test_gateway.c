@@ -59,7 +59,9 @@ static int group_setup(void **state)
         return -1;
     char *cfg = gateway_config();
     const char *env[] = {"TEST_KEY_A=" KEY_A, NULL};
-    int rc = th_start_meridian(&gw, cfg, env);
+    /* two workers whatever the machine: the multi-worker path is the one tested */
+    const char *args[] = {"--workers", "2", NULL};
+    int rc = th_start_meridian_ex(&gw, cfg, args, env);
     free(cfg);
     return rc;
 }
@@ -658,16 +660,30 @@ static void test_models(void **state)
 
 static void test_upstream_keepalive(void **state)
 {
+    char url[256];
+    CURL *client = curl_easy_init();
+    th_http_opts_t reuse = {.easy = client};
     (void)state;
+    th_url_buf(&gw, "/v1/chat/completions", url, sizeof(url));
+    /* one client connection: one worker, one upstream connection */
     for (int i = 0; i < 20; i++) {
         th_response_t r;
-        post("/v1/chat/completions",
-             i % 2 ? "{\"model\":\"a/x\",\"stream\":true}" : "{\"model\":\"a/x\"}", &r);
+        const char *b = i % 2 ? "{\"model\":\"a/x\",\"stream\":true}" : "{\"model\":\"a/x\"}";
+        th_http_ex(&reuse, "POST", url, json_hdrs, b, strlen(b), &r);
         assert_int_equal(r.status, 200);
         th_response_free(&r);
     }
+    curl_easy_cleanup(client);
     assert_int_equal(th_mock_stat(&mock_a, "requests"), 20);
     assert_int_equal(th_mock_stat(&mock_a, "connections"), 1);
+    /* a new client connection each time: at most one upstream connection per worker */
+    for (int i = 0; i < 20; i++) {
+        th_response_t r;
+        post("/v1/chat/completions", "{\"model\":\"a/x\"}", &r);
+        assert_int_equal(r.status, 200);
+        th_response_free(&r);
+    }
+    assert_true(th_mock_stat(&mock_a, "connections") <= 2);
 }
 
 static void test_client_disconnect_aborts_upstream(void **state)
