@@ -39,6 +39,7 @@ typedef struct attempt {
 
 struct mr_request {
     mr_worker_t *w;
+    mr_generation_t *gen; /* the config this request runs under, start to end */
     struct MHD_Connection *conn;
     mr_request_t *prev, *next;
     req_state_t state;
@@ -448,7 +449,7 @@ static int is_2xx(long s)
 static void on_up_head(void *ud, const mr_upstream_head_t *h)
 {
     mr_request_t *r = ud;
-    const mr_timeouts_t *t = &r->w->cfg->timeouts;
+    const mr_timeouts_t *t = &r->gen->cfg->timeouts;
 
     r->up_status = h->status;
     snprintf(r->up_ctype, sizeof(r->up_ctype), "%s", h->content_type);
@@ -506,7 +507,7 @@ static mr_data_result_t on_up_data(void *ud, const char *p, size_t n)
         r->paused = 1;
         return MR_DATA_PAUSE;
     }
-    arm_timer(r, r->w->cfg->timeouts.stream_idle_ms);
+    arm_timer(r, r->gen->cfg->timeouts.stream_idle_ms);
     if (r->adapter->stream_feed(r->xl, p, n, &r->resp) < 0) {
         if (!r->committed) {
             /* nothing reached the client: a failed attempt, not a broken stream */
@@ -544,7 +545,7 @@ static void next_or_fail(mr_request_t *r)
 
     if (r->state == RS_STREAM_GO)
         r->state = RS_UPSTREAM; /* resumed but not answered: the handler re-suspends */
-    if (now - r->start_ms >= r->w->cfg->timeouts.request_ms)
+    if (now - r->start_ms >= r->gen->cfg->timeouts.request_ms)
         r->deadline_hit = 1;
     if (!r->deadline_hit && r->next_candidate < r->plan.n_candidates &&
         r->n_attempts < r->plan.max_attempts)
@@ -575,7 +576,7 @@ static int take_body(mr_request_t *r, char *why, size_t whylen)
         return 0;
     }
     mr_buf_t out;
-    mr_buf_init(&out, r->w->cfg->limits.max_response_bytes);
+    mr_buf_init(&out, r->gen->cfg->limits.max_response_bytes);
     if (r->adapter->translate(&r->in, mr_buf_ptr(&r->resp), mr_buf_len(&r->resp), &out, &r->usage,
                               &e) < 0) {
         mr_buf_free(&out);
@@ -664,20 +665,20 @@ static void on_timer(uv_timer_t *t)
     r->xfer = NULL;
     if (r->committed) {
         snprintf(why, sizeof(why), "no data for %u ms (timeouts.stream_idle_ms)",
-                 r->w->cfg->timeouts.stream_idle_ms);
+                 r->gen->cfg->timeouts.stream_idle_ms);
         stream_fail(r, why);
         r->upstream_done = 1;
         record_attempt_end(r, why);
         resume(r);
         return;
     }
-    if (now - r->start_ms >= r->w->cfg->timeouts.request_ms) {
+    if (now - r->start_ms >= r->gen->cfg->timeouts.request_ms) {
         r->deadline_hit = 1;
         snprintf(why, sizeof(why), "timeout: request deadline %u ms reached",
-                 r->w->cfg->timeouts.request_ms);
+                 r->gen->cfg->timeouts.request_ms);
     } else if (r->up_status == 0) {
         snprintf(why, sizeof(why), "timeout: no response headers within %u ms",
-                 r->w->cfg->timeouts.first_byte_ms);
+                 r->gen->cfg->timeouts.first_byte_ms);
     } else {
         snprintf(why, sizeof(why), "timeout: response body incomplete");
     }
@@ -692,7 +693,7 @@ static void on_timer(uv_timer_t *t)
 static void arm_timer(mr_request_t *r, uint64_t ms)
 {
     uint64_t now = uv_now(&r->w->loop);
-    uint64_t deadline = r->start_ms + r->w->cfg->timeouts.request_ms;
+    uint64_t deadline = r->start_ms + r->gen->cfg->timeouts.request_ms;
 
     if (!r->committed) {
         uint64_t left = deadline > now ? deadline - now : 0;
@@ -733,7 +734,7 @@ static void start_attempt(mr_request_t *r)
     r->up_invalid = r->up_too_big = r->paused = r->stream_errored = 0;
     mr_buf_reset(&r->resp);
     r->resp.limit =
-        r->stream ? w->cfg->limits.stream_buffer_bytes : w->cfg->limits.max_response_bytes;
+        r->stream ? r->gen->cfg->limits.stream_buffer_bytes : r->gen->cfg->limits.max_response_bytes;
     r->attempt_start_ns = uv_hrtime();
     end_attempt_state(r);
     r->adapter = mr_adapter_for(c->provider->kind);
@@ -771,7 +772,7 @@ static void start_attempt(mr_request_t *r)
         .headers = r->up_req.headers,
         .body = r->up_req.body,
         .body_len = r->up_req.body_len,
-        .connect_timeout_ms = w->cfg->timeouts.connect_ms,
+        .connect_timeout_ms = r->gen->cfg->timeouts.connect_ms,
     };
     r->xfer = mr_upstream_start(&w->upstream, &req, &upstream_handler, r, err, sizeof(err));
     if (!r->xfer) {
@@ -780,7 +781,7 @@ static void start_attempt(mr_request_t *r)
         return;
     }
     mr_debug("%s: attempt %u -> %s (%s)", r->id, r->n_attempts, c->provider->name, c->model);
-    arm_timer(r, w->cfg->timeouts.first_byte_ms);
+    arm_timer(r, r->gen->cfg->timeouts.first_byte_ms);
 }
 
 /* ---- request start: validation and routing ----------------------------- */
@@ -822,7 +823,7 @@ static enum MHD_Result begin_proxy(mr_request_t *r)
     r->model = strdup(json_string_value(model));
     if (!r->model)
         return MHD_NO;
-    if (mr_router_plan(r->w->cfg, r->model, &r->plan, &e) < 0)
+    if (mr_router_plan(r->gen->cfg, r->model, &r->plan, &e) < 0)
         return respond_error(r, &e);
     r->state = RS_UPSTREAM;
     suspend(r);
@@ -840,12 +841,13 @@ static mr_request_t *request_new(mr_worker_t *w, struct MHD_Connection *conn)
     if (!r)
         return NULL;
     r->w = w;
+    r->gen = mr_worker_acquire(w);
     r->conn = conn;
     r->start_ms = uv_now(&w->loop);
     r->endpoint = MR_EP_COUNT;
     r->usage.prompt_tokens = r->usage.completion_tokens = -1;
-    mr_buf_init(&r->body, w->cfg->limits.max_body_bytes);
-    mr_buf_init(&r->resp, w->cfg->limits.max_response_bytes);
+    mr_buf_init(&r->body, r->gen->cfg->limits.max_body_bytes);
+    mr_buf_init(&r->resp, r->gen->cfg->limits.max_response_bytes);
     uv_timer_init(&w->loop, &r->timer);
     r->timer.data = r;
     r->open_handles = 1;
@@ -869,6 +871,7 @@ static void request_closed(uv_handle_t *h)
     if (--r->open_handles > 0)
         return;
     mr_worker_t *w = r->w;
+    mr_worker_release(r->gen);
     free(r);
     mr_worker_request_ended(w);
 }
@@ -929,18 +932,17 @@ static const char *api_path(const char *url)
 
 static enum MHD_Result handle_first(mr_request_t *r, const char *url, const char *method)
 {
-    mr_worker_t *w = r->w;
     const char *path = api_path(url);
     int is_get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
     int is_post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
     size_t hdr = 0;
 
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, header_bytes_it, &hdr);
-    if (hdr > w->cfg->limits.max_header_bytes) {
+    if (hdr > r->gen->cfg->limits.max_header_bytes) {
         mr_error_t e;
         mr_error_set(&e, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, NULL, "headers_too_large", NULL,
                      "request headers are %zu bytes; the limit is %zu (limits.max_header_bytes)",
-                     hdr, w->cfg->limits.max_header_bytes);
+                     hdr, r->gen->cfg->limits.max_header_bytes);
         return respond_error(r, &e);
     }
     if (strcmp(path, "/models") == 0 || strcmp(url, "/healthz") == 0) {
@@ -954,8 +956,8 @@ static enum MHD_Result handle_first(mr_request_t *r, const char *url, const char
             r->local_body = ok;
             r->local_len = sizeof(ok) - 1;
         } else {
-            r->local_body = w->models_body;
-            r->local_len = w->models_len;
+            r->local_body = r->gen->models_body;
+            r->local_len = r->gen->models_len;
         }
         return MHD_YES;
     }
@@ -977,13 +979,13 @@ static enum MHD_Result handle_first(mr_request_t *r, const char *url, const char
                               "Content-Type must be application/json");
     const char *cl =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && strtoull(cl, NULL, 10) > w->cfg->limits.max_body_bytes)
+    if (cl && strtoull(cl, NULL, 10) > r->gen->cfg->limits.max_body_bytes)
         r->body_too_large = 1;
     if (r->body_too_large) {
         mr_error_t e;
         mr_error_set(&e, 413, NULL, "request_too_large", NULL,
                      "request body exceeds %zu bytes (limits.max_body_bytes)",
-                     w->cfg->limits.max_body_bytes);
+                     r->gen->cfg->limits.max_body_bytes);
         return respond_error(r, &e);
     }
     return MHD_YES;
@@ -1018,7 +1020,7 @@ enum MHD_Result mr_gateway_handle(void *cls, struct MHD_Connection *conn, const 
             mr_error_t e;
             mr_error_set(&e, 413, NULL, "request_too_large", NULL,
                          "request body exceeds %zu bytes (limits.max_body_bytes)",
-                         w->cfg->limits.max_body_bytes);
+                         r->gen->cfg->limits.max_body_bytes);
             return respond_error(r, &e);
         }
         return begin_proxy(r);

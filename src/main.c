@@ -60,14 +60,14 @@ static void *worker_thread(void *arg)
 
 /* Opens the sockets and builds the workers; -1 with err on failure (every
  * socket and worker built so far is released). */
-static int start_workers(const mr_config_t *cfg, worker_slot_t *slots, int n, uint16_t *port,
-                         char *err, size_t errlen)
+static int start_workers(const mr_config_t *cfg, const char *path, const char *listen,
+                         worker_slot_t *slots, int n, uint16_t *port, char *err, size_t errlen)
 {
     uint16_t want = cfg->listen_port;
 
     for (int i = 0; i < n; i++) {
         int fd = mr_server_listen(cfg->listen_host, want, n > 1, port, err, errlen);
-        if (fd < 0 || mr_worker_init(&slots[i].w, cfg, fd, err, errlen) < 0) {
+        if (fd < 0 || mr_worker_init(&slots[i].w, i, cfg, path, listen, fd, err, errlen) < 0) {
             if (fd >= 0)
                 mr_worker_free(&slots[i].w);
             for (int k = 0; k < i; k++)
@@ -165,7 +165,8 @@ int main(int argc, char **argv)
     }
     worker_slot_t *slots = calloc((size_t)workers, sizeof(*slots));
     uint16_t port = 0;
-    if (!slots || start_workers(cfg, slots, workers, &port, err, sizeof(err)) < 0) {
+    if (!slots || start_workers(cfg, config_path, listen, slots, workers, &port, err,
+                                sizeof(err)) < 0) {
         fprintf(stderr, "meridian: %s\n", slots ? err : "out of memory");
         free(slots);
         mr_config_free(cfg);

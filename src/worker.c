@@ -10,67 +10,6 @@
 #include <sys/random.h>
 #include <time.h>
 
-static const char *const endpoint_suffix[MR_EP_COUNT] = {"/chat/completions", "/completions",
-                                                         "/embeddings"};
-
-static char *concat(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    char *p = malloc(la + lb + 1);
-    if (p) {
-        memcpy(p, a, la);
-        memcpy(p + la, b, lb + 1);
-    }
-    return p;
-}
-
-static int build_provider_rt(mr_worker_t *w)
-{
-    const mr_config_t *cfg = w->cfg;
-
-    w->prov = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*w->prov));
-    if (!w->prov)
-        return -1;
-    for (size_t i = 0; i < cfg->n_providers; i++) {
-        const mr_provider_t *p = &cfg->providers[i];
-        mr_provider_rt_t *rt = &w->prov[i];
-        struct curl_slist *h = NULL, *tmp;
-
-        for (int e = 0; e < MR_EP_COUNT; e++) {
-            rt->url[e] = concat(p->base_url, endpoint_suffix[e]);
-            if (!rt->url[e])
-                return -1;
-        }
-        /* curl adds "Expect: 100-continue" to larger POSTs, which costs a
-         * round trip per request; providers do not need it. */
-        const char *fixed[] = {"Content-Type: application/json",
-                               "Expect:", "User-Agent: meridian/" MERIDIAN_VERSION};
-        for (size_t k = 0; k < sizeof(fixed) / sizeof(fixed[0]); k++) {
-            if (!(tmp = curl_slist_append(h, fixed[k])))
-                goto oom;
-            h = tmp;
-        }
-        if (p->api_key && p->api_key[0]) {
-            char *auth = concat("Authorization: Bearer ", p->api_key);
-            if (!auth)
-                goto oom;
-            tmp = curl_slist_append(h, auth);
-            /* The copy in curl's list is the only one kept; wipe ours. */
-            memset(auth, 0, strlen(auth));
-            free(auth);
-            if (!tmp)
-                goto oom;
-            h = tmp;
-        }
-        rt->headers = h;
-        continue;
-    oom:
-        curl_slist_free_all(h);
-        return -1;
-    }
-    return 0;
-}
-
 static void add_model(json_t *data, const char *id, const char *owner)
 {
     json_t *m = json_object();
@@ -105,9 +44,9 @@ static void add_provider_model(json_t *data, const mr_provider_t *p, const char 
 }
 
 /* GET /v1/models never changes while a config is live: build it once. */
-static int build_models(mr_worker_t *w)
+static int build_models(mr_generation_t *g)
 {
-    const mr_config_t *cfg = w->cfg;
+    const mr_config_t *cfg = g->cfg;
     json_t *root = json_object(), *data = json_array();
 
     for (size_t i = 0; i < cfg->n_routes; i++)
@@ -121,12 +60,74 @@ static int build_models(mr_worker_t *w)
             add_provider_model(data, &cfg->providers[i], cfg->providers[i].models[m]);
     json_object_set_new(root, "object", json_string("list"));
     json_object_set_new(root, "data", data);
-    w->models_body = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    g->models_body = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(root);
-    if (!w->models_body)
+    if (!g->models_body)
         return -1;
-    w->models_len = strlen(w->models_body);
+    g->models_len = strlen(g->models_body);
     return 0;
+}
+
+static mr_generation_t *generation_new(const mr_config_t *cfg, mr_config_t *owned, unsigned id)
+{
+    mr_generation_t *g = calloc(1, sizeof(*g));
+    if (!g)
+        return NULL;
+    g->cfg = cfg;
+    g->owned = owned;
+    g->id = id;
+    g->refs = 1;
+    if (build_models(g) < 0) {
+        free(g);
+        return NULL;
+    }
+    return g;
+}
+
+mr_generation_t *mr_worker_acquire(mr_worker_t *w)
+{
+    w->gen->refs++;
+    return w->gen;
+}
+
+void mr_worker_release(mr_generation_t *g)
+{
+    if (!g || --g->refs > 0)
+        return;
+    free(g->models_body);
+    mr_config_free(g->owned);
+    free(g);
+}
+
+/* SIGHUP: a new generation for new requests; requests in flight keep theirs.
+ * A file that does not load changes nothing. */
+static void reload(mr_worker_t *w)
+{
+    char err[1024];
+    mr_config_t *cfg = NULL;
+    const mr_config_t *old = w->gen->cfg;
+
+    if (mr_config_load_file(w->config_path, &cfg, err, sizeof(err)) < 0 ||
+        (w->listen_override &&
+         mr_config_set_listen(cfg, w->listen_override, err, sizeof(err)) < 0)) {
+        mr_error("worker %d: reload rejected, still serving generation %u: %s", w->index,
+                 w->gen->id, err);
+        mr_config_free(cfg);
+        return;
+    }
+    if (strcmp(cfg->listen_host, old->listen_host) != 0 || cfg->listen_port != old->listen_port)
+        mr_warn("worker %d: a new listen address takes a restart; still on %s:%u", w->index,
+                old->listen_host, (unsigned)old->listen_port);
+    mr_generation_t *g = generation_new(cfg, cfg, w->gen->id + 1);
+    if (!g) {
+        mr_error("worker %d: reload failed: out of memory", w->index);
+        mr_config_free(cfg);
+        return;
+    }
+    mr_worker_release(w->gen);
+    w->gen = g;
+    mr_info("worker %d: config generation %u live (%zu providers, %zu routes)", w->index, g->id,
+            cfg->n_providers, cfg->n_routes);
 }
 
 static void finish_drain(mr_worker_t *w)
@@ -139,6 +140,7 @@ static void finish_drain(mr_worker_t *w)
     mr_upstream_close(&w->upstream);
     uv_close((uv_handle_t *)&w->sigterm, NULL);
     uv_close((uv_handle_t *)&w->sigint, NULL);
+    uv_close((uv_handle_t *)&w->sighup, NULL);
     uv_close((uv_handle_t *)&w->drain_timer, NULL);
 }
 
@@ -173,6 +175,11 @@ static void on_signal(uv_signal_t *s, int signum)
 {
     mr_worker_t *w = s->data;
 
+    if (signum == SIGHUP) {
+        if (!w->draining)
+            reload(w);
+        return;
+    }
     if (w->draining) {
         mr_warn("second signal: stopping now");
         w->draining = 2;
@@ -181,20 +188,23 @@ static void on_signal(uv_signal_t *s, int signum)
         return;
     }
     mr_info("%s: draining %zu in-flight request(s) for up to %u ms", strsignal(signum),
-            w->n_requests, w->cfg->timeouts.drain_ms);
+            w->n_requests, w->gen->cfg->timeouts.drain_ms);
     w->draining = 1;
     mr_server_quiesce(&w->server);
     if (w->n_requests == 0) {
         finish_drain(w);
         return;
     }
-    uv_timer_start(&w->drain_timer, on_drain_timeout, w->cfg->timeouts.drain_ms, 0);
+    uv_timer_start(&w->drain_timer, on_drain_timeout, w->gen->cfg->timeouts.drain_ms, 0);
 }
 
-int mr_worker_init(mr_worker_t *w, const mr_config_t *cfg, int listen_fd, char *err, size_t errlen)
+int mr_worker_init(mr_worker_t *w, int index, const mr_config_t *cfg, const char *config_path,
+                   const char *listen_override, int listen_fd, char *err, size_t errlen)
 {
     memset(w, 0, sizeof(*w));
-    w->cfg = cfg;
+    w->index = index;
+    w->config_path = config_path;
+    w->listen_override = listen_override;
     if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng)) {
         w->rng[0] = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)w;
         w->rng[1] = 0x9E3779B97F4A7C15ull;
@@ -204,8 +214,8 @@ int mr_worker_init(mr_worker_t *w, const mr_config_t *cfg, int listen_fd, char *
         snprintf(err, errlen, "could not create the event loop");
         return -1;
     }
-    if (build_provider_rt(w) < 0 || build_models(w) < 0) {
-        snprintf(err, errlen, "out of memory building provider templates");
+    if (!(w->gen = generation_new(cfg, NULL, 0))) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
     if (mr_upstream_init(&w->upstream, &w->loop) < 0) {
@@ -227,32 +237,25 @@ int mr_worker_init(mr_worker_t *w, const mr_config_t *cfg, int listen_fd, char *
         return -1;
     uv_signal_init(&w->loop, &w->sigterm);
     uv_signal_init(&w->loop, &w->sigint);
+    uv_signal_init(&w->loop, &w->sighup);
     uv_timer_init(&w->loop, &w->drain_timer);
-    w->sigterm.data = w->sigint.data = w->drain_timer.data = w;
+    w->sigterm.data = w->sigint.data = w->sighup.data = w->drain_timer.data = w;
     uv_signal_start(&w->sigterm, on_signal, SIGTERM);
     uv_signal_start(&w->sigint, on_signal, SIGINT);
+    uv_signal_start(&w->sighup, on_signal, SIGHUP);
     return 0;
 }
 
 int mr_worker_run(mr_worker_t *w)
 {
     uv_run(&w->loop, UV_RUN_DEFAULT);
-    mr_info("stopped");
+    mr_info("worker %d stopped", w->index);
     return 0;
 }
 
 void mr_worker_free(mr_worker_t *w)
 {
-    if (w->prov) {
-        for (size_t i = 0; i < w->cfg->n_providers; i++) {
-            for (int e = 0; e < MR_EP_COUNT; e++)
-                free(w->prov[i].url[e]);
-            curl_slist_free_all(w->prov[i].headers);
-        }
-        free(w->prov);
-        w->prov = NULL;
-    }
-    free(w->models_body);
-    w->models_body = NULL;
+    mr_worker_release(w->gen);
+    w->gen = NULL;
     uv_loop_close(&w->loop);
 }

@@ -3,11 +3,9 @@
  *
  * A worker context owns a libuv loop, the HTTP server (MHD on that loop), the
  * upstream client (curl multi on that loop), the list of in-flight requests
- * and the per-provider request templates (URLs, header lists) derived from
- * the shared read-only config. Nothing here is global: more workers are more
+ * and the config generations they use. Nothing here is global: more workers are more
  * contexts, each used only by the thread that runs mr_worker_run.
  *
- * The config is borrowed and must outlive the worker.
  */
 #ifndef MERIDIAN_WORKER_H
 #define MERIDIAN_WORKER_H
@@ -20,45 +18,53 @@
 #include <stdint.h>
 #include <uv.h>
 
-/* Request templates for one provider, built once per worker. */
-typedef struct mr_provider_rt {
-    char *url[MR_EP_COUNT];
-    struct curl_slist *headers; /* Content-Type, Authorization (secret), Expect */
-} mr_provider_rt_t;
+/* One loaded config and what the worker derives from it. Requests hold a
+ * reference for their whole life, so a reload never changes the rules under
+ * a request in flight; the generation is freed when its last user leaves. */
+typedef struct mr_generation {
+    const mr_config_t *cfg;
+    mr_config_t *owned; /* freed with the generation; NULL for main's config */
+    char *models_body;  /* GET /v1/models, built once per generation */
+    size_t models_len;
+    unsigned refs;
+    unsigned id; /* 0 for the start-up config, then 1, 2, ... per reload */
+} mr_generation_t;
 
 typedef struct mr_request mr_request_t;
 
 typedef struct mr_worker {
     uv_loop_t loop;
-    const mr_config_t *cfg;
+    int index;               /* 0..workers-1, for log lines */
+    mr_generation_t *gen;    /* the config new requests use */
+    const char *config_path; /* re-read on SIGHUP */
+    const char *listen_override;
     mr_server_t server;
     mr_upstream_t upstream;
-    mr_provider_rt_t *prov; /* indexed like cfg->providers */
-    char *models_body;      /* GET /v1/models, built once */
-    size_t models_len;
     mr_request_t *requests; /* in flight, intrusive list */
     size_t n_requests;
     uint64_t rng[2];
     uv_signal_t sigterm;
     uv_signal_t sigint;
+    uv_signal_t sighup;
     uv_timer_t drain_timer;
     int draining;
     int stopped;
 } mr_worker_t;
 
 /* Builds the worker around an already listening socket (ownership of
- * listen_fd passes to the worker). 0, or -1 with err. */
-int mr_worker_init(mr_worker_t *w, const mr_config_t *cfg, int listen_fd, char *err, size_t errlen);
+ * listen_fd passes to the worker). `cfg` (borrowed, must outlive the worker)
+ * is the first generation; SIGHUP re-reads `config_path` (re-applying
+ * `listen_override` when not NULL). 0, or -1 with err. */
+int mr_worker_init(mr_worker_t *w, int index, const mr_config_t *cfg, const char *config_path,
+                   const char *listen_override, int listen_fd, char *err, size_t errlen);
 /* Runs until SIGINT/SIGTERM drained everything; returns the process exit code. */
 int mr_worker_run(mr_worker_t *w);
 /* Frees what mr_worker_init built; call after mr_worker_run returned. */
 void mr_worker_free(mr_worker_t *w);
 
-/* Index of a provider inside cfg->providers. */
-static inline size_t mr_worker_provider_index(const mr_worker_t *w, const mr_provider_t *p)
-{
-    return (size_t)(p - w->cfg->providers);
-}
+/* The current generation, with a reference the caller must release. */
+mr_generation_t *mr_worker_acquire(mr_worker_t *w);
+void mr_worker_release(mr_generation_t *gen);
 
 /* Called by the gateway when a request ends, to let a drain finish. */
 void mr_worker_request_ended(mr_worker_t *w);

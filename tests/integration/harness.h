@@ -100,6 +100,8 @@ char *th_read_log(const th_proc_t *p);
 
 /* Waits up to timeout_ms until p's log contains `needle`: 0 found, -1 not. */
 int th_wait_log(const th_proc_t *p, const char *needle, int timeout_ms);
+/* Same, until `needle` occurs at least `count` times (e.g. once per worker). */
+int th_wait_log_count(const th_proc_t *p, const char *needle, int count, int timeout_ms);
 
 /*
  * Runs meridian with `args` (NULL-terminated; e.g. {"--check", "--config",

@@ -1,0 +1,135 @@
+/*
+ * SIGHUP reload: a broken file changes nothing, a good one goes live for new
+ * requests, and a stream that was running finishes on the config it began with.
+ */
+#include "harness.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static th_proc_t mock, gw;
+
+static char *config_with_route(const char *route)
+{
+    return th_strf("{\"listen\":\"127.0.0.1:0\","
+                   " \"providers\":{\"a\":{\"kind\":\"openai\","
+                   "   \"base_url\":\"http://127.0.0.1:%d/v1\",\"api_key\":\"sk-a\"}},"
+                   " \"routes\":{\"%s\":{\"targets\":[{\"provider\":\"a\",\"model\":\"m\"}]}}}",
+                   mock.port, route);
+}
+
+static void write_config(const char *text)
+{
+    FILE *f = fopen(gw.config_path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static long status_for(const char *model)
+{
+    char url[256], body[128];
+    th_response_t r;
+    snprintf(body, sizeof(body), "{\"model\":\"%s\"}", model);
+    th_http("POST", th_url_buf(&gw, "/v1/chat/completions", url, sizeof(url)), NULL, body,
+            strlen(body), &r);
+    long s = r.status;
+    th_response_free(&r);
+    return s;
+}
+
+/* Every worker logs the outcome of a reload. */
+static void wait_log_count(const char *needle, int n)
+{
+    if (th_wait_log_count(&gw, needle, n, 5000) != 0)
+        fail_msg("log never had %d x \"%s\"", n, needle);
+}
+
+static void test_reload(void **state)
+{
+    (void)state;
+    assert_int_equal(status_for("old"), 200);
+    assert_int_equal(status_for("new"), 404);
+
+    /* a stream begins on generation 0 */
+    th_mock_scenario(&mock, "{\"chunks\":8,\"chunk_delay_ms\":150,\"count\":1}");
+    char url[256];
+    CURLM *multi = curl_multi_init();
+    CURL *e = curl_easy_init();
+    FILE *sink = fopen("/dev/null", "w");
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    curl_easy_setopt(e, CURLOPT_URL, th_url_buf(&gw, "/v1/chat/completions", url, sizeof(url)));
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, "{\"model\":\"old\",\"stream\":true}");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, sink);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_multi_add_handle(multi, e);
+    int running = 1, phase = 0;
+    while (running) {
+        curl_multi_perform(multi, &running);
+        curl_off_t got = 0;
+        curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &got);
+        if (phase == 0 && got > 0) {
+            /* broken file: rejected, old rules stay */
+            write_config("{\"providers\": {");
+            assert_int_equal(th_signal(&gw, SIGHUP), 0);
+            wait_log_count("reload rejected", 2);
+            assert_int_equal(status_for("old"), 200);
+            /* good file: the new route is live, the old one gone */
+            char *cfg = config_with_route("new");
+            write_config(cfg);
+            free(cfg);
+            assert_int_equal(th_signal(&gw, SIGHUP), 0);
+            wait_log_count("generation 1 live", 2);
+            assert_int_equal(status_for("new"), 200);
+            assert_int_equal(status_for("old"), 404);
+            phase = 1;
+        }
+        curl_multi_poll(multi, NULL, 0, 100, NULL);
+    }
+    CURLMsg *m;
+    int left;
+    CURLcode res = CURLE_GOT_NOTHING;
+    while ((m = curl_multi_info_read(multi, &left)))
+        if (m->msg == CURLMSG_DONE)
+            res = m->data.result;
+    long status = 0;
+    curl_off_t got = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &got);
+    assert_int_equal(phase, 1);
+    assert_int_equal(res, CURLE_OK);
+    assert_int_equal(status, 200);
+    assert_true(got > 1000); /* all 8 chunks + finish + [DONE] */
+    curl_multi_remove_handle(multi, e);
+    curl_easy_cleanup(e);
+    curl_multi_cleanup(multi);
+    curl_slist_free_all(h);
+    fclose(sink);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_reload)};
+    th_init();
+    if (th_start_mock(&mock, "a") < 0)
+        return 1;
+    char *cfg = config_with_route("old");
+    const char *args[] = {"--workers", "2", NULL};
+    if (th_start_meridian_ex(&gw, cfg, args, NULL) < 0)
+        return 1;
+    free(cfg);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    if (th_stop(&gw) != 0)
+        rc = 1;
+    th_stop(&mock);
+    th_cleanup();
+    return rc;
+}
