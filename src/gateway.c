@@ -44,6 +44,7 @@ struct mr_request {
     mr_request_t *prev, *next;
     req_state_t state;
     mr_endpoint_t endpoint;
+    int close_connection;   /* answer with Connection: close */
     const char *local_body; /* GET endpoints answered by the gateway itself */
     size_t local_len;
     char id[72];
@@ -154,6 +155,8 @@ static enum MHD_Result queue_buffer(mr_request_t *r, int status, char *body, siz
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (r->close_connection)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     add_common_headers(r, resp);
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
@@ -733,8 +736,8 @@ static void start_attempt(mr_request_t *r)
     r->up_ctype[0] = '\0';
     r->up_invalid = r->up_too_big = r->paused = r->stream_errored = 0;
     mr_buf_reset(&r->resp);
-    r->resp.limit =
-        r->stream ? r->gen->cfg->limits.stream_buffer_bytes : r->gen->cfg->limits.max_response_bytes;
+    r->resp.limit = r->stream ? r->gen->cfg->limits.stream_buffer_bytes
+                              : r->gen->cfg->limits.max_response_bytes;
     r->attempt_start_ns = uv_hrtime();
     end_attempt_state(r);
     r->adapter = mr_adapter_for(c->provider->kind);
@@ -937,6 +940,16 @@ static enum MHD_Result handle_first(mr_request_t *r, const char *url, const char
     int is_post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
     size_t hdr = 0;
 
+    mr_server_request_begins(&r->w->server, r->conn);
+    if (mr_server_over_limit(&r->w->server)) {
+        mr_error_t e;
+        r->close_connection = 1;
+        mr_error_set(&e, 503, NULL, "too_many_connections", NULL,
+                     "the gateway holds %u connections, its limit is %u "
+                     "(limits.max_connections); retry shortly",
+                     mr_server_connections(&r->w->server), r->gen->cfg->limits.max_connections);
+        return respond_error(r, &e);
+    }
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, header_bytes_it, &hdr);
     if (hdr > r->gen->cfg->limits.max_header_bytes) {
         mr_error_t e;
@@ -1014,6 +1027,7 @@ enum MHD_Result mr_gateway_handle(void *cls, struct MHD_Connection *conn, const 
             *upload_data_size = 0;
             return MHD_YES;
         }
+        mr_server_body_received(&w->server, conn);
         if (r->local_body)
             return respond_static(r, 200, r->local_body, r->local_len);
         if (r->body_too_large) {
@@ -1049,9 +1063,9 @@ void mr_gateway_completed(void *cls, struct MHD_Connection *conn, void **con_cls
                           enum MHD_RequestTerminationCode toe)
 {
     mr_request_t *r = *con_cls;
+    mr_worker_t *w = cls;
 
-    (void)cls;
-    (void)conn;
+    mr_server_request_ends(&w->server, conn);
     if (!r)
         return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)

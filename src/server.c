@@ -10,8 +10,22 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+/* Connections MHD may hold above max_connections, so that refusals are 503s. */
+#define CONNECTION_HEADROOM 64
+#define SWEEP_MS 500
+
+typedef enum { CONN_WAITING_HEAD, CONN_RECEIVING_BODY, CONN_IN_REQUEST } conn_phase_t;
+
+struct mr_server_conn {
+    int fd;
+    conn_phase_t phase;
+    uint64_t since_ms; /* start of the current phase */
+    mr_server_conn_t *prev, *next;
+};
 
 int mr_server_listen(const char *host, uint16_t port, int reuseport, uint16_t *bound_port,
                      char *err, size_t errlen)
@@ -116,6 +130,101 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
     mr_debug("mhd: %s", line);
 }
 
+static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code)
+{
+    mr_server_t *s = cls;
+    mr_server_conn_t *c = *socket_context;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c = calloc(1, sizeof(*c));
+        if (!c)
+            return; /* untracked: MHD's idle timeout still applies */
+        c->fd = ci ? ci->connect_fd : -1;
+        c->phase = CONN_WAITING_HEAD;
+        c->since_ms = uv_now(s->loop);
+        c->next = s->conns;
+        if (s->conns)
+            s->conns->prev = c;
+        s->conns = c;
+        s->n_conns++;
+        *socket_context = c;
+        return;
+    }
+    if (!c)
+        return;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    s->n_conns--;
+    free(c);
+    *socket_context = NULL;
+}
+
+static mr_server_conn_t *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void set_phase(mr_server_t *s, struct MHD_Connection *conn, conn_phase_t phase)
+{
+    mr_server_conn_t *c = conn_of(conn);
+    if (c) {
+        c->phase = phase;
+        c->since_ms = uv_now(s->loop);
+    }
+}
+
+void mr_server_request_begins(mr_server_t *s, struct MHD_Connection *conn)
+{
+    set_phase(s, conn, CONN_RECEIVING_BODY);
+}
+
+void mr_server_body_received(mr_server_t *s, struct MHD_Connection *conn)
+{
+    set_phase(s, conn, CONN_IN_REQUEST);
+}
+
+void mr_server_request_ends(mr_server_t *s, struct MHD_Connection *conn)
+{
+    set_phase(s, conn, CONN_WAITING_HEAD);
+}
+
+/* MHD's own timeout only measures silence, so a client trickling one byte
+ * at a time would hold a connection forever: bound the whole head (and
+ * body) instead. shutdown() makes MHD see the end and close it normally. */
+static void on_sweep(uv_timer_t *t)
+{
+    mr_server_t *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    int cut = 0;
+
+    for (mr_server_conn_t *c = s->conns; c; c = c->next) {
+        if (c->phase == CONN_IN_REQUEST || c->fd < 0 || now - c->since_ms < s->client_idle_ms)
+            continue;
+        shutdown(c->fd, SHUT_RDWR);
+        c->fd = -1;
+        s->slow_closed++;
+        cut = 1;
+        mr_debug("closed a connection that sent no complete request in %llu ms",
+                 (unsigned long long)s->client_idle_ms);
+    }
+    if (cut)
+        mr_server_wake(s);
+}
+
+int mr_server_over_limit(const mr_server_t *s)
+{
+    return s->n_conns > s->max_connections;
+}
+
 int mr_server_start(mr_server_t *s, uv_loop_t *loop, const mr_server_opts_t *o, char *err,
                     size_t errlen)
 {
@@ -124,12 +233,15 @@ int mr_server_start(mr_server_t *s, uv_loop_t *loop, const mr_server_opts_t *o, 
     memset(s, 0, sizeof(*s));
     s->loop = loop;
     s->listen_fd = o->listen_fd;
+    s->max_connections = o->max_connections;
+    s->client_idle_ms = (uint64_t)o->client_idle_s * 1000;
     s->daemon = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, o->handler,
         o->cls, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_LISTEN_SOCKET,
         (MHD_socket)o->listen_fd, MHD_OPTION_NOTIFY_COMPLETED, o->completed, o->cls,
-        MHD_OPTION_CONNECTION_LIMIT, o->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        o->client_idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, o->connection_memory, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, notify_connection, s, MHD_OPTION_CONNECTION_LIMIT,
+        o->max_connections + CONNECTION_HEADROOM, MHD_OPTION_CONNECTION_TIMEOUT, o->client_idle_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, o->connection_memory, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen,
                  "could not start the HTTP server (libmicrohttpd refused the options)");
@@ -153,6 +265,9 @@ int mr_server_start(mr_server_t *s, uv_loop_t *loop, const mr_server_opts_t *o, 
     uv_check_start(&s->check, on_check);
     uv_idle_init(loop, &s->idle);
     s->idle.data = s;
+    uv_timer_init(loop, &s->sweep);
+    s->sweep.data = s;
+    uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
     run_mhd(s);
     return 0;
 }
@@ -177,12 +292,7 @@ void mr_server_quiesce(mr_server_t *s)
 
 unsigned mr_server_connections(const mr_server_t *s)
 {
-    const union MHD_DaemonInfo *info;
-
-    if (!s->daemon)
-        return 0;
-    info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-    return info ? info->num_connections : 0;
+    return s->n_conns;
 }
 
 void mr_server_stop(mr_server_t *s)
@@ -194,6 +304,7 @@ void mr_server_stop(mr_server_t *s)
     uv_close((uv_handle_t *)&s->timer, NULL);
     uv_close((uv_handle_t *)&s->check, NULL);
     uv_close((uv_handle_t *)&s->idle, NULL);
+    uv_close((uv_handle_t *)&s->sweep, NULL);
     /* MHD closes the listening socket it was given unless quiesced before. */
     MHD_stop_daemon(s->daemon);
     s->daemon = NULL;

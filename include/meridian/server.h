@@ -22,13 +22,15 @@
 
 typedef struct mr_server_opts {
     int listen_fd;
-    unsigned max_connections;
-    unsigned client_idle_s;
+    unsigned max_connections; /* beyond it new requests get 503 (see mr_server_over_limit) */
+    unsigned client_idle_s;   /* also bounds receiving one request's headers and body */
     size_t connection_memory; /* MHD per-connection pool: bounds request headers */
     MHD_AccessHandlerCallback handler;
     MHD_RequestCompletedCallback completed;
     void *cls;
 } mr_server_opts_t;
+
+typedef struct mr_server_conn mr_server_conn_t;
 
 typedef struct mr_server {
     uv_loop_t *loop;
@@ -38,7 +40,13 @@ typedef struct mr_server {
     uv_timer_t timer;
     uv_check_t check;
     uv_idle_t idle;
+    uv_timer_t sweep; /* closes connections that are too slow to send a request */
     int dirty;
+    unsigned max_connections;
+    uint64_t client_idle_ms;
+    mr_server_conn_t *conns; /* every open connection */
+    unsigned n_conns;
+    unsigned long slow_closed; /* connections cut by the sweep */
 } mr_server_t;
 
 /* Opens a listening TCP socket (SO_REUSEADDR, non-blocking, backlog 4096) on
@@ -57,7 +65,20 @@ void mr_server_quiesce(mr_server_t *s);
 /* Stops MHD and closes the uv handles. Every suspended connection must have
  * been resumed and finished first. The loop must run for close callbacks. */
 void mr_server_stop(mr_server_t *s);
-/* Connections MHD currently holds (for drain decisions). */
+/* Open client connections. */
 unsigned mr_server_connections(const mr_server_t *s);
+/* True when a new request should be refused with 503: more connections are
+ * open than max_connections (MHD itself accepts a few more so that the
+ * refusal is an HTTP answer, not a stalled or reset connection). */
+int mr_server_over_limit(const mr_server_t *s);
+
+/* The gateway marks when a connection is inside a request (headers received,
+ * response not yet complete). Outside requests, a connection has
+ * client_idle_s to deliver a complete request head; while its body is
+ * arriving, client_idle_s in total. A connection over its allowance is shut
+ * down, so a slowloris cannot hold it forever. */
+void mr_server_request_begins(mr_server_t *s, struct MHD_Connection *conn);
+void mr_server_body_received(mr_server_t *s, struct MHD_Connection *conn);
+void mr_server_request_ends(mr_server_t *s, struct MHD_Connection *conn);
 
 #endif

@@ -1,0 +1,139 @@
+/*
+ * Connection-level limits: a slowloris trickling its request head is cut
+ * off after client_idle_s, and connections beyond limits.max_connections are
+ * answered 503 at once instead of stalling.
+ */
+#include "harness.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static th_proc_t mock, gw;
+
+static int connect_gw(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)gw.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Sends one byte of a never-ending request head every 200 ms; returns how
+ * long the gateway let that go on before closing (bounded at 10 s). */
+static double trickle_until_closed(void)
+{
+    static const char head[] = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    int fd = connect_gw();
+    double start = now_ms();
+    assert_int_equal(send(fd, head, sizeof(head) - 1, MSG_NOSIGNAL), (ssize_t)sizeof(head) - 1);
+    while (now_ms() - start < 10000) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 200) > 0) {
+            char buf[512];
+            if (recv(fd, buf, sizeof(buf), 0) <= 0)
+                break;
+        }
+        if (send(fd, "a", 1, MSG_NOSIGNAL) < 0)
+            break;
+    }
+    double took = now_ms() - start;
+    close(fd);
+    return took;
+}
+
+static void test_slowloris_cut(void **state)
+{
+    (void)state;
+    double took = trickle_until_closed();
+    print_message("slow client cut after %.0f ms (client_idle_s = 1)\n", took);
+    /* MHD alone would keep it: each byte resets its idle timer */
+    assert_true(took < 5000);
+    /* still serving */
+    char url[256];
+    th_response_t r;
+    th_http("GET", th_url_buf(&gw, "/healthz", url, sizeof(url)), NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    th_response_free(&r);
+}
+
+static void test_connection_limit_is_a_503(void **state)
+{
+    int fds[4];
+    char url[256];
+    th_response_t r;
+    (void)state;
+    /* 4 idle connections fill limits.max_connections = 4 (one worker) */
+    for (int i = 0; i < 4; i++)
+        fds[i] = connect_gw();
+    th_http("POST", th_url_buf(&gw, "/v1/chat/completions", url, sizeof(url)), NULL,
+            "{\"model\":\"chat\"}", 16, &r);
+    assert_int_equal(r.status, 503);
+    json_t *root = th_json(&r);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(root, "error"), "code")),
+                        "too_many_connections");
+    json_decref(root);
+    assert_true(r.t_total_ms < 1000);
+    th_response_free(&r);
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+    /* once they are gone, requests are served again */
+    for (int tries = 0; tries < 50; tries++) {
+        th_http("POST", url, NULL, "{\"model\":\"chat\"}", 16, &r);
+        long status = r.status;
+        th_response_free(&r);
+        if (status == 200)
+            return;
+        poll(NULL, 0, 20); /* bounded: 50 tries while the server notices the closes */
+    }
+    fail_msg("still refusing after the idle connections closed");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_slowloris_cut),
+        cmocka_unit_test(test_connection_limit_is_a_503),
+    };
+    th_init();
+    if (th_start_mock(&mock, "a") < 0)
+        return 1;
+    char *cfg =
+        th_strf("{\"listen\":\"127.0.0.1:0\","
+                " \"providers\":{\"a\":{\"kind\":\"openai\","
+                "   \"base_url\":\"http://127.0.0.1:%d/v1\",\"api_key\":\"sk-a\"}},"
+                " \"routes\":{\"chat\":{\"targets\":[{\"provider\":\"a\",\"model\":\"m\"}]}},"
+                " \"timeouts\":{\"client_idle_s\":1},"
+                " \"limits\":{\"max_connections\":4}}",
+                mock.port);
+    const char *args[] = {"--workers", "1", NULL};
+    if (th_start_meridian_ex(&gw, cfg, args, NULL) < 0)
+        return 1;
+    free(cfg);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    if (th_stop(&gw) != 0)
+        rc = 1;
+    th_stop(&mock);
+    th_cleanup();
+    return rc;
+}
