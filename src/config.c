@@ -12,7 +12,9 @@
  * printed table; only the names of the variables they came from are.
  */
 #include "meridian/config.h"
+#include "meridian/policy.h" /* static filters for the min_vendors check */
 #include "meridian/router.h" /* MR_MAX_CANDIDATES bounds a route's targets */
+#include "meridian/sha256.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,7 +39,15 @@
 #define MAX_EXPAND_DEPTH 8               /* ${A:-${B:-${C}}} nesting */
 #define MAX_PROVIDER_NAME 64
 #define MAX_ROUTE_NAME 256
-#define MAX_LABEL 64 /* vendor, region */
+#define MAX_LABEL 64 /* vendor, region, creator */
+#define MAX_TAGS 32  /* per provider or target */
+#define MAX_TAG_VALUE 128
+#define MAX_POLICIES 256
+#define MAX_RULE_VALUES 256 /* values in one allow/deny list */
+#define MAX_RULE_VALUE 256  /* bytes of one such value */
+#define MAX_KEYS 4096
+#define MAX_PRICE 1000000.0 /* USD per million tokens */
+#define DEF_SHARE_WINDOW_S 60
 
 #define PATH_BUF 512
 
@@ -714,6 +724,173 @@ static int get_plain(loader_t *ld, json_t *obj, const char *key, bool required, 
     return 0;
 }
 
+/* Optional boolean member; *out keeps its default when absent. */
+static int get_bool(loader_t *ld, json_t *obj, const char *key, bool *out)
+{
+    json_t *v = json_object_get(obj, key);
+    size_t saved;
+
+    if (!v)
+        return 0;
+    saved = path_key(ld, key);
+    if (!json_is_boolean(v))
+        return fail(ld, "must be true or false (got %s)", json_type_name(v));
+    *out = json_is_true(v);
+    path_pop(ld, saved);
+    return 0;
+}
+
+/*
+ * Optional number member (integer or real) within [min, max], or (min, max]
+ * when min_exclusive. *present says whether it was given.
+ */
+static int get_number(loader_t *ld, json_t *obj, const char *key, double min, double max,
+                      bool min_exclusive, bool *present, double *out)
+{
+    json_t *v = json_object_get(obj, key);
+    size_t saved;
+    double d;
+
+    if (present)
+        *present = false;
+    if (!v)
+        return 0;
+    saved = path_key(ld, key);
+    if (!json_is_number(v))
+        return fail(ld, "must be a number %s %g %s %g (got %s)",
+                    min_exclusive ? "greater than" : "from", min,
+                    min_exclusive ? "and at most" : "to", max, json_type_name(v));
+    d = json_number_value(v);
+    if (!(min_exclusive ? d > min : d >= min) || !(d <= max))
+        return fail(ld, "must be a number %s %g %s %g (got %g)",
+                    min_exclusive ? "greater than" : "from", min,
+                    min_exclusive ? "and at most" : "to", max, d);
+    *out = d;
+    if (present)
+        *present = true;
+    path_pop(ld, saved);
+    return 0;
+}
+
+static const char *const builtin_attrs[] = {"provider", "model",        "kind",    "vendor",
+                                            "region",   "jurisdiction", "creator", NULL};
+
+int mr_attr_is_builtin(const char *name)
+{
+    for (const char *const *a = builtin_attrs; *a; a++)
+        if (!strcmp(*a, name))
+            return 1;
+    return 0;
+}
+
+/* Tag and policy names: 1..64 of [A-Za-z0-9_.-], starting with [A-Za-z0-9_]. */
+static bool valid_name(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n == 0 || n > MAX_PROVIDER_NAME || !is_name_char(s[0]))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_name_char(s[i]) && s[i] != '-' && s[i] != '.')
+            return false;
+    return true;
+}
+
+static void free_tags(mr_tag_t *tags, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(tags[i].name);
+        free(tags[i].value);
+    }
+    free(tags);
+}
+
+static void free_rules(mr_attr_rule_t *rules, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(rules[i].attr);
+        for (size_t j = 0; j < rules[i].n_values; j++)
+            free(rules[i].values[j]);
+        free(rules[i].values);
+    }
+    free(rules);
+}
+
+/*
+ * "tags": {"license": "apache-2.0", ...}. Provider tag values are
+ * ${VAR}-expanded like every provider string; target tags are not.
+ */
+static int load_tags(loader_t *ld, json_t *obj, bool expand, mr_tag_t **tags, size_t *n)
+{
+    json_t *t = json_object_get(obj, "tags"), *v;
+    const char *name;
+    size_t saved, count;
+    char q[200];
+
+    if (!t)
+        return 0;
+    saved = path_key(ld, "tags");
+    if (!json_is_object(t))
+        return fail(ld,
+                    "must be an object mapping tag names to strings, e.g. "
+                    "{\"license\": \"apache-2.0\"} (got %s)",
+                    json_type_name(t));
+    count = json_object_size(t) - (json_object_get(t, "$comment") ? 1 : 0);
+    if (count > MAX_TAGS)
+        return fail(ld, "at most %d tags (got %zu)", MAX_TAGS, count);
+    if (count && !(*tags = calloc(count, sizeof(**tags))))
+        return fail(ld, "out of memory");
+    json_object_foreach(t, name, v)
+    {
+        size_t s = path_key(ld, name);
+        char *val = NULL;
+
+        if (!strcmp(name, "$comment")) {
+            if (!json_is_string(v))
+                return fail(ld, "must be a string (got %s)", json_type_name(v));
+            path_pop(ld, s);
+            continue;
+        }
+        if (!valid_name(name) || !is_name_start(name[0]))
+            return fail(ld,
+                        "invalid tag name: use 1 to %d letters, digits, '_', '-' or '.', "
+                        "starting with a letter or '_'",
+                        MAX_PROVIDER_NAME);
+        if (mr_attr_is_builtin(name))
+            return fail(ld, "%s is a built-in attribute and cannot be a tag",
+                        quote(q, sizeof(q), name));
+        if (!json_is_string(v))
+            return fail(ld, "must be a string (got %s)", json_type_name(v));
+        if (expand) {
+            char why[256], *missing = NULL;
+            int rc = env_expand(json_string_value(v), &val, &missing, NULL, why, sizeof(why));
+            if (rc < 0)
+                return fail(ld, "%s", why);
+            if (rc == 1) {
+                fail(ld, "${%s} is not set (write ${%s:-default} to give a fallback)", missing,
+                     missing);
+                free(missing);
+                return -1;
+            }
+        } else if (!(val = strdup(json_string_value(v)))) {
+            return fail(ld, "out of memory");
+        }
+        (*tags)[*n].value = val;
+        if (!((*tags)[*n].name = strdup(name)))
+            return fail(ld, "out of memory");
+        (*n)++;
+        if (!*val)
+            return fail(ld, "must not be empty");
+        if (strlen(val) > MAX_TAG_VALUE)
+            return fail(ld, "must be at most %d bytes", MAX_TAG_VALUE);
+        if (has_control(val))
+            return fail(ld, "must not contain control characters");
+        path_pop(ld, s);
+    }
+    path_pop(ld, saved);
+    return 0;
+}
+
 static const char *const kind_names[] = {"openai", "anthropic", "gemini", "azure"};
 
 const char *mr_provider_kind_name(mr_provider_kind_t kind)
@@ -846,7 +1023,8 @@ static int load_api_key(loader_t *ld, json_t *obj, mr_provider_t *p)
 static int load_provider(loader_t *ld, const char *name, json_t *obj, mr_provider_t *p)
 {
     static const char *const keys[] = {"kind",   "base_url",     "api_key", "vendor",
-                                       "region", "jurisdiction", "models",  NULL};
+                                       "region", "jurisdiction", "models",  "retains_data",
+                                       "zdr",    "tags",         NULL};
     char q[200];
     char *s = NULL;
     json_t *models;
@@ -958,6 +1136,10 @@ static int load_provider(loader_t *ld, const char *name, json_t *obj, mr_provide
         path_pop(ld, saved);
     }
 
+    if (get_bool(ld, obj, "retains_data", &p->retains_data) < 0 ||
+        get_bool(ld, obj, "zdr", &p->zdr) < 0 || load_tags(ld, obj, true, &p->tags, &p->n_tags) < 0)
+        return -1;
+
     /* api_key last: it may add a warning, which should only happen for an
      * otherwise valid provider. */
     return load_api_key(ld, obj, p);
@@ -1002,8 +1184,11 @@ static int load_providers(loader_t *ld, json_t *root)
 
 static int load_target(loader_t *ld, json_t *obj, mr_target_t *t)
 {
-    static const char *const keys[] = {"provider", "model", NULL};
+    static const char *const keys[] = {"provider",     "model",          "creator",
+                                       "open_weights", "input_per_mtok", "output_per_mtok",
+                                       "weight",       "tags",           NULL};
     const mr_config_t *cfg = ld->cfg;
+    json_int_t weight = 1;
     const char *prov, *model;
     char q[200], hint[200];
     size_t saved;
@@ -1040,6 +1225,22 @@ static int load_target(loader_t *ld, json_t *obj, mr_target_t *t)
     if (!(t->model = strdup(model)))
         return fail(ld, "out of memory");
     path_pop(ld, saved);
+
+    if (get_plain(ld, obj, "creator", false, &model) < 0)
+        return -1;
+    if (!(t->creator = strdup(model ? model : t->provider->vendor)))
+        return fail(ld, "out of memory");
+    if (check_label(ld, "creator", t->creator, false) < 0)
+        return -1;
+    if (get_bool(ld, obj, "open_weights", &t->open_weights) < 0 ||
+        get_number(ld, obj, "input_per_mtok", 0, MAX_PRICE, false, &t->has_input_price,
+                   &t->input_per_mtok) < 0 ||
+        get_number(ld, obj, "output_per_mtok", 0, MAX_PRICE, false, &t->has_output_price,
+                   &t->output_per_mtok) < 0 ||
+        get_int(ld, obj, "weight", 1, 1000000, &weight) < 0 ||
+        load_tags(ld, obj, false, &t->tags, &t->n_tags) < 0)
+        return -1;
+    t->weight = (uint32_t)weight;
     return 0;
 }
 
@@ -1115,6 +1316,7 @@ static int load_routes(loader_t *ld, json_t *root)
                 return fail(ld, "must be a string (got %s)", json_type_name(v));
         } else {
             cfg->n_routes = i + 1;
+            cfg->routes[i].index = i;
             if (load_route(ld, name, v, &cfg->routes[i++]) < 0)
                 return -1;
         }
@@ -1215,10 +1417,514 @@ static int load_listen(loader_t *ld, json_t *root)
     return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Derived indexes                                                           */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Dense indexes soft state is keyed by: distinct vendors (providers sharing
+ * a vendor share one index) and distinct (provider, model) target pairs.
+ * Both follow file order, so they are stable for a given file.
+ */
+static int derive_indexes(loader_t *ld)
+{
+    mr_config_t *cfg = ld->cfg;
+
+    if (!(cfg->vendors = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(char *))))
+        return fail(ld, "out of memory");
+    for (size_t i = 0; i < cfg->n_providers; i++) {
+        mr_provider_t *p = &cfg->providers[i];
+        size_t v = 0;
+        while (v < cfg->n_vendors && strcmp(cfg->vendors[v], p->vendor))
+            v++;
+        if (v == cfg->n_vendors)
+            cfg->vendors[cfg->n_vendors++] = p->vendor;
+        p->vendor_index = v;
+    }
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        for (size_t j = 0; j < cfg->routes[i].n_targets; j++) {
+            mr_target_t *t = &cfg->routes[i].targets[j];
+            bool found = false;
+            for (size_t a = 0; a <= i && !found; a++) {
+                size_t end = a == i ? j : cfg->routes[a].n_targets;
+                for (size_t b = 0; b < end && !found; b++) {
+                    const mr_target_t *o = &cfg->routes[a].targets[b];
+                    if (o->provider == t->provider && !strcmp(o->model, t->model)) {
+                        t->id = o->id;
+                        found = true;
+                    }
+                }
+            }
+            if (!found)
+                t->id = cfg->n_target_ids++;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Policies                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static const char *const strategy_names[] = {"priority", "weighted", "round_robin", "least_latency",
+                                             "cheapest"};
+static const char *const diversity_names[] = {"none", "vendor", "region", "jurisdiction"};
+
+const char *mr_strategy_name(mr_strategy_t s)
+{
+    if ((unsigned)s < sizeof(strategy_names) / sizeof(strategy_names[0]))
+        return strategy_names[s];
+    return "unknown";
+}
+
+const char *mr_diversity_name(mr_diversity_t d)
+{
+    if ((unsigned)d < sizeof(diversity_names) / sizeof(diversity_names[0]))
+        return diversity_names[d];
+    return "unknown";
+}
+
+static bool has_tag(const mr_tag_t *tags, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(tags[i].name, name))
+            return true;
+    return false;
+}
+
+/* A built-in attribute, or a tag some provider or target carries. */
+static bool known_attr(const mr_config_t *cfg, const char *name)
+{
+    if (mr_attr_is_builtin(name))
+        return true;
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        if (has_tag(cfg->providers[i].tags, cfg->providers[i].n_tags, name))
+            return true;
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        for (size_t j = 0; j < cfg->routes[i].n_targets; j++)
+            if (has_tag(cfg->routes[i].targets[j].tags, cfg->routes[i].targets[j].n_tags, name))
+                return true;
+    return false;
+}
+
+static void suggest_attr(const mr_config_t *cfg, suggest_t *s)
+{
+    for (const char *const *a = builtin_attrs; *a; a++)
+        suggest_try(s, *a);
+    for (size_t i = 0; i < cfg->n_providers; i++)
+        for (size_t k = 0; k < cfg->providers[i].n_tags; k++)
+            suggest_try(s, cfg->providers[i].tags[k].name);
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        for (size_t j = 0; j < cfg->routes[i].n_targets; j++)
+            for (size_t k = 0; k < cfg->routes[i].targets[j].n_tags; k++)
+                suggest_try(s, cfg->routes[i].targets[j].tags[k].name);
+}
+
+/* "allow" / "deny": {"region": ["eu", "ch"], "license": ["mit"]} */
+static int load_rules(loader_t *ld, json_t *pol, const char *key, mr_attr_rule_t **out, size_t *n)
+{
+    json_t *o = json_object_get(pol, key), *v;
+    const char *attr;
+    size_t saved, count;
+    char q[200], hint[200];
+
+    if (!o)
+        return 0;
+    saved = path_key(ld, key);
+    if (!json_is_object(o))
+        return fail(ld,
+                    "must be an object mapping attribute names to arrays of values, e.g. "
+                    "{\"region\": [\"eu\"]} (got %s)",
+                    json_type_name(o));
+    count = json_object_size(o) - (json_object_get(o, "$comment") ? 1 : 0);
+    if (count == 0)
+        return fail(ld, "must name at least one attribute");
+    if (!(*out = calloc(count, sizeof(**out))))
+        return fail(ld, "out of memory");
+    json_object_foreach(o, attr, v)
+    {
+        size_t s = path_key(ld, attr), nv;
+        mr_attr_rule_t *r;
+
+        if (!strcmp(attr, "$comment")) {
+            if (!json_is_string(v))
+                return fail(ld, "must be a string (got %s)", json_type_name(v));
+            path_pop(ld, s);
+            continue;
+        }
+        if (!known_attr(ld->cfg, attr)) {
+            suggest_t sg = {.word = attr, .best_d = SIZE_MAX};
+            suggest_attr(ld->cfg, &sg);
+            return fail(ld,
+                        "unknown attribute%s: use provider, model, kind, vendor, region, "
+                        "jurisdiction, creator or a tag name some provider or target carries",
+                        suggest_text(&sg, hint, sizeof(hint)));
+        }
+        if (!json_is_array(v) || json_array_size(v) == 0)
+            return fail(ld, "must be a non-empty array of strings (got %s)",
+                        json_is_array(v) ? "an empty array" : json_type_name(v));
+        nv = json_array_size(v);
+        if (nv > MAX_RULE_VALUES)
+            return fail(ld, "at most %d values (got %zu)", MAX_RULE_VALUES, nv);
+        r = &(*out)[(*n)++];
+        if (!(r->attr = strdup(attr)) || !(r->values = calloc(nv, sizeof(char *))))
+            return fail(ld, "out of memory");
+        for (size_t i = 0; i < nv; i++) {
+            json_t *e = json_array_get(v, i);
+            size_t si = path_index(ld, i);
+            const char *val;
+
+            if (!json_is_string(e))
+                return fail(ld, "must be a string (got %s)", json_type_name(e));
+            val = json_string_value(e);
+            if (!*val)
+                return fail(ld, "must not be empty");
+            if (strlen(val) > MAX_RULE_VALUE)
+                return fail(ld, "must be at most %d bytes", MAX_RULE_VALUE);
+            if (has_control(val))
+                return fail(ld, "must not contain control characters");
+            if (!(r->values[r->n_values] = strdup(val)))
+                return fail(ld, "out of memory");
+            r->n_values++;
+            if (!strcmp(attr, "jurisdiction")) {
+                char *j = r->values[r->n_values - 1];
+                bool ok = strlen(j) == 2;
+                for (size_t k = 0; ok && k < 2; k++)
+                    ok = (j[k] >= 'A' && j[k] <= 'Z') || (j[k] >= 'a' && j[k] <= 'z');
+                if (!ok)
+                    return fail(ld,
+                                "must be a two-letter ISO 3166-1 country code such as \"FR\" "
+                                "(got %s)",
+                                quote(q, sizeof(q), j));
+                for (size_t k = 0; k < 2; k++)
+                    if (j[k] >= 'a' && j[k] <= 'z')
+                        j[k] = (char)(j[k] - 'a' + 'A');
+            } else if (!strcmp(attr, "kind")) {
+                bool ok = false;
+                for (size_t k = 0; k < sizeof(kind_names) / sizeof(kind_names[0]); k++)
+                    ok |= !strcmp(val, kind_names[k]);
+                if (!ok)
+                    return fail(ld, "must be one of openai, anthropic, gemini, azure (got %s)",
+                                quote(q, sizeof(q), val));
+            }
+            path_pop(ld, si);
+        }
+        path_pop(ld, s);
+    }
+    path_pop(ld, saved);
+    return 0;
+}
+
+/* A string member that must be one of `names` (n of them); *out its index. */
+static int get_enum(loader_t *ld, json_t *obj, const char *key, const char *const *names, size_t n,
+                    bool *present, int *out)
+{
+    const char *v;
+    char q[200], list[256];
+    size_t o = 0;
+
+    *present = false;
+    if (get_plain(ld, obj, key, false, &v) < 0)
+        return -1;
+    if (!v)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v, names[i])) {
+            *out = (int)i;
+            *present = true;
+            return 0;
+        }
+    for (size_t i = 0; i < n && o < sizeof(list); i++)
+        o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", names[i]);
+    path_key(ld, key); /* the message names the member */
+    return fail(ld, "must be one of %s (got %s)", list, quote(q, sizeof(q), v));
+}
+
+static int load_policy(loader_t *ld, const char *name, json_t *obj, mr_policy_t *p)
+{
+    static const char *const keys[] = {
+        "allow",       "deny",     "open_weights_only",  "data_collection",  "zdr_only",
+        "max_price",   "strategy", "fallback_diversity", "max_vendor_share", "share_window_s",
+        "min_vendors", NULL};
+    static const char *const dc_names[] = {"allow", "deny"};
+    json_t *mp;
+    json_int_t window = DEF_SHARE_WINDOW_S, minv = 0;
+    bool present, has_share;
+    int e = 0;
+
+    p->share_slot = -1;
+    if (!valid_name(name))
+        return fail(ld,
+                    "invalid policy name: use 1 to %d letters, digits, '_', '-' or '.', "
+                    "starting with a letter, digit or '_'",
+                    MAX_PROVIDER_NAME);
+    if (!json_is_object(obj))
+        return fail(ld, "must be an object (got %s)", json_type_name(obj));
+    if (!(p->name = strdup(name)))
+        return fail(ld, "out of memory");
+    if (check_keys(ld, obj, keys) < 0 || load_rules(ld, obj, "allow", &p->allow, &p->n_allow) < 0 ||
+        load_rules(ld, obj, "deny", &p->deny, &p->n_deny) < 0 ||
+        get_bool(ld, obj, "open_weights_only", &p->open_weights_only) < 0 ||
+        get_bool(ld, obj, "zdr_only", &p->zdr_only) < 0)
+        return -1;
+    if (get_enum(ld, obj, "data_collection", dc_names, 2, &present, &e) < 0)
+        return -1;
+    p->deny_data_collection = present && e == 1;
+
+    mp = json_object_get(obj, "max_price");
+    if (mp) {
+        static const char *const mkeys[] = {"input", "output", NULL};
+        size_t saved = path_key(ld, "max_price");
+        if (!json_is_object(mp))
+            return fail(ld,
+                        "must be an object like {\"input\": 1.0, \"output\": 3.0} in USD per "
+                        "million tokens (got %s)",
+                        json_type_name(mp));
+        if (check_keys(ld, mp, mkeys) < 0 ||
+            get_number(ld, mp, "input", 0, MAX_PRICE, false, &p->has_max_input,
+                       &p->max_input_per_mtok) < 0 ||
+            get_number(ld, mp, "output", 0, MAX_PRICE, false, &p->has_max_output,
+                       &p->max_output_per_mtok) < 0)
+            return -1;
+        if (!p->has_max_input && !p->has_max_output)
+            return fail(ld, "must set \"input\", \"output\" or both");
+        path_pop(ld, saved);
+    }
+
+    if (get_enum(ld, obj, "strategy", strategy_names, 5, &p->strategy_set, &e) < 0)
+        return -1;
+    p->strategy = p->strategy_set ? (mr_strategy_t)e : MR_STRATEGY_PRIORITY;
+    if (get_enum(ld, obj, "fallback_diversity", diversity_names, 4, &p->diversity_set, &e) < 0)
+        return -1;
+    p->diversity = p->diversity_set ? (mr_diversity_t)e : MR_DIVERSITY_NONE;
+    if (get_number(ld, obj, "max_vendor_share", 0, 1, true, &has_share, &p->max_vendor_share) < 0 ||
+        get_int(ld, obj, "share_window_s", 1, 86400, &window) < 0 ||
+        get_int(ld, obj, "min_vendors", 1, 32, &minv) < 0)
+        return -1;
+    if (!has_share)
+        p->max_vendor_share = 0;
+    p->share_window_s = (uint32_t)window;
+    p->min_vendors = (uint32_t)minv;
+    return 0;
+}
+
+/* Hex SHA-256 of the canonical JSON form (docs/routing.md, "Policy hash"). */
+static int hash_policy(loader_t *ld, mr_policy_t *p)
+{
+    json_t *j = mr_policy_to_json(p);
+    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    uint8_t d[MR_SHA256_DIGEST_LEN];
+
+    json_decref(j);
+    if (!s)
+        return fail(ld, "out of memory");
+    mr_sha256(s, strlen(s), d);
+    mr_sha256_hex(d, p->hash);
+    free(s);
+    return 0;
+}
+
+static int load_policies(loader_t *ld, json_t *root)
+{
+    mr_config_t *cfg = ld->cfg;
+    json_t *pols = json_object_get(root, "policies"), *v;
+    const char *name;
+    size_t saved, n, i = 0;
+
+    if (!pols)
+        return 0;
+    saved = path_key(ld, "policies");
+    if (!json_is_object(pols))
+        return fail(ld, "must be an object mapping policy names to policies (got %s)",
+                    json_type_name(pols));
+    n = json_object_size(pols) - (json_object_get(pols, "$comment") ? 1 : 0);
+    if (n > MAX_POLICIES)
+        return fail(ld, "at most %d policies (got %zu)", MAX_POLICIES, n);
+    if (n && !(cfg->policies = calloc(n, sizeof(*cfg->policies))))
+        return fail(ld, "out of memory");
+    json_object_foreach(pols, name, v)
+    {
+        size_t s = path_key(ld, name);
+        if (!strcmp(name, "$comment")) {
+            if (!json_is_string(v))
+                return fail(ld, "must be a string (got %s)", json_type_name(v));
+        } else {
+            mr_policy_t *p = &cfg->policies[i];
+            cfg->n_policies = i + 1;
+            p->index = i++;
+            if (load_policy(ld, name, v, p) < 0 || hash_policy(ld, p) < 0)
+                return -1;
+            if (p->max_vendor_share > 0)
+                p->share_slot = (int)cfg->n_share_policies++;
+        }
+        path_pop(ld, s);
+    }
+    path_pop(ld, saved);
+    return 0;
+}
+
+/* Resolve a policy reference at the current path; *out stays NULL if absent. */
+static int resolve_policy(loader_t *ld, const char *name, const mr_policy_t **out)
+{
+    const mr_config_t *cfg = ld->cfg;
+    char q[200], hint[200];
+    suggest_t s = {.word = name, .best_d = SIZE_MAX};
+
+    if ((*out = mr_config_find_policy(cfg, name)))
+        return 0;
+    for (size_t i = 0; i < cfg->n_policies; i++)
+        suggest_try(&s, cfg->policies[i].name);
+    return fail(ld, "unknown policy %s%s", quote(q, sizeof(q), name),
+                s.best ? suggest_text(&s, hint, sizeof(hint))
+                       : (cfg->n_policies ? "" : " (define it under \"policies\")"));
+}
+
+static int load_default_policy(loader_t *ld, json_t *root)
+{
+    const char *name;
+    size_t saved;
+
+    if (get_plain(ld, root, "default_policy", false, &name) < 0)
+        return -1;
+    if (!name)
+        return 0;
+    saved = path_key(ld, "default_policy");
+    if (resolve_policy(ld, name, &ld->cfg->default_policy) < 0)
+        return -1;
+    path_pop(ld, saved);
+    return 0;
+}
+
+static int load_key(loader_t *ld, const char *name, json_t *obj, mr_key_t *k)
+{
+    static const char *const keys[] = {"sha256", "policy", NULL};
+    const char *hex, *pol;
+    size_t saved;
+
+    if (!valid_name(name))
+        return fail(ld,
+                    "invalid key name: use 1 to %d letters, digits, '_', '-' or '.', "
+                    "starting with a letter, digit or '_'",
+                    MAX_PROVIDER_NAME);
+    if (!json_is_object(obj))
+        return fail(ld,
+                    "must be an object like {\"sha256\": \"<64 hex digits>\", \"policy\": "
+                    "\"NAME\"} (got %s)",
+                    json_type_name(obj));
+    if (!(k->name = strdup(name)))
+        return fail(ld, "out of memory");
+    if (check_keys(ld, obj, keys) < 0 || get_plain(ld, obj, "sha256", true, &hex) < 0)
+        return -1;
+    saved = path_key(ld, "sha256");
+    /* never quote the value back: a pasted secret must not reach a log */
+    if (mr_sha256_from_hex(hex, k->digest) < 0)
+        return fail(ld, "must be the SHA-256 of the key as 64 hex digits, e.g. the output of "
+                        "`printf %%s \"$KEY\" | sha256sum` (the secret itself never goes in "
+                        "the file)");
+    for (size_t i = 0; i < (size_t)(k - ld->cfg->keys); i++)
+        if (!memcmp(ld->cfg->keys[i].digest, k->digest, sizeof(k->digest)))
+            return fail(ld, "same digest as keys.%s: give every key its own secret",
+                        ld->cfg->keys[i].name);
+    path_pop(ld, saved);
+    if (get_plain(ld, obj, "policy", false, &pol) < 0)
+        return -1;
+    if (pol) {
+        saved = path_key(ld, "policy");
+        if (resolve_policy(ld, pol, &k->policy) < 0)
+            return -1;
+        path_pop(ld, saved);
+    }
+    return 0;
+}
+
+static int load_keys(loader_t *ld, json_t *root)
+{
+    mr_config_t *cfg = ld->cfg;
+    json_t *keys = json_object_get(root, "keys"), *v;
+    const char *name;
+    size_t saved, n, i = 0;
+
+    if (!keys)
+        return 0;
+    saved = path_key(ld, "keys");
+    if (!json_is_object(keys))
+        return fail(ld, "must be an object mapping key names to keys (got %s)",
+                    json_type_name(keys));
+    n = json_object_size(keys) - (json_object_get(keys, "$comment") ? 1 : 0);
+    if (n > MAX_KEYS)
+        return fail(ld, "at most %d keys (got %zu)", MAX_KEYS, n);
+    if (n && !(cfg->keys = calloc(n, sizeof(*cfg->keys))))
+        return fail(ld, "out of memory");
+    json_object_foreach(keys, name, v)
+    {
+        size_t s = path_key(ld, name);
+        if (!strcmp(name, "$comment")) {
+            if (!json_is_string(v))
+                return fail(ld, "must be a string (got %s)", json_type_name(v));
+        } else {
+            cfg->n_keys = i + 1;
+            if (load_key(ld, name, v, &cfg->keys[i++]) < 0)
+                return -1;
+        }
+        path_pop(ld, s);
+    }
+    path_pop(ld, saved);
+    return 0;
+}
+
+/*
+ * min_vendors: every route must offer that many distinct vendors among the
+ * targets the policy's static filters let through. Disabled providers count
+ * as available (the check is about the file, not about which variables
+ * happen to be set where --check runs).
+ */
+static int check_min_vendors(loader_t *ld)
+{
+    const mr_config_t *cfg = ld->cfg;
+
+    for (size_t i = 0; i < cfg->n_policies; i++) {
+        const mr_policy_t *p = &cfg->policies[i];
+        if (!p->min_vendors)
+            continue;
+        for (size_t r = 0; r < cfg->n_routes; r++) {
+            const mr_route_t *route = &cfg->routes[r];
+            const char *vendors[MR_MAX_CANDIDATES];
+            size_t nv = 0, o = 0;
+            char list[512] = "", q[200];
+
+            for (size_t j = 0; j < route->n_targets; j++) {
+                const mr_target_t *t = &route->targets[j];
+                bool dup = false;
+                if (mr_policy_check_target(p, t, NULL, 0, NULL, 0) < 0)
+                    continue;
+                for (size_t k = 0; k < nv; k++)
+                    dup |= !strcmp(vendors[k], t->provider->vendor);
+                if (!dup)
+                    vendors[nv++] = t->provider->vendor;
+            }
+            if (nv >= p->min_vendors)
+                continue;
+            for (size_t k = 0; k < nv && o < sizeof(list); k++)
+                o +=
+                    (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", k ? ", " : "", vendors[k]);
+            path_key(ld, "routes");
+            path_key(ld, route->name);
+            if (nv == 0)
+                return fail(ld, "policy %s needs min_vendors %u but no target remains under it",
+                            quote(q, sizeof(q), p->name), p->min_vendors);
+            return fail(ld, "policy %s needs min_vendors %u but only %zu vendor%s remain%s: %s",
+                        quote(q, sizeof(q), p->name), p->min_vendors, nv, nv == 1 ? "" : "s",
+                        nv == 1 ? "s" : "", list);
+        }
+    }
+    return 0;
+}
+
 static int load_root(loader_t *ld, json_t *root)
 {
-    static const char *const keys[] = {"listen",   "providers", "routes", "max_attempts",
-                                       "timeouts", "limits",    NULL};
+    static const char *const keys[] = {
+        "listen",   "providers",      "routes", "max_attempts",          "timeouts", "limits",
+        "policies", "default_policy", "keys",   "allow_unauthenticated", NULL};
     json_int_t attempts = DEF_MAX_ATTEMPTS;
 
     if (!json_is_object(root))
@@ -1228,8 +1934,19 @@ static int load_root(loader_t *ld, json_t *root)
         return -1;
     ld->cfg->max_attempts = (unsigned)attempts;
     if (load_timeouts(ld, root) < 0 || load_limits(ld, root) < 0 || load_providers(ld, root) < 0 ||
-        load_routes(ld, root) < 0)
+        load_routes(ld, root) < 0 || derive_indexes(ld) < 0 || load_policies(ld, root) < 0 ||
+        load_default_policy(ld, root) < 0 || load_keys(ld, root) < 0 ||
+        get_bool(ld, root, "allow_unauthenticated", &ld->cfg->allow_unauthenticated) < 0 ||
+        check_min_vendors(ld) < 0)
         return -1;
+    if (mr_config_check_exposure(ld->cfg, NULL, 0) < 0) {
+        char why[512];
+        size_t saved = path_key(ld, "listen");
+        mr_config_check_exposure(ld->cfg, why, sizeof(why));
+        fail(ld, "%s", why);
+        path_pop(ld, saved);
+        return -1;
+    }
     return 0;
 }
 
@@ -1354,16 +2071,33 @@ void mr_config_free(mr_config_t *cfg)
         free(p->models);
         free(p->key_env);
         free(p->disabled_reason);
+        free_tags(p->tags, p->n_tags);
     }
     free(cfg->providers);
     for (size_t i = 0; i < cfg->n_routes; i++) {
         mr_route_t *r = &cfg->routes[i];
         free(r->name);
-        for (size_t j = 0; j < r->n_targets; j++)
+        for (size_t j = 0; j < r->n_targets; j++) {
             free(r->targets[j].model);
+            free(r->targets[j].creator);
+            free_tags(r->targets[j].tags, r->targets[j].n_tags);
+        }
         free(r->targets);
     }
     free(cfg->routes);
+    for (size_t i = 0; i < cfg->n_policies; i++) {
+        mr_policy_t *p = &cfg->policies[i];
+        free(p->name);
+        free_rules(p->allow, p->n_allow);
+        free_rules(p->deny, p->n_deny);
+    }
+    free(cfg->policies);
+    for (size_t i = 0; i < cfg->n_keys; i++) {
+        free(cfg->keys[i].name);
+        explicit_bzero(cfg->keys[i].digest, sizeof(cfg->keys[i].digest));
+    }
+    free(cfg->keys);
+    free(cfg->vendors);
     for (size_t i = 0; i < cfg->n_warnings; i++)
         free(cfg->warnings[i]);
     free(cfg->warnings);
@@ -1388,6 +2122,73 @@ const mr_route_t *mr_config_find_route(const mr_config_t *cfg, const char *name)
     return NULL;
 }
 
+const mr_policy_t *mr_config_find_policy(const mr_config_t *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_policies; i++)
+        if (cfg->policies[i].name && !strcmp(cfg->policies[i].name, name))
+            return &cfg->policies[i];
+    return NULL;
+}
+
+const char *mr_target_attr(const mr_target_t *t, const char *name)
+{
+    const mr_provider_t *p = t->provider;
+
+    /* most frequent first; a tag can never shadow a built-in (load rejects it) */
+    if (!strcmp(name, "region"))
+        return p->region;
+    if (!strcmp(name, "jurisdiction"))
+        return p->jurisdiction;
+    if (!strcmp(name, "vendor"))
+        return p->vendor;
+    if (!strcmp(name, "creator"))
+        return t->creator ? t->creator : p->vendor;
+    if (!strcmp(name, "provider"))
+        return p->name;
+    if (!strcmp(name, "model"))
+        return t->model;
+    if (!strcmp(name, "kind"))
+        return mr_provider_kind_name(p->kind);
+    for (size_t i = 0; i < t->n_tags; i++)
+        if (!strcmp(t->tags[i].name, name))
+            return t->tags[i].value;
+    for (size_t i = 0; i < p->n_tags; i++)
+        if (!strcmp(p->tags[i].name, name))
+            return p->tags[i].value;
+    return NULL;
+}
+
+/* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
+static bool is_loopback(const char *host)
+{
+    unsigned char a[sizeof(struct in6_addr)];
+    static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+    if (inet_pton(AF_INET, host, a) == 1)
+        return a[0] == 127;
+    if (inet_pton(AF_INET6, host, a) == 1) {
+        static const unsigned char one[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+        return !memcmp(a, one, 16) || (!memcmp(a, v4mapped, 12) && a[12] == 127);
+    }
+    return false;
+}
+
+int mr_config_check_exposure(const mr_config_t *cfg, char *err, size_t errlen)
+{
+    bool v6 = strchr(cfg->listen_host, ':') != NULL;
+
+    if (cfg->n_keys || cfg->allow_unauthenticated || is_loopback(cfg->listen_host))
+        return 0;
+    if (err && errlen)
+        snprintf(err, errlen,
+                 "refusing to listen on %s%s%s:%u without authentication: no gateway keys are "
+                 "configured; add \"keys\" (docs/configuration.md#keys) or set "
+                 "\"allow_unauthenticated\": true in %s",
+                 v6 ? "[" : "", cfg->listen_host, v6 ? "]" : "", (unsigned)cfg->listen_port,
+                 cfg->origin ? cfg->origin : "the config");
+    return -1;
+}
+
 /* ------------------------------------------------------------------------ */
 /* --check table                                                             */
 /* ------------------------------------------------------------------------ */
@@ -1395,6 +2196,68 @@ const mr_route_t *mr_config_find_route(const mr_config_t *cfg, const char *name)
 static int width_of(const char *s)
 {
     return (int)strlen(s);
+}
+
+static void print_rules(FILE *out, const char *what, const mr_attr_rule_t *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        fprintf(out, " %s %s=[", what, r[i].attr);
+        for (size_t j = 0; j < r[i].n_values; j++)
+            fprintf(out, "%s%s", j ? ", " : "", r[i].values[j]);
+        fputc(']', out);
+    }
+}
+
+/* The policies section of --check: one line per policy, then the keys. */
+static void print_policies(const mr_config_t *cfg, FILE *out)
+{
+    int wn = 0;
+
+    if (cfg->n_policies == 0)
+        fprintf(out, "policies: (none)\n");
+    else if (cfg->default_policy)
+        fprintf(out, "policies: (default %s)\n", cfg->default_policy->name);
+    else
+        fprintf(out, "policies: (no default_policy: requests without one are unfiltered)\n");
+    for (size_t i = 0; i < cfg->n_policies; i++)
+        if (width_of(cfg->policies[i].name) > wn)
+            wn = width_of(cfg->policies[i].name);
+    for (size_t i = 0; i < cfg->n_policies; i++) {
+        const mr_policy_t *p = &cfg->policies[i];
+        fprintf(out, "  %-*s ", wn, p->name);
+        print_rules(out, "allow", p->allow, p->n_allow);
+        print_rules(out, "deny", p->deny, p->n_deny);
+        if (p->open_weights_only)
+            fprintf(out, " open_weights_only");
+        if (p->deny_data_collection)
+            fprintf(out, " data_collection=deny");
+        if (p->zdr_only)
+            fprintf(out, " zdr_only");
+        if (p->has_max_input)
+            fprintf(out, " max_price.input=%g", p->max_input_per_mtok);
+        if (p->has_max_output)
+            fprintf(out, " max_price.output=%g", p->max_output_per_mtok);
+        if (p->strategy_set)
+            fprintf(out, " strategy=%s", mr_strategy_name(p->strategy));
+        if (p->diversity_set)
+            fprintf(out, " fallback_diversity=%s", mr_diversity_name(p->diversity));
+        if (p->max_vendor_share > 0)
+            fprintf(out, " max_vendor_share=%g share_window_s=%u", p->max_vendor_share,
+                    p->share_window_s);
+        if (p->min_vendors)
+            fprintf(out, " min_vendors=%u", p->min_vendors);
+        fprintf(out, "  sha256:%.12s\n", p->hash);
+    }
+    if (cfg->n_keys == 0) {
+        fprintf(out, "keys: (none: %s)\n",
+                cfg->allow_unauthenticated ? "unauthenticated, allow_unauthenticated is true"
+                                           : "unauthenticated, loopback only");
+        return;
+    }
+    fprintf(out, "keys: %zu\n", cfg->n_keys);
+    for (size_t i = 0; i < cfg->n_keys; i++)
+        fprintf(out, "  %s%s%s\n", cfg->keys[i].name, cfg->keys[i].policy ? " -> policy " : "",
+                cfg->keys[i].policy ? cfg->keys[i].policy->name : "");
 }
 
 void mr_config_print_table(const mr_config_t *cfg, FILE *out)
@@ -1489,4 +2352,5 @@ void mr_config_print_table(const mr_config_t *cfg, FILE *out)
             fputc('\n', out);
         }
     }
+    print_policies(cfg, out);
 }

@@ -1,49 +1,184 @@
 /*
- * router — turns a request's `model` into the ordered list of upstream
- * candidates to try.
+ * router — turns a request's model (and fallback models) into the ordered
+ * list of upstream candidates to try, under a policy stack (policy.h).
  *
  * `model` is either a route name from the config or "provider/model", which
  * addresses one provider directly (the provider name is everything before the
  * first '/'; a route whose name contains '/' wins over that split).
  *
- * The plan borrows everything from the config: it is valid only while that
- * config lives, holds no heap memory and is filled in place by the caller.
- * Pure functions, callable from any thread.
+ * Order of the rules (docs/routing.md):
+ *   1. filters      every layer of the stack, for every target; then disabled
+ *                   providers are set aside (kept as exclusions with reasons)
+ *   2. strategy     priority | weighted | round_robin | least_latency | cheapest
+ *   3. vendor share vendors at/over a max_vendor_share cap move behind the rest
+ *   4. diversity    fallback_diversity: consecutive candidates differ on the axis
+ *   5. provider.order, then allow_fallbacks false keeps only the first
+ *   6. attempt cap  route max_attempts (per model when there are several)
+ * Steps 2-6 run per model of the request's list; the lists are concatenated.
+ *
+ * The plan is a caller-owned value with no heap: it borrows the config, the
+ * model strings passed in (keep them alive as long as the plan) and holds its
+ * exclusion reasons inline. Pure apart from the soft state passed in (round-
+ * robin counter, PRNG); one soft state per thread.
  */
 #ifndef MERIDIAN_ROUTER_H
 #define MERIDIAN_ROUTER_H
 
 #include "meridian/config.h"
 #include "meridian/error.h"
+#include "meridian/policy.h"
+#include "meridian/softstate.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #define MR_MAX_CANDIDATES 32
+#define MR_MAX_MODELS 8         /* the request's model + up to 7 fallback models */
+#define MR_MAX_PLAN_ATTEMPTS 16 /* attempt cap over all models of a request */
+#define MR_REASON_MAX 192
+#define MR_RULE_MAX 80
 
 typedef struct mr_candidate {
     const mr_provider_t *provider;
     const char *model; /* upstream model name */
+    /* The configured target (for a direct provider/model: the first route
+     * target with that pair, if any); NULL when the pair is in no route. */
+    const mr_target_t *target;
+    unsigned group; /* index of the model (plan->models) it serves */
+    bool demoted;   /* moved behind by max_vendor_share */
 } mr_candidate_t;
 
-/* Why a target of the route is not a candidate; kept for provenance. */
+typedef enum {
+    MR_EXCLUDED_POLICY = 0, /* a filter of the stack */
+    MR_EXCLUDED_DISABLED,   /* provider disabled (key variable unset) */
+    MR_EXCLUDED_FALLBACKS,  /* provider.allow_fallbacks false */
+    MR_EXCLUDED_CAP,        /* beyond a fallback model's attempt cap / MR_MAX_CANDIDATES */
+} mr_exclusion_kind_t;
+
+/* Why a target is not a candidate; kept for provenance and error messages. */
 typedef struct mr_exclusion {
     const mr_provider_t *provider;
     const char *model;
-    const char *reason; /* borrowed from the config, e.g. provider->disabled_reason */
+    const mr_target_t *target; /* as in mr_candidate_t */
+    mr_exclusion_kind_t kind;
+    const char *policy; /* excluding layer: a policy name or "request"; NULL otherwise */
+    unsigned group;
+    char rule[MR_RULE_MAX];     /* "allow.jurisdiction", "disabled", "provider.only" ... */
+    char reason[MR_REASON_MAX]; /* "jurisdiction US not in [FR, DE] (policy eu-only)" */
 } mr_exclusion_t;
 
 typedef struct mr_plan {
-    const mr_route_t *route;   /* NULL for direct provider/model addressing */
+    const mr_route_t *route; /* route of the first model; NULL for provider/model */
     mr_candidate_t candidates[MR_MAX_CANDIDATES];
     size_t n_candidates;
     mr_exclusion_t excluded[MR_MAX_CANDIDATES];
-    size_t n_excluded;
-    unsigned max_attempts;     /* min(route/global cap, n_candidates) */
+    size_t n_excluded;       /* entries stored (at most MR_MAX_CANDIDATES) */
+    size_t n_excluded_total; /* including those that did not fit */
+    unsigned max_attempts;   /* never more than n_candidates */
+
+    /* provenance: what the plan was made from */
+    const char *models[MR_MAX_MODELS]; /* borrowed from the caller */
+    size_t n_models;
+    const mr_policy_t *key_policy;    /* NULL when none */
+    const mr_policy_t *chosen_policy; /* header or default policy; NULL when none */
+    bool chosen_by_header;
+    bool request_layer;                     /* a `provider` object took part */
+    char policy_label[MR_POLICY_LABEL_MAX]; /* x-meridian-policy response header; "" = none */
+    mr_strategy_t strategy;
+    const char *strategy_from; /* "request", a policy name, or "default" */
+    mr_diversity_t diversity;
+    const char *diversity_from;
 } mr_plan_t;
 
-/* Returns 0 with at least one candidate, else -1 with *err filled:
+/*
+ * Without any policy (exactly the behaviour before policies existed).
+ * Returns 0 with at least one candidate, else -1 with *err filled:
  *   404 model_not_found       unknown route / provider
  *   400 invalid_request_error empty model, "provider/" with empty model
  *   503 no_enabled_provider   every target disabled; the message names the
- *                             variables to set ("set MISTRAL_API_KEY or ...") */
+ *                             variables to set ("set MISTRAL_API_KEY or ...")
+ */
 int mr_router_plan(const mr_config_t *cfg, const char *model, mr_plan_t *plan, mr_error_t *err);
+
+/*
+ * The full planner. models[0] is the request's `model`, models[1..] its
+ * fallback `models` (mr_router_models_from_request builds that list; at most
+ * MR_MAX_MODELS are used); each string must outlive the plan.
+ * `stack` may be NULL (no policy). `ss` may be NULL (no soft state:
+ * round_robin does not rotate, least_latency sees every latency as unknown,
+ * weighted orders by descending weight, no share caps).
+ * Errors as mr_router_plan, plus:
+ *   403 policy_denied         the stack's filters leave no target; the message
+ *                             names the policy and lists every excluded target
+ *                             with its reason (param null)
+ *   503 no_enabled_provider   targets pass the filters but all are disabled;
+ *                             the message also names the policy
+ * Errors about a fallback model carry param "models".
+ */
+int mr_router_plan_policy(const mr_config_t *cfg, const mr_policy_stack_t *stack,
+                          const char *const *models, size_t n_models, mr_softstate_t *ss,
+                          uint64_t now_ms, mr_plan_t *plan, mr_error_t *err);
+
+/*
+ * The request's model list: out[0] = model, then the strings of the body's
+ * `models` array (NULL or JSON null: none) without repeats. Pointers borrow
+ * from `model` and the JSON. 400 (param "models") when `models` is not an
+ * array of non-empty strings or lists more than MR_MAX_MODELS - 1 entries.
+ */
+int mr_router_models_from_request(const char *model, const json_t *models,
+                                  const char *out[MR_MAX_MODELS], size_t *n_out, mr_error_t *err);
+
+/* ---- soft-state feedback: call from the gateway ----------------------- */
+
+/* A request finished successfully (or committed its stream) on `served`:
+ * counts it for every max_vendor_share policy of the plan's stack. */
+void mr_router_record_served(mr_softstate_t *ss, const mr_plan_t *plan,
+                             const mr_candidate_t *served, uint64_t now_ms);
+
+/* An attempt on `c` got its response head after `ttfb_ms` (or failed before
+ * that: record the time it was given, e.g. timeouts.first_byte_ms, so a
+ * failing target does not look fast). No-op for targets in no route. */
+void mr_router_record_ttfb(mr_softstate_t *ss, const mr_candidate_t *c, uint32_t ttfb_ms,
+                           uint64_t now_ms);
+
+/* ---- explain ----------------------------------------------------------- */
+
+/*
+ * What mr_router_plan_policy would decide, without calling any upstream and
+ * without advancing round-robin counters. On 0, *out is a new JSON object:
+ *   {"models": [...], "route": "chat"|null, "policy": "eu-only+request",
+ *    "policies": [{"name", "layer": "key"|"header"|"default", "sha256"}...],
+ *    "request_policy": bool, "strategy", "strategy_from",
+ *    "fallback_diversity", "diversity_from", "max_attempts",
+ *    "candidates": [{"rank", "provider", "model", "for_model", "vendor",
+ *                    "region", "jurisdiction", "creator", "open_weights",
+ *                    "demoted", ["ttfb_ms"], ["input_per_mtok", "output_per_mtok"]}],
+ *    "excluded": [{"provider", "model", "for_model", "kind", "rule",
+ *                  "policy", "reason"}], "excluded_total",
+ *    "status": 200|403|503, ["error": {"code", "message"}]}
+ * 403 and 503 outcomes are explained (status says so). -1 with *err only
+ * when there is nothing to explain (400/404: bad or unknown model).
+ */
+int mr_router_explain(const mr_config_t *cfg, const mr_policy_stack_t *stack,
+                      const char *const *models, size_t n_models, mr_softstate_t *ss,
+                      uint64_t now_ms, json_t **out, mr_error_t *err);
+
+/* The plan's exclusions as a JSON array (as in "excluded" above), e.g. to add
+ * to a 403 body with mr_error_body(e, "excluded", arr, ...). New reference. */
+json_t *mr_plan_exclusions_json(const mr_plan_t *plan);
+
+/* Render an explanation (from mr_router_explain) as text. */
+void mr_router_explain_print(const json_t *explain, FILE *out);
+
+/*
+ * `meridian --explain MODEL [--policy NAME]`: no gateway key, no provider
+ * object, no soft state. Prints the explanation to `out`. Returns 0 when the
+ * model would route, 1 when explained but it would fail (403/503), -1 with
+ * *err when it cannot be explained (unknown policy or model).
+ */
+int mr_router_explain_text(const mr_config_t *cfg, const char *model, const char *policy, FILE *out,
+                           mr_error_t *err);
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdbool.h>
 #include <unistd.h>
 
 #include "meridian/config.h"
@@ -29,6 +30,7 @@
     "{\"providers\":{\"a\":{\"kind\":\"openai\",\"base_url\":\"http://h/v1\"," fields "}}}"
 #define ROUTE_WITH(route) "{" PROVS ",\"routes\":{\"chat\":" route "}}"
 #define TARGET_WITH(target) ROUTE_WITH("{\"targets\":[" target "]}")
+#define HEX64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 static int setup_env(void **state)
 {
@@ -248,11 +250,141 @@ static const err_case_t err_cases[] = {
      "x.json: routes.chat.targets[0].model: must not be empty"},
     {TARGET_WITH("{\"provider\":\"a\",\"model\":5}"),
      "routes.chat.targets[0].model: must be a string (got integer)"},
-    {TARGET_WITH("{\"provider\":\"a\",\"model\":\"m\",\"weight\":2}"),
-     "x.json: routes.chat.targets[0].weight: unknown key"},
+    {TARGET_WITH("{\"provider\":\"a\",\"model\":\"m\",\"wieght\":2}"),
+     "x.json: routes.chat.targets[0].wieght: unknown key (did you mean \"weight\"?)"},
     {"{" PROVS ",\"routes\":{\"gpt-4.1\":{\"targets\":[{\"provider\":\"b\",\"model\":\"m\"}]}}}",
      "x.json: routes[\"gpt-4.1\"].targets[0].provider: unknown provider \"b\""},
     {"{" PROVS ",\"routes\":{\"$comment\":5}}", "x.json: routes.$comment: must be a string"},
+
+    /* provider policy attributes */
+    {PROV_WITH("\"retains_data\":\"yes\""),
+     "x.json: providers.a.retains_data: must be true or false (got string)"},
+    {PROV_WITH("\"zdr\":1"), "x.json: providers.a.zdr: must be true or false (got integer)"},
+    {PROV_WITH("\"tags\":[]"), "x.json: providers.a.tags: must be an object mapping tag names to "
+                               "strings"},
+    {PROV_WITH("\"tags\":{\"region\":\"x\"}"),
+     "x.json: providers.a.tags.region: \"region\" is a built-in attribute and cannot be a tag"},
+    {PROV_WITH("\"tags\":{\"a b\":\"x\"}"), "x.json: providers.a.tags[\"a b\"]: invalid tag name"},
+    {PROV_WITH("\"tags\":{\"-x\":\"x\"}"), "x.json: providers.a.tags.-x: invalid tag name"},
+    {PROV_WITH("\"tags\":{\"license\":1}"),
+     "x.json: providers.a.tags.license: must be a string (got integer)"},
+    {PROV_WITH("\"tags\":{\"license\":\"\"}"),
+     "x.json: providers.a.tags.license: must not be empty"},
+    {PROV_WITH("\"tags\":{\"license\":\"${MR_T_UNSET}\"}"),
+     "x.json: providers.a.tags.license: ${MR_T_UNSET} is not set"},
+
+    /* target attributes */
+    {TARGET_WITH("{\"provider\":\"a\",\"model\":\"m\",\"creator\":\"\"}"),
+     "x.json: routes.chat.targets[0].creator: must not be empty"},
+    {TARGET_WITH("{\"provider\":\"a\",\"model\":\"m\",\"creator\":7}"),
+     "x.json: routes.chat.targets[0].creator: must be a string (got integer)"},
+    {TARGET_WITH("{\"provider\":\"a\",\"model\":\"m\",\"open_weights\":\"true\"}"),
+     "x.json: routes.chat.targets[0].open_weights: must be true or false (got string)"},
+    {TARGET_WITH("{\"provider\":\"a\",\"model\":\"m\",\"input_per_mtok\":-1}"),
+     "x.json: routes.chat.targets[0].input_per_mtok: must be a number from 0 to 1e+06 (got -1)"},
+    {TARGET_WITH("{\"provider\":\"a\",\"model\":\"m\",\"output_per_mtok\":\"1\"}"),
+     "x.json: routes.chat.targets[0].output_per_mtok: must be a number from 0 to 1e+06 (got "
+     "string)"},
+    {TARGET_WITH("{\"provider\":\"a\",\"model\":\"m\",\"weight\":0}"),
+     "x.json: routes.chat.targets[0].weight: must be an integer from 1 to 1000000 (got 0)"},
+    {TARGET_WITH("{\"provider\":\"a\",\"model\":\"m\",\"weight\":1.5}"),
+     "x.json: routes.chat.targets[0].weight: must be an integer from 1 to 1000000 (got 1.5)"},
+    {TARGET_WITH("{\"provider\":\"a\",\"model\":\"m\",\"tags\":{\"creator\":\"x\"}}"),
+     "x.json: routes.chat.targets[0].tags.creator: \"creator\" is a built-in attribute"},
+
+    /* policies */
+    {"{" PROVS ",\"policies\":[]}",
+     "x.json: policies: must be an object mapping policy names to policies (got array)"},
+    {"{" PROVS ",\"policies\":{\"p\":1}}", "x.json: policies.p: must be an object (got integer)"},
+    {"{" PROVS ",\"policies\":{\"a b\":{}}}", "x.json: policies[\"a b\"]: invalid policy name"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"alow\":{}}}}",
+     "x.json: policies.p.alow: unknown key (did you mean \"allow\"?)"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"allow\":[]}}}",
+     "x.json: policies.p.allow: must be an object mapping attribute names to arrays of values"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"deny\":{}}}}",
+     "x.json: policies.p.deny: must name at least one attribute"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"allow\":{\"regoin\":[\"eu\"]}}}}",
+     "x.json: policies.p.allow.regoin: unknown attribute (did you mean \"region\"?): use "
+     "provider, model, kind, vendor, region, jurisdiction, creator or a tag name"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"allow\":{\"license\":[\"mit\"]}}}}",
+     "x.json: policies.p.allow.license: unknown attribute: use provider"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"allow\":{\"region\":[]}}}}",
+     "x.json: policies.p.allow.region: must be a non-empty array of strings (got an empty "
+     "array)"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"allow\":{\"region\":\"eu\"}}}}",
+     "x.json: policies.p.allow.region: must be a non-empty array of strings (got string)"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"allow\":{\"region\":[\"eu\",1]}}}}",
+     "x.json: policies.p.allow.region[1]: must be a string (got integer)"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"allow\":{\"region\":[\"\"]}}}}",
+     "x.json: policies.p.allow.region[0]: must not be empty"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"deny\":{\"jurisdiction\":[\"FR\",\"FRA\"]}}}}",
+     "x.json: policies.p.deny.jurisdiction[1]: must be a two-letter ISO 3166-1 country code "
+     "such as \"FR\" (got \"FRA\")"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"allow\":{\"kind\":[\"opnai\"]}}}}",
+     "x.json: policies.p.allow.kind[0]: must be one of openai, anthropic, gemini, azure (got "
+     "\"opnai\")"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"open_weights_only\":1}}}",
+     "x.json: policies.p.open_weights_only: must be true or false (got integer)"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"data_collection\":\"no\"}}}",
+     "x.json: policies.p.data_collection: must be one of allow, deny (got \"no\")"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"zdr_only\":null}}}",
+     "x.json: policies.p.zdr_only: must be true or false (got null)"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"strategy\":\"fastest\"}}}",
+     "x.json: policies.p.strategy: must be one of priority, weighted, round_robin, "
+     "least_latency, cheapest (got \"fastest\")"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"fallback_diversity\":\"model\"}}}",
+     "x.json: policies.p.fallback_diversity: must be one of none, vendor, region, jurisdiction "
+     "(got \"model\")"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"max_vendor_share\":0}}}",
+     "x.json: policies.p.max_vendor_share: must be a number greater than 0 and at most 1 (got "
+     "0)"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"max_vendor_share\":1.5}}}",
+     "x.json: policies.p.max_vendor_share: must be a number greater than 0 and at most 1 (got "
+     "1.5)"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"share_window_s\":0}}}",
+     "x.json: policies.p.share_window_s: must be an integer from 1 to 86400 (got 0)"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"min_vendors\":33}}}",
+     "x.json: policies.p.min_vendors: must be an integer from 1 to 32 (got 33)"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"max_price\":1}}}",
+     "x.json: policies.p.max_price: must be an object like {\"input\": 1.0, \"output\": 3.0}"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"max_price\":{}}}}",
+     "x.json: policies.p.max_price: must set \"input\", \"output\" or both"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"max_price\":{\"inputs\":1}}}}",
+     "x.json: policies.p.max_price.inputs: unknown key (did you mean \"input\"?)"},
+    {"{" PROVS ",\"policies\":{\"p\":{\"max_price\":{\"output\":-0.5}}}}",
+     "x.json: policies.p.max_price.output: must be a number from 0 to 1e+06 (got -0.5)"},
+    {"{" PROVS ",\"default_policy\":\"nope\"}",
+     "x.json: default_policy: unknown policy \"nope\" (define it under \"policies\")"},
+    {"{" PROVS ",\"policies\":{\"eu-only\":{}},\"default_policy\":\"eu-onyl\"}",
+     "x.json: default_policy: unknown policy \"eu-onyl\" (did you mean \"eu-only\"?)"},
+    {"{" PROVS ",\"default_policy\":3}", "x.json: default_policy: must be a string (got integer)"},
+
+    /* keys */
+    {"{" PROVS ",\"keys\":[]}",
+     "x.json: keys: must be an object mapping key names to keys (got array)"},
+    {"{" PROVS ",\"keys\":{\"k\":\"sk-secret\"}}", "x.json: keys.k: must be an object like"},
+    {"{" PROVS ",\"keys\":{\"k\":{}}}", "x.json: keys.k.sha256: missing (required)"},
+    {"{" PROVS ",\"keys\":{\"k\":{\"sha256\":\"sk-test-secret-value\"}}}",
+     "x.json: keys.k.sha256: must be the SHA-256 of the key as 64 hex digits"},
+    {"{" PROVS ",\"keys\":{\"k\":{\"sha256\":\"" HEX64 "\",\"polcy\":\"x\"}}}",
+     "x.json: keys.k.polcy: unknown key (did you mean \"policy\"?)"},
+    {"{" PROVS ",\"keys\":{\"k\":{\"sha256\":\"" HEX64 "\",\"policy\":\"x\"}}}",
+     "x.json: keys.k.policy: unknown policy \"x\""},
+    {"{" PROVS ",\"keys\":{\"k\":{\"sha256\":\"" HEX64 "\"},\"j\":{\"sha256\":\"" HEX64 "\"}}}",
+     "x.json: keys.j.sha256: same digest as keys.k: give every key its own secret"},
+    {"{" PROVS ",\"keys\":{\"a b\":{\"sha256\":\"" HEX64 "\"}}}",
+     "x.json: keys[\"a b\"]: invalid key name"},
+    {"{" PROVS ",\"allow_unauthenticated\":\"yes\"}",
+     "x.json: allow_unauthenticated: must be true or false (got string)"},
+
+    /* exposure */
+    {"{" PROVS ",\"listen\":\"0.0.0.0:8080\"}",
+     "x.json: listen: refusing to listen on 0.0.0.0:8080 without authentication: no gateway "
+     "keys are configured; add \"keys\" (docs/configuration.md#keys) or set "
+     "\"allow_unauthenticated\": true in x.json"},
+    {"{" PROVS ",\"listen\":\"[::]:80\"}", "x.json: listen: refusing to listen on [::]:80 "},
+    {"{" PROVS ",\"listen\":\"10.1.2.3:80\",\"allow_unauthenticated\":false}",
+     "x.json: listen: refusing to listen on 10.1.2.3:80 "},
 };
 
 static void test_validation_errors(void **state)
@@ -372,7 +504,8 @@ static void test_full_config(void **state)
     (void)state;
     setenv("MR_T_REGION", "eu", 1);
     cfg = load_ok(
-        "{\"$comment\":\"top\",\"listen\":\"0.0.0.0:9000\",\"max_attempts\":5,"
+        "{\"$comment\":\"top\",\"listen\":\"0.0.0.0:9000\",\"allow_unauthenticated\":true,"
+        "\"max_attempts\":5,"
         "\"timeouts\":{\"$comment\":\"t\",\"connect_ms\":1,\"first_byte_ms\":2,\"request_ms\":3,"
         "\"stream_idle_ms\":4,\"client_idle_s\":5,\"drain_ms\":6},"
         "\"limits\":{\"max_body_bytes\":1024,\"max_header_bytes\":2048,"
@@ -745,6 +878,230 @@ static void test_kind_names(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Policies, keys, exposure                                                   */
+/* ------------------------------------------------------------------------ */
+
+static void test_policies_loaded(void **state)
+{
+    mr_config_t *cfg;
+    const mr_policy_t *p;
+    const mr_route_t *r;
+
+    (void)state;
+    cfg = load_ok("{\"providers\":{"
+                  "\"m\":{\"kind\":\"openai\",\"base_url\":\"http://h\",\"vendor\":\"mistral\","
+                  "\"region\":\"eu\",\"jurisdiction\":\"FR\",\"zdr\":true,"
+                  "\"tags\":{\"$comment\":\"c\",\"hosting\":\"sovereign\"}},"
+                  "\"d\":{\"kind\":\"openai\",\"base_url\":\"http://h\",\"retains_data\":true}},"
+                  "\"routes\":{\"chat\":{\"targets\":["
+                  "{\"provider\":\"m\",\"model\":\"small\",\"creator\":\"mistral\","
+                  "\"open_weights\":true,\"input_per_mtok\":0.1,\"output_per_mtok\":0.3,"
+                  "\"weight\":5,\"tags\":{\"license\":\"apache-2.0\"}},"
+                  "{\"provider\":\"d\",\"model\":\"chat\"}]}},"
+                  "\"policies\":{\"$comment\":\"c\","
+                  "\"eu\":{\"$comment\":\"x\",\"allow\":{\"region\":[\"eu\"],"
+                  "\"jurisdiction\":[\"fr\",\"de\"],\"license\":[\"apache-2.0\"]},"
+                  "\"deny\":{\"hosting\":[\"shared\"]},\"open_weights_only\":true,"
+                  "\"data_collection\":\"deny\",\"zdr_only\":true,"
+                  "\"max_price\":{\"input\":1},\"strategy\":\"least_latency\","
+                  "\"fallback_diversity\":\"jurisdiction\",\"max_vendor_share\":0.25,"
+                  "\"share_window_s\":300,\"min_vendors\":1},"
+                  "\"plain\":{}},"
+                  "\"default_policy\":\"plain\","
+                  "\"keys\":{\"$comment\":\"k\",\"team\":{\"sha256\":\"" HEX64
+                  "\",\"policy\":\"eu\"},"
+                  "\"ops\":{\"sha256\":"
+                  "\"FEDCBA9876543210fedcba9876543210fedcba9876543210fedcba9876543210\"}},"
+                  "\"listen\":\"0.0.0.0:0\"}");
+    assert_true(mr_config_find_provider(cfg, "m")->zdr);
+    assert_false(mr_config_find_provider(cfg, "m")->retains_data);
+    assert_true(mr_config_find_provider(cfg, "d")->retains_data);
+    assert_int_equal(mr_config_find_provider(cfg, "m")->n_tags, 1);
+    r = mr_config_find_route(cfg, "chat");
+    assert_string_equal(r->targets[0].creator, "mistral");
+    assert_true(r->targets[0].open_weights);
+    assert_true(r->targets[0].has_input_price && r->targets[0].has_output_price);
+    assert_true(r->targets[0].input_per_mtok == 0.1);
+    assert_int_equal(r->targets[0].weight, 5);
+    /* defaults */
+    assert_string_equal(r->targets[1].creator, "d");
+    assert_false(r->targets[1].open_weights);
+    assert_false(r->targets[1].has_input_price);
+    assert_int_equal(r->targets[1].weight, 1);
+    assert_int_equal(r->targets[1].n_tags, 0);
+
+    assert_int_equal(cfg->n_policies, 2);
+    p = mr_config_find_policy(cfg, "eu");
+    assert_ptr_equal(p, &cfg->policies[0]);
+    assert_int_equal(p->n_allow, 3);
+    assert_string_equal(p->allow[1].attr, "jurisdiction");
+    assert_string_equal(p->allow[1].values[0], "FR"); /* upper-cased */
+    assert_string_equal(p->allow[1].values[1], "DE");
+    assert_string_equal(p->deny[0].attr, "hosting");
+    assert_true(p->open_weights_only && p->deny_data_collection && p->zdr_only);
+    assert_true(p->has_max_input);
+    assert_false(p->has_max_output);
+    assert_int_equal(p->strategy, MR_STRATEGY_LEAST_LATENCY);
+    assert_true(p->strategy_set);
+    assert_int_equal(p->diversity, MR_DIVERSITY_JURISDICTION);
+    assert_true(p->max_vendor_share == 0.25);
+    assert_int_equal(p->share_window_s, 300);
+    assert_int_equal(p->min_vendors, 1);
+    assert_int_equal(p->share_slot, 0);
+    assert_int_equal(strlen(p->hash), 64);
+    p = mr_config_find_policy(cfg, "plain");
+    assert_false(p->strategy_set || p->diversity_set);
+    assert_int_equal(p->strategy, MR_STRATEGY_PRIORITY);
+    assert_int_equal(p->share_window_s, 60);
+    assert_int_equal(p->share_slot, -1);
+    assert_ptr_equal(cfg->default_policy, p);
+    assert_null(mr_config_find_policy(cfg, "nope"));
+    assert_string_equal(mr_strategy_name(MR_STRATEGY_ROUND_ROBIN), "round_robin");
+    assert_string_equal(mr_diversity_name(MR_DIVERSITY_REGION), "region");
+
+    assert_int_equal(cfg->n_keys, 2);
+    assert_string_equal(cfg->keys[0].name, "team");
+    assert_ptr_equal(cfg->keys[0].policy, mr_config_find_policy(cfg, "eu"));
+    assert_int_equal(cfg->keys[0].digest[0], 0x01);
+    assert_int_equal(cfg->keys[1].digest[0], 0xfe);
+    assert_null(cfg->keys[1].policy);
+    /* keys make a non-loopback listen address acceptable */
+    assert_int_equal(mr_config_check_exposure(cfg, NULL, 0), 0);
+    mr_config_free(cfg);
+}
+
+static void test_exposure(void **state)
+{
+    static const char *const loopback[] = {"127.0.0.1:1", "127.9.8.7:1", "[::1]:1",
+                                           "[::ffff:127.0.0.1]:1"};
+    static const char *const exposed[] = {"0.0.0.0:1", "10.0.0.1:1", "[::]:1",
+                                          "[::ffff:10.0.0.1]:1", "128.0.0.1:1"};
+    mr_config_t *cfg;
+    char err[512];
+
+    (void)state;
+    cfg = load_ok("{" PROVS "}");
+    for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+        assert_int_equal(mr_config_set_listen(cfg, loopback[i], NULL, 0), 0);
+        assert_int_equal(mr_config_check_exposure(cfg, err, sizeof(err)), 0);
+    }
+    for (size_t i = 0; i < sizeof(exposed) / sizeof(exposed[0]); i++) {
+        /* --listen can move a loopback-only config onto the network: main
+         * calls mr_config_check_exposure again after it */
+        assert_int_equal(mr_config_set_listen(cfg, exposed[i], NULL, 0), 0);
+        assert_int_equal(mr_config_check_exposure(cfg, err, sizeof(err)), -1);
+        assert_contains(err, "refusing to listen on ");
+        assert_contains(err, "add \"keys\" (docs/configuration.md#keys) or set "
+                             "\"allow_unauthenticated\": true in t.json");
+    }
+    assert_int_equal(mr_config_set_listen(cfg, "0.0.0.0:8080", NULL, 0), 0);
+    assert_int_equal(mr_config_check_exposure(cfg, err, sizeof(err)), -1);
+    assert_string_equal(err, "refusing to listen on 0.0.0.0:8080 without authentication: no "
+                             "gateway keys are configured; add \"keys\" "
+                             "(docs/configuration.md#keys) or set \"allow_unauthenticated\": "
+                             "true in t.json");
+    mr_config_free(cfg);
+
+    cfg = load_ok("{" PROVS ",\"listen\":\"[::]:8080\",\"allow_unauthenticated\":true}");
+    assert_true(cfg->allow_unauthenticated);
+    assert_int_equal(mr_config_check_exposure(cfg, err, sizeof(err)), 0);
+    mr_config_free(cfg);
+}
+
+/* min_vendors: a load-time check of every route against the policy's static
+ * filters, disabled providers counting as available. */
+static void test_min_vendors(void **state)
+{
+#define MV_PROVS                                                                                   \
+    "\"providers\":{"                                                                              \
+    "\"m\":{\"kind\":\"openai\",\"base_url\":\"http://h\",\"vendor\":\"mistral\","                 \
+    "\"region\":\"eu\"},"                                                                          \
+    "\"s\":{\"kind\":\"openai\",\"base_url\":\"http://h\",\"vendor\":\"scaleway\","                \
+    "\"region\":\"eu\",\"api_key\":\"${MR_T_UNSET}\"},"                                            \
+    "\"d\":{\"kind\":\"openai\",\"base_url\":\"http://h\",\"vendor\":\"deepseek\","                \
+    "\"region\":\"cn\"}},"                                                                         \
+    "\"routes\":{\"chat\":{\"targets\":[{\"provider\":\"m\",\"model\":\"1\"},"                     \
+    "{\"provider\":\"m\",\"model\":\"2\"},{\"provider\":\"s\",\"model\":\"3\"},"                   \
+    "{\"provider\":\"d\",\"model\":\"4\"}]}}"
+    mr_config_t *cfg;
+    char err[1024];
+
+    (void)state;
+    /* three vendors, one of them disabled: enough for 3 */
+    cfg = load_ok("{" MV_PROVS ",\"policies\":{\"diverse\":{\"min_vendors\":3}}}");
+    mr_config_free(cfg);
+    assert_int_equal(mr_config_load_string("{" MV_PROVS
+                                           ",\"policies\":{\"diverse\":{\"min_vendors\":4}}}",
+                                           "x.json", &cfg, err, sizeof(err)),
+                     -1);
+    assert_string_equal(err, "x.json: routes.chat: policy \"diverse\" needs min_vendors 4 but "
+                             "only 3 vendors remain: mistral, scaleway, deepseek");
+    /* filters are applied first */
+    assert_int_equal(mr_config_load_string("{" MV_PROVS ",\"policies\":{\"eu\":{\"allow\":"
+                                           "{\"region\":[\"eu\"]},\"min_vendors\":3}}}",
+                                           "x.json", &cfg, err, sizeof(err)),
+                     -1);
+    assert_string_equal(err, "x.json: routes.chat: policy \"eu\" needs min_vendors 3 but only 2 "
+                             "vendors remain: mistral, scaleway");
+    assert_int_equal(mr_config_load_string("{" MV_PROVS ",\"policies\":{\"eu\":{\"deny\":"
+                                           "{\"vendor\":[\"scaleway\",\"deepseek\"]},"
+                                           "\"min_vendors\":2}}}",
+                                           "x.json", &cfg, err, sizeof(err)),
+                     -1);
+    assert_string_equal(err, "x.json: routes.chat: policy \"eu\" needs min_vendors 2 but only 1 "
+                             "vendor remains: mistral");
+    assert_int_equal(mr_config_load_string("{" MV_PROVS ",\"policies\":{\"kr\":{\"allow\":"
+                                           "{\"region\":[\"kr\"]},\"min_vendors\":1}}}",
+                                           "x.json", &cfg, err, sizeof(err)),
+                     -1);
+    assert_string_equal(err, "x.json: routes.chat: policy \"kr\" needs min_vendors 1 but no "
+                             "target remains under it");
+#undef MV_PROVS
+}
+
+static void test_print_policies(void **state)
+{
+    mr_config_t *cfg;
+    char *out;
+
+    (void)state;
+    cfg = load_ok("{\"providers\":{\"a\":{\"kind\":\"openai\",\"base_url\":\"http://h\","
+                  "\"region\":\"eu\"}},"
+                  "\"policies\":{\"eu-only\":{\"allow\":{\"region\":[\"eu\",\"ch\"]}},"
+                  "\"mix\":{\"deny\":{\"jurisdiction\":[\"CN\",\"US\"]},\"open_weights_only\":true,"
+                  "\"data_collection\":\"deny\",\"zdr_only\":true,"
+                  "\"max_price\":{\"input\":1,\"output\":2.5},\"strategy\":\"cheapest\","
+                  "\"fallback_diversity\":\"vendor\",\"max_vendor_share\":0.5}},"
+                  "\"default_policy\":\"eu-only\","
+                  "\"keys\":{\"team-eu\":{\"sha256\":\"" HEX64 "\",\"policy\":\"eu-only\"},"
+                  "\"ops\":{\"sha256\":"
+                  "\"1123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"}}}");
+    out = print_to_string(cfg);
+    assert_contains(out, "\npolicies: (default eu-only)\n");
+    {
+        char want[256];
+        snprintf(want, sizeof(want), "  eu-only  allow region=[eu, ch]  sha256:%.12s\n",
+                 mr_config_find_policy(cfg, "eu-only")->hash);
+        assert_contains(out, want);
+    }
+    assert_contains(out, "  mix      deny jurisdiction=[CN, US] open_weights_only "
+                         "data_collection=deny zdr_only max_price.input=1 max_price.output=2.5 "
+                         "strategy=cheapest fallback_diversity=vendor max_vendor_share=0.5 "
+                         "share_window_s=60  sha256:");
+    assert_contains(out, "\nkeys: 2\n  team-eu -> policy eu-only\n  ops\n");
+    /* the digests are not printed */
+    assert_not_contains(out, HEX64);
+    free(out);
+    mr_config_free(cfg);
+
+    cfg = load_ok("{" PROVS "}");
+    out = print_to_string(cfg);
+    assert_contains(out, "\npolicies: (none)\nkeys: (none: unauthenticated, loopback only)\n");
+    free(out);
+    mr_config_free(cfg);
+}
+
+/* ------------------------------------------------------------------------ */
 /* The shipped default                                                        */
 /* ------------------------------------------------------------------------ */
 
@@ -864,6 +1221,74 @@ static void test_shipped_config(void **state)
     mr_config_free(cfg);
 }
 
+/* The shipped catalogue: jurisdictions, example policies, explainable. */
+static void test_shipped_config_policies(void **state)
+{
+    static const char *const jurisdictions[] = {"US", "FR", "DE", "GB", "CN", "KR", "CH"};
+    static const char *const policies[] = {"eu-only", "no-cn-no-us", "open-weights", "diverse"};
+    mr_config_t *cfg = load_shipped_without_keys();
+    const mr_policy_t *p;
+    char *out;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(jurisdictions) / sizeof(jurisdictions[0]); i++) {
+        bool found = false;
+        for (size_t k = 0; k < cfg->n_providers; k++)
+            found |= !strcmp(cfg->providers[k].jurisdiction, jurisdictions[i]);
+        if (!found) {
+            print_error("no provider under jurisdiction %s\n", jurisdictions[i]);
+            fail();
+        }
+    }
+    for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++)
+        assert_non_null(mr_config_find_policy(cfg, policies[i]));
+    assert_non_null(cfg->default_policy);
+    assert_string_equal(cfg->default_policy->name, "diverse");
+    p = cfg->default_policy;
+    assert_int_equal(p->diversity, MR_DIVERSITY_VENDOR);
+    assert_true(p->max_vendor_share == 0.5);
+    assert_int_equal(p->share_window_s, 60);
+    p = mr_config_find_policy(cfg, "eu-only");
+    assert_int_equal(p->n_allow, 1);
+    assert_string_equal(p->allow[0].attr, "region");
+    p = mr_config_find_policy(cfg, "no-cn-no-us");
+    assert_string_equal(p->deny[0].attr, "jurisdiction");
+    p = mr_config_find_policy(cfg, "open-weights");
+    assert_true(p->open_weights_only);
+    assert_int_equal(p->strategy, MR_STRATEGY_CHEAPEST);
+    /* no keys: loopback only */
+    assert_int_equal(cfg->n_keys, 0);
+    assert_false(cfg->allow_unauthenticated);
+    /* every target names its creator and a license tag */
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        for (size_t j = 0; j < cfg->routes[i].n_targets; j++) {
+            const mr_target_t *t = &cfg->routes[i].targets[j];
+            assert_non_null(t->creator);
+            assert_non_null(mr_target_attr(t, "license"));
+            /* prices come in pairs */
+            assert_int_equal(t->has_input_price, t->has_output_price);
+        }
+    /* the creator is not the host: DeepSeek weights from DeepSeek and from a US host */
+    {
+        const mr_route_t *open = mr_config_find_route(cfg, "open");
+        bool us_host = false, cn_host = false;
+        assert_non_null(open);
+        for (size_t j = 0; j < open->n_targets; j++) {
+            const mr_target_t *t = &open->targets[j];
+            if (strcmp(t->creator, "deepseek"))
+                continue;
+            cn_host |= !strcmp(t->provider->jurisdiction, "CN");
+            us_host |= !strcmp(t->provider->jurisdiction, "US");
+        }
+        assert_true(cn_host && us_host);
+    }
+    out = print_to_string(cfg);
+    assert_contains(out, "policies: (default diverse)\n");
+    assert_contains(out, "keys: (none: unauthenticated, loopback only)\n");
+    free(out);
+    mr_config_free(cfg);
+}
+
 static void test_shipped_config_with_env(void **state)
 {
     char err[1024];
@@ -899,7 +1324,12 @@ int main(void)
         cmocka_unit_test(test_print_table),
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_kind_names),
+        cmocka_unit_test(test_policies_loaded),
+        cmocka_unit_test(test_exposure),
+        cmocka_unit_test(test_min_vendors),
+        cmocka_unit_test(test_print_policies),
         cmocka_unit_test(test_shipped_config),
+        cmocka_unit_test(test_shipped_config_policies),
         cmocka_unit_test(test_shipped_config_with_env),
     };
     return cmocka_run_group_tests(tests, setup_env, NULL);

@@ -128,7 +128,9 @@ static void test_route_skips_disabled(void **state)
     assert_string_equal(plan.excluded[0].provider->name, "b");
     assert_string_equal(plan.excluded[0].model, "m-b");
     assert_string_equal(plan.excluded[0].reason, "MR_TR_KEY_B is not set");
-    assert_ptr_equal(plan.excluded[0].reason, plan.excluded[0].provider->disabled_reason);
+    assert_string_equal(plan.excluded[0].reason, plan.excluded[0].provider->disabled_reason);
+    assert_int_equal(plan.excluded[0].kind, MR_EXCLUDED_DISABLED);
+    assert_string_equal(plan.excluded[0].rule, "disabled");
     assert_int_equal(plan.max_attempts, 3);
 }
 

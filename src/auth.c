@@ -1,0 +1,75 @@
+/*
+ * auth — Bearer token -> gateway key, compared in constant time.
+ */
+#include "meridian/auth.h"
+#include "meridian/sha256.h"
+
+#include <string.h>
+#include <strings.h>
+
+const mr_key_t *mr_auth_find_digest(const mr_config_t *cfg, const uint8_t digest[32],
+                                    size_t *bytes_compared)
+{
+    /* volatile: keep the compiler from turning the loops into an early exit */
+    volatile size_t steps = 0;
+    uintptr_t found = 0;
+
+    for (size_t k = 0; k < cfg->n_keys; k++) {
+        const uint8_t *want = cfg->keys[k].digest;
+        unsigned acc = 0;
+        for (size_t i = 0; i < 32; i++) {
+            acc |= (unsigned)(want[i] ^ digest[i]);
+            steps = steps + 1;
+        }
+        /* mask = all ones when acc == 0, else zero; no branch on the secret */
+        uintptr_t mask = (uintptr_t)0 - (uintptr_t)(((acc | (0u - acc)) >> 31) ^ 1u);
+        found |= mask & (uintptr_t)&cfg->keys[k];
+    }
+    if (bytes_compared)
+        *bytes_compared = steps;
+    return (const mr_key_t *)found;
+}
+
+int mr_auth_check(const mr_config_t *cfg, const char *authorization_header,
+                  const mr_key_t **key_out, mr_error_t *err)
+{
+    const char *h = authorization_header, *secret;
+    uint8_t digest[MR_SHA256_DIGEST_LEN];
+    size_t len;
+
+    *key_out = NULL;
+    if (cfg->n_keys == 0)
+        return 0;
+    if (!h || !*h) {
+        mr_error_set(err, 401, NULL, "invalid_api_key", NULL,
+                     "missing gateway key: send \"Authorization: Bearer <key>\"");
+        return -1;
+    }
+    while (*h == ' ' || *h == '\t')
+        h++;
+    if (strncasecmp(h, "Bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t')) {
+        mr_error_set(err, 401, NULL, "invalid_api_key", NULL,
+                     "unsupported Authorization scheme: send \"Authorization: Bearer <key>\"");
+        return -1;
+    }
+    secret = h + 6;
+    while (*secret == ' ' || *secret == '\t')
+        secret++;
+    len = strlen(secret);
+    while (len && (secret[len - 1] == ' ' || secret[len - 1] == '\t'))
+        len--;
+    if (len == 0 || len > MR_AUTH_MAX_SECRET) {
+        mr_error_set(err, 401, NULL, "invalid_api_key", NULL,
+                     "invalid gateway key (the Bearer token is %s)", len ? "too long" : "empty");
+        return -1;
+    }
+    mr_sha256(secret, len, digest);
+    *key_out = mr_auth_find_digest(cfg, digest, NULL);
+    explicit_bzero(digest, sizeof(digest));
+    if (!*key_out) {
+        mr_error_set(err, 401, NULL, "invalid_api_key", NULL,
+                     "invalid gateway key: the Bearer token matches no configured key");
+        return -1;
+    }
+    return 0;
+}
