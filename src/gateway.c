@@ -1,6 +1,7 @@
 #include "meridian/gateway.h"
 
 #include "meridian/adapter.h"
+#include "meridian/auth.h"
 #include "meridian/buf.h"
 #include "meridian/error.h"
 #include "meridian/json_span.h"
@@ -53,7 +54,12 @@ struct mr_request {
     mr_buf_t body;
     int body_too_large;
     int stream;
-    char *model;  /* client's model; the plan may point into it */
+    const mr_key_t *key;               /* the gateway key that authenticated it, if keys are on */
+    int explain;                       /* GET /v1/gateway/route */
+    char *model;                       /* client's model; the plan may point into it */
+    const char *models[MR_MAX_MODELS]; /* model + fallback models (borrowed from json) */
+    size_t n_models;
+    int planned;
     json_t *json; /* the parsed body, kept for dialect adapters */
     int client_wants_usage;
     mr_plan_t plan;
@@ -61,8 +67,12 @@ struct mr_request {
     attempt_t attempts[MAX_ATTEMPTS];
     unsigned n_attempts;
     int deadline_hit;
+    int has_build_error; /* a candidate's dialect cannot express this request */
+    mr_error_t build_error;
 
     /* current attempt */
+    const mr_candidate_t *cur;
+    int got_head;
     mr_transfer_t *xfer;
     const mr_adapter_t *adapter;
     mr_adapter_in_t in;
@@ -137,6 +147,8 @@ static void add_common_headers(mr_request_t *r, struct MHD_Response *resp)
         snprintf(n, sizeof(n), "%u", r->n_attempts);
         MHD_add_response_header(resp, "x-meridian-attempts", n);
     }
+    if (r->planned && r->plan.policy_label[0])
+        MHD_add_response_header(resp, "x-meridian-policy", r->plan.policy_label);
     if (r->served_by) {
         MHD_add_response_header(resp, "x-meridian-provider", r->served_by->name);
         MHD_add_response_header(resp, "x-meridian-model", r->attempts[r->n_attempts - 1].model);
@@ -276,6 +288,31 @@ static void on_client_poll(uv_poll_t *p, int status, int events)
     abort_request(r);
 }
 
+/* ---- soft state feedback ------------------------------------------------ */
+
+static mr_softstate_t *softstate(mr_request_t *r)
+{
+    return &r->gen->ss.super;
+}
+
+/* Time to the response head feeds least_latency; an attempt that failed
+ * before its head counts as the whole first-byte budget, so a host that
+ * fails fast never looks fast. */
+static void record_ttfb(mr_request_t *r, int failed)
+{
+    if (!r->cur || r->got_head)
+        return;
+    r->got_head = 1;
+    uint32_t ms = failed ? r->gen->cfg->timeouts.first_byte_ms : ms_since_ns(r->attempt_start_ns);
+    mr_router_record_ttfb(softstate(r), r->cur, ms, uv_now(&r->w->loop));
+}
+
+static void record_served(mr_request_t *r)
+{
+    if (r->cur)
+        mr_router_record_served(softstate(r), &r->plan, r->cur, uv_now(&r->w->loop));
+}
+
 /* ---- final answers ---------------------------------------------------- */
 
 static json_t *attempts_json(const mr_request_t *r)
@@ -306,6 +343,12 @@ static void describe_attempt(const attempt_t *a, char *out, size_t n)
  * that lists each attempt. */
 static void finish_failed(mr_request_t *r)
 {
+    if (r->n_attempts == 0 && r->has_build_error) {
+        prepare_error(r, &r->build_error, NULL);
+        r->state = RS_RESPOND;
+        resume(r);
+        return;
+    }
     mr_error_t e;
     unsigned n429 = 0, ntimeout = 0, noverload = 0;
     char list[MR_ERROR_MESSAGE_MAX];
@@ -341,9 +384,12 @@ static void finish_failed(mr_request_t *r)
         status = 502;
         code = "upstream_failed";
     }
-    mr_error_set(&e, status, "api_error", code, NULL, "%s after %u upstream attempt%s: %s",
-                 r->deadline_hit ? "request deadline exceeded" : "all upstream attempts failed",
-                 r->n_attempts, r->n_attempts == 1 ? "" : "s", list);
+    char policy[MR_POLICY_LABEL_MAX + 16] = "";
+    if (r->plan.policy_label[0])
+        snprintf(policy, sizeof(policy), " under policy %s", r->plan.policy_label);
+    mr_error_set(&e, status, "api_error", code, NULL, "%s after %u attempt%s%s: %s",
+                 r->deadline_hit ? "request deadline exceeded" : "upstream failed", r->n_attempts,
+                 r->n_attempts == 1 ? "" : "s", policy, list);
     json_t *extra = attempts_json(r);
     prepare_error(r, &e, extra);
     json_decref(extra);
@@ -371,6 +417,7 @@ static void finish_passthrough_error(mr_request_t *r)
 
 static void finish_success(mr_request_t *r)
 {
+    record_served(r);
     free(r->out_body);
     r->out_body = mr_buf_steal(&r->resp, &r->out_len);
     r->out_status = (int)r->up_status;
@@ -439,6 +486,7 @@ static enum MHD_Result queue_stream(mr_request_t *r)
     MHD_destroy_response(resp);
     r->state = RS_STREAMING;
     r->committed = 1;
+    record_served(r);
     return ret;
 }
 
@@ -455,6 +503,7 @@ static void on_up_head(void *ud, const mr_upstream_head_t *h)
     const mr_timeouts_t *t = &r->gen->cfg->timeouts;
 
     r->up_status = h->status;
+    record_ttfb(r, 0);
     snprintf(r->up_ctype, sizeof(r->up_ctype), "%s", h->content_type);
     if (!is_2xx(h->status))
         r->resp.limit = ERROR_BODY_MAX;
@@ -537,6 +586,7 @@ static void copy_text(char *dst, size_t cap, const char *src)
 static void record_attempt_end(mr_request_t *r, const char *error)
 {
     attempt_t *a = &r->attempts[r->n_attempts - 1];
+    record_ttfb(r, 1); /* no-op when the head already arrived */
     a->ms = ms_since_ns(r->attempt_start_ns);
     a->status = r->up_status;
     copy_text(a->error, sizeof(a->error), error);
@@ -731,6 +781,8 @@ static void start_attempt(mr_request_t *r)
     memset(a, 0, sizeof(*a));
     a->provider = c->provider;
     a->model = c->model;
+    r->cur = c;
+    r->got_head = 0;
     r->served_by = c->provider;
     r->up_status = 0;
     r->up_ctype[0] = '\0';
@@ -760,8 +812,16 @@ static void start_attempt(mr_request_t *r)
         .strip = gateway_only_members,
     };
     if (r->adapter->build(&r->in, &r->up_req, &e) < 0) {
-        snprintf(err, sizeof(err), "cannot build the request: %.120s", e.message);
-        record_attempt_end(r, err);
+        /* not an upstream attempt: nothing was sent. Another candidate may
+         * speak a dialect that can carry the request; if none can, the
+         * client gets this error. */
+        if (!r->has_build_error) {
+            r->build_error = e;
+            r->has_build_error = 1;
+        }
+        r->n_attempts--;
+        r->cur = NULL;
+        r->served_by = NULL;
         next_or_fail(r);
         return;
     }
@@ -788,6 +848,62 @@ static void start_attempt(mr_request_t *r)
 }
 
 /* ---- request start: validation and routing ----------------------------- */
+
+/* Routing under the policy stack: the key's policy, the x-meridian-policy
+ * header (or the default policy) and the body's OpenRouter `provider`
+ * object all filter; the request can narrow what its key allows, never widen. */
+static int plan_request(mr_request_t *r, const json_t *models, const json_t *provider,
+                        mr_error_t *e)
+{
+    mr_policy_stack_t st;
+    const char *header = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-meridian-policy");
+
+    if (mr_router_models_from_request(r->model, models, r->models, &r->n_models, e) < 0 ||
+        mr_policy_stack_init(&st, r->gen->cfg, r->key, header, provider, e) < 0)
+        return -1;
+    r->planned = 1;
+    return mr_router_plan_policy(r->gen->cfg, &st, r->models, r->n_models, softstate(r),
+                                 uv_now(&r->w->loop), &r->plan, e);
+}
+
+/* A 403 lists every target the policies excluded and why. */
+static enum MHD_Result respond_plan_error(mr_request_t *r, mr_error_t *e)
+{
+    if (e->status != 403)
+        return respond_error(r, e);
+    json_t *excluded = mr_plan_exclusions_json(&r->plan);
+    size_t len = 0;
+    char *body = mr_error_body(e, "excluded", excluded, &len);
+    json_decref(excluded);
+    if (!body)
+        return MHD_NO;
+    return queue_buffer(r, e->status, body, len, "application/json");
+}
+
+static enum MHD_Result respond_explain(mr_request_t *r)
+{
+    mr_policy_stack_t st;
+    mr_error_t e;
+    json_t *out = NULL;
+    const char *model = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "model");
+    const char *policy = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "policy");
+
+    if (!policy)
+        policy = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-meridian-policy");
+    if (!model || !*model)
+        return respond_errorf(r, 400, "missing_required_parameter", "model",
+                              "GET /v1/gateway/route needs ?model=ROUTE_OR_PROVIDER/MODEL");
+    const char *models[1] = {model};
+    if (mr_policy_stack_init(&st, r->gen->cfg, r->key, policy, NULL, &e) < 0 ||
+        mr_router_explain(r->gen->cfg, &st, models, 1, softstate(r), uv_now(&r->w->loop), &out,
+                          &e) < 0)
+        return respond_error(r, &e);
+    char *body = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(out);
+    if (!body)
+        return MHD_NO;
+    return queue_buffer(r, 200, body, strlen(body), "application/json");
+}
 
 static enum MHD_Result begin_proxy(mr_request_t *r)
 {
@@ -826,8 +942,8 @@ static enum MHD_Result begin_proxy(mr_request_t *r)
     r->model = strdup(json_string_value(model));
     if (!r->model)
         return MHD_NO;
-    if (mr_router_plan(r->gen->cfg, r->model, &r->plan, &e) < 0)
-        return respond_error(r, &e);
+    if (plan_request(r, json_object_get(root, "models"), json_object_get(root, "provider"), &e) < 0)
+        return respond_plan_error(r, &e);
     r->state = RS_UPSTREAM;
     suspend(r);
     start_attempt(r);
@@ -958,6 +1074,20 @@ static enum MHD_Result handle_first(mr_request_t *r, const char *url, const char
                      hdr, r->gen->cfg->limits.max_header_bytes);
         return respond_error(r, &e);
     }
+    if (strcmp(url, "/healthz") != 0) {
+        mr_error_t e;
+        const char *auth =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        if (mr_auth_check(r->gen->cfg, auth, &r->key, &e) < 0)
+            return respond_error(r, &e);
+    }
+    if (strcmp(path, "/gateway/route") == 0) {
+        if (!is_get)
+            return respond_errorf(r, 405, "method_not_allowed", NULL,
+                                  "%s is not allowed here; use GET", method);
+        r->explain = 1;
+        return MHD_YES;
+    }
     if (strcmp(path, "/models") == 0 || strcmp(url, "/healthz") == 0) {
         if (!is_get && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
             return respond_errorf(r, 405, "method_not_allowed", NULL,
@@ -1030,6 +1160,8 @@ enum MHD_Result mr_gateway_handle(void *cls, struct MHD_Connection *conn, const 
         mr_server_body_received(&w->server, conn);
         if (r->local_body)
             return respond_static(r, 200, r->local_body, r->local_len);
+        if (r->explain)
+            return respond_explain(r);
         if (r->body_too_large) {
             mr_error_t e;
             mr_error_set(&e, 413, NULL, "request_too_large", NULL,

@@ -8,6 +8,7 @@
  */
 #include "meridian/config.h"
 #include "meridian/log.h"
+#include "meridian/router.h"
 #include "meridian/server.h"
 #include "meridian/worker.h"
 
@@ -26,12 +27,16 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: meridian [--config FILE] [--listen HOST:PORT] [--workers N] [--check]\n"
-            "                [--log-level LEVEL] [--version] [--help]\n"
+            "                [--explain MODEL [--policy NAME]] [--log-level LEVEL] [--version]\n"
+            "                [--help]\n"
             "\n"
             "  -c, --config FILE      configuration file (default %s)\n"
             "  -l, --listen HOST:PORT override the listen address (port 0: ephemeral)\n"
             "  -w, --workers N        event loops, one thread each (default: CPU cores, max %d)\n"
             "      --check            validate the config, print the routing table, exit 0/1\n"
+            "      --explain MODEL    print the candidates and every exclusion for MODEL\n"
+            "                         without calling upstreams (exit 0 routes, 1 would fail)\n"
+            "      --policy NAME      the policy --explain applies (default: default_policy)\n"
             "      --log-level LEVEL  debug | info | warn | error (default info)\n"
             "  -V, --version          print the version\n"
             "  -h, --help             this text\n",
@@ -89,9 +94,12 @@ int main(int argc, char **argv)
         {"log-level", required_argument, NULL, 'L'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
+        {"explain", required_argument, NULL, 'x'},
+        {"policy", required_argument, NULL, 'p'},
         {NULL, 0, NULL, 0},
     };
-    const char *config_path = MR_CONFIG_DEFAULT_PATH, *listen = NULL;
+    const char *config_path = MR_CONFIG_DEFAULT_PATH, *listen = NULL, *explain = NULL,
+               *policy = NULL;
     int check = 0, c, workers = default_workers();
     char err[1024], *end;
     mr_config_t *cfg = NULL;
@@ -115,6 +123,12 @@ int main(int argc, char **argv)
             break;
         case 'k':
             check = 1;
+            break;
+        case 'x':
+            explain = optarg;
+            break;
+        case 'p':
+            policy = optarg;
             break;
         case 'L':
             if (mr_log_parse_level(optarg, &level) < 0) {
@@ -143,10 +157,28 @@ int main(int argc, char **argv)
         fprintf(stderr, "meridian: %s\n", err);
         return 1;
     }
+    if (policy && !explain) {
+        fprintf(stderr, "meridian: --policy goes with --explain\n");
+        mr_config_free(cfg);
+        return 2;
+    }
     if (listen && mr_config_set_listen(cfg, listen, err, sizeof(err)) < 0) {
         fprintf(stderr, "meridian: %s\n", err);
         mr_config_free(cfg);
         return 2;
+    }
+    if (mr_config_check_exposure(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "meridian: %s\n", err);
+        mr_config_free(cfg);
+        return 1;
+    }
+    if (explain) {
+        mr_error_t e;
+        int rc = mr_router_explain_text(cfg, explain, policy, stdout, &e);
+        if (rc < 0)
+            fprintf(stderr, "meridian: --explain %s: %s\n", explain, e.message);
+        mr_config_free(cfg);
+        return rc < 0 ? 2 : rc;
     }
     for (size_t i = 0; i < cfg->n_warnings; i++)
         mr_warn("%s", cfg->warnings[i]);
@@ -165,8 +197,8 @@ int main(int argc, char **argv)
     }
     worker_slot_t *slots = calloc((size_t)workers, sizeof(*slots));
     uint16_t port = 0;
-    if (!slots || start_workers(cfg, config_path, listen, slots, workers, &port, err,
-                                sizeof(err)) < 0) {
+    if (!slots ||
+        start_workers(cfg, config_path, listen, slots, workers, &port, err, sizeof(err)) < 0) {
         fprintf(stderr, "meridian: %s\n", slots ? err : "out of memory");
         free(slots);
         mr_config_free(cfg);

@@ -68,7 +68,8 @@ static int build_models(mr_generation_t *g)
     return 0;
 }
 
-static mr_generation_t *generation_new(const mr_config_t *cfg, mr_config_t *owned, unsigned id)
+static mr_generation_t *generation_new(const mr_config_t *cfg, mr_config_t *owned, unsigned id,
+                                       uint64_t seed)
 {
     mr_generation_t *g = calloc(1, sizeof(*g));
     if (!g)
@@ -77,7 +78,12 @@ static mr_generation_t *generation_new(const mr_config_t *cfg, mr_config_t *owne
     g->owned = owned;
     g->id = id;
     g->refs = 1;
+    if (mr_softstate_mem_init(&g->ss, cfg, seed) < 0) {
+        free(g);
+        return NULL;
+    }
     if (build_models(g) < 0) {
+        mr_softstate_mem_free(&g->ss);
         free(g);
         return NULL;
     }
@@ -95,6 +101,7 @@ void mr_worker_release(mr_generation_t *g)
     if (!g || --g->refs > 0)
         return;
     free(g->models_body);
+    mr_softstate_mem_free(&g->ss);
     mr_config_free(g->owned);
     free(g);
 }
@@ -109,7 +116,8 @@ static void reload(mr_worker_t *w)
 
     if (mr_config_load_file(w->config_path, &cfg, err, sizeof(err)) < 0 ||
         (w->listen_override &&
-         mr_config_set_listen(cfg, w->listen_override, err, sizeof(err)) < 0)) {
+         mr_config_set_listen(cfg, w->listen_override, err, sizeof(err)) < 0) ||
+        mr_config_check_exposure(cfg, err, sizeof(err)) < 0) {
         mr_error("worker %d: reload rejected, still serving generation %u: %s", w->index,
                  w->gen->id, err);
         mr_config_free(cfg);
@@ -118,7 +126,7 @@ static void reload(mr_worker_t *w)
     if (strcmp(cfg->listen_host, old->listen_host) != 0 || cfg->listen_port != old->listen_port)
         mr_warn("worker %d: a new listen address takes a restart; still on %s:%u", w->index,
                 old->listen_host, (unsigned)old->listen_port);
-    mr_generation_t *g = generation_new(cfg, cfg, w->gen->id + 1);
+    mr_generation_t *g = generation_new(cfg, cfg, w->gen->id + 1, w->rng[0] ^ w->gen->id);
     if (!g) {
         mr_error("worker %d: reload failed: out of memory", w->index);
         mr_config_free(cfg);
@@ -214,7 +222,7 @@ int mr_worker_init(mr_worker_t *w, int index, const mr_config_t *cfg, const char
         snprintf(err, errlen, "could not create the event loop");
         return -1;
     }
-    if (!(w->gen = generation_new(cfg, NULL, 0))) {
+    if (!(w->gen = generation_new(cfg, NULL, 0, w->rng[0] ^ (uint64_t)index))) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }

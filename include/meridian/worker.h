@@ -13,6 +13,7 @@
 #include "meridian/adapter.h"
 #include "meridian/config.h"
 #include "meridian/server.h"
+#include "meridian/softstate.h"
 #include "meridian/upstream.h"
 
 #include <stdint.h>
@@ -26,6 +27,7 @@ typedef struct mr_generation {
     mr_config_t *owned; /* freed with the generation; NULL for main's config */
     char *models_body;  /* GET /v1/models, built once per generation */
     size_t models_len;
+    mr_softstate_mem_t ss; /* vendor shares, latencies, round robin: indexed by this config */
     unsigned refs;
     unsigned id; /* 0 for the start-up config, then 1, 2, ... per reload */
 } mr_generation_t;

@@ -229,7 +229,7 @@ static void test_gateway_only_members_stripped(void **state)
     th_response_t r;
     (void)state;
     post("/v1/chat/completions",
-         "{\"provider\":{\"only\":[\"a\"]},\"model\":\"chat\",\"models\":[\"x\"],\"n\":1}", &r);
+         "{\"provider\":{\"only\":[\"a\"]},\"model\":\"chat\",\"models\":[\"b/m-b\"],\"n\":1}", &r);
     assert_served_by(&r, "a", "1");
     th_response_free(&r);
     json_t *seen = th_mock_requests(&mock_a);
