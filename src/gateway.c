@@ -339,6 +339,15 @@ static void describe_attempt(const attempt_t *a, char *out, size_t n)
         snprintf(out, n, "%s (HTTP %ld, %u ms)", a->provider->name, a->status, a->ms);
 }
 
+/* Targets the policy stack kept out of this request. */
+static size_t policy_excluded(const mr_request_t *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->plan.n_excluded; i++)
+        n += r->plan.excluded[i].kind == MR_EXCLUDED_POLICY;
+    return n;
+}
+
 /* Every candidate failed (or the deadline passed): one OpenAI-shaped error
  * that lists each attempt. */
 static void finish_failed(mr_request_t *r)
@@ -380,12 +389,21 @@ static void finish_failed(mr_request_t *r)
     } else if (r->n_attempts && noverload == r->n_attempts) {
         status = 503;
         code = "upstream_unavailable";
+    } else if (policy_excluded(r)) {
+        /* Other hosts exist but the policy forbids them: the service the
+         * client may use is unavailable, not merely one broken upstream. */
+        status = 503;
+        code = "upstream_unavailable";
     } else {
         status = 502;
         code = "upstream_failed";
     }
-    char policy[MR_POLICY_LABEL_MAX + 16] = "";
-    if (r->plan.policy_label[0])
+    char policy[MR_POLICY_LABEL_MAX + 96] = "";
+    if (r->plan.policy_label[0] && policy_excluded(r))
+        snprintf(policy, sizeof(policy),
+                 " under policy %s (%zu other target%s excluded by the policy)",
+                 r->plan.policy_label, policy_excluded(r), policy_excluded(r) == 1 ? "" : "s");
+    else if (r->plan.policy_label[0])
         snprintf(policy, sizeof(policy), " under policy %s", r->plan.policy_label);
     mr_error_set(&e, status, "api_error", code, NULL, "%s after %u attempt%s%s: %s",
                  r->deadline_hit ? "request deadline exceeded" : "upstream failed", r->n_attempts,
