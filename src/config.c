@@ -1020,11 +1020,75 @@ static int load_api_key(loader_t *ld, json_t *obj, mr_provider_t *p)
     return 0;
 }
 
+/* Headers that are the gateway's business: credentials, hop-by-hop, framing. */
+static const char *const never_forwarded[] = {"authorization",
+                                              "proxy-authorization",
+                                              "x-api-key",
+                                              "api-key",
+                                              "x-goog-api-key",
+                                              "cookie",
+                                              "host",
+                                              "connection",
+                                              "keep-alive",
+                                              "te",
+                                              "trailer",
+                                              "transfer-encoding",
+                                              "upgrade",
+                                              "content-length",
+                                              "content-type",
+                                              "expect",
+                                              "proxy-connection",
+                                              NULL};
+
+static int load_forward_headers(loader_t *ld, json_t *obj, mr_provider_t *p)
+{
+    json_t *arr = json_object_get(obj, "forward_headers");
+    size_t saved;
+
+    if (!arr)
+        return 0;
+    saved = path_key(ld, "forward_headers");
+    if (!json_is_array(arr))
+        return fail(ld, "must be an array of header names (got %s)", json_type_name(arr));
+    if (json_array_size(arr) > 32)
+        return fail(ld, "at most 32 headers");
+    if (json_array_size(arr) &&
+        !(p->forward_headers = calloc(json_array_size(arr), sizeof(char *))))
+        return fail(ld, "out of memory");
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *h = json_array_get(arr, i);
+        size_t si = path_index(ld, i);
+        if (!json_is_string(h) || json_string_length(h) == 0 || json_string_length(h) > 64)
+            return fail(ld, "must be a header name of 1 to 64 characters");
+        char *name = strdup(json_string_value(h));
+        if (!name)
+            return fail(ld, "out of memory");
+        p->forward_headers[i] = name;
+        p->n_forward_headers = i + 1;
+        for (char *c = name; *c; c++) {
+            if (*c >= 'A' && *c <= 'Z')
+                *c = (char)(*c - 'A' + 'a');
+            else if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' ||
+                       *c == '_' || *c == '.'))
+                return fail(ld, "\"%s\" is not a header name", json_string_value(h));
+        }
+        for (const char *const *n = never_forwarded; *n; n++)
+            if (strcmp(name, *n) == 0)
+                return fail(ld,
+                            "\"%s\" is never forwarded: credentials, hop-by-hop and "
+                            "framing headers belong to the gateway",
+                            name);
+        path_pop(ld, si);
+    }
+    path_pop(ld, saved);
+    return 0;
+}
+
 static int load_provider(loader_t *ld, const char *name, json_t *obj, mr_provider_t *p)
 {
-    static const char *const keys[] = {"kind",   "base_url",     "api_key", "vendor",
-                                       "region", "jurisdiction", "models",  "retains_data",
-                                       "zdr",    "tags",         NULL};
+    static const char *const keys[] = {"kind",   "base_url",     "api_key",         "vendor",
+                                       "region", "jurisdiction", "models",          "retains_data",
+                                       "zdr",    "tags",         "forward_headers", NULL};
     char q[200];
     char *s = NULL;
     json_t *models;
@@ -1136,6 +1200,8 @@ static int load_provider(loader_t *ld, const char *name, json_t *obj, mr_provide
         path_pop(ld, saved);
     }
 
+    if (load_forward_headers(ld, obj, p) < 0)
+        return -1;
     if (get_bool(ld, obj, "retains_data", &p->retains_data) < 0 ||
         get_bool(ld, obj, "zdr", &p->zdr) < 0 || load_tags(ld, obj, true, &p->tags, &p->n_tags) < 0)
         return -1;
@@ -2069,6 +2135,9 @@ void mr_config_free(mr_config_t *cfg)
         for (size_t j = 0; j < p->n_models; j++)
             free(p->models[j]);
         free(p->models);
+        for (size_t j = 0; j < p->n_forward_headers; j++)
+            free(p->forward_headers[j]);
+        free(p->forward_headers);
         free(p->key_env);
         free(p->disabled_reason);
         free_tags(p->tags, p->n_tags);

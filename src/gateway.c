@@ -76,6 +76,7 @@ struct mr_request {
     mr_transfer_t *xfer;
     const mr_adapter_t *adapter;
     mr_adapter_in_t in;
+    char *fwd[33]; /* "name: value" of allowed client headers, NULL-terminated */
     mr_adapter_req_t up_req;
     mr_stream_xlate_t *xl;
     int stream_errored; /* the translator already ended the stream with an error event */
@@ -779,8 +780,32 @@ static void arm_timer(mr_request_t *r, uint64_t ms)
 /* Members only the gateway reads (OpenRouter routing fields): never forwarded. */
 static const char *const gateway_only_members[] = {"provider", "models", NULL};
 
+/* The client headers this provider accepts (forward_headers), as lines for
+ * the adapter. Everything else the client sent stays here. */
+static int collect_forwarded(mr_request_t *r, const mr_provider_t *p)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < p->n_forward_headers && n < 32; i++) {
+        const char *v =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, p->forward_headers[i]);
+        if (!v)
+            continue;
+        size_t len = strlen(p->forward_headers[i]) + strlen(v) + 3;
+        if (!(r->fwd[n] = malloc(len)))
+            return -1;
+        snprintf(r->fwd[n++], len, "%s: %s", p->forward_headers[i], v);
+    }
+    r->fwd[n] = NULL;
+    return 0;
+}
+
 static void end_attempt_state(mr_request_t *r)
 {
+    for (size_t i = 0; r->fwd[i]; i++) {
+        free(r->fwd[i]);
+        r->fwd[i] = NULL;
+    }
     mr_adapter_req_free(&r->up_req);
     if (r->xl) {
         r->adapter->stream_free(r->xl);
@@ -828,7 +853,13 @@ static void start_attempt(mr_request_t *r)
         .body_len = mr_buf_len(&r->body),
         .json = r->json,
         .strip = gateway_only_members,
+        .extra_headers = (const char *const *)r->fwd,
     };
+    if (collect_forwarded(r, c->provider) < 0) {
+        record_attempt_end(r, "out of memory");
+        next_or_fail(r);
+        return;
+    }
     if (r->adapter->build(&r->in, &r->up_req, &e) < 0) {
         /* not an upstream attempt: nothing was sent. Another candidate may
          * speak a dialect that can carry the request; if none can, the

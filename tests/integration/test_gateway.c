@@ -33,7 +33,8 @@ static char *gateway_config(void)
         "  \"a\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/v1\","
         "        \"api_key\":\"${TEST_KEY_A}\",\"vendor\":\"vendor-a\"},"
         "  \"b\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/v1\","
-        "        \"api_key\":\"" KEY_B "\",\"vendor\":\"vendor-b\"},"
+        "        \"api_key\":\"" KEY_B "\",\"vendor\":\"vendor-b\","
+        "        \"forward_headers\":[\"OpenAI-Organization\",\"x-absent\"]},"
         "  \"dead\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/v1\","
         "        \"api_key\":\"sk-dead\"},"
         "  \"off\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/v1\","
@@ -320,6 +321,18 @@ static void test_header_contract_and_keys(void **state)
         assert_null(strstr(dump, CLIENT_KEY));
         free(dump);
     }
+    json_decref(seen);
+    /* b allows OpenAI-Organization through; still never the client's key */
+    th_http("POST", th_url_buf(&gw, "/v1/chat/completions", url, sizeof(url)), hdrs,
+            "{\"model\":\"b/x\"}", 15, &r);
+    assert_served_by(&r, "b", "1");
+    th_response_free(&r);
+    seen = th_mock_requests(&mock_b);
+    json_t *bh = json_object_get(json_array_get(seen, 0), "headers");
+    assert_string_equal(json_string_value(json_object_get(bh, "openai-organization")),
+                        "org-client");
+    assert_null(json_object_get(bh, "x-absent"));
+    assert_string_equal(json_string_value(json_object_get(bh, "authorization")), "Bearer " KEY_B);
     json_decref(seen);
     /* the provider key never comes back to the client */
     post("/v1/chat/completions", "{\"model\":\"chat\"}", &r);

@@ -259,6 +259,12 @@ static const err_case_t err_cases[] = {
     /* provider policy attributes */
     {PROV_WITH("\"retains_data\":\"yes\""),
      "x.json: providers.a.retains_data: must be true or false (got string)"},
+    {PROV_WITH("\"forward_headers\":\"anthropic-beta\""),
+     "x.json: providers.a.forward_headers: must be an array of header names (got string)"},
+    {PROV_WITH("\"forward_headers\":[\"anthropic-beta\",\"Authorization\"]"),
+     "x.json: providers.a.forward_headers[1]: \"authorization\" is never forwarded"},
+    {PROV_WITH("\"forward_headers\":[\"bad header\"]"),
+     "x.json: providers.a.forward_headers[0]: \"bad header\" is not a header name"},
     {PROV_WITH("\"zdr\":1"), "x.json: providers.a.zdr: must be true or false (got integer)"},
     {PROV_WITH("\"tags\":[]"), "x.json: providers.a.tags: must be an object mapping tag names to "
                                "strings"},
