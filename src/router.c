@@ -637,7 +637,8 @@ static unsigned plan_group(planner_t *pl, unsigned gi, const resolved_t *res, bo
                               "allow_fallbacks false: only the first candidate is tried "
                               "(request)");
     if (!last && g.n > cap) {
-        char why[MR_REASON_MAX], q[MODEL_QUOTE_MAX + 8];
+        /* sized for the longest quote; exclude_candidate truncates to MR_REASON_MAX */
+        char why[MR_REASON_MAX + MODEL_QUOTE_MAX + 8], q[MODEL_QUOTE_MAX + 8];
         snprintf(why, sizeof(why), "beyond max_attempts %u of \"%s\"; the next model follows", cap,
                  clip(q, sizeof(q), plan->models[gi], strlen(plan->models[gi])));
         /* keep the exclusion list in candidate order */
@@ -661,7 +662,7 @@ static int plan_core(const mr_config_t *cfg, const mr_policy_stack_t *st, const 
                      mr_plan_t *plan, mr_error_t *err)
 {
     planner_t pl = {.cfg = cfg, .ss = ss, .now_ms = now_ms, .commit = commit, .plan = plan};
-    resolved_t res[MR_MAX_MODELS];
+    resolved_t res[MR_MAX_MODELS] = {0};
     unsigned total_cap = 0;
 
     if (st && mr_policy_stack_empty(st))
