@@ -320,8 +320,13 @@ char *mr_json_apply(const char *buf, size_t len, mr_json_edit_t *edits, size_t n
     char *out;
 
     qsort(edits, n, sizeof(*edits), edit_cmp);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        /* overlapping or out-of-range edits are a caller bug: refuse, never copy */
+        if (edits[i].off + edits[i].len > len ||
+            (i && edits[i].off < edits[i - 1].off + edits[i - 1].len))
+            return NULL;
         total = total - edits[i].len + edits[i].rep_len;
+    }
     out = malloc(total + 1);
     if (!out)
         return NULL;

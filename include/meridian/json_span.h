@@ -44,7 +44,8 @@ typedef struct mr_json_edit {
 } mr_json_edit_t;
 
 /* Applies non-overlapping edits (any order; sorted in place) and returns a
- * malloc'd result (caller frees), NULL on allocation failure. */
+ * malloc'd result (caller frees); NULL on allocation failure, or when edits
+ * overlap or reach past the end. */
 char *mr_json_apply(const char *buf, size_t len, mr_json_edit_t *edits, size_t n, size_t *out_len);
 
 /* Writes `s` as a JSON string literal (quotes included) into out, which must

@@ -56,39 +56,52 @@ static int wants_usage_member(const json_t *json)
     return json_is_true(json_object_get(so, "include_usage"));
 }
 
+/* Deletes the top-level member `key` (if present) from buf[0, *len) in place.
+ * Members are cut one at a time on the current text, so two adjacent cut
+ * members never claim the same comma (overlapping edits). */
+static void strip_member(char *buf, size_t *len, const char *key)
+{
+    mr_json_span_t sp;
+    size_t off, cut;
+
+    if (mr_json_find_member(buf, *len, key, &sp) != 0)
+        return;
+    mr_json_member_cut(buf, *len, &sp, &off, &cut);
+    memmove(buf + off, buf + off + cut, *len - off - cut);
+    *len -= cut;
+}
+
 int mr_openai_body(const mr_adapter_in_t *in, int set_model, char **body, size_t *len,
                    mr_error_t *err)
 {
-    mr_json_edit_t edits[16];
-    size_t n = 0;
+    mr_json_edit_t edits[2];
+    size_t n = 0, slen = in->body_len;
     mr_json_span_t sp;
-    char *quoted = NULL, *opts = NULL;
+    char *quoted = NULL, *opts = NULL, *src = malloc(in->body_len + 1);
     int rc = -1;
 
-    if (mr_json_find_member(in->body, in->body_len, "model", &sp) == 0) {
-        if (set_model) {
-            quoted = malloc(6 * strlen(in->model) + 3);
-            if (!quoted)
-                goto oom;
-            edits[n++] = (mr_json_edit_t){sp.value_off, sp.value_len, quoted,
-                                          mr_json_quote(in->model, quoted)};
-        } else {
-            size_t off, cut;
-            mr_json_member_cut(in->body, in->body_len, &sp, &off, &cut);
-            edits[n++] = (mr_json_edit_t){off, cut, "", 0};
-        }
-    }
-    for (const char *const *k = in->strip; k && *k && n < 14; k++) {
-        if (mr_json_find_member(in->body, in->body_len, *k, &sp) == 0) {
-            size_t off, cut;
-            mr_json_member_cut(in->body, in->body_len, &sp, &off, &cut);
-            edits[n++] = (mr_json_edit_t){off, cut, "", 0};
-        }
+    if (!src)
+        goto oom;
+    memcpy(src, in->body, in->body_len);
+    src[slen] = '\0';
+    /* deletions first, each on the text the previous one left */
+    for (const char *const *k = in->strip; k && *k; k++)
+        strip_member(src, &slen, *k);
+    if (!set_model)
+        strip_member(src, &slen, "model");
+    /* then at most two non-overlapping edits: the model's value, and
+     * stream_options (a value, or a member inserted after the '{') */
+    if (set_model && mr_json_find_member(src, slen, "model", &sp) == 0) {
+        quoted = malloc(6 * strlen(in->model) + 3);
+        if (!quoted)
+            goto oom;
+        edits[n++] =
+            (mr_json_edit_t){sp.value_off, sp.value_len, quoted, mr_json_quote(in->model, quoted)};
     }
     /* Usage is wanted for every stream (metrics, budgets): ask for it even
      * when the client did not; the stream translator drops that chunk. */
     if (in->stream && !wants_usage_member(in->json)) {
-        if (mr_json_find_member(in->body, in->body_len, "stream_options", &sp) == 0) {
+        if (mr_json_find_member(src, slen, "stream_options", &sp) == 0) {
             json_t *so = json_deep_copy(json_object_get(in->json, "stream_options"));
             if (!json_is_object(so)) {
                 json_decref(so);
@@ -102,13 +115,13 @@ int mr_openai_body(const mr_adapter_in_t *in, int set_model, char **body, size_t
             edits[n++] = (mr_json_edit_t){sp.value_off, sp.value_len, opts, strlen(opts)};
         } else {
             static const char ins[] = "\"stream_options\":{\"include_usage\":true},";
-            const char *brace = memchr(in->body, '{', in->body_len);
-            size_t at = brace ? (size_t)(brace - in->body) + 1 : 0;
+            const char *brace = memchr(src, '{', slen);
+            size_t at = brace ? (size_t)(brace - src) + 1 : 0;
             /* an object that is empty after edits still takes the member */
             edits[n++] = (mr_json_edit_t){at, 0, ins, sizeof(ins) - 1};
         }
     }
-    *body = mr_json_apply(in->body, in->body_len, edits, n, len);
+    *body = mr_json_apply(src, slen, edits, n, len);
     if (!*body)
         goto oom;
     rc = 0;
@@ -116,6 +129,7 @@ int mr_openai_body(const mr_adapter_in_t *in, int set_model, char **body, size_t
 oom:
     mr_error_set(err, 500, "api_error", "internal_error", NULL, "out of memory");
 done:
+    free(src);
     free(quoted);
     free(opts);
     return rc;

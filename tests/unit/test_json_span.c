@@ -144,6 +144,17 @@ static void test_apply_edits_unsorted(void **state)
     free(out);
 }
 
+static void test_apply_refuses_overlap(void **state)
+{
+    const char *j = "{\"a\":1,\"b\":2}";
+    size_t n;
+    (void)state;
+    mr_json_edit_t e[] = {{1, 6, "", 0}, {6, 2, "", 0}};
+    assert_null(mr_json_apply(j, strlen(j), e, 2, &n));
+    mr_json_edit_t past[] = {{10, 9, "", 0}};
+    assert_null(mr_json_apply(j, strlen(j), past, 1, &n));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -154,6 +165,7 @@ int main(void)
         cmocka_unit_test(test_quote),
         cmocka_unit_test(test_member_cut),
         cmocka_unit_test(test_apply_edits_unsorted),
+        cmocka_unit_test(test_apply_refuses_overlap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
