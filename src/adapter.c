@@ -18,7 +18,12 @@ const mr_adapter_t *mr_adapter_for(mr_provider_kind_t kind)
     switch (kind) {
     case MR_KIND_OPENAI:
         return &mr_adapter_openai;
-    default:
-        return NULL;
+    case MR_KIND_ANTHROPIC:
+        return &mr_adapter_anthropic;
+    case MR_KIND_GEMINI:
+        return &mr_adapter_gemini;
+    case MR_KIND_AZURE:
+        return &mr_adapter_azure;
     }
+    return NULL;
 }

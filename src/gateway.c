@@ -682,8 +682,12 @@ static void on_up_done(void *ud, int code, const char *error)
     }
     if (code == CURLE_OK && is_2xx(r->up_status)) {
         if (r->stream) {
-            r->adapter->stream_end(r->xl, &r->resp);
-            if (mr_buf_len(&r->resp) == 0) {
+            if (r->adapter->stream_end(r->xl, &r->resp) < 0) {
+                /* ended in an error (or truncated) before anything reached the
+                 * client: a failed attempt, not a broken stream */
+                mr_buf_reset(&r->resp);
+                record_attempt_end(r, "upstream stream ended with an error");
+            } else if (mr_buf_len(&r->resp) == 0) {
                 record_attempt_end(r, "empty event stream");
             } else {
                 /* the whole stream arrived before we got to answer: send it */

@@ -53,6 +53,9 @@ typedef struct mr_adapter_in {
         *strip; /* top-level members never forwarded (gateway-only), NULL-terminated */
     const char *const
         *extra_headers; /* allowed client headers "Name: value", NULL-terminated; may be NULL */
+    /* "created" of answers that translating adapters (anthropic, gemini)
+     * make up: unix seconds; 0 = time(NULL) at the call. Tests pin it. */
+    long long created;
 } mr_adapter_in_t;
 
 /* The upstream request an adapter builds; everything owned by it. */

@@ -246,8 +246,27 @@ static const char *usage_object(const char *p, size_t n)
     return q < end && *q == '{' ? u : NULL;
 }
 
+/* An event whose data is an error object: OpenAI-compatible servers report
+ * failures inside a 200 stream this way. */
+static int is_error_event(const char *p, size_t n)
+{
+    const char *data = memmem(p, n, "data:", 5);
+    if (!data)
+        return 0;
+    const char *s = data + 5, *end = p + n;
+    while (s < end && *s == ' ')
+        s++;
+    return (size_t)(end - s) >= 8 && memcmp(s, "{\"error\"", 8) == 0;
+}
+
 static int emit_event(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *out)
 {
+    if (is_error_event(p, n)) {
+        /* forwarded as is, and the stream ends here (or, when nothing has
+         * reached the client yet, the gateway fails over) */
+        mr_buf_append_force(out, p, n);
+        return -1;
+    }
     if (usage_object(p, n)) {
         const char *data = memmem(p, n, "data:", 5);
         if (data) {
@@ -288,10 +307,11 @@ static int openai_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_
     while ((end = event_end(mr_buf_ptr(&x->ev), mr_buf_len(&x->ev))) > 0) {
         char tmp[256];
         /* copy out piecewise: ev is consumed as it is emitted */
-        if (usage_object(mr_buf_ptr(&x->ev), end)) {
-            if (emit_event(x, mr_buf_ptr(&x->ev), end, out) < 0)
-                return -1;
+        if (usage_object(mr_buf_ptr(&x->ev), end) || is_error_event(mr_buf_ptr(&x->ev), end)) {
+            int rc = emit_event(x, mr_buf_ptr(&x->ev), end, out);
             x->ev.start += end;
+            if (rc < 0)
+                return -1;
         } else {
             size_t left = end;
             while (left) {

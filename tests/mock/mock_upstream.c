@@ -13,6 +13,29 @@
  *   POST .../completions        legacy text completions (same streaming rule)
  *   POST .../embeddings
  *   GET  .../models
+ * Azure OpenAI: the same endpoints under /openai/deployments/{d}/..., which
+ * also require an api-version query argument (else 404) and an api-key
+ * header (else 401).
+ * Anthropic Messages (x-api-key and anthropic-version required, else 401/400;
+ * max_tokens and messages required, else 400):
+ *   POST .../messages           a message, or the real SSE event sequence
+ *                               (message_start, content_block_start, ping,
+ *                               content_block_delta..., content_block_stop,
+ *                               message_delta, message_stop) when "stream"
+ * Google Gemini (x-goog-api-key required, else 403; contents required):
+ *   POST .../models/{m}:generateContent
+ *   POST .../models/{m}:streamGenerateContent?alt=sse   SSE of
+ *                               GenerateContentResponse (a JSON array without
+ *                               alt=sse, as Google does)
+ *   POST .../models/{m}:embedContent, :batchEmbedContents
+ * Tools, deterministically: when an Anthropic/Gemini request declares tools
+ * and its last turn is not a tool result, the answer calls the first tool
+ * (after a short text) with arguments made from its schema (string
+ * properties "mock", numbers 1, booleans true); streamed, those arguments
+ * arrive split over several deltas (Anthropic) or whole (Gemini). When the
+ * last turn carries tool results, the text quotes the first one: "Hello from
+ * NAME (tool result: ...)". OpenAI-dialect answers never call tools.
+ * Errors (scenario status) and streamed errors come in each dialect's shape.
  * Bodies are deterministic (no counters, no clocks): the same request always
  * gets the same bytes.
  *
@@ -26,6 +49,11 @@
  *        fault ("none")          none | reset_before_headers | reset_mid_body |
  *                                garbage | stall
  *        reset_after_chunks (1)  events sent before a streamed reset_mid_body
+ *        error_after_chunks (-1) streams only: after this many content chunks
+ *                                send the dialect's error event (Anthropic
+ *                                "event: error" overloaded_error, Gemini
+ *                                {"error":{...UNAVAILABLE}}, OpenAI
+ *                                {"error":{...}}) and end the stream cleanly
  *        count (none)            apply to the next N requests only (FIFO queue);
  *                                without it, replace the persistent default
  *        headers ({})            extra response headers {"name":"value"}
@@ -33,8 +61,9 @@
  *        content_type            Content-Type of "body" (application/json)
  *   POST /_mock/reset     clear queue, default scenario, records and counters
  *   GET  /_mock/requests  JSON array of recorded requests, arrival order:
- *        {"method","path","connection","headers":{lower-case name: value},
- *         "body":"raw body", "body_truncated": bool}
+ *        {"method","path","query":{name: value},"connection",
+ *         "headers":{lower-case name: value}, "body":"raw body",
+ *         "body_truncated": bool}
  *   GET  /_mock/stats     {"requests","connections","connections_accepted",
  *         "open_connections","in_flight","completed","aborted"}
  *        "requests": recorded requests since the last reset.
@@ -124,7 +153,8 @@ typedef struct scenario {
     int chunks;
     fault_t fault;
     int reset_after_chunks;
-    long count; /* 0 = persistent default */
+    int error_after_chunks; /* -1 = none */
+    long count;             /* 0 = persistent default */
     json_t *headers;
     const char *body;
     size_t body_len;
@@ -153,7 +183,7 @@ typedef struct req {
 typedef struct reader {
     char **events;
     size_t *lens;
-    size_t n, next, off;
+    size_t n, cap, next, off;
     long delay_ms;
     long fail_after; /* events sent before END_WITH_ERROR; -1 = never */
     int fd;
@@ -280,6 +310,7 @@ static void scenario_default(scenario_t *s)
     s->status = 200;
     s->chunks = 5;
     s->reset_after_chunks = 1;
+    s->error_after_chunks = -1;
     s->fault = FAULT_NONE;
 }
 
@@ -315,7 +346,8 @@ static int scenario_parse(json_t *o, scenario_t *s, char *err, size_t errlen)
     static const char *const keys[] = {
         "status",  "retry_after", "headers_delay_ms",   "chunk_delay_ms",
         "chunks",  "fault",       "reset_after_chunks", "count",
-        "headers", "body",        "content_type",       NULL};
+        "headers", "body",        "content_type",       "error_after_chunks",
+        NULL};
     scenario_default(s);
     if (!json_is_object(o)) {
         snprintf(err, errlen, "scenario must be a JSON object");
@@ -350,6 +382,10 @@ static int scenario_parse(json_t *o, scenario_t *s, char *err, size_t errlen)
     if (get_long(o, "reset_after_chunks", 0, MOCK_MAX_CHUNKS + 3, &v, err, errlen))
         return -1;
     s->reset_after_chunks = (int)v;
+    v = s->error_after_chunks;
+    if (get_long(o, "error_after_chunks", -1, MOCK_MAX_CHUNKS, &v, err, errlen))
+        return -1;
+    s->error_after_chunks = (int)v;
 
     json_t *ra = json_object_get(o, "retry_after");
     if (json_is_string(ra) && json_string_length(ra) < sizeof(s->retry_after) &&
@@ -585,18 +621,49 @@ static enum MHD_Result send_body(struct MHD_Connection *c, int status, const cha
     return queue_reader(c, status, ctype, len, partial_read, rd, sc);
 }
 
+/* Appends one ready SSE event (taking `ev`), growing the arrays as needed. */
+static void push_event(reader_t *rd, char *ev, size_t len)
+{
+    if (rd->n == rd->cap) {
+        rd->cap = rd->cap ? rd->cap * 2 : 16;
+        rd->events = realloc(rd->events, rd->cap * sizeof(char *));
+        rd->lens = realloc(rd->lens, rd->cap * sizeof(size_t));
+        if (!rd->events || !rd->lens)
+            abort();
+    }
+    rd->events[rd->n] = ev;
+    rd->lens[rd->n] = len;
+    rd->n++;
+}
+
+/* "event: NAME\n" (when name) + "data: JSON\n\n"; takes `chunk`. */
+static void add_named_event(reader_t *rd, const char *name, json_t *chunk)
+{
+    size_t len, nl = name ? strlen(name) + 8 : 0;
+    char *js = dump_take(chunk, &len);
+    char *ev = xmalloc(nl + len + 9);
+    if (name)
+        snprintf(ev, nl + 1, "event: %s\n", name);
+    memcpy(ev + nl, "data: ", 6);
+    memcpy(ev + nl + 6, js, len);
+    memcpy(ev + nl + 6 + len, "\n\n", 3);
+    free(js);
+    push_event(rd, ev, nl + len + 8);
+}
+
 static void add_event(reader_t *rd, json_t *chunk)
 {
-    size_t len;
-    char *js = dump_take(chunk, &len);
-    char *ev = xmalloc(len + 9);
-    memcpy(ev, "data: ", 6);
-    memcpy(ev + 6, js, len);
-    memcpy(ev + 6 + len, "\n\n", 3);
-    free(js);
-    rd->events[rd->n] = ev;
-    rd->lens[rd->n] = len + 8;
-    rd->n++;
+    add_named_event(rd, NULL, chunk);
+}
+
+static reader_t *stream_reader_new(struct MHD_Connection *c, const scenario_t *sc)
+{
+    reader_t *rd = xmalloc(sizeof(*rd));
+    memset(rd, 0, sizeof(*rd));
+    rd->delay_ms = sc->chunk_delay_ms;
+    rd->fd = conn_fd(c);
+    rd->fail_after = sc->fault == FAULT_RESET_MID_BODY ? sc->reset_after_chunks : -1;
+    return rd;
 }
 
 static json_t *usage_json(void)
@@ -611,15 +678,13 @@ static enum MHD_Result send_stream(struct MHD_Connection *c, bool chat, const ch
 {
     const char *id = chat ? "chatcmpl-mock" : "cmpl-mock";
     const char *object = chat ? "chat.completion.chunk" : "text_completion";
-    reader_t *rd = xmalloc(sizeof(*rd));
-    memset(rd, 0, sizeof(*rd));
-    size_t max = (size_t)sc->chunks + 3;
-    rd->events = xmalloc(max * sizeof(char *));
-    rd->lens = xmalloc(max * sizeof(size_t));
-    rd->delay_ms = sc->chunk_delay_ms;
-    rd->fd = conn_fd(c);
-    rd->fail_after = sc->fault == FAULT_RESET_MID_BODY ? sc->reset_after_chunks : -1;
+    reader_t *rd = stream_reader_new(c, sc);
     for (int i = 0; i < sc->chunks; i++) {
+        if (i == sc->error_after_chunks) {
+            add_event(rd,
+                      openai_error("server_error", "mock %s: error after %d chunks", g.name, i));
+            return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
+        }
         char tok[32];
         snprintf(tok, sizeof(tok), "tok%d ", i);
         json_t *choice;
@@ -644,9 +709,7 @@ static enum MHD_Result send_stream(struct MHD_Connection *c, bool chat, const ch
         add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[], s:o}", "id", id, "object", object,
                                 "created", 1700000000, "model", model, "choices", "usage",
                                 usage_json()));
-    rd->events[rd->n] = xstrdup("data: [DONE]\n\n");
-    rd->lens[rd->n] = strlen(rd->events[rd->n]);
-    rd->n++;
+    push_event(rd, xstrdup("data: [DONE]\n\n"), 14);
     return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
 }
 
@@ -738,6 +801,398 @@ static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, c
     return ret;
 }
 
+/* ---------------------------------------------------------------- dialects */
+
+typedef enum { D_OPENAI, D_AZURE, D_ANTHROPIC, D_GEMINI } dialect_t;
+
+static dialect_t dialect_of(const char *url)
+{
+    const char *slash = strrchr(url, '/');
+    if (strncmp(url, "/openai/deployments/", 20) == 0)
+        return D_AZURE;
+    if (has_suffix(url, "/messages"))
+        return D_ANTHROPIC;
+    if (strstr(url, "/models/") && slash && strchr(slash, ':'))
+        return D_GEMINI;
+    return D_OPENAI;
+}
+
+/* An error body in the dialect's own shape. */
+static json_t *dialect_error(dialect_t d, int status, const char *msg)
+{
+    if (d == D_ANTHROPIC) {
+        const char *type = status == 529   ? "overloaded_error"
+                           : status == 429 ? "rate_limit_error"
+                           : status == 401 ? "authentication_error"
+                           : status == 403 ? "permission_error"
+                           : status == 404 ? "not_found_error"
+                           : status >= 500 ? "api_error"
+                                           : "invalid_request_error";
+        return json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type", type, "message",
+                         msg);
+    }
+    if (d == D_GEMINI) {
+        const char *st = status == 429                    ? "RESOURCE_EXHAUSTED"
+                         : status == 503 || status == 529 ? "UNAVAILABLE"
+                         : status == 401                  ? "UNAUTHENTICATED"
+                         : status == 403                  ? "PERMISSION_DENIED"
+                         : status == 404                  ? "NOT_FOUND"
+                         : status >= 500                  ? "INTERNAL"
+                                                          : "INVALID_ARGUMENT";
+        return json_pack("{s:{s:i, s:s, s:s}}", "error", "code", status, "message", msg, "status",
+                         st);
+    }
+    return openai_error(status >= 500 ? "server_error" : "invalid_request_error", "%s", msg);
+}
+
+static enum MHD_Result queue_dialect_error(struct MHD_Connection *c, dialect_t d, int status,
+                                           const char *msg, const scenario_t *sc)
+{
+    return queue_json(c, status, dialect_error(d, status, msg), sc);
+}
+
+/* Deterministic tool arguments from a JSON Schema's properties. */
+static json_t *mock_args(const json_t *schema)
+{
+    json_t *args = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(schema, "properties"), k, v)
+    {
+        const char *t = json_string_value(json_object_get(v, "type"));
+        json_t *val;
+        if (t && (strcmp(t, "integer") == 0 || strcmp(t, "number") == 0))
+            val = json_integer(1);
+        else if (t && strcmp(t, "boolean") == 0)
+            val = json_true();
+        else if (t && strcmp(t, "array") == 0)
+            val = json_array();
+        else if (t && strcmp(t, "object") == 0)
+            val = json_object();
+        else
+            val = json_string("mock");
+        json_object_set_new(args, k, val);
+    }
+    return args;
+}
+
+/* Text of a tool result (a string, or text blocks joined), malloc'd. */
+static char *result_text(const json_t *content)
+{
+    if (json_is_string(content))
+        return xstrdup(json_string_value(content));
+    if (!json_is_array(content)) {
+        char *s = json_dumps(content, JSON_COMPACT | JSON_ENCODE_ANY);
+        return s ? s : xstrdup("");
+    }
+    size_t i, n = 1;
+    json_t *b;
+    json_array_foreach(content, i, b) n += json_string_length(json_object_get(b, "text"));
+    char *out = xmalloc(n);
+    out[0] = '\0';
+    json_array_foreach(content, i, b)
+    {
+        const char *t = json_string_value(json_object_get(b, "text"));
+        if (t)
+            strcat(out, t);
+    }
+    return out;
+}
+
+static char *hello_text(const char *tool_result)
+{
+    char *s;
+    if (tool_result) {
+        size_t n = strlen(g.name) + strlen(tool_result) + 40;
+        s = xmalloc(n);
+        snprintf(s, n, "Hello from %s (tool result: %s)", g.name, tool_result);
+    } else {
+        size_t n = strlen(g.name) + 12;
+        s = xmalloc(n);
+        snprintf(s, n, "Hello from %s", g.name);
+    }
+    return s;
+}
+
+static void add_partial_json(reader_t *rd, const char *p, size_t n)
+{
+    add_named_event(rd, "content_block_delta",
+                    json_pack("{s:s, s:i, s:{s:s, s:s%}}", "type", "content_block_delta", "index",
+                              1, "delta", "type", "input_json_delta", "partial_json", p, n));
+}
+
+static enum MHD_Result serve_anthropic(struct MHD_Connection *c, const char *method,
+                                       const req_t *rq, const scenario_t *sc)
+{
+    char msg[300];
+    if (strcmp(method, "POST") != 0)
+        return queue_dialect_error(c, D_ANTHROPIC, 405, "method not allowed", sc);
+    if (!MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-api-key"))
+        return queue_dialect_error(c, D_ANTHROPIC, 401, "x-api-key header is required", sc);
+    if (!MHD_lookup_connection_value(c, MHD_HEADER_KIND, "anthropic-version"))
+        return queue_dialect_error(c, D_ANTHROPIC, 400, "anthropic-version: header is required",
+                                   sc);
+    json_t *in = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
+    const char *model = json_string_value(json_object_get(in, "model"));
+    json_t *messages = json_object_get(in, "messages");
+    json_t *mt = json_object_get(in, "max_tokens");
+    if (!json_is_object(in) || !model || !json_is_array(messages) || !json_is_integer(mt) ||
+        json_integer_value(mt) < 1) {
+        json_decref(in);
+        snprintf(msg, sizeof(msg), "mock %s: model, messages and max_tokens are required", g.name);
+        return queue_dialect_error(c, D_ANTHROPIC, 400, msg, sc);
+    }
+    bool stream = json_is_true(json_object_get(in, "stream"));
+    json_t *tool = json_array_get(json_object_get(in, "tools"), 0);
+    const char *tool_name = json_string_value(json_object_get(tool, "name"));
+    /* a tool_result in the last user turn */
+    char *result = NULL;
+    json_t *last = json_array_get(messages, json_array_size(messages) - 1);
+    size_t i;
+    json_t *b;
+    json_array_foreach(json_object_get(last, "content"), i, b)
+    {
+        const char *type = json_string_value(json_object_get(b, "type"));
+        if (!result && type && strcmp(type, "tool_result") == 0)
+            result = result_text(json_object_get(b, "content"));
+    }
+    bool call = tool_name && !result;
+    char *hello = hello_text(result);
+    json_t *args = call ? mock_args(json_object_get(tool, "input_schema")) : NULL;
+    char id[160];
+    snprintf(id, sizeof(id), "msg_mock_%s", g.name);
+
+    enum MHD_Result ret;
+    if (!stream) {
+        json_t *content =
+            json_pack("[{s:s, s:s}]", "type", "text", "text", call ? "Calling a tool." : hello);
+        if (call)
+            json_array_append_new(content,
+                                  json_pack("{s:s, s:s, s:s, s:O}", "type", "tool_use", "id",
+                                            "toolu_mock_1", "name", tool_name, "input", args));
+        json_t *out = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:n, s:{s:i, s:i}}", "id", id,
+                                "type", "message", "role", "assistant", "model", model, "content",
+                                content, "stop_reason", call ? "tool_use" : "end_turn",
+                                "stop_sequence", "usage", "input_tokens", 5, "output_tokens", 4);
+        size_t len;
+        char *body = dump_take(out, &len);
+        ret = send_body(c, 200, "application/json", body, len, sc);
+    } else {
+        reader_t *rd = stream_reader_new(c, sc);
+        add_named_event(rd, "message_start",
+                        json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:[], s:n, s:n, s:{s:i, s:i}}}",
+                                  "type", "message_start", "message", "id", id, "type", "message",
+                                  "role", "assistant", "model", model, "content", "stop_reason",
+                                  "stop_sequence", "usage", "input_tokens", 5, "output_tokens", 1));
+        add_named_event(rd, "content_block_start",
+                        json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start",
+                                  "index", 0, "content_block", "type", "text", "text", ""));
+        add_named_event(rd, "ping", json_pack("{s:s}", "type", "ping"));
+        int n = result ? 1 : sc->chunks;
+        bool failed = false;
+        for (int k = 0; k < n && !failed; k++) {
+            char tok[32];
+            if (k == sc->error_after_chunks) {
+                add_named_event(rd, "error",
+                                json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type",
+                                          "overloaded_error", "message", "Overloaded"));
+                failed = true;
+                break;
+            }
+            snprintf(tok, sizeof(tok), "tok%d ", k);
+            add_named_event(rd, "content_block_delta",
+                            json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta",
+                                      "index", 0, "delta", "type", "text_delta", "text",
+                                      result ? hello : tok));
+        }
+        if (!failed) {
+            add_named_event(rd, "content_block_stop",
+                            json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
+            if (call) {
+                add_named_event(rd, "content_block_start",
+                                json_pack("{s:s, s:i, s:{s:s, s:s, s:s, s:{}}}", "type",
+                                          "content_block_start", "index", 1, "content_block",
+                                          "type", "tool_use", "id", "toolu_mock_1", "name",
+                                          tool_name, "input"));
+                /* an empty first delta, then pieces of about 5 bytes (whole
+                 * UTF-8 characters), as Anthropic does */
+                char *js = dump_take(json_incref(args), NULL);
+                size_t jl = strlen(js), piece;
+                add_partial_json(rd, js, 0);
+                for (size_t at = 0; at < jl; at += piece) {
+                    piece = jl - at < 5 ? jl - at : 5;
+                    while (at + piece < jl && ((unsigned char)js[at + piece] & 0xC0) == 0x80)
+                        piece++;
+                    add_partial_json(rd, js + at, piece);
+                }
+                free(js);
+                add_named_event(rd, "content_block_stop",
+                                json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 1));
+            }
+            add_named_event(rd, "message_delta",
+                            json_pack("{s:s, s:{s:s, s:n}, s:{s:i}}", "type", "message_delta",
+                                      "delta", "stop_reason", call ? "tool_use" : "end_turn",
+                                      "stop_sequence", "usage", "output_tokens", 4));
+            add_named_event(rd, "message_stop", json_pack("{s:s}", "type", "message_stop"));
+        }
+        ret = queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
+    }
+    json_decref(args);
+    free(hello);
+    free(result);
+    json_decref(in);
+    return ret;
+}
+
+static json_t *gemini_usage(bool final)
+{
+    return final ? json_pack("{s:i, s:i, s:i}", "promptTokenCount", 5, "candidatesTokenCount", 4,
+                             "totalTokenCount", 9)
+                 : json_pack("{s:i, s:i}", "promptTokenCount", 5, "totalTokenCount", 5);
+}
+
+static json_t *gemini_response(const char *model, json_t *parts, bool final)
+{
+    char rid[160];
+    snprintf(rid, sizeof(rid), "mock-%s", g.name);
+    json_t *cand =
+        json_pack("{s:{s:o, s:s}, s:i}", "content", "parts", parts, "role", "model", "index", 0);
+    if (final)
+        json_object_set_new(cand, "finishReason", json_string("STOP"));
+    return json_pack("{s:[o], s:o, s:s, s:s}", "candidates", cand, "usageMetadata",
+                     gemini_usage(final), "modelVersion", model, "responseId", rid);
+}
+
+static enum MHD_Result serve_gemini(struct MHD_Connection *c, const char *url, const char *method,
+                                    const req_t *rq, const scenario_t *sc)
+{
+    char msg[300], model[200];
+    if (strcmp(method, "POST") != 0)
+        return queue_dialect_error(c, D_GEMINI, 405, "method not allowed", sc);
+    if (!MHD_lookup_connection_value(c, MHD_HEADER_KIND, "x-goog-api-key"))
+        return queue_dialect_error(c, D_GEMINI, 403,
+                                   "Method doesn't allow unregistered callers (callers without "
+                                   "established identity). Please use API Key or other form of "
+                                   "API consumer identity to call this API.",
+                                   sc);
+    const char *m = strstr(url, "/models/") + 8;
+    const char *colon = strrchr(url, ':');
+    const char *op = colon + 1;
+    snprintf(model, sizeof(model), "%.*s", (int)(colon > m ? colon - m : 0), m);
+    json_t *in = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
+    enum MHD_Result ret;
+
+    if (!json_is_object(in)) {
+        json_decref(in);
+        snprintf(msg, sizeof(msg), "mock %s: Invalid JSON payload received.", g.name);
+        return queue_dialect_error(c, D_GEMINI, 400, msg, sc);
+    }
+    if (strcmp(op, "embedContent") == 0 || strcmp(op, "batchEmbedContents") == 0) {
+        json_t *out;
+        if (strcmp(op, "embedContent") == 0) {
+            out = json_object_get(in, "content")
+                      ? json_pack("{s:{s:[f, f, f]}}", "embedding", "values", 0.1, 0.2, 0.3)
+                      : NULL;
+        } else {
+            json_t *reqs = json_object_get(in, "requests");
+            out = json_is_array(reqs) ? json_pack("{s:[]}", "embeddings") : NULL;
+            for (size_t i = 0; out && i < json_array_size(reqs); i++)
+                json_array_append_new(json_object_get(out, "embeddings"),
+                                      json_pack("{s:[f, f, f]}", "values", 0.1, 0.2, 0.3));
+        }
+        json_decref(in);
+        if (!out)
+            return queue_dialect_error(c, D_GEMINI, 400, "content / requests is required", sc);
+        size_t len;
+        char *body = dump_take(out, &len);
+        return send_body(c, 200, "application/json", body, len, sc);
+    }
+    bool stream = strcmp(op, "streamGenerateContent") == 0;
+    if (!stream && strcmp(op, "generateContent") != 0) {
+        json_decref(in);
+        snprintf(msg, sizeof(msg), "mock %s: unknown method %.100s", g.name, op);
+        return queue_dialect_error(c, D_GEMINI, 404, msg, sc);
+    }
+    json_t *contents = json_object_get(in, "contents");
+    if (!json_is_array(contents) || json_array_size(contents) == 0) {
+        json_decref(in);
+        return queue_dialect_error(c, D_GEMINI, 400,
+                                   "* GenerateContentRequest.contents: contents "
+                                   "is not specified",
+                                   sc);
+    }
+    json_t *decl = json_array_get(
+        json_object_get(json_array_get(json_object_get(in, "tools"), 0), "functionDeclarations"),
+        0);
+    const char *tool_name = json_string_value(json_object_get(decl, "name"));
+    char *result = NULL;
+    size_t i;
+    json_t *p;
+    json_array_foreach(
+        json_object_get(json_array_get(contents, json_array_size(contents) - 1), "parts"), i, p)
+    {
+        json_t *fr = json_object_get(p, "functionResponse");
+        if (!result && fr)
+            result = result_text(json_object_get(fr, "response"));
+    }
+    bool call = tool_name && !result;
+    char *hello = hello_text(result);
+    json_t *fcall = call ? json_pack("{s:{s:s, s:o}}", "functionCall", "name", tool_name, "args",
+                                     mock_args(json_object_get(decl, "parameters")))
+                         : NULL;
+
+    if (!stream) {
+        json_t *parts = json_pack("[{s:s}]", "text", call ? "Calling a tool." : hello);
+        if (call)
+            json_array_append(parts, fcall);
+        size_t len;
+        char *body = dump_take(gemini_response(model, parts, true), &len);
+        ret = send_body(c, 200, "application/json", body, len, sc);
+    } else {
+        const char *alt = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "alt");
+        bool sse = alt && strcmp(alt, "sse") == 0;
+        json_t *events = json_array();
+        int n = result ? 1 : sc->chunks;
+        bool failed = false;
+        for (int k = 0; k < n; k++) {
+            char tok[32];
+            if (k == sc->error_after_chunks) {
+                json_array_append_new(events, json_pack("{s:{s:i, s:s, s:s}}", "error", "code", 503,
+                                                        "message", "The model is overloaded.",
+                                                        "status", "UNAVAILABLE"));
+                failed = true;
+                break;
+            }
+            snprintf(tok, sizeof(tok), "tok%d ", k);
+            bool final = k == n - 1 && !call;
+            json_array_append_new(
+                events,
+                gemini_response(model, json_pack("[{s:s}]", "text", result ? hello : tok), final));
+        }
+        if (call && !failed)
+            json_array_append_new(events, gemini_response(model, json_pack("[O]", fcall), true));
+        if (json_array_size(events) == 0)
+            json_array_append_new(events,
+                                  gemini_response(model, json_pack("[{s:s}]", "text", ""), true));
+        if (!sse) {
+            size_t len;
+            char *body = dump_take(events, &len);
+            ret = send_body(c, 200, "application/json", body, len, sc);
+        } else {
+            reader_t *rd = stream_reader_new(c, sc);
+            json_t *ev;
+            json_array_foreach(events, i, ev) add_event(rd, json_incref(ev));
+            json_decref(events);
+            ret = queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
+        }
+    }
+    json_decref(fcall);
+    free(hello);
+    free(result);
+    json_decref(in);
+    return ret;
+}
+
 /* ---------------------------------------------------------------- recording */
 
 static enum MHD_Result header_cb(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -765,14 +1220,23 @@ static enum MHD_Result header_cb(void *cls, enum MHD_ValueKind kind, const char 
     return MHD_YES;
 }
 
+static enum MHD_Result arg_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                              const char *value)
+{
+    (void)kind;
+    json_object_set_new(cls, key, json_bytes(value ? value : "", value ? strlen(value) : 0));
+    return MHD_YES;
+}
+
 static void record_request(struct MHD_Connection *c, const char *url, const char *method, req_t *rq)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     conn_t *cn = ci ? ci->socket_context : NULL;
 
-    json_t *headers = json_object();
+    json_t *headers = json_object(), *query = json_object();
     MHD_get_connection_values(c, MHD_HEADER_KIND, header_cb, headers);
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, arg_cb, query);
     size_t keep = rq->len < MOCK_MAX_RECORD_BODY ? rq->len : MOCK_MAX_RECORD_BODY;
 
     pthread_mutex_lock(&g.mu);
@@ -789,14 +1253,16 @@ static void record_request(struct MHD_Connection *c, const char *url, const char
     if (json_array_size(g.records) < MOCK_MAX_RECORDS) {
         g.record_bytes += keep;
         json_array_append_new(g.records,
-                              json_pack("{s:s, s:s, s:I, s:o, s:o, s:b}", "method", method, "path",
-                                        url, "connection", (json_int_t)(cn ? cn->id : 0), "headers",
-                                        headers, "body", json_bytes(rq->body ? rq->body : "", keep),
+                              json_pack("{s:s, s:s, s:o, s:I, s:o, s:o, s:b}", "method", method,
+                                        "path", url, "query", query, "connection",
+                                        (json_int_t)(cn ? cn->id : 0), "headers", headers, "body",
+                                        json_bytes(rq->body ? rq->body : "", keep),
                                         "body_truncated", truncated));
-        headers = NULL;
+        headers = query = NULL;
     }
     pthread_mutex_unlock(&g.mu);
     json_decref(headers);
+    json_decref(query);
 }
 
 /* ---------------------------------------------------------------- control */
@@ -959,7 +1425,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             len = sc->body_len;
             body = memcpy(xmalloc(len + 1), sc->body, len + 1);
         } else {
-            body = dump_take(openai_error("server_error", "mock %s status %d", g.name, sc->status),
+            char msg[200];
+            dialect_t d = dialect_of(url);
+            snprintf(msg, sizeof(msg), "mock %s status %d", g.name, sc->status);
+            body = dump_take(d == D_OPENAI || d == D_AZURE ? openai_error("server_error", "%s", msg)
+                                                           : dialect_error(d, sc->status, msg),
                              &len);
         }
         return send_body(c, sc->status, ctype, body, len, sc);
@@ -967,6 +1437,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (sc->fault == FAULT_GARBAGE) {
         char *body = xstrdup("this is not json {{{");
         return send_body(c, 200, "application/json", body, strlen(body), sc);
+    }
+    switch (dialect_of(url)) {
+    case D_ANTHROPIC:
+        return serve_anthropic(c, method, rq, sc);
+    case D_GEMINI:
+        return serve_gemini(c, url, method, rq, sc);
+    case D_AZURE:
+        if (!MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "api-version"))
+            return queue_json(c, 404,
+                              json_pack("{s:{s:s, s:s}}", "error", "code", "404", "message",
+                                        "Resource not found"),
+                              sc);
+        if (!MHD_lookup_connection_value(c, MHD_HEADER_KIND, "api-key"))
+            return queue_json(c, 401,
+                              json_pack("{s:{s:s, s:s}}", "error", "code", "401", "message",
+                                        "Access denied due to missing subscription key."),
+                              sc);
+        break;
+    case D_OPENAI:
+        break;
     }
     return serve_openai(c, url, method, rq, sc);
 }
