@@ -1086,9 +1086,20 @@ static int load_forward_headers(loader_t *ld, json_t *obj, mr_provider_t *p)
 
 static int load_provider(loader_t *ld, const char *name, json_t *obj, mr_provider_t *p)
 {
-    static const char *const keys[] = {"kind",   "base_url",     "api_key",         "vendor",
-                                       "region", "jurisdiction", "models",          "retains_data",
-                                       "zdr",    "tags",         "forward_headers", NULL};
+    static const char *const keys[] = {"kind",
+                                       "base_url",
+                                       "api_key",
+                                       "vendor",
+                                       "region",
+                                       "jurisdiction",
+                                       "models",
+                                       "retains_data",
+                                       "zdr",
+                                       "tags",
+                                       "forward_headers",
+                                       "api_version",
+                                       "default_max_tokens",
+                                       NULL};
     char q[200];
     char *s = NULL;
     json_t *models;
@@ -1202,6 +1213,15 @@ static int load_provider(loader_t *ld, const char *name, json_t *obj, mr_provide
 
     if (load_forward_headers(ld, obj, p) < 0)
         return -1;
+    /* dialect settings: anthropic-version header / Azure api-version query */
+    if (get_expanded(ld, obj, "api_version", false, &p->api_version) < 0)
+        return -1;
+    if (p->api_version && check_label(ld, "api_version", p->api_version, false) < 0)
+        return -1;
+    json_int_t max_tokens = 0;
+    if (get_int(ld, obj, "default_max_tokens", 1, 1000000, &max_tokens) < 0)
+        return -1;
+    p->default_max_tokens = (long)max_tokens;
     if (get_bool(ld, obj, "retains_data", &p->retains_data) < 0 ||
         get_bool(ld, obj, "zdr", &p->zdr) < 0 || load_tags(ld, obj, true, &p->tags, &p->n_tags) < 0)
         return -1;
@@ -2130,6 +2150,7 @@ void mr_config_free(mr_config_t *cfg)
             free(p->api_key);
         }
         free(p->vendor);
+        free(p->api_version);
         free(p->region);
         free(p->jurisdiction);
         for (size_t j = 0; j < p->n_models; j++)

@@ -47,7 +47,9 @@ typedef struct mr_provider {
     char *jurisdiction; /* "" when not given; upper-case ISO-3166 alpha-2 */
     char **models;      /* extra models advertised in /v1/models (may be 0) */
     size_t n_models;
-    char **forward_headers; /* client headers passed upstream, lower-case (may be 0) */
+    char *api_version;       /* anthropic-version / Azure api-version; NULL: the adapter's */
+    long default_max_tokens; /* anthropic max_tokens when the client gives none; 0: 4096 */
+    char **forward_headers;  /* client headers passed upstream, lower-case (may be 0) */
     size_t n_forward_headers;
     bool enabled;          /* false when its key variable is unset */
     char *key_env;         /* variable named by api_key ("${X}" -> "X"), else NULL */

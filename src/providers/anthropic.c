@@ -476,7 +476,8 @@ static int anthropic_body(const mr_adapter_in_t *in, json_t **out, mr_error_t *e
     const json_t *body = in->json;
     const json_t *messages = json_object_get(body, "messages");
     json_t *root = json_object(), *stop = NULL;
-    long long max_tokens = ANTHROPIC_DEFAULT_MAX_TOKENS;
+    long long max_tokens = in->provider->default_max_tokens > 0 ? in->provider->default_max_tokens
+                                                                : ANTHROPIC_DEFAULT_MAX_TOKENS;
     double d;
     int rc;
 
@@ -551,7 +552,9 @@ static int anthropic_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_
     h = curl_slist_append(NULL, "Content-Type: application/json");
     h = h ? curl_slist_append(h, "Expect:") : NULL;
     if (h && !mr__xlate_has_header(in, "anthropic-version"))
-        h = mr_adapter_header(h, "anthropic-version", ANTHROPIC_VERSION);
+        h = mr_adapter_header(h, "anthropic-version",
+                              in->provider->api_version ? in->provider->api_version
+                                                        : ANTHROPIC_VERSION);
     if (h && p->api_key && p->api_key[0])
         h = mr_adapter_header(h, "x-api-key", p->api_key);
     h = h ? mr_adapter_extra_headers(h, in) : NULL;

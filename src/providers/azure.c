@@ -30,8 +30,10 @@ static int azure_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_erro
                              p->name);
     if (mr_openai_body(in, 1, &out->body, &out->body_len, err) < 0)
         return -1;
-    out->url = mr__xlate_url(p->base_url, "/openai/deployments/%s%s?api-version=%s", deployment,
-                             mr_endpoint_path(in->endpoint), AZURE_API_VERSION);
+    out->url =
+        mr__xlate_url(p->base_url, "/openai/deployments/%s%s?api-version=%s", deployment,
+                      mr_endpoint_path(in->endpoint),
+                      in->provider->api_version ? in->provider->api_version : AZURE_API_VERSION);
     if (!out->url)
         goto oom;
     h = curl_slist_append(NULL, "Content-Type: application/json");

@@ -58,7 +58,7 @@ static int group_setup(void **state)
         "  \"gem\":{\"kind\":\"gemini\",\"base_url\":\"http://127.0.0.1:%d/v1beta\","
         "          \"api_key\":\"goog-test-key\"},"
         "  \"az\":{\"kind\":\"azure\",\"base_url\":\"http://127.0.0.1:%d\","
-        "         \"api_key\":\"az-test-key\"},"
+        "         \"api_key\":\"az-test-key\",\"api_version\":\"2025-01-01-preview\"},"
         "  \"b\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/v1\","
         "        \"api_key\":\"sk-b\"}},"
         " \"routes\":{"
@@ -182,7 +182,7 @@ static void test_plain_chat(void **state)
         } else {
             assert_string_equal(
                 json_string_value(json_object_get(json_object_get(rec, "query"), "api-version")),
-                "2024-10-21");
+                "2025-01-01-preview");
         }
         json_decref(up);
         json_decref(rec);
