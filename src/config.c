@@ -12,6 +12,7 @@
  * printed table; only the names of the variables they came from are.
  */
 #include "meridian/config.h"
+#include "meridian/health.h"
 #include "meridian/policy.h" /* static filters for the min_vendors check */
 #include "meridian/router.h" /* MR_MAX_CANDIDATES bounds a route's targets */
 #include "meridian/sha256.h"
@@ -1412,6 +1413,65 @@ static int load_routes(loader_t *ld, json_t *root)
     return 0;
 }
 
+/* health: the circuit breakers (docs/operations.md); 0 keeps health.h's default */
+static int load_health(loader_t *ld, json_t *root)
+{
+    static const char *const keys[] = {"failure_threshold", "cooldown_ms", "max_cooldown_ms",
+                                       "probe_timeout_ms", NULL};
+    json_t *obj = json_object_get(root, "health");
+    json_int_t threshold = 0, cooldown = 0, max_cooldown = 0, probe = 0;
+    size_t saved;
+
+    if (!obj)
+        return 0;
+    saved = path_key(ld, "health");
+    if (!json_is_object(obj))
+        return fail(ld, "must be an object (got %s)", json_type_name(obj));
+    if (check_keys(ld, obj, keys) < 0 ||
+        get_int(ld, obj, "failure_threshold", 1, 1000000, &threshold) < 0 ||
+        get_int(ld, obj, "cooldown_ms", 1, 86400000, &cooldown) < 0 ||
+        get_int(ld, obj, "max_cooldown_ms", 1, 86400000, &max_cooldown) < 0 ||
+        get_int(ld, obj, "probe_timeout_ms", 1, 86400000, &probe) < 0)
+        return -1;
+    ld->cfg->health.failure_threshold = (uint32_t)threshold;
+    ld->cfg->health.cooldown_ms = (uint32_t)cooldown;
+    ld->cfg->health.max_cooldown_ms = (uint32_t)max_cooldown;
+    ld->cfg->health.probe_timeout_ms = (uint32_t)probe;
+    path_pop(ld, saved);
+    return 0;
+}
+
+/* retry_budget: retries as a share of requests (docs/operations.md) */
+static int load_retry_budget(loader_t *ld, json_t *root)
+{
+    static const char *const keys[] = {"ratio", "window_s", "min_retries_per_s", NULL};
+    json_t *obj = json_object_get(root, "retry_budget");
+    json_int_t window = 0, min_per_s = -1;
+    bool has_ratio = false;
+    size_t saved;
+
+    if (!obj)
+        return 0;
+    saved = path_key(ld, "retry_budget");
+    if (!json_is_object(obj))
+        return fail(ld, "must be an object (got %s)", json_type_name(obj));
+    if (check_keys(ld, obj, keys) < 0 ||
+        get_number(ld, obj, "ratio", 0, 100, false, &has_ratio, &ld->cfg->retry_budget.ratio) < 0 ||
+        get_int(ld, obj, "window_s", 1, 60, &window) < 0 ||
+        get_int(ld, obj, "min_retries_per_s", 0, 1000000, &min_per_s) < 0)
+        return -1;
+    /* ratio 0 means "floor only" here; health.h reads 0 as its default */
+    if (has_ratio && ld->cfg->retry_budget.ratio == 0)
+        ld->cfg->retry_budget.ratio = -1;
+    ld->cfg->retry_budget.window_s = (uint32_t)window;
+    /* absent: health.h's default floor; an explicit 0: no floor at all */
+    ld->cfg->retry_budget.min_retries_per_s = min_per_s < 0    ? 0
+                                              : min_per_s == 0 ? MR_RETRY_NO_FLOOR
+                                                               : (uint32_t)min_per_s;
+    path_pop(ld, saved);
+    return 0;
+}
+
 static int load_timeouts(loader_t *ld, json_t *root)
 {
     static const char *const keys[] = {
@@ -2010,7 +2070,8 @@ static int load_root(loader_t *ld, json_t *root)
 {
     static const char *const keys[] = {
         "listen",   "providers",      "routes", "max_attempts",          "timeouts", "limits",
-        "policies", "default_policy", "keys",   "allow_unauthenticated", NULL};
+        "policies", "default_policy", "keys",   "allow_unauthenticated", "health",   "retry_budget",
+        NULL};
     json_int_t attempts = DEF_MAX_ATTEMPTS;
 
     if (!json_is_object(root))
@@ -2019,7 +2080,8 @@ static int load_root(loader_t *ld, json_t *root)
         get_int(ld, root, "max_attempts", 1, MAX_MAX_ATTEMPTS, &attempts) < 0)
         return -1;
     ld->cfg->max_attempts = (unsigned)attempts;
-    if (load_timeouts(ld, root) < 0 || load_limits(ld, root) < 0 || load_providers(ld, root) < 0 ||
+    if (load_timeouts(ld, root) < 0 || load_limits(ld, root) < 0 || load_health(ld, root) < 0 ||
+        load_retry_budget(ld, root) < 0 || load_providers(ld, root) < 0 ||
         load_routes(ld, root) < 0 || derive_indexes(ld) < 0 || load_policies(ld, root) < 0 ||
         load_default_policy(ld, root) < 0 || load_keys(ld, root) < 0 ||
         get_bool(ld, root, "allow_unauthenticated", &ld->cfg->allow_unauthenticated) < 0 ||

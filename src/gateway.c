@@ -55,7 +55,8 @@ struct mr_request {
     int body_too_large;
     int stream;
     const mr_key_t *key;               /* the gateway key that authenticated it, if keys are on */
-    int explain;                       /* GET /v1/gateway/route */
+    int explain;   /* GET /v1/gateway/route */
+    int providers; /* GET /v1/gateway/providers */
     char *model;                       /* client's model; the plan may point into it */
     const char *models[MR_MAX_MODELS]; /* model + fallback models (borrowed from json) */
     size_t n_models;
@@ -69,6 +70,17 @@ struct mr_request {
     int deadline_hit;
     int has_build_error; /* a candidate's dialect cannot express this request */
     mr_error_t build_error;
+
+    /* circuit breakers and retry budget */
+    size_t health_id;          /* the current target's breaker, SIZE_MAX when untracked */
+    int health_probe;          /* this attempt is the half-open probe */
+    int health_reported;       /* the attempt's outcome went to the breaker */
+    int sent_any;              /* an upstream attempt was sent: later ones are retries */
+    int budget_denied;         /* the retry budget stopped a failover */
+    unsigned n_skipped;        /* candidates skipped because their circuit is open */
+    uint64_t skipped_retry_ms; /* soonest time one of them reopens */
+    long up_retry_after;       /* Retry-After of the current answer, -1 when none */
+    long retry_after_out;      /* Retry-After to send the client, 0 for none */
 
     /* current attempt */
     const mr_candidate_t *cur;
@@ -110,6 +122,7 @@ static const char *const endpoint_paths[MR_EP_COUNT] = {"/chat/completions", "/c
 
 static void start_attempt(mr_request_t *r);
 static void arm_timer(mr_request_t *r, uint64_t ms);
+static void health_release(mr_request_t *r);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -170,6 +183,11 @@ static enum MHD_Result queue_buffer(mr_request_t *r, int status, char *body, siz
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     if (r->close_connection)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (r->retry_after_out > 0) {
+        char ra[24];
+        snprintf(ra, sizeof(ra), "%ld", r->retry_after_out);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
     add_common_headers(r, resp);
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
@@ -269,6 +287,7 @@ static void stop_client_poll(mr_request_t *r)
 
 static void abort_request(mr_request_t *r)
 {
+    health_release(r);
     if (r->xfer) {
         mr_transfer_cancel(r->xfer);
         r->xfer = NULL;
@@ -314,6 +333,61 @@ static void record_served(mr_request_t *r)
         mr_router_record_served(softstate(r), &r->plan, r->cur, uv_now(&r->w->loop));
 }
 
+/* ---- circuit breakers --------------------------------------------------- */
+
+static mr_outcome_t attempt_outcome(const mr_request_t *r, const char *error)
+{
+    mr_outcome_t o = mr_health_outcome(r->up_status);
+    return error && error[0] && o == MR_OUTCOME_SUCCESS ? MR_OUTCOME_FAILURE : o;
+}
+
+/* Exactly one report per attempt that reached the upstream. */
+static void health_report(mr_request_t *r, const char *error)
+{
+    if (r->health_id == SIZE_MAX || r->health_reported)
+        return;
+    r->health_reported = 1;
+    uint32_t ttfb = r->got_head ? ms_since_ns(r->attempt_start_ns) : MR_HEALTH_NO_TTFB;
+    mr_health_report(&r->gen->health, r->health_id, attempt_outcome(r, error), r->up_retry_after,
+                     ttfb, uv_now(&r->w->loop));
+}
+
+/* The attempt ends without an outcome (nothing sent, client gone): give a
+ * half-open probe slot back rather than wedge the breaker. */
+static void health_release(mr_request_t *r)
+{
+    if (r->health_id != SIZE_MAX && !r->health_reported && r->health_probe)
+        mr_health_cancel(&r->gen->health, r->health_id, uv_now(&r->w->loop));
+    r->health_reported = 1;
+}
+
+/* The next candidate whose breaker lets traffic through; open ones are
+ * skipped at once (and counted for the error), never tried. */
+static const mr_candidate_t *take_candidate(mr_request_t *r)
+{
+    uint64_t now = uv_now(&r->w->loop);
+
+    while (r->next_candidate < r->plan.n_candidates) {
+        const mr_candidate_t *c = &r->plan.candidates[r->next_candidate++];
+        size_t id = c->target ? c->target->id : SIZE_MAX;
+        r->health_id = id;
+        r->health_probe = 0;
+        r->health_reported = 0;
+        if (id == SIZE_MAX)
+            return c;
+        mr_health_verdict_t v = mr_health_acquire(&r->gen->health, id, now);
+        if (v != MR_HEALTH_SKIP) {
+            r->health_probe = v == MR_HEALTH_PROBE;
+            return c;
+        }
+        uint64_t in = mr_health_retry_in_ms(&r->gen->health, id, now);
+        if (r->n_skipped++ == 0 || in < r->skipped_retry_ms)
+            r->skipped_retry_ms = in;
+        r->health_id = SIZE_MAX;
+    }
+    return NULL;
+}
+
 /* ---- final answers ---------------------------------------------------- */
 
 static json_t *attempts_json(const mr_request_t *r)
@@ -353,8 +427,24 @@ static size_t policy_excluded(const mr_request_t *r)
  * that lists each attempt. */
 static void finish_failed(mr_request_t *r)
 {
-    if (r->n_attempts == 0 && r->has_build_error) {
+    if (r->n_attempts == 0 && r->has_build_error && r->n_skipped == 0) {
         prepare_error(r, &r->build_error, NULL);
+        r->state = RS_RESPOND;
+        resume(r);
+        return;
+    }
+    if (r->n_attempts == 0) {
+        mr_error_t e;
+        /* every candidate's circuit is open: fail fast, tell the client when */
+        r->retry_after_out = (long)((r->skipped_retry_ms + 999) / 1000);
+        if (r->retry_after_out < 1)
+            r->retry_after_out = 1;
+        mr_error_set(&e, 503, NULL, "targets_unavailable", NULL,
+                     "all %u candidate target%s of \"%s\" are failing (circuit open); retry in "
+                     "%ld s%s%s",
+                     r->n_skipped, r->n_skipped == 1 ? "" : "s", r->model, r->retry_after_out,
+                     r->plan.policy_label[0] ? " under policy " : "", r->plan.policy_label);
+        prepare_error(r, &e, NULL);
         r->state = RS_RESPOND;
         resume(r);
         return;
@@ -406,9 +496,13 @@ static void finish_failed(mr_request_t *r)
                  r->plan.policy_label, policy_excluded(r), policy_excluded(r) == 1 ? "" : "s");
     else if (r->plan.policy_label[0])
         snprintf(policy, sizeof(policy), " under policy %s", r->plan.policy_label);
-    mr_error_set(&e, status, "api_error", code, NULL, "%s after %u attempt%s%s: %s",
+    char notes[96] = "";
+    if (r->n_skipped || r->budget_denied)
+        snprintf(notes, sizeof(notes), " [%u skipped: circuit open%s]", r->n_skipped,
+                 r->budget_denied ? "; retry budget exhausted" : "");
+    mr_error_set(&e, status, "api_error", code, NULL, "%s after %u attempt%s%s: %s%s",
                  r->deadline_hit ? "request deadline exceeded" : "upstream failed", r->n_attempts,
-                 r->n_attempts == 1 ? "" : "s", policy, list);
+                 r->n_attempts == 1 ? "" : "s", policy, list, notes);
     json_t *extra = attempts_json(r);
     prepare_error(r, &e, extra);
     json_decref(extra);
@@ -506,6 +600,7 @@ static enum MHD_Result queue_stream(mr_request_t *r)
     r->state = RS_STREAMING;
     r->committed = 1;
     record_served(r);
+    health_report(r, NULL); /* a stream's outcome is decided when it starts flowing */
     return ret;
 }
 
@@ -522,6 +617,7 @@ static void on_up_head(void *ud, const mr_upstream_head_t *h)
     const mr_timeouts_t *t = &r->gen->cfg->timeouts;
 
     r->up_status = h->status;
+    r->up_retry_after = h->retry_after_s;
     record_ttfb(r, 0);
     snprintf(r->up_ctype, sizeof(r->up_ctype), "%s", h->content_type);
     if (!is_2xx(h->status))
@@ -606,6 +702,7 @@ static void record_attempt_end(mr_request_t *r, const char *error)
 {
     attempt_t *a = &r->attempts[r->n_attempts - 1];
     record_ttfb(r, 1); /* no-op when the head already arrived */
+    health_report(r, error);
     a->ms = ms_since_ns(r->attempt_start_ns);
     a->status = r->up_status;
     copy_text(a->error, sizeof(a->error), error);
@@ -820,11 +917,15 @@ static void end_attempt_state(mr_request_t *r)
 static void start_attempt(mr_request_t *r)
 {
     mr_worker_t *w = r->w;
-    const mr_candidate_t *c = &r->plan.candidates[r->next_candidate++];
-    attempt_t *a = &r->attempts[r->n_attempts++];
+    const mr_candidate_t *c = take_candidate(r);
     char err[160];
     mr_error_t e;
 
+    if (!c) {
+        finish_failed(r);
+        return;
+    }
+    attempt_t *a = &r->attempts[r->n_attempts++];
     memset(a, 0, sizeof(*a));
     a->provider = c->provider;
     a->model = c->model;
@@ -832,6 +933,7 @@ static void start_attempt(mr_request_t *r)
     r->got_head = 0;
     r->served_by = c->provider;
     r->up_status = 0;
+    r->up_retry_after = -1;
     r->up_ctype[0] = '\0';
     r->up_invalid = r->up_too_big = r->paused = r->stream_errored = 0;
     mr_buf_reset(&r->resp);
@@ -843,6 +945,7 @@ static void start_attempt(mr_request_t *r)
     if (!r->adapter) {
         snprintf(err, sizeof(err), "provider kind %s is not supported by this build",
                  mr_provider_kind_name(c->provider->kind));
+        health_release(r);
         record_attempt_end(r, err);
         next_or_fail(r);
         return;
@@ -860,6 +963,7 @@ static void start_attempt(mr_request_t *r)
         .extra_headers = (const char *const *)r->fwd,
     };
     if (collect_forwarded(r, c->provider) < 0) {
+        health_release(r);
         record_attempt_end(r, "out of memory");
         next_or_fail(r);
         return;
@@ -872,6 +976,7 @@ static void start_attempt(mr_request_t *r)
             r->build_error = e;
             r->has_build_error = 1;
         }
+        health_release(r);
         r->n_attempts--;
         r->cur = NULL;
         r->served_by = NULL;
@@ -879,8 +984,20 @@ static void start_attempt(mr_request_t *r)
         return;
     }
     if (r->stream && !(r->xl = r->adapter->stream_new(&r->in))) {
+        health_release(r);
         record_attempt_end(r, "out of memory");
         next_or_fail(r);
+        return;
+    }
+    /* A failover is a retry: the worker's budget keeps an outage from
+     * multiplying the load on the remaining providers. */
+    if (r->sent_any && !mr_retry_budget_try(&w->retry_budget, uv_now(&w->loop))) {
+        health_release(r);
+        r->n_attempts--;
+        r->cur = NULL;
+        r->served_by = NULL;
+        r->budget_denied = 1;
+        finish_failed(r);
         return;
     }
     mr_transfer_req_t req = {
@@ -892,10 +1009,12 @@ static void start_attempt(mr_request_t *r)
     };
     r->xfer = mr_upstream_start(&w->upstream, &req, &upstream_handler, r, err, sizeof(err));
     if (!r->xfer) {
+        health_release(r);
         record_attempt_end(r, err);
         next_or_fail(r);
         return;
     }
+    r->sent_any = 1;
     mr_debug("%s: attempt %u -> %s (%s)", r->id, r->n_attempts, c->provider->name, c->model);
     arm_timer(r, r->gen->cfg->timeouts.first_byte_ms);
 }
@@ -958,6 +1077,45 @@ static enum MHD_Result respond_explain(mr_request_t *r)
     return queue_buffer(r, 200, body, strlen(body), "application/json");
 }
 
+/* GET /v1/gateway/providers: every route target's breaker and latency, as
+ * this worker sees them (each worker keeps its own view). */
+static enum MHD_Result respond_providers(mr_request_t *r)
+{
+    const mr_config_t *cfg = r->gen->cfg;
+    uint64_t now = uv_now(&r->w->loop);
+    char *seen = calloc(cfg->n_target_ids ? cfg->n_target_ids : 1, 1);
+    json_t *data = json_array(), *root = json_object();
+    const mr_retry_budget_t *b = &r->w->retry_budget;
+
+    for (size_t i = 0; seen && i < cfg->n_routes; i++)
+        for (size_t t = 0; t < cfg->routes[i].n_targets; t++) {
+            const mr_target_t *tg = &cfg->routes[i].targets[t];
+            if (seen[tg->id])
+                continue;
+            seen[tg->id] = 1;
+            json_t *o = mr_health_json(&r->gen->health, tg->id, now);
+            if (!o)
+                continue;
+            json_object_set_new(o, "provider", json_string(tg->provider->name));
+            json_object_set_new(o, "model", json_string(tg->model));
+            json_object_set_new(o, "enabled", json_boolean(tg->provider->enabled));
+            json_array_append_new(data, o);
+        }
+    free(seen);
+    json_object_set_new(root, "object", json_string("list"));
+    json_object_set_new(root, "worker", json_integer(r->w->index));
+    json_object_set_new(root, "now_ms", json_integer((json_int_t)now));
+    json_object_set_new(root, "retry_budget",
+                        json_pack("{s:I,s:I,s:I}", "requests", (json_int_t)b->requests, "retries",
+                                  (json_int_t)b->retries, "denied", (json_int_t)b->denied));
+    json_object_set_new(root, "data", data);
+    char *body = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    json_decref(root);
+    if (!body)
+        return MHD_NO;
+    return queue_buffer(r, 200, body, strlen(body), "application/json");
+}
+
 static enum MHD_Result begin_proxy(mr_request_t *r)
 {
     const char *p = mr_buf_ptr(&r->body);
@@ -997,6 +1155,7 @@ static enum MHD_Result begin_proxy(mr_request_t *r)
         return MHD_NO;
     if (plan_request(r, json_object_get(root, "models"), json_object_get(root, "provider"), &e) < 0)
         return respond_plan_error(r, &e);
+    mr_retry_budget_request(&r->w->retry_budget, uv_now(&r->w->loop));
     r->state = RS_UPSTREAM;
     suspend(r);
     start_attempt(r);
@@ -1018,6 +1177,7 @@ static mr_request_t *request_new(mr_worker_t *w, struct MHD_Connection *conn)
     r->start_ms = uv_now(&w->loop);
     r->endpoint = MR_EP_COUNT;
     r->usage.prompt_tokens = r->usage.completion_tokens = -1;
+    r->health_id = SIZE_MAX;
     mr_buf_init(&r->body, r->gen->cfg->limits.max_body_bytes);
     mr_buf_init(&r->resp, r->gen->cfg->limits.max_response_bytes);
     uv_timer_init(&w->loop, &r->timer);
@@ -1052,6 +1212,7 @@ static void request_free(mr_request_t *r)
 {
     mr_worker_t *w = r->w;
 
+    health_release(r);
     if (r->xfer) {
         mr_transfer_cancel(r->xfer);
         r->xfer = NULL;
@@ -1134,11 +1295,12 @@ static enum MHD_Result handle_first(mr_request_t *r, const char *url, const char
         if (mr_auth_check(r->gen->cfg, auth, &r->key, &e) < 0)
             return respond_error(r, &e);
     }
-    if (strcmp(path, "/gateway/route") == 0) {
+    if (strcmp(path, "/gateway/route") == 0 || strcmp(path, "/gateway/providers") == 0) {
         if (!is_get)
             return respond_errorf(r, 405, "method_not_allowed", NULL,
                                   "%s is not allowed here; use GET", method);
-        r->explain = 1;
+        r->explain = path[9] == 'r';
+        r->providers = !r->explain;
         return MHD_YES;
     }
     if (strcmp(path, "/models") == 0 || strcmp(url, "/healthz") == 0) {
@@ -1215,6 +1377,8 @@ enum MHD_Result mr_gateway_handle(void *cls, struct MHD_Connection *conn, const 
             return respond_static(r, 200, r->local_body, r->local_len);
         if (r->explain)
             return respond_explain(r);
+        if (r->providers)
+            return respond_providers(r);
         if (r->body_too_large) {
             mr_error_t e;
             mr_error_set(&e, 413, NULL, "request_too_large", NULL,

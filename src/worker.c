@@ -82,7 +82,15 @@ static mr_generation_t *generation_new(const mr_config_t *cfg, mr_config_t *owne
         free(g);
         return NULL;
     }
+    mr_health_opts_t ho = {cfg->health.failure_threshold, cfg->health.cooldown_ms,
+                           cfg->health.max_cooldown_ms, cfg->health.probe_timeout_ms};
+    if (mr_health_init(&g->health, cfg->n_target_ids, &ho) < 0) {
+        mr_softstate_mem_free(&g->ss);
+        free(g);
+        return NULL;
+    }
     if (build_models(g) < 0) {
+        mr_health_free(&g->health);
         mr_softstate_mem_free(&g->ss);
         free(g);
         return NULL;
@@ -101,9 +109,45 @@ void mr_worker_release(mr_generation_t *g)
     if (!g || --g->refs > 0)
         return;
     free(g->models_body);
+    mr_health_free(&g->health);
     mr_softstate_mem_free(&g->ss);
     mr_config_free(g->owned);
     free(g);
+}
+
+static void init_retry_budget(mr_worker_t *w, const mr_config_t *cfg)
+{
+    mr_retry_budget_opts_t o = {cfg->retry_budget.ratio, cfg->retry_budget.window_s,
+                                cfg->retry_budget.min_retries_per_s};
+    mr_retry_budget_init(&w->retry_budget, &o);
+}
+
+/* Breaker state follows a (provider, model) pair across reloads, so a
+ * reload does not hand a broken host fresh traffic. */
+static void carry_health(mr_generation_t *to, const mr_generation_t *from)
+{
+    const mr_config_t *nc = to->cfg, *oc = from->cfg;
+    size_t *map = malloc((nc->n_target_ids ? nc->n_target_ids : 1) * sizeof(*map));
+
+    if (!map)
+        return; /* health starts fresh: safe, only less informed */
+    for (size_t i = 0; i < nc->n_target_ids; i++)
+        map[i] = SIZE_MAX;
+    for (size_t r = 0; r < nc->n_routes; r++)
+        for (size_t t = 0; t < nc->routes[r].n_targets; t++) {
+            const mr_target_t *nt = &nc->routes[r].targets[t];
+            for (size_t r2 = 0; r2 < oc->n_routes && map[nt->id] == SIZE_MAX; r2++)
+                for (size_t t2 = 0; t2 < oc->routes[r2].n_targets; t2++) {
+                    const mr_target_t *ot = &oc->routes[r2].targets[t2];
+                    if (strcmp(ot->provider->name, nt->provider->name) == 0 &&
+                        strcmp(ot->model, nt->model) == 0) {
+                        map[nt->id] = ot->id;
+                        break;
+                    }
+                }
+        }
+    mr_health_carry(&to->health, &from->health, map);
+    free(map);
 }
 
 /* SIGHUP: a new generation for new requests; requests in flight keep theirs.
@@ -132,6 +176,8 @@ static void reload(mr_worker_t *w)
         mr_config_free(cfg);
         return;
     }
+    carry_health(g, w->gen);
+    init_retry_budget(w, cfg);
     mr_worker_release(w->gen);
     w->gen = g;
     mr_info("worker %d: config generation %u live (%zu providers, %zu routes)", w->index, g->id,
@@ -226,6 +272,7 @@ int mr_worker_init(mr_worker_t *w, int index, const mr_config_t *cfg, const char
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    init_retry_budget(w, cfg);
     if (mr_upstream_init(&w->upstream, &w->loop) < 0) {
         snprintf(err, errlen, "could not initialise libcurl's multi interface");
         return -1;

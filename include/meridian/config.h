@@ -154,6 +154,20 @@ typedef struct mr_limits {
     unsigned max_connections;   /* concurrent client connections */
 } mr_limits_t;
 
+/* Circuit breakers and the retry budget (health.h); 0 means health.h's default. */
+typedef struct mr_health_cfg {
+    uint32_t failure_threshold;
+    uint32_t cooldown_ms;
+    uint32_t max_cooldown_ms;
+    uint32_t probe_timeout_ms;
+} mr_health_cfg_t;
+
+typedef struct mr_retry_budget_cfg {
+    double ratio; /* retries per request over the window; -1: only the floor */
+    uint32_t window_s;
+    uint32_t min_retries_per_s;
+} mr_retry_budget_cfg_t;
+
 typedef struct mr_config {
     char *origin;      /* file name or "<string>", used in messages */
     char *listen_host; /* "127.0.0.1", "::1", "0.0.0.0" ... */
@@ -164,6 +178,8 @@ typedef struct mr_config {
     size_t n_routes;
     unsigned max_attempts; /* default 3, 1..16 */
     mr_timeouts_t timeouts;
+    mr_health_cfg_t health;
+    mr_retry_budget_cfg_t retry_budget;
     mr_limits_t limits;
     char **warnings; /* non-fatal findings (disabled providers), for the caller to log */
     size_t n_warnings;

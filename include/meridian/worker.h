@@ -12,6 +12,7 @@
 
 #include "meridian/adapter.h"
 #include "meridian/config.h"
+#include "meridian/health.h"
 #include "meridian/server.h"
 #include "meridian/softstate.h"
 #include "meridian/upstream.h"
@@ -28,6 +29,7 @@ typedef struct mr_generation {
     char *models_body;  /* GET /v1/models, built once per generation */
     size_t models_len;
     mr_softstate_mem_t ss; /* vendor shares, latencies, round robin: indexed by this config */
+    mr_health_t health;    /* circuit breakers per target id; carried over on reload */
     unsigned refs;
     unsigned id; /* 0 for the start-up config, then 1, 2, ... per reload */
 } mr_generation_t;
@@ -43,6 +45,7 @@ typedef struct mr_worker {
     mr_server_t server;
     mr_upstream_t upstream;
     mr_request_t *requests; /* in flight, intrusive list */
+    mr_retry_budget_t retry_budget; /* retries allowed per request volume, this worker */
     size_t n_requests;
     uint64_t rng[2];
     uv_signal_t sigterm;

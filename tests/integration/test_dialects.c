@@ -52,6 +52,10 @@ static int group_setup(void **state)
         return -1;
     char *cfg = th_strf(
         "{\"listen\":\"127.0.0.1:0\","
+        /* these tests hammer failing mocks on purpose: keep breakers and the
+         * retry budget out of the way (test_breaker covers them) */
+        " \"health\":{\"failure_threshold\":1000000}, "
+        "\"retry_budget\":{\"min_retries_per_s\":100000},"
         " \"providers\":{"
         "  \"claude\":{\"kind\":\"anthropic\",\"base_url\":\"http://127.0.0.1:%d/v1\","
         "             \"api_key\":\"sk-ant-test-key\"},"
