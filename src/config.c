@@ -1100,6 +1100,7 @@ static int load_provider(loader_t *ld, const char *name, json_t *obj, mr_provide
                                        "forward_headers",
                                        "api_version",
                                        "default_max_tokens",
+                                       "max_inflight",
                                        NULL};
     char q[200];
     char *s = NULL;
@@ -1223,6 +1224,10 @@ static int load_provider(loader_t *ld, const char *name, json_t *obj, mr_provide
     if (get_int(ld, obj, "default_max_tokens", 1, 1000000, &max_tokens) < 0)
         return -1;
     p->default_max_tokens = (long)max_tokens;
+    json_int_t inflight = 0;
+    if (get_int(ld, obj, "max_inflight", 1, 1000000, &inflight) < 0)
+        return -1;
+    p->max_inflight = (unsigned)inflight;
     if (get_bool(ld, obj, "retains_data", &p->retains_data) < 0 ||
         get_bool(ld, obj, "zdr", &p->zdr) < 0 || load_tags(ld, obj, true, &p->tags, &p->n_tags) < 0)
         return -1;

@@ -55,8 +55,8 @@ struct mr_request {
     int body_too_large;
     int stream;
     const mr_key_t *key;               /* the gateway key that authenticated it, if keys are on */
-    int explain;   /* GET /v1/gateway/route */
-    int providers; /* GET /v1/gateway/providers */
+    int explain;                       /* GET /v1/gateway/route */
+    int providers;                     /* GET /v1/gateway/providers */
     char *model;                       /* client's model; the plan may point into it */
     const char *models[MR_MAX_MODELS]; /* model + fallback models (borrowed from json) */
     size_t n_models;
@@ -72,15 +72,17 @@ struct mr_request {
     mr_error_t build_error;
 
     /* circuit breakers and retry budget */
-    size_t health_id;          /* the current target's breaker, SIZE_MAX when untracked */
-    int health_probe;          /* this attempt is the half-open probe */
-    int health_reported;       /* the attempt's outcome went to the breaker */
-    int sent_any;              /* an upstream attempt was sent: later ones are retries */
-    int budget_denied;         /* the retry budget stopped a failover */
-    unsigned n_skipped;        /* candidates skipped because their circuit is open */
-    uint64_t skipped_retry_ms; /* soonest time one of them reopens */
-    long up_retry_after;       /* Retry-After of the current answer, -1 when none */
-    long retry_after_out;      /* Retry-After to send the client, 0 for none */
+    size_t health_id;    /* the current target's breaker, SIZE_MAX when untracked */
+    int health_probe;    /* this attempt is the half-open probe */
+    int health_reported; /* the attempt's outcome went to the breaker */
+    int sent_any;        /* an upstream attempt was sent: later ones are retries */
+    int budget_denied;   /* the retry budget stopped a failover */
+    unsigned n_skipped;  /* candidates skipped because their circuit is open */
+    unsigned n_busy;     /* candidates skipped because their provider is at max_inflight */
+    const mr_provider_t *inflight_on; /* counted in that provider's in-flight transfers */
+    uint64_t skipped_retry_ms;        /* soonest time one of them reopens */
+    long up_retry_after;              /* Retry-After of the current answer, -1 when none */
+    long retry_after_out;             /* Retry-After to send the client, 0 for none */
 
     /* current attempt */
     const mr_candidate_t *cur;
@@ -122,6 +124,7 @@ static const char *const endpoint_paths[MR_EP_COUNT] = {"/chat/completions", "/c
 
 static void start_attempt(mr_request_t *r);
 static void arm_timer(mr_request_t *r, uint64_t ms);
+static void transfer_gone(mr_request_t *r);
 static void health_release(mr_request_t *r);
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -290,7 +293,7 @@ static void abort_request(mr_request_t *r)
     health_release(r);
     if (r->xfer) {
         mr_transfer_cancel(r->xfer);
-        r->xfer = NULL;
+        transfer_gone(r);
     }
     uv_timer_stop(&r->timer);
     stop_client_poll(r);
@@ -361,6 +364,27 @@ static void health_release(mr_request_t *r)
     r->health_reported = 1;
 }
 
+static unsigned *inflight_of(mr_request_t *r, const mr_provider_t *p)
+{
+    return &r->gen->inflight[p - r->gen->cfg->providers];
+}
+
+/* limits: a provider's max_inflight bounds this worker's concurrent
+ * transfers to it; beyond it the next candidate is tried instead. */
+static int at_inflight_cap(mr_request_t *r, const mr_provider_t *p)
+{
+    return p->max_inflight && *inflight_of(r, p) >= p->max_inflight;
+}
+
+static void transfer_gone(mr_request_t *r)
+{
+    r->xfer = NULL;
+    if (r->inflight_on) {
+        (*inflight_of(r, r->inflight_on))--;
+        r->inflight_on = NULL;
+    }
+}
+
 /* The next candidate whose breaker lets traffic through; open ones are
  * skipped at once (and counted for the error), never tried. */
 static const mr_candidate_t *take_candidate(mr_request_t *r)
@@ -370,6 +394,10 @@ static const mr_candidate_t *take_candidate(mr_request_t *r)
     while (r->next_candidate < r->plan.n_candidates) {
         const mr_candidate_t *c = &r->plan.candidates[r->next_candidate++];
         size_t id = c->target ? c->target->id : SIZE_MAX;
+        if (at_inflight_cap(r, c->provider)) {
+            r->n_busy++;
+            continue;
+        }
         r->health_id = id;
         r->health_probe = 0;
         r->health_reported = 0;
@@ -427,8 +455,20 @@ static size_t policy_excluded(const mr_request_t *r)
  * that lists each attempt. */
 static void finish_failed(mr_request_t *r)
 {
-    if (r->n_attempts == 0 && r->has_build_error && r->n_skipped == 0) {
+    if (r->n_attempts == 0 && r->has_build_error && r->n_skipped == 0 && r->n_busy == 0) {
         prepare_error(r, &r->build_error, NULL);
+        r->state = RS_RESPOND;
+        resume(r);
+        return;
+    }
+    if (r->n_attempts == 0 && r->n_skipped == 0) {
+        mr_error_t e;
+        /* every candidate's provider is saturated (max_inflight): shed load */
+        r->retry_after_out = 1;
+        mr_error_set(&e, 429, NULL, "providers_busy", NULL,
+                     "every provider for \"%s\" is at its max_inflight limit; retry shortly",
+                     r->model);
+        prepare_error(r, &e, NULL);
         r->state = RS_RESPOND;
         resume(r);
         return;
@@ -497,9 +537,9 @@ static void finish_failed(mr_request_t *r)
     else if (r->plan.policy_label[0])
         snprintf(policy, sizeof(policy), " under policy %s", r->plan.policy_label);
     char notes[96] = "";
-    if (r->n_skipped || r->budget_denied)
-        snprintf(notes, sizeof(notes), " [%u skipped: circuit open%s]", r->n_skipped,
-                 r->budget_denied ? "; retry budget exhausted" : "");
+    if (r->n_skipped || r->n_busy || r->budget_denied)
+        snprintf(notes, sizeof(notes), " [skipped: %u circuit open, %u at max_inflight%s]",
+                 r->n_skipped, r->n_busy, r->budget_denied ? "; retry budget exhausted" : "");
     mr_error_set(&e, status, "api_error", code, NULL, "%s after %u attempt%s%s: %s%s",
                  r->deadline_hit ? "request deadline exceeded" : "upstream failed", r->n_attempts,
                  r->n_attempts == 1 ? "" : "s", policy, list, notes);
@@ -762,7 +802,7 @@ static void on_up_done(void *ud, int code, const char *error)
     mr_request_t *r = ud;
     char why[160];
 
-    r->xfer = NULL;
+    transfer_gone(r);
     uv_timer_stop(&r->timer);
     if (r->committed) {
         /* After the first byte went out there is no failover: end the
@@ -835,7 +875,7 @@ static void on_timer(uv_timer_t *t)
     if (!r->xfer)
         return;
     mr_transfer_cancel(r->xfer);
-    r->xfer = NULL;
+    transfer_gone(r);
     if (r->committed) {
         snprintf(why, sizeof(why), "no data for %u ms (timeouts.stream_idle_ms)",
                  r->gen->cfg->timeouts.stream_idle_ms);
@@ -1015,6 +1055,8 @@ static void start_attempt(mr_request_t *r)
         return;
     }
     r->sent_any = 1;
+    r->inflight_on = c->provider;
+    (*inflight_of(r, c->provider))++;
     mr_debug("%s: attempt %u -> %s (%s)", r->id, r->n_attempts, c->provider->name, c->model);
     arm_timer(r, r->gen->cfg->timeouts.first_byte_ms);
 }
@@ -1215,7 +1257,7 @@ static void request_free(mr_request_t *r)
     health_release(r);
     if (r->xfer) {
         mr_transfer_cancel(r->xfer);
-        r->xfer = NULL;
+        transfer_gone(r);
     }
     if (r->prev)
         r->prev->next = r->next;

@@ -89,7 +89,9 @@ static mr_generation_t *generation_new(const mr_config_t *cfg, mr_config_t *owne
         free(g);
         return NULL;
     }
-    if (build_models(g) < 0) {
+    g->inflight = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*g->inflight));
+    if (!g->inflight || build_models(g) < 0) {
+        free(g->inflight);
         mr_health_free(&g->health);
         mr_softstate_mem_free(&g->ss);
         free(g);
@@ -109,6 +111,7 @@ void mr_worker_release(mr_generation_t *g)
     if (!g || --g->refs > 0)
         return;
     free(g->models_body);
+    free(g->inflight);
     mr_health_free(&g->health);
     mr_softstate_mem_free(&g->ss);
     mr_config_free(g->owned);

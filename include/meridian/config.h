@@ -49,6 +49,7 @@ typedef struct mr_provider {
     size_t n_models;
     char *api_version;       /* anthropic-version / Azure api-version; NULL: the adapter's */
     long default_max_tokens; /* anthropic max_tokens when the client gives none; 0: 4096 */
+    unsigned max_inflight;   /* concurrent transfers per worker; 0: unlimited */
     char **forward_headers;  /* client headers passed upstream, lower-case (may be 0) */
     size_t n_forward_headers;
     bool enabled;          /* false when its key variable is unset */

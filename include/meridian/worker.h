@@ -30,6 +30,7 @@ typedef struct mr_generation {
     size_t models_len;
     mr_softstate_mem_t ss; /* vendor shares, latencies, round robin: indexed by this config */
     mr_health_t health;    /* circuit breakers per target id; carried over on reload */
+    unsigned *inflight;    /* upstream transfers per provider (index in cfg->providers) */
     unsigned refs;
     unsigned id; /* 0 for the start-up config, then 1, 2, ... per reload */
 } mr_generation_t;
@@ -44,7 +45,7 @@ typedef struct mr_worker {
     const char *listen_override;
     mr_server_t server;
     mr_upstream_t upstream;
-    mr_request_t *requests; /* in flight, intrusive list */
+    mr_request_t *requests;         /* in flight, intrusive list */
     mr_retry_budget_t retry_budget; /* retries allowed per request volume, this worker */
     size_t n_requests;
     uint64_t rng[2];

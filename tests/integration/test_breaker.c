@@ -189,12 +189,62 @@ static void test_retry_budget_caps_failovers(void **state)
     assert_int_equal(th_stop(&gw), 0);
 }
 
+static void test_max_inflight_per_provider(void **state)
+{
+    th_proc_t gw = {0};
+    char url[256], who[64];
+    (void)state;
+    /* config() leaves a without max_inflight: make a variant with it */
+    char *cfg = th_strf("{\"listen\":\"127.0.0.1:0\","
+                        " \"providers\":{"
+                        "  \"a\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/v1\","
+                        "        \"api_key\":\"sk-a\",\"max_inflight\":1},"
+                        "  \"b\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/v1\","
+                        "        \"api_key\":\"sk-b\"}},"
+                        " \"routes\":{\"chat\":{\"targets\":[{\"provider\":\"a\",\"model\":\"ma\"},"
+                        "   {\"provider\":\"b\",\"model\":\"mb\"}]}}}",
+                        mock_a.port, mock_b.port);
+    const char *args[] = {"--workers", "1", NULL};
+    assert_int_equal(th_start_meridian_ex(&gw, cfg, args, NULL), 0);
+    free(cfg);
+    th_mock_reset(&mock_a);
+    th_mock_reset(&mock_b);
+    /* a answers slowly: while one request holds it, the next goes to b */
+    th_mock_scenario(&mock_a, "{\"headers_delay_ms\":800}");
+    th_url_buf(&gw, "/v1/chat/completions", url, sizeof(url));
+    th_request_t reqs[2] = {{"POST", url, NULL, "{\"model\":\"chat\"}", 16},
+                            {"POST", url, NULL, "{\"model\":\"chat\"}", 16}};
+    th_response_t outs[2];
+    assert_int_equal(th_http_parallel(reqs, 2, outs), 0);
+    int from_a = 0, from_b = 0;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(outs[i].status, 200);
+        const char *p = th_header(&outs[i], "x-meridian-provider", who, sizeof(who));
+        from_a += p && strcmp(p, "a") == 0;
+        from_b += p && strcmp(p, "b") == 0;
+        th_response_free(&outs[i]);
+    }
+    assert_int_equal(from_a, 1);
+    assert_int_equal(from_b, 1);
+    /* addressed directly, a busy provider sheds load with 429 */
+    th_request_t direct[2] = {{"POST", url, NULL, "{\"model\":\"a/ma\"}", 16},
+                              {"POST", url, NULL, "{\"model\":\"a/ma\"}", 16}};
+    assert_int_equal(th_http_parallel(direct, 2, outs), 0);
+    long s0 = outs[0].status, s1 = outs[1].status;
+    assert_true((s0 == 200 && s1 == 429) || (s0 == 429 && s1 == 200));
+    assert_non_null(strstr(s0 == 429 ? outs[0].body : outs[1].body, "providers_busy"));
+    th_response_free(&outs[0]);
+    th_response_free(&outs[1]);
+    assert_int_equal(th_stop(&gw), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_breaker_opens_skips_and_recovers),
         cmocka_unit_test(test_retry_after_opens_at_once),
         cmocka_unit_test(test_retry_budget_caps_failovers),
+        cmocka_unit_test(test_max_inflight_per_provider),
     };
     th_init();
     if (th_start_mock(&mock_a, "a") < 0 || th_start_mock(&mock_b, "b") < 0)
