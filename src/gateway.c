@@ -72,13 +72,15 @@ struct mr_request {
     mr_error_t build_error;
 
     /* circuit breakers and retry budget */
-    size_t health_id;    /* the current target's breaker, SIZE_MAX when untracked */
-    int health_probe;    /* this attempt is the half-open probe */
-    int health_reported; /* the attempt's outcome went to the breaker */
-    int sent_any;        /* an upstream attempt was sent: later ones are retries */
-    int budget_denied;   /* the retry budget stopped a failover */
-    unsigned n_skipped;  /* candidates skipped because their circuit is open */
-    unsigned n_busy;     /* candidates skipped because their provider is at max_inflight */
+    size_t health_id;           /* the current target's breaker, SIZE_MAX when untracked */
+    int health_probe;           /* this attempt is the half-open probe */
+    int health_reported;        /* the attempt's outcome went to the breaker */
+    int sent_any;               /* an upstream attempt was sent: later ones are retries */
+    int budget_denied;          /* the retry budget stopped a failover */
+    unsigned n_skipped;         /* candidates skipped because their circuit is open */
+    unsigned n_busy;            /* candidates skipped because their provider is at max_inflight */
+    size_t last_target_id;      /* target of the previous attempt, SIZE_MAX when none */
+    unsigned same_target_tries; /* backoff exponent for repeats of one target */
     const mr_provider_t *inflight_on; /* counted in that provider's in-flight transfers */
     uint64_t skipped_retry_ms;        /* soonest time one of them reopens */
     long up_retry_after;              /* Retry-After of the current answer, -1 when none */
@@ -126,6 +128,8 @@ static void start_attempt(mr_request_t *r);
 static void arm_timer(mr_request_t *r, uint64_t ms);
 static void transfer_gone(mr_request_t *r);
 static void health_release(mr_request_t *r);
+static void launch_attempt(mr_request_t *r);
+static void on_backoff(uv_timer_t *t);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -1029,6 +1033,29 @@ static void start_attempt(mr_request_t *r)
         next_or_fail(r);
         return;
     }
+    /* Only a repeat of the same target waits (exponential backoff, full
+     * jitter): a different target is tried at once. */
+    if (r->health_id != SIZE_MAX && r->health_id == r->last_target_id) {
+        uint64_t now = uv_now(&w->loop), deadline = r->start_ms + r->gen->cfg->timeouts.request_ms;
+        uint64_t ms = mr_backoff_ms(r->same_target_tries++, 250, 4000, &w->backoff_rng);
+        if (now + ms >= deadline)
+            ms = deadline > now ? deadline - now : 0;
+        if (ms > 0) {
+            uv_timer_start(&r->timer, on_backoff, ms, 0);
+            return;
+        }
+    }
+    launch_attempt(r);
+}
+
+/* Sends the attempt start_attempt prepared. */
+static void launch_attempt(mr_request_t *r)
+{
+    mr_worker_t *w = r->w;
+    const mr_candidate_t *c = r->cur;
+    char err[160];
+
+    r->attempt_start_ns = uv_hrtime(); /* a backoff wait is not the upstream's time */
     /* A failover is a retry: the worker's budget keeps an outage from
      * multiplying the load on the remaining providers. */
     if (r->sent_any && !mr_retry_budget_try(&w->retry_budget, uv_now(&w->loop))) {
@@ -1055,10 +1082,16 @@ static void start_attempt(mr_request_t *r)
         return;
     }
     r->sent_any = 1;
+    r->last_target_id = r->health_id;
     r->inflight_on = c->provider;
     (*inflight_of(r, c->provider))++;
     mr_debug("%s: attempt %u -> %s (%s)", r->id, r->n_attempts, c->provider->name, c->model);
     arm_timer(r, r->gen->cfg->timeouts.first_byte_ms);
+}
+
+static void on_backoff(uv_timer_t *t)
+{
+    launch_attempt(t->data);
 }
 
 /* ---- request start: validation and routing ----------------------------- */
@@ -1220,6 +1253,7 @@ static mr_request_t *request_new(mr_worker_t *w, struct MHD_Connection *conn)
     r->endpoint = MR_EP_COUNT;
     r->usage.prompt_tokens = r->usage.completion_tokens = -1;
     r->health_id = SIZE_MAX;
+    r->last_target_id = SIZE_MAX;
     mr_buf_init(&r->body, r->gen->cfg->limits.max_body_bytes);
     mr_buf_init(&r->resp, r->gen->cfg->limits.max_response_bytes);
     uv_timer_init(&w->loop, &r->timer);

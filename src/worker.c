@@ -267,6 +267,7 @@ int mr_worker_init(mr_worker_t *w, int index, const mr_config_t *cfg, const char
         w->rng[1] = 0x9E3779B97F4A7C15ull;
     }
     w->rng[1] |= 1; /* xorshift needs a non-zero state */
+    w->backoff_rng = w->rng[0] | 1;
     if (uv_loop_init(&w->loop) != 0) {
         snprintf(err, errlen, "could not create the event loop");
         return -1;

@@ -47,6 +47,7 @@ typedef struct mr_worker {
     mr_upstream_t upstream;
     mr_request_t *requests;         /* in flight, intrusive list */
     mr_retry_budget_t retry_budget; /* retries allowed per request volume, this worker */
+    uint64_t backoff_rng;           /* jitter for retries of the same target */
     size_t n_requests;
     uint64_t rng[2];
     uv_signal_t sigterm;

@@ -28,7 +28,9 @@ static char *config(const char *extra)
                    "  \"b\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/v1\","
                    "        \"api_key\":\"sk-b\",\"vendor\":\"vb\"}},"
                    " \"routes\":{\"chat\":{\"targets\":[{\"provider\":\"a\",\"model\":\"ma\"},"
-                   "                                   {\"provider\":\"b\",\"model\":\"mb\"}]}},"
+                   "                                   {\"provider\":\"b\",\"model\":\"mb\"}]},"
+                   "  \"again\":{\"targets\":[{\"provider\":\"a\",\"model\":\"ma\"},"
+                   "                            {\"provider\":\"a\",\"model\":\"ma\"}]}},"
                    " %s}",
                    mock_a.port, mock_b.port, extra);
 }
@@ -238,6 +240,31 @@ static void test_max_inflight_per_provider(void **state)
     assert_int_equal(th_stop(&gw), 0);
 }
 
+/* The same target twice in a plan: the repeat waits a jittered backoff, then
+ * succeeds on that target. */
+static void test_same_target_retry(void **state)
+{
+    th_proc_t gw = {0};
+    th_response_t r;
+    char url[256], buf[64];
+    (void)state;
+    char *cfg = config("\"health\":{\"failure_threshold\":100}");
+    const char *args[] = {"--workers", "1", NULL};
+    assert_int_equal(th_start_meridian_ex(&gw, cfg, args, NULL), 0);
+    free(cfg);
+    th_mock_reset(&mock_a);
+    th_mock_scenario(&mock_a, "{\"status\":500,\"count\":1}");
+    th_http("POST", th_url_buf(&gw, "/v1/chat/completions", url, sizeof(url)), NULL,
+            "{\"model\":\"again\"}", 17, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(hdr(&r, "x-meridian-provider", buf), "a");
+    assert_string_equal(hdr(&r, "x-meridian-attempts", buf), "2");
+    assert_true(r.t_total_ms < 2000); /* backoff is capped well below this */
+    th_response_free(&r);
+    assert_int_equal(th_mock_stat(&mock_a, "requests"), 2);
+    assert_int_equal(th_stop(&gw), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -245,6 +272,7 @@ int main(void)
         cmocka_unit_test(test_retry_after_opens_at_once),
         cmocka_unit_test(test_retry_budget_caps_failovers),
         cmocka_unit_test(test_max_inflight_per_provider),
+        cmocka_unit_test(test_same_target_retry),
     };
     th_init();
     if (th_start_mock(&mock_a, "a") < 0 || th_start_mock(&mock_b, "b") < 0)
