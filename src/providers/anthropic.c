@@ -10,6 +10,7 @@
  * listed in docs/providers.md.
  */
 #include "meridian/adapter.h"
+#include "meridian/health.h"
 #include "meridian/sse.h"
 #include "xlate.h"
 
@@ -708,7 +709,7 @@ static int anthropic_retryable(long status, const char *body, size_t len)
     const char *type;
     int r;
 
-    if (status == 408 || status == 429 || status >= 500)
+    if (mr_retryable_status(status)) /* 408, 409, 429, 5xx */
         return 1;
     root = json_loadb(body, len, 0, NULL);
     type = json_string_value(json_object_get(json_object_get(root, "error"), "type"));

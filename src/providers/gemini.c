@@ -11,6 +11,7 @@
  * is listed in docs/providers.md.
  */
 #include "meridian/adapter.h"
+#include "meridian/health.h"
 #include "meridian/sse.h"
 #include "xlate.h"
 
@@ -972,7 +973,7 @@ static int gemini_retryable(long status, const char *body, size_t len)
     json_t *root;
     int r;
 
-    if (status == 408 || status == 429 || status >= 500)
+    if (mr_retryable_status(status)) /* 408, 409, 429, 5xx */
         return 1;
     root = json_loadb(body, len, 0, NULL);
     r = retryable_status_word(json_string_value(json_object_get(error_of(root), "status")));

@@ -5,6 +5,7 @@
  * gateway asked for on the client's behalf is removed).
  */
 #include "meridian/adapter.h"
+#include "meridian/health.h"
 #include "meridian/json_span.h"
 
 #include <stdio.h>
@@ -82,6 +83,15 @@ int mr_openai_body(const mr_adapter_in_t *in, int set_model, char **body, size_t
 
     if (!src)
         goto oom;
+    /* The edits below need strict JSON. jansson (which the gateway parsed
+     * the body with) accepts a few texts that are not, e.g. a NUL byte after
+     * a number ({"a":1\0,"model":...}); forwarding those would skip edits
+     * the gateway relies on (model, gateway-only members). */
+    if (mr_json_validate(in->body, in->body_len) < 0) {
+        mr_error_set(err, 400, "invalid_request_error", "invalid_json", NULL,
+                     "request body is not valid JSON");
+        goto done;
+    }
     memcpy(src, in->body, in->body_len);
     src[slen] = '\0';
     /* deletions first, each on the text the previous one left */
@@ -359,7 +369,7 @@ static int openai_retryable(long status, const char *body, size_t len)
 {
     (void)body;
     (void)len;
-    return status == 408 || status == 429 || status >= 500;
+    return mr_retryable_status(status); /* 408, 409, 429, 5xx */
 }
 
 static void openai_translate_error(const mr_provider_t *p, long status, const char *body,

@@ -382,6 +382,7 @@ static void test_failover_each_fault(void **state)
         "{\"status\":529,\"count\":1}",
         "{\"status\":429,\"count\":1}", /* with Retry-After: test_breaker */
         "{\"status\":408,\"count\":1}",
+        "{\"status\":409,\"count\":1}",
         /* curl re-sends once by itself when a *reused* keep-alive connection
          * dies before any response byte (a stale connection), so this fault
          * must hit twice to reach the gateway's failover */
