@@ -616,6 +616,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max)
         if (r->paused && r->xfer && mr_buf_len(&r->resp) <= r->resp.limit / 2) {
             r->paused = 0;
             mr_transfer_unpause(r->xfer);
+            arm_timer(r, r->gen->cfg->timeouts.stream_idle_ms);
         }
         return (ssize_t)n;
     }
@@ -715,7 +716,10 @@ static mr_data_result_t on_up_data(void *ud, const char *p, size_t n)
         return MR_DATA_ABORT;
     }
     if (mr_buf_len(&r->resp) >= r->resp.limit) {
+        /* the client is the slow side: the idle timeout must not blame the
+         * provider while we hold it back; re-armed when the reader drains */
         r->paused = 1;
+        uv_timer_stop(&r->timer);
         return MR_DATA_PAUSE;
     }
     arm_timer(r, r->gen->cfg->timeouts.stream_idle_ms);
@@ -1203,6 +1207,13 @@ static enum MHD_Result begin_proxy(mr_request_t *r)
         return respond_errorf(r, 400, "invalid_request_error", NULL,
                               "request body is empty: expected a JSON object");
     root = json_loadb(p, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root && mr_json_validate(p, len) != 0) {
+        /* jansson tolerates a few non-JSON bytes (a NUL after a number) that
+         * would make the forwarded body differ from what was validated */
+        json_decref(root);
+        return respond_errorf(r, 400, "invalid_json", NULL,
+                              "request body is not strict JSON (RFC 8259)");
+    }
     if (!root) {
         mr_error_set(&e, 400, NULL, "invalid_json", NULL,
                      "request body is not valid JSON: %s (line %d, column %d)", jerr.text,

@@ -202,6 +202,89 @@ int mr_json_validate(const char *buf, size_t len)
     return s.p == s.end ? 0 : -1;
 }
 
+static unsigned hex4(const char *p)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v = v << 4 | (unsigned)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
+    }
+    return v;
+}
+
+/* Whether the body of a valid JSON string literal, raw[0, n) between the
+ * quotes, decodes to exactly key[0, klen). Keys are compared as a JSON parser
+ * (jansson, the upstream) reads them, so "mod\u0065l" is the member "model". */
+static int key_equals(const char *raw, size_t n, const char *key, size_t klen)
+{
+    size_t i = 0, k = 0;
+
+    while (i < n) {
+        unsigned char b[4];
+        size_t bl = 1;
+        if (raw[i] != '\\') {
+            b[0] = (unsigned char)raw[i++];
+        } else {
+            char esc = raw[i + 1];
+            i += 2;
+            switch (esc) {
+            case 'b':
+                b[0] = '\b';
+                break;
+            case 'f':
+                b[0] = '\f';
+                break;
+            case 'n':
+                b[0] = '\n';
+                break;
+            case 'r':
+                b[0] = '\r';
+                break;
+            case 't':
+                b[0] = '\t';
+                break;
+            case 'u': {
+                unsigned cp = hex4(raw + i);
+                i += 4;
+                if (cp >= 0xD800 && cp <= 0xDBFF && n - i >= 6 && raw[i] == '\\' &&
+                    raw[i + 1] == 'u') {
+                    unsigned lo = hex4(raw + i + 2);
+                    if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                        i += 6;
+                    }
+                }
+                if (cp < 0x80) {
+                    b[0] = (unsigned char)cp;
+                } else if (cp < 0x800) {
+                    b[0] = (unsigned char)(0xC0 | cp >> 6);
+                    b[1] = (unsigned char)(0x80 | (cp & 0x3F));
+                    bl = 2;
+                } else if (cp < 0x10000) {
+                    b[0] = (unsigned char)(0xE0 | cp >> 12);
+                    b[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+                    b[2] = (unsigned char)(0x80 | (cp & 0x3F));
+                    bl = 3;
+                } else {
+                    b[0] = (unsigned char)(0xF0 | cp >> 18);
+                    b[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
+                    b[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+                    b[3] = (unsigned char)(0x80 | (cp & 0x3F));
+                    bl = 4;
+                }
+                break;
+            }
+            default: /* '"', '\\', '/' */
+                b[0] = (unsigned char)esc;
+            }
+        }
+        if (klen - k < bl || memcmp(key + k, b, bl) != 0)
+            return 0;
+        k += bl;
+    }
+    return k == klen;
+}
+
 int mr_json_find_member(const char *buf, size_t len, const char *key, mr_json_span_t *span)
 {
     scanner_t s = {buf, buf + len};
@@ -216,7 +299,10 @@ int mr_json_find_member(const char *buf, size_t len, const char *key, mr_json_sp
         const char *kstart = s.p;
         if (scan_string(&s) < 0)
             return -1;
-        int match = (size_t)(s.p - kstart) == klen + 2 && memcmp(kstart + 1, key, klen) == 0;
+        size_t rlen = (size_t)(s.p - kstart) - 2;
+        int match = memchr(kstart + 1, '\\', rlen)
+                        ? key_equals(kstart + 1, rlen, key, klen)
+                        : rlen == klen && memcmp(kstart + 1, key, klen) == 0;
         skip_ws(&s);
         if (s.p >= s.end || *s.p != ':')
             return -1;

@@ -568,7 +568,13 @@ static void fail_denied(const mr_plan_t *plan, mr_error_t *err)
         char item[MR_REASON_MAX + 160];
         int w = snprintf(item, sizeof(item), "%s%s/%s: %s", shown ? "; " : "", x->provider->name,
                          x->model, x->reason);
-        if (w < 0 || o + (size_t)w + 24 >= sizeof(list) - 200)
+        if (w < 0)
+            break;
+        /* snprintf returns the untruncated length; a client's long model
+         * name must not make the copy read past `item` */
+        if ((size_t)w >= sizeof(item))
+            w = (int)sizeof(item) - 1;
+        if (o + (size_t)w + 24 >= sizeof(list) - 200)
             break;
         memcpy(list + o, item, (size_t)w + 1);
         o += (size_t)w;

@@ -24,9 +24,11 @@ typedef struct mr_json_span {
  * space allowed, nesting at most MR_JSON_MAX_DEPTH); -1 otherwise. */
 int mr_json_validate(const char *buf, size_t len);
 
-/* In a *valid* JSON object text, find the top-level member whose key equals
- * `key` (keys compared after the raw bytes, so escaped keys never match).
- * 0 and *span filled when found, -1 otherwise (also when not an object). */
+/* In a *valid* JSON object text, find the first top-level member whose key
+ * equals `key` once its escapes are decoded, as a JSON parser reads it: the
+ * member "mod\u0065l" is "model" (a gateway that strips or rewrites a member
+ * must not miss a spelling the upstream understands). 0 and *span filled when
+ * found, -1 otherwise (also when not an object). */
 int mr_json_find_member(const char *buf, size_t len, const char *key, mr_json_span_t *span);
 
 /* The bytes to remove to delete the member at `span` from its object,

@@ -26,7 +26,8 @@ static int azure_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_erro
     if (!in->model || !*in->model ||
         mr__xlate_path_escape(in->model, 0, deployment, sizeof(deployment)) < 0)
         return mr__xlate_bad(err, "invalid_value", "model",
-                             "provider %s (azure): the deployment name must be 1 to 170 bytes",
+                             "provider %s (azure): the deployment name must be 1 to 170 bytes, "
+                             "and not \".\" or \"..\"",
                              p->name);
     if (mr_openai_body(in, 1, &out->body, &out->body_len, err) < 0)
         return -1;

@@ -35,7 +35,9 @@ static int gemini_url(const mr_adapter_in_t *in, const char *method, char **url,
     else
         memcpy(path, "models/", 8);
     if (!*m || mr__xlate_path_escape(m, 1, path + strlen(path), sizeof(path) - strlen(path)) < 0)
-        return mr__xlate_bad(err, "invalid_value", "model", "model name too long for a gemini URL");
+        return mr__xlate_bad(
+            err, "invalid_value", "model",
+            "model name too long for a gemini URL, or a \".\" or \"..\" path segment");
     *url = mr__xlate_url(in->provider->base_url, "/%s:%s", path, method);
     return *url ? 0 : mr__xlate_oom(err);
 }

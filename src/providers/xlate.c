@@ -344,6 +344,17 @@ int mr__xlate_path_escape(const char *s, int keep_slash, char *dst, size_t cap)
     static const char hex[] = "0123456789ABCDEF";
     size_t o = 0;
 
+    /* A "." or ".." segment would be resolved away by curl (RFC 3986 dot
+     * segments), sending the request, key included, to another path of the
+     * provider's host: refused. */
+    for (const char *seg = s;;) {
+        size_t n = keep_slash ? strcspn(seg, "/") : strlen(seg);
+        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return -1;
+        if (!seg[n])
+            break;
+        seg += n + 1;
+    }
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         int plain = isalnum(*p) || *p == '.' || *p == '_' || *p == '~' || *p == '-' ||
                     (keep_slash && *p == '/');

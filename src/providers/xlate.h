@@ -100,7 +100,8 @@ int mr__xlate_has_header(const mr_adapter_in_t *in, const char *name);
 char *mr__xlate_url(const char *base, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Percent-encodes everything outside [A-Za-z0-9._~-] (and '/' when
- * keep_slash) into dst (cap bytes). 0, or -1 when it does not fit. */
+ * keep_slash) into dst (cap bytes). 0, or -1 when it does not fit or when a
+ * segment is "." or ".." (a path that would escape the intended one). */
 int mr__xlate_path_escape(const char *s, int keep_slash, char *dst, size_t cap);
 
 /* OpenAI error type for an upstream error type/status word (anthropic

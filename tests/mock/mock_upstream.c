@@ -54,6 +54,14 @@
  *                                "event: error" overloaded_error, Gemini
  *                                {"error":{...UNAVAILABLE}}, OpenAI
  *                                {"error":{...}}) and end the stream cleanly
+ *        stream_bytes (0)        OpenAI/Azure chat and completions streams
+ *                                only, 0..64 MiB: instead of `chunks`, about
+ *                                this many bytes of ordinary content chunk
+ *                                events (~200 bytes each), generated as the
+ *                                socket takes them (nothing is built ahead),
+ *                                then the final chunk, usage when asked and
+ *                                [DONE]; chunk_delay_ms still applies between
+ *                                events (backpressure and slow-client tests)
  *        count (none)            apply to the next N requests only (FIFO queue);
  *                                without it, replace the persistent default
  *        headers ({})            extra response headers {"name":"value"}
@@ -65,7 +73,8 @@
  *         "headers":{lower-case name: value}, "body":"raw body",
  *         "body_truncated": bool}
  *   GET  /_mock/stats     {"requests","connections","connections_accepted",
- *         "open_connections","in_flight","completed","aborted"}
+ *         "open_connections","in_flight","completed","aborted",
+ *         "stream_bytes_sent"}
  *        "requests": recorded requests since the last reset.
  *        "connections": TCP connections that carried at least one recorded
  *        request since the last reset, so a test's own control traffic (a
@@ -75,6 +84,9 @@
  *        "open_connections", "in_flight": gauges (never reset).
  *        "completed": responses fully sent; "aborted": recorded requests the
  *        client abandoned first (injected faults are not counted).
+ *        "stream_bytes_sent": bytes of SSE streams handed to MHD (which
+ *        asks for more only once its 16 KiB block went to the socket), so
+ *        a transfer the client stopped reading shows as a standstill.
  *        Each record's "connection" is the id of the TCP connection it came on.
  *
  * Every non-control request is recorded and consumes one scenario (the head
@@ -128,6 +140,7 @@
 #define MOCK_MAX_RECORD_TOTAL (256u * 1024u * 1024u) /* all recorded bodies */
 #define MOCK_MAX_QUEUE 1000u                         /* queued scenarios */
 #define MOCK_MAX_CHUNKS 10000                        /* chunks per stream */
+#define MOCK_MAX_STREAM_BYTES (64L * 1024 * 1024)    /* stream_bytes bound */
 #define MOCK_MAX_DELAY_MS 600000L                    /* any configured delay */
 #define MOCK_STALL_MS 120000L                        /* stall fault bound */
 #define MOCK_CONNECTION_LIMIT 2000u
@@ -154,6 +167,7 @@ typedef struct scenario {
     fault_t fault;
     int reset_after_chunks;
     int error_after_chunks; /* -1 = none */
+    long stream_bytes;      /* 0 = a `chunks` stream */
     long count;             /* 0 = persistent default */
     json_t *headers;
     const char *body;
@@ -189,6 +203,12 @@ typedef struct reader {
     int fd;
     char *buf; /* partial (non-stream) mode */
     size_t buf_len, stop_at;
+    /* stream_bytes mode: chunk events made on demand before events[] */
+    long bulk_left; /* bytes still to generate */
+    long seq;
+    char *pre, *suf; /* an event is pre + "tokSEQ " + padding + suf */
+    char cur[512];
+    size_t cur_len, cur_off;
 } reader_t;
 
 static struct {
@@ -206,6 +226,7 @@ static struct {
     unsigned gen;
     uint64_t next_conn_id;
     long requests, connections, accepted, open_conns, in_flight, completed, aborted;
+    long stream_bytes_sent; /* atomic: updated by reader callbacks without the mutex */
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER, .name = "mock", .shutdown_pipe = {-1, -1}, .gen = 1};
 
 /* ---------------------------------------------------------------- helpers */
@@ -344,10 +365,10 @@ static int get_long(json_t *o, const char *key, long lo, long hi, long *out, cha
 static int scenario_parse(json_t *o, scenario_t *s, char *err, size_t errlen)
 {
     static const char *const keys[] = {
-        "status",  "retry_after", "headers_delay_ms",   "chunk_delay_ms",
-        "chunks",  "fault",       "reset_after_chunks", "count",
-        "headers", "body",        "content_type",       "error_after_chunks",
-        NULL};
+        "status",       "retry_after", "headers_delay_ms",   "chunk_delay_ms",
+        "chunks",       "fault",       "reset_after_chunks", "count",
+        "headers",      "body",        "content_type",       "error_after_chunks",
+        "stream_bytes", NULL};
     scenario_default(s);
     if (!json_is_object(o)) {
         snprintf(err, errlen, "scenario must be a JSON object");
@@ -371,6 +392,7 @@ static int scenario_parse(json_t *o, scenario_t *s, char *err, size_t errlen)
         return -1;
     s->status = (int)v;
     if (get_long(o, "headers_delay_ms", 0, MOCK_MAX_DELAY_MS, &s->headers_delay_ms, err, errlen) ||
+        get_long(o, "stream_bytes", 0, MOCK_MAX_STREAM_BYTES, &s->stream_bytes, err, errlen) ||
         get_long(o, "chunk_delay_ms", 0, MOCK_MAX_DELAY_MS, &s->chunk_delay_ms, err, errlen) ||
         get_long(o, "count", 1, LONG_MAX, &s->count, err, errlen))
         return -1;
@@ -533,6 +555,11 @@ static enum MHD_Result queue_error(struct MHD_Connection *c, int status, const c
     return queue_json(c, status, openai_error(type, "%s", msg), sc);
 }
 
+static void count_sent(size_t n)
+{
+    __atomic_fetch_add(&g.stream_bytes_sent, (long)n, __ATOMIC_RELAXED);
+}
+
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
@@ -553,6 +580,37 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
         r->off = 0;
         r->next++;
     }
+    count_sent(n);
+    return (ssize_t)n;
+}
+
+/* stream_bytes: content chunk events made one at a time as MHD asks, then
+ * the ready events (final chunk, usage, [DONE]) through sse_read. */
+static ssize_t bulk_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    static const char pad[] = "................................................................"
+                              "................................................................";
+    reader_t *r = cls;
+
+    if (r->cur_off == r->cur_len) {
+        if (r->bulk_left <= 0)
+            return sse_read(cls, pos, buf, max);
+        if (r->seq > 0 && r->delay_ms > 0 && wait_ms(r->fd, r->delay_ms) != 0)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        int n =
+            snprintf(r->cur, sizeof(r->cur), "%stok%ld %.*s%s", r->pre, r->seq, 96, pad, r->suf);
+        if (n < 0 || (size_t)n >= sizeof(r->cur))
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        r->cur_len = (size_t)n;
+        r->cur_off = 0;
+        r->seq++;
+        r->bulk_left -= n;
+    }
+    size_t left = r->cur_len - r->cur_off;
+    size_t n = left < max ? left : max;
+    memcpy(buf, r->cur + r->cur_off, n);
+    r->cur_off += n;
+    count_sent(n);
     return (ssize_t)n;
 }
 
@@ -575,6 +633,8 @@ static void reader_free(void *cls)
     free(r->events);
     free(r->lens);
     free(r->buf);
+    free(r->pre);
+    free(r->suf);
     free(r);
 }
 
@@ -679,7 +739,39 @@ static enum MHD_Result send_stream(struct MHD_Connection *c, bool chat, const ch
     const char *id = chat ? "chatcmpl-mock" : "cmpl-mock";
     const char *object = chat ? "chat.completion.chunk" : "text_completion";
     reader_t *rd = stream_reader_new(c, sc);
-    for (int i = 0; i < sc->chunks; i++) {
+    if (sc->stream_bytes > 0) {
+        /* the same chunk as below with the text cut out: pre + text + suf */
+        json_t *choice = chat ? json_pack("{s:i, s:{s:s}, s:n}", "index", 0, "delta", "content",
+                                          "\x01", "finish_reason")
+                              : json_pack("{s:i, s:s, s:n, s:n}", "index", 0, "text", "\x01",
+                                          "logprobs", "finish_reason");
+        char *js = dump_take(json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", id, "object", object,
+                                       "created", 1700000000, "model", model, "choices", choice),
+                             NULL);
+        char *mark = strstr(js, "\\u0001");
+        if (!mark)
+            abort();
+        size_t head = (size_t)(mark - js);
+        rd->pre = xmalloc(head + 7);
+        memcpy(rd->pre, "data: ", 6);
+        memcpy(rd->pre + 6, js, head);
+        rd->pre[head + 6] = '\0';
+        size_t tail = strlen(mark + 6);
+        rd->suf = xmalloc(tail + 3);
+        memcpy(rd->suf, mark + 6, tail);
+        memcpy(rd->suf + tail, "\n\n", 3);
+        free(js);
+        if (strlen(rd->pre) + strlen(rd->suf) + 128 >= sizeof(rd->cur)) {
+            reader_free(rd); /* a model name too long for the event buffer */
+            return queue_error(c, 400, "invalid_request_error", "model name too long", sc);
+        }
+        rd->bulk_left = sc->stream_bytes;
+        /* A fixed send buffer (no autotuning to 4 MiB): what a paused
+         * reader leaves unsent piles up here, not in the kernel. */
+        int sndbuf = 256 * 1024;
+        setsockopt(conn_fd(c), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    }
+    for (int i = 0; sc->stream_bytes == 0 && i < sc->chunks; i++) {
         if (i == sc->error_after_chunks) {
             add_event(rd,
                       openai_error("server_error", "mock %s: error after %d chunks", g.name, i));
@@ -710,7 +802,8 @@ static enum MHD_Result send_stream(struct MHD_Connection *c, bool chat, const ch
                                 "created", 1700000000, "model", model, "choices", "usage",
                                 usage_json()));
     push_event(rd, xstrdup("data: [DONE]\n\n"), 14);
-    return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
+    return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN,
+                        sc->stream_bytes > 0 ? bulk_read : sse_read, rd, sc);
 }
 
 /* Serves one OpenAI endpoint (no scenario status/body/garbage override). */
@@ -1320,6 +1413,7 @@ static enum MHD_Result serve_control(struct MHD_Connection *c, const char *url, 
         g.record_bytes = 0;
         g.gen++;
         g.requests = g.connections = g.accepted = g.completed = g.aborted = 0;
+        __atomic_store_n(&g.stream_bytes_sent, 0, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&g.mu);
         return queue_json(c, 200, json_pack("{s:b}", "ok", 1), NULL);
     }
@@ -1335,12 +1429,13 @@ static enum MHD_Result serve_control(struct MHD_Connection *c, const char *url, 
     }
     if (strcmp(url, "/_mock/stats") == 0 && get) {
         pthread_mutex_lock(&g.mu);
-        json_t *j =
-            json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "requests", (json_int_t)g.requests,
-                      "connections", (json_int_t)g.connections, "connections_accepted",
-                      (json_int_t)g.accepted, "open_connections", (json_int_t)g.open_conns,
-                      "in_flight", (json_int_t)g.in_flight, "completed", (json_int_t)g.completed,
-                      "aborted", (json_int_t)g.aborted);
+        json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "requests",
+                              (json_int_t)g.requests, "connections", (json_int_t)g.connections,
+                              "connections_accepted", (json_int_t)g.accepted, "open_connections",
+                              (json_int_t)g.open_conns, "in_flight", (json_int_t)g.in_flight,
+                              "completed", (json_int_t)g.completed, "aborted",
+                              (json_int_t)g.aborted, "stream_bytes_sent",
+                              (json_int_t)__atomic_load_n(&g.stream_bytes_sent, __ATOMIC_RELAXED));
         pthread_mutex_unlock(&g.mu);
         return queue_json(c, 200, j, NULL);
     }

@@ -305,7 +305,90 @@ static void test_model_in_url_is_escaped(void **state)
     assert_int_equal(mr_adapter_gemini.build(&in, &r, &err), 0);
     assert_string_equal(r.url, "http://g/v1beta/models/gem%20ini%3Fx%23y:generateContent");
     mr_adapter_req_free(&r);
+    /* dot segments would move the request (and key) to another path once
+     * curl resolves them: refused; dots inside a name are fine */
+    static const char *const dots[] = {"../../v1/files", "models/..", "a/./b", ".", ".."};
+    for (size_t i = 0; i < sizeof(dots) / sizeof(dots[0]); i++) {
+        in.model = dots[i];
+        assert_int_equal(mr_adapter_gemini.build(&in, &r, &err), -1);
+        assert_int_equal(err.status, 400);
+    }
+    in.model = "gemini-1.5..flash/.x";
+    assert_int_equal(mr_adapter_gemini.build(&in, &r, &err), 0);
+    assert_string_equal(r.url, "http://g/v1beta/models/gemini-1.5..flash/.x:generateContent");
+    mr_adapter_req_free(&r);
+    mr_provider_t pz = provider(MR_KIND_AZURE, "http://z");
+    in.provider = &pz;
+    in.model = "..";
+    assert_int_equal(mr_adapter_azure.build(&in, &r, &err), -1);
+    assert_int_equal(err.status, 400);
+    in.model = "../x"; /* '/' is escaped in a deployment: one segment */
+    assert_int_equal(mr_adapter_azure.build(&in, &r, &err), 0);
+    assert_string_equal(
+        r.url, "http://z/openai/deployments/..%2Fx/chat/completions?api-version=2024-10-21");
+    mr_adapter_req_free(&r);
     json_decref(j);
+}
+
+/* A client may spell a member with escapes ("provid\u0065r" is "provider" to
+ * every JSON parser): the gateway routes on the decoded name, so the OpenAI
+ * dialects must strip and rewrite that spelling too, never forward the
+ * gateway-only members, the route name or a second stream_options. */
+static void test_escaped_members(void **state)
+{
+    static const char *const strip[] = {"provider", "models", NULL};
+    static const char body[] =
+        "{\"mod\\u0065l\":\"chat\",\"provid\\u0065r\":{\"only\":[\"a\"]},\"m\\u006fdels\":[\"x\"],"
+        "\"messages\":[],\"stream\":true,\"stream_opti\\u006fns\":{\"include_usage\":false}}";
+    mr_provider_t po = provider(MR_KIND_OPENAI, "http://o/v1");
+    mr_provider_t pz = provider(MR_KIND_AZURE, "http://z");
+    const mr_provider_t *ps[] = {&po, &pz};
+    json_t *j = json_loads(body, JSON_REJECT_DUPLICATES, NULL);
+    (void)state;
+    assert_non_null(j);
+    for (size_t i = 0; i < 2; i++) {
+        mr_adapter_in_t in = {.provider = ps[i],
+                              .endpoint = MR_EP_CHAT,
+                              .model = "m-1",
+                              .stream = 1,
+                              .body = body,
+                              .body_len = strlen(body),
+                              .json = j,
+                              .strip = strip};
+        mr_adapter_req_t r;
+        mr_error_t err;
+        assert_int_equal(mr_adapter_for(ps[i]->kind)->build(&in, &r, &err), 0);
+        json_t *up = json_loadb(r.body, r.body_len, JSON_REJECT_DUPLICATES, NULL);
+        if (!up)
+            fail_msg("not JSON without duplicates: %.*s", (int)r.body_len, r.body);
+        assert_null(json_object_get(up, "provider"));
+        assert_null(json_object_get(up, "models"));
+        assert_string_equal(json_string_value(json_object_get(up, "model")), "m-1");
+        assert_true(
+            json_is_true(json_object_get(json_object_get(up, "stream_options"), "include_usage")));
+        json_decref(up);
+        mr_adapter_req_free(&r);
+    }
+    json_decref(j);
+
+    /* jansson skips a NUL after a number; the raw bytes would then hide
+     * members from the edits: refused as not JSON */
+    static const char nul[] = "{\"x\":1\0,\"model\":\"chat\",\"provider\":{}}";
+    j = json_loadb(nul, sizeof(nul) - 1, JSON_REJECT_DUPLICATES, NULL);
+    if (j) { /* this jansson accepts it */
+        mr_adapter_in_t in = {.provider = &po,
+                              .endpoint = MR_EP_CHAT,
+                              .model = "m-1",
+                              .body = nul,
+                              .body_len = sizeof(nul) - 1,
+                              .json = j,
+                              .strip = strip};
+        mr_adapter_req_t r;
+        mr_error_t err;
+        assert_int_equal(mr_adapter_openai.build(&in, &r, &err), -1);
+        assert_int_equal(err.status, 400);
+        json_decref(j);
+    }
 }
 
 /* ---------------------------------------------------------------- bounds */
@@ -426,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_gemini_errors),
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_model_in_url_is_escaped),
+        cmocka_unit_test(test_escaped_members),
         cmocka_unit_test(test_stream_line_bound),
         cmocka_unit_test(test_stream_output_ignores_limit),
         cmocka_unit_test(test_hostile_ids_are_bounded),

@@ -86,9 +86,24 @@ static void test_find_member(void **state)
     assert_memory_equal(j + sp.member_off, "\"model\"", 7);
     assert_int_equal(mr_json_find_member(j, strlen(j), "missing", &sp), -1);
     assert_int_equal(mr_json_find_member("[1]", 3, "model", &sp), -1);
-    /* an escaped key is a different byte sequence and must not match */
-    const char *esc = "{\"mod\\u0065l\":1}";
-    assert_int_equal(mr_json_find_member(esc, strlen(esc), "model", &sp), -1);
+    /* keys compare decoded, as the upstream's parser reads them: an escaped
+     * spelling is the same member */
+    const char *esc = "{\"x\":0, \"mod\\u0065l\":1}";
+    assert_int_equal(mr_json_find_member(esc, strlen(esc), "model", &sp), 0);
+    assert_int_equal(sp.member_off, 8);
+    assert_memory_equal(esc + sp.value_off, "1", 1);
+    const char *esc2 =
+        "{\"\\u006D\\u006f\\/dels\":1, \"a\\nb\":2, \"\\ud83d\\ude00\":3, \"\\u00e9\":4}";
+    assert_int_equal(mr_json_find_member(esc2, strlen(esc2), "mo/dels", &sp), 0);
+    assert_int_equal(mr_json_find_member(esc2, strlen(esc2), "models", &sp), -1);
+    assert_int_equal(mr_json_find_member(esc2, strlen(esc2), "a\nb", &sp), 0);
+    assert_memory_equal(esc2 + sp.value_off, "2", 1);
+    assert_int_equal(mr_json_find_member(esc2, strlen(esc2), "a\\nb", &sp), -1);
+    assert_int_equal(mr_json_find_member(esc2, strlen(esc2), "\xf0\x9f\x98\x80", &sp), 0);
+    assert_memory_equal(esc2 + sp.value_off, "3", 1);
+    assert_int_equal(mr_json_find_member(esc2, strlen(esc2), "\xc3\xa9", &sp), 0);
+    assert_memory_equal(esc2 + sp.value_off, "4", 1);
+    assert_int_equal(mr_json_find_member(esc2, strlen(esc2), "mod", &sp), -1);
 }
 
 static void test_quote(void **state)

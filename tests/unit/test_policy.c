@@ -296,6 +296,19 @@ static void test_denied_403(void **state)
     assert_int_equal(plan1(f, NULL, "eu", NULL, "fr/anything", &plan, &err), 0);
     assert_null(plan.candidates[0].target);
     assert_int_equal(plan.max_attempts, 1);
+
+    /* a client's long model names are cut in the list, never read past
+     * (found by tests/fuzz/fuzz_request_path: a stack over-read into the
+     * 403 message) */
+    char longm[700];
+    memcpy(longm, "us1/", 4);
+    memset(longm + 4, 'x', sizeof(longm) - 5);
+    longm[sizeof(longm) - 1] = '\0';
+    const char *models[] = {longm, "us2/y", NULL};
+    assert_int_equal(plan_req(f, NULL, "eu", NULL, models, &plan, &err), -1);
+    assert_int_equal(err.status, 403);
+    assert_true(strlen(err.message) < sizeof(err.message));
+    assert_contains(err.message, "us1/xxxxxxxx");
 }
 
 /* Allowed targets that are all disabled: 503 naming variables and policy. */
