@@ -355,8 +355,9 @@ static void health_report(mr_request_t *r, const char *error)
         return;
     r->health_reported = 1;
     uint32_t ttfb = r->got_head ? ms_since_ns(r->attempt_start_ns) : MR_HEALTH_NO_TTFB;
-    mr_health_report(&r->gen->health, r->health_id, attempt_outcome(r, error), r->up_retry_after,
-                     ttfb, uv_now(&r->w->loop));
+    mr_health_report_attempt(&r->gen->health, r->health_id, r->health_probe,
+                             attempt_outcome(r, error), r->up_retry_after, ttfb,
+                             uv_now(&r->w->loop));
 }
 
 /* The attempt ends without an outcome (nothing sent, client gone): give a
@@ -1185,8 +1186,11 @@ static enum MHD_Result respond_providers(mr_request_t *r)
     json_object_set_new(root, "worker", json_integer(r->w->index));
     json_object_set_new(root, "now_ms", json_integer((json_int_t)now));
     json_object_set_new(root, "retry_budget",
-                        json_pack("{s:I,s:I,s:I}", "requests", (json_int_t)b->requests, "retries",
-                                  (json_int_t)b->retries, "denied", (json_int_t)b->denied));
+                        json_pack("{s:I,s:I,s:I,s:f,s:I,s:I}", "requests", (json_int_t)b->requests,
+                                  "retries", (json_int_t)b->retries, "denied",
+                                  (json_int_t)b->denied, "ratio", b->opts.ratio, "window_s",
+                                  (json_int_t)b->opts.window_s, "min_retries_per_s",
+                                  (json_int_t)b->opts.min_retries_per_s));
     json_object_set_new(root, "data", data);
     char *body = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(root);

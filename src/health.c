@@ -179,6 +179,12 @@ static void update_stats(mr_health_target_t *t, bool ok, uint32_t ttfb_ms)
 void mr_health_report(mr_health_t *h, size_t id, mr_outcome_t outcome, long retry_after_s,
                       uint32_t ttfb_ms, uint64_t now_ms)
 {
+    mr_health_report_attempt(h, id, true, outcome, retry_after_s, ttfb_ms, now_ms);
+}
+
+void mr_health_report_attempt(mr_health_t *h, size_t id, bool probe, mr_outcome_t outcome,
+                              long retry_after_s, uint32_t ttfb_ms, uint64_t now_ms)
+{
     mr_health_target_t *t = target(h, id);
     bool ok = outcome == MR_OUTCOME_SUCCESS;
     mr_health_state_t st;
@@ -187,7 +193,10 @@ void mr_health_report(mr_health_t *h, size_t id, mr_outcome_t outcome, long retr
         return;
     update_stats(t, ok, ttfb_ms);
     st = state_of(t, now_ms);
-    t->_probe_until_ms = 0;
+    if (st == MR_HEALTH_HALF_OPEN && !probe && !(retry_after_s > 0 && !ok))
+        return; /* a late answer: the probe decides, and keeps its slot */
+    if (probe)
+        t->_probe_until_ms = 0;
     if (!ok && t->_consecutive < UINT32_MAX)
         t->_consecutive++;
 

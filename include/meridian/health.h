@@ -161,6 +161,13 @@ void mr_health_cancel(mr_health_t *h, size_t id, uint64_t now_ms);
  */
 void mr_health_report(mr_health_t *h, size_t id, mr_outcome_t outcome, long retry_after_s,
                       uint32_t ttfb_ms, uint64_t now_ms);
+/* The same for an attempt that may or may not hold the probe slot: in
+ * HALF_OPEN only the probe's answer (probe = true) closes or re-opens the
+ * target and frees the slot; any other attempt's answer (one sent before the
+ * target opened) updates statistics only. mr_health_report is this with
+ * probe = true. */
+void mr_health_report_attempt(mr_health_t *h, size_t id, bool probe, mr_outcome_t outcome,
+                              long retry_after_s, uint32_t ttfb_ms, uint64_t now_ms);
 
 /* The outcome of an upstream HTTP status (0 = no response: FAILURE):
  * 2xx/3xx and the 4xx that are the client's problem are SUCCESS (the target

@@ -597,9 +597,37 @@ static void test_retryable(void **state)
         }
 }
 
+/* An answer of an attempt sent before the target opened must not decide a
+ * half-open target: only the probe does (found by the fault soak). */
+static void test_late_answer_does_not_decide_half_open(void **state)
+{
+    mr_health_t h;
+    mr_health_opts_t o = {.failure_threshold = 1, .cooldown_ms = 300};
+    (void)state;
+    assert_int_equal(mr_health_init(&h, 1, &o), 0);
+    assert_int_equal(mr_health_acquire(&h, 0, 1000), MR_HEALTH_ALLOW); /* the slow one */
+    assert_int_equal(mr_health_acquire(&h, 0, 1100), MR_HEALTH_ALLOW);
+    mr_health_report_attempt(&h, 0, false, MR_OUTCOME_FAILURE, -1, MR_HEALTH_NO_TTFB, 1100);
+    assert_int_equal(mr_health_state(&h, 0, 1100), MR_HEALTH_OPEN);
+    assert_int_equal(mr_health_state(&h, 0, 1500), MR_HEALTH_HALF_OPEN);
+    assert_int_equal(mr_health_acquire(&h, 0, 1500), MR_HEALTH_PROBE);
+    /* the slow attempt answers now: success, but it is not the probe */
+    mr_health_report_attempt(&h, 0, false, MR_OUTCOME_SUCCESS, -1, 700, 1700);
+    assert_int_equal(mr_health_state(&h, 0, 1700), MR_HEALTH_HALF_OPEN);
+    assert_int_equal(mr_health_acquire(&h, 0, 1700), MR_HEALTH_SKIP); /* probe still out */
+    /* a late failure neither re-opens nor doubles */
+    mr_health_report_attempt(&h, 0, false, MR_OUTCOME_FAILURE, -1, MR_HEALTH_NO_TTFB, 1750);
+    assert_int_equal(mr_health_state(&h, 0, 1750), MR_HEALTH_HALF_OPEN);
+    /* the probe decides */
+    mr_health_report_attempt(&h, 0, true, MR_OUTCOME_SUCCESS, -1, 20, 1800);
+    assert_int_equal(mr_health_state(&h, 0, 1800), MR_HEALTH_CLOSED);
+    mr_health_free(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_late_answer_does_not_decide_half_open),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_opens_after_threshold),
         cmocka_unit_test(test_success_resets_count),
