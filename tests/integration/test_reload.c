@@ -21,7 +21,8 @@ static char *config_with_route(const char *route)
     return th_strf("{\"listen\":\"127.0.0.1:0\","
                    " \"providers\":{\"a\":{\"kind\":\"openai\","
                    "   \"base_url\":\"http://127.0.0.1:%d/v1\",\"api_key\":\"sk-a\"}},"
-                   " \"routes\":{\"%s\":{\"targets\":[{\"provider\":\"a\",\"model\":\"m\"}]}}}",
+                   " \"routes\":{\"%s\":{\"targets\":[{\"provider\":\"a\",\"model\":\"m\"}]}},"
+                   " \"health\":{\"failure_threshold\":1,\"cooldown_ms\":600000}}",
                    mock.port, route);
 }
 
@@ -115,9 +116,43 @@ static void test_reload(void **state)
     fclose(sink);
 }
 
+/* Whether any worker reports target a/m open (each answer comes from the
+ * worker the new connection landed on; 20 tries see both). */
+static int a_open_somewhere(void)
+{
+    char url[256];
+    for (int i = 0; i < 20; i++) {
+        th_response_t r;
+        th_http("GET", th_url_buf(&gw, "/v1/gateway/providers", url, sizeof(url)), NULL, NULL, 0,
+                &r);
+        int open = r.status == 200 && strstr(r.body, "\"state\":\"open\"") != NULL;
+        th_response_free(&r);
+        if (open)
+            return 1;
+    }
+    return 0;
+}
+
+/* A reload keeps the breaker of a target that is still configured. */
+static void test_reload_keeps_health(void **state)
+{
+    (void)state;
+    th_mock_scenario(&mock, "{\"status\":500,\"count\":1}");
+    assert_int_equal(status_for("new"), 502); /* one failure opens a/m (threshold 1) */
+    assert_true(a_open_somewhere());
+    char *cfg = config_with_route("renamed");
+    write_config(cfg);
+    free(cfg);
+    assert_int_equal(th_signal(&gw, SIGHUP), 0);
+    if (th_wait_log_count(&gw, "generation 2 live", 2, 5000) != 0)
+        fail_msg("second reload not applied");
+    assert_true(a_open_somewhere()); /* same (provider, model): state carried over */
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_reload)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_reload),
+                                       cmocka_unit_test(test_reload_keeps_health)};
     th_init();
     if (th_start_mock(&mock, "a") < 0)
         return 1;
