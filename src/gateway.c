@@ -17,7 +17,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define MAX_ATTEMPTS 16
 #define ERROR_BODY_MAX (64 * 1024) /* upstream error bodies we keep */
 
 typedef enum {
@@ -65,7 +64,7 @@ struct mr_request {
     int client_wants_usage;
     mr_plan_t plan;
     size_t next_candidate;
-    attempt_t attempts[MAX_ATTEMPTS];
+    attempt_t attempts[MR_MAX_PLAN_ATTEMPTS]; /* the plan never allows more */
     unsigned n_attempts;
     int deadline_hit;
     int has_build_error; /* a candidate's dialect cannot express this request */
@@ -120,9 +119,6 @@ struct mr_request {
     int poll_inited;
     int open_handles;
 };
-
-static const char *const endpoint_paths[MR_EP_COUNT] = {"/chat/completions", "/completions",
-                                                        "/embeddings"};
 
 static void start_attempt(mr_request_t *r);
 static void arm_timer(mr_request_t *r, uint64_t ms);
@@ -1411,7 +1407,7 @@ static enum MHD_Result handle_first(mr_request_t *r, const char *url, const char
         return MHD_YES;
     }
     for (int i = 0; i < MR_EP_COUNT; i++) {
-        if (strcmp(path, endpoint_paths[i]) == 0)
+        if (strcmp(path, mr_endpoint_path((mr_endpoint_t)i)) == 0)
             r->endpoint = (mr_endpoint_t)i;
     }
     if (r->endpoint == MR_EP_COUNT)
