@@ -1102,3 +1102,51 @@ int th_mock_wait_stat(const th_proc_t *mock, const char *key, long value, int ti
         pause_ms(TH_POLL_MS);
     }
 }
+
+static size_t discard_body(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return size * n;
+}
+
+void th_post_during(const char *url, const char *body, void (*hook)(void *ud), void *ud,
+                    th_during_t *out)
+{
+    CURLM *multi = curl_multi_init();
+    CURL *e = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    int running = 1;
+    CURLMsg *m;
+    int left;
+    curl_off_t got = 0;
+
+    memset(out, 0, sizeof(*out));
+    out->curl_code = CURLE_GOT_NOTHING;
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_body);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(e, CURLOPT_PROXY, "");
+    curl_multi_add_handle(multi, e);
+    while (running) {
+        curl_multi_perform(multi, &running);
+        curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &got);
+        if (!out->hook_ran && got > 0) {
+            out->hook_ran = 1;
+            hook(ud);
+        }
+        curl_multi_poll(multi, NULL, 0, 100, NULL);
+    }
+    while ((m = curl_multi_info_read(multi, &left)))
+        if (m->msg == CURLMSG_DONE)
+            out->curl_code = (int)m->data.result;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &out->status);
+    curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &got);
+    out->bytes = (long long)got;
+    curl_multi_remove_handle(multi, e);
+    curl_easy_cleanup(e);
+    curl_multi_cleanup(multi);
+    curl_slist_free_all(h);
+}

@@ -178,6 +178,23 @@ int th_http_parallel(const th_request_t *reqs, size_t n, th_response_t *outs);
 
 void th_response_free(th_response_t *r);
 
+/* What th_post_during came back with. */
+typedef struct th_during {
+    int curl_code; /* CURLE_GOT_NOTHING when the transfer never finished */
+    long status;
+    long long bytes; /* body bytes received */
+    int hook_ran;    /* the hook was called (the body had begun) */
+} th_during_t;
+
+/*
+ * POSTs `body` (JSON) to `url` and, once the first body bytes have arrived,
+ * calls hook(ud) exactly once while the transfer is still running (to signal
+ * or reconfigure the daemon mid-stream), then lets the transfer finish
+ * (10 s total timeout). The body is discarded; *out says how it ended.
+ */
+void th_post_during(const char *url, const char *body, void (*hook)(void *ud), void *ud,
+                    th_during_t *out);
+
 /* Case-insensitive lookup of a response header: the value of its last
  * occurrence, trimmed, copied into buf (truncated to buflen-1). Returns buf,
  * or NULL if absent. */

@@ -781,6 +781,11 @@ static void test_cli(void **state)
     free(out);
 }
 
+static void send_sigterm(void *ud)
+{
+    assert_int_equal(th_signal(ud, SIGTERM), 0);
+}
+
 /* SIGTERM while a stream is running: the stream finishes, then exit 0. */
 static void test_sigterm_drains(void **state)
 {
@@ -793,46 +798,13 @@ static void test_sigterm_drains(void **state)
     free(cfg);
     th_mock_scenario(&mock_a, "{\"chunks\":6,\"chunk_delay_ms\":150,\"count\":1}");
 
-    CURLM *multi = curl_multi_init();
-    CURL *e = curl_easy_init();
-    FILE *sink = fopen("/dev/null", "w");
-    curl_easy_setopt(e, CURLOPT_URL, th_url_buf(&d, "/v1/chat/completions", url, sizeof(url)));
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, "{\"model\":\"chat\",\"stream\":true}");
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, sink);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_multi_add_handle(multi, e);
-    int running = 1, signalled = 0;
-    while (running) {
-        curl_multi_perform(multi, &running);
-        curl_off_t got = 0;
-        curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &got);
-        if (!signalled && got > 0) {
-            assert_int_equal(th_signal(&d, SIGTERM), 0);
-            signalled = 1;
-        }
-        curl_multi_poll(multi, NULL, 0, 100, NULL);
-    }
-    CURLMsg *m;
-    int left;
-    CURLcode res = CURLE_OK;
-    while ((m = curl_multi_info_read(multi, &left)))
-        if (m->msg == CURLMSG_DONE)
-            res = m->data.result;
-    long status = 0;
-    curl_off_t got = 0;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &got);
-    assert_true(signalled);
-    assert_int_equal(res, CURLE_OK);
-    assert_int_equal(status, 200);
-    assert_true(got > 800);
-    curl_multi_remove_handle(multi, e);
-    curl_easy_cleanup(e);
-    curl_multi_cleanup(multi);
-    curl_slist_free_all(h);
-    fclose(sink);
+    th_during_t run;
+    th_post_during(th_url_buf(&d, "/v1/chat/completions", url, sizeof(url)),
+                   "{\"model\":\"chat\",\"stream\":true}", send_sigterm, &d, &run);
+    assert_true(run.hook_ran);
+    assert_int_equal(run.curl_code, CURLE_OK);
+    assert_int_equal(run.status, 200);
+    assert_true(run.bytes > 800);
     assert_int_equal(th_wait_exit(&d, 5000), 0);
     th_stop(&d);
 }

@@ -53,6 +53,24 @@ static void wait_log_count(const char *needle, int n)
         fail_msg("log never had %d x \"%s\"", n, needle);
 }
 
+/* While a stream on generation 0 runs: a broken file is rejected and the
+ * old rules stay, then a good file makes the new route live. */
+static void reload_mid_stream(void *ud)
+{
+    (void)ud;
+    write_config("{\"providers\": {");
+    assert_int_equal(th_signal(&gw, SIGHUP), 0);
+    wait_log_count("reload rejected", 2);
+    assert_int_equal(status_for("old"), 200);
+    char *cfg = config_with_route("new");
+    write_config(cfg);
+    free(cfg);
+    assert_int_equal(th_signal(&gw, SIGHUP), 0);
+    wait_log_count("generation 1 live", 2);
+    assert_int_equal(status_for("new"), 200);
+    assert_int_equal(status_for("old"), 404);
+}
+
 static void test_reload(void **state)
 {
     (void)state;
@@ -62,58 +80,13 @@ static void test_reload(void **state)
     /* a stream begins on generation 0 */
     th_mock_scenario(&mock, "{\"chunks\":8,\"chunk_delay_ms\":150,\"count\":1}");
     char url[256];
-    CURLM *multi = curl_multi_init();
-    CURL *e = curl_easy_init();
-    FILE *sink = fopen("/dev/null", "w");
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(e, CURLOPT_URL, th_url_buf(&gw, "/v1/chat/completions", url, sizeof(url)));
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, "{\"model\":\"old\",\"stream\":true}");
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, sink);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_multi_add_handle(multi, e);
-    int running = 1, phase = 0;
-    while (running) {
-        curl_multi_perform(multi, &running);
-        curl_off_t got = 0;
-        curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &got);
-        if (phase == 0 && got > 0) {
-            /* broken file: rejected, old rules stay */
-            write_config("{\"providers\": {");
-            assert_int_equal(th_signal(&gw, SIGHUP), 0);
-            wait_log_count("reload rejected", 2);
-            assert_int_equal(status_for("old"), 200);
-            /* good file: the new route is live, the old one gone */
-            char *cfg = config_with_route("new");
-            write_config(cfg);
-            free(cfg);
-            assert_int_equal(th_signal(&gw, SIGHUP), 0);
-            wait_log_count("generation 1 live", 2);
-            assert_int_equal(status_for("new"), 200);
-            assert_int_equal(status_for("old"), 404);
-            phase = 1;
-        }
-        curl_multi_poll(multi, NULL, 0, 100, NULL);
-    }
-    CURLMsg *m;
-    int left;
-    CURLcode res = CURLE_GOT_NOTHING;
-    while ((m = curl_multi_info_read(multi, &left)))
-        if (m->msg == CURLMSG_DONE)
-            res = m->data.result;
-    long status = 0;
-    curl_off_t got = 0;
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_getinfo(e, CURLINFO_SIZE_DOWNLOAD_T, &got);
-    assert_int_equal(phase, 1);
-    assert_int_equal(res, CURLE_OK);
-    assert_int_equal(status, 200);
-    assert_true(got > 1000); /* all 8 chunks + finish + [DONE] */
-    curl_multi_remove_handle(multi, e);
-    curl_easy_cleanup(e);
-    curl_multi_cleanup(multi);
-    curl_slist_free_all(h);
-    fclose(sink);
+    th_during_t run;
+    th_post_during(th_url_buf(&gw, "/v1/chat/completions", url, sizeof(url)),
+                   "{\"model\":\"old\",\"stream\":true}", reload_mid_stream, NULL, &run);
+    assert_true(run.hook_ran);
+    assert_int_equal(run.curl_code, CURLE_OK);
+    assert_int_equal(run.status, 200);
+    assert_true(run.bytes > 1000); /* all 8 chunks + finish + [DONE] */
 }
 
 /* Whether any worker reports target a/m open (each answer comes from the
