@@ -1237,41 +1237,65 @@ static int load_provider(loader_t *ld, const char *name, json_t *obj, mr_provide
     return load_api_key(ld, obj, p);
 }
 
-static int load_providers(loader_t *ld, json_t *root)
+/*
+ * The shape shared by "providers", "routes", "policies" and "keys": an object
+ * mapping names to entries, "$comment" allowed. Allocates *arr for the
+ * entries (at most `max`, at least `min`), then calls one() for each with its
+ * index, after raising *count so a failure frees what was loaded so far.
+ */
+typedef int (*load_one_fn)(loader_t *ld, const char *name, json_t *v, size_t index);
+
+static int load_named(loader_t *ld, json_t *root, const char *key, const char *noun,
+                      const char *nouns, size_t min, size_t max, void **arr, size_t elem,
+                      size_t *count, load_one_fn one)
 {
-    mr_config_t *cfg = ld->cfg;
-    json_t *provs = json_object_get(root, "providers");
+    json_t *obj = json_object_get(root, key), *v;
     const char *name;
-    json_t *v;
-    size_t saved, n = 0;
+    size_t saved, n, i = 0;
 
-    saved = path_key(ld, "providers");
-    if (!provs)
-        return fail(ld, "missing (required): define at least one provider");
-    if (!json_is_object(provs))
-        return fail(ld, "must be an object mapping provider names to providers (got %s)",
-                    json_type_name(provs));
-    n = json_object_size(provs) - (json_object_get(provs, "$comment") ? 1 : 0);
-    if (n == 0)
-        return fail(ld, "must define at least one provider");
-    if (!(cfg->providers = calloc(n, sizeof(*cfg->providers))))
+    if (!obj && min == 0)
+        return 0;
+    saved = path_key(ld, key);
+    if (!obj)
+        return fail(ld, "missing (required): define at least one %s", noun);
+    if (!json_is_object(obj))
+        return fail(ld, "must be an object mapping %s names to %s (got %s)", noun, nouns,
+                    json_type_name(obj));
+    n = json_object_size(obj) - (json_object_get(obj, "$comment") ? 1 : 0);
+    if (n < min)
+        return fail(ld, "must define at least one %s", noun);
+    if (n > max)
+        return fail(ld, "at most %zu %s (got %zu)", max, nouns, n);
+    if (n && !(*arr = calloc(n, elem)))
         return fail(ld, "out of memory");
-    cfg->n_providers = n;
-
-    size_t i = 0;
-    json_object_foreach(provs, name, v)
+    json_object_foreach(obj, name, v)
     {
         size_t s = path_key(ld, name);
         if (!strcmp(name, "$comment")) {
             if (!json_is_string(v))
                 return fail(ld, "must be a string (got %s)", json_type_name(v));
-        } else if (load_provider(ld, name, v, &cfg->providers[i++]) < 0) {
-            return -1;
+        } else {
+            *count = i + 1;
+            if (one(ld, name, v, i++) < 0)
+                return -1;
         }
         path_pop(ld, s);
     }
     path_pop(ld, saved);
     return 0;
+}
+
+static int load_provider_at(loader_t *ld, const char *name, json_t *v, size_t i)
+{
+    return load_provider(ld, name, v, &ld->cfg->providers[i]);
+}
+
+static int load_providers(loader_t *ld, json_t *root)
+{
+    mr_config_t *cfg = ld->cfg;
+    return load_named(ld, root, "providers", "provider", "providers", 1, SIZE_MAX,
+                      (void **)&cfg->providers, sizeof(*cfg->providers), &cfg->n_providers,
+                      load_provider_at);
 }
 
 static int load_target(loader_t *ld, json_t *obj, mr_target_t *t)
@@ -1383,39 +1407,17 @@ static int load_route(loader_t *ld, const char *name, json_t *obj, mr_route_t *r
     return 0;
 }
 
+static int load_route_at(loader_t *ld, const char *name, json_t *v, size_t i)
+{
+    ld->cfg->routes[i].index = i;
+    return load_route(ld, name, v, &ld->cfg->routes[i]);
+}
+
 static int load_routes(loader_t *ld, json_t *root)
 {
     mr_config_t *cfg = ld->cfg;
-    json_t *routes = json_object_get(root, "routes");
-    const char *name;
-    json_t *v;
-    size_t saved, n = 0, i = 0;
-
-    if (!routes)
-        return 0;
-    saved = path_key(ld, "routes");
-    if (!json_is_object(routes))
-        return fail(ld, "must be an object mapping route names to routes (got %s)",
-                    json_type_name(routes));
-    n = json_object_size(routes) - (json_object_get(routes, "$comment") ? 1 : 0);
-    if (n && !(cfg->routes = calloc(n, sizeof(*cfg->routes))))
-        return fail(ld, "out of memory");
-    json_object_foreach(routes, name, v)
-    {
-        size_t s = path_key(ld, name);
-        if (!strcmp(name, "$comment")) {
-            if (!json_is_string(v))
-                return fail(ld, "must be a string (got %s)", json_type_name(v));
-        } else {
-            cfg->n_routes = i + 1;
-            cfg->routes[i].index = i;
-            if (load_route(ld, name, v, &cfg->routes[i++]) < 0)
-                return -1;
-        }
-        path_pop(ld, s);
-    }
-    path_pop(ld, saved);
-    return 0;
+    return load_named(ld, root, "routes", "route", "routes", 0, SIZE_MAX, (void **)&cfg->routes,
+                      sizeof(*cfg->routes), &cfg->n_routes, load_route_at);
 }
 
 /* health: the circuit breakers (docs/operations.md); 0 keeps health.h's default */
@@ -1875,43 +1877,25 @@ static int hash_policy(loader_t *ld, mr_policy_t *p)
     return 0;
 }
 
+static int load_policy_at(loader_t *ld, const char *name, json_t *v, size_t i)
+{
+    mr_config_t *cfg = ld->cfg;
+    mr_policy_t *p = &cfg->policies[i];
+
+    p->index = i;
+    if (load_policy(ld, name, v, p) < 0 || hash_policy(ld, p) < 0)
+        return -1;
+    if (p->max_vendor_share > 0)
+        p->share_slot = (int)cfg->n_share_policies++;
+    return 0;
+}
+
 static int load_policies(loader_t *ld, json_t *root)
 {
     mr_config_t *cfg = ld->cfg;
-    json_t *pols = json_object_get(root, "policies"), *v;
-    const char *name;
-    size_t saved, n, i = 0;
-
-    if (!pols)
-        return 0;
-    saved = path_key(ld, "policies");
-    if (!json_is_object(pols))
-        return fail(ld, "must be an object mapping policy names to policies (got %s)",
-                    json_type_name(pols));
-    n = json_object_size(pols) - (json_object_get(pols, "$comment") ? 1 : 0);
-    if (n > MAX_POLICIES)
-        return fail(ld, "at most %d policies (got %zu)", MAX_POLICIES, n);
-    if (n && !(cfg->policies = calloc(n, sizeof(*cfg->policies))))
-        return fail(ld, "out of memory");
-    json_object_foreach(pols, name, v)
-    {
-        size_t s = path_key(ld, name);
-        if (!strcmp(name, "$comment")) {
-            if (!json_is_string(v))
-                return fail(ld, "must be a string (got %s)", json_type_name(v));
-        } else {
-            mr_policy_t *p = &cfg->policies[i];
-            cfg->n_policies = i + 1;
-            p->index = i++;
-            if (load_policy(ld, name, v, p) < 0 || hash_policy(ld, p) < 0)
-                return -1;
-            if (p->max_vendor_share > 0)
-                p->share_slot = (int)cfg->n_share_policies++;
-        }
-        path_pop(ld, s);
-    }
-    path_pop(ld, saved);
-    return 0;
+    return load_named(ld, root, "policies", "policy", "policies", 0, MAX_POLICIES,
+                      (void **)&cfg->policies, sizeof(*cfg->policies), &cfg->n_policies,
+                      load_policy_at);
 }
 
 /* Resolve a policy reference at the current path; *out stays NULL if absent. */
@@ -1988,39 +1972,16 @@ static int load_key(loader_t *ld, const char *name, json_t *obj, mr_key_t *k)
     return 0;
 }
 
+static int load_key_at(loader_t *ld, const char *name, json_t *v, size_t i)
+{
+    return load_key(ld, name, v, &ld->cfg->keys[i]);
+}
+
 static int load_keys(loader_t *ld, json_t *root)
 {
     mr_config_t *cfg = ld->cfg;
-    json_t *keys = json_object_get(root, "keys"), *v;
-    const char *name;
-    size_t saved, n, i = 0;
-
-    if (!keys)
-        return 0;
-    saved = path_key(ld, "keys");
-    if (!json_is_object(keys))
-        return fail(ld, "must be an object mapping key names to keys (got %s)",
-                    json_type_name(keys));
-    n = json_object_size(keys) - (json_object_get(keys, "$comment") ? 1 : 0);
-    if (n > MAX_KEYS)
-        return fail(ld, "at most %d keys (got %zu)", MAX_KEYS, n);
-    if (n && !(cfg->keys = calloc(n, sizeof(*cfg->keys))))
-        return fail(ld, "out of memory");
-    json_object_foreach(keys, name, v)
-    {
-        size_t s = path_key(ld, name);
-        if (!strcmp(name, "$comment")) {
-            if (!json_is_string(v))
-                return fail(ld, "must be a string (got %s)", json_type_name(v));
-        } else {
-            cfg->n_keys = i + 1;
-            if (load_key(ld, name, v, &cfg->keys[i++]) < 0)
-                return -1;
-        }
-        path_pop(ld, s);
-    }
-    path_pop(ld, saved);
-    return 0;
+    return load_named(ld, root, "keys", "key", "keys", 0, MAX_KEYS, (void **)&cfg->keys,
+                      sizeof(*cfg->keys), &cfg->n_keys, load_key_at);
 }
 
 /*
