@@ -121,6 +121,11 @@ int mr_openai_body(const mr_adapter_in_t *in, int set_model, char **body, size_t
 struct curl_slist *mr_adapter_header(struct curl_slist *list, const char *name, const char *value);
 /* Appends in->extra_headers; same failure rule. */
 struct curl_slist *mr_adapter_extra_headers(struct curl_slist *list, const mr_adapter_in_t *in);
+/* The header list every dialect starts from: Content-Type JSON, no Expect,
+ * the provider's key as "auth_name: auth_prefix<key>" when it has one, then
+ * in->extra_headers. NULL on allocation failure. */
+struct curl_slist *mr_adapter_headers(const mr_adapter_in_t *in, const char *auth_name,
+                                      const char *auth_prefix);
 /* Endpoint path suffix: "/chat/completions", "/completions", "/embeddings". */
 const char *mr_endpoint_path(mr_endpoint_t ep);
 

@@ -550,15 +550,12 @@ static int anthropic_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_
     out->body_len = strlen(out->body);
     if (!(out->url = mr__xlate_url(p->base_url, "/messages")))
         goto oom;
-    h = curl_slist_append(NULL, "Content-Type: application/json");
-    h = h ? curl_slist_append(h, "Expect:") : NULL;
+    h = mr_adapter_headers(in, "x-api-key", "");
+    /* a forwarded anthropic-version (forward_headers) replaces ours */
     if (h && !mr__xlate_has_header(in, "anthropic-version"))
         h = mr_adapter_header(h, "anthropic-version",
                               in->provider->api_version ? in->provider->api_version
                                                         : ANTHROPIC_VERSION);
-    if (h && p->api_key && p->api_key[0])
-        h = mr_adapter_header(h, "x-api-key", p->api_key);
-    h = h ? mr_adapter_extra_headers(h, in) : NULL;
     if (!h)
         goto oom;
     out->headers = h;

@@ -37,11 +37,7 @@ static int azure_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_erro
                       in->provider->api_version ? in->provider->api_version : AZURE_API_VERSION);
     if (!out->url)
         goto oom;
-    h = curl_slist_append(NULL, "Content-Type: application/json");
-    h = h ? curl_slist_append(h, "Expect:") : NULL;
-    if (h && p->api_key && p->api_key[0])
-        h = mr_adapter_header(h, "api-key", p->api_key);
-    h = h ? mr_adapter_extra_headers(h, in) : NULL;
+    h = mr_adapter_headers(in, "api-key", "");
     if (!h)
         goto oom;
     out->headers = h;

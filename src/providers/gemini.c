@@ -630,11 +630,7 @@ static int gemini_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_err
         mr_adapter_req_free(out);
         return -1;
     }
-    h = curl_slist_append(NULL, "Content-Type: application/json");
-    h = h ? curl_slist_append(h, "Expect:") : NULL;
-    if (h && p->api_key && p->api_key[0])
-        h = mr_adapter_header(h, "x-goog-api-key", p->api_key);
-    h = h ? mr_adapter_extra_headers(h, in) : NULL;
+    h = mr_adapter_headers(in, "x-goog-api-key", "");
     if (!h)
         goto oom;
     out->headers = h;

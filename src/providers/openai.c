@@ -51,6 +51,27 @@ struct curl_slist *mr_adapter_extra_headers(struct curl_slist *list, const mr_ad
     return list;
 }
 
+struct curl_slist *mr_adapter_headers(const mr_adapter_in_t *in, const char *auth_name,
+                                      const char *auth_prefix)
+{
+    const char *key = in->provider->api_key;
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+
+    /* curl's default "Expect: 100-continue" costs a round trip per POST */
+    h = h ? curl_slist_append(h, "Expect:") : NULL;
+    if (h && key && key[0]) {
+        char auth[8192];
+        if (snprintf(auth, sizeof(auth), "%s%s", auth_prefix, key) < (int)sizeof(auth)) {
+            h = mr_adapter_header(h, auth_name, auth);
+        } else { /* a key we cannot send: fail, never send without it */
+            curl_slist_free_all(h);
+            h = NULL;
+        }
+        memset(auth, 0, sizeof(auth)); /* held a key */
+    }
+    return h ? mr_adapter_extra_headers(h, in) : NULL;
+}
+
 static int wants_usage_member(const json_t *json)
 {
     const json_t *so = json_object_get(json, "stream_options");
@@ -159,16 +180,7 @@ static int openai_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_err
         goto oom;
     memcpy(out->url, p->base_url, blen);
     memcpy(out->url + blen, mr_endpoint_path(in->endpoint), plen + 1);
-    h = curl_slist_append(NULL, "Content-Type: application/json");
-    /* curl's default "Expect: 100-continue" costs a round trip per POST */
-    h = h ? curl_slist_append(h, "Expect:") : NULL;
-    if (h && p->api_key && p->api_key[0]) {
-        char auth[8192];
-        if (snprintf(auth, sizeof(auth), "Bearer %s", p->api_key) < (int)sizeof(auth))
-            h = mr_adapter_header(h, "Authorization", auth);
-        memset(auth, 0, sizeof(auth));
-    }
-    h = h ? mr_adapter_extra_headers(h, in) : NULL;
+    h = mr_adapter_headers(in, "Authorization", "Bearer ");
     if (!h)
         goto oom;
     out->headers = h;
