@@ -211,7 +211,6 @@ static void on_sweep(uv_timer_t *t)
             continue;
         shutdown(c->fd, SHUT_RDWR);
         c->fd = -1;
-        s->slow_closed++;
         cut = 1;
         mr_debug("closed a connection that sent no complete request in %llu ms",
                  (unsigned long long)s->client_idle_ms);

@@ -46,7 +46,6 @@ typedef struct mr_server {
     uint64_t client_idle_ms;
     mr_server_conn_t *conns; /* every open connection */
     unsigned n_conns;
-    unsigned long slow_closed; /* connections cut by the sweep */
 } mr_server_t;
 
 /* Opens a listening TCP socket (SO_REUSEADDR, non-blocking, backlog 4096) on
