@@ -1479,6 +1479,48 @@ static int load_retry_budget(loader_t *ld, json_t *root)
     return 0;
 }
 
+/* access_log: "stdout" | "off" | PATH (default off) */
+static int load_access_log(loader_t *ld, json_t *root)
+{
+    char *v = NULL;
+
+    if (get_expanded(ld, root, "access_log", false, &v) < 0)
+        return -1;
+    if (v && (strcmp(v, "off") == 0 || v[0] == '\0')) {
+        free(v);
+        v = NULL;
+    }
+    ld->cfg->access_log = v;
+    return 0;
+}
+
+/* audit: {"path": PATH, "bodies": false, "queue_bytes": N} */
+static int load_audit(loader_t *ld, json_t *root)
+{
+    static const char *const keys[] = {"path", "bodies", "queue_bytes", NULL};
+    json_t *obj = json_object_get(root, "audit");
+    json_int_t queue = 0;
+    size_t saved;
+
+    if (!obj)
+        return 0;
+    saved = path_key(ld, "audit");
+    if (!json_is_object(obj))
+        return fail(ld, "must be an object (got %s)", json_type_name(obj));
+    if (check_keys(ld, obj, keys) < 0 ||
+        get_expanded(ld, obj, "path", true, &ld->cfg->audit.path) < 0 ||
+        get_bool(ld, obj, "bodies", &ld->cfg->audit.bodies) < 0 ||
+        get_int(ld, obj, "queue_bytes", 4096, (json_int_t)1 << 34, &queue) < 0)
+        return -1;
+    if (ld->cfg->audit.path[0] == '\0') {
+        path_key(ld, "path");
+        return fail(ld, "must not be empty");
+    }
+    ld->cfg->audit.queue_bytes = (size_t)queue;
+    path_pop(ld, saved);
+    return 0;
+}
+
 static int load_timeouts(loader_t *ld, json_t *root)
 {
     static const char *const keys[] = {
@@ -2035,8 +2077,9 @@ static int check_min_vendors(loader_t *ld)
 static int load_root(loader_t *ld, json_t *root)
 {
     static const char *const keys[] = {
-        "listen",   "providers",      "routes", "max_attempts",          "timeouts", "limits",
-        "policies", "default_policy", "keys",   "allow_unauthenticated", "health",   "retry_budget",
+        "listen", "providers",    "routes",         "max_attempts", "timeouts",
+        "limits", "policies",     "default_policy", "keys",         "allow_unauthenticated",
+        "health", "retry_budget", "access_log",     "audit",        "public_metrics",
         NULL};
     json_int_t attempts = DEF_MAX_ATTEMPTS;
 
@@ -2051,7 +2094,8 @@ static int load_root(loader_t *ld, json_t *root)
         load_routes(ld, root) < 0 || derive_indexes(ld) < 0 || load_policies(ld, root) < 0 ||
         load_default_policy(ld, root) < 0 || load_keys(ld, root) < 0 ||
         get_bool(ld, root, "allow_unauthenticated", &ld->cfg->allow_unauthenticated) < 0 ||
-        check_min_vendors(ld) < 0)
+        get_bool(ld, root, "public_metrics", &ld->cfg->public_metrics) < 0 ||
+        load_access_log(ld, root) < 0 || load_audit(ld, root) < 0 || check_min_vendors(ld) < 0)
         return -1;
     if (mr_config_check_exposure(ld->cfg, NULL, 0) < 0) {
         char why[512];
@@ -2073,6 +2117,7 @@ static int load_json(json_t *root, const char *origin, mr_config_t **out, char *
         fail(&ld, "out of memory");
         return -1;
     }
+    ld.cfg->public_metrics = true;
     if (load_root(&ld, root) < 0) {
         mr_config_free(ld.cfg);
         return -1;
@@ -2220,6 +2265,8 @@ void mr_config_free(mr_config_t *cfg)
         free(cfg->warnings[i]);
     free(cfg->warnings);
     free(cfg->listen_host);
+    free(cfg->access_log);
+    free(cfg->audit.path);
     free(cfg->origin);
     free(cfg);
 }

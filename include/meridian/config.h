@@ -169,6 +169,13 @@ typedef struct mr_retry_budget_cfg {
     uint32_t min_retries_per_s;
 } mr_retry_budget_cfg_t;
 
+/* Provenance: the audit file (reqlog.h); path NULL when off. */
+typedef struct mr_audit_cfg {
+    char *path;
+    bool bodies;        /* also record request and response bodies */
+    size_t queue_bytes; /* per worker, not yet written; 0: logsink's default */
+} mr_audit_cfg_t;
+
 typedef struct mr_config {
     char *origin;      /* file name or "<string>", used in messages */
     char *listen_host; /* "127.0.0.1", "::1", "0.0.0.0" ... */
@@ -191,6 +198,9 @@ typedef struct mr_config {
     mr_key_t *keys;
     size_t n_keys;
     bool allow_unauthenticated;
+    bool public_metrics; /* /metrics, /status, /status.json without a key (default true) */
+    char *access_log;    /* "stdout" or a path; NULL when "off" (the default) */
+    mr_audit_cfg_t audit;
 
     /* Derived indexes (soft-state keys), fixed for the life of the config. */
     uint32_t n_target_ids; /* distinct (provider, model) pairs over all routes */
