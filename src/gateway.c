@@ -6,7 +6,12 @@
 #include "meridian/error.h"
 #include "meridian/json_span.h"
 #include "meridian/log.h"
+#include "meridian/metrics.h"
+#include "meridian/reqlog.h"
 #include "meridian/router.h"
+#include "meridian/sha256.h"
+#include "meridian/status.h"
+#include "meridian/status_page.h"
 #include "meridian/worker.h"
 
 #include <ctype.h>
@@ -16,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define ERROR_BODY_MAX (64 * 1024) /* upstream error bodies we keep */
 
@@ -29,13 +35,7 @@ typedef enum {
     RS_DONE,      /* response queued */
 } req_state_t;
 
-typedef struct attempt {
-    const mr_provider_t *provider;
-    const char *model;
-    long status;     /* HTTP status, 0 when none */
-    char error[128]; /* transport or validation failure, "" when none */
-    uint32_t ms;
-} attempt_t;
+typedef mr_attempt_rec_t attempt_t;
 
 struct mr_request {
     mr_worker_t *w;
@@ -47,6 +47,7 @@ struct mr_request {
     int close_connection;   /* answer with Connection: close */
     const char *local_body; /* GET endpoints answered by the gateway itself */
     size_t local_len;
+    const char *local_ctype;
     char id[72];
     uint64_t start_ms; /* uv_now at creation */
 
@@ -56,6 +57,8 @@ struct mr_request {
     const mr_key_t *key;               /* the gateway key that authenticated it, if keys are on */
     int explain;                       /* GET /v1/gateway/route */
     int providers;                     /* GET /v1/gateway/providers */
+    int metrics;                       /* GET /metrics */
+    int status_json;                   /* GET /status.json */
     char *model;                       /* client's model; the plan may point into it */
     const char *models[MR_MAX_MODELS]; /* model + fallback models (borrowed from json) */
     size_t n_models;
@@ -109,10 +112,20 @@ struct mr_request {
     int upstream_done;
     int suspended;
     const mr_provider_t *served_by;
+    const mr_candidate_t *served_cand; /* the target whose answer the client got */
+    int final_status;                  /* HTTP status queued, 0 before */
     int out_status;
     char *out_body;
     size_t out_len;
     const char *out_ctype;
+
+    /* observability: timings, and body digests when the audit file is on */
+    uint64_t start_ns;
+    uint64_t first_byte_ns; /* first response byte handed to MHD, 0 before */
+    double unix_time;
+    int audit; /* hash what the client receives */
+    mr_sha256_t resp_sha;
+    mr_buf_t resp_copy; /* audit.bodies: what the client received */
 
     uv_timer_t timer;
     uv_poll_t client_poll;
@@ -167,9 +180,25 @@ static void add_common_headers(mr_request_t *r, struct MHD_Response *resp)
     if (r->planned && r->plan.policy_label[0])
         MHD_add_response_header(resp, "x-meridian-policy", r->plan.policy_label);
     if (r->served_by) {
-        MHD_add_response_header(resp, "x-meridian-provider", r->served_by->name);
+        const mr_provider_t *p = r->served_by;
+        MHD_add_response_header(resp, "x-meridian-provider", p->name);
         MHD_add_response_header(resp, "x-meridian-model", r->attempts[r->n_attempts - 1].model);
+        MHD_add_response_header(resp, "x-meridian-vendor", p->vendor);
+        if (p->region[0])
+            MHD_add_response_header(resp, "x-meridian-region", p->region);
+        if (p->jurisdiction[0])
+            MHD_add_response_header(resp, "x-meridian-jurisdiction", p->jurisdiction);
     }
+}
+
+/* What the client receives, for the audit record's digest (and copy). */
+static void audit_response_bytes(mr_request_t *r, const char *p, size_t n)
+{
+    if (!r->audit || n == 0)
+        return;
+    mr_sha256_update(&r->resp_sha, p, n);
+    if (mr_reqlog_wants_bodies(r->w->shared->reqlog))
+        mr_buf_append(&r->resp_copy, p, n);
 }
 
 /* Queues a prepared response from inside the access handler. */
@@ -195,9 +224,12 @@ static enum MHD_Result queue_buffer(mr_request_t *r, int status, char *body, siz
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
                                 r->endpoint == MR_EP_COUNT ? "GET" : "POST");
+    audit_response_bytes(r, body, len);
     ret = MHD_queue_response(r->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     r->state = RS_DONE;
+    r->final_status = status;
+    r->first_byte_ns = uv_hrtime();
     return ret;
 }
 
@@ -240,13 +272,14 @@ static enum MHD_Result respond_errorf(mr_request_t *r, int status, const char *c
     return respond_error(r, &e);
 }
 
-static enum MHD_Result respond_static(mr_request_t *r, int status, const char *body, size_t len)
+static enum MHD_Result respond_static(mr_request_t *r, int status, const char *body, size_t len,
+                                      const char *ctype)
 {
     char *copy = malloc(len + 1);
     if (!copy)
         return MHD_NO;
     memcpy(copy, body, len);
-    return queue_buffer(r, status, copy, len, "application/json");
+    return queue_buffer(r, status, copy, len, ctype ? ctype : "application/json");
 }
 
 /* ---- suspension and client liveness ----------------------------------- */
@@ -344,6 +377,24 @@ static mr_outcome_t attempt_outcome(const mr_request_t *r, const char *error)
     return error && error[0] && o == MR_OUTCOME_SUCCESS ? MR_OUTCOME_FAILURE : o;
 }
 
+/* The breaker's state as /metrics and /status show it. */
+static void publish_breaker(mr_request_t *r, size_t id, const mr_target_t *t)
+{
+    uint64_t now = uv_now(&r->w->loop);
+    mr_health_state_t st;
+
+    if (id == SIZE_MAX || !t)
+        return;
+    st = mr_health_state(&r->gen->health, id, now);
+    mr_metrics_breaker(r->gen->mv, t, (int)st,
+                       mr_metrics_now_ms() + mr_health_retry_in_ms(&r->gen->health, id, now));
+}
+
+static const mr_target_t *cur_target(const mr_request_t *r)
+{
+    return r->cur ? r->cur->target : NULL;
+}
+
 /* Exactly one report per attempt that reached the upstream. */
 static void health_report(mr_request_t *r, const char *error)
 {
@@ -354,14 +405,17 @@ static void health_report(mr_request_t *r, const char *error)
     mr_health_report_attempt(&r->gen->health, r->health_id, r->health_probe,
                              attempt_outcome(r, error), r->up_retry_after, ttfb,
                              uv_now(&r->w->loop));
+    publish_breaker(r, r->health_id, cur_target(r));
 }
 
 /* The attempt ends without an outcome (nothing sent, client gone): give a
  * half-open probe slot back rather than wedge the breaker. */
 static void health_release(mr_request_t *r)
 {
-    if (r->health_id != SIZE_MAX && !r->health_reported && r->health_probe)
+    if (r->health_id != SIZE_MAX && !r->health_reported && r->health_probe) {
         mr_health_cancel(&r->gen->health, r->health_id, uv_now(&r->w->loop));
+        publish_breaker(r, r->health_id, cur_target(r));
+    }
     r->health_reported = 1;
 }
 
@@ -381,7 +435,8 @@ static void transfer_gone(mr_request_t *r)
 {
     r->xfer = NULL;
     if (r->inflight_on) {
-        (*inflight_of(r, r->inflight_on))--;
+        unsigned *n = inflight_of(r, r->inflight_on);
+        mr_metrics_inflight(r->gen->mv, r->inflight_on, --*n);
         r->inflight_on = NULL;
     }
 }
@@ -397,6 +452,7 @@ static const mr_candidate_t *take_candidate(mr_request_t *r)
         size_t id = c->target ? c->target->id : SIZE_MAX;
         if (at_inflight_cap(r, c->provider)) {
             r->n_busy++;
+            mr_metrics_skipped(r->gen->mv, c->provider, MR_SKIP_MAX_INFLIGHT);
             continue;
         }
         r->health_id = id;
@@ -405,10 +461,13 @@ static const mr_candidate_t *take_candidate(mr_request_t *r)
         if (id == SIZE_MAX)
             return c;
         mr_health_verdict_t v = mr_health_acquire(&r->gen->health, id, now);
+        if (v == MR_HEALTH_PROBE)
+            publish_breaker(r, id, c->target);
         if (v != MR_HEALTH_SKIP) {
             r->health_probe = v == MR_HEALTH_PROBE;
             return c;
         }
+        mr_metrics_skipped(r->gen->mv, c->provider, MR_SKIP_CIRCUIT_OPEN);
         uint64_t in = mr_health_retry_in_ms(&r->gen->health, id, now);
         if (r->n_skipped++ == 0 || in < r->skipped_retry_ms)
             r->skipped_retry_ms = in;
@@ -572,6 +631,7 @@ static void finish_passthrough_error(mr_request_t *r)
 static void finish_success(mr_request_t *r)
 {
     record_served(r);
+    r->served_cand = r->cur;
     free(r->out_body);
     r->out_body = mr_buf_steal(&r->resp, &r->out_len);
     r->out_status = (int)r->up_status;
@@ -610,6 +670,9 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max)
         return MHD_CONTENT_READER_END_WITH_ERROR;
     if (mr_buf_len(&r->resp)) {
         n = mr_buf_read(&r->resp, out, max);
+        audit_response_bytes(r, out, n);
+        if (r->first_byte_ns == 0)
+            r->first_byte_ns = uv_hrtime();
         if (r->paused && r->xfer && mr_buf_len(&r->resp) <= r->resp.limit / 2) {
             r->paused = 0;
             mr_transfer_unpause(r->xfer);
@@ -641,6 +704,8 @@ static enum MHD_Result queue_stream(mr_request_t *r)
     MHD_destroy_response(resp);
     r->state = RS_STREAMING;
     r->committed = 1;
+    r->final_status = (int)r->up_status;
+    r->served_cand = r->cur;
     record_served(r);
     health_report(r, NULL); /* a stream's outcome is decided when it starts flowing */
     return ret;
@@ -743,6 +808,28 @@ static void copy_text(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
+/* The bounded vocabulary of /metrics for how an attempt ended. */
+static mr_attempt_outcome_t classify_attempt(long status, const char *error)
+{
+    if (error && error[0]) {
+        if (strstr(error, "timeout") || strstr(error, "timed out"))
+            return MR_AO_TIMEOUT;
+        if (strstr(error, "connect") || strstr(error, "resolve"))
+            return MR_AO_CONNECT;
+        if (strstr(error, "upstream") || strstr(error, "invalid") || strstr(error, "unusable") ||
+            strstr(error, "empty event stream"))
+            return MR_AO_INVALID;
+        return MR_AO_TRANSPORT;
+    }
+    if (status == 429)
+        return MR_AO_HTTP_429;
+    if (status >= 500)
+        return MR_AO_HTTP_5XX;
+    if (status >= 400)
+        return MR_AO_HTTP_4XX;
+    return status >= 200 && status < 300 ? MR_AO_SUCCESS : MR_AO_INVALID;
+}
+
 static void record_attempt_end(mr_request_t *r, const char *error)
 {
     attempt_t *a = &r->attempts[r->n_attempts - 1];
@@ -750,6 +837,7 @@ static void record_attempt_end(mr_request_t *r, const char *error)
     health_report(r, error);
     a->ms = ms_since_ns(r->attempt_start_ns);
     a->status = r->up_status;
+    a->outcome = classify_attempt(r->up_status, error);
     copy_text(a->error, sizeof(a->error), error);
 }
 
@@ -1065,6 +1153,7 @@ static void launch_attempt(mr_request_t *r)
         r->cur = NULL;
         r->served_by = NULL;
         r->budget_denied = 1;
+        mr_metrics_retry_denied(r->gen->mv);
         finish_failed(r);
         return;
     }
@@ -1085,7 +1174,7 @@ static void launch_attempt(mr_request_t *r)
     r->sent_any = 1;
     r->last_target_id = r->health_id;
     r->inflight_on = c->provider;
-    (*inflight_of(r, c->provider))++;
+    mr_metrics_inflight(r->gen->mv, c->provider, ++*inflight_of(r, c->provider));
     mr_debug("%s: attempt %u -> %s (%s)", r->id, r->n_attempts, c->provider->name, c->model);
     arm_timer(r, r->gen->cfg->timeouts.first_byte_ms);
 }
@@ -1119,6 +1208,20 @@ static enum MHD_Result respond_plan_error(mr_request_t *r, mr_error_t *e)
 {
     if (e->status != 403)
         return respond_error(r, e);
+    /* one denial per policy layer that excluded something */
+    for (size_t i = 0; i < r->plan.n_excluded; i++) {
+        const mr_exclusion_t *x = &r->plan.excluded[i];
+        size_t k = 0;
+        if (x->kind != MR_EXCLUDED_POLICY)
+            continue;
+        while (k < i && !(r->plan.excluded[k].kind == MR_EXCLUDED_POLICY &&
+                          strcmp(r->plan.excluded[k].policy ? r->plan.excluded[k].policy : "",
+                                 x->policy ? x->policy : "") == 0))
+            k++;
+        if (k == i)
+            mr_metrics_denial(r->gen->mv,
+                              x->policy && strcmp(x->policy, "request") ? x->policy : NULL);
+    }
     json_t *excluded = mr_plan_exclusions_json(&r->plan);
     size_t len = 0;
     char *body = mr_error_body(e, "excluded", excluded, &len);
@@ -1195,6 +1298,34 @@ static enum MHD_Result respond_providers(mr_request_t *r)
     return queue_buffer(r, 200, body, strlen(body), "application/json");
 }
 
+/* GET /metrics: every worker's series, summed. */
+static enum MHD_Result respond_metrics(mr_request_t *r)
+{
+    mr_buf_t out;
+    size_t len;
+
+    mr_buf_init(&out, SIZE_MAX);
+    if (mr_metrics_render(r->w->shared->metrics, &out) < 0) {
+        mr_buf_free(&out);
+        return MHD_NO;
+    }
+    mr_reqlog_metrics(r->w->shared->reqlog, &out);
+    char *body = mr_buf_steal(&out, &len);
+    mr_buf_free(&out);
+    if (!body)
+        return MHD_NO;
+    return queue_buffer(r, 200, body, len, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+static enum MHD_Result respond_status_json(mr_request_t *r)
+{
+    size_t len;
+    char *body = mr_status_json(r->w->shared->status, r->gen->cfg, &len);
+    if (!body)
+        return MHD_NO;
+    return queue_buffer(r, 200, body, len, "application/json");
+}
+
 static enum MHD_Result begin_proxy(mr_request_t *r)
 {
     const char *p = mr_buf_ptr(&r->body);
@@ -1261,7 +1392,17 @@ static mr_request_t *request_new(mr_worker_t *w, struct MHD_Connection *conn)
     r->gen = mr_worker_acquire(w);
     r->conn = conn;
     r->start_ms = uv_now(&w->loop);
+    r->start_ns = uv_hrtime();
     r->endpoint = MR_EP_COUNT;
+    r->audit = mr_reqlog_wants_audit(w->shared->reqlog);
+    if (r->audit)
+        mr_sha256_init(&r->resp_sha);
+    if (r->audit || mr_reqlog_wants_access(w->shared->reqlog)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r->unix_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    }
+    mr_buf_init(&r->resp_copy, r->gen->cfg->limits.max_response_bytes);
     r->usage.prompt_tokens = r->usage.completion_tokens = -1;
     r->health_id = SIZE_MAX;
     r->last_target_id = SIZE_MAX;
@@ -1313,6 +1454,7 @@ static void request_free(mr_request_t *r)
     w->n_requests--;
     mr_buf_free(&r->body);
     mr_buf_free(&r->resp);
+    mr_buf_free(&r->resp_copy);
     end_attempt_state(r);
     free(r->out_body);
     free(r->model);
@@ -1375,12 +1517,31 @@ static enum MHD_Result handle_first(mr_request_t *r, const char *url, const char
                      hdr, r->gen->cfg->limits.max_header_bytes);
         return respond_error(r, &e);
     }
-    if (strcmp(url, "/healthz") != 0) {
+    for (int i = 0; i < MR_EP_COUNT; i++) {
+        if (strcmp(path, mr_endpoint_path((mr_endpoint_t)i)) == 0)
+            r->endpoint = (mr_endpoint_t)i; /* known early: refusals are counted too */
+    }
+    int observability = strcmp(url, "/metrics") == 0 || strcmp(url, "/status") == 0 ||
+                        strcmp(url, "/status.json") == 0;
+    if (strcmp(url, "/healthz") != 0 && !(observability && r->gen->cfg->public_metrics)) {
         mr_error_t e;
         const char *auth =
             MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
         if (mr_auth_check(r->gen->cfg, auth, &r->key, &e) < 0)
             return respond_error(r, &e);
+    }
+    if (observability) {
+        if (!is_get && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+            return respond_errorf(r, 405, "method_not_allowed", NULL,
+                                  "%s is not allowed here; use GET", method);
+        r->metrics = url[1] == 'm';
+        r->status_json = strcmp(url, "/status.json") == 0;
+        if (strcmp(url, "/status") == 0) {
+            r->local_body = (const char *)mr_status_page_html;
+            r->local_len = mr_status_page_html_len;
+            r->local_ctype = "text/html; charset=utf-8";
+        }
+        return MHD_YES;
     }
     if (strcmp(path, "/gateway/route") == 0 || strcmp(path, "/gateway/providers") == 0) {
         if (!is_get)
@@ -1405,10 +1566,6 @@ static enum MHD_Result handle_first(mr_request_t *r, const char *url, const char
             r->local_len = r->gen->models_len;
         }
         return MHD_YES;
-    }
-    for (int i = 0; i < MR_EP_COUNT; i++) {
-        if (strcmp(path, mr_endpoint_path((mr_endpoint_t)i)) == 0)
-            r->endpoint = (mr_endpoint_t)i;
     }
     if (r->endpoint == MR_EP_COUNT)
         return respond_errorf(r, 404, "unknown_url", NULL,
@@ -1461,7 +1618,11 @@ enum MHD_Result mr_gateway_handle(void *cls, struct MHD_Connection *conn, const 
         }
         mr_server_body_received(&w->server, conn);
         if (r->local_body)
-            return respond_static(r, 200, r->local_body, r->local_len);
+            return respond_static(r, 200, r->local_body, r->local_len, r->local_ctype);
+        if (r->metrics)
+            return respond_metrics(r);
+        if (r->status_json)
+            return respond_status_json(r);
         if (r->explain)
             return respond_explain(r);
         if (r->providers)
@@ -1495,6 +1656,79 @@ enum MHD_Result mr_gateway_handle(void *cls, struct MHD_Connection *conn, const 
     }
 }
 
+/* A finished API request: its metrics, access-log line and audit record. */
+static void observe_finished(mr_request_t *r, int completed)
+{
+    mr_metrics_view_t *mv = r->gen->mv;
+    mr_reqlog_t *log = r->w->shared->reqlog;
+    const mr_provider_t *p = r->final_status ? r->served_by : NULL;
+    const mr_target_t *t = p && r->served_cand ? r->served_cand->target : NULL;
+    size_t route = !r->planned     ? MR_ROUTE_NONE
+                   : r->plan.route ? r->plan.route->index
+                                   : MR_ROUTE_DIRECT;
+    uint64_t now = uv_hrtime();
+    double cost = -1;
+
+    if (r->endpoint == MR_EP_COUNT)
+        return;
+    mr_metrics_req_t rq = {
+        .route = route,
+        .provider = p,
+        .status_class = completed ? mr_status_class(r->final_status) : MR_SC_ABORTED,
+        .stream = r->stream,
+        .total_us = (now - r->start_ns) / 1000,
+        .ttfb_us = r->first_byte_ns ? (r->first_byte_ns - r->start_ns) / 1000 : UINT64_MAX,
+    };
+    mr_metrics_request(mv, &rq);
+    for (unsigned i = 0; i < r->n_attempts; i++)
+        mr_metrics_attempt(mv, route, r->attempts[i].provider, r->attempts[i].outcome,
+                           i + 1 < r->n_attempts);
+    if (t && t->has_input_price && t->has_output_price)
+        cost =
+            ((double)(r->usage.prompt_tokens > 0 ? r->usage.prompt_tokens : 0) * t->input_per_mtok +
+             (double)(r->usage.completion_tokens > 0 ? r->usage.completion_tokens : 0) *
+                 t->output_per_mtok) /
+            1e6;
+    if (p && r->final_status >= 200 && r->final_status < 300)
+        mr_metrics_usage(mv, p, r->usage.prompt_tokens, r->usage.completion_tokens,
+                         cost > 0 ? cost : 0);
+    if (!mr_reqlog_wants_access(log) && !mr_reqlog_wants_audit(log))
+        return;
+    uint8_t req_sha[MR_SHA256_DIGEST_LEN], resp_sha[MR_SHA256_DIGEST_LEN];
+    int bodies = mr_reqlog_wants_bodies(log);
+    if (r->audit) {
+        mr_sha256(mr_buf_ptr(&r->body), mr_buf_len(&r->body), req_sha);
+        mr_sha256_final(&r->resp_sha, resp_sha);
+    }
+    mr_request_rec_t rec = {
+        .id = r->id,
+        .key = r->key ? r->key->name : NULL,
+        .endpoint = mr_endpoint_path(r->endpoint),
+        .model = r->model,
+        .plan = r->planned ? &r->plan : NULL,
+        .stream = r->stream,
+        .status = completed ? r->final_status : 0,
+        .attempts = r->attempts,
+        .n_attempts = r->n_attempts,
+        .skipped_open = r->n_skipped,
+        .skipped_busy = r->n_busy,
+        .served_by = p,
+        .served_model = p ? r->attempts[r->n_attempts - 1].model : NULL,
+        .usage = r->usage,
+        .cost_usd = cost,
+        .total_us = rq.total_us,
+        .ttfb_us = rq.ttfb_us,
+        .unix_time = r->unix_time,
+        .request_sha256 = r->audit && mr_buf_len(&r->body) ? req_sha : NULL,
+        .response_sha256 = r->audit && r->first_byte_ns ? resp_sha : NULL,
+        .request_body = bodies ? mr_buf_ptr(&r->body) : NULL,
+        .request_len = mr_buf_len(&r->body),
+        .response_body = bodies ? mr_buf_ptr(&r->resp_copy) : NULL,
+        .response_len = mr_buf_len(&r->resp_copy),
+    };
+    mr_reqlog_write(log, (unsigned)r->w->index, &rec);
+}
+
 void mr_gateway_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                           enum MHD_RequestTerminationCode toe)
 {
@@ -1511,6 +1745,7 @@ void mr_gateway_completed(void *cls, struct MHD_Connection *conn, void **con_cls
                  r->served_by->name, r->n_attempts, r->usage.prompt_tokens,
                  r->usage.completion_tokens);
     stop_client_poll(r);
+    observe_finished(r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     request_free(r);
     *con_cls = NULL;
 }

@@ -8,6 +8,7 @@
  */
 #include "meridian/config.h"
 #include "meridian/log.h"
+#include "meridian/logsink.h"
 #include "meridian/router.h"
 #include "meridian/server.h"
 #include "meridian/worker.h"
@@ -27,8 +28,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: meridian [--config FILE] [--listen HOST:PORT] [--workers N] [--check]\n"
-            "                [--explain MODEL [--policy NAME]] [--log-level LEVEL] [--version]\n"
-            "                [--help]\n"
+            "                [--explain MODEL [--policy NAME]] [--verify-audit FILE]\n"
+            "                [--log-level LEVEL] [--version] [--help]\n"
             "\n"
             "  -c, --config FILE      configuration file (default %s)\n"
             "  -l, --listen HOST:PORT override the listen address (port 0: ephemeral)\n"
@@ -37,6 +38,8 @@ static void usage(FILE *out)
             "      --explain MODEL    print the candidates and every exclusion for MODEL\n"
             "                         without calling upstreams (exit 0 routes, 1 would fail)\n"
             "      --policy NAME      the policy --explain applies (default: default_policy)\n"
+            "      --verify-audit FILE  check an audit file's hash chain; exit 0 intact,\n"
+            "                         1 broken (the first bad record is named), 2 unreadable\n"
             "      --log-level LEVEL  debug | info | warn | error (default info)\n"
             "  -V, --version          print the version\n"
             "  -h, --help             this text\n",
@@ -66,13 +69,15 @@ static void *worker_thread(void *arg)
 /* Opens the sockets and builds the workers; -1 with err on failure (every
  * socket and worker built so far is released). */
 static int start_workers(const mr_config_t *cfg, const char *path, const char *listen,
-                         worker_slot_t *slots, int n, uint16_t *port, char *err, size_t errlen)
+                         const mr_shared_t *shared, worker_slot_t *slots, int n, uint16_t *port,
+                         char *err, size_t errlen)
 {
     uint16_t want = cfg->listen_port;
 
     for (int i = 0; i < n; i++) {
         int fd = mr_server_listen(cfg->listen_host, want, n > 1, port, err, errlen);
-        if (fd < 0 || mr_worker_init(&slots[i].w, i, cfg, path, listen, fd, err, errlen) < 0) {
+        if (fd < 0 ||
+            mr_worker_init(&slots[i].w, i, cfg, path, listen, shared, fd, err, errlen) < 0) {
             if (fd >= 0)
                 mr_worker_free(&slots[i].w);
             for (int k = 0; k < i; k++)
@@ -82,6 +87,32 @@ static int start_workers(const mr_config_t *cfg, const char *path, const char *l
         want = *port; /* an ephemeral port is chosen once, then shared */
     }
     return 0;
+}
+
+/* Metrics, the access log / audit file and the status sampler: one each
+ * for the whole process. */
+static int open_shared(const mr_config_t *cfg, unsigned workers, mr_shared_t *sh, char *err,
+                       size_t errlen)
+{
+    if (mr_metrics_new(workers, &sh->metrics) < 0 || mr_status_new(sh->metrics, &sh->status) < 0) {
+        snprintf(err, errlen, "out of memory");
+        mr_metrics_free(sh->metrics);
+        return -1;
+    }
+    if (mr_reqlog_open(cfg, workers, &sh->reqlog, err, errlen) < 0) {
+        mr_status_free(sh->status);
+        mr_metrics_free(sh->metrics);
+        return -1;
+    }
+    return 0;
+}
+
+/* After the workers stopped: flushes what the log writers still hold. */
+static void close_shared(mr_shared_t *sh)
+{
+    mr_reqlog_close(sh->reqlog);
+    mr_status_free(sh->status);
+    mr_metrics_free(sh->metrics);
 }
 
 int main(int argc, char **argv)
@@ -96,6 +127,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"explain", required_argument, NULL, 'x'},
         {"policy", required_argument, NULL, 'p'},
+        {"verify-audit", required_argument, NULL, 'A'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = MR_CONFIG_DEFAULT_PATH, *listen = NULL, *explain = NULL,
@@ -130,6 +162,12 @@ int main(int argc, char **argv)
         case 'p':
             policy = optarg;
             break;
+        case 'A': {
+            int rc = mr_audit_verify(optarg, stdout, err, sizeof(err));
+            if (rc < 0)
+                fprintf(stderr, "meridian: --verify-audit: %s\n", err);
+            return rc < 0 ? 2 : rc;
+        }
         case 'L':
             if (mr_log_parse_level(optarg, &level) < 0) {
                 fprintf(stderr, "meridian: --log-level: unknown level \"%s\"\n", optarg);
@@ -195,12 +233,20 @@ int main(int argc, char **argv)
         mr_config_free(cfg);
         return 1;
     }
+    mr_shared_t shared = {NULL, NULL, NULL};
+    if (open_shared(cfg, (unsigned)workers, &shared, err, sizeof(err)) < 0) {
+        fprintf(stderr, "meridian: %s\n", err);
+        mr_config_free(cfg);
+        curl_global_cleanup();
+        return 1;
+    }
     worker_slot_t *slots = calloc((size_t)workers, sizeof(*slots));
     uint16_t port = 0;
-    if (!slots ||
-        start_workers(cfg, config_path, listen, slots, workers, &port, err, sizeof(err)) < 0) {
+    if (!slots || start_workers(cfg, config_path, listen, &shared, slots, workers, &port, err,
+                                sizeof(err)) < 0) {
         fprintf(stderr, "meridian: %s\n", slots ? err : "out of memory");
         free(slots);
+        close_shared(&shared);
         mr_config_free(cfg);
         curl_global_cleanup();
         return 1;
@@ -235,6 +281,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < workers; i++)
         mr_worker_free(&slots[i].w);
     free(slots);
+    close_shared(&shared);
     mr_config_free(cfg);
     curl_global_cleanup();
     return rc;

@@ -68,17 +68,22 @@ static int build_models(mr_generation_t *g)
     return 0;
 }
 
-static mr_generation_t *generation_new(const mr_config_t *cfg, mr_config_t *owned, unsigned id,
-                                       uint64_t seed)
+static mr_generation_t *generation_new(const mr_worker_t *w, const mr_config_t *cfg,
+                                       mr_config_t *owned, unsigned id, uint64_t seed)
 {
     mr_generation_t *g = calloc(1, sizeof(*g));
     if (!g)
         return NULL;
+    if (!(g->mv = mr_metrics_view_new(w->shared->metrics, (unsigned)w->index, cfg))) {
+        free(g);
+        return NULL;
+    }
     g->cfg = cfg;
     g->owned = owned;
     g->id = id;
     g->refs = 1;
     if (mr_softstate_mem_init(&g->ss, cfg, seed) < 0) {
+        mr_metrics_view_free(g->mv);
         free(g);
         return NULL;
     }
@@ -86,6 +91,7 @@ static mr_generation_t *generation_new(const mr_config_t *cfg, mr_config_t *owne
                            cfg->health.max_cooldown_ms, cfg->health.probe_timeout_ms};
     if (mr_health_init(&g->health, cfg->n_target_ids, &ho) < 0) {
         mr_softstate_mem_free(&g->ss);
+        mr_metrics_view_free(g->mv);
         free(g);
         return NULL;
     }
@@ -94,6 +100,7 @@ static mr_generation_t *generation_new(const mr_config_t *cfg, mr_config_t *owne
         free(g->inflight);
         mr_health_free(&g->health);
         mr_softstate_mem_free(&g->ss);
+        mr_metrics_view_free(g->mv);
         free(g);
         return NULL;
     }
@@ -114,6 +121,7 @@ void mr_worker_release(mr_generation_t *g)
     free(g->inflight);
     mr_health_free(&g->health);
     mr_softstate_mem_free(&g->ss);
+    mr_metrics_view_free(g->mv);
     mr_config_free(g->owned);
     free(g);
 }
@@ -173,7 +181,7 @@ static void reload(mr_worker_t *w)
     if (strcmp(cfg->listen_host, old->listen_host) != 0 || cfg->listen_port != old->listen_port)
         mr_warn("worker %d: a new listen address takes a restart; still on %s:%u", w->index,
                 old->listen_host, (unsigned)old->listen_port);
-    mr_generation_t *g = generation_new(cfg, cfg, w->gen->id + 1, w->rng[0] ^ w->gen->id);
+    mr_generation_t *g = generation_new(w, cfg, cfg, w->gen->id + 1, w->rng[0] ^ w->gen->id);
     if (!g) {
         mr_error("worker %d: reload failed: out of memory", w->index);
         mr_config_free(cfg);
@@ -198,6 +206,8 @@ static void finish_drain(mr_worker_t *w)
     uv_close((uv_handle_t *)&w->sigterm, NULL);
     uv_close((uv_handle_t *)&w->sigint, NULL);
     uv_close((uv_handle_t *)&w->sighup, NULL);
+    uv_close((uv_handle_t *)&w->sigusr1, NULL);
+    uv_close((uv_handle_t *)&w->status_timer, NULL);
     uv_close((uv_handle_t *)&w->drain_timer, NULL);
 }
 
@@ -237,6 +247,11 @@ static void on_signal(uv_signal_t *s, int signum)
             reload(w);
         return;
     }
+    if (signum == SIGUSR1) {
+        mr_info("SIGUSR1: reopening the access log and audit file");
+        mr_reqlog_reopen(w->shared->reqlog);
+        return;
+    }
     if (w->draining) {
         mr_warn("second signal: stopping now");
         w->draining = 2;
@@ -255,11 +270,19 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_timer_start(&w->drain_timer, on_drain_timeout, w->gen->cfg->timeouts.drain_ms, 0);
 }
 
+static void on_status_timer(uv_timer_t *t)
+{
+    mr_worker_t *w = t->data;
+    mr_status_sample(w->shared->status);
+}
+
 int mr_worker_init(mr_worker_t *w, int index, const mr_config_t *cfg, const char *config_path,
-                   const char *listen_override, int listen_fd, char *err, size_t errlen)
+                   const char *listen_override, const mr_shared_t *shared, int listen_fd, char *err,
+                   size_t errlen)
 {
     memset(w, 0, sizeof(*w));
     w->index = index;
+    w->shared = shared;
     w->config_path = config_path;
     w->listen_override = listen_override;
     if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng)) {
@@ -272,7 +295,7 @@ int mr_worker_init(mr_worker_t *w, int index, const mr_config_t *cfg, const char
         snprintf(err, errlen, "could not create the event loop");
         return -1;
     }
-    if (!(w->gen = generation_new(cfg, NULL, 0, w->rng[0] ^ (uint64_t)index))) {
+    if (!(w->gen = generation_new(w, cfg, NULL, 0, w->rng[0] ^ (uint64_t)index))) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -297,11 +320,20 @@ int mr_worker_init(mr_worker_t *w, int index, const mr_config_t *cfg, const char
     uv_signal_init(&w->loop, &w->sigterm);
     uv_signal_init(&w->loop, &w->sigint);
     uv_signal_init(&w->loop, &w->sighup);
+    uv_signal_init(&w->loop, &w->sigusr1);
+    uv_timer_init(&w->loop, &w->status_timer);
     uv_timer_init(&w->loop, &w->drain_timer);
     w->sigterm.data = w->sigint.data = w->sighup.data = w->drain_timer.data = w;
+    w->sigusr1.data = w->status_timer.data = w;
     uv_signal_start(&w->sigterm, on_signal, SIGTERM);
     uv_signal_start(&w->sigint, on_signal, SIGINT);
     uv_signal_start(&w->sighup, on_signal, SIGHUP);
+    if (index == 0) {
+        /* one reopen and one sampler per process, not per worker */
+        uv_signal_start(&w->sigusr1, on_signal, SIGUSR1);
+        uv_timer_start(&w->status_timer, on_status_timer, MR_STATUS_STEP_MS, MR_STATUS_STEP_MS);
+        uv_unref((uv_handle_t *)&w->status_timer);
+    }
     return 0;
 }
 

@@ -13,8 +13,11 @@
 #include "meridian/adapter.h"
 #include "meridian/config.h"
 #include "meridian/health.h"
+#include "meridian/metrics.h"
+#include "meridian/reqlog.h"
 #include "meridian/server.h"
 #include "meridian/softstate.h"
+#include "meridian/status.h"
 #include "meridian/upstream.h"
 
 #include <stdint.h>
@@ -31,11 +34,21 @@ typedef struct mr_generation {
     mr_softstate_mem_t ss; /* vendor shares, latencies, round robin: indexed by this config */
     mr_health_t health;    /* circuit breakers per target id; carried over on reload */
     unsigned *inflight;    /* upstream transfers per provider (index in cfg->providers) */
+    mr_metrics_view_t *mv; /* this worker's metric slots for this config */
     unsigned refs;
     unsigned id; /* 0 for the start-up config, then 1, 2, ... per reload */
 } mr_generation_t;
 
 typedef struct mr_request mr_request_t;
+
+/* Process-wide services the workers share, created by main before the
+ * workers and freed after them. Each is safe for concurrent use as its
+ * header describes. */
+typedef struct mr_shared {
+    mr_metrics_t *metrics;
+    mr_reqlog_t *reqlog;
+    mr_status_t *status; /* sampled by worker 0 */
+} mr_shared_t;
 
 typedef struct mr_worker {
     uv_loop_t loop;
@@ -43,6 +56,7 @@ typedef struct mr_worker {
     mr_generation_t *gen;    /* the config new requests use */
     const char *config_path; /* re-read on SIGHUP */
     const char *listen_override;
+    const mr_shared_t *shared;
     mr_server_t server;
     mr_upstream_t upstream;
     mr_request_t *requests;         /* in flight, intrusive list */
@@ -53,6 +67,8 @@ typedef struct mr_worker {
     uv_signal_t sigterm;
     uv_signal_t sigint;
     uv_signal_t sighup;
+    uv_signal_t sigusr1;     /* worker 0: reopen the access log and audit file */
+    uv_timer_t status_timer; /* worker 0: samples traffic for /status */
     uv_timer_t drain_timer;
     int draining;
     int stopped;
@@ -61,9 +77,10 @@ typedef struct mr_worker {
 /* Builds the worker around an already listening socket (ownership of
  * listen_fd passes to the worker). `cfg` (borrowed, must outlive the worker)
  * is the first generation; SIGHUP re-reads `config_path` (re-applying
- * `listen_override` when not NULL). 0, or -1 with err. */
+ * `listen_override` when not NULL). `shared` is borrowed. 0, or -1 with err. */
 int mr_worker_init(mr_worker_t *w, int index, const mr_config_t *cfg, const char *config_path,
-                   const char *listen_override, int listen_fd, char *err, size_t errlen);
+                   const char *listen_override, const mr_shared_t *shared, int listen_fd, char *err,
+                   size_t errlen);
 /* Runs until SIGINT/SIGTERM drained everything; returns the process exit code. */
 int mr_worker_run(mr_worker_t *w);
 /* Frees what mr_worker_init built; call after mr_worker_run returned. */
