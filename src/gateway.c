@@ -24,6 +24,9 @@
 #include <time.h>
 
 #define ERROR_BODY_MAX (64 * 1024) /* upstream error bodies we keep */
+/* A suspended request starts watching its client socket only after this
+ * long: most answers come sooner, and the watch costs several syscalls. */
+#define DISCONNECT_WATCH_DELAY_MS 25
 
 typedef enum {
     RS_BODY,      /* receiving the request body */
@@ -128,6 +131,7 @@ struct mr_request {
     mr_buf_t resp_copy; /* audit.bodies: what the client received */
 
     uv_timer_t timer;
+    uv_timer_t watch_timer; /* arms client_poll once a suspension lasts */
     uv_poll_t client_poll;
     int poll_inited;
     int open_handles;
@@ -286,24 +290,32 @@ static enum MHD_Result respond_static(mr_request_t *r, int status, const char *b
 
 static void on_client_poll(uv_poll_t *p, int status, int events);
 
+/* Suspended connections are invisible to MHD: watch for the client
+ * leaving ourselves, so its upstream transfer is not left running. */
+static void on_watch_timer(uv_timer_t *t)
+{
+    mr_request_t *r = t->data;
+
+    if (r->poll_inited || r->state == RS_DONE || r->state == RS_ABORT)
+        return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci && uv_poll_init(&r->w->loop, &r->client_poll, ci->connect_fd) == 0) {
+        r->poll_inited = 1;
+        r->open_handles++;
+        r->client_poll.data = r;
+        uv_poll_start(&r->client_poll, UV_DISCONNECT, on_client_poll);
+    }
+}
+
 static void suspend(mr_request_t *r)
 {
     if (r->suspended)
         return;
     MHD_suspend_connection(r->conn);
     r->suspended = 1;
-    /* Suspended connections are invisible to MHD: watch for the client
-     * leaving ourselves, so its upstream transfer is not left running. */
-    if (!r->poll_inited) {
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (ci && uv_poll_init(&r->w->loop, &r->client_poll, ci->connect_fd) == 0) {
-            r->poll_inited = 1;
-            r->open_handles++;
-            r->client_poll.data = r;
-            uv_poll_start(&r->client_poll, UV_DISCONNECT, on_client_poll);
-        }
-    }
+    if (!r->poll_inited && !uv_is_active((uv_handle_t *)&r->watch_timer))
+        uv_timer_start(&r->watch_timer, on_watch_timer, DISCONNECT_WATCH_DELAY_MS, 0);
 }
 
 static void resume(mr_request_t *r)
@@ -317,6 +329,7 @@ static void resume(mr_request_t *r)
 
 static void stop_client_poll(mr_request_t *r)
 {
+    uv_timer_stop(&r->watch_timer);
     if (r->poll_inited && uv_is_active((uv_handle_t *)&r->client_poll))
         uv_poll_stop(&r->client_poll);
 }
@@ -1409,8 +1422,9 @@ static mr_request_t *request_new(mr_worker_t *w, struct MHD_Connection *conn)
     mr_buf_init(&r->body, r->gen->cfg->limits.max_body_bytes);
     mr_buf_init(&r->resp, r->gen->cfg->limits.max_response_bytes);
     uv_timer_init(&w->loop, &r->timer);
-    r->timer.data = r;
-    r->open_handles = 1;
+    uv_timer_init(&w->loop, &r->watch_timer);
+    r->timer.data = r->watch_timer.data = r;
+    r->open_handles = 2;
     cid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-request-id");
     if (cid && valid_client_id(cid))
         snprintf(r->id, sizeof(r->id), "%s", cid);
@@ -1460,6 +1474,7 @@ static void request_free(mr_request_t *r)
     free(r->model);
     json_decref(r->json);
     uv_close((uv_handle_t *)&r->timer, request_closed);
+    uv_close((uv_handle_t *)&r->watch_timer, request_closed);
     if (r->poll_inited)
         uv_close((uv_handle_t *)&r->client_poll, request_closed);
 }
