@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #define POOL_MAX 1024
 #define CTYPE_MAX 128
@@ -23,12 +24,15 @@ struct mr_transfer {
     char errbuf[CURL_ERROR_SIZE];
 };
 
-/* One per socket curl asks us to watch; freed in its close callback. */
+/* One per socket curl asks us to watch, kept until curl closes the socket
+ * (close_cb): a keep-alive connection between two transfers keeps its poll
+ * registered, so reusing it costs no epoll_ctl. */
 struct mr_upstream_sock {
     uv_poll_t poll;
     mr_upstream_t *u;
     curl_socket_t fd;
     int events;
+    int wanted; /* curl watches it; 0 between transfers (CURL_POLL_REMOVE) */
     mr_upstream_sock_t *prev, *next;
 };
 
@@ -49,6 +53,8 @@ static void sock_release(mr_upstream_sock_t *s)
         u->socks = s->next;
     if (s->next)
         s->next->prev = s->prev;
+    if ((size_t)s->fd < u->by_fd_cap && u->by_fd[s->fd] == s)
+        u->by_fd[s->fd] = NULL;
     uv_poll_stop(&s->poll);
     uv_close((uv_handle_t *)&s->poll, sock_closed);
 }
@@ -59,6 +65,12 @@ static void on_poll(uv_poll_t *p, int status, int events)
     mr_upstream_t *u = s->u;
     int flags = 0, running;
 
+    if (!s->wanted) {
+        /* an idle keep-alive connection spoke (closed, most likely): stop
+         * listening now; curl finds out when it next looks at it */
+        uv_poll_stop(&s->poll);
+        return;
+    }
     if (status < 0)
         flags = CURL_CSELECT_ERR;
     else {
@@ -71,6 +83,52 @@ static void on_poll(uv_poll_t *p, int status, int events)
     process_done(u);
 }
 
+/* Registers fd's context in the list and the by-fd index. */
+static mr_upstream_sock_t *sock_new(mr_upstream_t *u, curl_socket_t fd)
+{
+    mr_upstream_sock_t *s;
+
+    if (fd < 0)
+        return NULL;
+    if ((size_t)fd >= u->by_fd_cap) {
+        size_t cap = u->by_fd_cap ? u->by_fd_cap : 256;
+        while (cap <= (size_t)fd)
+            cap *= 2;
+        mr_upstream_sock_t **idx = realloc(u->by_fd, cap * sizeof(*idx));
+        if (!idx)
+            return NULL;
+        memset(idx + u->by_fd_cap, 0, (cap - u->by_fd_cap) * sizeof(*idx));
+        u->by_fd = idx;
+        u->by_fd_cap = cap;
+    }
+    if (!(s = calloc(1, sizeof(*s))))
+        return NULL;
+    if (uv_poll_init_socket(u->loop, &s->poll, fd) != 0) {
+        free(s);
+        return NULL;
+    }
+    s->poll.data = s;
+    s->u = u;
+    s->fd = fd;
+    s->next = u->socks;
+    if (u->socks)
+        u->socks->prev = s;
+    u->socks = s;
+    u->by_fd[fd] = s;
+    return s;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the poll must leave epoll before the fd is
+ * closed (and its number reused). */
+static int close_cb(void *clientp, curl_socket_t fd)
+{
+    mr_upstream_t *u = clientp;
+
+    if (fd >= 0 && (size_t)fd < u->by_fd_cap && u->by_fd[fd])
+        sock_release(u->by_fd[fd]);
+    return close(fd);
+}
+
 static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     mr_upstream_t *u = userp;
@@ -79,27 +137,23 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 
     (void)easy;
     if (what == CURL_POLL_REMOVE) {
+        /* Left registered on purpose (lazy removal): the next transfer on
+         * this connection usually comes soon. on_poll stops it if the idle
+         * socket turns readable; close_cb releases it. */
         if (s) {
             curl_multi_assign(u->multi, fd, NULL);
-            sock_release(s);
+            s->wanted = 0;
         }
         return 0;
     }
+    if (!s && fd >= 0 && (size_t)fd < u->by_fd_cap)
+        s = u->by_fd[fd];
     if (!s) {
-        s = calloc(1, sizeof(*s));
-        if (!s)
+        if (!(s = sock_new(u, fd)))
             return -1;
-        if (uv_poll_init_socket(u->loop, &s->poll, fd) != 0) {
-            free(s);
-            return -1;
-        }
-        s->poll.data = s;
-        s->u = u;
-        s->fd = fd;
-        s->next = u->socks;
-        if (u->socks)
-            u->socks->prev = s;
-        u->socks = s;
+    }
+    if (!s->wanted) {
+        s->wanted = 1;
         curl_multi_assign(u->multi, fd, s);
     }
     if (what & CURL_POLL_IN)
@@ -176,6 +230,9 @@ void mr_upstream_close(mr_upstream_t *u)
     u->multi = NULL;
     while (u->socks)
         sock_release(u->socks);
+    free(u->by_fd);
+    u->by_fd = NULL;
+    u->by_fd_cap = 0;
     uv_close((uv_handle_t *)&u->timer, NULL);
     uv_close((uv_handle_t *)&u->unpause, NULL);
 }
@@ -267,6 +324,8 @@ static CURL *acquire_easy(mr_upstream_t *u)
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
     return e;
 }
 

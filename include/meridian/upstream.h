@@ -30,8 +30,10 @@ typedef struct mr_upstream {
     uv_timer_t timer;  /* curl's timeout */
     uv_idle_t unpause; /* runs deferred curl_easy_pause(CONT) outside curl */
     mr_transfer_t *unpause_list;
-    mr_upstream_sock_t *socks; /* every socket context, for shutdown */
-    CURL **pool;               /* idle easy handles */
+    mr_upstream_sock_t *socks;  /* every socket context, for shutdown */
+    mr_upstream_sock_t **by_fd; /* the same, indexed by fd (NULL: none) */
+    size_t by_fd_cap;
+    CURL **pool; /* idle easy handles */
     size_t n_pool;
     size_t pool_cap;
     size_t active; /* transfers in flight */
