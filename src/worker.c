@@ -161,6 +161,11 @@ static void carry_health(mr_generation_t *to, const mr_generation_t *from)
     free(map);
 }
 
+static int same_text(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 /* SIGHUP: a new generation for new requests; requests in flight keep theirs.
  * A file that does not load changes nothing. */
 static void reload(mr_worker_t *w)
@@ -178,6 +183,10 @@ static void reload(mr_worker_t *w)
         mr_config_free(cfg);
         return;
     }
+    if (!same_text(cfg->access_log, old->access_log) ||
+        !same_text(cfg->audit.path, old->audit.path) || cfg->audit.bodies != old->audit.bodies)
+        mr_warn("worker %d: access_log and audit changes take a restart; keeping the open files",
+                w->index);
     if (strcmp(cfg->listen_host, old->listen_host) != 0 || cfg->listen_port != old->listen_port)
         mr_warn("worker %d: a new listen address takes a restart; still on %s:%u", w->index,
                 old->listen_host, (unsigned)old->listen_port);
