@@ -31,6 +31,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -130,23 +131,24 @@ static rec_check_t check_record(const char *line, size_t len, uint64_t *seq,
     json_t *root = json_loadb(line, len, 0, NULL);
     json_t *js = json_object_get(root, "seq");
     json_t *jp = json_object_get(root, "prev");
-    bool fields = json_is_integer(js) && json_integer_value(js) >= 1 && json_is_string(jp) &&
-                  mr_sha256_from_hex(json_string_value(jp), prev) == 0;
+    bool parsed = root != NULL;
+    bool has_seq = json_is_integer(js) && json_integer_value(js) >= 1;
+    bool fields =
+        has_seq && json_is_string(jp) && mr_sha256_from_hex(json_string_value(jp), prev) == 0;
     uint8_t d[MR_SHA256_DIGEST_LEN];
     char hex[MR_SHA256_HEX_LEN + 1];
 
-    *seq =
-        json_is_integer(js) && json_integer_value(js) >= 1 ? (uint64_t)json_integer_value(js) : 0;
+    *seq = has_seq ? (uint64_t)json_integer_value(js) : 0;
     json_decref(root);
     if (len < HASH_SUFFIX_LEN ||
         memcmp(line + len - HASH_SUFFIX_LEN, HASH_KEY, HASH_KEY_LEN) != 0 ||
         memcmp(line + len - 2, "\"}", 2) != 0)
-        return root ? REC_NO_HASH : REC_NOT_JSON;
+        return parsed ? REC_NO_HASH : REC_NOT_JSON;
     mr_sha256(line, len - HASH_SUFFIX_LEN, d);
     mr_sha256_hex(d, hex);
     if (memcmp(hex, line + len - HASH_SUFFIX_LEN + HASH_KEY_LEN, MR_SHA256_HEX_LEN) != 0)
         return REC_BAD_HASH;
-    if (!root)
+    if (!parsed)
         return REC_NOT_JSON;
     return fields ? REC_OK : REC_NO_FIELDS;
 }
@@ -391,9 +393,9 @@ static void write_taken(mr_logsink_t *s, producer_t *q, queue_t *b)
     s->spare = *b;
 }
 
-/* Acts on a reopen request: every producer's lines from before the cut go
- * to the old file, then the path is reopened. A request cuts all queues at
- * once, so when one producer shows a cut, all of them have one. */
+/* Acts on a reopen request: every producer's lines from before its cut go
+ * to the old file, then the path is reopened. The request cut all queues at
+ * once, so no line queued after it can already be in the old file. */
 static void rotate(mr_logsink_t *s)
 {
     for (unsigned i = 0; i < s->n; i++) {
