@@ -163,6 +163,14 @@ static mr_exclusion_t *add_exclusion(mr_plan_t *plan, const mr_provider_t *p, co
     return x;
 }
 
+/* Copies src into dst, cut to fit: a long reason loses its tail, not the plan. */
+static void copy_cut(char *dst, size_t cap, const char *src)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static void exclude_candidate(mr_plan_t *plan, const mr_candidate_t *c, mr_exclusion_kind_t kind,
                               const char *rule, const char *policy, const char *reason)
 {
@@ -171,8 +179,8 @@ static void exclude_candidate(mr_plan_t *plan, const mr_candidate_t *c, mr_exclu
     if (!x)
         return;
     x->policy = policy;
-    snprintf(x->rule, sizeof(x->rule), "%s", rule);
-    snprintf(x->reason, sizeof(x->reason), "%s", reason);
+    copy_cut(x->rule, sizeof(x->rule), rule);
+    copy_cut(x->reason, sizeof(x->reason), reason);
 }
 
 /*

@@ -209,10 +209,11 @@ static void make_in(mr_adapter_in_t *in, const dialect_t *d, const char *name, c
 /* The client request of a response/stream case: <case>.req.json or a default. */
 static json_t *case_request(const char *dir, const char *name, int stream, char **raw)
 {
-    char path[512];
+    char path[1024];
     json_t *j;
 
-    snprintf(path, sizeof(path), "%s/%s.req.json", dir, name);
+    if (snprintf(path, sizeof(path), "%s/%s.req.json", dir, name) >= (int)sizeof(path))
+        fail_msg("path too long: %s/%s", dir, name);
     j = json_load_file(path, 0, NULL);
     if (!j)
         j = stream ? json_pack("{s:s, s:[], s:b}", "model", "m", "messages", "stream", 1)

@@ -614,6 +614,8 @@ static void test_chain_tamper(void **state)
     l.v[399] = saved;
 
     /* Line 700 removed. */
+    if (l.n <= 700)
+        fail_msg("expected 1000 lines, got %zu", l.n);
     memmove(&l.v[699], &l.v[700], (l.n - 700) * sizeof(*l.v));
     write_lines(copy, l.v, l.n - 1);
     assert_broken(copy, "record 700 (line 700, seq 701): seq 701 follows seq 699");
