@@ -15,6 +15,7 @@
 
 #include <curl/curl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -228,6 +229,12 @@ int main(int argc, char **argv)
 
     /* A client vanishing mid-write must not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);
+    /* Every request allocates and frees tens of KiB; with glibc's default
+     * 128 KiB trim threshold the heap shrank and grew again many times a
+     * second under load (brk, TLB flushes, page faults: ~15 % of a worker's
+     * CPU in perf). Keep up to 64 MiB of freed heap instead. */
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "meridian: libcurl failed to initialise\n");
         mr_config_free(cfg);
