@@ -153,6 +153,14 @@ static mr_exclusion_t *add_exclusion(mr_plan_t *plan, const mr_provider_t *p, co
     plan->n_excluded_total++;
     if (plan->n_excluded >= MR_MAX_CANDIDATES)
         return NULL;
+    if (plan->n_excluded == plan->excluded_cap) {
+        size_t cap = plan->excluded_cap ? plan->excluded_cap * 2 : 4;
+        mr_exclusion_t *more = realloc(plan->excluded, cap * sizeof(*more));
+        if (!more)
+            return NULL; /* counted in n_excluded_total, not listed */
+        plan->excluded = more;
+        plan->excluded_cap = cap;
+    }
     x = &plan->excluded[plan->n_excluded++];
     memset(x, 0, sizeof(*x));
     x->provider = p;
@@ -461,7 +469,12 @@ static void order_request(const mr_request_policy_t *rp, group_t *g)
 static void plan_begin(mr_plan_t *plan, const mr_policy_stack_t *st, const char *const *models,
                        size_t n_models)
 {
+    mr_exclusion_t *storage = plan->excluded;
+    size_t cap = plan->excluded_cap;
+
     memset(plan, 0, sizeof(*plan));
+    plan->excluded = storage;
+    plan->excluded_cap = cap;
     plan->n_models = n_models < MR_MAX_MODELS ? n_models : MR_MAX_MODELS;
     for (size_t i = 0; i < plan->n_models; i++)
         plan->models[i] = models[i];
@@ -911,20 +924,33 @@ int mr_router_explain(const mr_config_t *cfg, const mr_policy_stack_t *stack,
                       const char *const *models, size_t n_models, mr_softstate_t *ss,
                       uint64_t now_ms, json_t **out, mr_error_t *err)
 {
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t e;
     int rc = plan_core(cfg, stack, models, n_models, ss, now_ms, false, &plan, &e);
 
     *out = NULL;
     if (rc < 0 && e.status != 403 && e.status != 503) {
+        mr_plan_release(&plan);
         *err = e;
         return -1;
     }
-    if (!(*out = plan_json(&plan, ss, now_ms, rc, &e))) {
+    *out = plan_json(&plan, ss, now_ms, rc, &e);
+    mr_plan_release(&plan);
+    if (!*out) {
         mr_error_set(err, 500, NULL, NULL, NULL, "out of memory");
         return -1;
     }
     return 0;
+}
+
+void mr_plan_release(mr_plan_t *plan)
+{
+    if (!plan)
+        return;
+    free(plan->excluded);
+    plan->excluded = NULL;
+    plan->excluded_cap = 0;
+    plan->n_excluded = 0;
 }
 
 static const char *jstr(const json_t *o, const char *k)

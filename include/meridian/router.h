@@ -73,7 +73,10 @@ typedef struct mr_plan {
     const mr_route_t *route; /* route of the first model; NULL for provider/model */
     mr_candidate_t candidates[MR_MAX_CANDIDATES];
     size_t n_candidates;
-    mr_exclusion_t excluded[MR_MAX_CANDIDATES];
+    /* Allocated on the first exclusion (most plans have none), reused when
+     * the plan is planned again, freed by mr_plan_release. */
+    mr_exclusion_t *excluded;
+    size_t excluded_cap;
     size_t n_excluded;       /* entries stored (at most MR_MAX_CANDIDATES) */
     size_t n_excluded_total; /* including those that did not fit */
     unsigned max_attempts;   /* never more than n_candidates */
@@ -120,6 +123,11 @@ int mr_router_plan(const mr_config_t *cfg, const char *model, mr_plan_t *plan, m
 int mr_router_plan_policy(const mr_config_t *cfg, const mr_policy_stack_t *stack,
                           const char *const *models, size_t n_models, mr_softstate_t *ss,
                           uint64_t now_ms, mr_plan_t *plan, mr_error_t *err);
+
+/* A plan passed to the planners must be zero-initialised ({0}) or planned
+ * before (its exclusion storage is reused); mr_plan_release frees that
+ * storage when the plan is done with. NULL ok. */
+void mr_plan_release(mr_plan_t *plan);
 
 /*
  * The request's model list: out[0] = model, then the strings of the body's

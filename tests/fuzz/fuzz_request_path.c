@@ -294,6 +294,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = size;
     char *auth_in = NULL, *policy_in = NULL;
     const char *auth, *policy;
+    mr_plan_t plan = {0}; /* released at done: */
     mr_error_t e;
     const mr_key_t *key = NULL;
     json_t *root = NULL;
@@ -343,7 +344,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *models[MR_MAX_MODELS];
     size_t n_models = 0;
     mr_policy_stack_t st;
-    mr_plan_t plan;
     memset(&e, 0, sizeof(e));
     if (mr_router_models_from_request(model_copy, json_object_get(root, "models"), models,
                                       &n_models, &e) < 0) {
@@ -413,6 +413,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mr_router_record_ttfb(&ss.super, &plan.candidates[h % plan.n_candidates],
                           (uint32_t)((h >> 24) % 5000), clock_ms);
 done:
+    mr_plan_release(&plan);
     free(model_copy);
     json_decref(root);
     free(auth_in);

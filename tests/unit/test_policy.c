@@ -203,7 +203,7 @@ static void test_filters(void **state)
 
     for (size_t i = 0; i < sizeof(filter_cases) / sizeof(filter_cases[0]); i++) {
         const filter_case_t *c = &filter_cases[i];
-        mr_plan_t plan;
+        mr_plan_t plan = {0};
         mr_error_t err;
         char got[256];
         const mr_exclusion_t *x;
@@ -230,6 +230,7 @@ static void test_filters(void **state)
         assert_int_equal(plan.n_candidates + plan.n_excluded, 7);
         assert_int_equal(plan.n_excluded_total, plan.n_excluded);
         assert_string_equal(plan.policy_label, c->policy);
+        mr_plan_release(&plan);
     }
 }
 
@@ -265,7 +266,7 @@ static void test_target_attr(void **state)
 static void test_denied_403(void **state)
 {
     fixture_t *f = *state;
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
 
     assert_int_equal(plan1(f, NULL, "kindp", NULL, "all", &plan, &err), -1);
@@ -309,13 +310,14 @@ static void test_denied_403(void **state)
     assert_int_equal(err.status, 403);
     assert_true(strlen(err.message) < sizeof(err.message));
     assert_contains(err.message, "us1/xxxxxxxx");
+    mr_plan_release(&plan);
 }
 
 /* Allowed targets that are all disabled: 503 naming variables and policy. */
 static void test_disabled_503(void **state)
 {
     fixture_t *f = *state;
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
 
     assert_int_equal(plan1(f, NULL, "offonly", NULL, "all", &plan, &err), -1);
@@ -330,6 +332,7 @@ static void test_disabled_503(void **state)
     /* no policy at all: the message is the one from before policies */
     assert_int_equal(mr_router_plan(f->cfg, "offr", &plan, &err), -1);
     assert_string_equal(err.message, "route \"offr\" has no enabled provider: set MR_TP_UNSET");
+    mr_plan_release(&plan);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -388,7 +391,7 @@ static void test_stack(void **state)
 
     for (size_t i = 0; i < sizeof(stack_cases) / sizeof(stack_cases[0]); i++) {
         const stack_case_t *c = &stack_cases[i];
-        mr_plan_t plan;
+        mr_plan_t plan = {0};
         mr_error_t err = {0};
         char got[256];
         int rc = plan1(f, c->key, c->header, c->provider, "all", &plan, &err);
@@ -412,13 +415,14 @@ static void test_stack(void **state)
                 const char *r = plan.candidates[k].provider->region;
                 assert_true(!strcmp(r, "eu") || !strcmp(r, "ch"));
             }
+        mr_plan_release(&plan);
     }
 }
 
 static void test_stack_messages(void **state)
 {
     fixture_t *f = *state;
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
     const mr_exclusion_t *x;
 
@@ -468,6 +472,7 @@ static void test_stack_messages(void **state)
     assert_string_equal(err.code, "policy_not_found");
     assert_contains(err.message, "unknown policy \"eu-onyl\" in x-meridian-policy; known "
                                  "policies: any, eu, nocnus, ");
+    mr_plan_release(&plan);
 }
 
 static void test_stack_strategy_precedence(void **state)
@@ -631,7 +636,7 @@ static void test_weighted(void **state)
     fixture_t *f = *state;
     const int N = 20000;
     int first[3] = {0}, second_wa = 0;
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
 
     for (int i = 0; i < N; i++) {
@@ -660,13 +665,14 @@ static void test_weighted(void **state)
         assert_int_equal(mr_router_plan_policy(f->cfg, &st, models, 1, NULL, 0, &plan, &err), 0);
         assert_string_equal(models_of(&plan, got, sizeof(got)), "wc,wb,wa");
     }
+    mr_plan_release(&plan);
 }
 
 static void test_round_robin(void **state)
 {
     fixture_t *f = *state;
     static const char *const want[] = {"r1,r2,r3", "r2,r3,r1", "r3,r1,r2", "r1,r2,r3"};
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
     char got[64];
 
@@ -684,13 +690,14 @@ static void test_round_robin(void **state)
     /* a filtered set still rotates: under eu rr3 keeps all three */
     assert_int_equal(plan1(f, "k-eu", "rrp", NULL, "rr3", &plan, &err), 0);
     assert_string_equal(models_of(&plan, got, sizeof(got)), "r2,r3,r1");
+    mr_plan_release(&plan);
 }
 
 static void test_least_latency(void **state)
 {
     fixture_t *f = *state;
     const mr_route_t *lat = mr_config_find_route(f->cfg, "lat");
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
     char got[64];
 
@@ -715,12 +722,13 @@ static void test_least_latency(void **state)
     f->now += MR_SS_TTFB_STALE_MS + 1;
     assert_int_equal(plan1(f, NULL, "latp", NULL, "lat", &plan, &err), 0);
     assert_string_equal(models_of(&plan, got, sizeof(got)), "l1,l2,l3");
+    mr_plan_release(&plan);
 }
 
 static void test_cheapest(void **state)
 {
     fixture_t *f = *state;
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
     char got[128];
 
@@ -734,6 +742,7 @@ static void test_cheapest(void **state)
     assert_int_equal(
         plan1(f, NULL, "cheapestp", "{\"order\":[\"us2\",\"ch\"]}", "all", &plan, &err), 0);
     assert_string_equal(providers_of(&plan, got, sizeof(got)), "us2,ch,de,cn,fr,us1");
+    mr_plan_release(&plan);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -757,7 +766,7 @@ static void test_diversity(void **state)
         {"divv", "same", "s1,s2,s3"},
     };
     fixture_t *f = *state;
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
     char got[128];
 
@@ -780,6 +789,7 @@ static void test_diversity(void **state)
     assert_int_equal(plan1(f, "k-cheap", "divv", NULL, "all", &plan, &err), 0);
     assert_string_equal(plan.strategy_from, "cheapestp");
     assert_string_equal(providers_of(&plan, got, sizeof(got)), "de,cn,fr,us1,ch,us2");
+    mr_plan_release(&plan);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -792,12 +802,13 @@ static double simulate_share(fixture_t *f, const char *policy, uint64_t step_ms,
     int alpha = 0;
 
     for (int i = 0; i < n; i++) {
-        mr_plan_t plan;
+        mr_plan_t plan = {0};
         mr_error_t err;
         assert_int_equal(plan1(f, NULL, policy, NULL, "share2", &plan, &err), 0);
         alpha += !strcmp(plan.candidates[0].provider->vendor, "alpha");
         mr_router_record_served(f->ss, &plan, &plan.candidates[0], f->now);
         f->now += step_ms;
+        mr_plan_release(&plan);
     }
     return alpha / (double)n;
 }
@@ -822,7 +833,7 @@ static void test_vendor_share_bootstrap(void **state)
 {
     fixture_t *f = *state;
     static const char *const want[] = {"p-a", "p-b", "p-a", "p-b", "p-a", "p-b"};
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
 
     for (int i = 0; i < 6; i++) {
@@ -846,6 +857,7 @@ static void test_vendor_share_bootstrap(void **state)
     }
     assert_int_equal(plan1(f, NULL, "half", NULL, "share2", &plan, &err), 0);
     assert_string_equal(plan.candidates[0].model, "p-a");
+    mr_plan_release(&plan);
 }
 
 /* Vendor share then diversity: attempt 2 is never the vendor of attempt 1. */
@@ -855,7 +867,7 @@ static void test_diverse_policy(void **state)
     int alpha_first = 0;
 
     for (int i = 0; i < 200; i++) {
-        mr_plan_t plan;
+        mr_plan_t plan = {0};
         mr_error_t err;
         assert_int_equal(plan1(f, NULL, "diverse", NULL, "div2", &plan, &err), 0);
         assert_int_equal(plan.n_candidates, 4);
@@ -864,6 +876,7 @@ static void test_diverse_policy(void **state)
         alpha_first += !strcmp(plan.candidates[0].provider->vendor, "alpha");
         mr_router_record_served(f->ss, &plan, &plan.candidates[0], f->now);
         f->now += 100;
+        mr_plan_release(&plan);
     }
     assert_true(alpha_first >= 90 && alpha_first <= 110);
 }
@@ -911,7 +924,7 @@ static void test_models_list(void **state)
 static void test_models_fallback(void **state)
 {
     fixture_t *f = *state;
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
     char got[128];
     const mr_exclusion_t *x;
@@ -983,6 +996,7 @@ static void test_models_fallback(void **state)
             plan_req(f, NULL, "any", "{\"allow_fallbacks\":false}", models, &plan, &err), 0);
         assert_string_equal(models_of(&plan, got, sizeof(got)), "m-us1,m-fr");
     }
+    mr_plan_release(&plan);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1148,7 +1162,7 @@ static void test_explain(void **state)
 static void test_plan_without_policy(void **state)
 {
     fixture_t *f = *state;
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
     char got[128];
 
@@ -1166,6 +1180,7 @@ static void test_plan_without_policy(void **state)
                          0);
         assert_string_equal(providers_of(&plan, got, sizeof(got)), "us1,cn,fr,us2,de,ch");
     }
+    mr_plan_release(&plan);
 }
 
 int main(void)

@@ -109,7 +109,7 @@ static void assert_error(const mr_error_t *e, int status, const char *code, cons
 static void test_route_skips_disabled(void **state)
 {
     const mr_config_t *cfg = *state;
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
 
     assert_int_equal(mr_router_plan(cfg, "chat", &plan, &err), 0);
@@ -132,12 +132,13 @@ static void test_route_skips_disabled(void **state)
     assert_int_equal(plan.excluded[0].kind, MR_EXCLUDED_DISABLED);
     assert_string_equal(plan.excluded[0].rule, "disabled");
     assert_int_equal(plan.max_attempts, 3);
+    mr_plan_release(&plan);
 }
 
 static void test_attempt_caps(void **state)
 {
     const mr_config_t *cfg = *state;
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
 
     /* cap 5 but one candidate left */
@@ -151,12 +152,13 @@ static void test_attempt_caps(void **state)
     assert_int_equal(plan.n_candidates, 3);
     assert_int_equal(plan.n_excluded, 0);
     assert_int_equal(plan.max_attempts, 2);
+    mr_plan_release(&plan);
 }
 
 static void test_route_all_disabled(void **state)
 {
     const mr_config_t *cfg = *state;
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
 
     assert_int_equal(mr_router_plan(cfg, "dead", &plan, &err), -1);
@@ -176,13 +178,14 @@ static void test_route_all_disabled(void **state)
 
     assert_int_equal(mr_router_plan(cfg, "dead1", &plan, &err), -1);
     assert_string_equal(err.message, "route \"dead1\" has no enabled provider: set MR_TR_KEY_B");
+    mr_plan_release(&plan);
 }
 
 static void test_direct_addressing(void **state)
 {
     const mr_config_t *cfg = *state;
     const char *model = "c/meta-llama/Llama-3-70b";
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
 
     assert_int_equal(mr_router_plan(cfg, "a/gpt-x", &plan, &err), 0);
@@ -207,12 +210,13 @@ static void test_direct_addressing(void **state)
 
     /* provider/model works even when the provider is in no route */
     assert_int_equal(mr_router_plan(cfg, "c/anything", &plan, &err), 0);
+    mr_plan_release(&plan);
 }
 
 static void test_direct_disabled(void **state)
 {
     const mr_config_t *cfg = *state;
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
 
     assert_int_equal(mr_router_plan(cfg, "b/foo", &plan, &err), -1);
@@ -224,12 +228,13 @@ static void test_direct_disabled(void **state)
 
     assert_int_equal(mr_router_plan(cfg, "e/foo", &plan, &err), -1);
     assert_error(&err, 503, "no_enabled_provider", "MR_TR_KEY_E is empty");
+    mr_plan_release(&plan);
 }
 
 static void test_unknown_and_malformed(void **state)
 {
     const mr_config_t *cfg = *state;
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
     char big[5000];
 
@@ -267,12 +272,13 @@ static void test_unknown_and_malformed(void **state)
     assert_int_equal(mr_router_plan(cfg, big, &plan, &err), -1);
     assert_error(&err, 404, "model_not_found", "...\" is not a route");
     assert_true(strlen(err.message) < 400);
+    mr_plan_release(&plan);
 }
 
 static void test_plan_reset_between_calls(void **state)
 {
     const mr_config_t *cfg = *state;
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
 
     assert_int_equal(mr_router_plan(cfg, "dead", &plan, &err), -1);
@@ -280,12 +286,13 @@ static void test_plan_reset_between_calls(void **state)
     assert_int_equal(mr_router_plan(cfg, "capped", &plan, &err), 0);
     assert_int_equal(plan.n_excluded, 0);
     assert_int_equal(plan.n_candidates, 3);
+    mr_plan_release(&plan);
 }
 
 static void test_error_body(void **state)
 {
     const mr_config_t *cfg = *state;
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
     char *body, want[512];
 
@@ -299,6 +306,7 @@ static void test_error_body(void **state)
              mr_error_type_for_status(503));
     assert_string_equal(body, want);
     free(body);
+    mr_plan_release(&plan);
 }
 
 static void test_max_candidates(void **state)
@@ -306,7 +314,7 @@ static void test_max_candidates(void **state)
     char json[8192], err_s[512];
     size_t o;
     mr_config_t *cfg;
-    mr_plan_t plan;
+    mr_plan_t plan = {0};
     mr_error_t err;
 
     (void)state;
@@ -322,6 +330,7 @@ static void test_max_candidates(void **state)
     assert_string_equal(plan.candidates[MR_MAX_CANDIDATES - 1].model, "m31");
     assert_int_equal(plan.max_attempts, 3);
     mr_config_free(cfg);
+    mr_plan_release(&plan);
 }
 
 int main(void)
