@@ -24,6 +24,9 @@
 #include <time.h>
 
 #define ERROR_BODY_MAX (64 * 1024) /* upstream error bodies we keep */
+/* MHD's buffer per streamed response (malloc'd for the stream's life): SSE
+ * events are small, and 10,000 open streams must not cost 16 KiB each. */
+#define STREAM_BLOCK 4096
 /* A suspended request starts watching its client socket only after this
  * long: most answers come sooner, and the watch costs several syscalls. */
 #define DISCONNECT_WATCH_DELAY_MS 25
@@ -70,7 +73,7 @@ struct mr_request {
     int client_wants_usage;
     mr_plan_t plan;
     size_t next_candidate;
-    attempt_t attempts[MR_MAX_PLAN_ATTEMPTS]; /* the plan never allows more */
+    attempt_t *attempts; /* plan.max_attempts of them, allocated once planned */
     unsigned n_attempts;
     int deadline_hit;
     int has_build_error; /* a candidate's dialect cannot express this request */
@@ -704,7 +707,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max)
 static enum MHD_Result queue_stream(mr_request_t *r)
 {
     struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_reader, r, NULL);
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_reader, r, NULL);
     enum MHD_Result ret;
 
     if (!resp)
@@ -1385,6 +1388,9 @@ static enum MHD_Result begin_proxy(mr_request_t *r)
         return MHD_NO;
     if (plan_request(r, json_object_get(root, "models"), json_object_get(root, "provider"), &e) < 0)
         return respond_plan_error(r, &e);
+    if (!(r->attempts =
+              calloc(r->plan.max_attempts ? r->plan.max_attempts : 1, sizeof(*r->attempts))))
+        return MHD_NO;
     mr_retry_budget_request(&r->w->retry_budget, uv_now(&r->w->loop));
     r->state = RS_UPSTREAM;
     suspend(r);
@@ -1472,6 +1478,8 @@ static void request_free(mr_request_t *r)
     end_attempt_state(r);
     free(r->out_body);
     free(r->model);
+    free(r->attempts);
+    mr_plan_release(&r->plan);
     json_decref(r->json);
     uv_close((uv_handle_t *)&r->timer, request_closed);
     uv_close((uv_handle_t *)&r->watch_timer, request_closed);
