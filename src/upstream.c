@@ -324,6 +324,10 @@ static CURL *acquire_easy(mr_upstream_t *u)
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    /* curl keeps a receive buffer per handle (16 KiB by default) for the
+     * handle's life: with thousands of open streams that is most of their
+     * memory, and upstream answers arrive in small pieces anyway. */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 8192L);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
     return e;

@@ -318,8 +318,9 @@ int mr_worker_init(mr_worker_t *w, int index, const mr_config_t *cfg, const char
         .max_connections = cfg->limits.max_connections,
         .client_idle_s = cfg->timeouts.client_idle_s,
         /* MHD keeps headers in this pool; leave room above our own header
-         * limit so we, not MHD, answer oversized headers (in JSON). */
-        .connection_memory = cfg->limits.max_header_bytes * 2 + 16384,
+         * limit so we, not MHD, answer oversized headers (in JSON). Every
+         * open connection holds one, so no more room than that. */
+        .connection_memory = cfg->limits.max_header_bytes + 16384,
         .handler = mr_gateway_handle,
         .completed = mr_gateway_completed,
         .cls = w,
