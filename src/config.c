@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 /* Defaults and bounds; docs/configuration.md documents each one. */
 #define DEF_LISTEN_HOST "127.0.0.1"
@@ -1085,23 +1086,27 @@ static int load_forward_headers(loader_t *ld, json_t *obj, mr_provider_t *p)
     return 0;
 }
 
+/* http2: HTTP/2 by ALPN on an https base_url. Cleartext HTTP/2 (prior
+ * knowledge) is refused: libcurl 7.88 cannot reuse such a connection (the
+ * second request on it fails), which would make every request a new one. */
+static int load_http2(loader_t *ld, json_t *obj, mr_provider_t *p)
+{
+    if (get_bool(ld, obj, "http2", &p->http2) < 0)
+        return -1;
+    if (p->http2 && strncasecmp(p->base_url, "https://", 8) != 0) {
+        path_key(ld, "http2");
+        return fail(ld, "needs an https base_url (HTTP/2 is negotiated with TLS ALPN; "
+                        "cleartext HTTP/2 is not supported)");
+    }
+    return 0;
+}
+
 static int load_provider(loader_t *ld, const char *name, json_t *obj, mr_provider_t *p)
 {
-    static const char *const keys[] = {"kind",
-                                       "base_url",
-                                       "api_key",
-                                       "vendor",
-                                       "region",
-                                       "jurisdiction",
-                                       "models",
-                                       "retains_data",
-                                       "zdr",
-                                       "tags",
-                                       "forward_headers",
-                                       "api_version",
-                                       "default_max_tokens",
-                                       "max_inflight",
-                                       NULL};
+    static const char *const keys[] = {
+        "kind",        "base_url",           "api_key",      "vendor",  "region", "jurisdiction",
+        "models",      "retains_data",       "zdr",          "http2",   "tags",   "forward_headers",
+        "api_version", "default_max_tokens", "max_inflight", "ca_file", NULL};
     char q[200];
     char *s = NULL;
     json_t *models;
@@ -1144,6 +1149,12 @@ static int load_provider(loader_t *ld, const char *name, json_t *obj, mr_provide
     if (check_base_url(ld, p->base_url) < 0)
         return -1;
     path_pop(ld, saved);
+    if (get_expanded(ld, obj, "ca_file", false, &p->ca_file) < 0)
+        return -1;
+    if (p->ca_file && access(p->ca_file, R_OK) != 0) {
+        saved = path_key(ld, "ca_file");
+        return fail(ld, "%s: %s", p->ca_file, strerror(errno));
+    }
 
     /* vendor, region, jurisdiction */
     if (get_expanded(ld, obj, "vendor", false, &p->vendor) < 0)
@@ -1229,7 +1240,8 @@ static int load_provider(loader_t *ld, const char *name, json_t *obj, mr_provide
         return -1;
     p->max_inflight = (unsigned)inflight;
     if (get_bool(ld, obj, "retains_data", &p->retains_data) < 0 ||
-        get_bool(ld, obj, "zdr", &p->zdr) < 0 || load_tags(ld, obj, true, &p->tags, &p->n_tags) < 0)
+        get_bool(ld, obj, "zdr", &p->zdr) < 0 || load_http2(ld, obj, p) < 0 ||
+        load_tags(ld, obj, true, &p->tags, &p->n_tags) < 0)
         return -1;
 
     /* api_key last: it may add a warning, which should only happen for an
@@ -2217,6 +2229,7 @@ void mr_config_free(mr_config_t *cfg)
         mr_provider_t *p = &cfg->providers[i];
         free(p->name);
         free(p->base_url);
+        free(p->ca_file);
         if (p->api_key) {
             /* best effort: do not leave the secret in freed heap memory */
             explicit_bzero(p->api_key, strlen(p->api_key));

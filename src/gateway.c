@@ -110,7 +110,8 @@ struct mr_request {
     char up_ctype[128];
     int up_invalid; /* a 2xx stream that does not look like SSE */
     int up_too_big;
-    int paused; /* upstream paused because the stream buffer is full */
+    int paused;      /* upstream paused because the stream buffer is full */
+    int paused_once; /* ... at least once during this attempt (debug log) */
 
     /* response */
     mr_buf_t resp; /* upstream body (buffered) or stream buffer */
@@ -796,6 +797,8 @@ static mr_data_result_t on_up_data(void *ud, const char *p, size_t n)
     if (mr_buf_len(&r->resp) >= r->resp.limit) {
         /* the client is the slow side: the idle timeout must not blame the
          * provider while we hold it back; re-armed when the reader drains */
+        if (!r->paused_once++)
+            mr_debug("%s: stream buffer full, upstream %s paused", r->id, r->served_by->name);
         r->paused = 1;
         uv_timer_stop(&r->timer);
         return MR_DATA_PAUSE;
@@ -1084,7 +1087,7 @@ static void start_attempt(mr_request_t *r)
     r->up_status = 0;
     r->up_retry_after = -1;
     r->up_ctype[0] = '\0';
-    r->up_invalid = r->up_too_big = r->paused = r->stream_errored = 0;
+    r->up_invalid = r->up_too_big = r->paused = r->paused_once = r->stream_errored = 0;
     mr_buf_reset(&r->resp);
     r->resp.limit = r->stream ? r->gen->cfg->limits.stream_buffer_bytes
                               : r->gen->cfg->limits.max_response_bytes;
@@ -1179,6 +1182,8 @@ static void launch_attempt(mr_request_t *r)
         .body = r->up_req.body,
         .body_len = r->up_req.body_len,
         .connect_timeout_ms = r->gen->cfg->timeouts.connect_ms,
+        .http2 = c->provider->http2,
+        .ca_file = c->provider->ca_file,
     };
     r->xfer = mr_upstream_start(&w->upstream, &req, &upstream_handler, r, err, sizeof(err));
     if (!r->xfer) {

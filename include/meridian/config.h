@@ -57,6 +57,8 @@ typedef struct mr_provider {
     char *disabled_reason; /* set when !enabled: "MISTRAL_API_KEY is not set" */
     bool retains_data;     /* stores prompts/completions beyond the request (default false) */
     bool zdr;              /* zero data retention guaranteed (default false) */
+    bool http2;            /* offer HTTP/2 upstream (TLS ALPN; https only) */
+    char *ca_file;         /* PEM bundle that verifies the upstream; NULL: the system's */
     mr_tag_t *tags;        /* inherited by every target on this provider */
     size_t n_tags;
     size_t vendor_index; /* index of `vendor` in mr_config_t.vendors */

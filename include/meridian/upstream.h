@@ -36,7 +36,8 @@ typedef struct mr_upstream {
     CURL **pool; /* idle easy handles */
     size_t n_pool;
     size_t pool_cap;
-    size_t active; /* transfers in flight */
+    size_t active;              /* transfers in flight */
+    const char *default_cainfo; /* libcurl's built-in CA bundle (static), NULL when none */
     int closing;
 } mr_upstream_t;
 
@@ -65,6 +66,8 @@ typedef struct mr_transfer_req {
     const char *body;           /* borrowed: must outlive the transfer */
     size_t body_len;
     long connect_timeout_ms;
+    int http2;           /* offer HTTP/2 (TLS ALPN); else HTTP/1.1 */
+    const char *ca_file; /* verify the upstream with this PEM bundle; NULL: the system's */
 } mr_transfer_req_t;
 
 int mr_upstream_init(mr_upstream_t *u, uv_loop_t *loop);
