@@ -26,7 +26,7 @@
 #define ERROR_BODY_MAX (64 * 1024) /* upstream error bodies we keep */
 /* MHD's buffer per streamed response (malloc'd for the stream's life): SSE
  * events are small, and 10,000 open streams must not cost 16 KiB each. */
-#define STREAM_BLOCK 4096
+#define STREAM_BLOCK 2048
 /* A suspended request starts watching its client socket only after this
  * long: most answers come sooner, and the watch costs several syscalls. */
 #define DISCONNECT_WATCH_DELAY_MS 25

@@ -327,7 +327,7 @@ static CURL *acquire_easy(mr_upstream_t *u)
     /* curl keeps a receive buffer per handle (16 KiB by default) for the
      * handle's life: with thousands of open streams that is most of their
      * memory, and upstream answers arrive in small pieces anyway. */
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 8192L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
     return e;

@@ -317,10 +317,11 @@ int mr_worker_init(mr_worker_t *w, int index, const mr_config_t *cfg, const char
         .listen_fd = listen_fd,
         .max_connections = cfg->limits.max_connections,
         .client_idle_s = cfg->timeouts.client_idle_s,
-        /* MHD keeps headers in this pool; leave room above our own header
-         * limit so we, not MHD, answer oversized headers (in JSON). Every
-         * open connection holds one, so no more room than that. */
-        .connection_memory = cfg->limits.max_header_bytes + 16384,
+        /* MHD keeps the raw headers and ~60 bytes per parsed header in this
+         * pool: at header limit + 16 KiB a request of 350 small headers
+         * (10 KiB, within our limit) got MHD's HTML 431; twice the limit
+         * leaves room for ~500 headers, so that we, not MHD, answer. */
+        .connection_memory = cfg->limits.max_header_bytes * 2 + 16384,
         .handler = mr_gateway_handle,
         .completed = mr_gateway_completed,
         .cls = w,

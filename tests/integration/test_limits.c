@@ -109,11 +109,46 @@ static void test_connection_limit_is_a_503(void **state)
     fail_msg("still refusing after the idle connections closed");
 }
 
+/* Many small headers inside limits.max_header_bytes are served, and past it
+ * the answer is our JSON 431, not MHD's HTML (its pool must fit the parsed
+ * headers, ~60 bytes each on top of their text). */
+static void test_many_small_headers(void **state)
+{
+    enum { N = 500 };
+    char url[256];
+    th_response_t r;
+    const char **h = calloc(N + 1, sizeof(*h));
+    (void)state;
+    for (int i = 0; i < N; i++)
+        h[i] = th_strf("X-H%d: vvvvvvvvvvvvvvvvvvvv", i); /* ~30 bytes: 15 KB in all */
+    th_http("POST", th_url_buf(&gw, "/v1/chat/completions", url, sizeof(url)), h,
+            "{\"model\":\"chat\"}", 16, &r);
+    assert_int_equal(r.status, 200);
+    th_response_free(&r);
+    for (int i = 0; i < N; i++)
+        free((char *)h[i]);
+    /* just past the limit: 100 headers of ~180 bytes, 18 KB */
+    for (int i = 0; i < N; i++)
+        h[i] = i < 100 ? th_strf("X-H%d: %0170d", i, 0) : NULL;
+    th_http("POST", url, h, "{\"model\":\"chat\"}", 16, &r);
+    assert_int_equal(r.status, 431);
+    json_t *root = th_json(&r);
+    assert_non_null(root);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(root, "error"), "code")),
+                        "headers_too_large");
+    json_decref(root);
+    th_response_free(&r);
+    for (int i = 0; i < 100; i++)
+        free((char *)h[i]);
+    free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slowloris_cut),
         cmocka_unit_test(test_connection_limit_is_a_503),
+        cmocka_unit_test(test_many_small_headers),
     };
     th_init();
     if (th_start_mock(&mock, "a") < 0)
