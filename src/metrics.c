@@ -183,7 +183,7 @@ unsigned mr_metrics_workers(const mr_metrics_t *m)
 static uint64_t series_hash(mr_metric_family_t f, const char *const *values, unsigned n)
 {
     uint64_t h = 1469598103934665603ull ^ (uint64_t)f;
-    for (unsigned k = 0; k < n; k++) {
+    for (unsigned k = 0; values && k < n; k++) {
         for (const unsigned char *p = (const unsigned char *)values[k]; *p; p++)
             h = (h ^ *p) * 1099511628211ull;
         h = (h ^ 0xff) * 1099511628211ull; /* separator: ("ab","c") != ("a","bc") */
@@ -283,7 +283,7 @@ uint32_t mr_metrics_series(mr_metrics_t *m, mr_metric_family_t f, const char *co
     uint32_t base = 0;
 
     pthread_mutex_lock(&m->lock);
-    if (m->n_series * 2 >= m->index_cap && index_grow(m) < 0)
+    if ((size_t)m->n_series * 2 >= m->index_cap && index_grow(m) < 0)
         goto out;
     size_t pos = series_hash(f, values, fam->n_labels) & (m->index_cap - 1);
     while (m->index[pos]) {

@@ -381,7 +381,7 @@ void mr_reqlog_write(mr_reqlog_t *l, unsigned worker, const mr_request_rec_t *re
         audit_record(b, rec);
         mr_logsink_write(l->audit, worker, mr_buf_ptr(b), mr_buf_len(b));
     }
-    if (mr_buf_len(b) > 64 * LINE_START) {
+    if (mr_buf_len(b) > (size_t)64 * LINE_START) {
         /* a record with bodies: do not keep megabytes per worker */
         mr_buf_free(b);
         mr_buf_init(b, SIZE_MAX);

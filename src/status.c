@@ -56,7 +56,9 @@ static void reading_add(reading_t *r, char kind, const char *name, double v)
     k[0] = kind;
     k[1] = '\x1f';
     memcpy(k + 2, name, klen - 2);
-    r->e[r->n++] = (entry_t){k, v};
+    r->e[r->n].key = k;
+    r->e[r->n].v = v;
+    r->n++;
 }
 
 static int entry_cmp(const void *a, const void *b)
@@ -145,10 +147,10 @@ static void visit_ttfb(void *ud, const char *const *v, uint32_t base)
 
 static void take_reading(mr_status_t *s, reading_t *r)
 {
-    visit_ctx_t c = {s->m, r};
     struct timespec ts;
 
     memset(r, 0, sizeof(*r));
+    visit_ctx_t c = {s->m, r};
     clock_gettime(CLOCK_REALTIME, &ts);
     r->unix_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
     r->mono_ms = mr_metrics_now_ms();
