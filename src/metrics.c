@@ -183,7 +183,7 @@ unsigned mr_metrics_workers(const mr_metrics_t *m)
 static uint64_t series_hash(mr_metric_family_t f, const char *const *values, unsigned n)
 {
     uint64_t h = 1469598103934665603ull ^ (uint64_t)f;
-    for (unsigned k = 0; values && k < n; k++) {
+    for (unsigned k = 0; k < n; k++) {
         for (const unsigned char *p = (const unsigned char *)values[k]; *p; p++)
             h = (h ^ *p) * 1099511628211ull;
         h = (h ^ 0xff) * 1099511628211ull; /* separator: ("ab","c") != ("a","bc") */
@@ -763,5 +763,6 @@ void mr_metrics_denial(mr_metrics_view_t *v, const char *policy)
 
 void mr_metrics_retry_denied(mr_metrics_view_t *v)
 {
-    mr_metrics_add(v->m, v->w, cached(v, &v->retry, MR_MF_RETRY_DENIED, NULL), 1);
+    static const char *const no_labels[1] = {""};
+    mr_metrics_add(v->m, v->w, cached(v, &v->retry, MR_MF_RETRY_DENIED, no_labels), 1);
 }
