@@ -8,6 +8,7 @@
 #include "meridian/health.h"
 #include "meridian/json_span.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +203,23 @@ static void usage_from(const json_t *u, mr_usage_t *usage)
         usage->completion_tokens = (long)json_integer_value(ct);
 }
 
+/* A non-negative integer member of a valid JSON object text, -1 when it is
+ * absent or not one (as json_is_integer would say: 5.0 is not). */
+static long count_member(const char *obj, size_t len, const char *key)
+{
+    mr_json_span_t sp;
+    char num[24], *end;
+
+    if (mr_json_find_member(obj, len, key, &sp) != 0 || sp.value_len == 0 ||
+        sp.value_len >= sizeof(num))
+        return -1;
+    memcpy(num, obj + sp.value_off, sp.value_len);
+    num[sp.value_len] = '\0';
+    errno = 0;
+    long v = strtol(num, &end, 10);
+    return *end == '\0' && errno == 0 && v >= 0 ? v : -1;
+}
+
 static int openai_translate(const mr_adapter_in_t *in, const char *body, size_t len, mr_buf_t *out,
                             mr_usage_t *usage, mr_error_t *err)
 {
@@ -210,11 +228,12 @@ static int openai_translate(const mr_adapter_in_t *in, const char *body, size_t 
     (void)in;
     (void)err;
     usage->prompt_tokens = usage->completion_tokens = -1;
-    /* Only the usage object is parsed; the body itself is forwarded as is. */
+    /* Only the usage counts are read, in place (the body was validated and
+     * is forwarded as is): no parse, no allocation on the hot path. */
     if (mr_json_find_member(body, len, "usage", &sp) == 0) {
-        json_t *u = json_loadb(body + sp.value_off, sp.value_len, 0, NULL);
-        usage_from(u, usage);
-        json_decref(u);
+        usage->prompt_tokens = count_member(body + sp.value_off, sp.value_len, "prompt_tokens");
+        usage->completion_tokens =
+            count_member(body + sp.value_off, sp.value_len, "completion_tokens");
     }
     if (out && mr_buf_append(out, body, len) < 0) {
         mr_error_set(err, 502, "api_error", "upstream_too_large", NULL,
