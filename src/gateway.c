@@ -580,7 +580,7 @@ static void finish_failed(mr_request_t *r)
             n429++;
         if (a->status == 429 || a->status == 503 || a->status == 529)
             noverload++;
-        if (strstr(a->error, "timeout") || strstr(a->error, "timed out"))
+        if (a->outcome == MR_AO_TIMEOUT)
             ntimeout++;
         describe_attempt(a, one, sizeof(one));
         used += (size_t)snprintf(list + used, used < sizeof(list) ? sizeof(list) - used : 0, "%s%s",
