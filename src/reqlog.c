@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#define LINE_START 1024 /* most access lines fit */
+#define SCRATCH_KEEP (64 * 1024) /* a scratch buffer grown past this (bodies) is let go */
 
 struct mr_reqlog {
     mr_logsink_t *access;
@@ -224,18 +224,35 @@ static void kv_cost(mr_buf_t *b, double cost, int *first)
         kv_num(b, "cost_usd", "%.9g", cost, first);
 }
 
+/* "{" and the members both records start with. */
+static void request_head(mr_buf_t *b, const mr_request_rec_t *r, int *first)
+{
+    put(b, "{");
+    kv_time(b, r->unix_time, first);
+    kv_str(b, "id", r->id, first);
+    kv_str(b, "key", r->key, first);
+    kv_str(b, "endpoint", r->endpoint, first);
+    kv_str(b, "model", r->model, first);
+    kv_str(b, "route", route_of(r), first);
+}
+
+/* Where a request's data went: a provider, the model asked of it, and the
+ * provider's vendor, region and jurisdiction. */
+static void provider_members(mr_buf_t *b, const mr_provider_t *p, const char *model, int *first)
+{
+    kv_str(b, "provider", p->name, first);
+    kv_str(b, "model", model, first);
+    kv_str(b, "vendor", p->vendor, first);
+    kv_str(b, "region", p->region, first);
+    kv_str(b, "jurisdiction", p->jurisdiction, first);
+}
+
 static void access_line(mr_buf_t *b, const mr_request_rec_t *r)
 {
     int first = 1;
     const mr_provider_t *p = r->served_by;
 
-    put(b, "{");
-    kv_time(b, r->unix_time, &first);
-    kv_str(b, "id", r->id, &first);
-    kv_str(b, "key", r->key, &first);
-    kv_str(b, "endpoint", r->endpoint, &first);
-    kv_str(b, "model", r->model, &first);
-    kv_str(b, "route", route_of(r), &first);
+    request_head(b, r, &first);
     kv_str(b, "policy", r->plan && r->plan->policy_label[0] ? r->plan->policy_label : NULL, &first);
     kv_bool(b, "stream", r->stream, &first);
     kv_int(b, "status", r->status, &first);
@@ -272,13 +289,7 @@ static void audit_record(mr_buf_t *b, const mr_request_rec_t *r)
     int first = 1;
     const mr_plan_t *plan = r->plan;
 
-    put(b, "{");
-    kv_time(b, r->unix_time, &first);
-    kv_str(b, "id", r->id, &first);
-    kv_str(b, "key", r->key, &first);
-    kv_str(b, "endpoint", r->endpoint, &first);
-    kv_str(b, "model", r->model, &first);
-    kv_str(b, "route", route_of(r), &first);
+    request_head(b, r, &first);
     kv_bool(b, "stream", r->stream, &first);
     key(b, "policy", &first);
     if (!plan) {
@@ -319,11 +330,7 @@ static void audit_record(mr_buf_t *b, const mr_request_rec_t *r)
         const mr_attempt_rec_t *a = &r->attempts[i];
         int f = 1;
         put(b, i ? ",{" : "{");
-        kv_str(b, "provider", a->provider->name, &f);
-        kv_str(b, "model", a->model, &f);
-        kv_str(b, "vendor", a->provider->vendor, &f);
-        kv_str(b, "region", a->provider->region, &f);
-        kv_str(b, "jurisdiction", a->provider->jurisdiction, &f);
+        provider_members(b, a->provider, a->model, &f);
         if (a->status)
             kv_int(b, "status", a->status, &f);
         else
@@ -340,11 +347,7 @@ static void audit_record(mr_buf_t *b, const mr_request_rec_t *r)
     if (r->served_by) {
         int f = 1;
         put(b, "{");
-        kv_str(b, "provider", r->served_by->name, &f);
-        kv_str(b, "model", r->served_model, &f);
-        kv_str(b, "vendor", r->served_by->vendor, &f);
-        kv_str(b, "region", r->served_by->region, &f);
-        kv_str(b, "jurisdiction", r->served_by->jurisdiction, &f);
+        provider_members(b, r->served_by, r->served_model, &f);
         put(b, "}");
     } else {
         put(b, "null");
@@ -381,7 +384,7 @@ void mr_reqlog_write(mr_reqlog_t *l, unsigned worker, const mr_request_rec_t *re
         audit_record(b, rec);
         mr_logsink_write(l->audit, worker, mr_buf_ptr(b), mr_buf_len(b));
     }
-    if (mr_buf_len(b) > (size_t)64 * LINE_START) {
+    if (mr_buf_len(b) > SCRATCH_KEEP) {
         /* a record with bodies: do not keep megabytes per worker */
         mr_buf_free(b);
         mr_buf_init(b, SIZE_MAX);
