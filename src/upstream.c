@@ -129,33 +129,27 @@ static int close_cb(void *clientp, curl_socket_t fd)
     return close(fd);
 }
 
+/* A socket's context lives in u->by_fd from its first watch to close_cb, so
+ * curl's per-socket pointer (curl_multi_assign) is not used. */
 static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     mr_upstream_t *u = userp;
-    mr_upstream_sock_t *s = socketp;
+    mr_upstream_sock_t *s = fd >= 0 && (size_t)fd < u->by_fd_cap ? u->by_fd[fd] : NULL;
     int events = 0;
 
     (void)easy;
+    (void)socketp;
     if (what == CURL_POLL_REMOVE) {
         /* Left registered on purpose (lazy removal): the next transfer on
          * this connection usually comes soon. on_poll stops it if the idle
          * socket turns readable; close_cb releases it. */
-        if (s) {
-            curl_multi_assign(u->multi, fd, NULL);
+        if (s)
             s->wanted = 0;
-        }
         return 0;
     }
-    if (!s && fd >= 0 && (size_t)fd < u->by_fd_cap)
-        s = u->by_fd[fd];
-    if (!s) {
-        if (!(s = sock_new(u, fd)))
-            return -1;
-    }
-    if (!s->wanted) {
-        s->wanted = 1;
-        curl_multi_assign(u->multi, fd, s);
-    }
+    if (!s && !(s = sock_new(u, fd)))
+        return -1;
+    s->wanted = 1;
     if (what & CURL_POLL_IN)
         events |= UV_READABLE;
     if (what & CURL_POLL_OUT)
