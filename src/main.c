@@ -1,12 +1,14 @@
 /*
  * meridian — command line entry point. The only place that exits.
  *
- * Loads the config once (shared read-only), opens one SO_REUSEPORT listening
- * socket per worker, and runs each worker's loop on its own thread (worker 0
- * on the main thread). Every worker handles SIGTERM/SIGINT itself (libuv
- * delivers a signal to every loop watching it), drains, and returns.
+ * Loads the config once (the first snapshot, shared read-only), opens one
+ * SO_REUSEPORT listening socket per worker, and runs each worker's loop on
+ * its own thread (worker 0 on the main thread). Every worker handles
+ * SIGTERM/SIGINT itself (libuv delivers a signal to every loop watching it),
+ * drains, and returns; worker 0 alone handles SIGHUP (reload.h).
  */
 #include "meridian/config.h"
+#include "meridian/generation.h"
 #include "meridian/log.h"
 #include "meridian/logsink.h"
 #include "meridian/router.h"
@@ -69,18 +71,15 @@ static void *worker_thread(void *arg)
 
 /* Opens the sockets and builds the workers; -1 with err on failure (every
  * socket and worker built so far is released). */
-static int start_workers(const mr_config_t *cfg, const char *path, const char *listen,
-                         const mr_shared_t *shared, worker_slot_t *slots, int n, uint16_t *port,
-                         char *err, size_t errlen)
+static int start_workers(mr_snapshot_t *snap, const mr_shared_t *shared, worker_slot_t *slots,
+                         int n, uint16_t *port, char *err, size_t errlen)
 {
+    const mr_config_t *cfg = snap->cfg;
     uint16_t want = cfg->listen_port;
 
     for (int i = 0; i < n; i++) {
         int fd = mr_server_listen(cfg->listen_host, want, n > 1, port, err, errlen);
-        if (fd < 0 ||
-            mr_worker_init(&slots[i].w, i, cfg, path, listen, shared, fd, err, errlen) < 0) {
-            if (fd >= 0)
-                mr_worker_free(&slots[i].w);
+        if (fd < 0 || mr_worker_init(&slots[i].w, i, snap, shared, fd, err, errlen) < 0) {
             for (int k = 0; k < i; k++)
                 mr_worker_free(&slots[k].w);
             return -1;
@@ -90,28 +89,32 @@ static int start_workers(const mr_config_t *cfg, const char *path, const char *l
     return 0;
 }
 
-/* Metrics, the access log / audit file and the status sampler: one each
- * for the whole process. */
-static int open_shared(const mr_config_t *cfg, unsigned workers, mr_shared_t *sh, char *err,
-                       size_t errlen)
+/* Metrics, the access log / audit file, the status sampler and the reload
+ * hub: one each for the whole process. */
+static int open_shared(mr_snapshot_t *snap, const char *path, const char *listen, unsigned workers,
+                       mr_shared_t *sh, char *err, size_t errlen)
 {
-    if (mr_metrics_new(workers, &sh->metrics) < 0 || mr_status_new(sh->metrics, &sh->status) < 0) {
+    if (mr_metrics_new(workers, &sh->metrics) < 0 || mr_status_new(sh->metrics, &sh->status) < 0 ||
+        mr_reload_new(path, listen, snap, workers, &sh->reload) < 0) {
         snprintf(err, errlen, "out of memory");
-        mr_metrics_free(sh->metrics);
-        return -1;
+        goto fail;
     }
-    if (mr_reqlog_open(cfg, workers, &sh->reqlog, err, errlen) < 0) {
-        mr_status_free(sh->status);
-        mr_metrics_free(sh->metrics);
-        return -1;
-    }
+    if (mr_reqlog_open(snap->cfg, workers, &sh->reqlog, err, errlen) < 0)
+        goto fail;
     return 0;
+
+fail:
+    mr_reload_free(sh->reload);
+    mr_status_free(sh->status);
+    mr_metrics_free(sh->metrics);
+    return -1;
 }
 
 /* After the workers stopped: flushes what the log writers still hold. */
 static void close_shared(mr_shared_t *sh)
 {
     mr_reqlog_close(sh->reqlog);
+    mr_reload_free(sh->reload);
     mr_status_free(sh->status);
     mr_metrics_free(sh->metrics);
 }
@@ -240,21 +243,22 @@ int main(int argc, char **argv)
         mr_config_free(cfg);
         return 1;
     }
-    mr_shared_t shared = {NULL, NULL, NULL};
-    if (open_shared(cfg, (unsigned)workers, &shared, err, sizeof(err)) < 0) {
-        fprintf(stderr, "meridian: %s\n", err);
-        mr_config_free(cfg);
+    mr_snapshot_t *snap = mr_snapshot_new(cfg, 0); /* owns cfg from here */
+    mr_shared_t shared = {NULL, NULL, NULL, NULL};
+    if (!snap ||
+        open_shared(snap, config_path, listen, (unsigned)workers, &shared, err, sizeof(err)) < 0) {
+        fprintf(stderr, "meridian: %s\n", snap ? err : "out of memory");
+        mr_snapshot_release(snap);
         curl_global_cleanup();
         return 1;
     }
     worker_slot_t *slots = calloc((size_t)workers, sizeof(*slots));
     uint16_t port = 0;
-    if (!slots || start_workers(cfg, config_path, listen, &shared, slots, workers, &port, err,
-                                sizeof(err)) < 0) {
+    if (!slots || start_workers(snap, &shared, slots, workers, &port, err, sizeof(err)) < 0) {
         fprintf(stderr, "meridian: %s\n", slots ? err : "out of memory");
         free(slots);
         close_shared(&shared);
-        mr_config_free(cfg);
+        mr_snapshot_release(snap);
         curl_global_cleanup();
         return 1;
     }
@@ -289,7 +293,7 @@ int main(int argc, char **argv)
         mr_worker_free(&slots[i].w);
     free(slots);
     close_shared(&shared);
-    mr_config_free(cfg);
+    mr_snapshot_release(snap);
     curl_global_cleanup();
     return rc;
 }

@@ -337,6 +337,7 @@ static void audit_record(mr_buf_t *b, const mr_request_rec_t *r)
             kv_str(b, "status", NULL, &f);
         kv_str(b, "error", a->error[0] ? a->error : NULL, &f);
         kv_str(b, "outcome", mr_attempt_outcome_name(a->outcome), &f);
+        kv_str(b, "failure", a->failure ? mr_failure_name(a->failure) : NULL, &f);
         kv_int(b, "ms", a->ms, &f);
         put(b, "}");
     }

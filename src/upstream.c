@@ -156,8 +156,9 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
         events |= UV_WRITABLE;
     /* Re-arming with the same mask would cost an epoll_ctl for nothing. */
     if (events != s->events || !uv_is_active((uv_handle_t *)&s->poll)) {
+        if (uv_poll_start(&s->poll, events, on_poll) != 0)
+            return -1; /* curl fails the transfer */
         s->events = events;
-        uv_poll_start(&s->poll, events, on_poll);
     }
     return 0;
 }
@@ -179,19 +180,26 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
     if (u->closing)
         return 0;
     if (timeout_ms < 0)
-        uv_timer_stop(&u->timer);
-    else /* 0 means "as soon as possible": the next loop turn, never from inside curl */
-        uv_timer_start(&u->timer, on_timer, (uint64_t)timeout_ms, 0);
-    return 0;
+        return uv_timer_stop(&u->timer) == 0 ? 0 : -1;
+    /* 0 means "as soon as possible": the next loop turn, never from inside curl */
+    return uv_timer_start(&u->timer, on_timer, (uint64_t)timeout_ms, 0) == 0 ? 0 : -1;
 }
 
 int mr_upstream_init(mr_upstream_t *u, uv_loop_t *loop)
 {
     memset(u, 0, sizeof(*u));
     u->loop = loop;
-    u->multi = curl_multi_init();
-    if (!u->multi)
+    u->pool_cap = POOL_MAX;
+    if (!(u->pool = calloc(u->pool_cap, sizeof(CURL *))))
         return -1;
+    if (!(u->multi = curl_multi_init()))
+        goto fail;
+    if (uv_timer_init(loop, &u->timer) != 0)
+        goto fail;
+    if (uv_idle_init(loop, &u->unpause) != 0)
+        goto fail_timer;
+    u->timer.data = u;
+    u->unpause.data = u;
     u->default_cainfo = curl_version_info(CURLVERSION_NOW)->cainfo;
     curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
     curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
@@ -199,18 +207,17 @@ int mr_upstream_init(mr_upstream_t *u, uv_loop_t *loop)
     curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
     /* Keep enough idle connections that a burst does not close keep-alives. */
     curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, 1024L);
-    uv_timer_init(loop, &u->timer);
-    u->timer.data = u;
-    uv_idle_init(loop, &u->unpause);
-    u->unpause.data = u;
-    u->pool_cap = POOL_MAX;
-    u->pool = calloc(u->pool_cap, sizeof(CURL *));
-    if (!u->pool) {
-        curl_multi_cleanup(u->multi);
-        u->multi = NULL;
-        return -1;
-    }
     return 0;
+
+fail_timer:
+    uv_close((uv_handle_t *)&u->timer, NULL); /* inert: nothing started it */
+fail:
+    if (u->multi)
+        curl_multi_cleanup(u->multi);
+    u->multi = NULL;
+    free(u->pool);
+    u->pool = NULL;
+    return -1;
 }
 
 void mr_upstream_close(mr_upstream_t *u)
@@ -431,7 +438,7 @@ static void process_done(mr_upstream_t *u)
         void *ud = t->ud;
         /* Free first: on_done may start a new transfer on a pooled handle. */
         transfer_free(t);
-        h.on_done(ud, (int)code, error);
+        h.on_done(ud, mr_upstream_failure(code), error);
     }
 }
 
@@ -455,8 +462,59 @@ void mr_transfer_unpause(mr_transfer_t *t)
 {
     if (!t->paused || t->unpause_queued)
         return;
+    if (uv_idle_start(&t->u->unpause, on_unpause) != 0) {
+        /* only a closing loop refuses: the transfer stays paused and the
+         * owner's idle timeout ends it */
+        mr_error("upstream: could not schedule an unpause");
+        return;
+    }
     t->unpause_queued = 1;
     t->unpause_next = t->u->unpause_list;
     t->u->unpause_list = t;
-    uv_idle_start(&t->u->unpause, on_unpause);
+}
+
+mr_failure_t mr_upstream_failure(int curlcode)
+{
+    switch ((CURLcode)curlcode) {
+    case CURLE_OK:
+        return MR_FAIL_NONE;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return MR_FAIL_RESOLVE;
+    case CURLE_COULDNT_CONNECT:
+        return MR_FAIL_CONNECT;
+    case CURLE_OPERATION_TIMEDOUT:
+        return MR_FAIL_TIMEOUT;
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+        return MR_FAIL_RESET;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_CLIENTCERT:
+        return MR_FAIL_TLS;
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_HTTP3:
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_TOO_MANY_REDIRECTS:
+        return MR_FAIL_PROTOCOL;
+    case CURLE_OUT_OF_MEMORY:
+        return MR_FAIL_NO_MEMORY;
+    default:
+        return MR_FAIL_TRANSPORT;
+    }
 }

@@ -1,217 +1,56 @@
 #include "meridian/worker.h"
 
-#include "meridian/gateway.h"
 #include "meridian/log.h"
 
-#include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
-static void add_model(json_t *data, const char *id, const char *owner)
+static const mr_config_t *config(const mr_worker_t *w)
 {
-    json_t *m = json_object();
-    json_object_set_new(m, "id", json_string(id));
-    json_object_set_new(m, "object", json_string("model"));
-    json_object_set_new(m, "created", json_integer(0));
-    json_object_set_new(m, "owned_by", json_string(owner));
-    json_array_append_new(data, m);
+    return mr_gateway_generation(&w->gateway)->cfg;
 }
 
-static int has_model(json_t *data, const char *id)
-{
-    size_t i;
-    json_t *m;
-    json_array_foreach(data, i, m)
-    {
-        if (strcmp(json_string_value(json_object_get(m, "id")), id) == 0)
-            return 1;
-    }
-    return 0;
-}
+/* ---- reload: a snapshot posted by worker 0 -------------------------------- */
 
-static void add_provider_model(json_t *data, const mr_provider_t *p, const char *model)
+static void on_reload(uv_async_t *h)
 {
-    char id[512];
+    mr_worker_t *w = h->data;
+    mr_snapshot_t *s = mr_reload_take(w->shared->reload, (unsigned)w->index);
 
-    if (!p->enabled)
+    if (!s)
         return;
-    snprintf(id, sizeof(id), "%s/%s", p->name, model);
-    if (!has_model(data, id))
-        add_model(data, id, p->vendor);
-}
-
-/* GET /v1/models never changes while a config is live: build it once. */
-static int build_models(mr_generation_t *g)
-{
-    const mr_config_t *cfg = g->cfg;
-    json_t *root = json_object(), *data = json_array();
-
-    for (size_t i = 0; i < cfg->n_routes; i++)
-        add_model(data, cfg->routes[i].name, "meridian");
-    for (size_t i = 0; i < cfg->n_routes; i++)
-        for (size_t t = 0; t < cfg->routes[i].n_targets; t++)
-            add_provider_model(data, cfg->routes[i].targets[t].provider,
-                               cfg->routes[i].targets[t].model);
-    for (size_t i = 0; i < cfg->n_providers; i++)
-        for (size_t m = 0; m < cfg->providers[i].n_models; m++)
-            add_provider_model(data, &cfg->providers[i], cfg->providers[i].models[m]);
-    json_object_set_new(root, "object", json_string("list"));
-    json_object_set_new(root, "data", data);
-    g->models_body = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(root);
-    if (!g->models_body)
-        return -1;
-    g->models_len = strlen(g->models_body);
-    return 0;
-}
-
-static mr_generation_t *generation_new(const mr_worker_t *w, const mr_config_t *cfg,
-                                       mr_config_t *owned, unsigned id, uint64_t seed)
-{
-    mr_generation_t *g = calloc(1, sizeof(*g));
-    if (!g)
-        return NULL;
-    if (!(g->mv = mr_metrics_view_new(w->shared->metrics, (unsigned)w->index, cfg))) {
-        free(g);
-        return NULL;
+    const mr_generation_t *cur = mr_gateway_generation(&w->gateway);
+    mr_generation_t *g = w->draining ? NULL
+                                     : mr_generation_new(s, w->shared->metrics, (unsigned)w->index,
+                                                         w->seed ^ s->id, cur);
+    if (g) {
+        mr_gateway_use(&w->gateway, g);
+        mr_info("worker %d: config generation %u live (%zu providers, %zu routes)", w->index, g->id,
+                g->cfg->n_providers, g->cfg->n_routes);
+    } else if (!w->draining) {
+        mr_error("worker %d: out of memory for generation %u; still serving generation %u",
+                 w->index, s->id, cur->id);
     }
-    g->cfg = cfg;
-    g->owned = owned;
-    g->id = id;
-    g->refs = 1;
-    if (mr_softstate_mem_init(&g->ss, cfg, seed) < 0) {
-        mr_metrics_view_free(g->mv);
-        free(g);
-        return NULL;
-    }
-    mr_health_opts_t ho = {cfg->health.failure_threshold, cfg->health.cooldown_ms,
-                           cfg->health.max_cooldown_ms, cfg->health.probe_timeout_ms};
-    if (mr_health_init(&g->health, cfg->n_target_ids, &ho) < 0) {
-        mr_softstate_mem_free(&g->ss);
-        mr_metrics_view_free(g->mv);
-        free(g);
-        return NULL;
-    }
-    g->inflight = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*g->inflight));
-    if (!g->inflight || build_models(g) < 0) {
-        free(g->inflight);
-        mr_health_free(&g->health);
-        mr_softstate_mem_free(&g->ss);
-        mr_metrics_view_free(g->mv);
-        free(g);
-        return NULL;
-    }
-    return g;
+    mr_snapshot_release(s);
 }
 
-mr_generation_t *mr_worker_acquire(mr_worker_t *w)
-{
-    w->gen->refs++;
-    return w->gen;
-}
-
-void mr_worker_release(mr_generation_t *g)
-{
-    if (!g || --g->refs > 0)
-        return;
-    free(g->models_body);
-    free(g->inflight);
-    mr_health_free(&g->health);
-    mr_softstate_mem_free(&g->ss);
-    mr_metrics_view_free(g->mv);
-    mr_config_free(g->owned);
-    free(g);
-}
-
-static void init_retry_budget(mr_worker_t *w, const mr_config_t *cfg)
-{
-    mr_retry_budget_opts_t o = {cfg->retry_budget.ratio, cfg->retry_budget.window_s,
-                                cfg->retry_budget.min_retries_per_s};
-    mr_retry_budget_init(&w->retry_budget, &o);
-}
-
-/* Breaker state follows a (provider, model) pair across reloads, so a
- * reload does not hand a broken host fresh traffic. */
-static void carry_health(mr_generation_t *to, const mr_generation_t *from)
-{
-    const mr_config_t *nc = to->cfg, *oc = from->cfg;
-    size_t *map = malloc((nc->n_target_ids ? nc->n_target_ids : 1) * sizeof(*map));
-
-    if (!map)
-        return; /* health starts fresh: safe, only less informed */
-    for (size_t i = 0; i < nc->n_target_ids; i++)
-        map[i] = SIZE_MAX;
-    for (size_t r = 0; r < nc->n_routes; r++)
-        for (size_t t = 0; t < nc->routes[r].n_targets; t++) {
-            const mr_target_t *nt = &nc->routes[r].targets[t];
-            for (size_t r2 = 0; r2 < oc->n_routes && map[nt->id] == SIZE_MAX; r2++)
-                for (size_t t2 = 0; t2 < oc->routes[r2].n_targets; t2++) {
-                    const mr_target_t *ot = &oc->routes[r2].targets[t2];
-                    if (strcmp(ot->provider->name, nt->provider->name) == 0 &&
-                        strcmp(ot->model, nt->model) == 0) {
-                        map[nt->id] = ot->id;
-                        break;
-                    }
-                }
-        }
-    mr_health_carry(&to->health, &from->health, map);
-    free(map);
-}
-
-static int same_text(const char *a, const char *b)
-{
-    return a == b || (a && b && strcmp(a, b) == 0);
-}
-
-/* SIGHUP: a new generation for new requests; requests in flight keep theirs.
- * A file that does not load changes nothing. */
-static void reload(mr_worker_t *w)
-{
-    char err[1024];
-    mr_config_t *cfg = NULL;
-    const mr_config_t *old = w->gen->cfg;
-
-    if (mr_config_load_file(w->config_path, &cfg, err, sizeof(err)) < 0 ||
-        (w->listen_override &&
-         mr_config_set_listen(cfg, w->listen_override, err, sizeof(err)) < 0) ||
-        mr_config_check_exposure(cfg, err, sizeof(err)) < 0) {
-        mr_error("worker %d: reload rejected, still serving generation %u: %s", w->index,
-                 w->gen->id, err);
-        mr_config_free(cfg);
-        return;
-    }
-    if (!same_text(cfg->access_log, old->access_log) ||
-        !same_text(cfg->audit.path, old->audit.path) || cfg->audit.bodies != old->audit.bodies)
-        mr_warn("worker %d: access_log and audit changes take a restart; keeping the open files",
-                w->index);
-    if (strcmp(cfg->listen_host, old->listen_host) != 0 || cfg->listen_port != old->listen_port)
-        mr_warn("worker %d: a new listen address takes a restart; still on %s:%u", w->index,
-                old->listen_host, (unsigned)old->listen_port);
-    mr_generation_t *g = generation_new(w, cfg, cfg, w->gen->id + 1, w->rng[0] ^ w->gen->id);
-    if (!g) {
-        mr_error("worker %d: reload failed: out of memory", w->index);
-        mr_config_free(cfg);
-        return;
-    }
-    carry_health(g, w->gen);
-    init_retry_budget(w, cfg);
-    mr_worker_release(w->gen);
-    w->gen = g;
-    mr_info("worker %d: config generation %u live (%zu providers, %zu routes)", w->index, g->id,
-            cfg->n_providers, cfg->n_routes);
-}
+/* ---- drain ---------------------------------------------------------------- */
 
 static void finish_drain(mr_worker_t *w)
 {
     if (w->stopped)
         return;
     w->stopped = 1;
+    mr_reload_detach(w->shared->reload, (unsigned)w->index);
     uv_timer_stop(&w->drain_timer);
     mr_server_stop(&w->server);
     mr_upstream_close(&w->upstream);
+    uv_close((uv_handle_t *)&w->reload_async, NULL);
     uv_close((uv_handle_t *)&w->sigterm, NULL);
     uv_close((uv_handle_t *)&w->sigint, NULL);
     uv_close((uv_handle_t *)&w->sighup, NULL);
@@ -220,31 +59,62 @@ static void finish_drain(mr_worker_t *w)
     uv_close((uv_handle_t *)&w->drain_timer, NULL);
 }
 
-void mr_worker_request_ended(mr_worker_t *w)
+static void on_request_freed(void *ud)
 {
-    if (w->draining && w->n_requests == 0)
+    mr_worker_t *w = ud;
+    if (w->draining && mr_gateway_in_flight(&w->gateway) == 0)
         finish_drain(w);
 }
+
+static void drain_timer(mr_worker_t *w, uint64_t ms);
 
 static void on_drain_timeout(uv_timer_t *t)
 {
     mr_worker_t *w = t->data;
+    size_t n = mr_gateway_in_flight(&w->gateway);
 
     if (w->draining == 1) {
-        mr_warn("drain deadline reached with %zu request(s) in flight; aborting them",
-                w->n_requests);
+        mr_warn("drain deadline reached with %zu request(s) in flight; aborting them", n);
         w->draining = 2;
-        mr_gateway_abort_all(w);
-        if (w->n_requests == 0) {
+        mr_gateway_abort_all(&w->gateway);
+        if (mr_gateway_in_flight(&w->gateway) == 0) {
             finish_drain(w);
             return;
         }
         /* Aborted connections close on the next MHD run; give them a short,
          * bounded moment, then stop regardless. */
-        uv_timer_start(&w->drain_timer, on_drain_timeout, 1000, 0);
+        drain_timer(w, 1000);
         return;
     }
     finish_drain(w);
+}
+
+static void drain_timer(mr_worker_t *w, uint64_t ms)
+{
+    if (uv_timer_start(&w->drain_timer, on_drain_timeout, ms, 0) != 0) {
+        mr_error("worker %d: cannot arm the drain timer; stopping now", w->index);
+        finish_drain(w);
+    }
+}
+
+static void start_drain(mr_worker_t *w, int signum)
+{
+    if (w->draining) {
+        mr_warn("second signal: stopping now");
+        w->draining = 2;
+        mr_gateway_abort_all(&w->gateway);
+        drain_timer(w, 200);
+        return;
+    }
+    mr_info("%s: draining %zu in-flight request(s) for up to %u ms", strsignal(signum),
+            mr_gateway_in_flight(&w->gateway), config(w)->timeouts.drain_ms);
+    w->draining = 1;
+    mr_server_quiesce(&w->server);
+    if (mr_gateway_in_flight(&w->gateway) == 0) {
+        finish_drain(w);
+        return;
+    }
+    drain_timer(w, config(w)->timeouts.drain_ms);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -253,7 +123,7 @@ static void on_signal(uv_signal_t *s, int signum)
 
     if (signum == SIGHUP) {
         if (!w->draining)
-            reload(w);
+            mr_reload_run(w->shared->reload);
         return;
     }
     if (signum == SIGUSR1) {
@@ -261,22 +131,7 @@ static void on_signal(uv_signal_t *s, int signum)
         mr_reqlog_reopen(w->shared->reqlog);
         return;
     }
-    if (w->draining) {
-        mr_warn("second signal: stopping now");
-        w->draining = 2;
-        mr_gateway_abort_all(w);
-        uv_timer_start(&w->drain_timer, on_drain_timeout, 200, 0);
-        return;
-    }
-    mr_info("%s: draining %zu in-flight request(s) for up to %u ms", strsignal(signum),
-            w->n_requests, w->gen->cfg->timeouts.drain_ms);
-    w->draining = 1;
-    mr_server_quiesce(&w->server);
-    if (w->n_requests == 0) {
-        finish_drain(w);
-        return;
-    }
-    uv_timer_start(&w->drain_timer, on_drain_timeout, w->gen->cfg->timeouts.drain_ms, 0);
+    start_drain(w, signum);
 }
 
 static void on_status_timer(uv_timer_t *t)
@@ -285,34 +140,56 @@ static void on_status_timer(uv_timer_t *t)
     mr_status_sample(w->shared->status);
 }
 
-int mr_worker_init(mr_worker_t *w, int index, const mr_config_t *cfg, const char *config_path,
-                   const char *listen_override, const mr_shared_t *shared, int listen_fd, char *err,
-                   size_t errlen)
+/* ---- set-up ---------------------------------------------------------------- */
+
+/* The worker's own handles: every one initialised, and started where it
+ * runs from the start; on failure every initialised one is closed. */
+static int init_handles(mr_worker_t *w, char *err, size_t errlen)
 {
-    memset(w, 0, sizeof(*w));
-    w->index = index;
-    w->shared = shared;
-    w->config_path = config_path;
-    w->listen_override = listen_override;
-    if (getrandom(w->rng, sizeof(w->rng), 0) != sizeof(w->rng)) {
-        w->rng[0] = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)w;
-        w->rng[1] = 0x9E3779B97F4A7C15ull;
+    uv_handle_t *done[7];
+    size_t n = 0;
+    uv_signal_t *sigs[] = {&w->sigterm, &w->sigint, &w->sighup, &w->sigusr1};
+
+    if (uv_async_init(&w->loop, &w->reload_async, on_reload) != 0)
+        goto fail;
+    done[n++] = (uv_handle_t *)&w->reload_async;
+    for (size_t i = 0; i < 4; i++) {
+        if (uv_signal_init(&w->loop, sigs[i]) != 0)
+            goto fail;
+        done[n++] = (uv_handle_t *)sigs[i];
     }
-    w->rng[1] |= 1; /* xorshift needs a non-zero state */
-    w->backoff_rng = w->rng[0] | 1;
-    if (uv_loop_init(&w->loop) != 0) {
-        snprintf(err, errlen, "could not create the event loop");
-        return -1;
+    if (uv_timer_init(&w->loop, &w->status_timer) != 0)
+        goto fail;
+    done[n++] = (uv_handle_t *)&w->status_timer;
+    if (uv_timer_init(&w->loop, &w->drain_timer) != 0)
+        goto fail;
+    done[n++] = (uv_handle_t *)&w->drain_timer;
+    for (size_t i = 0; i < n; i++)
+        done[i]->data = w;
+    if (uv_signal_start(&w->sigterm, on_signal, SIGTERM) != 0 ||
+        uv_signal_start(&w->sigint, on_signal, SIGINT) != 0)
+        goto fail;
+    if (w->index == 0) {
+        /* one reload, one reopen and one sampler per process, not per worker */
+        if (uv_signal_start(&w->sighup, on_signal, SIGHUP) != 0 ||
+            uv_signal_start(&w->sigusr1, on_signal, SIGUSR1) != 0 ||
+            uv_timer_start(&w->status_timer, on_status_timer, MR_STATUS_STEP_MS,
+                           MR_STATUS_STEP_MS) != 0)
+            goto fail;
+        uv_unref((uv_handle_t *)&w->status_timer);
     }
-    if (!(w->gen = generation_new(w, cfg, NULL, 0, w->rng[0] ^ (uint64_t)index))) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    init_retry_budget(w, cfg);
-    if (mr_upstream_init(&w->upstream, &w->loop) < 0) {
-        snprintf(err, errlen, "could not initialise libcurl's multi interface");
-        return -1;
-    }
+    return 0;
+
+fail:
+    snprintf(err, errlen, "could not set up the event loop's signal and timer handles");
+    while (n)
+        uv_close(done[--n], NULL);
+    return -1;
+}
+
+static int start_server(mr_worker_t *w, int listen_fd, char *err, size_t errlen)
+{
+    const mr_config_t *cfg = config(w);
     mr_server_opts_t so = {
         .listen_fd = listen_fd,
         .max_connections = cfg->limits.max_connections,
@@ -324,28 +201,65 @@ int mr_worker_init(mr_worker_t *w, int index, const mr_config_t *cfg, const char
         .connection_memory = cfg->limits.max_header_bytes * 2 + 16384,
         .handler = mr_gateway_handle,
         .completed = mr_gateway_completed,
-        .cls = w,
+        .cls = &w->gateway,
     };
-    if (mr_server_start(&w->server, &w->loop, &so, err, errlen) < 0)
+    return mr_server_start(&w->server, &w->loop, &so, err, errlen);
+}
+
+int mr_worker_init(mr_worker_t *w, int index, mr_snapshot_t *snap, const mr_shared_t *shared,
+                   int listen_fd, char *err, size_t errlen)
+{
+    memset(w, 0, sizeof(*w));
+    w->index = index;
+    w->shared = shared;
+    if (getrandom(&w->seed, sizeof(w->seed), 0) != sizeof(w->seed))
+        w->seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)w;
+    if (uv_loop_init(&w->loop) != 0) {
+        snprintf(err, errlen, "could not create the event loop");
+        close(listen_fd);
         return -1;
-    uv_signal_init(&w->loop, &w->sigterm);
-    uv_signal_init(&w->loop, &w->sigint);
-    uv_signal_init(&w->loop, &w->sighup);
-    uv_signal_init(&w->loop, &w->sigusr1);
-    uv_timer_init(&w->loop, &w->status_timer);
-    uv_timer_init(&w->loop, &w->drain_timer);
-    w->sigterm.data = w->sigint.data = w->sighup.data = w->drain_timer.data = w;
-    w->sigusr1.data = w->status_timer.data = w;
-    uv_signal_start(&w->sigterm, on_signal, SIGTERM);
-    uv_signal_start(&w->sigint, on_signal, SIGINT);
-    uv_signal_start(&w->sighup, on_signal, SIGHUP);
-    if (index == 0) {
-        /* one reopen and one sampler per process, not per worker */
-        uv_signal_start(&w->sigusr1, on_signal, SIGUSR1);
-        uv_timer_start(&w->status_timer, on_status_timer, MR_STATUS_STEP_MS, MR_STATUS_STEP_MS);
-        uv_unref((uv_handle_t *)&w->status_timer);
     }
+    mr_generation_t *g =
+        mr_generation_new(snap, shared->metrics, (unsigned)index, w->seed ^ (uint64_t)index, NULL);
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        close(listen_fd);
+        goto fail_loop;
+    }
+    if (mr_upstream_init(&w->upstream, &w->loop) < 0) {
+        snprintf(err, errlen, "could not initialise libcurl's multi interface");
+        mr_generation_release(g);
+        close(listen_fd);
+        goto fail_loop;
+    }
+    mr_gateway_opts_t go = {
+        .loop = &w->loop,
+        .server = &w->server,
+        .upstream = &w->upstream,
+        .metrics = shared->metrics,
+        .reqlog = shared->reqlog,
+        .status = shared->status,
+        .worker = (unsigned)index,
+        .on_request_freed = on_request_freed,
+        .ud = w,
+    };
+    mr_gateway_init(&w->gateway, &go, g);
+    if (start_server(w, listen_fd, err, errlen) < 0) /* it owns listen_fd now */
+        goto fail_upstream;
+    if (init_handles(w, err, errlen) < 0)
+        goto fail_server;
+    mr_reload_attach(shared->reload, (unsigned)index, &w->reload_async);
     return 0;
+
+fail_server:
+    mr_server_stop(&w->server);
+fail_upstream:
+    mr_upstream_close(&w->upstream);
+    mr_gateway_free(&w->gateway);
+fail_loop:
+    uv_run(&w->loop, UV_RUN_DEFAULT); /* close callbacks */
+    uv_loop_close(&w->loop);
+    return -1;
 }
 
 int mr_worker_run(mr_worker_t *w)
@@ -357,7 +271,8 @@ int mr_worker_run(mr_worker_t *w)
 
 void mr_worker_free(mr_worker_t *w)
 {
-    mr_worker_release(w->gen);
-    w->gen = NULL;
+    finish_drain(w); /* a worker that never ran still has its handles open */
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    mr_gateway_free(&w->gateway);
     uv_loop_close(&w->loop);
 }

@@ -1,29 +1,72 @@
 /*
- * gateway — the life of one client request: endpoint dispatch, input
- * validation, routing, upstream attempts with failover, and the response
- * (buffered or streamed) back through MHD.
+ * gateway — a worker's request path: the MHD access and completion
+ * callbacks, the in-flight request list, the config generation new requests
+ * start under, the retry budget and the random sources for request ids and
+ * backoff jitter.
  *
- * Each request context (mr_request_t) is created on MHD's first call for a
- * connection's request, owned by that MHD connection through *con_cls, and
- * freed after MHD reports completion (plus one loop turn for its uv handles
- * to close). Everything runs on the owning worker's loop thread.
+ * The worker embeds one mr_gateway_t, hands it the loop, server, upstream
+ * and shared services (mr_gateway_init) and passes it as MHD's `cls`. The
+ * gateway includes the layers below it (dispatch, proxy, observe, request,
+ * attempt) and nothing above: it calls the worker back only through
+ * `on_request_freed` (after each request's memory is gone), so that a drain
+ * can finish.
+ *
+ * Everything runs on the worker's loop thread.
  */
 #ifndef MERIDIAN_GATEWAY_H
 #define MERIDIAN_GATEWAY_H
 
+#include "meridian/generation.h"
+#include "meridian/health.h"
+#include "meridian/request.h"
+
 #include <microhttpd.h>
+#include <stddef.h>
+#include <stdint.h>
 
-typedef struct mr_worker mr_worker_t;
+typedef struct mr_gateway {
+    mr_request_env_t env;   /* what every request borrows */
+    mr_generation_t *gen;   /* new requests use it; one reference */
+    mr_request_t *requests; /* in flight */
+    size_t n_requests;
+    mr_retry_budget_t retry_budget; /* retries allowed per request volume */
+    uint64_t rng[2];                /* request ids */
+    uint64_t backoff_rng;
+} mr_gateway_t;
 
-/* MHD_AccessHandlerCallback; cls is the mr_worker_t. */
+typedef struct mr_gateway_opts {
+    uv_loop_t *loop;
+    mr_server_t *server; /* may not be started yet */
+    mr_upstream_t *upstream;
+    mr_metrics_t *metrics;
+    mr_reqlog_t *reqlog;
+    mr_status_t *status;
+    unsigned worker;
+    void (*on_request_freed)(void *ud);
+    void *ud;
+} mr_gateway_opts_t;
+
+/* Takes over `gen`'s reference. Cannot fail. */
+void mr_gateway_init(mr_gateway_t *gw, const mr_gateway_opts_t *o, mr_generation_t *gen);
+/* Every request must have been freed. Releases the generation. */
+void mr_gateway_free(mr_gateway_t *gw);
+
+/* New requests use `gen` from now on (the reference passes to the gateway;
+ * requests in flight keep theirs); the retry budget starts over with its
+ * settings. */
+void mr_gateway_use(mr_gateway_t *gw, mr_generation_t *gen);
+const mr_generation_t *mr_gateway_generation(const mr_gateway_t *gw);
+size_t mr_gateway_in_flight(const mr_gateway_t *gw);
+
+/* MHD_AccessHandlerCallback; cls is the mr_gateway_t. */
 enum MHD_Result mr_gateway_handle(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls);
-/* MHD_RequestCompletedCallback; cls is the mr_worker_t. */
+/* MHD_RequestCompletedCallback; cls is the mr_gateway_t. */
 void mr_gateway_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                           enum MHD_RequestTerminationCode toe);
-/* Drain deadline reached: abort every in-flight request of the worker (upstream
- * transfers cancelled, suspended connections resumed so MHD closes them). */
-void mr_gateway_abort_all(mr_worker_t *w);
+/* Drain deadline reached: abort every in-flight request (upstream transfers
+ * cancelled, suspended connections resumed so MHD closes them). */
+void mr_gateway_abort_all(mr_gateway_t *gw);
 
 #endif

@@ -18,6 +18,7 @@
 #include "meridian/adapter.h"
 #include "meridian/buf.h"
 #include "meridian/config.h"
+#include "meridian/failure.h"
 #include "meridian/metrics.h"
 #include "meridian/router.h"
 
@@ -31,6 +32,7 @@ typedef struct mr_attempt_rec {
     char error[128]; /* transport or validation failure, "" when none */
     uint32_t ms;
     mr_attempt_outcome_t outcome;
+    mr_failure_t failure; /* why it ended (MR_FAIL_NONE: used as answered) */
 } mr_attempt_rec_t;
 
 typedef struct mr_request_rec {

@@ -17,6 +17,8 @@
 #ifndef MERIDIAN_UPSTREAM_H
 #define MERIDIAN_UPSTREAM_H
 
+#include "meridian/failure.h"
+
 #include <curl/curl.h>
 #include <stddef.h>
 #include <uv.h>
@@ -56,8 +58,9 @@ typedef struct mr_upstream_head {
 typedef struct mr_transfer_handler {
     void (*on_head)(void *ud, const mr_upstream_head_t *head);
     mr_data_result_t (*on_data)(void *ud, const char *p, size_t n);
-    /* code is a CURLcode; error a short human text ("" when CURLE_OK). */
-    void (*on_done)(void *ud, int code, const char *error);
+    /* failure is curl's code mapped by mr_upstream_failure (MR_FAIL_NONE when
+     * the transfer completed); error a short human text ("" when none). */
+    void (*on_done)(void *ud, mr_failure_t failure, const char *error);
 } mr_transfer_handler_t;
 
 typedef struct mr_transfer_req {
@@ -70,6 +73,7 @@ typedef struct mr_transfer_req {
     const char *ca_file; /* verify the upstream with this PEM bundle; NULL: the system's */
 } mr_transfer_req_t;
 
+/* 0, or -1 (nothing to close) when curl or libuv refused. */
 int mr_upstream_init(mr_upstream_t *u, uv_loop_t *loop);
 /* Cancels nothing: callers cancel their transfers first. Closes every handle;
  * the loop must run afterwards for close callbacks before `u` is freed. */
@@ -83,5 +87,8 @@ mr_transfer_t *mr_upstream_start(mr_upstream_t *u, const mr_transfer_req_t *req,
 void mr_transfer_cancel(mr_transfer_t *t);
 /* Resumes a transfer paused by MR_DATA_PAUSE, from the next loop turn. */
 void mr_transfer_unpause(mr_transfer_t *t);
+
+/* The failure a CURLcode stands for: the one place curl's codes are read. */
+mr_failure_t mr_upstream_failure(int curlcode);
 
 #endif

@@ -1,0 +1,159 @@
+/*
+ * attempt — one upstream try of a request (h2o's rp_generator_t): the
+ * candidate, its breaker slot, the adapter's input and upstream request, the
+ * forwarded client headers, the stream translator, the transfer, the answer's
+ * status and body or stream buffer, timing, and how it ended (failure.h).
+ *
+ * Life: mr_attempt_new -> mr_attempt_build -> mr_attempt_start -> events ->
+ * mr_attempt_free. Nothing is reset between tries: the next try is a new
+ * object. The owner (the proxy) hears of the transfer through one callback;
+ * it decides what to do (commit, fail over, finish) and frees the attempt.
+ * A committed streaming attempt lives on after its transfer until the
+ * client has read its buffer.
+ *
+ * Breaker rule: every attempt either reports one outcome to its target's
+ * breaker (sent, ended for a reason mr_failure_reaches_breaker accepts, or
+ * committed) or gives its probe slot back; mr_attempt_free guarantees it.
+ *
+ * Fields without `_` are read-only for the owner. Loop thread only. Events
+ * other than DONE come from inside libcurl: the owner must not free, cancel
+ * or unpause the attempt there. DONE comes from outside: the owner may free
+ * the attempt and start another.
+ */
+#ifndef MERIDIAN_ATTEMPT_H
+#define MERIDIAN_ATTEMPT_H
+
+#include "meridian/adapter.h"
+#include "meridian/buf.h"
+#include "meridian/error.h"
+#include "meridian/failure.h"
+#include "meridian/generation.h"
+#include "meridian/reqlog.h"
+#include "meridian/router.h"
+#include "meridian/upstream.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define MR_ATTEMPT_MAX_FORWARD 32                     /* client headers forwarded per attempt */
+#define MR_ATTEMPT_ERROR_BODY_MAX ((size_t)64 * 1024) /* upstream error bodies kept */
+
+typedef struct mr_attempt mr_attempt_t;
+
+typedef enum {
+    MR_ATTEMPT_HEAD,     /* the response head arrived (status, ctype) */
+    MR_ATTEMPT_PROGRESS, /* stream bytes accepted: the upstream is alive */
+    MR_ATTEMPT_PAUSED,   /* `out` is full: the upstream waits until it drains */
+    MR_ATTEMPT_OUTPUT,   /* client-bound bytes were appended to `out` */
+    MR_ATTEMPT_DONE,     /* the transfer is over: failure, error, status final */
+} mr_attempt_event_t;
+
+typedef void (*mr_attempt_cb)(void *owner, mr_attempt_t *a, mr_attempt_event_t ev);
+
+/* Returns the value of the client's request header `name`, or NULL. */
+typedef const char *(*mr_header_fn)(void *ud, const char *name);
+
+typedef struct mr_attempt_args {
+    const mr_candidate_t *cand;
+    size_t health_id; /* breaker slot from mr_health_acquire; SIZE_MAX: untracked */
+    bool probe;       /* ... holding the half-open probe */
+    mr_generation_t *gen;
+    uv_loop_t *loop;
+    /* the client's request; all borrowed for the attempt's life */
+    mr_endpoint_t endpoint;
+    int stream;
+    int client_wants_usage;
+    const char *body;
+    size_t body_len;
+    const json_t *json;
+    mr_header_fn header;
+    void *header_ud;
+    const char *request_id; /* for log lines */
+    mr_attempt_cb cb;
+    void *owner;
+} mr_attempt_args_t;
+
+struct mr_attempt {
+    const mr_candidate_t *cand;
+    size_t health_id; /* its target's breaker, SIZE_MAX when untracked */
+    const mr_adapter_t *adapter;
+    int stream;
+    long status;      /* HTTP status, 0 before the head */
+    long retry_after; /* the answer's Retry-After seconds, -1 when none */
+    char ctype[128];  /* the answer's Content-Type, "" when none */
+    int got_head;
+    mr_buf_t out;         /* the buffered body, or the client-bound stream buffer */
+    mr_usage_t usage;     /* once the answer is complete; -1 when unknown */
+    int committed;        /* the client has the head: `out` is the client's */
+    int paused;           /* the upstream waits for `out` to drain */
+    int stream_errored;   /* the translator ended the stream with an error event */
+    mr_failure_t failure; /* MR_FAIL_NONE until it fails */
+    char error[160];      /* the failure for humans, "" when none or an HTTP status */
+    uint64_t start_ns;    /* sent (or created) */
+    uint32_t ms;          /* duration, set when it ends */
+
+    /* private */
+    mr_attempt_args_t _args;
+    mr_adapter_in_t _in;
+    char *_fwd[MR_ATTEMPT_MAX_FORWARD + 1];
+    mr_adapter_req_t _req;
+    mr_stream_xlate_t *_xl;
+    mr_transfer_t *_xfer;
+    const mr_provider_t *_inflight_on;
+    int _sent;             /* the transfer started: the upstream got the request */
+    int _reported;         /* the breaker heard the outcome, or the probe went back */
+    int _ended;            /* mr_attempt_end ran */
+    mr_failure_t _invalid; /* why on_data aborted the transfer, read in DONE */
+    int _paused_once;      /* debug log once per attempt */
+};
+
+/* A new attempt on args->cand, owning the breaker slot in args. NULL when
+ * out of memory (the slot is given back). */
+mr_attempt_t *mr_attempt_new(const mr_attempt_args_t *args);
+
+/* Builds the upstream request (adapter, forwarded headers, translator).
+ *   0   ready to start
+ *   -1  failed before anything was sent (a->failure: UNSUPPORTED,
+ *       NO_MEMORY): an attempt, to record and free
+ *   -2  this dialect cannot express the request: *e is the client's 400;
+ *       not an attempt (free it, try another candidate) */
+int mr_attempt_build(mr_attempt_t *a, mr_error_t *e);
+
+/* Sends it. 0, or -1 with a->failure set (curl refused the transfer). */
+int mr_attempt_start(mr_attempt_t *a, mr_upstream_t *u, long connect_timeout_ms);
+
+/* True while its transfer runs. */
+bool mr_attempt_running(const mr_attempt_t *a);
+
+/* Stops the transfer now (a timer fired, the client left); ends the attempt
+ * with `failure` and `why`. No callback follows. */
+void mr_attempt_cancel(mr_attempt_t *a, mr_failure_t failure, const char *why);
+
+/* The failure ends the attempt: time, latency feedback and breaker report
+ * (once). Runs by itself before DONE and in mr_attempt_cancel; call it for an
+ * attempt that failed in mr_attempt_build or mr_attempt_start. */
+void mr_attempt_end(mr_attempt_t *a);
+
+/* The client got the response head: a stream's outcome is decided here
+ * (reported as a success), its bytes now belong to the client. */
+void mr_attempt_commit(mr_attempt_t *a);
+
+/* The client's reader drained `out` below half: let the upstream go on. */
+void mr_attempt_unpause(mr_attempt_t *a);
+
+/* After commit: ends the client's stream with an SSE error event naming the
+ * provider (for a failure the translator did not already report). */
+void mr_attempt_stream_error(mr_attempt_t *a, const char *why);
+
+/* A non-2xx answer as the OpenAI error body the client gets (malloc'd). */
+char *mr_attempt_error_body(mr_attempt_t *a, size_t *len);
+
+/* The history record of the attempt (provider, model, status, failure...). */
+void mr_attempt_record(const mr_attempt_t *a, mr_attempt_rec_t *rec);
+
+/* Cancels a running transfer, gives back an unreported probe, frees. NULL ok. */
+void mr_attempt_free(mr_attempt_t *a);
+
+#endif

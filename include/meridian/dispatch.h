@@ -1,0 +1,37 @@
+/*
+ * dispatch — the endpoint table: which paths the gateway serves, with which
+ * methods, under which authentication, and the handler that answers once
+ * the request's body is in.
+ *
+ *   POST /v1/chat/completions, /v1/completions, /v1/embeddings  key   proxy
+ *   GET|HEAD /v1/models                                          key   models list
+ *   GET /v1/gateway/route, /v1/gateway/providers                 key   explain, breakers
+ *   GET|HEAD /healthz                                            none  {"status":"ok"}
+ *   GET|HEAD /metrics, /status, /status.json                     key unless public_metrics
+ *
+ * "/v1" paths are also served without the prefix; the others only as
+ * written. The key is checked before the path is looked at (an unknown path
+ * is a 401 without a key, then a 404); a known path with another method is
+ * a 405 with Allow. Static bodies (the status page, /healthz, the models
+ * list of the request's generation) are handed to MHD without a copy.
+ *
+ * Stateless: the table is constant; every call runs on the request's loop
+ * thread.
+ */
+#ifndef MERIDIAN_DISPATCH_H
+#define MERIDIAN_DISPATCH_H
+
+#include "meridian/request.h"
+
+#include <microhttpd.h>
+#include <stddef.h>
+
+/* MHD's first call for a request: limits, the table row, authentication,
+ * method and content checks. Refusals are answered at once. */
+enum MHD_Result mr_dispatch_first(mr_request_t *r, const char *url, const char *method);
+
+/* MHD's calls in MR_RS_BODY: upload data is appended (413 past
+ * limits.max_body_bytes); the call without data runs the row's handler. */
+enum MHD_Result mr_dispatch_body(mr_request_t *r, const char *data, size_t *size);
+
+#endif

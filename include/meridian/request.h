@@ -1,0 +1,167 @@
+/*
+ * request — one client HTTP request as the request path's layers share it:
+ * the MHD connection, what the client sent, the routing plan, the history of
+ * upstream attempts, and the answer on its way out; plus the calls that
+ * queue an answer on the connection.
+ *
+ * Layers (each its own module, none including a layer above it):
+ *   gateway   creates and frees requests (MHD callbacks, the in-flight list)
+ *   dispatch  the endpoint table: which handler, auth, 404/405/415/413
+ *   proxy     plan -> attempts -> commit -> finish, timers, suspension
+ *   attempt   one upstream try (mr_attempt_t), created and freed per try
+ *   observe   metrics, access log and audit record of a finished request
+ * The fields below are grouped by the layer that writes them; any layer may
+ * read them.
+ *
+ * Ownership: the gateway allocates the request on MHD's first call for a
+ * connection's request and frees it after MHD reports completion and its uv
+ * handles have closed. It owns its body, parsed JSON, model, attempt history,
+ * current attempt, prepared answer and a reference to its generation. Every
+ * call runs on the owning worker's loop thread.
+ */
+#ifndef MERIDIAN_REQUEST_H
+#define MERIDIAN_REQUEST_H
+
+#include "meridian/adapter.h"
+#include "meridian/attempt.h"
+#include "meridian/buf.h"
+#include "meridian/config.h"
+#include "meridian/error.h"
+#include "meridian/generation.h"
+#include "meridian/health.h"
+#include "meridian/metrics.h"
+#include "meridian/reqlog.h"
+#include "meridian/router.h"
+#include "meridian/server.h"
+#include "meridian/sha256.h"
+#include "meridian/status.h"
+#include "meridian/upstream.h"
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* What requests borrow from their gateway (set once, outlives them all). */
+typedef struct mr_request_env {
+    uv_loop_t *loop;
+    mr_server_t *server;
+    mr_upstream_t *upstream;
+    mr_metrics_t *metrics;
+    mr_reqlog_t *reqlog;
+    mr_status_t *status;
+    mr_retry_budget_t *retry_budget; /* the worker's */
+    uint64_t *backoff_rng;           /* jitter for retries of the same target */
+    unsigned worker;                 /* index, for logs, metrics rows and /providers */
+    void (*on_freed)(void *ud);      /* after a request's memory is gone (drain) */
+    void *on_freed_ud;
+} mr_request_env_t;
+
+typedef enum {
+    MR_RS_BODY,      /* receiving the request body */
+    MR_RS_UPSTREAM,  /* suspended while an attempt runs */
+    MR_RS_RESPOND,   /* a full answer is prepared; resumed to queue it */
+    MR_RS_STREAM_GO, /* first stream bytes arrived; resumed to queue the stream */
+    MR_RS_STREAMING, /* streamed answer queued */
+    MR_RS_ABORT,     /* client left or drain deadline: resumed to be closed */
+    MR_RS_DONE,      /* answer queued */
+} mr_request_state_t;
+
+typedef struct mr_request mr_request_t;
+struct mr_dispatch_row; /* dispatch.h */
+
+struct mr_request {
+    /* gateway: identity, connection, lifetime */
+    const mr_request_env_t *env;
+    mr_generation_t *gen; /* the config this request runs under, start to end */
+    struct MHD_Connection *conn;
+    mr_request_t *prev, *next; /* the gateway's in-flight list */
+    mr_request_state_t state;
+    char id[72];
+    uint64_t start_ms; /* uv_now at creation */
+    uint64_t start_ns;
+    double unix_time; /* arrival, for the logs */
+    uv_timer_t timer; /* the proxy's: attempt timeouts and backoff */
+    uv_timer_t watch_timer;
+    uv_poll_t client_poll;
+    int poll_inited;
+    int open_handles;
+
+    /* dispatch: what was asked */
+    const struct mr_dispatch_row *row; /* NULL: refused before a row matched */
+    mr_endpoint_t endpoint;            /* MR_EP_COUNT for the gateway's own answers */
+    const char *allow;                 /* the Allow header of a 405 */
+    const mr_key_t *key;               /* the gateway key that authenticated it, if keys are on */
+    mr_buf_t body;
+    int body_too_large;
+    int close_connection; /* answer with Connection: close */
+
+    /* proxy: the body, the plan and the attempts */
+    json_t *json; /* the parsed body, kept for dialect adapters */
+    char *model;  /* the client's model; the plan points into it */
+    const char *models[MR_MAX_MODELS];
+    size_t n_models;
+    int stream;
+    int client_wants_usage;
+    int planned;
+    mr_plan_t plan;
+    size_t next_candidate;
+    mr_attempt_rec_t *attempts; /* history: plan.max_attempts slots */
+    unsigned n_attempts;
+    mr_attempt_t *att;          /* the current attempt; after commit, the one streaming */
+    int sent_any;               /* an attempt was sent: later ones are retries */
+    int deadline_hit;           /* timeouts.request_ms passed */
+    int budget_denied;          /* the retry budget stopped a failover */
+    unsigned n_skipped;         /* candidates skipped: circuit open */
+    unsigned n_busy;            /* candidates skipped: provider at max_inflight */
+    uint64_t skipped_retry_ms;  /* soonest an open circuit closes */
+    size_t last_target_id;      /* the previous attempt's target, SIZE_MAX when none */
+    unsigned same_target_tries; /* backoff exponent for repeats of one target */
+    int has_build_error;        /* a candidate's dialect cannot express this request */
+    mr_error_t build_error;
+    int suspended;
+    int committed;     /* stream: the client has the response head */
+    int upstream_done; /* stream: nothing more will be added to att->out */
+
+    /* the answer */
+    const mr_provider_t *served_by;    /* whose answer the client got; NULL: the gateway's */
+    const mr_candidate_t *served_cand; /* ... and which target */
+    mr_usage_t usage;                  /* of the served answer; -1 when unknown */
+    long retry_after_out;              /* Retry-After to send, 0 for none */
+    int out_status;                    /* a prepared answer (MR_RS_RESPOND) */
+    char *out_body;
+    size_t out_len;
+    const char *out_ctype;
+    int final_status; /* HTTP status queued, 0 before */
+
+    /* observe: what the client received */
+    uint64_t first_byte_ns; /* first response byte handed to MHD, 0 before */
+    int audit;              /* hash what the client receives */
+    mr_sha256_t resp_sha;
+    mr_buf_t resp_copy; /* audit.bodies: what the client received */
+};
+
+/* Queues `body` (ownership passes to MHD, freed with free) with the headers
+ * every answer carries. From inside the access handler only. */
+enum MHD_Result mr_request_queue(mr_request_t *r, int status, char *body, size_t len,
+                                 const char *ctype);
+/* The same for a body that outlives the connection (static, or owned by the
+ * request's generation): no copy. */
+enum MHD_Result mr_request_queue_static(mr_request_t *r, int status, const char *body, size_t len,
+                                        const char *ctype);
+/* An OpenAI-shaped error, queued now / prepared for MR_RS_RESPOND (with an
+ * optional extra member such as "attempts"; borrowed). */
+enum MHD_Result mr_request_error(mr_request_t *r, const mr_error_t *e);
+enum MHD_Result mr_request_errorf(mr_request_t *r, int status, const char *code, const char *param,
+                                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void mr_request_prepare_error(mr_request_t *r, const mr_error_t *e, const char *extra_key,
+                              json_t *extra);
+/* Queues what mr_request_prepare_error (or the proxy) prepared. */
+enum MHD_Result mr_request_queue_prepared(mr_request_t *r);
+
+/* Adds bytes the client receives to the audit digest (and copy). */
+void mr_request_audit_bytes(mr_request_t *r, const char *p, size_t n);
+/* The headers every answer carries: x-request-id, attempts, provenance. */
+void mr_request_common_headers(const mr_request_t *r, struct MHD_Response *resp);
+
+#endif

@@ -1,0 +1,484 @@
+#include "meridian/attempt.h"
+
+#include "meridian/json_span.h"
+#include "meridian/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Members only the gateway reads (OpenRouter routing fields): never forwarded. */
+static const char *const gateway_only_members[] = {"provider", "models", NULL};
+
+static uint32_t ms_since_ns(uint64_t start_ns)
+{
+    return (uint32_t)((uv_hrtime() - start_ns) / 1000000u);
+}
+
+static uint64_t now_ms(const mr_attempt_t *a)
+{
+    return uv_now(a->_args.loop);
+}
+
+static const mr_config_t *cfg_of(const mr_attempt_t *a)
+{
+    return a->_args.gen->cfg;
+}
+
+static const mr_provider_t *provider_of(const mr_attempt_t *a)
+{
+    return a->cand->provider;
+}
+
+static int is_2xx(long s)
+{
+    return s >= 200 && s < 300;
+}
+
+/* Copies with truncation; curl's error texts can be longer than we keep. */
+static void set_failure(mr_attempt_t *a, mr_failure_t f, const char *why)
+{
+    size_t n = why ? strnlen(why, sizeof(a->error) - 1) : 0;
+
+    a->failure = f;
+    memcpy(a->error, why ? why : "", n);
+    a->error[n] = '\0';
+}
+
+/* ---- the breaker slot and latency feedback ------------------------------- */
+
+static void publish(const mr_attempt_t *a)
+{
+    mr_generation_publish_breaker(a->_args.gen, a->_args.health_id, a->cand->target, now_ms(a));
+}
+
+/* An attempt with no outcome to report gives a half-open probe slot back
+ * rather than wedge the breaker. */
+static void release_slot(mr_attempt_t *a)
+{
+    if (a->_reported)
+        return;
+    a->_reported = 1;
+    if (a->_args.health_id != SIZE_MAX && a->_args.probe) {
+        mr_health_cancel(&a->_args.gen->health, a->_args.health_id, now_ms(a));
+        publish(a);
+    }
+}
+
+static void report(mr_attempt_t *a)
+{
+    if (a->_reported)
+        return;
+    a->_reported = 1;
+    if (a->_args.health_id == SIZE_MAX)
+        return;
+    mr_health_report_attempt(&a->_args.gen->health, a->_args.health_id, a->_args.probe,
+                             mr_failure_breaker(a->failure), a->retry_after,
+                             ms_since_ns(a->start_ns), now_ms(a));
+    publish(a);
+}
+
+/* Time to the response head feeds least_latency; an attempt that failed
+ * before its head counts as the whole first-byte budget, so a host that
+ * fails fast never looks fast. */
+static void record_ttfb(mr_attempt_t *a, int failed)
+{
+    if (a->got_head)
+        return;
+    a->got_head = 1;
+    uint32_t ms = failed ? cfg_of(a)->timeouts.first_byte_ms : ms_since_ns(a->start_ns);
+    mr_router_record_ttfb(&a->_args.gen->ss.super, a->cand, ms, now_ms(a));
+}
+
+void mr_attempt_end(mr_attempt_t *a)
+{
+    if (a->_ended)
+        return;
+    a->_ended = 1;
+    a->ms = ms_since_ns(a->start_ns);
+    if (!a->_sent || !mr_failure_reaches_breaker(a->failure)) {
+        release_slot(a);
+        return;
+    }
+    record_ttfb(a, 1); /* no-op when the head already arrived */
+    report(a);
+}
+
+void mr_attempt_commit(mr_attempt_t *a)
+{
+    a->committed = 1;
+    report(a);
+}
+
+/* ---- the transfer ------------------------------------------------------- */
+
+static void transfer_gone(mr_attempt_t *a)
+{
+    a->_xfer = NULL;
+    if (a->_inflight_on) {
+        mr_generation_t *g = a->_args.gen;
+        unsigned *n = &g->inflight[a->_inflight_on - g->cfg->providers];
+        mr_metrics_inflight(g->mv, a->_inflight_on, --*n);
+        a->_inflight_on = NULL;
+    }
+}
+
+static void emit(mr_attempt_t *a, mr_attempt_event_t ev)
+{
+    a->_args.cb(a->_args.owner, a, ev);
+}
+
+static void on_head(void *ud, const mr_upstream_head_t *h)
+{
+    mr_attempt_t *a = ud;
+
+    a->status = h->status;
+    a->retry_after = h->retry_after_s;
+    record_ttfb(a, 0);
+    snprintf(a->ctype, sizeof(a->ctype), "%s", h->content_type);
+    if (!is_2xx(h->status))
+        a->out.limit = MR_ATTEMPT_ERROR_BODY_MAX;
+    emit(a, MR_ATTEMPT_HEAD);
+}
+
+static int looks_like_sse(const char *p, size_t n)
+{
+    /* The first byte of an event stream starts a field name or a comment. */
+    while (n && (*p == '\n' || *p == '\r')) {
+        p++;
+        n--;
+    }
+    return n == 0 || *p == 'd' || *p == 'e' || *p == 'i' || *p == 'r' || *p == ':';
+}
+
+/* A 2xx event stream, translated chunk by chunk into `out`. */
+static mr_data_result_t on_stream_data(mr_attempt_t *a, const char *p, size_t n)
+{
+    if (a->adapter->passthrough && !a->committed && mr_buf_len(&a->out) == 0 &&
+        !looks_like_sse(p, n)) {
+        a->_invalid = MR_FAIL_NOT_SSE;
+        return MR_DATA_ABORT;
+    }
+    if (mr_buf_len(&a->out) >= a->out.limit) {
+        if (!a->_paused_once++)
+            mr_debug("%s: stream buffer full, upstream %s paused", a->_args.request_id,
+                     provider_of(a)->name);
+        a->paused = 1;
+        emit(a, MR_ATTEMPT_PAUSED);
+        return MR_DATA_PAUSE;
+    }
+    emit(a, MR_ATTEMPT_PROGRESS);
+    if (a->adapter->stream_feed(a->_xl, p, n, &a->out) < 0) {
+        if (!a->committed) {
+            /* nothing reached the client: a failed attempt, not a broken stream */
+            mr_buf_reset(&a->out);
+            a->_invalid = MR_FAIL_STREAM_ERROR;
+            return MR_DATA_ABORT;
+        }
+        a->stream_errored = 1;
+        emit(a, MR_ATTEMPT_OUTPUT);
+        return MR_DATA_ABORT;
+    }
+    emit(a, MR_ATTEMPT_OUTPUT);
+    return MR_DATA_OK;
+}
+
+static mr_data_result_t on_data(void *ud, const char *p, size_t n)
+{
+    mr_attempt_t *a = ud;
+
+    if (a->stream && is_2xx(a->status))
+        return on_stream_data(a, p, n);
+    if (mr_buf_append(&a->out, p, n) < 0) {
+        if (!is_2xx(a->status))
+            return MR_DATA_OK; /* error bodies are only kept up to a cap */
+        a->_invalid = MR_FAIL_TOO_LARGE;
+        return MR_DATA_ABORT;
+    }
+    return MR_DATA_OK;
+}
+
+static void read_usage(mr_attempt_t *a)
+{
+    if (a->_xl)
+        a->adapter->stream_usage(a->_xl, &a->usage);
+}
+
+/* A complete 2xx body: kept as is when the dialect is OpenAI's, else
+ * translated; a failure when the answer is unusable. */
+static void take_body(mr_attempt_t *a)
+{
+    mr_error_t e;
+
+    if (a->adapter->passthrough) {
+        if (mr_json_validate(mr_buf_ptr(&a->out), mr_buf_len(&a->out)) != 0) {
+            set_failure(a, MR_FAIL_INVALID_BODY, "invalid JSON in upstream response");
+            return;
+        }
+        a->adapter->translate(&a->_in, mr_buf_ptr(&a->out), mr_buf_len(&a->out), NULL, &a->usage,
+                              &e);
+        return;
+    }
+    mr_buf_t out;
+    mr_buf_init(&out, cfg_of(a)->limits.max_response_bytes);
+    if (a->adapter->translate(&a->_in, mr_buf_ptr(&a->out), mr_buf_len(&a->out), &out, &a->usage,
+                              &e) < 0) {
+        char why[160];
+        mr_buf_free(&out);
+        snprintf(why, sizeof(why), "unusable upstream response: %.96s", e.message);
+        set_failure(a, MR_FAIL_UNUSABLE, why);
+        return;
+    }
+    mr_buf_free(&a->out);
+    a->out = out;
+}
+
+/* A complete 2xx answer before commit: the body, or the whole stream. */
+static void take_answer(mr_attempt_t *a)
+{
+    if (!a->stream) {
+        take_body(a);
+    } else if (a->adapter->stream_end(a->_xl, &a->out) < 0) {
+        /* ended in an error (or truncated) before anything reached the
+         * client: a failed attempt, not a broken stream */
+        mr_buf_reset(&a->out);
+        set_failure(a, MR_FAIL_STREAM_ERROR, "upstream stream ended with an error");
+    } else if (mr_buf_len(&a->out) == 0) {
+        set_failure(a, MR_FAIL_EMPTY_STREAM, "empty event stream");
+    } else {
+        read_usage(a);
+    }
+}
+
+/* After commit there is no failover: the stream ends with an SSE error
+ * event rather than leave the client hanging. */
+static void end_committed(mr_attempt_t *a, mr_failure_t failure, const char *error)
+{
+    if (failure == MR_FAIL_NONE)
+        a->adapter->stream_end(a->_xl, &a->out);
+    else if (!a->stream_errored)
+        mr_attempt_stream_error(a, error);
+    read_usage(a);
+    if (failure != MR_FAIL_NONE)
+        set_failure(a, a->stream_errored ? MR_FAIL_STREAM_ERROR : failure, error);
+}
+
+static void on_done(void *ud, mr_failure_t failure, const char *error)
+{
+    mr_attempt_t *a = ud;
+
+    transfer_gone(a);
+    if (a->committed) {
+        end_committed(a, failure, error);
+    } else if (failure == MR_FAIL_NONE && is_2xx(a->status)) {
+        take_answer(a);
+    } else if (failure != MR_FAIL_NONE) {
+        if (a->_invalid == MR_FAIL_TOO_LARGE)
+            set_failure(a, a->_invalid, "upstream response larger than limits.max_response_bytes");
+        else if (a->_invalid)
+            set_failure(a, a->_invalid, "upstream stream is not a valid event stream");
+        else
+            set_failure(a, failure, error);
+    } else {
+        bool retry = a->adapter->retryable(a->status, mr_buf_ptr(&a->out), mr_buf_len(&a->out));
+        set_failure(a, mr_failure_from_status(a->status, retry), NULL);
+    }
+    mr_attempt_end(a);
+    emit(a, MR_ATTEMPT_DONE);
+}
+
+static const mr_transfer_handler_t handler = {on_head, on_data, on_done};
+
+/* ---- life --------------------------------------------------------------- */
+
+mr_attempt_t *mr_attempt_new(const mr_attempt_args_t *args)
+{
+    mr_attempt_t *a = calloc(1, sizeof(*a));
+    const mr_limits_t *l = &args->gen->cfg->limits;
+
+    if (!a) {
+        if (args->health_id != SIZE_MAX && args->probe) {
+            uint64_t now = uv_now(args->loop);
+            mr_health_cancel(&args->gen->health, args->health_id, now);
+            mr_generation_publish_breaker(args->gen, args->health_id, args->cand->target, now);
+        }
+        return NULL;
+    }
+    a->_args = *args;
+    a->cand = args->cand;
+    a->health_id = args->health_id;
+    a->stream = args->stream;
+    a->retry_after = -1;
+    a->usage.prompt_tokens = a->usage.completion_tokens = -1;
+    a->start_ns = uv_hrtime();
+    mr_buf_init(&a->out, args->stream ? l->stream_buffer_bytes : l->max_response_bytes);
+    return a;
+}
+
+/* The client headers this provider accepts (forward_headers), as lines for
+ * the adapter. Everything else the client sent stays here. */
+static int collect_forwarded(mr_attempt_t *a)
+{
+    const mr_provider_t *p = provider_of(a);
+    size_t n = 0;
+
+    for (size_t i = 0; i < p->n_forward_headers && n < MR_ATTEMPT_MAX_FORWARD; i++) {
+        const char *name = p->forward_headers[i];
+        const char *v = a->_args.header(a->_args.header_ud, name);
+        if (!v)
+            continue;
+        size_t len = strlen(name) + strlen(v) + 3;
+        if (!(a->_fwd[n] = malloc(len)))
+            return -1;
+        snprintf(a->_fwd[n++], len, "%s: %s", name, v);
+    }
+    return 0;
+}
+
+int mr_attempt_build(mr_attempt_t *a, mr_error_t *e)
+{
+    const mr_provider_t *p = provider_of(a);
+
+    if (!(a->adapter = mr_adapter_for(p->kind))) {
+        char why[160];
+        snprintf(why, sizeof(why), "provider kind %s is not supported by this build",
+                 mr_provider_kind_name(p->kind));
+        set_failure(a, MR_FAIL_UNSUPPORTED, why);
+        return -1;
+    }
+    a->_in = (mr_adapter_in_t){
+        .provider = p,
+        .endpoint = a->_args.endpoint,
+        .model = a->cand->model,
+        .stream = a->stream,
+        .client_wants_usage = a->_args.client_wants_usage,
+        .body = a->_args.body,
+        .body_len = a->_args.body_len,
+        .json = a->_args.json,
+        .strip = gateway_only_members,
+        .extra_headers = (const char *const *)a->_fwd,
+    };
+    if (collect_forwarded(a) < 0) {
+        set_failure(a, MR_FAIL_NO_MEMORY, "out of memory");
+        return -1;
+    }
+    if (a->adapter->build(&a->_in, &a->_req, e) < 0)
+        return -2;
+    if (a->stream && !(a->_xl = a->adapter->stream_new(&a->_in))) {
+        set_failure(a, MR_FAIL_NO_MEMORY, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+int mr_attempt_start(mr_attempt_t *a, mr_upstream_t *u, long connect_timeout_ms)
+{
+    const mr_provider_t *p = provider_of(a);
+    mr_generation_t *g = a->_args.gen;
+    char err[160];
+
+    a->start_ns = uv_hrtime(); /* a backoff wait is not the upstream's time */
+    mr_transfer_req_t req = {
+        .url = a->_req.url,
+        .headers = a->_req.headers,
+        .body = a->_req.body,
+        .body_len = a->_req.body_len,
+        .connect_timeout_ms = connect_timeout_ms,
+        .http2 = p->http2,
+        .ca_file = p->ca_file,
+    };
+    if (!(a->_xfer = mr_upstream_start(u, &req, &handler, a, err, sizeof(err)))) {
+        set_failure(a, MR_FAIL_TRANSPORT, err); /* nothing was sent */
+        return -1;
+    }
+    a->_sent = 1;
+    a->_inflight_on = p;
+    mr_metrics_inflight(g->mv, p, ++g->inflight[p - g->cfg->providers]);
+    return 0;
+}
+
+bool mr_attempt_running(const mr_attempt_t *a)
+{
+    return a->_xfer != NULL;
+}
+
+void mr_attempt_cancel(mr_attempt_t *a, mr_failure_t failure, const char *why)
+{
+    if (a->_xfer) {
+        mr_transfer_cancel(a->_xfer);
+        transfer_gone(a);
+    }
+    if (a->_ended)
+        return;
+    set_failure(a, failure, why);
+    mr_attempt_end(a);
+}
+
+void mr_attempt_unpause(mr_attempt_t *a)
+{
+    if (!a->paused || !a->_xfer)
+        return;
+    a->paused = 0;
+    mr_transfer_unpause(a->_xfer);
+}
+
+void mr_attempt_stream_error(mr_attempt_t *a, const char *why)
+{
+    const char *name = provider_of(a)->name;
+    mr_error_t e;
+    size_t len;
+
+    mr_error_set(&e, 502, "api_error", "upstream_stream_error", NULL,
+                 "upstream %s failed mid-stream: %s", name, why);
+    char *body = mr_error_body(&e, NULL, NULL, &len);
+    if (body) {
+        mr_buf_append_force(&a->out, "data: ", 6);
+        mr_buf_append_force(&a->out, body, len);
+        mr_buf_append_force(&a->out, "\n\n", 2);
+        free(body);
+    }
+    mr_warn("%s: stream from %s ended early: %s", a->_args.request_id, name, why);
+}
+
+char *mr_attempt_error_body(mr_attempt_t *a, size_t *len)
+{
+    mr_buf_t out;
+
+    mr_buf_init(&out, MR_ATTEMPT_ERROR_BODY_MAX);
+    a->adapter->translate_error(provider_of(a), a->status, mr_buf_ptr(&a->out), mr_buf_len(&a->out),
+                                &out);
+    char *body = mr_buf_steal(&out, len);
+    mr_buf_free(&out);
+    return body;
+}
+
+void mr_attempt_record(const mr_attempt_t *a, mr_attempt_rec_t *rec)
+{
+    rec->provider = provider_of(a);
+    rec->model = a->cand->model;
+    rec->status = a->status;
+    rec->ms = a->ms;
+    rec->failure = a->failure;
+    rec->outcome = mr_failure_metric(a->failure);
+    size_t n = strnlen(a->error, sizeof(rec->error) - 1);
+    memcpy(rec->error, a->error, n);
+    rec->error[n] = '\0';
+}
+
+void mr_attempt_free(mr_attempt_t *a)
+{
+    if (!a)
+        return;
+    if (a->_xfer) {
+        mr_transfer_cancel(a->_xfer);
+        transfer_gone(a);
+    }
+    release_slot(a);
+    for (size_t i = 0; a->_fwd[i]; i++)
+        free(a->_fwd[i]);
+    mr_adapter_req_free(&a->_req);
+    if (a->_xl)
+        a->adapter->stream_free(a->_xl);
+    mr_buf_free(&a->out);
+    free(a);
+}

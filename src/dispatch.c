@@ -1,0 +1,312 @@
+#include "meridian/dispatch.h"
+
+#include "meridian/auth.h"
+#include "meridian/policy.h"
+#include "meridian/proxy.h"
+#include "meridian/status_page.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define M_GET 1u
+#define M_HEAD 2u
+#define M_POST 4u
+
+typedef enum {
+    AUTH_KEY,     /* a gateway key when keys are configured */
+    AUTH_NONE,    /* liveness probes */
+    AUTH_OBSERVE, /* a key unless public_metrics */
+} auth_t;
+
+typedef enum {
+    PATH_API,   /* "/v1" + path, or path alone */
+    PATH_EXACT, /* path as written */
+} path_match_t;
+
+typedef struct mr_dispatch_row {
+    const char *path;
+    path_match_t match;
+    unsigned methods;
+    auth_t auth;
+    mr_endpoint_t endpoint; /* an API endpoint, or MR_EP_COUNT */
+    enum MHD_Result (*handler)(mr_request_t *r);
+} row_t;
+
+/* ---- handlers ---------------------------------------------------------- */
+
+static enum MHD_Result answer_proxy(mr_request_t *r)
+{
+    if (r->body_too_large) {
+        mr_error_t e;
+        mr_error_set(&e, 413, NULL, "request_too_large", NULL,
+                     "request body exceeds %zu bytes (limits.max_body_bytes)",
+                     r->gen->cfg->limits.max_body_bytes);
+        return mr_request_error(r, &e);
+    }
+    return mr_proxy_begin(r);
+}
+
+static enum MHD_Result answer_models(mr_request_t *r)
+{
+    const mr_snapshot_t *s = r->gen->snap; /* held by the request: outlives the response */
+    return mr_request_queue_static(r, 200, s->models_body, s->models_len, "application/json");
+}
+
+static enum MHD_Result answer_healthz(mr_request_t *r)
+{
+    static const char ok[] = "{\"status\":\"ok\"}";
+    return mr_request_queue_static(r, 200, ok, sizeof(ok) - 1, "application/json");
+}
+
+static enum MHD_Result answer_status_page(mr_request_t *r)
+{
+    return mr_request_queue_static(r, 200, (const char *)mr_status_page_html,
+                                   mr_status_page_html_len, "text/html; charset=utf-8");
+}
+
+static enum MHD_Result answer_json(mr_request_t *r, json_t *root, size_t flags)
+{
+    char *body = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | flags) : NULL;
+    json_decref(root);
+    if (!body)
+        return MHD_NO;
+    return mr_request_queue(r, 200, body, strlen(body), "application/json");
+}
+
+static enum MHD_Result answer_explain(mr_request_t *r)
+{
+    mr_policy_stack_t st;
+    mr_error_t e;
+    json_t *out = NULL;
+    const char *model = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "model");
+    const char *policy = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "policy");
+
+    if (!policy)
+        policy = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-meridian-policy");
+    if (!model || !*model)
+        return mr_request_errorf(r, 400, "missing_required_parameter", "model",
+                                 "GET /v1/gateway/route needs ?model=ROUTE_OR_PROVIDER/MODEL");
+    const char *models[1] = {model};
+    if (mr_policy_stack_init(&st, r->gen->cfg, r->key, policy, NULL, &e) < 0 ||
+        mr_router_explain(r->gen->cfg, &st, models, 1, &r->gen->ss.super, uv_now(r->env->loop),
+                          &out, &e) < 0)
+        return mr_request_error(r, &e);
+    return answer_json(r, out, 0);
+}
+
+/* GET /v1/gateway/providers: every route target's breaker and latency, as
+ * this worker sees them (each worker keeps its own view). */
+static enum MHD_Result answer_providers(mr_request_t *r)
+{
+    const mr_config_t *cfg = r->gen->cfg;
+    uint64_t now = uv_now(r->env->loop);
+    char *seen = calloc(cfg->n_target_ids ? cfg->n_target_ids : 1, 1);
+    json_t *data = json_array(), *root = json_object();
+    const mr_retry_budget_t *b = r->env->retry_budget;
+
+    for (size_t i = 0; seen && i < cfg->n_routes; i++)
+        for (size_t t = 0; t < cfg->routes[i].n_targets; t++) {
+            const mr_target_t *tg = &cfg->routes[i].targets[t];
+            if (seen[tg->id])
+                continue;
+            seen[tg->id] = 1;
+            json_t *o = mr_health_json(&r->gen->health, tg->id, now);
+            if (!o)
+                continue;
+            json_object_set_new(o, "provider", json_string(tg->provider->name));
+            json_object_set_new(o, "model", json_string(tg->model));
+            json_object_set_new(o, "enabled", json_boolean(tg->provider->enabled));
+            json_array_append_new(data, o);
+        }
+    free(seen);
+    json_object_set_new(root, "object", json_string("list"));
+    json_object_set_new(root, "worker", json_integer(r->env->worker));
+    json_object_set_new(root, "now_ms", json_integer((json_int_t)now));
+    json_object_set_new(root, "retry_budget",
+                        json_pack("{s:I,s:I,s:I,s:f,s:I,s:I}", "requests", (json_int_t)b->requests,
+                                  "retries", (json_int_t)b->retries, "denied",
+                                  (json_int_t)b->denied, "ratio", b->opts.ratio, "window_s",
+                                  (json_int_t)b->opts.window_s, "min_retries_per_s",
+                                  (json_int_t)b->opts.min_retries_per_s));
+    json_object_set_new(root, "data", data);
+    return answer_json(r, root, JSON_REAL_PRECISION(6));
+}
+
+/* GET /metrics: every worker's series, summed. */
+static enum MHD_Result answer_metrics(mr_request_t *r)
+{
+    mr_buf_t out;
+    size_t len;
+
+    mr_buf_init(&out, SIZE_MAX);
+    if (mr_metrics_render(r->env->metrics, &out) < 0) {
+        mr_buf_free(&out);
+        return MHD_NO;
+    }
+    mr_reqlog_metrics(r->env->reqlog, &out);
+    char *body = mr_buf_steal(&out, &len);
+    mr_buf_free(&out);
+    if (!body)
+        return MHD_NO;
+    return mr_request_queue(r, 200, body, len, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+static enum MHD_Result answer_status_json(mr_request_t *r)
+{
+    size_t len;
+    char *body = mr_status_json(r->env->status, r->gen->cfg, &len);
+    if (!body)
+        return MHD_NO;
+    return mr_request_queue(r, 200, body, len, "application/json");
+}
+
+/* ---- the table ---------------------------------------------------------- */
+
+static const row_t rows[] = {
+    {"/chat/completions", PATH_API, M_POST, AUTH_KEY, MR_EP_CHAT, answer_proxy},
+    {"/completions", PATH_API, M_POST, AUTH_KEY, MR_EP_COMPLETIONS, answer_proxy},
+    {"/embeddings", PATH_API, M_POST, AUTH_KEY, MR_EP_EMBEDDINGS, answer_proxy},
+    {"/models", PATH_API, M_GET | M_HEAD, AUTH_KEY, MR_EP_COUNT, answer_models},
+    {"/gateway/route", PATH_API, M_GET, AUTH_KEY, MR_EP_COUNT, answer_explain},
+    {"/gateway/providers", PATH_API, M_GET, AUTH_KEY, MR_EP_COUNT, answer_providers},
+    {"/healthz", PATH_EXACT, M_GET | M_HEAD, AUTH_NONE, MR_EP_COUNT, answer_healthz},
+    {"/metrics", PATH_EXACT, M_GET | M_HEAD, AUTH_OBSERVE, MR_EP_COUNT, answer_metrics},
+    {"/status", PATH_EXACT, M_GET | M_HEAD, AUTH_OBSERVE, MR_EP_COUNT, answer_status_page},
+    {"/status.json", PATH_EXACT, M_GET | M_HEAD, AUTH_OBSERVE, MR_EP_COUNT, answer_status_json},
+};
+
+static const row_t *find_row(const char *url)
+{
+    /* both base URLs clients use: ".../v1" and the bare host */
+    const char *api = strncmp(url, "/v1/", 4) == 0 ? url + 3 : url;
+
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        if (strcmp(rows[i].match == PATH_API ? api : url, rows[i].path) == 0)
+            return &rows[i];
+    return NULL;
+}
+
+static unsigned method_bit(const char *method)
+{
+    if (strcmp(method, MHD_HTTP_METHOD_GET) == 0)
+        return M_GET;
+    if (strcmp(method, MHD_HTTP_METHOD_HEAD) == 0)
+        return M_HEAD;
+    if (strcmp(method, MHD_HTTP_METHOD_POST) == 0)
+        return M_POST;
+    return 0;
+}
+
+static enum MHD_Result header_bytes_it(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    size_t *sum = cls;
+    (void)kind;
+    *sum += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
+static int json_content_type(const char *ct)
+{
+    size_t n = strlen("application/json");
+    if (!ct)
+        return 1; /* absent: assume JSON, as most gateways do */
+    while (*ct == ' ')
+        ct++;
+    return strncasecmp(ct, "application/json", n) == 0 &&
+           (ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ');
+}
+
+/* Over the connection or header limits: answered, -1. */
+static int over_limits(mr_request_t *r, enum MHD_Result *ret)
+{
+    const mr_limits_t *l = &r->gen->cfg->limits;
+    size_t hdr = 0;
+    mr_error_t e;
+
+    if (mr_server_over_limit(r->env->server)) {
+        r->close_connection = 1;
+        mr_error_set(&e, 503, NULL, "too_many_connections", NULL,
+                     "the gateway holds %u connections, its limit is %u "
+                     "(limits.max_connections); retry shortly",
+                     mr_server_connections(r->env->server), l->max_connections);
+        *ret = mr_request_error(r, &e);
+        return -1;
+    }
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, header_bytes_it, &hdr);
+    if (hdr > l->max_header_bytes) {
+        mr_error_set(&e, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE, NULL, "headers_too_large", NULL,
+                     "request headers are %zu bytes; the limit is %zu (limits.max_header_bytes)",
+                     hdr, l->max_header_bytes);
+        *ret = mr_request_error(r, &e);
+        return -1;
+    }
+    return 0;
+}
+
+/* A POST body must be JSON and, when declared, within limits.max_body_bytes. */
+static enum MHD_Result check_upload(mr_request_t *r)
+{
+    size_t max = r->gen->cfg->limits.max_body_bytes;
+
+    if (!json_content_type(
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE)))
+        return mr_request_errorf(r, 415, "unsupported_media_type", NULL,
+                                 "Content-Type must be application/json");
+    const char *cl =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > max) {
+        mr_error_t e;
+        r->body_too_large = 1;
+        mr_error_set(&e, 413, NULL, "request_too_large", NULL,
+                     "request body exceeds %zu bytes (limits.max_body_bytes)", max);
+        return mr_request_error(r, &e);
+    }
+    return MHD_YES;
+}
+
+enum MHD_Result mr_dispatch_first(mr_request_t *r, const char *url, const char *method)
+{
+    enum MHD_Result ret;
+    mr_error_t e;
+
+    mr_server_request_begins(r->env->server, r->conn);
+    if (over_limits(r, &ret) < 0)
+        return ret;
+    /* known early: refusals of API calls are counted too */
+    const row_t *row = find_row(url);
+    r->row = row;
+    r->endpoint = row ? row->endpoint : MR_EP_COUNT;
+    r->allow = row && (row->methods & M_POST) ? "POST" : "GET";
+    auth_t auth = row ? row->auth : AUTH_KEY;
+    if (auth == AUTH_KEY || (auth == AUTH_OBSERVE && !r->gen->cfg->public_metrics)) {
+        const char *h =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+        if (mr_auth_check(r->gen->cfg, h, &r->key, &e) < 0)
+            return mr_request_error(r, &e);
+    }
+    if (!row)
+        return mr_request_errorf(r, 404, "unknown_url", NULL,
+                                 "unknown path %s; Meridian serves /v1/chat/completions, "
+                                 "/v1/completions, /v1/embeddings and /v1/models",
+                                 url);
+    if (!(row->methods & method_bit(method)))
+        return mr_request_errorf(r, 405, "method_not_allowed", NULL,
+                                 "%s is not allowed here; use %s", method, r->allow);
+    /* Anything else is answered on MHD's next call: queueing during the
+     * first one makes MHD close the keep-alive connection. */
+    return row->methods & M_POST ? check_upload(r) : MHD_YES;
+}
+
+enum MHD_Result mr_dispatch_body(mr_request_t *r, const char *data, size_t *size)
+{
+    if (*size) {
+        if (!r->body_too_large && mr_buf_append(&r->body, data, *size) < 0)
+            r->body_too_large = 1;
+        *size = 0;
+        return MHD_YES;
+    }
+    mr_server_body_received(r->env->server, r->conn);
+    return r->row->handler(r);
+}

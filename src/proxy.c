@@ -1,0 +1,833 @@
+#include "meridian/proxy.h"
+
+#include "meridian/json_span.h"
+#include "meridian/log.h"
+#include "meridian/policy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* MHD's buffer per streamed response (malloc'd for the stream's life): SSE
+ * events are small, and 10,000 open streams must not cost 16 KiB each. */
+#define STREAM_BLOCK 2048
+/* A suspended request starts watching its client socket only after this
+ * long: most answers come sooner, and the watch costs several syscalls. */
+#define DISCONNECT_WATCH_DELAY_MS 25
+
+static void start_attempt(mr_request_t *r);
+
+static uint64_t now_of(const mr_request_t *r)
+{
+    return uv_now(r->env->loop);
+}
+
+static const mr_timeouts_t *timeouts(const mr_request_t *r)
+{
+    return &r->gen->cfg->timeouts;
+}
+
+static int is_2xx(long s)
+{
+    return s >= 200 && s < 300;
+}
+
+/* ---- suspension and client liveness ----------------------------------- */
+
+static void on_client_poll(uv_poll_t *p, int status, int events)
+{
+    mr_request_t *r = p->data;
+
+    (void)status;
+    (void)events;
+    mr_debug("%s: client went away, aborting", r->id);
+    mr_proxy_abort(r, MR_FAIL_CLIENT_GONE);
+}
+
+/* Suspended connections are invisible to MHD: watch for the client
+ * leaving ourselves, so its upstream transfer is not left running. */
+static void on_watch_timer(uv_timer_t *t)
+{
+    mr_request_t *r = t->data;
+
+    if (r->poll_inited || r->state == MR_RS_DONE || r->state == MR_RS_ABORT)
+        return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci || uv_poll_init(r->env->loop, &r->client_poll, ci->connect_fd) != 0)
+        return; /* unwatched: the request's own timers still bound it */
+    r->poll_inited = 1;
+    r->open_handles++;
+    r->client_poll.data = r;
+    if (uv_poll_start(&r->client_poll, UV_DISCONNECT, on_client_poll) != 0)
+        mr_warn("%s: cannot watch the client connection", r->id);
+}
+
+static void suspend(mr_request_t *r)
+{
+    if (r->suspended)
+        return;
+    MHD_suspend_connection(r->conn);
+    r->suspended = 1;
+    if (!r->poll_inited && !uv_is_active((uv_handle_t *)&r->watch_timer) &&
+        uv_timer_start(&r->watch_timer, on_watch_timer, DISCONNECT_WATCH_DELAY_MS, 0) != 0)
+        mr_warn("%s: cannot arm the client watch", r->id);
+}
+
+static void resume(mr_request_t *r)
+{
+    if (!r->suspended)
+        return;
+    r->suspended = 0;
+    MHD_resume_connection(r->conn);
+    mr_server_wake(r->env->server);
+}
+
+static void stop_watch(mr_request_t *r)
+{
+    uv_timer_stop(&r->watch_timer);
+    if (r->poll_inited && uv_is_active((uv_handle_t *)&r->client_poll))
+        uv_poll_stop(&r->client_poll);
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+static void next_or_fail(mr_request_t *r);
+
+/* The current attempt into its history slot (attempts[n_attempts - 1]). */
+static void record_history(mr_request_t *r)
+{
+    mr_attempt_record(r->att, &r->attempts[r->n_attempts - 1]);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    mr_request_t *r = t->data;
+    mr_attempt_t *a = r->att;
+    const mr_timeouts_t *to = timeouts(r);
+    mr_failure_t f;
+    char why[96];
+
+    if (!a || !mr_attempt_running(a))
+        return;
+    if (r->committed) {
+        snprintf(why, sizeof(why), "no data for %u ms (timeouts.stream_idle_ms)",
+                 to->stream_idle_ms);
+        mr_attempt_cancel(a, MR_FAIL_STREAM_IDLE, why);
+        mr_attempt_stream_error(a, why);
+        r->upstream_done = 1;
+        record_history(r);
+        resume(r);
+        return;
+    }
+    if (now_of(r) - r->start_ms >= to->request_ms) {
+        r->deadline_hit = 1;
+        f = MR_FAIL_DEADLINE;
+        snprintf(why, sizeof(why), "timeout: request deadline %u ms reached", to->request_ms);
+    } else if (a->status == 0) {
+        f = MR_FAIL_FIRST_BYTE;
+        snprintf(why, sizeof(why), "timeout: no response headers within %u ms", to->first_byte_ms);
+    } else {
+        f = MR_FAIL_BODY_STALL;
+        snprintf(why, sizeof(why), "timeout: response body incomplete");
+    }
+    mr_attempt_cancel(a, f, why);
+    record_history(r);
+    next_or_fail(r);
+}
+
+/* Arms the request's single timer for `ms` from now, never past the overall
+ * request deadline (streams already answering are exempt: their bound is
+ * the idle timeout). */
+static void arm_timer(mr_request_t *r, uint64_t ms)
+{
+    uint64_t now = now_of(r);
+    uint64_t deadline = r->start_ms + timeouts(r)->request_ms;
+
+    if (!r->committed) {
+        uint64_t left = deadline > now ? deadline - now : 0;
+        if (ms > left)
+            ms = left;
+    }
+    if (uv_timer_start(&r->timer, on_timer, ms, 0) != 0)
+        mr_error("%s: cannot arm the attempt timer", r->id);
+}
+
+/* ---- final answers ---------------------------------------------------- */
+
+static void record_served(mr_request_t *r, const mr_attempt_t *a)
+{
+    mr_router_record_served(&r->gen->ss.super, &r->plan, a->cand, now_of(r));
+    r->served_by = a->cand->provider;
+    r->served_cand = a->cand;
+}
+
+static void respond_prepared(mr_request_t *r)
+{
+    r->state = MR_RS_RESPOND;
+    resume(r);
+}
+
+static json_t *attempts_json(const mr_request_t *r)
+{
+    json_t *arr = json_array();
+    for (unsigned i = 0; i < r->n_attempts; i++) {
+        const mr_attempt_rec_t *a = &r->attempts[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "provider", json_string(a->provider->name));
+        json_object_set_new(o, "model", json_string(a->model));
+        json_object_set_new(o, "status", a->status ? json_integer(a->status) : json_null());
+        json_object_set_new(o, "error", a->error[0] ? json_string(a->error) : json_null());
+        json_object_set_new(o, "ms", json_integer(a->ms));
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+static void describe_attempt(const mr_attempt_rec_t *a, char *out, size_t n)
+{
+    if (a->error[0])
+        snprintf(out, n, "%s (%s, %u ms)", a->provider->name, a->error, a->ms);
+    else
+        snprintf(out, n, "%s (HTTP %ld, %u ms)", a->provider->name, a->status, a->ms);
+}
+
+/* Targets the policy stack kept out of this request. */
+static size_t policy_excluded(const mr_request_t *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->plan.n_excluded; i++)
+        n += r->plan.excluded[i].kind == MR_EXCLUDED_POLICY;
+    return n;
+}
+
+/* No attempt was made: a dialect could not express the request, every
+ * provider is at max_inflight, or every circuit is open. */
+static void finish_unattempted(mr_request_t *r)
+{
+    mr_error_t e;
+
+    if (r->has_build_error && r->n_skipped == 0 && r->n_busy == 0) {
+        mr_request_prepare_error(r, &r->build_error, NULL, NULL);
+    } else if (r->n_skipped == 0) {
+        /* every candidate's provider is saturated (max_inflight): shed load */
+        r->retry_after_out = 1;
+        mr_error_set(&e, 429, NULL, "providers_busy", NULL,
+                     "every provider for \"%s\" is at its max_inflight limit; retry shortly",
+                     r->model);
+        mr_request_prepare_error(r, &e, NULL, NULL);
+    } else {
+        /* every candidate's circuit is open: fail fast, tell the client when */
+        r->retry_after_out = (long)((r->skipped_retry_ms + 999) / 1000);
+        if (r->retry_after_out < 1)
+            r->retry_after_out = 1;
+        mr_error_set(&e, 503, NULL, "targets_unavailable", NULL,
+                     "all %u candidate target%s of \"%s\" are failing (circuit open); retry in "
+                     "%ld s%s%s",
+                     r->n_skipped, r->n_skipped == 1 ? "" : "s", r->model, r->retry_after_out,
+                     r->plan.policy_label[0] ? " under policy " : "", r->plan.policy_label);
+        mr_request_prepare_error(r, &e, NULL, NULL);
+    }
+    respond_prepared(r);
+}
+
+/* The status and code of "every attempt failed", read from their failures. */
+static int failed_status(const mr_request_t *r, const char **code)
+{
+    unsigned n429 = 0, ntimeout = 0, noverload = 0;
+
+    for (unsigned i = 0; i < r->n_attempts; i++) {
+        mr_failure_t f = r->attempts[i].failure;
+        n429 += f == MR_FAIL_HTTP_429;
+        noverload += f == MR_FAIL_HTTP_429 || f == MR_FAIL_HTTP_OVERLOADED;
+        ntimeout += mr_failure_is_timeout(f);
+    }
+    if (r->deadline_hit || ntimeout == r->n_attempts) {
+        *code = "upstream_timeout";
+        return 504;
+    }
+    if (n429 == r->n_attempts) {
+        *code = "upstream_rate_limited";
+        return 429;
+    }
+    /* Every host overloaded, or others exist but the policy forbids them:
+     * the service the client may use is unavailable, not merely broken. */
+    if (noverload == r->n_attempts || policy_excluded(r)) {
+        *code = "upstream_unavailable";
+        return 503;
+    }
+    *code = "upstream_failed";
+    return 502;
+}
+
+/* Every candidate failed (or the deadline passed): one OpenAI-shaped error
+ * that lists each attempt. */
+static void finish_failed(mr_request_t *r)
+{
+    if (r->n_attempts == 0) {
+        finish_unattempted(r);
+        return;
+    }
+    char list[MR_ERROR_MESSAGE_MAX];
+    size_t used = 0;
+    for (unsigned i = 0; i < r->n_attempts; i++) {
+        char one[256];
+        describe_attempt(&r->attempts[i], one, sizeof(one));
+        used += (size_t)snprintf(list + used, used < sizeof(list) ? sizeof(list) - used : 0, "%s%s",
+                                 i ? "; " : "", one);
+        if (used >= sizeof(list))
+            used = sizeof(list) - 1;
+    }
+    const char *code;
+    int status = failed_status(r, &code);
+    size_t excluded = policy_excluded(r);
+    char policy[MR_POLICY_LABEL_MAX + 96] = "";
+    if (r->plan.policy_label[0] && excluded)
+        snprintf(policy, sizeof(policy),
+                 " under policy %s (%zu other target%s excluded by the policy)",
+                 r->plan.policy_label, excluded, excluded == 1 ? "" : "s");
+    else if (r->plan.policy_label[0])
+        snprintf(policy, sizeof(policy), " under policy %s", r->plan.policy_label);
+    char notes[96] = "";
+    if (r->n_skipped || r->n_busy || r->budget_denied)
+        snprintf(notes, sizeof(notes), " [skipped: %u circuit open, %u at max_inflight%s]",
+                 r->n_skipped, r->n_busy, r->budget_denied ? "; retry budget exhausted" : "");
+    mr_error_t e;
+    mr_error_set(&e, status, "api_error", code, NULL, "%s after %u attempt%s%s: %s%s",
+                 r->deadline_hit ? "request deadline exceeded" : "upstream failed", r->n_attempts,
+                 r->n_attempts == 1 ? "" : "s", policy, list, notes);
+    json_t *extra = attempts_json(r);
+    mr_request_prepare_error(r, &e, "attempts", extra);
+    json_decref(extra);
+    respond_prepared(r);
+}
+
+/* An upstream answered with a status we must not retry (e.g. 400): pass it
+ * on in the OpenAI error shape (the adapter keeps the provider's message). */
+static void finish_passthrough_error(mr_request_t *r)
+{
+    mr_attempt_t *a = r->att;
+
+    r->served_by = a->cand->provider;
+    free(r->out_body);
+    r->out_body = mr_attempt_error_body(a, &r->out_len);
+    r->out_status = (int)a->status;
+    r->out_ctype = "application/json";
+    respond_prepared(r);
+}
+
+static void finish_success(mr_request_t *r)
+{
+    mr_attempt_t *a = r->att;
+
+    record_served(r, a);
+    r->usage = a->usage;
+    free(r->out_body);
+    r->out_body = mr_buf_steal(&a->out, &r->out_len);
+    r->out_status = (int)a->status;
+    r->out_ctype = a->ctype[0] ? a->ctype : "application/json";
+    respond_prepared(r);
+}
+
+/* ---- streaming -------------------------------------------------------- */
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+    mr_request_t *r = cls;
+    mr_attempt_t *a = r->att;
+
+    (void)pos;
+    if (r->state == MR_RS_ABORT)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (mr_buf_len(&a->out)) {
+        size_t n = mr_buf_read(&a->out, out, max);
+        mr_request_audit_bytes(r, out, n);
+        if (r->first_byte_ns == 0)
+            r->first_byte_ns = uv_hrtime();
+        if (a->paused && mr_attempt_running(a) && mr_buf_len(&a->out) <= a->out.limit / 2) {
+            mr_attempt_unpause(a);
+            arm_timer(r, timeouts(r)->stream_idle_ms);
+        }
+        return (ssize_t)n;
+    }
+    if (r->upstream_done)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    /* Nothing buffered: park the connection until the upstream sends more
+     * (returning 0 without suspending would make MHD spin). */
+    suspend(r);
+    return 0;
+}
+
+/* The commit: the client gets the head, the attempt's outcome is decided. */
+static enum MHD_Result queue_stream(mr_request_t *r)
+{
+    mr_attempt_t *a = r->att;
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_reader, r, NULL);
+
+    if (!resp)
+        return MHD_NO;
+    record_served(r, a);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            a->ctype[0] ? a->ctype : "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    mr_request_common_headers(r, resp);
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)a->status, resp);
+    MHD_destroy_response(resp);
+    r->state = MR_RS_STREAMING;
+    r->committed = 1;
+    r->final_status = (int)a->status;
+    mr_attempt_commit(a);
+    return ret;
+}
+
+/* Output is ready for the client: commit on the first bytes, else wake the
+ * reader parked in stream_reader. */
+static void output_ready(mr_request_t *r)
+{
+    if (mr_buf_len(&r->att->out) == 0)
+        return;
+    if (!r->committed) {
+        if (r->state == MR_RS_UPSTREAM) {
+            r->state = MR_RS_STREAM_GO;
+            resume(r);
+        }
+    } else {
+        resume(r);
+    }
+}
+
+/* ---- attempts --------------------------------------------------------- */
+
+/* A transfer ended; the attempt has classified how. */
+static void attempt_done(mr_request_t *r, mr_attempt_t *a)
+{
+    uv_timer_stop(&r->timer);
+    record_history(r);
+    if (r->committed) {
+        r->usage = a->usage;
+        r->upstream_done = 1;
+        resume(r);
+        return;
+    }
+    if (a->failure == MR_FAIL_NONE && r->stream) {
+        /* the whole stream arrived before we got to answer: send it */
+        r->usage = a->usage;
+        r->upstream_done = 1;
+        output_ready(r);
+        return;
+    }
+    if (a->failure == MR_FAIL_NONE) {
+        finish_success(r);
+        return;
+    }
+    if (!mr_failure_retryable(a->failure)) {
+        /* an HTTP answer that is the client's (4xx) or unexpected (3xx) */
+        finish_passthrough_error(r);
+        return;
+    }
+    mr_debug("%s: attempt %u on %s failed (%s), status %ld", r->id, r->n_attempts,
+             a->cand->provider->name, mr_failure_name(a->failure), a->status);
+    next_or_fail(r);
+}
+
+static void on_attempt(void *owner, mr_attempt_t *a, mr_attempt_event_t ev)
+{
+    mr_request_t *r = owner;
+
+    switch (ev) {
+    case MR_ATTEMPT_HEAD:
+        if (r->stream && is_2xx(a->status))
+            arm_timer(r, timeouts(r)->stream_idle_ms);
+        break;
+    case MR_ATTEMPT_PROGRESS:
+        arm_timer(r, timeouts(r)->stream_idle_ms);
+        break;
+    case MR_ATTEMPT_PAUSED:
+        /* the client is the slow side: the idle timeout must not blame the
+         * provider while we hold it back; re-armed when the reader drains */
+        uv_timer_stop(&r->timer);
+        break;
+    case MR_ATTEMPT_OUTPUT:
+        output_ready(r);
+        break;
+    case MR_ATTEMPT_DONE:
+        attempt_done(r, a);
+        break;
+    }
+}
+
+static void next_or_fail(mr_request_t *r)
+{
+    mr_attempt_free(r->att);
+    r->att = NULL;
+    if (r->state == MR_RS_STREAM_GO)
+        r->state = MR_RS_UPSTREAM; /* resumed but not answered: the handler re-suspends */
+    if (now_of(r) - r->start_ms >= timeouts(r)->request_ms)
+        r->deadline_hit = 1;
+    if (!r->deadline_hit && r->next_candidate < r->plan.n_candidates &&
+        r->n_attempts < r->plan.max_attempts)
+        start_attempt(r);
+    else
+        finish_failed(r);
+}
+
+/* limits: a provider's max_inflight bounds this worker's concurrent
+ * transfers to it; beyond it the next candidate is tried instead. */
+static int at_inflight_cap(const mr_generation_t *g, const mr_provider_t *p)
+{
+    return p->max_inflight && g->inflight[p - g->cfg->providers] >= p->max_inflight;
+}
+
+/* The next candidate whose breaker lets traffic through, with its breaker
+ * slot; open ones are skipped at once (and counted for the error). */
+static const mr_candidate_t *take_candidate(mr_request_t *r, size_t *health_id, bool *probe)
+{
+    mr_generation_t *g = r->gen;
+    uint64_t now = now_of(r);
+
+    while (r->next_candidate < r->plan.n_candidates) {
+        const mr_candidate_t *c = &r->plan.candidates[r->next_candidate++];
+        size_t id = c->target ? c->target->id : SIZE_MAX;
+        if (at_inflight_cap(g, c->provider)) {
+            r->n_busy++;
+            mr_metrics_skipped(g->mv, c->provider, MR_SKIP_MAX_INFLIGHT);
+            continue;
+        }
+        *health_id = id;
+        *probe = false;
+        if (id == SIZE_MAX)
+            return c;
+        mr_health_verdict_t v = mr_health_acquire(&g->health, id, now);
+        if (v == MR_HEALTH_PROBE)
+            mr_generation_publish_breaker(g, id, c->target, now);
+        if (v != MR_HEALTH_SKIP) {
+            *probe = v == MR_HEALTH_PROBE;
+            return c;
+        }
+        mr_metrics_skipped(g->mv, c->provider, MR_SKIP_CIRCUIT_OPEN);
+        uint64_t in = mr_health_retry_in_ms(&g->health, id, now);
+        if (r->n_skipped++ == 0 || in < r->skipped_retry_ms)
+            r->skipped_retry_ms = in;
+    }
+    return NULL;
+}
+
+static const char *client_header(void *ud, const char *name)
+{
+    const mr_request_t *r = ud;
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+/* Not an attempt after all (nothing was sent, nothing to record). */
+static void drop_attempt(mr_request_t *r)
+{
+    mr_attempt_free(r->att);
+    r->att = NULL;
+    r->n_attempts--;
+}
+
+/* Failed before anything was sent: recorded, then the next candidate. */
+static void fail_unsent(mr_request_t *r)
+{
+    mr_attempt_end(r->att);
+    record_history(r);
+    next_or_fail(r);
+}
+
+/* Sends the attempt start_attempt prepared. */
+static void launch_attempt(mr_request_t *r)
+{
+    mr_attempt_t *a = r->att;
+
+    /* A failover is a retry: the worker's budget keeps an outage from
+     * multiplying the load on the remaining providers. */
+    if (r->sent_any && !mr_retry_budget_try(r->env->retry_budget, now_of(r))) {
+        mr_attempt_cancel(a, MR_FAIL_RETRY_BUDGET, "retry budget exhausted");
+        drop_attempt(r);
+        r->budget_denied = 1;
+        mr_metrics_retry_denied(r->gen->mv);
+        finish_failed(r);
+        return;
+    }
+    if (mr_attempt_start(a, r->env->upstream, timeouts(r)->connect_ms) < 0) {
+        fail_unsent(r);
+        return;
+    }
+    r->sent_any = 1;
+    r->last_target_id = a->health_id;
+    mr_debug("%s: attempt %u -> %s (%s)", r->id, r->n_attempts, a->cand->provider->name,
+             a->cand->model);
+    arm_timer(r, timeouts(r)->first_byte_ms);
+}
+
+static void on_backoff(uv_timer_t *t)
+{
+    launch_attempt(t->data);
+}
+
+/* The attempt could not be allocated: recorded as such, without an object. */
+static void record_no_memory(mr_request_t *r, const mr_candidate_t *c)
+{
+    r->attempts[r->n_attempts++] = (mr_attempt_rec_t){
+        .provider = c->provider,
+        .model = c->model,
+        .failure = MR_FAIL_NO_MEMORY,
+        .outcome = mr_failure_metric(MR_FAIL_NO_MEMORY),
+        .error = "out of memory",
+    };
+    next_or_fail(r);
+}
+
+/* Only a repeat of the same target waits (exponential backoff, full
+ * jitter): a different target is tried at once. True when waiting. */
+static bool backoff(mr_request_t *r, size_t health_id)
+{
+    if (health_id == SIZE_MAX || health_id != r->last_target_id)
+        return false;
+    uint64_t now = now_of(r), deadline = r->start_ms + timeouts(r)->request_ms;
+    uint64_t ms = mr_backoff_ms(r->same_target_tries++, 250, 4000, r->env->backoff_rng);
+    if (now + ms >= deadline)
+        ms = deadline > now ? deadline - now : 0;
+    return ms > 0 && uv_timer_start(&r->timer, on_backoff, ms, 0) == 0;
+}
+
+static void start_attempt(mr_request_t *r)
+{
+    size_t id = SIZE_MAX;
+    bool probe = false;
+    const mr_candidate_t *c = take_candidate(r, &id, &probe);
+    mr_error_t e;
+
+    if (!c) {
+        finish_failed(r);
+        return;
+    }
+    mr_attempt_args_t args = {
+        .cand = c,
+        .health_id = id,
+        .probe = probe,
+        .gen = r->gen,
+        .loop = r->env->loop,
+        .endpoint = r->endpoint,
+        .stream = r->stream,
+        .client_wants_usage = r->client_wants_usage,
+        .body = mr_buf_ptr(&r->body),
+        .body_len = mr_buf_len(&r->body),
+        .json = r->json,
+        .header = client_header,
+        .header_ud = r,
+        .request_id = r->id,
+        .cb = on_attempt,
+        .owner = r,
+    };
+    if (!(r->att = mr_attempt_new(&args))) {
+        record_no_memory(r, c);
+        return;
+    }
+    r->attempts[r->n_attempts++] = (mr_attempt_rec_t){.provider = c->provider, .model = c->model};
+    int rc = mr_attempt_build(r->att, &e);
+    if (rc == -2) {
+        /* not an upstream attempt: nothing was sent. Another candidate may
+         * speak a dialect that can carry the request; if none can, the
+         * client gets this error. */
+        if (!r->has_build_error) {
+            r->build_error = e;
+            r->has_build_error = 1;
+        }
+        drop_attempt(r);
+        next_or_fail(r);
+    } else if (rc < 0) {
+        fail_unsent(r);
+    } else if (!backoff(r, id)) {
+        launch_attempt(r);
+    }
+}
+
+/* ---- the request's start: validation and routing ----------------------- */
+
+/* Routing under the policy stack: the key's policy, the x-meridian-policy
+ * header (or the default policy) and the body's OpenRouter `provider`
+ * object all filter; the request can narrow what its key allows, never widen. */
+static int plan_request(mr_request_t *r, const json_t *models, const json_t *provider,
+                        mr_error_t *e)
+{
+    mr_policy_stack_t st;
+    const char *header = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-meridian-policy");
+
+    if (mr_router_models_from_request(r->model, models, r->models, &r->n_models, e) < 0 ||
+        mr_policy_stack_init(&st, r->gen->cfg, r->key, header, provider, e) < 0)
+        return -1;
+    r->planned = 1;
+    return mr_router_plan_policy(r->gen->cfg, &st, r->models, r->n_models, &r->gen->ss.super,
+                                 now_of(r), &r->plan, e);
+}
+
+/* A 403 lists every target the policies excluded and why. */
+static enum MHD_Result respond_plan_error(mr_request_t *r, mr_error_t *e)
+{
+    if (e->status != 403)
+        return mr_request_error(r, e);
+    /* one denial per policy layer that excluded something */
+    for (size_t i = 0; i < r->plan.n_excluded; i++) {
+        const mr_exclusion_t *x = &r->plan.excluded[i];
+        size_t k = 0;
+        if (x->kind != MR_EXCLUDED_POLICY)
+            continue;
+        while (k < i && !(r->plan.excluded[k].kind == MR_EXCLUDED_POLICY &&
+                          strcmp(r->plan.excluded[k].policy ? r->plan.excluded[k].policy : "",
+                                 x->policy ? x->policy : "") == 0))
+            k++;
+        if (k == i)
+            mr_metrics_denial(r->gen->mv,
+                              x->policy && strcmp(x->policy, "request") != 0 ? x->policy : NULL);
+    }
+    json_t *excluded = mr_plan_exclusions_json(&r->plan);
+    size_t len = 0;
+    char *body = mr_error_body(e, "excluded", excluded, &len);
+    json_decref(excluded);
+    if (!body)
+        return MHD_NO;
+    return mr_request_queue(r, e->status, body, len, "application/json");
+}
+
+/* The body as JSON: a 400 answered (and -1) when it is not a usable one. */
+static int parse_body(mr_request_t *r, enum MHD_Result *ret)
+{
+    const char *p = mr_buf_ptr(&r->body);
+    size_t len = mr_buf_len(&r->body);
+    json_error_t jerr;
+    mr_error_t e;
+
+    if (len == 0) {
+        *ret = mr_request_errorf(r, 400, "invalid_request_error", NULL,
+                                 "request body is empty: expected a JSON object");
+        return -1;
+    }
+    r->json = json_loadb(p, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (r->json && mr_json_validate(p, len) != 0) {
+        /* jansson tolerates a few non-JSON bytes (a NUL after a number) that
+         * would make the forwarded body differ from what was validated */
+        *ret = mr_request_errorf(r, 400, "invalid_json", NULL,
+                                 "request body is not strict JSON (RFC 8259)");
+        return -1;
+    }
+    if (!r->json) {
+        mr_error_set(&e, 400, NULL, "invalid_json", NULL,
+                     "request body is not valid JSON: %s (line %d, column %d)", jerr.text,
+                     jerr.line, jerr.column);
+        *ret = mr_request_error(r, &e);
+        return -1;
+    }
+    if (!json_is_object(r->json)) {
+        *ret = mr_request_errorf(r, 400, "invalid_request_error", NULL,
+                                 "request body must be a JSON object");
+        return -1;
+    }
+    return 0;
+}
+
+/* `model` and `stream`: a 400 answered (and -1) when malformed. */
+static int read_members(mr_request_t *r, enum MHD_Result *ret)
+{
+    const json_t *model = json_object_get(r->json, "model");
+    const json_t *stream = json_object_get(r->json, "stream");
+
+    if (!model || json_is_null(model)) {
+        *ret = mr_request_errorf(r, 400, "missing_required_parameter", "model",
+                                 "you must provide a model parameter");
+        return -1;
+    }
+    if (!json_is_string(model) || json_string_length(model) == 0) {
+        *ret =
+            mr_request_errorf(r, 400, "invalid_type", "model", "model must be a non-empty string");
+        return -1;
+    }
+    if (stream && !json_is_boolean(stream) && !json_is_null(stream)) {
+        *ret = mr_request_errorf(r, 400, "invalid_type", "stream", "stream must be a boolean");
+        return -1;
+    }
+    r->stream = r->endpoint != MR_EP_EMBEDDINGS && json_is_true(stream);
+    r->client_wants_usage =
+        json_is_true(json_object_get(json_object_get(r->json, "stream_options"), "include_usage"));
+    if (!(r->model = strdup(json_string_value(model)))) {
+        *ret = MHD_NO;
+        return -1;
+    }
+    return 0;
+}
+
+enum MHD_Result mr_proxy_begin(mr_request_t *r)
+{
+    enum MHD_Result ret;
+    mr_error_t e;
+
+    if (parse_body(r, &ret) < 0 || read_members(r, &ret) < 0)
+        return ret;
+    if (plan_request(r, json_object_get(r->json, "models"), json_object_get(r->json, "provider"),
+                     &e) < 0)
+        return respond_plan_error(r, &e);
+    if (!(r->attempts =
+              calloc(r->plan.max_attempts ? r->plan.max_attempts : 1, sizeof(*r->attempts))))
+        return MHD_NO;
+    r->n_attempts = 0; /* the history starts with the allocation */
+    mr_retry_budget_request(r->env->retry_budget, now_of(r));
+    r->state = MR_RS_UPSTREAM;
+    suspend(r);
+    start_attempt(r);
+    return MHD_YES;
+}
+
+enum MHD_Result mr_proxy_resumed(mr_request_t *r)
+{
+    switch (r->state) {
+    case MR_RS_RESPOND:
+        stop_watch(r);
+        return mr_request_queue_prepared(r);
+    case MR_RS_STREAM_GO:
+        return queue_stream(r);
+    case MR_RS_ABORT:
+        return MHD_NO;
+    case MR_RS_UPSTREAM:
+        /* Resumed for a stream that then failed over before being answered. */
+        suspend(r);
+        return MHD_YES;
+    default:
+        return MHD_YES;
+    }
+}
+
+/* Cancels the current attempt unless it already ended, and records it. */
+static void end_attempt(mr_request_t *r, mr_failure_t why)
+{
+    if (!r->att)
+        return;
+    mr_attempt_cancel(r->att, why,
+                      why == MR_FAIL_SHUTDOWN ? "drain deadline reached" : "client went away");
+    record_history(r);
+}
+
+void mr_proxy_abort(mr_request_t *r, mr_failure_t why)
+{
+    end_attempt(r, why);
+    uv_timer_stop(&r->timer);
+    stop_watch(r);
+    r->state = MR_RS_ABORT;
+    resume(r);
+}
+
+void mr_proxy_finish(mr_request_t *r)
+{
+    stop_watch(r);
+    end_attempt(r, MR_FAIL_CLIENT_GONE);
+}
+
+void mr_proxy_free(mr_request_t *r)
+{
+    mr_attempt_free(r->att);
+    r->att = NULL;
+    free(r->model);
+    free(r->attempts);
+    mr_plan_release(&r->plan);
+    json_decref(r->json);
+}

@@ -1,0 +1,123 @@
+#include "meridian/request.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void mr_request_common_headers(const mr_request_t *r, struct MHD_Response *resp)
+{
+    MHD_add_response_header(resp, "x-request-id", r->id);
+    if (r->n_attempts > 0) {
+        char n[16];
+        snprintf(n, sizeof(n), "%u", r->n_attempts);
+        MHD_add_response_header(resp, "x-meridian-attempts", n);
+    }
+    if (r->planned && r->plan.policy_label[0])
+        MHD_add_response_header(resp, "x-meridian-policy", r->plan.policy_label);
+    if (r->served_by) {
+        const mr_provider_t *p = r->served_by;
+        MHD_add_response_header(resp, "x-meridian-provider", p->name);
+        MHD_add_response_header(resp, "x-meridian-model", r->attempts[r->n_attempts - 1].model);
+        MHD_add_response_header(resp, "x-meridian-vendor", p->vendor);
+        if (p->region[0])
+            MHD_add_response_header(resp, "x-meridian-region", p->region);
+        if (p->jurisdiction[0])
+            MHD_add_response_header(resp, "x-meridian-jurisdiction", p->jurisdiction);
+    }
+}
+
+void mr_request_audit_bytes(mr_request_t *r, const char *p, size_t n)
+{
+    if (!r->audit || n == 0)
+        return;
+    mr_sha256_update(&r->resp_sha, p, n);
+    if (mr_reqlog_wants_bodies(r->env->reqlog))
+        mr_buf_append(&r->resp_copy, p, n);
+}
+
+static enum MHD_Result queue(mr_request_t *r, int status, struct MHD_Response *resp,
+                             const char *body, size_t len, const char *ctype)
+{
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (r->close_connection)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (r->retry_after_out > 0) {
+        char ra[24];
+        snprintf(ra, sizeof(ra), "%ld", r->retry_after_out);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
+    mr_request_common_headers(r, resp);
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED && r->allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    mr_request_audit_bytes(r, body, len);
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    r->state = MR_RS_DONE;
+    r->final_status = status;
+    r->first_byte_ns = uv_hrtime();
+    return ret;
+}
+
+enum MHD_Result mr_request_queue(mr_request_t *r, int status, char *body, size_t len,
+                                 const char *ctype)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+
+    if (!resp) {
+        free(body);
+        return MHD_NO;
+    }
+    return queue(r, status, resp, body, len, ctype);
+}
+
+enum MHD_Result mr_request_queue_static(mr_request_t *r, int status, const char *body, size_t len,
+                                        const char *ctype)
+{
+    /* MHD only reads a persistent buffer; the cast does not let it write */
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_PERSISTENT);
+
+    if (!resp)
+        return MHD_NO;
+    return queue(r, status, resp, body, len, ctype);
+}
+
+void mr_request_prepare_error(mr_request_t *r, const mr_error_t *e, const char *extra_key,
+                              json_t *extra)
+{
+    free(r->out_body);
+    r->out_len = 0;
+    r->out_status = e->status;
+    r->out_body = mr_error_body(e, extra ? extra_key : NULL, extra, &r->out_len);
+    r->out_ctype = "application/json";
+}
+
+enum MHD_Result mr_request_queue_prepared(mr_request_t *r)
+{
+    char *body = r->out_body;
+
+    r->out_body = NULL;
+    if (!body)
+        return MHD_NO;
+    return mr_request_queue(r, r->out_status, body, r->out_len, r->out_ctype);
+}
+
+enum MHD_Result mr_request_error(mr_request_t *r, const mr_error_t *e)
+{
+    mr_request_prepare_error(r, e, NULL, NULL);
+    return mr_request_queue_prepared(r);
+}
+
+enum MHD_Result mr_request_errorf(mr_request_t *r, int status, const char *code, const char *param,
+                                  const char *fmt, ...)
+{
+    mr_error_t e;
+    va_list ap;
+
+    mr_error_set(&e, status, NULL, code, param, "%s", "");
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof(e.message), fmt, ap);
+    va_end(ap);
+    return mr_request_error(r, &e);
+}
