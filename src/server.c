@@ -111,10 +111,10 @@ static void run_mhd(mr_server_t *s)
     MHD_run(s->daemon);
     /* MHD's client sockets are edge-triggered: a zero timeout means "call me
      * again" and must be honoured, or data already read stays unprocessed. */
-    if (MHD_get_timeout(s->daemon, &timeout) == MHD_YES)
-        uv_timer_start(&s->timer, on_timer, timeout, 0);
-    else
+    if (MHD_get_timeout(s->daemon, &timeout) != MHD_YES)
         uv_timer_stop(&s->timer);
+    else if (uv_timer_start(&s->timer, on_timer, timeout, 0) != 0)
+        mr_error("http server: cannot arm MHD's timer");
 }
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
@@ -224,6 +224,42 @@ int mr_server_over_limit(const mr_server_t *s)
     return s->n_conns > s->max_connections;
 }
 
+/* The uv handles that drive MHD, each started; on failure the ones
+ * initialised are closed (the loop must run for their close callbacks). */
+static int init_handles(mr_server_t *s, int epoll_fd)
+{
+    uv_handle_t *done[5];
+    size_t n = 0;
+
+    if (uv_poll_init(s->loop, &s->epoll, epoll_fd) != 0)
+        goto fail;
+    done[n++] = (uv_handle_t *)&s->epoll;
+    if (uv_timer_init(s->loop, &s->timer) != 0)
+        goto fail;
+    done[n++] = (uv_handle_t *)&s->timer;
+    if (uv_check_init(s->loop, &s->check) != 0)
+        goto fail;
+    done[n++] = (uv_handle_t *)&s->check;
+    if (uv_idle_init(s->loop, &s->idle) != 0)
+        goto fail;
+    done[n++] = (uv_handle_t *)&s->idle;
+    if (uv_timer_init(s->loop, &s->sweep) != 0)
+        goto fail;
+    done[n++] = (uv_handle_t *)&s->sweep;
+    for (size_t i = 0; i < n; i++)
+        done[i]->data = s;
+    if (uv_poll_start(&s->epoll, UV_READABLE, on_epoll) != 0 ||
+        uv_check_start(&s->check, on_check) != 0 ||
+        uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS) != 0)
+        goto fail;
+    return 0;
+
+fail:
+    while (n)
+        uv_close(done[--n], NULL);
+    return -1;
+}
+
 int mr_server_start(mr_server_t *s, uv_loop_t *loop, const mr_server_opts_t *o, char *err,
                     size_t errlen)
 {
@@ -250,25 +286,20 @@ int mr_server_start(mr_server_t *s, uv_loop_t *loop, const mr_server_opts_t *o, 
     info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
     if (!info) {
         snprintf(err, errlen, "libmicrohttpd has no epoll support");
-        MHD_stop_daemon(s->daemon);
-        s->daemon = NULL;
-        return -1;
+        goto fail;
     }
-    uv_poll_init(loop, &s->epoll, info->epoll_fd);
-    s->epoll.data = s;
-    uv_poll_start(&s->epoll, UV_READABLE, on_epoll);
-    uv_timer_init(loop, &s->timer);
-    s->timer.data = s;
-    uv_check_init(loop, &s->check);
-    s->check.data = s;
-    uv_check_start(&s->check, on_check);
-    uv_idle_init(loop, &s->idle);
-    s->idle.data = s;
-    uv_timer_init(loop, &s->sweep);
-    s->sweep.data = s;
-    uv_timer_start(&s->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    if (init_handles(s, info->epoll_fd) < 0) {
+        snprintf(err, errlen, "could not watch the HTTP server on the event loop");
+        goto fail;
+    }
     run_mhd(s);
     return 0;
+
+fail:
+    MHD_stop_daemon(s->daemon); /* closes the listening socket */
+    s->daemon = NULL;
+    s->listen_fd = -1;
+    return -1;
 }
 
 void mr_server_wake(mr_server_t *s)
@@ -276,7 +307,9 @@ void mr_server_wake(mr_server_t *s)
     if (s->dirty)
         return;
     s->dirty = 1;
-    uv_idle_start(&s->idle, on_idle);
+    /* only a closing handle refuses; the check still runs MHD next turn */
+    if (uv_idle_start(&s->idle, on_idle) != 0)
+        mr_error("http server: cannot schedule MHD's run");
 }
 
 void mr_server_quiesce(mr_server_t *s)
