@@ -1,7 +1,8 @@
 /*
  * libFuzzer target: the whole request path, from a raw client body to the
  * upstream requests, through the public calls the gateway makes in order
- * (src/gateway.c handle_first, begin_proxy, plan_request, start_attempt):
+ * (src/dispatch.c mr_dispatch_first, src/proxy.c mr_proxy_begin and plan_request,
+ * src/attempt.c mr_attempt_build):
  *
  *   mr_auth_check                    Authorization
  *   json_loadb(JSON_REJECT_DUPLICATES), object / model / stream checks
@@ -126,7 +127,7 @@ static const char config_json[] =
     "  \"eu\":{\"sha256\":\"2bb01d142e8a90eb7b4250a3cdcc42f237ee02f46038e2fc664641532496521e\","
     "        \"policy\":\"eu-only\"}}}";
 
-/* Members only the gateway reads (gateway.c gateway_only_members). */
+/* Members only the gateway reads (attempt.c gateway_only_members). */
 static const char *const gateway_only_members[] = {"provider", "models", NULL};
 
 static mr_config_t *cfg;
@@ -316,14 +317,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mr_endpoint_t ep = eps[h % 4];
     clock_ms += 1 + (h >> 40) % 3000; /* soft-state windows slide */
 
-    /* handle_first: the key */
+    /* mr_dispatch_first: the key */
     memset(&e, 0, sizeof(e));
     if (mr_auth_check(cfg, auth, &key, &e) < 0) {
         CHECK(e.status == 401, "auth: status %d", e.status);
         check_error(&e, "auth");
         goto done;
     }
-    /* begin_proxy: the body */
+    /* mr_proxy_begin: the body */
     if (n == 0)
         goto done;
     root = json_loadb(p, n, JSON_REJECT_DUPLICATES, NULL);
@@ -372,7 +373,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
               plan.max_attempts >= 1 && plan.max_attempts <= plan.n_candidates,
           "plan: %zu candidates, max_attempts %u", plan.n_candidates, plan.max_attempts);
 
-    /* start_attempt, for every candidate */
+    /* mr_attempt_build, for every candidate */
     const char *fwd[] = {NULL};
     for (size_t i = 0; i < plan.n_candidates; i++) {
         const mr_candidate_t *c = &plan.candidates[i];
