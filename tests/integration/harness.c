@@ -611,16 +611,21 @@ int th_wait_log(const th_proc_t *p, const char *needle, int timeout_ms)
     return th_wait_log_count(p, needle, 1, timeout_ms);
 }
 
+int th_log_count(const th_proc_t *p, const char *needle)
+{
+    char *log = th_read_log(p);
+    int found = 0;
+    for (const char *q = log; q && (q = strstr(q, needle)) != NULL; q++)
+        found++;
+    free(log);
+    return found;
+}
+
 int th_wait_log_count(const th_proc_t *p, const char *needle, int count, int timeout_ms)
 {
     double deadline = mono_ms() + timeout_ms;
     for (;;) {
-        char *log = th_read_log(p);
-        int found = 0;
-        for (const char *q = log; q && (q = strstr(q, needle)) != NULL; q++)
-            found++;
-        free(log);
-        if (found >= count)
+        if (th_log_count(p, needle) >= count)
             return 0;
         if (mono_ms() >= deadline)
             return -1;

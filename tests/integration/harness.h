@@ -102,6 +102,8 @@ char *th_read_log(const th_proc_t *p);
 int th_wait_log(const th_proc_t *p, const char *needle, int timeout_ms);
 /* Same, until `needle` occurs at least `count` times (e.g. once per worker). */
 int th_wait_log_count(const th_proc_t *p, const char *needle, int count, int timeout_ms);
+/* How many times `needle` occurs in p's log now. */
+int th_log_count(const th_proc_t *p, const char *needle);
 
 /*
  * Runs meridian with `args` (NULL-terminated; e.g. {"--check", "--config",

@@ -79,17 +79,6 @@ static int feed_reader(const char *text)
     return 1;
 }
 
-/* Occurrences of needle in the daemon's log. */
-static int log_count(const char *needle)
-{
-    char *log = th_read_log(&gw);
-    int n = 0;
-    for (const char *q = log; q && (q = strstr(q, needle)) != NULL; q++)
-        n++;
-    free(log);
-    return n;
-}
-
 /* The upstream model of route chat as the worker answering sees it, and
  * which worker that was. */
 static void ask_worker(int *worker, char *model, size_t cap)
@@ -124,19 +113,20 @@ static void test_reload_reads_the_file_once(void **state)
         pause_ms(5);
     assert_int_equal(rc, 1);
     /* the first reader is done once it logged what it made of A */
-    while (log_count("generation 1") + log_count("reload rejected") == 0 && now_ms() < deadline)
+    while (th_log_count(&gw, "generation 1") + th_log_count(&gw, "reload rejected") == 0 &&
+           now_ms() < deadline)
         pause_ms(5);
     /* config B to anyone who reads the file again before the reload is over */
     int extra_reads = 0;
-    while (log_count("generation 1 live") < WORKERS && now_ms() < deadline) {
+    while (th_log_count(&gw, "generation 1 live") < WORKERS && now_ms() < deadline) {
         rc = feed_reader(b);
         assert_true(rc >= 0);
         extra_reads += rc;
         pause_ms(5);
     }
     printf("# file read %d extra time(s) during the reload\n", extra_reads);
-    assert_int_equal(log_count("generation 1 live"), WORKERS);
-    assert_int_equal(log_count("reload rejected"), 0);
+    assert_int_equal(th_log_count(&gw, "generation 1 live"), WORKERS);
+    assert_int_equal(th_log_count(&gw, "reload rejected"), 0);
     assert_int_equal(extra_reads, 0);
 
     /* every worker serves A: new connections until each has answered */
