@@ -132,7 +132,8 @@ struct mr_request {
     double unix_time;
     int audit; /* hash what the client receives */
     mr_sha256_t resp_sha;
-    mr_buf_t resp_copy; /* audit.bodies: what the client received */
+    mr_buf_t resp_copy;  /* audit.bodies: the first bytes the client received */
+    uint64_t resp_bytes; /* all the bytes the client received */
 
     uv_timer_t timer;
     uv_timer_t watch_timer; /* arms client_poll once a suspension lasts */
@@ -205,8 +206,11 @@ static void audit_response_bytes(mr_request_t *r, const char *p, size_t n)
     if (!r->audit || n == 0)
         return;
     mr_sha256_update(&r->resp_sha, p, n);
+    r->resp_bytes += n;
+    /* a prefix: what fits of a piece, nothing after it (reqlog marks the cut) */
     if (mr_reqlog_wants_bodies(r->w->shared->reqlog))
-        mr_buf_append(&r->resp_copy, p, n);
+        mr_buf_append(&r->resp_copy, p,
+                      n < mr_buf_room(&r->resp_copy) ? n : mr_buf_room(&r->resp_copy));
 }
 
 /* Queues a prepared response from inside the access handler. */
@@ -1753,6 +1757,7 @@ static void observe_finished(mr_request_t *r, int completed)
         .request_len = mr_buf_len(&r->body),
         .response_body = bodies ? mr_buf_ptr(&r->resp_copy) : NULL,
         .response_len = mr_buf_len(&r->resp_copy),
+        .response_bytes = r->resp_bytes,
     };
     mr_reqlog_write(log, (unsigned)r->w->index, &rec);
 }

@@ -55,8 +55,11 @@ typedef struct mr_request_rec {
     const uint8_t *response_sha256; /* 32 bytes, NULL when nothing was sent */
     const char *request_body;       /* with audit.bodies only */
     size_t request_len;
-    const char *response_body;
+    const char *response_body; /* a prefix of what was sent (bounded copy) */
     size_t response_len;
+    /* Bytes sent in all; more than response_len when the copy was cut at its
+     * bound (the record marks it truncated). 0: response_len. */
+    uint64_t response_bytes;
 } mr_request_rec_t;
 
 typedef struct mr_reqlog mr_reqlog_t;
