@@ -186,10 +186,10 @@ int mr_audit_read_head(const char *name, const char *path, size_t limit, mr_audi
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
     struct stat st;
-    char eb[128];
     tail_t t;
 
     if (fd < 0 || fstat(fd, &st) < 0) {
+        char eb[128];
         snprintf(err, errlen, "%s %s: cannot read it: %s", name, path,
                  errstr(errno, eb, sizeof(eb)));
         if (fd >= 0)

@@ -63,7 +63,7 @@ static size_t escape(const char *msg, size_t len, char *out, size_t o, size_t ca
             e[k++] = (char)*p;
         } else if (*p == '\n' || *p == '\r' || *p == '\t') {
             e[k++] = '\\';
-            e[k++] = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+            e[k++] = (char)(*p == '\n' ? 'n' : *p == '\r' ? 'r' : 't');
         } else {
             in = *p < 0x80 ? 0 : mr_utf8_char_len((const char *)p, (size_t)(end - p));
             if (in && !is_unsafe_char(p, in)) {

@@ -135,8 +135,8 @@ static void put_base64(mr_buf_t *b, const char *s, size_t n)
         }
         chunk[o++] = tab[v >> 18 & 63];
         chunk[o++] = tab[v >> 12 & 63];
-        chunk[o++] = i + 1 < n ? tab[v >> 6 & 63] : '=';
-        chunk[o++] = i + 2 < n ? tab[v & 63] : '=';
+        chunk[o++] = (char)(i + 1 < n ? tab[v >> 6 & 63] : '=');
+        chunk[o++] = (char)(i + 2 < n ? tab[v & 63] : '=');
     }
     mr_buf_append_force(b, chunk, o);
     put(b, "\"");

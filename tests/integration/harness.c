@@ -611,21 +611,39 @@ int th_wait_log(const th_proc_t *p, const char *needle, int timeout_ms)
     return th_wait_log_count(p, needle, 1, timeout_ms);
 }
 
-int th_wait_log_count(const th_proc_t *p, const char *needle, int count, int timeout_ms)
+/* Polls the file at path (NULL: none, never found) until it holds `needle`
+ * at least `count` times, or timeout_ms passed: 0 / -1. */
+static int wait_file_count(const char *path, const char *needle, size_t count, int timeout_ms)
 {
     double deadline = mono_ms() + timeout_ms;
     for (;;) {
-        char *log = th_read_log(p);
-        int found = 0;
-        for (const char *q = log; q && (q = strstr(q, needle)) != NULL; q++)
+        char *s = path ? slurp(path, NULL) : NULL;
+        size_t found = 0;
+        for (const char *q = s; q && (q = strstr(q, needle)) != NULL; q++)
             found++;
-        free(log);
+        free(s);
         if (found >= count)
             return 0;
         if (mono_ms() >= deadline)
             return -1;
         pause_ms(TH_POLL_MS);
     }
+}
+
+int th_wait_log_count(const th_proc_t *p, const char *needle, int count, int timeout_ms)
+{
+    return wait_file_count(p->log_path[0] ? p->log_path : NULL, needle,
+                           count > 0 ? (size_t)count : 0, timeout_ms);
+}
+
+char *th_read_file(const char *path, size_t *len)
+{
+    return slurp(path, len);
+}
+
+int th_wait_lines(const char *path, size_t n, int timeout_ms)
+{
+    return wait_file_count(path, "\n", n, timeout_ms);
 }
 
 int th_run_meridian(const char *const *args, const char *const *env, char **output)

@@ -116,6 +116,13 @@ int th_run_meridian(const char *const *args, const char *const *env, char **outp
  * frees), NULL on error. */
 char *th_write_temp(const char *content, const char *suffix);
 
+/* A whole file (malloc'd, NUL-terminated, its length in *len unless NULL;
+ * caller frees), or NULL when it cannot be opened. */
+char *th_read_file(const char *path, size_t *len);
+/* Waits up to timeout_ms until the file at path holds at least n lines
+ * (written by another process's thread, e.g. the audit writer): 0 / -1. */
+int th_wait_lines(const char *path, size_t n, int timeout_ms);
+
 /* A 127.0.0.1 port nothing listens on (bound to port 0, then closed). */
 int th_refused_port(void);
 

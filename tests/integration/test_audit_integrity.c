@@ -50,23 +50,6 @@ static char *config(const char *audit, const char *limits)
 
 /* ---- files -------------------------------------------------------------- */
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = '\0';
-    fclose(f);
-    if (len)
-        *len = got;
-    return s;
-}
-
 static void spit(const char *path, const char *data, size_t len)
 {
     FILE *f = fopen(path, "wb");
@@ -75,31 +58,10 @@ static void spit(const char *path, const char *data, size_t len)
     assert_int_equal(fclose(f), 0);
 }
 
-static size_t count_lines(const char *path)
-{
-    char *s = slurp(path, NULL);
-    size_t n = 0;
-    for (const char *p = s; p && *p; p++)
-        n += *p == '\n';
-    free(s);
-    return n;
-}
-
-/* The writer thread is asynchronous: poll (bounded) until n lines are there. */
-static int wait_lines(const char *path, size_t n, int timeout_ms)
-{
-    for (int waited = 0; waited <= timeout_ms; waited += 10) {
-        if (count_lines(path) >= n)
-            return 0;
-        poll(NULL, 0, 10);
-    }
-    return -1;
-}
-
 /* Line i (0-based), strictly parsed; fails the test when it is not JSON. */
 static json_t *line_json(const char *path, size_t i)
 {
-    char *s = slurp(path, NULL), *p = s;
+    char *s = th_read_file(path, NULL), *p = s;
     for (size_t k = 0; p && k < i; k++) {
         p = strchr(p, '\n');
         p = p ? p + 1 : NULL;
@@ -259,7 +221,7 @@ static void test_records_survive_any_bytes(void **state)
     post(&gw, stream_req, strlen(stream_req), &leave, &r1);
     assert_int_equal(r1.status, 200);
     assert_int_equal(r1.body_len, sizeof(event) - 1);
-    assert_int_equal(wait_lines(audit, 1, 10000), 0);
+    assert_int_equal(th_wait_lines(audit, 1, 10000), 0);
 
     /* 2. a request body with invalid UTF-8 in a string */
     post(&gw, bad_req, sizeof(bad_req) - 1, NULL, &r2);
@@ -275,7 +237,7 @@ static void test_records_survive_any_bytes(void **state)
     size_t boundary = COPY_LIMIT;
     while (((unsigned char)r3.body[boundary] & 0xC0) == 0x80)
         boundary--;
-    assert_int_equal(wait_lines(audit, 3, 10000), 0);
+    assert_int_equal(th_wait_lines(audit, 3, 10000), 0);
 
     json_t *j = line_json(audit, 0);
     char *got = body_of(j, "response_body", &n);
@@ -325,29 +287,36 @@ static void test_records_survive_any_bytes(void **state)
     free(cfg);
 }
 
+/* Starts a gateway writing `audit` and makes n successful requests; returns
+ * the file's text once their n records are in it (caller frees). */
+static char *gateway_with_records(th_proc_t *gw, const char *audit, int n, const char *cfg)
+{
+    const char *req = "{\"model\":\"chat\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    th_response_t r;
+
+    assert_int_equal(th_start_meridian(gw, cfg, NULL), 0);
+    for (int i = 0; i < n; i++) {
+        post(gw, req, strlen(req), NULL, &r);
+        assert_int_equal(r.status, 200);
+        th_response_free(&r);
+    }
+    assert_int_equal(th_wait_lines(audit, (size_t)n, 10000), 0);
+    return th_read_file(audit, NULL);
+}
+
 /* ---- finding 8: a chain must be anchored --------------------------------- */
 
 static void test_verify_needs_an_anchor(void **state)
 {
-    const char *req = "{\"model\":\"chat\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
     th_proc_t gw = {0};
-    th_response_t r;
     char *out = NULL, hex[65];
-    size_t len;
     (void)state;
 
     char *audit = temp_path(".jsonl"), *head = th_strf("%s.head", audit),
          *tail = th_strf("%s.tail", audit), *last = th_strf("%s.last", audit),
          *empty = th_strf("%s.empty", audit);
     char *cfg = config(audit, NULL);
-    assert_int_equal(th_start_meridian(&gw, cfg, NULL), 0);
-    for (int i = 0; i < 3; i++) {
-        post(&gw, req, strlen(req), NULL, &r);
-        assert_int_equal(r.status, 200);
-        th_response_free(&r);
-    }
-    assert_int_equal(wait_lines(audit, 3, 10000), 0);
-    char *text = slurp(audit, &len);
+    char *text = gateway_with_records(&gw, audit, 3, cfg);
     char *l2 = strchr(text, '\n') + 1, *l3 = strchr(l2, '\n') + 1;
     sha256_hex(text, (size_t)(l2 - text) - 1, hex); /* the head after record 1 */
     char h3[65];
@@ -419,23 +388,13 @@ static void test_verify_needs_an_anchor(void **state)
  * prev will carry) when the file is closed, so it can be kept off-host. */
 static void test_head_is_logged(void **state)
 {
-    const char *req = "{\"model\":\"chat\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
     th_proc_t gw = {0};
-    th_response_t r;
     char hex[65];
-    size_t len;
     (void)state;
 
     char *audit = temp_path(".jsonl");
     char *cfg = config(audit, NULL);
-    assert_int_equal(th_start_meridian(&gw, cfg, NULL), 0);
-    for (int i = 0; i < 2; i++) {
-        post(&gw, req, strlen(req), NULL, &r);
-        assert_int_equal(r.status, 200);
-        th_response_free(&r);
-    }
-    assert_int_equal(wait_lines(audit, 2, 10000), 0);
-    char *text = slurp(audit, &len);
+    char *text = gateway_with_records(&gw, audit, 2, cfg);
     char *l2 = strchr(text, '\n') + 1;
     sha256_hex(l2, strlen(l2) - 1, hex);
     char *want = th_strf("chain head seq 2 %s", hex);
@@ -479,7 +438,7 @@ static void test_model_name_cannot_forge_a_log_line(void **state)
     post(&gw, body, strlen(body), NULL, &r);
     long status = r.status;
     th_response_free(&r);
-    assert_int_equal(wait_lines(audit, 1, 10000), 0);
+    assert_int_equal(th_wait_lines(audit, 1, 10000), 0);
     char *log = th_read_log(&gw);
     assert_int_equal(th_stop(&gw), 0);
 

@@ -141,6 +141,21 @@ static char *body_member(const json_t *rec, const char *name, size_t *len)
     return out;
 }
 
+/* A record of a request answered 200 with nothing else known. */
+static mr_request_rec_t plain_rec(const char *id)
+{
+    mr_request_rec_t rec = {
+        .id = id,
+        .endpoint = "/v1/chat/completions",
+        .status = 200,
+        .cost_usd = -1,
+        .ttfb_us = UINT64_MAX,
+        .unix_time = 1700000000.5,
+    };
+    rec.usage.prompt_tokens = rec.usage.completion_tokens = -1;
+    return rec;
+}
+
 /* mr_audit_verify on path: 0 when intact. */
 static int verify(const char *path)
 {
@@ -200,20 +215,12 @@ static void test_any_bytes_make_a_valid_record(void **state)
     for (size_t i = 0; i < N_BODIES; i++) {
         char id[64];
         snprintf(id, sizeof(id), "req-%zu\n\xff", i);
-        mr_request_rec_t rec = {
-            .id = id,
-            .endpoint = "/v1/chat/completions",
-            .model = "m\xc3\n\x1b[2J",
-            .status = 200,
-            .cost_usd = -1,
-            .ttfb_us = UINT64_MAX,
-            .unix_time = 1700000000.5,
-            .request_body = bodies[i].p,
-            .request_len = bodies[i].n,
-            .response_body = bodies[N_BODIES - 1 - i].p,
-            .response_len = bodies[N_BODIES - 1 - i].n,
-        };
-        rec.usage.prompt_tokens = rec.usage.completion_tokens = -1;
+        mr_request_rec_t rec = plain_rec(id);
+        rec.model = "m\xc3\n\x1b[2J";
+        rec.request_body = bodies[i].p;
+        rec.request_len = bodies[i].n;
+        rec.response_body = bodies[N_BODIES - 1 - i].p;
+        rec.response_len = bodies[N_BODIES - 1 - i].n;
         mr_reqlog_write(l, 0, &rec);
     }
     mr_reqlog_close(l);
@@ -258,15 +265,10 @@ static json_t *cut_record(const char *copy, size_t copy_len, uint64_t sent)
 
     temp_path(path, "cut");
     l = open_audit(path, 1, 0);
-    mr_request_rec_t rec_in = {
-        .id = "req-cut",
-        .endpoint = "/v1/chat/completions",
-        .cost_usd = -1,
-        .ttfb_us = UINT64_MAX,
-        .response_body = copy,
-        .response_len = copy_len,
-        .response_bytes = sent,
-    };
+    mr_request_rec_t rec_in = plain_rec("req-cut");
+    rec_in.response_body = copy;
+    rec_in.response_len = copy_len;
+    rec_in.response_bytes = sent;
     mr_reqlog_write(l, 0, &rec_in);
     mr_reqlog_close(l);
     assert_int_equal(verify(path), 0);
@@ -356,15 +358,10 @@ static void write_too_big(void *arg)
     refuse_run_t *r = arg;
     mr_reqlog_t *l = open_audit(r->path, 1, 256); /* smaller than any record with a body */
     char body[512];
-    mr_request_rec_t rec = {
-        .id = "req-too-big",
-        .endpoint = "/v1/chat/completions",
-        .cost_usd = -1,
-        .ttfb_us = UINT64_MAX,
-        .request_body = body,
-        .request_len = sizeof(body),
-    };
+    mr_request_rec_t rec = plain_rec("req-too-big");
 
+    rec.request_body = body;
+    rec.request_len = sizeof(body);
     memset(body, 'x', sizeof(body));
     mr_reqlog_write(l, 0, &rec);
     mr_reqlog_close(l);
