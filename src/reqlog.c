@@ -439,8 +439,8 @@ void mr_reqlog_write(mr_reqlog_t *l, unsigned worker, const mr_request_rec_t *re
          * says which request has no provenance record. */
         int rc = mr_logsink_write(l->audit, worker, mr_buf_ptr(b), mr_buf_len(b));
         if (rc < 0)
-            mr_error("request %s: its audit record (%zu bytes) was dropped: %s", rec->id,
-                     mr_buf_len(b),
+            mr_error("request %s: its audit record (%zu bytes) was dropped: %s",
+                     rec->id ? rec->id : "-", mr_buf_len(b),
                      rc == -1 ? "the audit queue is full or smaller than the record "
                                 "(audit.queue_bytes)"
                               : "the sink refused it as invalid (a bug: please report it)");
