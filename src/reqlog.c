@@ -225,7 +225,7 @@ static size_t char_boundary(const char *p, size_t n)
         i--;
     if (i == 0 || (unsigned char)p[i - 1] < 0xC0)
         return n; /* ends in ASCII or only continuation bytes: nothing to drop */
-    /* p[i - 1] leads a sequence of this many bytes; n - i + 1 of them are here */
+    /* p[i - 1] leads a sequence of `want` bytes; n - (i - 1) of them are here */
     unsigned char lead = (unsigned char)p[i - 1];
     size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
     return n - (i - 1) < want ? i - 1 : n;
