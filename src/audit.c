@@ -38,7 +38,8 @@ static const char *errstr(int e, char *buf, size_t len)
 }
 
 mr_audit_check_t mr_audit_check_record(const char *line, size_t len, uint64_t *seq,
-                                       uint8_t prev[MR_SHA256_DIGEST_LEN])
+                                       uint8_t prev[MR_SHA256_DIGEST_LEN],
+                                       uint8_t digest[MR_SHA256_DIGEST_LEN])
 {
     json_t *root = json_loadb(line, len, 0, NULL);
     json_t *js = json_object_get(root, "seq");
@@ -49,6 +50,7 @@ mr_audit_check_t mr_audit_check_record(const char *line, size_t len, uint64_t *s
         has_seq && json_is_string(jp) && mr_sha256_from_hex(json_string_value(jp), prev) == 0;
     uint8_t d[MR_SHA256_DIGEST_LEN];
     char hex[MR_SHA256_HEX_LEN + 1];
+    mr_sha256_t c, whole;
 
     *seq = has_seq ? (uint64_t)json_integer_value(js) : 0;
     json_decref(root);
@@ -57,8 +59,17 @@ mr_audit_check_t mr_audit_check_record(const char *line, size_t len, uint64_t *s
             0 ||
         memcmp(line + len - 2, "\"}", 2) != 0)
         return parsed ? MR_AUDIT_NO_HASH : MR_AUDIT_NOT_JSON;
-    mr_sha256(line, len - MR_AUDIT_HASH_SUFFIX_LEN, d);
+    /* One pass for both digests: the hash covers the line up to the suffix,
+     * the line digest continues a copy of that state over the suffix. */
+    mr_sha256_init(&c);
+    mr_sha256_update(&c, line, len - MR_AUDIT_HASH_SUFFIX_LEN);
+    whole = c;
+    mr_sha256_final(&c, d);
     mr_sha256_hex(d, hex);
+    if (digest) {
+        mr_sha256_update(&whole, line + len - MR_AUDIT_HASH_SUFFIX_LEN, MR_AUDIT_HASH_SUFFIX_LEN);
+        mr_sha256_final(&whole, digest);
+    }
     if (memcmp(hex, line + len - MR_AUDIT_HASH_SUFFIX_LEN + MR_AUDIT_HASH_KEY_LEN,
                MR_SHA256_HEX_LEN) != 0)
         return MR_AUDIT_BAD_HASH;
@@ -169,7 +180,7 @@ static int head_of(const char *name, const char *path, const tail_t *t, mr_audit
                  name, path, (long long)t->start, path);
         return -1;
     }
-    r = mr_audit_check_record(t->line, t->len, &head->seq, prev);
+    r = mr_audit_check_record(t->line, t->len, &head->seq, prev, head->digest);
     if (r != MR_AUDIT_OK) {
         snprintf(err, errlen,
                  "%s %s: the last record (byte %lld) is not a valid audit record (%s); check "
@@ -177,7 +188,6 @@ static int head_of(const char *name, const char *path, const tail_t *t, mr_audit
                  name, path, (long long)t->start, problems[r], path);
         return -1;
     }
-    mr_sha256(t->line, t->len, head->digest);
     return 0;
 }
 
@@ -259,10 +269,10 @@ static void check_start(const verify_state_t *v, uint64_t seq, const uint8_t pre
 /* Checks line[0..len) (complete: it ended in a newline) as the next record;
  * fills problem ("" when it is fine). */
 static void check_next(verify_state_t *v, const char *line, size_t len, bool complete,
-                       uint64_t *seq, char *problem, size_t plen)
+                       uint64_t *seq, uint8_t digest[], char *problem, size_t plen)
 {
     uint8_t prev[MR_SHA256_DIGEST_LEN];
-    mr_audit_check_t r = mr_audit_check_record(line, len, seq, prev);
+    mr_audit_check_t r = mr_audit_check_record(line, len, seq, prev, digest);
 
     if (!complete)
         snprintf(problem, plen, "partial last record");
@@ -310,12 +320,13 @@ int mr_audit_verify(const char *path, const mr_audit_head_t *after, FILE *out, c
         size_t len = (size_t)got;
         bool complete = line[len - 1] == '\n';
         char problem[320];
+        uint8_t digest[MR_SHA256_DIGEST_LEN];
         uint64_t seq;
 
         v.lines++;
         if (complete)
             len--;
-        check_next(&v, line, len, complete, &seq, problem, sizeof(problem));
+        check_next(&v, line, len, complete, &seq, digest, problem, sizeof(problem));
         if (problem[0]) {
             if (seq)
                 fprintf(out, "%s: record %" PRIu64 " (line %" PRIu64 ", seq %" PRIu64 "): %s\n",
@@ -329,7 +340,7 @@ int mr_audit_verify(const char *path, const mr_audit_head_t *after, FILE *out, c
         if (v.lines == 1)
             v.first_seq = seq;
         v.last_seq = seq;
-        mr_sha256(line, len, v.last);
+        memcpy(v.last, digest, sizeof(v.last));
     }
     if (rc == 0 && ferror(f)) {
         snprintf(err, errlen, "%s: cannot read: %s", path, errstr(errno, eb, sizeof(eb)));

@@ -60,9 +60,12 @@ const char *mr_audit_problem(mr_audit_check_t c);
  * digest, filled whenever the line parses, so a message about a record
  * whose hash fails can still name its seq. The hash is checked before the
  * JSON so that an edit is reported as one even when it also breaks the
- * syntax. */
+ * syntax. `digest` (NULL: not wanted) receives the SHA-256 of the whole
+ * line, what the next record's prev must be, whenever the result is
+ * MR_AUDIT_OK (one hashing pass serves both). */
 mr_audit_check_t mr_audit_check_record(const char *line, size_t len, uint64_t *seq,
-                                       uint8_t prev[MR_SHA256_DIGEST_LEN]);
+                                       uint8_t prev[MR_SHA256_DIGEST_LEN],
+                                       uint8_t digest[MR_SHA256_DIGEST_LEN]);
 
 /* What a file must continue: a record's seq (0 when unknown, for a bare
  * digest from --after HASH) and the digest of its whole line. */
