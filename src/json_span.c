@@ -326,40 +326,119 @@ int mr_json_find_member(const char *buf, size_t len, const char *key, mr_json_sp
     return -1;
 }
 
-size_t mr_json_quote(const char *str, char *out)
+size_t mr_utf8_char_len(const char *p, size_t avail)
+{
+    return utf8_len((const unsigned char *)p, (const unsigned char *)p + avail);
+}
+
+size_t mr_utf8_valid_len(const char *s, size_t n)
+{
+    size_t i = 0, k;
+
+    while (i < n) {
+        if ((unsigned char)s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        if ((k = mr_utf8_char_len(s + i, n - i)) == 0)
+            break;
+        i += k;
+    }
+    return i;
+}
+
+/* "\u" and four hex digits. */
+static size_t u_escape(char *e, unsigned cp)
 {
     static const char hex[] = "0123456789abcdef";
-    char *o = out;
 
-    *o++ = '"';
-    for (const unsigned char *p = (const unsigned char *)str; *p; p++) {
-        switch (*p) {
-        case '"':
-            *o++ = '\\', *o++ = '"';
-            break;
-        case '\\':
-            *o++ = '\\', *o++ = '\\';
-            break;
-        case '\n':
-            *o++ = '\\', *o++ = 'n';
-            break;
-        case '\r':
-            *o++ = '\\', *o++ = 'r';
-            break;
-        case '\t':
-            *o++ = '\\', *o++ = 't';
-            break;
-        default:
-            if (*p < 0x20) {
-                *o++ = '\\', *o++ = 'u', *o++ = '0', *o++ = '0';
-                *o++ = hex[*p >> 4], *o++ = hex[*p & 15];
-            } else {
-                *o++ = (char)*p;
-            }
-        }
+    e[0] = '\\';
+    e[1] = 'u';
+    e[2] = hex[cp >> 12 & 15];
+    e[3] = hex[cp >> 8 & 15];
+    e[4] = hex[cp >> 4 & 15];
+    e[5] = hex[cp & 15];
+    return 6;
+}
+
+/*
+ * The escape for the character at p (one that is not plain printable
+ * ASCII): its bytes in e (or *raw pointing at p when it is copied as is),
+ * the output length returned and the input length in *in.
+ */
+static size_t escape_one(const unsigned char *p, const unsigned char *end, char e[6],
+                         const unsigned char **raw, size_t *in)
+{
+    static const char shorts[] = "btn?fr"; /* the escape letter for bytes 8..13 */
+    unsigned c = p[0];
+    size_t n;
+
+    *in = 1;
+    *raw = NULL;
+    if (c == '"' || c == '\\') {
+        e[0] = '\\';
+        e[1] = (char)c;
+        return 2;
     }
-    *o++ = '"';
-    return (size_t)(o - out);
+    if (c >= 8 && c <= 13 && c != 11) {
+        e[0] = '\\';
+        e[1] = shorts[c - 8];
+        return 2;
+    }
+    if (c < 0x80)
+        return u_escape(e, c); /* the other C0 controls and DEL */
+    n = utf8_len(p, end);
+    if (n == 0)
+        return u_escape(e, 0xFFFD);
+    *in = n;
+    if (c == 0xC2 && p[1] < 0xA0)
+        return u_escape(e, p[1]); /* C1: U+0080..U+009F */
+    if (c == 0xE2 && p[1] == 0x80 && (p[2] == 0xA8 || p[2] == 0xA9))
+        return u_escape(e, 0x2000 | (p[2] & 0x3F)); /* U+2028, U+2029 */
+    *raw = p;
+    return n;
+}
+
+static int plain_ascii(unsigned char c)
+{
+    return c >= 0x20 && c < 0x7F && c != '"' && c != '\\';
+}
+
+size_t mr_json_escape(const char *s, size_t n, char *out, size_t cap, size_t *used)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    size_t o = 0;
+
+    while (p < end) {
+        const unsigned char *run = p, *raw;
+        char e[6];
+        size_t k, in;
+
+        while (p < end && plain_ascii(*p) && (size_t)(p - run) < cap - o)
+            p++;
+        memcpy(out + o, run, (size_t)(p - run));
+        o += (size_t)(p - run);
+        if (p == end || plain_ascii(*p))
+            break; /* done, or out is full */
+        k = escape_one(p, end, e, &raw, &in);
+        if (k > cap - o)
+            break;
+        memcpy(out + o, raw ? (const char *)raw : e, k);
+        o += k;
+        p += in;
+    }
+    *used = (size_t)(p - (const unsigned char *)s);
+    return o;
+}
+
+size_t mr_json_quote(const char *str, char *out)
+{
+    size_t n = strlen(str), used;
+    size_t o = 1 + mr_json_escape(str, n, out + 1, MR_JSON_ESCAPE_MAX * n, &used);
+
+    out[0] = '"';
+    out[o++] = '"';
+    return o;
 }
 
 static int is_ws(char c)

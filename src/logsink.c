@@ -18,6 +18,7 @@
  */
 #include "meridian/logsink.h"
 
+#include "meridian/audit.h"
 #include "meridian/json_span.h"
 #include "meridian/log.h"
 #include "meridian/sha256.h"
@@ -25,7 +26,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -34,23 +34,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-#define HASH_KEY ",\"hash\":\""
-#define HASH_KEY_LEN (sizeof(HASH_KEY) - 1)
-/* ,"hash":"<64 hex>"} */
-#define HASH_SUFFIX_LEN (HASH_KEY_LEN + MR_SHA256_HEX_LEN + 2)
 /* More than the bytes framing adds to a producer's object: 102 in front
  * ({"seq":<up to 20 digits>,"prev":"<64 hex>",), the hash suffix and the
  * newline at the end, less the two braces: 176. */
 #define FRAME_MAX 192
-/* The first read when looking for an audit file's last line; each further
- * read doubles what is held, so a long line costs linear time. */
-#define TAIL_CHUNK 65536
-/* A record is at most its queue bound plus the framing long: a last line
- * longer than this, or than the current bound plus FRAME_MAX, is not ours. */
-#define TAIL_MIN_LIMIT (64u << 20)
+/* The chain head is logged at most this often while records are written
+ * (and at every reopen and at close), to be kept off-host. */
+#define HEAD_EVERY_NS (60ull * 1000000000ull)
 
 /* Whole lines, each ending in '\n'. */
 typedef struct queue {
@@ -94,6 +87,8 @@ struct mr_logsink {
     uint8_t prev[MR_SHA256_DIGEST_LEN]; /* digest of the last record's line */
     bool torn;                          /* the file ends in a cut line we could not remove */
     uint64_t burst_errors;              /* failed writes since the last success */
+    uint64_t head_seq;                  /* chain mode: the seq last logged as the head */
+    uint64_t head_ns;                   /* when (CLOCK_MONOTONIC) */
 
     atomic_uint_fast64_t written;
     atomic_uint_fast64_t dropped;
@@ -101,57 +96,6 @@ struct mr_logsink {
 };
 
 /* ---- records ------------------------------------------------------------ */
-
-typedef enum {
-    REC_OK = 0,
-    REC_NOT_JSON,
-    REC_NO_FIELDS,
-    REC_NO_HASH,
-    REC_BAD_HASH,
-} rec_check_t;
-
-static const char *const rec_problem[] = {
-    [REC_OK] = "intact",
-    [REC_NOT_JSON] = "not valid JSON",
-    [REC_NO_FIELDS] = "no integer \"seq\" >= 1 or 64-hex \"prev\"",
-    [REC_NO_HASH] = "no \"hash\" at the end of the record",
-    [REC_BAD_HASH] = "hash does not match its contents",
-};
-
-/*
- * Checks one record on its own, without its neighbours. *seq is its seq (0
- * when it has none) and prev its prev digest, filled whenever the line
- * parses, so a message about a record whose hash fails can still name its
- * seq. The hash is checked before the JSON so that an edit is reported as
- * one even when it also breaks the syntax.
- */
-static rec_check_t check_record(const char *line, size_t len, uint64_t *seq,
-                                uint8_t prev[MR_SHA256_DIGEST_LEN])
-{
-    json_t *root = json_loadb(line, len, 0, NULL);
-    json_t *js = json_object_get(root, "seq");
-    json_t *jp = json_object_get(root, "prev");
-    bool parsed = root != NULL;
-    bool has_seq = json_is_integer(js) && json_integer_value(js) >= 1;
-    bool fields =
-        has_seq && json_is_string(jp) && mr_sha256_from_hex(json_string_value(jp), prev) == 0;
-    uint8_t d[MR_SHA256_DIGEST_LEN];
-    char hex[MR_SHA256_HEX_LEN + 1];
-
-    *seq = has_seq ? (uint64_t)json_integer_value(js) : 0;
-    json_decref(root);
-    if (len < HASH_SUFFIX_LEN ||
-        memcmp(line + len - HASH_SUFFIX_LEN, HASH_KEY, HASH_KEY_LEN) != 0 ||
-        memcmp(line + len - 2, "\"}", 2) != 0)
-        return parsed ? REC_NO_HASH : REC_NOT_JSON;
-    mr_sha256(line, len - HASH_SUFFIX_LEN, d);
-    mr_sha256_hex(d, hex);
-    if (memcmp(hex, line + len - HASH_SUFFIX_LEN + HASH_KEY_LEN, MR_SHA256_HEX_LEN) != 0)
-        return REC_BAD_HASH;
-    if (!parsed)
-        return REC_NOT_JSON;
-    return fields ? REC_OK : REC_NO_FIELDS;
-}
 
 /* What a producer may hand to a chain sink: exactly one JSON object with at
  * least one member, braces at both ends (the writer splices inside them)
@@ -196,12 +140,12 @@ static size_t frame_record(mr_logsink_t *s, const char *obj, size_t len, char *o
     whole = c;
     mr_sha256_final(&c, d);
     mr_sha256_hex(d, hex);
-    memcpy(out + n, HASH_KEY, HASH_KEY_LEN);
-    memcpy(out + n + HASH_KEY_LEN, hex, MR_SHA256_HEX_LEN);
-    memcpy(out + n + HASH_KEY_LEN + MR_SHA256_HEX_LEN, "\"}", 2);
-    mr_sha256_update(&whole, out + n, HASH_SUFFIX_LEN);
+    memcpy(out + n, MR_AUDIT_HASH_KEY, MR_AUDIT_HASH_KEY_LEN);
+    memcpy(out + n + MR_AUDIT_HASH_KEY_LEN, hex, MR_SHA256_HEX_LEN);
+    memcpy(out + n + MR_AUDIT_HASH_KEY_LEN + MR_SHA256_HEX_LEN, "\"}", 2);
+    mr_sha256_update(&whole, out + n, MR_AUDIT_HASH_SUFFIX_LEN);
     mr_sha256_final(&whole, s->prev);
-    n += HASH_SUFFIX_LEN;
+    n += MR_AUDIT_HASH_SUFFIX_LEN;
     out[n++] = '\n';
     s->seq++;
     return n;
@@ -212,6 +156,36 @@ static size_t frame_record(mr_logsink_t *s, const char *obj, size_t len, char *o
 static const char *errstr(int e, char *buf, size_t len)
 {
     return strerror_r(e, buf, len); /* the GNU variant: thread-safe, returns the text */
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* The chain head in the daemon's log, where it can be shipped off-host: the
+ * seq of the last record written and the digest the next record's prev
+ * will carry (what --verify-audit prints as "head" and takes with --after). */
+static void log_head(mr_logsink_t *s, const char *why)
+{
+    char hex[MR_SHA256_HEX_LEN + 1];
+
+    if (!s->chain || s->seq == 0)
+        return;
+    mr_sha256_hex(s->prev, hex);
+    mr_info("%s %s: chain head seq %" PRIu64 " %s (%s)", s->name, s->path, s->seq, hex, why);
+    s->head_seq = s->seq;
+    s->head_ns = now_ns();
+}
+
+/* A head not logged yet, and the time to log it. */
+static bool head_due(const mr_logsink_t *s, uint64_t *deadline_ns)
+{
+    *deadline_ns = s->head_ns + HEAD_EVERY_NS;
+    return s->chain && s->seq != s->head_seq;
 }
 
 static size_t count_lines(const char *p, size_t n)
@@ -410,6 +384,7 @@ static void rotate(mr_logsink_t *s)
         pthread_mutex_unlock(&q->mu);
         write_taken(s, q, &b);
     }
+    log_head(s, "reopening the file");
     reopen_file(s);
 }
 
@@ -454,12 +429,14 @@ static bool any_queued(mr_logsink_t *s)
     return any;
 }
 
-/* Sleeps until there is a line, a reopen or a stop; returns the stop flag.
- * `sleeping` is raised before the queues are checked: a producer that
- * appends after the check sees it and signals, and the signal cannot get
- * lost because the producer needs `mu`, which is only released by the wait. */
+/* Sleeps until there is a line, a reopen or a stop, or a head is due to be
+ * logged; returns the stop flag. `sleeping` is raised before the queues are
+ * checked: a producer that appends after the check sees it and signals, and
+ * the signal cannot get lost because the producer needs `mu`, which is only
+ * released by the wait. */
 static bool wait_for_work(mr_logsink_t *s)
 {
+    uint64_t due;
     bool stop;
 
     pthread_mutex_lock(&s->mu);
@@ -467,7 +444,14 @@ static bool wait_for_work(mr_logsink_t *s)
         atomic_store(&s->sleeping, true);
         if (any_queued(s))
             break;
-        pthread_cond_wait(&s->cond, &s->mu);
+        if (!head_due(s, &due)) {
+            pthread_cond_wait(&s->cond, &s->mu);
+            continue;
+        }
+        struct timespec at = {.tv_sec = (time_t)(due / 1000000000ull),
+                              .tv_nsec = (long)(due % 1000000000ull)};
+        if (pthread_cond_timedwait(&s->cond, &s->mu, &at) == ETIMEDOUT)
+            break;
     }
     atomic_store(&s->sleeping, false);
     stop = s->stop;
@@ -485,94 +469,16 @@ static void *writer_main(void *arg)
         /* The flag only wakes the writer; the cuts say what to do. Clearing
          * it before looking at them means a request made during the round
          * wakes the next one. */
+        uint64_t due;
         atomic_store(&s->reopen, false);
         if (!flush_round(s) && stop)
             return NULL;
+        if (head_due(s, &due) && now_ns() >= due)
+            log_head(s, "periodic");
     }
 }
 
 /* ---- opening: where an existing chain ends ------------------------------ */
-
-static int pread_full(int fd, char *buf, size_t len, off_t off)
-{
-    while (len) {
-        ssize_t n = pread(fd, buf, len, off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            if (n == 0)
-                errno = EIO; /* the file shrank under us */
-            return -1;
-        }
-        buf += n;
-        len -= (size_t)n;
-        off += n;
-    }
-    return 0;
-}
-
-/*
- * Finds the last line of a non-empty file by reading backwards: *line (the
- * caller frees it) and *len without the newline, *start its offset,
- * *complete whether a newline ends it. -1 with err set on a read error or
- * when the line is longer than `limit`.
- */
-static int read_last_line(mr_logsink_t *s, int fd, off_t size, size_t limit, char **line,
-                          size_t *len, off_t *start, bool *complete, char *err, size_t errlen)
-{
-    char *buf = NULL, eb[128];
-    size_t have = 0, chunk = TAIL_CHUNK;
-    off_t pos = size;
-
-    for (;;) {
-        size_t want = (off_t)chunk < pos ? chunk : (size_t)pos;
-        size_t stop, lim;
-        const char *nl;
-        char *nb;
-
-        if (have > limit + 1) {
-            free(buf);
-            snprintf(err, errlen,
-                     "%s %s: the last record is longer than %zu bytes; this is not an audit "
-                     "file written by meridian, or it was damaged (move it aside to start a new "
-                     "chain)",
-                     s->name, s->path, limit);
-            return -1;
-        }
-        if (!(nb = malloc(have + want))) {
-            free(buf);
-            snprintf(err, errlen, "%s %s: out of memory reading the last record", s->name, s->path);
-            return -1;
-        }
-        if (have)
-            memcpy(nb + want, buf, have);
-        free(buf);
-        buf = nb;
-        if (pread_full(fd, buf, want, pos - (off_t)want) < 0) {
-            free(buf);
-            snprintf(err, errlen, "%s %s: cannot read: %s", s->name, s->path,
-                     errstr(errno, eb, sizeof(eb)));
-            return -1;
-        }
-        pos -= (off_t)want;
-        have += want;
-        *complete = buf[have - 1] == '\n';
-        stop = *complete ? have - 1 : have;
-        /* Only the bytes just read can hold the newline before the line:
-         * the rest was searched by the previous rounds. */
-        lim = want < stop ? want : stop;
-        nl = memrchr(buf, '\n', lim);
-        if (nl || pos == 0) {
-            size_t from = nl ? (size_t)(nl - buf) + 1 : 0;
-            *len = stop - from;
-            *start = pos + (off_t)from;
-            memmove(buf, buf + from, *len);
-            *line = buf;
-            return 0;
-        }
-        chunk = have;
-    }
-}
 
 /* Continues the chain of the audit file at s->path (just opened for
  * appending, so it exists): seq and prev from its last record. A file that
@@ -580,55 +486,25 @@ static int read_last_line(mr_logsink_t *s, int fd, off_t size, size_t limit, cha
  * it may be evidence. */
 static int load_chain(mr_logsink_t *s, char *err, size_t errlen)
 {
-    size_t limit = TAIL_MIN_LIMIT, len;
-    struct stat st;
-    char *line, eb[128];
-    uint8_t prev[MR_SHA256_DIGEST_LEN];
-    uint64_t seq;
-    off_t start;
-    bool complete;
-    rec_check_t r;
-    int fd = open(s->path, O_RDONLY | O_CLOEXEC), rc;
+    size_t limit = MR_AUDIT_TAIL_LIMIT;
+    mr_audit_head_t head;
+    char why[768];
+    int rc;
 
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        snprintf(err, errlen, "%s %s: cannot read it to continue its chain: %s", s->name, s->path,
-                 errstr(errno, eb, sizeof(eb)));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size == 0) {
-        close(fd);
-        return 0; /* a new chain (or a device, which cannot be read back) */
-    }
+    /* A record is at most its queue bound plus the framing long: a last line
+     * longer than that is not ours. */
     if (s->queue_bytes > limit - FRAME_MAX)
         limit = s->queue_bytes < SIZE_MAX - FRAME_MAX ? s->queue_bytes + FRAME_MAX : SIZE_MAX / 2;
-    rc = read_last_line(s, fd, st.st_size, limit, &line, &len, &start, &complete, err, errlen);
-    close(fd);
-    if (rc < 0)
-        return -1;
-    if (!complete) {
-        free(line);
-        snprintf(err, errlen,
-                 "%s %s ends in a partial record (byte %lld): a write was cut short or the "
-                 "file was edited; check it with `meridian --verify-audit %s`, then move it "
-                 "aside to start a new chain",
-                 s->name, s->path, (long long)start, s->path);
+    rc = mr_audit_read_head(s->name, s->path, limit, &head, why, sizeof(why));
+    if (rc < 0) {
+        snprintf(err, errlen, "%s; to start a new chain, move the file aside", why);
         return -1;
     }
-    r = check_record(line, len, &seq, prev);
-    if (r == REC_OK)
-        mr_sha256(line, len, s->prev);
-    free(line);
-    if (r != REC_OK) {
-        snprintf(err, errlen,
-                 "%s %s: the last record (byte %lld) is not a valid audit record (%s); check "
-                 "the file with `meridian --verify-audit %s`, then move it aside to start a new "
-                 "chain",
-                 s->name, s->path, (long long)start, rec_problem[r], s->path);
-        return -1;
+    if (rc == 0) {
+        s->seq = head.seq;
+        memcpy(s->prev, head.digest, sizeof(s->prev));
+        log_head(s, "continuing the file");
     }
-    s->seq = seq;
     return 0;
 }
 
@@ -647,6 +523,20 @@ static void free_sink(mr_logsink_t *s, unsigned n_mutexes)
     free(s->path);
     free(s->name);
     free(s);
+}
+
+/* The writer's condition variable times its waits on CLOCK_MONOTONIC, as
+ * the head deadlines are. */
+static int init_cond(pthread_cond_t *c)
+{
+    pthread_condattr_t a;
+    int rc;
+
+    if (pthread_condattr_init(&a) != 0)
+        return -1;
+    rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC) == 0 ? pthread_cond_init(c, &a) : -1;
+    pthread_condattr_destroy(&a);
+    return rc;
 }
 
 /* The writer blocks every signal: they belong to the event loops' threads
@@ -718,7 +608,7 @@ int mr_logsink_open(const mr_logsink_opts_t *o, mr_logsink_t **out, char *err, s
         snprintf(err, errlen, "%s %s: cannot create a mutex", name, s->path);
         goto fail;
     }
-    if (pthread_cond_init(&s->cond, NULL) != 0) {
+    if (init_cond(&s->cond) != 0) {
         pthread_mutex_destroy(&s->mu);
         snprintf(err, errlen, "%s %s: cannot create a condition variable", name, s->path);
         goto fail;
@@ -765,8 +655,11 @@ int mr_logsink_write(mr_logsink_t *s, unsigned p, const char *line, size_t len)
     producer_t *q;
     int rc = 0;
 
-    if (p >= s->n || !line || memchr(line, '\n', len) || (s->chain && check_object(line, len) < 0))
-        return -1;
+    if (p >= s->n || !line || memchr(line, '\n', len) ||
+        (s->chain && check_object(line, len) < 0)) {
+        atomic_fetch_add_explicit(&s->dropped, 1, memory_order_relaxed);
+        return -2;
+    }
     q = &s->prod[p];
     pthread_mutex_lock(&q->mu);
     if (len + 1 > s->queue_bytes - q->pending || reserve(&q->q, len + 1, s->queue_bytes) < 0) {
@@ -835,87 +728,10 @@ void mr_logsink_close(mr_logsink_t *s)
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->thread, NULL);
+    log_head(s, "closing the file");
     if (!s->is_stdout)
         close_file(s, s->fd);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->mu);
     free_sink(s, s->n);
-}
-
-/* ---- verification ------------------------------------------------------- */
-
-int mr_audit_verify(const char *path, FILE *out, char *err, size_t errlen)
-{
-    FILE *f = fopen(path, "re");
-    uint8_t prev[MR_SHA256_DIGEST_LEN], last[MR_SHA256_DIGEST_LEN],
-        first_prev[MR_SHA256_DIGEST_LEN] = {0};
-    static const uint8_t zeros[MR_SHA256_DIGEST_LEN];
-    uint64_t lineno = 0, seq, first_seq = 0, last_seq = 0;
-    char *line = NULL, eb[128], hex[MR_SHA256_HEX_LEN + 1];
-    size_t cap = 0;
-    ssize_t got;
-    int rc = 0;
-
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, errstr(errno, eb, sizeof(eb)));
-        return -1;
-    }
-    while ((got = getline(&line, &cap, f)) > 0) {
-        size_t len = (size_t)got;
-        bool complete = line[len - 1] == '\n';
-        char problem[160];
-        rec_check_t r;
-
-        lineno++;
-        if (complete)
-            len--;
-        r = check_record(line, len, &seq, prev);
-        if (!complete)
-            snprintf(problem, sizeof(problem), "partial last record");
-        else if (r != REC_OK)
-            snprintf(problem, sizeof(problem), "%s", rec_problem[r]);
-        else if (lineno > 1 && seq != last_seq + 1)
-            snprintf(problem, sizeof(problem), "seq %" PRIu64 " follows seq %" PRIu64, seq,
-                     last_seq);
-        else if (lineno > 1 && memcmp(prev, last, sizeof(last)) != 0)
-            snprintf(problem, sizeof(problem),
-                     "prev does not match the hash of record %" PRIu64
-                     " (a record was changed, removed or reordered)",
-                     lineno - 1);
-        else
-            problem[0] = '\0';
-        if (problem[0]) {
-            if (seq)
-                fprintf(out, "%s: record %" PRIu64 " (line %" PRIu64 ", seq %" PRIu64 "): %s\n",
-                        path, lineno, lineno, seq, problem);
-            else
-                fprintf(out, "%s: record %" PRIu64 " (line %" PRIu64 "): %s\n", path, lineno,
-                        lineno, problem);
-            rc = 1;
-            break;
-        }
-        if (lineno == 1) {
-            first_seq = seq;
-            memcpy(first_prev, prev, sizeof(prev));
-        }
-        last_seq = seq;
-        mr_sha256(line, len, last);
-    }
-    if (rc == 0 && ferror(f)) {
-        snprintf(err, errlen, "%s: cannot read: %s", path, errstr(errno, eb, sizeof(eb)));
-        rc = -1;
-    } else if (rc == 0) {
-        fprintf(out, "%s: %" PRIu64 " record%s, chain intact", path, lineno,
-                lineno == 1 ? "" : "s");
-        if (lineno)
-            fprintf(out, " (seq %" PRIu64 "..%" PRIu64 ")", first_seq, last_seq);
-        if (memcmp(first_prev, zeros, sizeof(zeros)) != 0) {
-            mr_sha256_hex(first_prev, hex);
-            fprintf(out, "; chain continues from a rotated file (first prev %s)", hex);
-        }
-        fputc('\n', out);
-    }
-    free(line);
-    fclose(f);
-    return rc;
 }

@@ -7,10 +7,10 @@
  * SIGTERM/SIGINT itself (libuv delivers a signal to every loop watching it),
  * drains, and returns; worker 0 alone handles SIGHUP (reload.h).
  */
+#include "meridian/audit.h"
 #include "meridian/config.h"
 #include "meridian/generation.h"
 #include "meridian/log.h"
-#include "meridian/logsink.h"
 #include "meridian/router.h"
 #include "meridian/server.h"
 #include "meridian/worker.h"
@@ -31,7 +31,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: meridian [--config FILE] [--listen HOST:PORT] [--workers N] [--check]\n"
-            "                [--explain MODEL [--policy NAME]] [--verify-audit FILE]\n"
+            "                [--explain MODEL [--policy NAME]]\n"
+            "                [--verify-audit FILE [--after PREVIOUS_FILE|HEAD]]\n"
             "                [--log-level LEVEL] [--version] [--help]\n"
             "\n"
             "  -c, --config FILE      configuration file (default %s)\n"
@@ -42,11 +43,35 @@ static void usage(FILE *out)
             "                         without calling upstreams (exit 0 routes, 1 would fail)\n"
             "      --policy NAME      the policy --explain applies (default: default_policy)\n"
             "      --verify-audit FILE  check an audit file's hash chain; exit 0 intact,\n"
-            "                         1 broken (the first bad record is named), 2 unreadable\n"
+            "                         1 broken (the first bad record is named), 2 unreadable;\n"
+            "                         the file must start the chain (seq 1) unless --after\n"
+            "      --after FILE|HEAD  the file continues FILE's last record, or the head\n"
+            "                         (64 hex digits) printed or logged for it\n"
             "      --log-level LEVEL  debug | info | warn | error (default info)\n"
             "  -V, --version          print the version\n"
             "  -h, --help             this text\n",
             MR_CONFIG_DEFAULT_PATH, MAX_WORKERS);
+}
+
+/* --verify-audit FILE [--after FILE|HEAD]: 0 intact, 1 not, 2 unusable. */
+static int verify_audit(const char *path, const char *after)
+{
+    mr_audit_head_t head;
+    char err[1024];
+    int rc;
+
+    if (!path) {
+        fprintf(stderr, "meridian: --after goes with --verify-audit\n");
+        return 2;
+    }
+    if (after && mr_audit_parse_after(after, &head, err, sizeof(err)) < 0) {
+        fprintf(stderr, "meridian: %s\n", err);
+        return 2;
+    }
+    rc = mr_audit_verify(path, after ? &head : NULL, stdout, err, sizeof(err));
+    if (rc < 0)
+        fprintf(stderr, "meridian: --verify-audit: %s\n", err);
+    return rc < 0 ? 2 : rc;
 }
 
 static int default_workers(void)
@@ -132,10 +157,11 @@ int main(int argc, char **argv)
         {"explain", required_argument, NULL, 'x'},
         {"policy", required_argument, NULL, 'p'},
         {"verify-audit", required_argument, NULL, 'A'},
+        {"after", required_argument, NULL, 'a'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = MR_CONFIG_DEFAULT_PATH, *listen = NULL, *explain = NULL,
-               *policy = NULL;
+               *policy = NULL, *verify = NULL, *after = NULL;
     int check = 0, c, workers = default_workers();
     char err[1024], *end;
     mr_config_t *cfg = NULL;
@@ -166,12 +192,12 @@ int main(int argc, char **argv)
         case 'p':
             policy = optarg;
             break;
-        case 'A': {
-            int rc = mr_audit_verify(optarg, stdout, err, sizeof(err));
-            if (rc < 0)
-                fprintf(stderr, "meridian: --verify-audit: %s\n", err);
-            return rc < 0 ? 2 : rc;
-        }
+        case 'A':
+            verify = optarg;
+            break;
+        case 'a':
+            after = optarg;
+            break;
         case 'L':
             if (mr_log_parse_level(optarg, &level) < 0) {
                 fprintf(stderr, "meridian: --log-level: unknown level \"%s\"\n", optarg);
@@ -195,6 +221,8 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (verify || after)
+        return verify_audit(verify, after);
     if (mr_config_load_file(config_path, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "meridian: %s\n", err);
         return 1;

@@ -53,6 +53,7 @@ static void write_records(mr_request_t *r, int completed, const mr_provider_t *p
         .request_len = mr_buf_len(&r->body),
         .response_body = bodies ? mr_buf_ptr(&r->resp_copy) : NULL,
         .response_len = mr_buf_len(&r->resp_copy),
+        .response_bytes = r->resp_bytes,
     };
     mr_reqlog_write(log, r->env->worker, &rec);
 }

@@ -1,5 +1,7 @@
 #include "meridian/reqlog.h"
 
+#include "meridian/json_span.h"
+#include "meridian/log.h"
 #include "meridian/logsink.h"
 #include "meridian/sha256.h"
 
@@ -102,28 +104,41 @@ static void put(mr_buf_t *b, const char *s)
 
 static void put_str(mr_buf_t *b, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t run = 0;
+    char chunk[1024];
+    size_t used;
 
     put(b, "\"");
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        mr_buf_append_force(b, s + run, i - run);
-        run = i + 1;
-        if (c == '"')
-            put(b, "\\\"");
-        else if (c == '\\')
-            put(b, "\\\\");
-        else if (c == '\n')
-            put(b, "\\n");
-        else {
-            char esc[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
-            put(b, esc);
-        }
+    while (n) {
+        size_t k = mr_json_escape(s, n, chunk, sizeof(chunk), &used);
+        mr_buf_append_force(b, chunk, k);
+        s += used;
+        n -= used;
     }
-    mr_buf_append_force(b, s + run, n - run);
+    put(b, "\"");
+}
+
+/* Standard base64 with padding (RFC 4648 section 4), quoted. */
+static void put_base64(mr_buf_t *b, const char *s, size_t n)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *p = (const unsigned char *)s;
+    char chunk[1024];
+    size_t o = 0;
+
+    put(b, "\"");
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        if (o + 4 > sizeof(chunk)) {
+            mr_buf_append_force(b, chunk, o);
+            o = 0;
+        }
+        chunk[o++] = tab[v >> 18 & 63];
+        chunk[o++] = tab[v >> 12 & 63];
+        chunk[o++] = (char)(i + 1 < n ? tab[v >> 6 & 63] : '=');
+        chunk[o++] = (char)(i + 2 < n ? tab[v & 63] : '=');
+    }
+    mr_buf_append_force(b, chunk, o);
     put(b, "\"");
 }
 
@@ -178,6 +193,42 @@ static void kv_hash(mr_buf_t *b, const char *k, const uint8_t *d, int *first)
     }
     mr_sha256_hex(d, hex);
     kv_str(b, k, hex, first);
+}
+
+/*
+ * A body, byte for byte: `name` as a JSON string when the bytes are UTF-8
+ * without NUL (what any JSON body is), else `name`_base64. Either way a
+ * reader gets the exact bytes back, so a record never fails to be JSON and
+ * its bodies still match their digests.
+ */
+static void kv_body(mr_buf_t *b, const char *name, const char *p, size_t n, int *first)
+{
+    char k[32];
+
+    if (mr_utf8_valid_len(p, n) == n && !memchr(p, '\0', n)) {
+        key(b, name, first);
+        put_str(b, p, n);
+        return;
+    }
+    snprintf(k, sizeof(k), "%s_base64", name);
+    key(b, k, first);
+    put_base64(b, p, n);
+}
+
+/* n, less a multi-byte character the end of p[0..n) cut short: a copy cut
+ * at a byte count ends on a character boundary. */
+static size_t char_boundary(const char *p, size_t n)
+{
+    size_t i = n;
+
+    while (i > 0 && n - i < 3 && ((unsigned char)p[i - 1] & 0xC0) == 0x80)
+        i--;
+    if (i == 0 || (unsigned char)p[i - 1] < 0xC0)
+        return n; /* ends in ASCII or only continuation bytes: nothing to drop */
+    /* p[i - 1] leads a sequence of `want` bytes; n - (i - 1) of them are here */
+    unsigned char lead = (unsigned char)p[i - 1];
+    size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+    return n - (i - 1) < want ? i - 1 : n;
 }
 
 static void kv_time(mr_buf_t *b, double unix_time, int *first)
@@ -360,13 +411,15 @@ static void audit_record(mr_buf_t *b, const mr_request_rec_t *r)
     kv_ms(b, "latency_ms", r->total_us, &first);
     kv_hash(b, "request_sha256", r->request_sha256, &first);
     kv_hash(b, "response_sha256", r->response_sha256, &first);
-    if (r->request_body) {
-        key(b, "request_body", &first);
-        put_str(b, r->request_body, r->request_len);
-    }
+    if (r->request_body)
+        kv_body(b, "request_body", r->request_body, r->request_len, &first);
     if (r->response_body) {
-        key(b, "response_body", &first);
-        put_str(b, r->response_body, r->response_len);
+        uint64_t sent = r->response_bytes > r->response_len ? r->response_bytes : r->response_len;
+        int cut = sent > r->response_len;
+        kv_body(b, "response_body", r->response_body,
+                cut ? char_boundary(r->response_body, r->response_len) : r->response_len, &first);
+        kv_int(b, "response_bytes", (long long)sent, &first);
+        kv_bool(b, "response_body_truncated", cut, &first);
     }
     put(b, "}");
 }
@@ -383,7 +436,15 @@ void mr_reqlog_write(mr_reqlog_t *l, unsigned worker, const mr_request_rec_t *re
     if (l->audit) {
         mr_buf_reset(b);
         audit_record(b, rec);
-        mr_logsink_write(l->audit, worker, mr_buf_ptr(b), mr_buf_len(b));
+        /* The sink counted it in meridian_audit_dropped_total; this line
+         * says which request has no provenance record. */
+        int rc = mr_logsink_write(l->audit, worker, mr_buf_ptr(b), mr_buf_len(b));
+        if (rc < 0)
+            mr_error("request %s: its audit record (%zu bytes) was dropped: %s",
+                     rec->id ? rec->id : "-", mr_buf_len(b),
+                     rc == -1 ? "the audit queue is full or smaller than the record "
+                                "(audit.queue_bytes)"
+                              : "the sink refused it as invalid (a bug: please report it)");
     }
     if (mr_buf_len(b) > SCRATCH_KEEP) {
         /* a record with bodies: do not keep megabytes per worker */
@@ -395,7 +456,7 @@ void mr_reqlog_write(mr_reqlog_t *l, unsigned worker, const mr_request_rec_t *re
 static void sink_metrics(mr_buf_t *out, const char *name, const mr_logsink_t *s)
 {
     mr_logsink_stats_t st = {0, 0, 0};
-    char metric[96], help[160];
+    char metric[96], help[224];
     const char *what[] = {"written", "dropped", "write_errors"};
 
     if (s)
@@ -403,7 +464,8 @@ static void sink_metrics(mr_buf_t *out, const char *name, const mr_logsink_t *s)
     uint64_t v[] = {st.written, st.dropped, st.write_errors};
     for (size_t i = 0; i < 3; i++) {
         snprintf(metric, sizeof(metric), "meridian_%s_%s_total", name, what[i]);
-        snprintf(help, sizeof(help), "# HELP %s %s records %s (a full queue drops and counts).\n",
+        snprintf(help, sizeof(help),
+                 "# HELP %s %s records %s (a full queue or a refused record drops and counts).\n",
                  metric, name, what[i]);
         mr_buf_append_force(out, help, strlen(help));
         snprintf(help, sizeof(help), "# TYPE %s counter\n", metric);

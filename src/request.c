@@ -32,8 +32,11 @@ void mr_request_audit_bytes(mr_request_t *r, const char *p, size_t n)
     if (!r->audit || n == 0)
         return;
     mr_sha256_update(&r->resp_sha, p, n);
+    r->resp_bytes += n;
+    /* a prefix: what fits of a piece, nothing after it (reqlog marks the cut) */
     if (mr_reqlog_wants_bodies(r->env->reqlog))
-        mr_buf_append(&r->resp_copy, p, n);
+        mr_buf_append(&r->resp_copy, p,
+                      n < mr_buf_room(&r->resp_copy) ? n : mr_buf_room(&r->resp_copy));
 }
 
 static enum MHD_Result queue(mr_request_t *r, int status, struct MHD_Response *resp,

@@ -50,8 +50,42 @@ typedef struct mr_json_edit {
  * overlap or reach past the end. */
 char *mr_json_apply(const char *buf, size_t len, mr_json_edit_t *edits, size_t n, size_t *out_len);
 
-/* Writes `s` as a JSON string literal (quotes included) into out, which must
- * hold at least 6 * strlen(s) + 3 bytes. Returns the bytes written. */
+/*
+ * The one JSON string escaper: everything that writes a JSON string by hand
+ * (reqlog's records, the OpenAI adapter's model splice) goes through it, so
+ * all of them agree on every byte.
+ *
+ * Writes s[0..n) as the inside of a JSON string literal (no quotes) into
+ * out[0..cap) and returns the bytes written; *used is set to the input bytes
+ * consumed, which is n unless out filled up (an escape or a character is
+ * never split, so the caller can continue at s + *used). Rules:
+ *   '"' and '\\'            -> \" and \\
+ *   \b \f \n \r \t           -> their two-character escapes
+ *   other bytes < 0x20, DEL -> \u00XX (lower-case hex)
+ *   U+0080..U+009F (C1), U+2028, U+2029 -> \uXXXX (terminals act on C1;
+ *                             JavaScript before ES2019 ends a line at 2028/29)
+ *   a byte that does not start or continue a valid UTF-8 sequence (a cut
+ *   character, an overlong form, a surrogate, > U+10FFFF) -> \ufffd, one per
+ *   byte, so any bytes give valid JSON; callers that must keep the bytes
+ *   exactly check mr_utf8_valid_len first (reqlog stores such bodies as
+ *   base64)
+ *   everything else (printable ASCII, valid UTF-8) is copied as is.
+ * At most MR_JSON_ESCAPE_MAX output bytes per input byte.
+ */
+#define MR_JSON_ESCAPE_MAX 6
+size_t mr_json_escape(const char *s, size_t n, char *out, size_t cap, size_t *used);
+
+/* Writes `s` as a JSON string literal (quotes included, mr_json_escape's
+ * rules) into out, which must hold at least 6 * strlen(s) + 3 bytes.
+ * Returns the bytes written. */
 size_t mr_json_quote(const char *s, char *out);
+
+/* Bytes in the valid UTF-8 sequence at p (1..4), 0 when p[0..avail) does not
+ * start with one (invalid, or cut short by avail). avail >= 1. */
+size_t mr_utf8_char_len(const char *p, size_t avail);
+
+/* Length of the longest prefix of s[0..n) that is valid UTF-8 (== n when all
+ * of it is). */
+size_t mr_utf8_valid_len(const char *s, size_t n);
 
 #endif

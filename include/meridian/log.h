@@ -5,6 +5,15 @@
  * write(2), so lines from several threads never interleave. The threshold is
  * process configuration, set once by main() before any worker starts and
  * only read afterwards. Callers must never pass secrets.
+ *
+ * One call is one line, whatever the message holds: messages quote client
+ * input (model names, ids, upstream errors), so the message is escaped here,
+ * where no caller can forget it. Newline, CR and tab become \n \r \t; every
+ * other control byte (C0, DEL), every byte that is not part of valid UTF-8,
+ * and the bytes of a C1 control or U+2028/U+2029 become \xNN. Printable
+ * ASCII (backslash included, so the escapes are for safety, not a reversible
+ * encoding) and other valid UTF-8 are kept. A message longer than 2047
+ * bytes is cut and ends in "...".
  */
 #ifndef MERIDIAN_LOG_H
 #define MERIDIAN_LOG_H

@@ -11,25 +11,21 @@
  * blocks an event loop: when a producer's queue is full its lines are
  * dropped and counted instead.
  *
- * Chain format (chain = 1). The producer passes a JSON object text
- * {"time":...,"id":...}; the writer emits the line
+ * Chain format (chain = 1): see audit.h. The producer passes a JSON object
+ * text {"time":...,"id":...}; the writer emits the line
  *
  *   {"seq":N,"prev":"<64 hex>",<the producer's members>,"hash":"<64 hex>"}\n
  *
  * that is "{\"seq\":N,\"prev\":\"...\"," followed by the producer's text
  * without its leading '{', with its final '}' replaced by
- * ",\"hash\":\"...\"}".
- *   seq   counts from 1 and continues across restarts and reopens.
- *   prev  lower-case hex SHA-256 of the previous record's complete line (all
- *         its bytes except the newline); 64 zeros for the first record of a
- *         chain.
- *   hash  lower-case hex SHA-256 of this line's bytes before ",\"hash\":",
- *         so every record checks itself: mr_audit_verify names the exact
- *         record that was edited, the last one included.
- * The chain is unkeyed: it shows that a file was changed after it was
- * written unless the whole tail from the change on was recomputed, so keep
- * the newest hash (or the file) somewhere the writer of the file cannot
- * change when that matters.
+ * ",\"hash\":\"...\"}". The chain is unkeyed: it shows that a file was
+ * changed after it was written unless the whole tail from the change on was
+ * recomputed, and it cannot show that records were removed from either end.
+ * So the writer logs the chain head (mr_info: "audit.path PATH: chain head
+ * seq N <64 hex> (why)") when it continues a file, at most once a minute
+ * while records are written, at every reopen and at close; ship the daemon
+ * log off-host and a removed tail, or a rewritten file, no longer matches a
+ * head that was logged.
  *
  * Restart: opening an existing non-empty file in chain mode reads its last
  * line (backwards, in chunks; the file is never read whole) and continues
@@ -38,7 +34,7 @@
  * never repairs or truncates a file it did not just write. After
  * mr_logsink_reopen (logrotate) the chain continues in the new file, so the
  * old and new files concatenated verify as one chain, and the new file alone
- * verifies as "continues from a rotated file".
+ * verifies when anchored to the old one (mr_audit_verify's `after`).
  *
  * Failed writes are counted (write_errors), logged once per burst with
  * mr_warn (never the line contents: they may be sensitive) and the rest of
@@ -59,7 +55,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #define MR_LOGSINK_QUEUE_BYTES (8u << 20) /* default bound per producer */
 
@@ -95,11 +90,11 @@ int mr_logsink_open(const mr_logsink_opts_t *o, mr_logsink_t **out, char *err, s
  * member and none named "seq", "prev" or "hash", starting with '{' and
  * ending with '}' (no surrounding white space); checking it is one linear
  * scan on the caller's thread, so that every record the writer frames
- * verifies. Copies the bytes. Returns 0 when queued; -1 when the line is
- * invalid or p out of range (not counted), or when the producer's queue is
- * full (the line is dropped and counted in `dropped`). Never blocks on I/O:
- * one memcpy under a mutex only the writer shares, and a signal to the
- * writer only when it sleeps. */
+ * verifies. Copies the bytes. Returns 0 when queued; -1 when the producer's
+ * queue is full (or memory ran out); -2 when the line is refused (invalid,
+ * or p out of range). Every line not queued is counted in `dropped`: a lost
+ * record is never silent. Never blocks on I/O: one memcpy under a mutex
+ * only the writer shares, and a signal to the writer only when it sleeps. */
 int mr_logsink_write(mr_logsink_t *s, unsigned p, const char *line, size_t len);
 
 /* Asks the writer to close and reopen the path (logrotate; SIGUSR1). Lines
@@ -113,7 +108,7 @@ void mr_logsink_reopen(mr_logsink_t *s);
 
 typedef struct mr_logsink_stats {
     uint64_t written;      /* lines (records) that reached the file */
-    uint64_t dropped;      /* lines refused: their producer's queue was full (or memory ran out) */
+    uint64_t dropped;      /* lines not queued: a full queue (or no memory) or refused */
     uint64_t write_errors; /* failed write(2) calls; each drops the rest of its batch */
 } mr_logsink_stats_t;
 
@@ -124,16 +119,5 @@ void mr_logsink_stats(const mr_logsink_t *s, mr_logsink_stats_t *out);
 /* Writes everything queued, stops the writer, closes the file (after
  * fdatasync in chain mode) and frees the sink. NULL ok. */
 void mr_logsink_close(mr_logsink_t *s);
-
-/* Checks an audit file's chain, reading it line by line. Returns 0 when
- * intact and prints "PATH: N records, chain intact (seq A..B)" to out (plus
- * "; chain continues from a rotated file (first prev HEX)" when the first
- * prev is not zeros); 1 when broken, printing one line naming the FIRST bad
- * record, e.g. "PATH: record 17 (line 17, seq 17): hash does not match its
- * contents", "...: prev does not match the hash of record 16 (a record was
- * changed, removed or reordered)", "...: seq 19 follows seq 17", "...: not
- * valid JSON", "...: partial last record"; -1 when the file cannot be read
- * (err set, nothing printed). An empty file is 0 records, intact. */
-int mr_audit_verify(const char *path, FILE *out, char *err, size_t errlen);
 
 #endif

@@ -7,7 +7,12 @@
  * and hands the line to a logsink, whose writer thread does the I/O. The
  * access log names the key, never its secret; the audit record carries
  * SHA-256 digests of the bodies and the bodies themselves only with
- * audit.bodies. Provider keys never appear in either.
+ * audit.bodies. Provider keys never appear in either. Whatever bytes the
+ * strings and bodies hold, each line is valid JSON: strings go through
+ * mr_json_escape, a body that is not UTF-8 is written as `<name>_base64`,
+ * and a response copy cut at its bound is cut on a character boundary and
+ * marked (response_bytes, response_body_truncated). A record the audit sink
+ * does not take is counted there and logged as an error naming the request.
  *
  * One mr_reqlog_t per process, shared by the workers: call from worker
  * `worker`'s thread only with that index.
@@ -57,8 +62,11 @@ typedef struct mr_request_rec {
     const uint8_t *response_sha256; /* 32 bytes, NULL when nothing was sent */
     const char *request_body;       /* with audit.bodies only */
     size_t request_len;
-    const char *response_body;
+    const char *response_body; /* a prefix of what was sent (bounded copy) */
     size_t response_len;
+    /* Bytes sent in all; more than response_len when the copy was cut at its
+     * bound (the record marks it truncated). 0: response_len. */
+    uint64_t response_bytes;
 } mr_request_rec_t;
 
 typedef struct mr_reqlog mr_reqlog_t;

@@ -138,7 +138,8 @@ struct mr_request {
     uint64_t first_byte_ns; /* first response byte handed to MHD, 0 before */
     int audit;              /* hash what the client receives */
     mr_sha256_t resp_sha;
-    mr_buf_t resp_copy; /* audit.bodies: what the client received */
+    mr_buf_t resp_copy;  /* audit.bodies: the first bytes the client received */
+    uint64_t resp_bytes; /* all the bytes the client received */
 };
 
 /* Queues `body` (ownership passes to MHD, freed with free) with the headers

@@ -36,7 +36,7 @@ extern char **environ;
 
 #define TH_START_TIMEOUT_MS 10000
 #define TH_STOP_TIMEOUT_MS 10000
-#define TH_RUN_TIMEOUT_MS 10000
+#define TH_RUN_TIMEOUT_MS 30000 /* --verify-audit of 10,000 records under ASan on a loaded box */
 #define TH_HTTP_TIMEOUT_MS 30000L
 #define TH_POLL_MS 5
 #define TH_MAX_BODY ((size_t)256 * 1024 * 1024)
@@ -96,7 +96,7 @@ static double mono_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static void pause_ms(int ms)
+void th_pause_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -228,7 +228,7 @@ static int reap(pid_t pid, int timeout_ms, int *status)
             return -1;
         if (mono_ms() >= deadline)
             return 0;
-        pause_ms(TH_POLL_MS);
+        th_pause_ms(TH_POLL_MS);
     }
 }
 
@@ -546,7 +546,7 @@ int th_start_meridian_ex(th_proc_t *p, const char *config_json, const char *cons
             p->pid = 0;
             break;
         }
-        pause_ms(TH_POLL_MS);
+        th_pause_ms(TH_POLL_MS);
     }
     th_stop(p); /* removes the temp files and the registry entry */
     p->port = 0;
@@ -621,16 +621,39 @@ int th_log_count(const th_proc_t *p, const char *needle)
     return found;
 }
 
-int th_wait_log_count(const th_proc_t *p, const char *needle, int count, int timeout_ms)
+/* Polls the file at path (NULL: none, never found) until it holds `needle`
+ * at least `count` times, or timeout_ms passed: 0 / -1. */
+static int wait_file_count(const char *path, const char *needle, size_t count, int timeout_ms)
 {
     double deadline = mono_ms() + timeout_ms;
     for (;;) {
-        if (th_log_count(p, needle) >= count)
+        char *s = path ? slurp(path, NULL) : NULL;
+        size_t found = 0;
+        for (const char *q = s; q && (q = strstr(q, needle)) != NULL; q++)
+            found++;
+        free(s);
+        if (found >= count)
             return 0;
         if (mono_ms() >= deadline)
             return -1;
-        pause_ms(TH_POLL_MS);
+        th_pause_ms(TH_POLL_MS);
     }
+}
+
+int th_wait_log_count(const th_proc_t *p, const char *needle, int count, int timeout_ms)
+{
+    return wait_file_count(p->log_path[0] ? p->log_path : NULL, needle,
+                           count > 0 ? (size_t)count : 0, timeout_ms);
+}
+
+char *th_read_file(const char *path, size_t *len)
+{
+    return slurp(path, len);
+}
+
+int th_wait_lines(const char *path, size_t n, int timeout_ms)
+{
+    return wait_file_count(path, "\n", n, timeout_ms);
 }
 
 int th_run_meridian(const char *const *args, const char *const *env, char **output)
@@ -1104,7 +1127,7 @@ int th_mock_wait_stat(const th_proc_t *mock, const char *key, long value, int ti
             return 0;
         if (mono_ms() >= deadline)
             return -1;
-        pause_ms(TH_POLL_MS);
+        th_pause_ms(TH_POLL_MS);
     }
 }
 

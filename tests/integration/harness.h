@@ -107,7 +107,7 @@ int th_log_count(const th_proc_t *p, const char *needle);
 
 /*
  * Runs meridian with `args` (NULL-terminated; e.g. {"--check", "--config",
- * path, NULL}) and `env` to completion (10 s, then SIGKILL). Stores its
+ * path, NULL}) and `env` to completion (30 s, then SIGKILL). Stores its
  * merged stdout+stderr in *output (malloc'd; may pass NULL). Returns the exit
  * status as th_stop does, -1 if it could not be run.
  */
@@ -117,6 +117,16 @@ int th_run_meridian(const char *const *args, const char *const *env, char **outp
  * `suffix` (e.g. ".json"). Returns the malloc'd path (caller unlinks and
  * frees), NULL on error. */
 char *th_write_temp(const char *content, const char *suffix);
+
+/* A whole file (malloc'd, NUL-terminated, its length in *len unless NULL;
+ * caller frees), or NULL when it cannot be opened. */
+char *th_read_file(const char *path, size_t *len);
+/* Waits up to timeout_ms until the file at path holds at least n lines
+ * (written by another process's thread, e.g. the audit writer): 0 / -1. */
+int th_wait_lines(const char *path, size_t n, int timeout_ms);
+
+/* One step of a bounded poll (never a wait for readiness by itself). */
+void th_pause_ms(int ms);
 
 /* A 127.0.0.1 port nothing listens on (bound to port 0, then closed). */
 int th_refused_port(void);

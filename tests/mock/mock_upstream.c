@@ -66,7 +66,13 @@
  *                                without it, replace the persistent default
  *        headers ({})            extra response headers {"name":"value"}
  *        body (none)             literal response body (with "status")
+ *        body_base64 (none)      the same given as base64, for bytes that are not
+ *                                UTF-8 (a JSON string cannot carry them)
  *        content_type            Content-Type of "body" (application/json)
+ *        hold (false)            with body: send it chunked, then keep the
+ *                                response open (no end) until the client
+ *                                leaves, the mock stops or 120 s pass: a
+ *                                stream that stalls after its first events
  *   POST /_mock/reset     clear queue, default scenario, records and counters
  *   GET  /_mock/requests  JSON array of recorded requests, arrival order:
  *        {"method","path","query":{name: value},"connection",
@@ -173,6 +179,7 @@ typedef struct scenario {
     const char *body;
     size_t body_len;
     const char *content_type;
+    bool hold;
 } scenario_t;
 
 /* Per TCP connection (MHD socket_context). */
@@ -361,14 +368,63 @@ static int get_long(json_t *o, const char *key, long lo, long hi, long *out, cha
     return 0;
 }
 
+/* "body_base64": decoded in place into a string of raw bytes (jansson keeps
+ * any bytes it is given unchecked), so the body lives as long as the spec. */
+static int body_base64(json_t *o, scenario_t *s, char *err, size_t errlen)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    json_t *b = json_object_get(o, "body_base64");
+    const char *in = json_string_value(b);
+    size_t n = in ? strlen(in) : 0, o_len = 0;
+    unsigned acc = 0, bits = 0;
+
+    if (!b)
+        return 0;
+    char *raw = xmalloc(n);
+    for (size_t i = 0; in && i < n && in[i] != '='; i++) {
+        const char *at = strchr(tab, in[i]);
+        if (!at || !in[i]) {
+            in = NULL;
+            break;
+        }
+        acc = acc << 6 | (unsigned)(at - tab);
+        if ((bits += 6) >= 8) {
+            bits -= 8;
+            raw[o_len++] = (char)(acc >> bits & 0xFF);
+        }
+    }
+    if (!in || s->body) {
+        free(raw);
+        snprintf(err, errlen, "\"body_base64\" must be a base64 string (and no \"body\")");
+        return -1;
+    }
+    json_t *bytes = json_stringn_nocheck(raw, o_len);
+    free(raw);
+    json_object_set_new(o, "body_base64", bytes);
+    s->body = json_string_value(bytes);
+    s->body_len = o_len;
+    return 0;
+}
+
 /* Parses and validates a scenario object; takes a reference to `o` on success. */
 static int scenario_parse(json_t *o, scenario_t *s, char *err, size_t errlen)
 {
-    static const char *const keys[] = {
-        "status",       "retry_after", "headers_delay_ms",   "chunk_delay_ms",
-        "chunks",       "fault",       "reset_after_chunks", "count",
-        "headers",      "body",        "content_type",       "error_after_chunks",
-        "stream_bytes", NULL};
+    static const char *const keys[] = {"status",
+                                       "retry_after",
+                                       "headers_delay_ms",
+                                       "chunk_delay_ms",
+                                       "chunks",
+                                       "fault",
+                                       "reset_after_chunks",
+                                       "count",
+                                       "headers",
+                                       "body",
+                                       "content_type",
+                                       "error_after_chunks",
+                                       "stream_bytes",
+                                       "body_base64",
+                                       "hold",
+                                       NULL};
     scenario_default(s);
     if (!json_is_object(o)) {
         snprintf(err, errlen, "scenario must be a JSON object");
@@ -472,6 +528,14 @@ static int scenario_parse(json_t *o, scenario_t *s, char *err, size_t errlen)
         s->body = json_string_value(b);
         s->body_len = json_string_length(b);
     }
+    if (body_base64(o, s, err, errlen) < 0)
+        return -1;
+    json_t *hold = json_object_get(o, "hold");
+    if (hold && !json_is_boolean(hold)) {
+        snprintf(err, errlen, "\"hold\" must be a boolean");
+        return -1;
+    }
+    s->hold = json_is_true(hold);
     json_t *ct = json_object_get(o, "content_type");
     if (ct) {
         if (!json_is_string(ct) || strpbrk(json_string_value(ct), "\r\n")) {
@@ -625,6 +689,20 @@ static ssize_t partial_read(void *cls, uint64_t pos, char *buf, size_t max)
     return (ssize_t)n;
 }
 
+/* hold: the body, then nothing until the client or the mock goes away. */
+static ssize_t hold_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    reader_t *r = cls;
+    if (pos >= r->buf_len) {
+        wait_ms(r->fd, MOCK_STALL_MS);
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    size_t left = r->buf_len - (size_t)pos;
+    size_t n = left < max ? left : max;
+    memcpy(buf, r->buf + pos, n);
+    return (ssize_t)n;
+}
+
 static void reader_free(void *cls)
 {
     reader_t *r = cls;
@@ -663,10 +741,19 @@ static enum MHD_Result queue_reader(struct MHD_Connection *c, int status, const 
     return ret;
 }
 
-/* Sends `body` (taking ownership) honouring the reset_mid_body fault. */
+/* Sends `body` (taking ownership) honouring the reset_mid_body fault and
+ * `hold`. */
 static enum MHD_Result send_body(struct MHD_Connection *c, int status, const char *ctype,
                                  char *body, size_t len, const scenario_t *sc)
 {
+    if (sc->hold) {
+        reader_t *rd = xmalloc(sizeof(*rd));
+        memset(rd, 0, sizeof(*rd));
+        rd->fd = conn_fd(c);
+        rd->buf = body;
+        rd->buf_len = len;
+        return queue_reader(c, status, ctype, MHD_SIZE_UNKNOWN, hold_read, rd, sc);
+    }
     if (sc->fault != FAULT_RESET_MID_BODY) {
         enum MHD_Result ret = queue_bytes(c, status, ctype, body, len, sc);
         free(body);

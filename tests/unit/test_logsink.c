@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "meridian/audit.h"
 #include "meridian/logsink.h"
 #include "meridian/sha256.h"
 
@@ -112,8 +113,9 @@ static void write_lines(const char *path, char **v, size_t n)
     assert_int_equal(fclose(f), 0);
 }
 
-/* mr_audit_verify's return value; its report in out. */
-static int verify(const char *path, char *out, size_t outlen)
+/* mr_audit_verify's return value (anchored to `after` unless NULL); its
+ * report in out. */
+static int verify_after(const char *path, const mr_audit_head_t *after, char *out, size_t outlen)
 {
     char *text = NULL, err[256] = "";
     size_t len = 0;
@@ -121,11 +123,16 @@ static int verify(const char *path, char *out, size_t outlen)
     int rc;
 
     assert_non_null(f);
-    rc = mr_audit_verify(path, f, err, sizeof(err));
+    rc = mr_audit_verify(path, after, f, err, sizeof(err));
     fclose(f);
     snprintf(out, outlen, "%s", rc < 0 ? err : text);
     free(text);
     return rc;
+}
+
+static int verify(const char *path, char *out, size_t outlen)
+{
+    return verify_after(path, NULL, out, outlen);
 }
 
 static void assert_contains(const char *hay, const char *needle)
@@ -329,11 +336,11 @@ static void test_plain_rejects(void **state)
 
     temp_path(path);
     s = open_sink(path, 0, 0, 2);
-    assert_int_equal(mr_logsink_write(s, 0, "two\nlines", 9), -1);
-    assert_int_equal(mr_logsink_write(s, 2, "x", 1), -1); /* no producer 2 */
-    assert_int_equal(mr_logsink_write(s, 0, NULL, 0), -1);
+    assert_int_equal(mr_logsink_write(s, 0, "two\nlines", 9), -2);
+    assert_int_equal(mr_logsink_write(s, 2, "x", 1), -2); /* no producer 2 */
+    assert_int_equal(mr_logsink_write(s, 0, NULL, 0), -2);
     mr_logsink_stats(s, &st);
-    assert_int_equal(st.dropped, 0); /* caller bugs, not back-pressure */
+    assert_int_equal(st.dropped, 3); /* not written: counted, whatever the reason */
     mr_logsink_close(s);
     mr_logsink_close(NULL);
     unlink(path);
@@ -443,7 +450,7 @@ static void test_chain_threads_and_restart(void **state)
     }
     mr_logsink_close(s);
     assert_int_equal(verify(path, out, sizeof(out)), 0);
-    assert_contains(out, ": 1000 records, chain intact (seq 1..1000)\n");
+    assert_contains(out, ": 1000 records, chain intact (seq 1..1000); head ");
 
     /* Restart: a new sink on the same file continues its chain. */
     s = open_sink(path, 1, 0, 1);
@@ -472,13 +479,25 @@ static void test_chain_verify_summary(void **state)
     (void)state;
 
     temp_path(path);
-    assert_int_equal(verify(path, out, sizeof(out)), 0);
-    snprintf(want, sizeof(want), "%s: 0 records, chain intact\n", path);
+    /* an empty file proves nothing: every record may have been removed */
+    assert_int_equal(verify(path, out, sizeof(out)), 1);
+    snprintf(want, sizeof(want),
+             "%s: no records (an empty file proves nothing: it may have been emptied)\n", path);
     assert_string_equal(out, want);
 
     make_chain(path, 1000);
     assert_int_equal(verify(path, out, sizeof(out)), 0);
-    snprintf(want, sizeof(want), "%s: 1000 records, chain intact (seq 1..1000)\n", path);
+    {
+        lines_t l;
+        uint8_t d[32];
+        char hex[65];
+        read_lines(path, &l);
+        mr_sha256(l.v[999], strlen(l.v[999]), d);
+        mr_sha256_hex(d, hex);
+        free_lines(&l);
+        snprintf(want, sizeof(want), "%s: 1000 records, chain intact (seq 1..1000); head %s\n",
+                 path, hex);
+    }
     assert_string_equal(out, want);
     unlink(path);
 
@@ -515,11 +534,11 @@ static void test_chain_rejects(void **state)
     temp_path(path);
     s = open_sink(path, 1, 0, 1);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        if (mr_logsink_write(s, 0, bad[i], strlen(bad[i])) != -1)
+        if (mr_logsink_write(s, 0, bad[i], strlen(bad[i])) != -2)
             fail_msg("accepted %s", bad[i]);
     }
     mr_logsink_stats(s, &st);
-    assert_int_equal(st.dropped, 0);
+    assert_int_equal(st.dropped, sizeof(bad) / sizeof(bad[0]));
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
         assert_int_equal(mr_logsink_write(s, 0, good[i], strlen(good[i])), 0);
     mr_logsink_close(s);
@@ -771,20 +790,32 @@ static void test_reopen_chain(void **state)
     mr_logsink_close(s);
 
     assert_int_equal(verify(rotated, out, sizeof(out)), 0);
-    assert_contains(out, "20 records, chain intact (seq 1..20)\n");
-    /* The new file alone continues from the last record of the old one. */
+    assert_contains(out, "20 records, chain intact (seq 1..20); head ");
+    /* The new file alone continues from the last record of the old one:
+     * it verifies anchored to the old file or its head, and only so. */
     read_lines(rotated, &l);
     {
-        uint8_t d[32];
-        char hex[65];
-        mr_sha256(l.v[19], strlen(l.v[19]), d);
-        mr_sha256_hex(d, hex);
-        assert_int_equal(verify(path, out, sizeof(out)), 0);
+        mr_audit_head_t head, bare;
+        char err[256];
+        assert_int_equal(mr_audit_parse_after(rotated, &head, err, sizeof(err)), 0);
+        assert_int_equal(head.seq, 20);
+        mr_sha256(l.v[19], strlen(l.v[19]), bare.digest);
+        assert_memory_equal(head.digest, bare.digest, 32);
+        assert_int_equal(verify_after(path, &head, out, sizeof(out)), 0);
+        assert_contains(out, "10 records, chain intact (seq 21..30), continuing --after; head ");
+        bare.seq = 0;
+        assert_int_equal(verify_after(path, &bare, out, sizeof(out)), 0);
+        assert_int_equal(verify(path, out, sizeof(out)), 1);
         snprintf(want, sizeof(want),
-                 "%s: 10 records, chain intact (seq 21..30); chain continues from a rotated "
-                 "file (first prev %s)\n",
-                 path, hex);
-        assert_string_equal(out, want);
+                 "%s: record 1 (line 1, seq 21): the file does not start the chain", path);
+        assert_contains(out, want);
+        head.seq = 19;
+        assert_int_equal(verify_after(path, &head, out, sizeof(out)), 1);
+        assert_contains(out, "seq 21 does not follow the --after record's seq 19");
+        head.seq = 20;
+        head.digest[0] ^= 1;
+        assert_int_equal(verify_after(path, &head, out, sizeof(out)), 1);
+        assert_contains(out, "prev does not match the --after head ");
     }
     free_lines(&l);
 
@@ -796,7 +827,7 @@ static void test_reopen_chain(void **state)
     memcpy(ab + alen, b, blen);
     spit(both, ab, alen + blen);
     assert_int_equal(verify(both, out, sizeof(out)), 0);
-    assert_contains(out, "30 records, chain intact (seq 1..30)\n");
+    assert_contains(out, "30 records, chain intact (seq 1..30); head ");
     free(a);
     free(b);
     free(ab);
