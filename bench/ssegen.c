@@ -239,8 +239,8 @@ static void on_event(stream_t *s, const char *p, size_t n)
     if (steady_on) {
         ev_steady++;
         hist_add(&h_delay, delay);
-        if (d >= 0 && t >= d)
-            hist_add(&h_uplag, (uint64_t)(t - d));
+        if (d >= 0) /* events sent up to --slack-us early count as on time */
+            hist_add(&h_uplag, t > d ? (uint64_t)(t - d) : 0);
     }
 }
 

@@ -3,7 +3,7 @@
  * emitter for thousands of concurrent streams. Linux only: one thread, one
  * epoll loop, plain non-blocking sockets, HTTP/1.1 keep-alive.
  *
- *   ssemock --port P [--interval-ms E] [--events K] [--backlog B]
+ *   ssemock --port P [--interval-ms E] [--events K] [--backlog B] [--slack-us S]
  *
  * POST .../chat/completions answers 200 text/event-stream (chunked): the
  * first event at once, then one every E ms (default 25), K in all (default
@@ -22,7 +22,8 @@
  * All streams share one interval, so the queue of due events is a FIFO ring:
  * an event is re-queued at its due time + E, never before one queued earlier.
  * The loop sleeps with epoll_pwait2 (ns timeout, Linux >= 5.11) until the
- * head is due.
+ * head is due, then sends every event due within the next S µs (default 50):
+ * one wake-up for a few events at high rates, no bursts that would queue.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -67,7 +68,7 @@ static conn_t **conns; /* by fd */
 static int max_fd, ep, lfd;
 static slot_t *ring;
 static size_t ring_cap, ring_head, ring_len;
-static uint64_t interval_ns = 25000000ull;
+static uint64_t interval_ns = 25000000ull, slack_ns = 50000ull;
 static int events_default = 400;
 static uint32_t next_serial = 1;
 
@@ -201,7 +202,7 @@ static void emit_due(void)
     while (ring_len) {
         slot_t s = ring[ring_head];
         conn_t *c = conns[s.fd];
-        if (c && c->serial == s.serial && c->state == S_STREAM && c->due > now_ns())
+        if (c && c->serial == s.serial && c->state == S_STREAM && c->due > now_ns() + slack_ns)
             return;
         ring_head = (ring_head + 1) % ring_cap;
         ring_len--;
@@ -404,11 +405,14 @@ int main(int argc, char **argv)
             events_default = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--backlog"))
             backlog = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--slack-us"))
+            slack_ns = (uint64_t)atoi(argv[i + 1]) * 1000;
         else
             port = -2;
     }
     if (port < 0 || port > 65535 || argc % 2 == 0 || interval_ns < 100000 || events_default < 1) {
-        fprintf(stderr, "usage: ssemock --port P [--interval-ms E] [--events K] [--backlog B]\n");
+        fprintf(stderr, "usage: ssemock --port P [--interval-ms E] [--events K] [--backlog B] "
+                        "[--slack-us S]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
