@@ -37,11 +37,8 @@
  * hold mode after open-timeout + hold.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,10 +50,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http1.h"
+#include "h1client.h"
 
 #define BUFSZ 4096 /* a response head or a chunk-size line must fit */
-#define MAXHDR 16
 
 enum { C_CONNECTING, C_IDLE, C_BUSY, C_HELD, C_DEAD };
 
@@ -68,24 +64,12 @@ typedef struct {
     char *buf;
 } conn_t;
 
-static const char *host = "127.0.0.1", *path = "/", *body = "";
-static const char *hdrs[MAXHDR];
-static int nhdrs, port;
-static char *req;
-static size_t reqlen;
+static h1_target_t tg;
 static int ep, tfd;
-static struct sockaddr_in sa;
 
 /* counters */
 static long long n_conn_err, n_status_err, n_eof_err, n_ended;
 static int last_bad_status;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void die(const char *m)
 {
@@ -93,39 +77,14 @@ static void die(const char *m)
     exit(1);
 }
 
-static void build_request(void)
-{
-    size_t cap = 1024 + strlen(path) + strlen(body);
-    for (int i = 0; i < nhdrs; i++)
-        cap += strlen(hdrs[i]) + 2;
-    req = malloc(cap);
-    if (!req)
-        die("malloc");
-    int n = snprintf(req, cap,
-                     "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                     "Authorization: Bearer sk-client\r\nContent-Length: %zu\r\n",
-                     path, host, port, strlen(body));
-    for (int i = 0; i < nhdrs; i++)
-        n += snprintf(req + n, cap - (size_t)n, "%s\r\n", hdrs[i]);
-    n += snprintf(req + n, cap - (size_t)n, "\r\n%s", body);
-    reqlen = (size_t)n;
-}
-
 static int open_conn(conn_t *c)
 {
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    c->fd = h1_connect(&tg);
     if (c->fd < 0)
         return -1;
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->state = C_CONNECTING;
     c->blen = 0;
     h1_reset(&c->h);
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
-        close(c->fd);
-        c->fd = -1;
-        return -1;
-    }
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     c->out_on = 1;
     if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
@@ -155,8 +114,8 @@ static void want_out(conn_t *c, int on)
 /* write what is left of the request; 0 ok (maybe partial), -1 error */
 static int flush_req(conn_t *c)
 {
-    while (c->outoff < reqlen) {
-        ssize_t w = send(c->fd, req + c->outoff, reqlen - c->outoff, MSG_NOSIGNAL);
+    while (c->outoff < tg.reqlen) {
+        ssize_t w = send(c->fd, tg.req + c->outoff, tg.reqlen - c->outoff, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EAGAIN)
                 break;
@@ -164,7 +123,7 @@ static int flush_req(conn_t *c)
         }
         c->outoff += (size_t)w;
     }
-    want_out(c, c->outoff < reqlen);
+    want_out(c, c->outoff < tg.reqlen);
     return 0;
 }
 
@@ -345,7 +304,7 @@ static int run_rate(double rate, double dur, double warm, int nconns)
                 idle[nidle++] = (int)(c - cs);
                 continue;
             }
-            if ((evs[i].events & EPOLLOUT) && c->state == C_BUSY && c->outoff < reqlen) {
+            if ((evs[i].events & EPOLLOUT) && c->state == C_BUSY && c->outoff < tg.reqlen) {
                 if (flush_req(c) < 0)
                     goto fail;
             }
@@ -484,7 +443,7 @@ static int run_hold(int n, int ramp, double open_to, double hold)
                 }
                 continue;
             }
-            if ((evs[i].events & EPOLLOUT) && c->outoff < reqlen) {
+            if ((evs[i].events & EPOLLOUT) && c->outoff < tg.reqlen) {
                 if (flush_req(c) < 0) {
                     fail_other++;
                     goto failed;
@@ -556,19 +515,12 @@ int main(int argc, char **argv)
         if (!v)
             usage();
         i++;
-        if (!strcmp(a, "--host"))
-            host = v;
-        else if (!strcmp(a, "--port"))
-            port = atoi(v);
-        else if (!strcmp(a, "--path"))
-            path = v;
-        else if (!strcmp(a, "--body"))
-            body = v;
-        else if (!strcmp(a, "--header")) {
-            if (nhdrs == MAXHDR)
-                usage();
-            hdrs[nhdrs++] = v;
-        } else if (!strcmp(a, "--rate"))
+        int took = h1_target_arg(&tg, a, v);
+        if (took < 0)
+            usage();
+        else if (took)
+            continue;
+        else if (!strcmp(a, "--rate"))
             rate = atof(v);
         else if (!strcmp(a, "--duration"))
             dur = atof(v);
@@ -587,17 +539,9 @@ int main(int argc, char **argv)
         else
             usage();
     }
-    if (port <= 0 || port > 65535)
-        usage();
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1 || (ntohl(sa.sin_addr.s_addr) >> 24) != 127) {
-        fprintf(stderr, "loadgen: --host must be a 127.x.x.x address\n");
+    if (h1_target_ready(&tg, "loadgen") < 0)
         return 2;
-    }
     signal(SIGPIPE, SIG_IGN);
-    build_request();
     ep = epoll_create1(EPOLL_CLOEXEC);
     tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (ep < 0 || tfd < 0)

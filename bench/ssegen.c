@@ -14,9 +14,11 @@
  * through the path; "d" and "i" give the emitter's own lag and the sequence.
  *
  * The steady phase runs from the moment every stream has started and got its
- * first event (or failed) — not before t0 + R + 0.2 s — until t0 + (K-1)*E,
- * when the first stream's last event is due: all N streams open, no stream
- * starting or ending. Over it this measures the CPU time (utime + stime in
+ * first event (or failed) — not before t0 + R + 0.2 s, and not after half of
+ * what is left, if some never get one — until t0 + (K-1)*E, when the first
+ * stream's last event is due: all N streams open, no stream starting or
+ * ending (steady_open: connections held then; steady_waiting: of those, still
+ * without a first event). Over it this measures the CPU time (utime + stime in
  * /proc, all threads) of --pids and of --upstream-pids and its own, each
  * divided by the events that arrived; the largest VmRSS of --pids (sampled
  * every 200 ms); the delay distribution; and the CPU the rest of the machine
@@ -25,10 +27,7 @@
  * streams still open then count as errors (err_timeout).
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,11 +39,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http1.h"
+#include "h1client.h"
 
 #define BUFSZ 4096  /* receive buffer per stream */
 #define EV_MAX 4096 /* one SSE event */
-#define MAXHDR 16
 #define MAXPIDS 16
 #define NBUCKETS 29801
 #define MS 1000000ull
@@ -66,12 +64,8 @@ typedef struct {
     uint32_t b[NBUCKETS];
 } hist_t;
 
-static const char *host = "127.0.0.1", *path = "/", *body = "";
-static const char *hdrs[MAXHDR];
-static int nhdrs, port, ep, n_events = 400;
-static char *req;
-static size_t reqlen;
-static struct sockaddr_in sa;
+static h1_target_t tg;
+static int ep, n_events = 400;
 static int pids[MAXPIDS], npids, up_pids[MAXPIDS], nup_pids;
 static uint64_t arrival, interval_ns = 25 * MS;
 static int steady_on;
@@ -80,13 +74,6 @@ static long long n_completed, n_opened, ev_total, ev_steady, err_connect, err_st
     err_incomplete, err_gap, err_event, err_timeout;
 static int last_status;
 static hist_t h_delay, h_delay_all, h_uplag, h_ttfe, h_startlag;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void die(const char *m)
 {
@@ -143,24 +130,29 @@ static int parse_pids(const char *s, int *out)
     return n;
 }
 
+/* Reads /proc/PID/WHAT into buf (NUL-terminated); its length, 0 if gone. */
+static size_t read_proc(int pid, const char *what, char *buf, size_t cap)
+{
+    char fn[64];
+    snprintf(fn, sizeof fn, "/proc/%d/%s", pid, what);
+    FILE *f = fopen(fn, "r");
+    size_t len = f ? fread(buf, 1, cap - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[len] = 0;
+    return len;
+}
+
 /* utime + stime of the processes, in clock ticks (all threads, live or not). */
 static long long cpu_ticks(const int *p, int n)
 {
     long long t = 0;
     for (int i = 0; i < n; i++) {
-        char fn[64], line[1024];
-        snprintf(fn, sizeof fn, "/proc/%d/stat", p[i]);
-        FILE *f = fopen(fn, "r");
-        if (!f)
-            continue;
-        size_t len = fread(line, 1, sizeof line - 1, f);
-        fclose(f);
-        line[len] = 0;
-        char *s = strrchr(line, ')');
+        char line[1024], *s;
         unsigned long long ut, st;
-        /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime
-         * stime */
-        if (s &&
+        /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+         * utime stime */
+        if (read_proc(p[i], "stat", line, sizeof line) && (s = strrchr(line, ')')) &&
             sscanf(s + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) == 2)
             t += (long long)(ut + st);
     }
@@ -171,15 +163,9 @@ static long long rss_kb(const int *p, int n)
 {
     long long kb = 0;
     for (int i = 0; i < n; i++) {
-        char fn[64], line[256];
-        snprintf(fn, sizeof fn, "/proc/%d/status", p[i]);
-        FILE *f = fopen(fn, "r");
-        if (!f)
-            continue;
-        while (fgets(line, sizeof line, f))
-            if (strncmp(line, "VmRSS:", 6) == 0)
-                kb += atoll(line + 6);
-        fclose(f);
+        char buf[4096], *v;
+        if (read_proc(p[i], "status", buf, sizeof buf) && (v = strstr(buf, "\nVmRSS:")))
+            kb += atoll(v + 7);
     }
     return kb;
 }
@@ -268,23 +254,6 @@ static void on_body(void *ud, const char *p, size_t n)
 }
 
 /* ------------------------------------------------------------ streams */
-static void build_request(void)
-{
-    size_t cap = 1024 + strlen(path) + strlen(body);
-    for (int i = 0; i < nhdrs; i++)
-        cap += strlen(hdrs[i]) + 2;
-    if (!(req = malloc(cap)))
-        die("malloc");
-    int n = snprintf(req, cap,
-                     "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                     "Authorization: Bearer sk-client\r\nContent-Length: %zu\r\n",
-                     path, host, port, strlen(body));
-    for (int i = 0; i < nhdrs; i++)
-        n += snprintf(req + n, cap - (size_t)n, "%s\r\n", hdrs[i]);
-    n += snprintf(req + n, cap - (size_t)n, "\r\n%s", body);
-    reqlen = (size_t)n;
-}
-
 static void finish(stream_t *s, int state)
 {
     if (s->fd >= 0) {
@@ -313,18 +282,10 @@ static void start(stream_t *s, uint64_t now)
     h1_reset(&s->h);
     s->buf = malloc(BUFSZ);
     s->ev = malloc(EV_MAX);
-    s->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (!s->buf || !s->ev || s->fd < 0) {
-        err_connect++;
-        finish(s, S_FAILED);
-        return;
-    }
-    int one = 1;
-    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    s->fd = s->buf && s->ev ? h1_connect(&tg) : -1;
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = s};
     s->out_on = 1;
-    if ((connect(s->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) ||
-        epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev) < 0) {
+    if (s->fd < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev) < 0) {
         err_connect++;
         finish(s, S_FAILED);
     }
@@ -367,8 +328,8 @@ static void on_io(stream_t *s, uint32_t events)
         }
         s->state = S_READING;
     }
-    if ((events & EPOLLOUT) && s->outoff < reqlen) {
-        ssize_t w = send(s->fd, req + s->outoff, reqlen - s->outoff, MSG_NOSIGNAL);
+    if ((events & EPOLLOUT) && s->outoff < tg.reqlen) {
+        ssize_t w = send(s->fd, tg.req + s->outoff, tg.reqlen - s->outoff, MSG_NOSIGNAL);
         if (w < 0 && errno != EAGAIN) {
             err_connect++;
             finish(s, S_FAILED);
@@ -376,7 +337,7 @@ static void on_io(stream_t *s, uint32_t events)
         }
         s->outoff += w > 0 ? (size_t)w : 0;
     }
-    want_out(s, s->outoff < reqlen);
+    want_out(s, s->outoff < tg.reqlen);
     if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
         return;
     for (;;) {
@@ -422,8 +383,8 @@ static void take_mark(mark_t *m, uint64_t now)
     m->events = ev_total;
 }
 
-static void report(int n, mark_t *b, mark_t *e, int steady_open, long long rss_before,
-                   long long rss_steady)
+static void report(int n, mark_t *b, mark_t *e, int steady_open, int steady_wait,
+                   long long rss_before, long long rss_steady)
 {
     double tick_us = 1e6 / (double)sysconf(_SC_CLK_TCK), secs = 0, evs = 0;
     double cpu = 0, up = 0, self = 0, other = 0;
@@ -444,7 +405,8 @@ static void report(int n, mark_t *b, mark_t *e, int steady_open, long long rss_b
         "RESULT streams=%d opened=%lld completed=%lld errors=%lld err_connect=%lld err_status=%lld "
         "err_closed=%lld err_incomplete=%lld err_gap=%lld err_event=%lld err_timeout=%lld "
         "last_status=%d "
-        "events=%lld steady_s=%.2f steady_open=%d steady_events=%.0f steady_eps=%.0f "
+        "events=%lld steady_s=%.2f steady_open=%d steady_waiting=%d steady_events=%.0f "
+        "steady_eps=%.0f "
         "offered_eps=%.0f "
         "cpu_us_per_event=%.2f up_cpu_us_per_event=%.2f self_cpu_us_per_event=%.2f cpu_pct=%.1f "
         "other_pct=%.0f "
@@ -454,7 +416,7 @@ static void report(int n, mark_t *b, mark_t *e, int steady_open, long long rss_b
         "ttfe_p99_ms=%.3f "
         "start_lag_p99_ms=%.3f\n",
         n, n_opened, n_completed, errors, err_connect, err_status, err_closed, err_incomplete,
-        err_gap, err_event, err_timeout, last_status, ev_total, secs, steady_open, evs,
+        err_gap, err_event, err_timeout, last_status, ev_total, secs, steady_open, steady_wait, evs,
         secs > 0 ? evs / secs : 0, n * 1e9 / (double)interval_ns, evs > 0 ? cpu / evs : 0,
         evs > 0 ? up / evs : 0, evs > 0 ? self / evs : 0, secs > 0 ? cpu / (secs * 1e4) : 0, other,
         rss_before, rss_steady, hist_ms(&h_delay, 0.5), hist_ms(&h_delay, 0.99),
@@ -484,7 +446,7 @@ static int run(int n, double ramp_s, double timeout_s)
     }
     long long rss_before = rss_kb(pids, npids), rss_steady = 0;
     mark_t b = {0}, e = {0};
-    int next = 0, steady_open = 0;
+    int next = 0, steady_open = 0, steady_wait = 0;
     for (;;) {
         uint64_t now = now_ns();
         while (next < n && ss[next].due <= now)
@@ -493,7 +455,8 @@ static int run(int n, double ramp_s, double timeout_s)
             (!waiting || now >= force_from)) {
             take_mark(&b, now);
             steady_on = 1;
-            steady_open = active - waiting;
+            steady_open = active; /* connections held, first event or not */
+            steady_wait = waiting;
             next_rss = now;
         }
         if (steady_on && now >= next_rss) {
@@ -529,7 +492,8 @@ static int run(int n, double ramp_s, double timeout_s)
             finish(&ss[i], S_FAILED);
         }
     err_timeout += n - next;
-    report(n, &b, &e, steady_open, rss_before, rss_steady);
+    report(n, &b, &e, steady_open, steady_wait, rss_before, rss_steady);
+    free(ss);
     return 0;
 }
 
@@ -548,18 +512,11 @@ int main(int argc, char **argv)
     double ramp = 2.5, timeout = 10;
     for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v)
+        int took = v ? h1_target_arg(&tg, a, v) : -1;
+        if (took < 0)
             usage();
-        if (!strcmp(a, "--host"))
-            host = v;
-        else if (!strcmp(a, "--port"))
-            port = atoi(v);
-        else if (!strcmp(a, "--path"))
-            path = v;
-        else if (!strcmp(a, "--body"))
-            body = v;
-        else if (!strcmp(a, "--header") && nhdrs < MAXHDR)
-            hdrs[nhdrs++] = v;
+        else if (took)
+            continue;
         else if (!strcmp(a, "--streams"))
             n = atoi(v);
         else if (!strcmp(a, "--events"))
@@ -577,15 +534,10 @@ int main(int argc, char **argv)
         else
             usage();
     }
-    if (port <= 0 || port > 65535 || n <= 0 || n_events <= 0 || ramp < 0 || timeout <= 0 ||
-        !interval_ns)
+    if (n <= 0 || n_events <= 0 || ramp < 0 || timeout <= 0 || !interval_ns)
         usage();
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1 || (ntohl(sa.sin_addr.s_addr) >> 24) != 127) {
-        fprintf(stderr, "ssegen: --host must be a 127.x.x.x address\n");
+    if (h1_target_ready(&tg, "ssegen") < 0)
         return 2;
-    }
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
@@ -598,7 +550,6 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
-    build_request();
     if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
         die("epoll_create1");
     return run(n, ramp, timeout);

@@ -214,27 +214,28 @@ static void emit_due(void)
     }
 }
 
-/* Whether the body has `"key": true` (JSON as any client writes it). */
-static int has_true(const char *b, size_t n, const char *key)
+/* Where the value of the member "key" starts in the body (JSON as any
+ * client writes it), or NULL. */
+static const char *value_of(const char *b, size_t n, const char *key)
 {
     const char *k = memmem(b, n, key, strlen(key)), *e = b + n;
     if (!k)
-        return 0;
-    k += strlen(key);
-    while (k < e && (*k == '"' || *k == ' ' || *k == ':'))
-        k++;
-    return e - k >= 4 && memcmp(k, "true", 4) == 0;
+        return NULL;
+    for (k += strlen(key); k < e && (*k == '"' || *k == ' ' || *k == ':'); k++)
+        ;
+    return k;
+}
+
+static int has_true(const char *b, size_t n, const char *key)
+{
+    const char *v = value_of(b, n, key);
+    return v && (size_t)(b + n - v) >= 4 && memcmp(v, "true", 4) == 0;
 }
 
 static long int_member(const char *b, size_t n, const char *key)
 {
-    const char *k = memmem(b, n, key, strlen(key)), *e = b + n;
-    if (!k)
-        return -1;
-    k += strlen(key);
-    while (k < e && (*k == '"' || *k == ' ' || *k == ':'))
-        k++;
-    return k < e && *k >= '0' && *k <= '9' ? strtol(k, NULL, 10) : -1;
+    const char *v = value_of(b, n, key);
+    return v && v < b + n && *v >= '0' && *v <= '9' ? strtol(v, NULL, 10) : -1;
 }
 
 static int answer(conn_t *c, const char *status, const char *ctype, const char *body)
