@@ -45,6 +45,7 @@
 #define IN_MAX 8192           /* a request head + body must fit */
 #define OUT_MAX (1024 * 1024) /* unsent bytes held for a peer that does not read */
 #define EVENT_MAX 512
+#define EMIT_BATCH 256 /* events sent between two looks at the sockets */
 
 enum { S_READ, S_STREAM };
 
@@ -197,9 +198,12 @@ static int emit(conn_t *c, uint64_t due)
 
 static int serve(conn_t *c);
 
+/* Sends what is due, at most EMIT_BATCH events: behind schedule, new
+ * connections and requests must still be served, or their first events
+ * would wait until the backlog is gone. */
 static void emit_due(void)
 {
-    while (ring_len) {
+    for (int sent = 0; ring_len && sent < EMIT_BATCH;) {
         slot_t s = ring[ring_head];
         conn_t *c = conns[s.fd];
         if (c && c->serial == s.serial && c->state == S_STREAM && c->due > now_ns() + slack_ns)
@@ -209,6 +213,7 @@ static void emit_due(void)
         if (!c || c->serial != s.serial || c->state != S_STREAM)
             continue; /* the stream ended or its connection closed */
         /* at the stream's end: a request that came in meanwhile, or close */
+        sent++;
         if (emit(c, c->due) < 0 || (c->state == S_READ && serve(c) < 0))
             close_conn(c);
     }
