@@ -430,8 +430,9 @@ int main(int argc, char **argv)
          * due, spread as a real population of streams spreads them, not in
          * millisecond bursts that would queue behind each other in a relay. */
         struct timespec ts, *tp = NULL;
-        if (ring_len) {
-            uint64_t now = now_ns(), due = conns[ring[ring_head].fd]->due,
+        if (ring_len) { /* a stale head (stream gone) is popped at once */
+            const conn_t *h = conns[ring[ring_head].fd];
+            uint64_t now = now_ns(), due = h && h->serial == ring[ring_head].serial ? h->due : 0,
                      wait = due > now ? due - now : 0;
             ts.tv_sec = (time_t)(wait / 1000000000ull);
             ts.tv_nsec = (long)(wait % 1000000000ull);
