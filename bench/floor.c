@@ -315,6 +315,7 @@ static void unqueue_unpause(req_t *r)
         if (*pp == r) {
             *pp = r->next_unpause;
             r->unpause_queued = 0;
+            return;
         }
 }
 

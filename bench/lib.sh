@@ -4,6 +4,8 @@
 # free ports, /proc readings, nginx config rendering, readiness waits, and
 # starting nginx, Meridian and Portkey. Traffic stays on 127.0.0.1.
 # shellcheck shell=bash
+# The variables these functions set are their results, read by the callers:
+# shellcheck disable=SC2034
 
 BENCH=$ROOT/bench
 NPROC=$(nproc 2>/dev/null || echo 1)
