@@ -37,55 +37,39 @@
  * hold mode after open-timeout + hold.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "h1client.h"
+
 #define BUFSZ 4096 /* a response head or a chunk-size line must fit */
-#define MAXHDR 16
 
 enum { C_CONNECTING, C_IDLE, C_BUSY, C_HELD, C_DEAD };
-enum { P_HEAD, P_CL, P_CSIZE, P_CDATA, P_CCRLF, P_TRAILER, P_EOF };
 
 typedef struct {
-    int fd, state, phase, chunked, close_after, status, got_first, idx, out_on;
-    long long remain;
+    int fd, state, got_first, idx, out_on;
+    h1_resp_t h;
     size_t outoff, blen;
     uint64_t due, sent, first;
     char *buf;
 } conn_t;
 
-static const char *host = "127.0.0.1", *path = "/", *body = "";
-static const char *hdrs[MAXHDR];
-static int nhdrs, port;
-static char *req;
-static size_t reqlen;
+static h1_target_t tg;
 static int ep, tfd;
-static struct sockaddr_in sa;
 
 /* counters */
 static long long n_conn_err, n_status_err, n_eof_err, n_ended;
 static int last_bad_status;
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void die(const char *m)
 {
@@ -93,39 +77,14 @@ static void die(const char *m)
     exit(1);
 }
 
-static void build_request(void)
-{
-    size_t cap = 1024 + strlen(path) + strlen(body);
-    for (int i = 0; i < nhdrs; i++)
-        cap += strlen(hdrs[i]) + 2;
-    req = malloc(cap);
-    if (!req)
-        die("malloc");
-    int n = snprintf(req, cap,
-                     "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                     "Authorization: Bearer sk-client\r\nContent-Length: %zu\r\n",
-                     path, host, port, strlen(body));
-    for (int i = 0; i < nhdrs; i++)
-        n += snprintf(req + n, cap - (size_t)n, "%s\r\n", hdrs[i]);
-    n += snprintf(req + n, cap - (size_t)n, "\r\n%s", body);
-    reqlen = (size_t)n;
-}
-
 static int open_conn(conn_t *c)
 {
-    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    c->fd = h1_connect(&tg);
     if (c->fd < 0)
         return -1;
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->state = C_CONNECTING;
     c->blen = 0;
-    c->phase = P_HEAD;
-    if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
-        close(c->fd);
-        c->fd = -1;
-        return -1;
-    }
+    h1_reset(&c->h);
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
     c->out_on = 1;
     if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
@@ -155,8 +114,8 @@ static void want_out(conn_t *c, int on)
 /* write what is left of the request; 0 ok (maybe partial), -1 error */
 static int flush_req(conn_t *c)
 {
-    while (c->outoff < reqlen) {
-        ssize_t w = send(c->fd, req + c->outoff, reqlen - c->outoff, MSG_NOSIGNAL);
+    while (c->outoff < tg.reqlen) {
+        ssize_t w = send(c->fd, tg.req + c->outoff, tg.reqlen - c->outoff, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EAGAIN)
                 break;
@@ -164,7 +123,7 @@ static int flush_req(conn_t *c)
         }
         c->outoff += (size_t)w;
     }
-    want_out(c, c->outoff < reqlen);
+    want_out(c, c->outoff < tg.reqlen);
     return 0;
 }
 
@@ -173,13 +132,9 @@ static int send_req(conn_t *c, uint64_t due)
     c->state = C_BUSY;
     c->due = due;
     c->got_first = 0;
-    c->phase = P_HEAD;
     c->blen = 0;
     c->outoff = 0;
-    c->chunked = 0;
-    c->close_after = 0;
-    c->status = 0;
-    c->remain = -1;
+    h1_reset(&c->h);
     c->sent = now_ns();
     return flush_req(c);
 }
@@ -192,114 +147,11 @@ static void mark_first(conn_t *c)
     }
 }
 
-static void parse_head(conn_t *c, size_t hlen)
+static void on_body(void *ud, const char *p, size_t n)
 {
-    char *p = c->buf, *end = c->buf + hlen;
-    c->status = 0;
-    if (hlen > 12 && strncmp(p, "HTTP/1.", 7) == 0)
-        c->status = atoi(p + 9);
-    c->remain = -1;
-    while (p < end) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl)
-            break;
-        *nl = 0;
-        if (strncasecmp(p, "content-length:", 15) == 0)
-            c->remain = atoll(p + 15);
-        else if (strncasecmp(p, "transfer-encoding:", 18) == 0 && strcasestr(p, "chunked"))
-            c->chunked = 1;
-        else if (strncasecmp(p, "connection:", 11) == 0 && strcasestr(p, "close"))
-            c->close_after = 1;
-        p = nl + 1;
-    }
-    if (c->chunked)
-        c->phase = P_CSIZE;
-    else if (c->remain >= 0)
-        c->phase = P_CL;
-    else
-        c->phase = P_EOF, c->close_after = 1;
-}
-
-/*
- * Consume c->buf. Returns 1 when the response is complete, 0 when more
- * is needed, -1 on a protocol error.
- */
-static int parse(conn_t *c)
-{
-    size_t off = 0;
-    int done = 0;
-    while (!done) {
-        char *b = c->buf + off;
-        size_t n = c->blen - off;
-        if (c->phase == P_HEAD) {
-            char *e = memmem(b, n, "\r\n\r\n", 4);
-            if (!e) {
-                if (n >= BUFSZ - 1)
-                    return -1;
-                break;
-            }
-            size_t hl = (size_t)(e - b) + 4;
-            if (off) {
-                memmove(c->buf, b, n);
-                c->blen = n;
-                off = 0;
-            }
-            parse_head(c, hl);
-            off = hl;
-            if (c->phase == P_CL && c->remain == 0)
-                done = 1;
-        } else if (c->phase == P_CL || c->phase == P_CDATA || c->phase == P_EOF) {
-            if (!n)
-                break;
-            mark_first(c);
-            if (c->phase == P_EOF) {
-                off += n;
-                continue;
-            }
-            size_t take = (size_t)c->remain < n ? (size_t)c->remain : n;
-            c->remain -= (long long)take;
-            off += take;
-            if (c->remain == 0) {
-                if (c->phase == P_CL)
-                    done = 1;
-                else
-                    c->phase = P_CCRLF;
-            }
-        } else if (c->phase == P_CCRLF) {
-            if (n < 2)
-                break;
-            off += 2;
-            c->phase = P_CSIZE;
-        } else if (c->phase == P_CSIZE || c->phase == P_TRAILER) {
-            char *nl = memchr(b, '\n', n);
-            if (!nl) {
-                if (n >= 512)
-                    return -1;
-                break;
-            }
-            size_t ll = (size_t)(nl - b) + 1;
-            if (c->phase == P_TRAILER) {
-                if (ll <= 2)
-                    done = 1;
-            } else {
-                long long sz = strtoll(b, NULL, 16);
-                if (sz < 0)
-                    return -1;
-                if (sz == 0)
-                    c->phase = P_TRAILER;
-                else {
-                    c->remain = sz;
-                    c->phase = P_CDATA;
-                }
-            }
-            off += ll;
-        }
-    }
-    if (off) {
-        memmove(c->buf, c->buf + off, c->blen - off);
-        c->blen -= off;
-    }
-    return done;
+    (void)p;
+    (void)n;
+    mark_first(ud);
 }
 
 /* read all available; 1 response complete, 0 more needed, -1 error/EOF */
@@ -317,12 +169,12 @@ static int on_readable(conn_t *c, int *eof)
         }
         if (r == 0) {
             *eof = 1;
-            if (c->phase == P_EOF)
+            if (c->h.phase == H1_EOF)
                 return 1;
             return -1;
         }
         c->blen += (size_t)r;
-        int p = parse(c);
+        int p = h1_parse(&c->h, c->buf, &c->blen, BUFSZ, on_body, c);
         if (p != 0)
             return p;
     }
@@ -452,7 +304,7 @@ static int run_rate(double rate, double dur, double warm, int nconns)
                 idle[nidle++] = (int)(c - cs);
                 continue;
             }
-            if ((evs[i].events & EPOLLOUT) && c->state == C_BUSY && c->outoff < reqlen) {
+            if ((evs[i].events & EPOLLOUT) && c->state == C_BUSY && c->outoff < tg.reqlen) {
                 if (flush_req(c) < 0)
                     goto fail;
             }
@@ -485,17 +337,17 @@ static int run_rate(double rate, double dur, double warm, int nconns)
                 uint64_t t = now_ns();
                 last_done = t;
                 if (c->due >= first_measured) {
-                    if (c->status == 200) {
+                    if (c->h.status == 200) {
                         lat[nlat++] = t - c->due;
                         if (c->got_first)
                             ttfb[nttfb++] = c->first - c->due;
                     } else {
                         n_status_err++;
-                        last_bad_status = c->status;
+                        last_bad_status = c->h.status;
                     }
                 }
             }
-            if (c->close_after || eof) {
+            if (c->h.close_after || eof) {
                 close_conn(c);
                 if (open_conn(c) < 0)
                     die("reconnect");
@@ -591,7 +443,7 @@ static int run_hold(int n, int ramp, double open_to, double hold)
                 }
                 continue;
             }
-            if ((evs[i].events & EPOLLOUT) && c->outoff < reqlen) {
+            if ((evs[i].events & EPOLLOUT) && c->outoff < tg.reqlen) {
                 if (flush_req(c) < 0) {
                     fail_other++;
                     goto failed;
@@ -601,9 +453,9 @@ static int run_hold(int n, int ramp, double open_to, double hold)
                 continue;
             {
                 int eof, r = on_readable(c, &eof);
-                if (c->state == C_BUSY && c->phase != P_HEAD && c->status != 200) {
+                if (c->state == C_BUSY && c->h.phase != H1_HEAD && c->h.status != 200) {
                     fail_status++;
-                    bad_status = c->status;
+                    bad_status = c->h.status;
                     goto failed;
                 }
                 if (c->state == C_BUSY && c->got_first) {
@@ -663,19 +515,12 @@ int main(int argc, char **argv)
         if (!v)
             usage();
         i++;
-        if (!strcmp(a, "--host"))
-            host = v;
-        else if (!strcmp(a, "--port"))
-            port = atoi(v);
-        else if (!strcmp(a, "--path"))
-            path = v;
-        else if (!strcmp(a, "--body"))
-            body = v;
-        else if (!strcmp(a, "--header")) {
-            if (nhdrs == MAXHDR)
-                usage();
-            hdrs[nhdrs++] = v;
-        } else if (!strcmp(a, "--rate"))
+        int took = h1_target_arg(&tg, a, v);
+        if (took < 0)
+            usage();
+        else if (took)
+            continue;
+        else if (!strcmp(a, "--rate"))
             rate = atof(v);
         else if (!strcmp(a, "--duration"))
             dur = atof(v);
@@ -694,17 +539,9 @@ int main(int argc, char **argv)
         else
             usage();
     }
-    if (port <= 0 || port > 65535)
-        usage();
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1 || (ntohl(sa.sin_addr.s_addr) >> 24) != 127) {
-        fprintf(stderr, "loadgen: --host must be a 127.x.x.x address\n");
+    if (h1_target_ready(&tg, "loadgen") < 0)
         return 2;
-    }
     signal(SIGPIPE, SIG_IGN);
-    build_request();
     ep = epoll_create1(EPOLL_CLOEXEC);
     tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (ep < 0 || tfd < 0)
