@@ -132,7 +132,17 @@ static const char *const SCRIPTS[S__COUNT] = {TXN_LUA, POLL_LUA, PUB_LUA, BEAT_L
 
 /* ---- connections and commands ---------------------------------------- */
 
-typedef enum { C_TXN, C_REPLAY, C_KV_GET, C_KV_SET, C_FIRE, C_LOAD, C_POLL, C_BEAT } cmd_kind_t;
+typedef enum {
+    C_TXN,
+    C_REPLAY,
+    C_KV_GET,
+    C_KV_SET,
+    C_FIRE,
+    C_LOAD,
+    C_POLL,
+    C_BEAT,
+    C_PING
+} cmd_kind_t;
 
 typedef struct cmd cmd_t;
 typedef struct mr_redis_conn rconn_t;
@@ -158,6 +168,7 @@ struct mr_redis_conn {
     mr_state_loop_t *sl;
     redisAsyncContext *ac;
     rc_state_t state;
+    bool ever_up; /* before the first connection, calls wait for it (bounded) */
     bool counted_up;
     bool warned;
     uv_timer_t cmd_timer;
@@ -169,10 +180,12 @@ struct mr_redis_conn {
     char sha[S__COUNT][41];
     uint64_t last_beat_ms;
     bool replaying, polling, beating;
+    unsigned open_timers;
 };
 
 static void rc_connect(rconn_t *rc);
 static void rc_drop(rconn_t *rc);
+static void confirmed_up(rconn_t *rc);
 
 static uint64_t loop_now(const rconn_t *rc)
 {
@@ -469,6 +482,10 @@ static void on_answer(rconn_t *rc, cmd_t *c, const redisReply *r)
         if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
             atomic_store(&rc->sl->st->live, (uint_fast64_t)r->integer);
         break;
+    case C_PING:
+        if (r->type == REDIS_REPLY_STATUS)
+            confirmed_up(rc);
+        break;
     case C_FIRE:
         if (r->type == REDIS_REPLY_ERROR && !rc->warned) {
             mr_warn("state: Redis refused a command: %s", r->str);
@@ -544,13 +561,18 @@ static void went_down(rconn_t *rc)
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     rconn_t *rc = ac->data;
-    if (!rc)
-        return;
-    if (status != REDIS_OK) {
+    if (rc && status != REDIS_OK)
         went_down(rc); /* hiredis frees the context after this */
+}
+
+/* The first answer on a new connection: Redis is serving, not just
+ * accepting connections (a stopped server's kernel still does that). */
+static void confirmed_up(rconn_t *rc)
+{
+    if (rc->state != RC_CONNECTING)
         return;
-    }
     rc->state = RC_UP;
+    rc->ever_up = true;
     rc->backoff_ms = 0;
     rc->warned = false;
     rc->counted_up = true;
@@ -613,6 +635,12 @@ static void send_setup(rconn_t *rc)
         else
             free(c);
     }
+    cmd_t *c = new_cmd(rc, C_PING);
+    const char *ping[] = {"PING"};
+    if (c && redisAsyncCommandArgv(rc->ac, on_reply, c, 1, ping, NULL) == REDIS_OK)
+        pending_add(rc, c);
+    else
+        free(c);
 }
 
 static void rc_connect(rconn_t *rc)
@@ -654,11 +682,19 @@ static void on_cmd_timer(uv_timer_t *t)
 
 /* ---- the interface (state_int.h) ------------------------------------- */
 
+/* Calls go to Redis when it is up, or while the very first connection is
+ * being made (bounded by the command timeout); otherwise they take the
+ * outage path at once. */
+static bool accepting(const rconn_t *rc)
+{
+    return rc->state == RC_UP || (rc->state == RC_CONNECTING && !rc->ever_up);
+}
+
 void mr_redis_exec(mr_state_loop_t *sl, const mr_state_txn_t *t, mr_state_cb cb, void *arg)
 {
     rconn_t *rc = sl->rc;
     cmd_t *c;
-    if (rc->state == RC_DOWN || (c = new_cmd(rc, C_TXN)) == NULL) {
+    if (!accepting(rc) || (c = new_cmd(rc, C_TXN)) == NULL) {
         mr_state_outage_exec(sl, t, cb, arg);
         return;
     }
@@ -716,7 +752,7 @@ void mr_redis_hint_publish(mr_state_loop_t *sl, const char *target, uint64_t unt
 {
     rconn_t *rc = sl->rc;
     char until_s[24], ttl_s[24];
-    if (rc->state == RC_DOWN)
+    if (!accepting(rc))
         return; /* the others learn it from their own failures meanwhile */
     snprintf(until_s, sizeof(until_s), "%" PRIu64, until_ms);
     snprintf(ttl_s, sizeof(ttl_s), "%d", HINTS_TTL_MS);
@@ -728,7 +764,7 @@ static int kv_send(mr_state_loop_t *sl, cmd_kind_t kind, int argc, const char **
                    const size_t *lens, mr_state_kv_cb cb, void *arg)
 {
     rconn_t *rc = sl->rc;
-    cmd_t *c = rc->state == RC_DOWN ? NULL : new_cmd(rc, kind);
+    cmd_t *c = accepting(rc) ? new_cmd(rc, kind) : NULL;
     if (c) {
         c->kcb = cb;
         c->arg = arg;
@@ -773,11 +809,12 @@ int mr_redis_kv_del(mr_state_loop_t *sl, const char *key)
     return kv_send(sl, C_FIRE, 2, argv, lens, NULL, NULL);
 }
 
+/* libuv runs close callbacks in no promised order: the last one frees. */
 static void timer_closed(uv_handle_t *h)
 {
     rconn_t *rc = h->data;
     mr_state_loop_t *sl = rc->sl;
-    if (h == (uv_handle_t *)&rc->retry_timer)
+    if (--rc->open_timers == 0)
         free(rc);
     mr_state_handle_closed(sl);
 }
@@ -816,6 +853,7 @@ void mr_redis_close(mr_state_loop_t *sl)
         redisAsyncFree(ac);
     }
     rc->state = RC_DOWN;
+    rc->open_timers = 2;
     sl->pending_closes += 2;
     uv_close((uv_handle_t *)&rc->cmd_timer, timer_closed);
     uv_close((uv_handle_t *)&rc->retry_timer, timer_closed);
