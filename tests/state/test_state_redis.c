@@ -164,6 +164,7 @@ static const mr_limits_key_spec_t keys[] = {
     {.name = "team", .budget_usd = 1.0, .budget_period = MR_PERIOD_DAY},
     {.name = "rpm30", .rpm = 30},
     {.name = "outage", .rpm = 30, .budget_usd = 1.0, .budget_period = MR_PERIOD_MONTH},
+    {.name = "par1", .max_parallel = 1},
 };
 /* $0.05 per request at the worst case */
 static const mr_limits_estimate_t est = {
@@ -395,6 +396,29 @@ static void set_burst(inst_t *in, size_t key, const int *n, uint64_t prompt, uin
     }
 }
 
+/* A cancelled admission gives its lease back when its answer arrives: the
+ * refresh is answered after it, so the next admission sees the lease gone. */
+static void second_admit(void *arg, mr_limits_req_t *r)
+{
+    inst_t *in = arg;
+    (void)r;
+    in->n = 1;
+    in->answered = in->allowed = 0;
+    if (mr_limits_admit(in->L, in->sl, &in->reqs[1], 3, &est, admitted, in) == MR_LIMITS_DONE)
+        classify(in, &in->reqs[1]);
+}
+
+static void job_cancel(inst_t *in)
+{
+    static mr_limits_req_t rr;
+    in->key = 3;
+    assert_int_equal(mr_limits_admit(in->L, in->sl, &in->reqs[0], 3, &est, admitted, in),
+                     MR_LIMITS_PENDING);
+    mr_limits_cancel(&in->reqs[0]);
+    if (mr_limits_refresh(in->L, in->sl, &rr, 3, second_admit, in) == MR_LIMITS_DONE)
+        second_admit(in, &rr);
+}
+
 /* ---- tests -------------------------------------------------------------- */
 
 static char cur_ns[48]; /* a fresh namespace per test */
@@ -550,6 +574,14 @@ static void test_hung(void **state)
     assert_true(until_ms(is_up, in, N_INST, 10000));
 }
 
+static void test_cancel(void **state)
+{
+    inst_t *in = *state;
+    post(&in[0], job_cancel);
+    assert_true(wait_job(&in[0]));
+    assert_int_equal(in[0].allowed, 1);
+}
+
 /* A settle or charge sent twice counts once; an instance restarted reads
  * the same spend. */
 static void test_idempotent_and_restart(void **state)
@@ -637,6 +669,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_outage_deny, setup_deny, teardown),
         cmocka_unit_test_setup_teardown(test_hung, setup_local, teardown),
         cmocka_unit_test_setup_teardown(test_idempotent_and_restart, setup_local, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel, setup_local, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     redis_kill(SIGTERM);

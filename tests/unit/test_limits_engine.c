@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "meridian/limits.h"
 
@@ -394,6 +395,37 @@ static void test_snapshot_and_spec(void **state)
     assert_string_equal(err, "keys.neg: budget_usd must be between 0 and 1e9");
 }
 
+/* Spend recorded by the engine survives a restart of the process (memory
+ * backend, state file). */
+static void test_restart_keeps_spend(void **state)
+{
+    fx_t *f = *state;
+    char file[64], err[256];
+    mr_limits_req_t r;
+    snprintf(file, sizeof(file), "/tmp/mr-limits-test-%d.json", (int)getpid());
+    unlink(file);
+    mr_state_opts_t o = {
+        .backend = MR_STATE_MEMORY, .clock = fake_clock, .clock_arg = f, .state_file = file};
+    mr_limits_spec_t spec = {.keys = keys, .n_keys = sizeof(keys) / sizeof(keys[0])};
+    for (int round = 0; round < 2; round++) {
+        mr_limits_free(f->L);
+        mr_state_loop_close(f->sl);
+        uv_run(&f->loop, UV_RUN_DEFAULT);
+        mr_state_free(f->st);
+        assert_int_equal(mr_state_new(&o, &f->st, err, sizeof(err)), 0);
+        assert_int_equal(mr_state_attach(f->st, &f->loop, &f->sl, err, sizeof(err)), 0);
+        assert_int_equal(mr_limits_new(f->st, &spec, &f->L, err, sizeof(err)), 0);
+        if (round == 0) {
+            admit(f, &r, 3);
+            mr_limits_attempt(f->L, &r, 0, &est.worst, never, NULL);
+            mr_limits_attempt_done(&r, &(mr_limits_usage_t){2000, 1000}, true);
+            mr_limits_finish(&r);
+        }
+    }
+    assert_int_equal(spent_nusd(f, 3), 50000000);
+    unlink(file);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -407,6 +439,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_budget_rollover, setup, teardown),
         cmocka_unit_test(test_durations),
         cmocka_unit_test_setup_teardown(test_snapshot_and_spec, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_restart_keeps_spend, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
