@@ -76,6 +76,7 @@ typedef struct mr_limits_call {
     uint8_t roles[MR_STATE_MAX_OPS];
     mr_limits_cb cb;
     void *arg;
+    unsigned holds;
     bool in_call, completed;
 } call_t;
 
@@ -383,7 +384,9 @@ static void refusal(mr_limits_t *L, const call_t *c, const mr_state_result_t *re
     if (role == ROLE_BUDGET || role == ROLE_PROV) {
         uint64_t start, end, now = mr_state_now(L->st);
         char id[24];
-        mr_budget_period_t p = role == ROLE_BUDGET ? k->period : L->provs[c->prov].period;
+        mr_budget_period_t p = role == ROLE_PROV ? L->provs[c->prov].period
+                               : k               ? k->period
+                                                 : MR_PERIOD_TOTAL;
         mr_limits_period(p, now, id, sizeof(id), &start, &end);
         v->outcome = role == ROLE_BUDGET ? MR_LIMITS_QUOTA : MR_LIMITS_PROVIDER_OVER;
         v->retry_after_s = end == UINT64_MAX ? 0 : secs_ceil(end - now);
@@ -463,6 +466,16 @@ static void undo(call_t *c, const mr_state_result_t *res)
         mr_state_exec(c->sl, &t, discard, NULL);
 }
 
+/* A call is held by its launcher until launch returns and by the state
+ * until the answer; the last to let go frees it. */
+static void call_release(call_t *c)
+{
+    if (--c->holds == 0) {
+        unref(c->L);
+        free(c);
+    }
+}
+
 static void on_state(void *arg, const mr_state_result_t *res)
 {
     call_t *c = arg;
@@ -474,16 +487,12 @@ static void on_state(void *arg, const mr_state_result_t *res)
     } else if (c->stage != STAGE_REFRESH) {
         verdict_of(c->L, c, res, r);
     }
-    if (c->in_call) {
-        c->completed = true; /* the launcher returns DONE and frees */
-        return;
-    }
-    if (r) {
+    c->completed = true;
+    if (r && !c->in_call) { /* answered later: the request is told */
         r->_call = NULL;
         c->cb(c->arg, r);
     }
-    unref(c->L);
-    free(c);
+    call_release(c);
 }
 
 static call_t *new_call(mr_limits_t *L, mr_state_loop_t *sl, mr_limits_req_t *r, int stage)
@@ -511,29 +520,27 @@ static mr_state_op_t *add_op(call_t *c, int role, mr_state_op_kind_t kind, const
     return op;
 }
 
-/* Runs c's txn: DONE (c freed) or PENDING. */
+/* Runs c's txn: DONE (answered already) or PENDING (cb follows). */
 static int launch(call_t *c, mr_limits_cb cb, void *arg)
 {
     mr_limits_req_t *r = c->r;
+    bool done;
     c->cb = cb;
     c->arg = arg;
     c->in_call = true;
+    c->holds = 2;
     if (mr_state_exec(c->sl, &c->txn, on_state, c) != 0) {
-        mr_state_result_t res;
-        memset(&res, 0, sizeof(res));
-        res.status = MR_STATE_UNAVAILABLE; /* malformed: a bug, but never a hang */
-        res.denied_op = -1;
-        on_state(c, &res);
+        c->holds--; /* no answer will come: a malformed txn is a bug, never a hang */
+        c->completed = true;
+        if (r)
+            r->verdict.outcome = MR_LIMITS_UNAVAILABLE;
     }
     c->in_call = false;
-    if (c->completed) {
-        unref(c->L);
-        free(c);
-        return MR_LIMITS_DONE;
-    }
-    if (r)
+    done = c->completed;
+    if (!done && r)
         r->_call = c;
-    return MR_LIMITS_PENDING;
+    call_release(c);
+    return done ? MR_LIMITS_DONE : MR_LIMITS_PENDING;
 }
 
 static int done_allow(mr_limits_req_t *r)
@@ -909,8 +916,6 @@ static json_t *usd(uint64_t nusd)
 static json_t *key_usage(const mr_limits_t *L, const lkey_t *k)
 {
     json_t *u = json_object();
-    uint64_t now = mr_state_now(L->st), start, end;
-    char id[24];
     if (k->rpm)
         json_object_set_new(u, "requests", json_integer((json_int_t)atomic_load(&k->c.req_used)));
     if (k->tpm)
@@ -918,7 +923,9 @@ static json_t *key_usage(const mr_limits_t *L, const lkey_t *k)
     if (k->par)
         json_object_set_new(u, "in_flight", json_integer((json_int_t)atomic_load(&k->c.in_flight)));
     if (k->budget) {
-        uint64_t spent = atomic_load(&k->c.spent), used = atomic_load(&k->c.used);
+        uint64_t spent = atomic_load(&k->c.spent), used = atomic_load(&k->c.used), start, end;
+        char id[24];
+        uint64_t now = mr_state_now(L->st);
         mr_limits_period(k->period, now, id, sizeof(id), &start, &end);
         json_object_set_new(u, "spent_usd", usd(spent));
         json_object_set_new(u, "reserved_usd", usd(used > spent ? used - spent : 0));

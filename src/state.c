@@ -538,7 +538,7 @@ int mr_state_kv_set(mr_state_loop_t *sl, const char *key, const char *val, size_
     if (st->o.backend == MR_STATE_REDIS)
         return mr_redis_kv_set(sl, key, val, len, ttl_ms, cb, arg);
     uint64_t now = mr_state_now(st);
-    int rc = mr_mem_kv_set(st->mem, key, val, len, now + ttl_ms, now);
+    int rc = mr_mem_kv_set(st->mem, key, val, len, now + ttl_ms);
     if (cb)
         cb(arg, rc == 0 ? MR_STATE_OK : MR_STATE_UNAVAILABLE, NULL, 0);
     return 0;

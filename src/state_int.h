@@ -39,8 +39,7 @@ void mr_mem_exec(mr_mem_t *m, const mr_state_txn_t *t, uint64_t now, unsigned di
 /* Redis said pool `key` is at `used`: the base the local share is cut from. */
 void mr_mem_note_remote(mr_mem_t *m, const char *key, uint64_t used, uint64_t now);
 void mr_mem_sweep(mr_mem_t *m, uint64_t now);
-int mr_mem_kv_set(mr_mem_t *m, const char *key, const char *val, size_t len, uint64_t expires_ms,
-                  uint64_t now);
+int mr_mem_kv_set(mr_mem_t *m, const char *key, const char *val, size_t len, uint64_t expires_ms);
 /* A malloc'd copy (caller frees) or NULL when absent. */
 char *mr_mem_kv_get(mr_mem_t *m, const char *key, uint64_t now, size_t *len);
 void mr_mem_kv_del(mr_mem_t *m, const char *key);

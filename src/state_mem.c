@@ -259,7 +259,8 @@ static uint64_t pool_key_ttl(const mr_state_op_t *op)
     return t < 3600000ULL && !op->key_ttl_ms ? 3600000ULL : t;
 }
 
-/* Closes an open reservation: charges `cost` (< 0: nothing) and frees it. */
+/* Closes an open reservation: charges `cost` (< 0: nothing) and frees it.
+ * s NULL: the caller took it out of its bucket already. */
 static void res_close(mr_mem_t *m, shard_t *s, entry_t *re, int64_t cost)
 {
     res_t *r = &re->u.res;
@@ -280,7 +281,8 @@ static void res_close(mr_mem_t *m, shard_t *s, entry_t *re, int64_t cost)
         p->tail = r->prev;
     if (p->persist)
         mark_dirty(m);
-    unlink_entry(s, re);
+    if (s)
+        unlink_entry(s, re);
     free(re);
 }
 
@@ -397,7 +399,7 @@ static uint64_t window_limit(uint64_t limit, unsigned div)
 {
     if (limit == 0 || div <= 1)
         return limit;
-    return limit / div ? limit / div : 1;
+    return (limit / div) ? (limit / div) : 1;
 }
 
 /* Check phase: true when op may proceed; fills r with the current values. */
@@ -482,18 +484,20 @@ static void apply_op(mr_mem_t *m, shard_t *s, const mr_state_op_t *op, uint64_t 
     }
 }
 
-static size_t lock_shards(mr_mem_t *m, const mr_state_txn_t *t, shard_t **s, shard_t **order)
+/* Locks the shards of t's ops, each once, in address order; returns how
+ * many are in `order`. */
+static size_t lock_shards(mr_mem_t *m, const mr_state_txn_t *t, shard_t **order)
 {
     size_t n = 0;
     for (unsigned i = 0; i < t->n; i++) {
-        s[i] = shard_of(m, t->ops[i].key);
+        shard_t *s = shard_of(m, t->ops[i].key);
         size_t j = 0;
-        while (j < n && order[j] < s[i])
+        while (j < n && order[j] < s)
             j++;
-        if (j < n && order[j] == s[i])
+        if (j < n && order[j] == s)
             continue;
-        memmove(order + j + 1, order + j, (n - j) * sizeof(*order));
-        order[j] = s[i];
+        memmove(order + j + 1, order + j, (n - j) * sizeof(shard_t *));
+        order[j] = s;
         n++;
     }
     for (size_t i = 0; i < n; i++)
@@ -504,20 +508,20 @@ static size_t lock_shards(mr_mem_t *m, const mr_state_txn_t *t, shard_t **s, sha
 void mr_mem_exec(mr_mem_t *m, const mr_state_txn_t *t, uint64_t now, unsigned div,
                  mr_state_result_t *res)
 {
-    shard_t *s[MR_STATE_MAX_OPS], *order[MR_STATE_MAX_OPS];
-    size_t n_locked = lock_shards(m, t, s, order);
+    shard_t *order[MR_STATE_MAX_OPS];
+    size_t n_locked = lock_shards(m, t, order);
 
     memset(res, 0, sizeof(*res));
     res->denied_op = -1;
     res->local = div > 0;
     for (unsigned i = 0; i < t->n && res->denied_op < 0; i++)
-        if (!check_op(m, s[i], &t->ops[i], now, div, &res->r[i]))
+        if (!check_op(m, shard_of(m, t->ops[i].key), &t->ops[i], now, div, &res->r[i]))
             res->denied_op = (int)i;
     if (res->denied_op >= 0)
         res->status = MR_STATE_DENIED;
     else
         for (unsigned i = 0; i < t->n; i++)
-            apply_op(m, s[i], &t->ops[i], now, &res->r[i]);
+            apply_op(m, shard_of(m, t->ops[i].key), &t->ops[i], now, &res->r[i]);
     while (n_locked)
         pthread_mutex_unlock(&order[--n_locked]->mu);
 }
@@ -550,14 +554,8 @@ static void free_entry(mr_mem_t *m, entry_t *e)
 }
 
 /* true when e may go now (expired, and for a pool: nothing open). */
-static bool sweep_one(mr_mem_t *m, shard_t *s, entry_t *e, uint64_t now)
+static bool sweep_due(const entry_t *e, uint64_t now)
 {
-    if (e->type == E_RES) {
-        if (e->expires_ms > now)
-            return false;
-        res_expire(m, s, e); /* unlinks and frees e */
-        return false;
-    }
     if (e->type == E_POOL)
         return !e->u.pool.head && e->expires_ms <= now;
     return e->expires_ms <= now;
@@ -571,24 +569,26 @@ void mr_mem_sweep(mr_mem_t *m, uint64_t now)
         for (size_t b = 0; b < SHARD_BUCKETS; b++) {
             entry_t **pp = &s->b[b];
             while (*pp) {
-                entry_t *e = *pp, *next = e->next;
-                bool is_res = e->type == E_RES && e->expires_ms <= now;
-                if (sweep_one(m, s, e, now)) {
-                    *pp = next;
-                    free_entry(m, e);
-                } else if (!is_res) {
+                entry_t *e = *pp;
+                if (!sweep_due(e, now)) {
                     pp = &e->next;
+                    continue;
                 }
+                *pp = e->next;
+                if (e->type == E_RES)
+                    res_expire(m, NULL, e); /* charged or dropped, and freed */
+                else
+                    free_entry(m, e);
             }
         }
         pthread_mutex_unlock(&s->mu);
     }
 }
 
-int mr_mem_kv_set(mr_mem_t *m, const char *key, const char *val, size_t len, uint64_t expires_ms,
-                  uint64_t now)
+int mr_mem_kv_set(mr_mem_t *m, const char *key, const char *val, size_t len, uint64_t expires_ms)
 {
     char k[MR_STATE_KEY_MAX + 2];
+    bool stored = false;
     if (len > MR_STATE_KV_VALUE_MAX || !sub_key(k, sizeof(k), "", KV_SEP, key))
         return -1;
     if (atomic_fetch_add(&m->kv_bytes, len) + len > MR_STATE_KV_MEM_MAX) {
@@ -598,32 +598,27 @@ int mr_mem_kv_set(mr_mem_t *m, const char *key, const char *val, size_t len, uin
     char *copy = malloc(len ? len : 1);
     shard_t *s = shard_of(m, k);
     uint64_t h = fnv(k, strlen(k));
-    if (!copy) {
-        atomic_fetch_sub(&m->kv_bytes, len);
-        return -1;
+    if (copy) {
+        memcpy(copy, val, len);
+        pthread_mutex_lock(&s->mu);
+        entry_t *e = find(s, k, h);
+        if (!e)
+            e = create(s, k, h, E_KV);
+        if (e && e->type == E_KV) {
+            atomic_fetch_sub(&m->kv_bytes, e->u.kv.len);
+            free(e->u.kv.val);
+            e->u.kv.val = copy; /* the entry owns it now */
+            e->u.kv.len = len;
+            e->expires_ms = expires_ms;
+            stored = true;
+        }
+        pthread_mutex_unlock(&s->mu);
     }
-    memcpy(copy, val, len);
-    pthread_mutex_lock(&s->mu);
-    entry_t *e = find(s, k, h);
-    if (!e)
-        e = create(s, k, h, E_KV);
-    else if (e->type == E_KV) {
-        atomic_fetch_sub(&m->kv_bytes, e->u.kv.len);
-        free(e->u.kv.val);
-    }
-    if (e && e->type == E_KV) {
-        e->u.kv.val = copy;
-        e->u.kv.len = len;
-        e->expires_ms = expires_ms;
-    }
-    pthread_mutex_unlock(&s->mu);
-    (void)now;
-    if (!e || e->type != E_KV) {
+    if (!stored) {
         atomic_fetch_sub(&m->kv_bytes, len);
         free(copy);
-        return -1;
     }
-    return 0;
+    return stored ? 0 : -1;
 }
 
 char *mr_mem_kv_get(mr_mem_t *m, const char *key, uint64_t now, size_t *len)

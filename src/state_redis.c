@@ -407,7 +407,7 @@ static bool parse_txn(const redisReply *r, unsigned n, mr_state_result_t *res)
     res->status = r->element[0]->integer ? MR_STATE_DENIED : MR_STATE_OK;
     res->denied_op = (int)r->element[1]->integer;
     for (unsigned i = 0; i < n; i++) {
-        redisReply **e = r->element + 2 + 5 * i;
+        redisReply **e = r->element + 2 + (size_t)5 * i;
         res->r[i].used = e[0]->integer > 0 ? (uint64_t)e[0]->integer : 0;
         res->r[i].spent = e[1]->integer > 0 ? (uint64_t)e[1]->integer : 0;
         res->r[i].reset_ms = e[2]->integer > 0 ? (uint64_t)e[2]->integer : 0;
@@ -606,7 +606,6 @@ static void rc_drop(rconn_t *rc)
 static void send_setup(rconn_t *rc)
 {
     const mr_state_t *st = rc->sl->st;
-    char db[12];
     if (st->addr.password) {
         const char *argv[] = {"AUTH", st->addr.password};
         cmd_t *c = new_cmd(rc, C_FIRE);
@@ -616,6 +615,7 @@ static void send_setup(rconn_t *rc)
             free(c);
     }
     if (st->addr.db) {
+        char db[12];
         snprintf(db, sizeof(db), "%d", st->addr.db);
         const char *argv[] = {"SELECT", db};
         cmd_t *c = new_cmd(rc, C_FIRE);
@@ -730,7 +730,7 @@ void mr_redis_tick(mr_state_loop_t *sl)
 {
     rconn_t *rc = sl->rc;
     mr_state_t *st = sl->st;
-    char now_s[24], ttl_s[24];
+    char now_s[24];
     uint64_t now = mr_state_now(st);
     if (rc->state != RC_UP)
         return;
@@ -740,6 +740,7 @@ void mr_redis_tick(mr_state_loop_t *sl)
         send_simple(rc, C_POLL, S_POLL, "hints", args);
     }
     if (!rc->beating && now - rc->last_beat_ms >= st->o.heartbeat_ms) {
+        char ttl_s[24];
         snprintf(ttl_s, sizeof(ttl_s), "%" PRIu64, (uint64_t)3 * st->o.heartbeat_ms);
         const char *args[] = {now_s, st->instance, ttl_s, NULL};
         rc->last_beat_ms = now;
