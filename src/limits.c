@@ -569,23 +569,24 @@ static void fire(call_t *c)
 
 /* ---- the request's life ----------------------------------------------- */
 
-static void add_budget(call_t *c, const mr_limits_t *L, const lkey_t *k, mr_limits_req_t *r,
-                       uint64_t now)
+/* A budget reservation of `amount` on the pool of `who` ("k" or "p") in the
+ * period holding the call's time; the pool's name goes to pool_key. */
+static void add_budget(call_t *c, int role, const char *who, const char *enc,
+                       mr_budget_period_t period, int64_t cap, char *pool_key, const char *id,
+                       int64_t amount)
 {
     uint64_t end, key_ttl;
-    budget_pool("k", k->enc, k->period, now, r->_budget_key, sizeof(r->_budget_key), &end,
-                &key_ttl);
-    mr_state_op_t *op = add_op(c, ROLE_BUDGET, MR_OP_POOL_RESERVE, r->_budget_key, r->_id);
-    op->amount = r->_cost_est;
-    op->limit = (uint64_t)k->budget;
-    op->ttl_ms = L->ttl_ms;
+    budget_pool(who, enc, period, c->at_ms, pool_key, MR_STATE_KEY_MAX, &end, &key_ttl);
+    mr_state_op_t *op = add_op(c, role, MR_OP_POOL_RESERVE, pool_key, id);
+    op->amount = amount;
+    op->limit = (uint64_t)cap;
+    op->ttl_ms = c->L->ttl_ms;
     op->charge_on_expiry = true;
     op->persist = true;
     op->key_ttl_ms = key_ttl;
 }
 
-static void build_admit(call_t *c, const mr_limits_t *L, const lkey_t *k, mr_limits_req_t *r,
-                        uint64_t now)
+static void build_admit(call_t *c, const mr_limits_t *L, const lkey_t *k, mr_limits_req_t *r)
 {
     char name[MR_STATE_KEY_MAX];
     mr_state_op_t *op;
@@ -611,7 +612,8 @@ static void build_admit(call_t *c, const mr_limits_t *L, const lkey_t *k, mr_lim
         op->ttl_ms = L->ttl_ms;
     }
     if (k->budget)
-        add_budget(c, L, k, r, now);
+        add_budget(c, ROLE_BUDGET, "k", k->enc, k->period, k->budget, r->_budget_key, r->_id,
+                   r->_cost_est);
 }
 
 int mr_limits_admit(mr_limits_t *L, mr_state_loop_t *sl, mr_limits_req_t *r, size_t key,
@@ -634,14 +636,13 @@ int mr_limits_admit(mr_limits_t *L, mr_state_loop_t *sl, mr_limits_req_t *r, siz
         return done_unavailable(r);
     r->_at_ms = c->at_ms;
     mr_state_new_id(sl, r->_id);
-    build_admit(c, L, k, r, c->at_ms);
+    build_admit(c, L, k, r);
     return launch(c, cb, arg);
 }
 
 int mr_limits_attempt(mr_limits_t *L, mr_limits_req_t *r, size_t provider,
                       const mr_limits_price_t *price, mr_limits_cb cb, void *arg)
 {
-    uint64_t end, key_ttl;
     r->_price = *price;
     r->_prov = provider;
     r->_prov_held = false;
@@ -656,15 +657,8 @@ int mr_limits_attempt(mr_limits_t *L, mr_limits_req_t *r, size_t provider,
     if (!r->_id[0])
         mr_state_new_id(r->_sl, r->_id);
     snprintf(r->_prov_id, sizeof(r->_prov_id), "%.36s.a%u", r->_id, r->_attempts);
-    budget_pool("p", p->enc, p->period, c->at_ms, r->_prov_key, sizeof(r->_prov_key), &end,
-                &key_ttl);
-    mr_state_op_t *op = add_op(c, ROLE_PROV, MR_OP_POOL_RESERVE, r->_prov_key, r->_prov_id);
-    op->amount = r->_prov_est;
-    op->limit = (uint64_t)p->budget;
-    op->ttl_ms = L->ttl_ms;
-    op->charge_on_expiry = true;
-    op->persist = true;
-    op->key_ttl_ms = key_ttl;
+    add_budget(c, ROLE_PROV, "p", p->enc, p->period, p->budget, r->_prov_key, r->_prov_id,
+               r->_prov_est);
     return launch(c, cb, arg);
 }
 

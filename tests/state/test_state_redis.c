@@ -616,24 +616,24 @@ static void test_idempotent_and_restart(void **state)
     assert_int_equal(in[2].spent, before);
 }
 
-static int setup_local(void **state)
+static int setup_with(void **state, const char *what, mr_state_outage_t outage)
 {
     inst_t *in = calloc(N_INST, sizeof(*in));
-    new_ns("local");
+    new_ns(what);
     for (int i = 0; i < N_INST; i++)
-        inst_start(&in[i], i, cur_ns, MR_OUTAGE_LOCAL);
+        inst_start(&in[i], i, cur_ns, outage);
     *state = in;
     return 0;
 }
 
+static int setup_local(void **state)
+{
+    return setup_with(state, "local", MR_OUTAGE_LOCAL);
+}
+
 static int setup_deny(void **state)
 {
-    inst_t *in = calloc(N_INST, sizeof(*in));
-    new_ns("deny");
-    for (int i = 0; i < N_INST; i++)
-        inst_start(&in[i], i, cur_ns, MR_OUTAGE_DENY);
-    *state = in;
-    return 0;
+    return setup_with(state, "deny", MR_OUTAGE_DENY);
 }
 
 static int teardown(void **state)
