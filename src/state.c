@@ -15,7 +15,9 @@
 
 #include "meridian/log.h"
 
+#include <arpa/inet.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -588,4 +590,98 @@ void mr_state_stats(const mr_state_t *st, mr_state_stats_t *out)
     out->journal_len = st->n_journal;
     pthread_mutex_unlock(&m->mu);
     mr_mem_file_stats(st->mem, &out->file_writes, &out->file_errors);
+}
+
+/* ---- the URL ---------------------------------------------------------- */
+
+static int resolve(const char *host, mr_redis_addr_t *out, char *err, size_t errlen)
+{
+    struct addrinfo hints = {0}, *ai = NULL;
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1) {
+        snprintf(out->host, sizeof(out->host), "%.*s", (int)sizeof(out->host) - 1, host);
+        return 0;
+    }
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(host, NULL, &hints, &ai);
+    if (rc != 0 || !ai) {
+        snprintf(err, errlen, "state.redis_url: cannot resolve \"%s\": %s", host, gai_strerror(rc));
+        return -1;
+    }
+    const void *a = ai->ai_family == AF_INET6
+                        ? (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr
+                        : (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+    inet_ntop(ai->ai_family, a, out->host, sizeof(out->host));
+    freeaddrinfo(ai);
+    return 0;
+}
+
+/* host[:port] or [v6][:port], then /db. */
+static int parse_hostport(const char *p, mr_redis_addr_t *out, char *host, size_t hostcap,
+                          char *err, size_t errlen)
+{
+    const char *end = p + strcspn(p, "/"), *colon;
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(end - p));
+        if (!rb || (size_t)(rb - p - 1) >= hostcap)
+            goto bad;
+        snprintf(host, hostcap, "%.*s", (int)(rb - p - 1), p + 1);
+        colon = rb[1] == ':' ? rb + 1 : NULL;
+    } else {
+        colon = memchr(p, ':', (size_t)(end - p));
+        size_t hl = (size_t)((colon ? colon : end) - p);
+        if (hl == 0 || hl >= hostcap)
+            goto bad;
+        snprintf(host, hostcap, "%.*s", (int)hl, p);
+    }
+    out->port = 6379;
+    if (colon) {
+        char *e;
+        long port = strtol(colon + 1, &e, 10);
+        if (e != end || port < 1 || port > 65535)
+            goto bad;
+        out->port = (int)port;
+    }
+    if (*end == '/' && end[1]) {
+        char *e;
+        long db = strtol(end + 1, &e, 10);
+        if (*e || db < 0 || db > 1000000)
+            goto bad;
+        out->db = (int)db;
+    }
+    return 0;
+bad:
+    snprintf(err, errlen, "state.redis_url: expected redis://[:password@]host[:port][/db]");
+    return -1;
+}
+
+int mr_redis_parse_url(const char *url, mr_redis_addr_t *out, char *err, size_t errlen)
+{
+    char host[256];
+    const char *p, *at;
+    memset(out, 0, sizeof(*out));
+    if (strncmp(url, "redis://", 8) != 0) {
+        snprintf(err, errlen,
+                 "state.redis_url: expected redis://[:password@]host[:port][/db] (rediss:// and "
+                 "unix sockets are not supported)");
+        return -1;
+    }
+    p = url + 8;
+    at = strrchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *pw = colon ? colon + 1 : p;
+        if (at > pw && (out->password = strndup(pw, (size_t)(at - pw))) == NULL) {
+            snprintf(err, errlen, "state: out of memory");
+            return -1;
+        }
+        p = at + 1;
+    }
+    if (parse_hostport(p, out, host, sizeof(host), err, errlen) != 0 ||
+        resolve(host, out, err, errlen) != 0) {
+        free(out->password);
+        out->password = NULL;
+        return -1;
+    }
+    return 0;
 }

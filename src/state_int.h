@@ -3,7 +3,7 @@
  * of the public surface (state.h is).
  *
  *   state.c        the front: mr_state_t, loop handles, dispatch, ids, hints,
- *                  statistics, the outage path and the replay journal
+ *                  statistics, the outage path and the replay journal, the URL
  *   state_mem.c    the memory engine: the backend "memory", and the local
  *                  counters of the backend "redis"; the state file
  *   state_redis.c  one hiredis connection per loop, the Lua transaction,
@@ -113,8 +113,10 @@ void mr_state_handle_closed(mr_state_loop_t *sl);
 /* An accepted call's callback, for a loop that is closing or broken. */
 void mr_state_answer_unavailable(mr_state_cb cb, void *arg);
 
-/* state_redis.c */
+/* redis://[:password@]host[:port][/db], the host resolved now (state.c). */
 int mr_redis_parse_url(const char *url, mr_redis_addr_t *out, char *err, size_t errlen);
+
+/* state_redis.c */
 int mr_redis_attach(mr_state_loop_t *sl, char *err, size_t errlen);
 void mr_redis_close(mr_state_loop_t *sl);
 void mr_redis_exec(mr_state_loop_t *sl, const mr_state_txn_t *t, mr_state_cb cb, void *arg);
