@@ -180,19 +180,14 @@ static void become_primary(mr_state_loop_t *sl)
     uv_timer_start(&sl->tick, on_tick, every, every);
 }
 
-/* The first loop, or any loop after the primary closed, takes the duties. */
+/* The first loop, or any loop after the primary closed, takes the duties.
+ * One atomic load on every call; a compare-and-swap only when it is free. */
 static void claim_primary(mr_state_loop_t *sl)
 {
-    bool mine = false;
-    if (sl->primary || sl->closing)
+    mr_state_loop_t *none = NULL;
+    if (sl->primary || sl->closing || atomic_load(&sl->st->primary) != NULL)
         return;
-    pthread_mutex_lock(&sl->st->mu);
-    if (!sl->st->primary) {
-        sl->st->primary = sl;
-        mine = true;
-    }
-    pthread_mutex_unlock(&sl->st->mu);
-    if (mine)
+    if (atomic_compare_exchange_strong(&sl->st->primary, &none, sl))
         become_primary(sl);
 }
 
@@ -241,8 +236,8 @@ void mr_state_loop_close(mr_state_loop_t *sl)
     st = sl->st;
     sl->closing = true;
     pthread_mutex_lock(&st->mu);
-    if (st->primary == sl)
-        st->primary = NULL;
+    mr_state_loop_t *me = sl;
+    atomic_compare_exchange_strong(&st->primary, &me, NULL);
     st->n_loops--;
     pthread_mutex_unlock(&st->mu);
     sl->pending_closes++;

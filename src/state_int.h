@@ -74,8 +74,8 @@ struct mr_state {
     char instance[20]; /* 16 hex digits of a random 64-bit id */
     atomic_uint_fast64_t seq;
 
-    pthread_mutex_t mu; /* loops, hints, journal: never held across I/O */
-    mr_state_loop_t *primary;
+    pthread_mutex_t mu;                 /* loops, hints, journal: never held across I/O */
+    _Atomic(mr_state_loop_t *) primary; /* the loop with the periodic duties */
     unsigned n_loops, loops_up;
     mr_state_hint_t hints[MR_STATE_HINTS_MAX];
     size_t n_hints;
