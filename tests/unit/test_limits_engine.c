@@ -403,12 +403,12 @@ static void test_snapshot_and_spec(void **state)
 static void test_restart_keeps_spend(void **state)
 {
     fx_t *f = *state;
-    char file[64], err[256];
+    char err[256];
     mr_limits_req_t r;
-    snprintf(file, sizeof(file), "/tmp/mr-limits-test-%d.json", (int)getpid());
-    unlink(file);
+    snprintf(f->file, sizeof(f->file), "/tmp/mr-limits-test-%d.json", (int)getpid());
+    unlink(f->file);
     mr_state_opts_t o = {
-        .backend = MR_STATE_MEMORY, .clock = fake_clock, .clock_arg = f, .state_file = file};
+        .backend = MR_STATE_MEMORY, .clock = fake_clock, .clock_arg = f, .state_file = f->file};
     mr_limits_spec_t spec = {.keys = keys, .n_keys = sizeof(keys) / sizeof(keys[0])};
     for (int round = 0; round < 2; round++) {
         mr_limits_free(f->L);
