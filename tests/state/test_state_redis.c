@@ -381,6 +381,28 @@ static void job_burst(inst_t *in)
             classify(in, &in->reqs[i]);
 }
 
+static void kv_got(void *arg, mr_state_status_t status, const char *val, size_t len)
+{
+    inst_t *in = arg;
+    assert_int_equal(status, MR_STATE_OK);
+    in->answered++;
+    in->allowed += val && len == 5 && memcmp(val, "h\0llo", 5) == 0; /* binary-safe */
+    in->limited += !val;
+    if (in->answered == 1) {
+        mr_state_kv_del(in->sl, "resp_1");
+        mr_state_kv_get(in->sl, "resp_1", kv_got, in);
+    } else {
+        job_finish(in);
+    }
+}
+
+static void job_kv(inst_t *in)
+{
+    in->answered = in->allowed = in->limited = 0;
+    mr_state_kv_set(in->sl, "resp_1", "h\0llo", 5, 60000, NULL, NULL);
+    mr_state_kv_get(in->sl, "resp_1", kv_got, in);
+}
+
 static void job_publish(inst_t *in)
 {
     mr_state_hint_publish(in->sl, "flaky/model-x", mr_state_now(in->st) + 30000);
@@ -582,6 +604,31 @@ static void test_cancel(void **state)
     assert_int_equal(in[0].allowed, 1);
 }
 
+/* The Responses store's kv, and a Redis that forgot our scripts (SCRIPT
+ * FLUSH, as after a restart without its data): EVALSHA's NOSCRIPT is
+ * answered by sending the same call as EVAL. */
+static void test_kv_and_noscript(void **state)
+{
+    inst_t *in = *state;
+    static const int two[N_INST] = {2, 2, 2};
+    assert_true(until_ms(is_up, in, N_INST, 5000));
+    post(&in[0], job_kv);
+    assert_true(wait_job(&in[0]));
+    assert_int_equal(in[0].allowed, 1);
+    assert_int_equal(in[0].limited, 1);
+
+    redisContext *c = redisConnect("127.0.0.1", redis_port);
+    assert_true(c && !c->err);
+    freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
+    redisFree(c);
+    set_burst(in, 1, two, 1, 1);
+    run_all(in, job_burst);
+    for (int i = 0; i < N_INST; i++) {
+        assert_int_equal(in[i].allowed, 2);
+        assert_int_equal(in[i].local, 0); /* Redis answered, through EVAL */
+    }
+}
+
 /* A settle or charge sent twice counts once; an instance restarted reads
  * the same spend. */
 static void test_idempotent_and_restart(void **state)
@@ -670,6 +717,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hung, setup_local, teardown),
         cmocka_unit_test_setup_teardown(test_idempotent_and_restart, setup_local, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup_local, teardown),
+        cmocka_unit_test_setup_teardown(test_kv_and_noscript, setup_local, teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     redis_kill(SIGTERM);
