@@ -8,7 +8,8 @@ LISTEN     ?= 127.0.0.1:8080
 
 DEB_PACKAGES := cmake pkg-config gcc make libuv1-dev libmicrohttpd-dev \
                 libcurl4-openssl-dev libjansson-dev libcmocka-dev curl \
-                nodejs nginx-light wrk clang libclang-rt-14-dev chromium
+                nodejs nginx-light wrk clang libclang-rt-14-dev chromium \
+                libhiredis-dev redis-server
 
 .PHONY: all deps build build-asan run test test-normal test-asan format format-check clean
 

@@ -1,0 +1,258 @@
+/*
+ * limits_view — the engine's outward side (limits.h): UTC budget periods,
+ * the answers' headers and messages, and the snapshots for the keys API,
+ * /metrics and /status, read from the counters limits.c keeps.
+ */
+#include "limits_int.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- periods ---------------------------------------------------------- */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+ * algorithm), and back. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
+void mr_limits_period(mr_budget_period_t p, uint64_t now_ms, char *id, size_t idlen,
+                      uint64_t *start_ms, uint64_t *end_ms)
+{
+    int64_t days = (int64_t)(now_ms / DAY_MS), y;
+    unsigned m, d;
+    civil_from_days(days, &y, &m, &d);
+    if (p == MR_PERIOD_DAY) {
+        snprintf(id, idlen, "d%04lld-%02u-%02u", (long long)y, m, d);
+        *start_ms = (uint64_t)days * DAY_MS;
+        *end_ms = *start_ms + DAY_MS;
+    } else if (p == MR_PERIOD_MONTH) {
+        snprintf(id, idlen, "m%04lld-%02u", (long long)y, m);
+        *start_ms = (uint64_t)days_from_civil(y, m, 1) * DAY_MS;
+        *end_ms = (uint64_t)days_from_civil(m == 12 ? y + 1 : y, m == 12 ? 1 : m + 1, 1) * DAY_MS;
+    } else {
+        snprintf(id, idlen, "total");
+        *start_ms = 0;
+        *end_ms = UINT64_MAX;
+    }
+}
+
+const char *mr_budget_period_name(mr_budget_period_t p)
+{
+    return p == MR_PERIOD_DAY ? "day" : p == MR_PERIOD_MONTH ? "month" : "total";
+}
+
+int mr_budget_period_parse(const char *s, mr_budget_period_t *out)
+{
+    static const mr_budget_period_t all[] = {MR_PERIOD_TOTAL, MR_PERIOD_DAY, MR_PERIOD_MONTH};
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        if (strcmp(s, mr_budget_period_name(all[i])) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    return -1;
+}
+
+/* ---- answers ---------------------------------------------------------- */
+
+void mr_limits_format_duration(uint64_t ms, char *buf, size_t len)
+{
+    uint64_t h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60, frac = ms % 1000;
+    char sec[24];
+    if (ms < 1000) {
+        snprintf(buf, len, "%llums", (unsigned long long)ms);
+        return;
+    }
+    if (frac) {
+        snprintf(sec, sizeof(sec), "%llu.%03llu", (unsigned long long)s, (unsigned long long)frac);
+        for (size_t n = strlen(sec); sec[n - 1] == '0'; n--)
+            sec[n - 1] = '\0';
+    } else {
+        snprintf(sec, sizeof(sec), "%llu", (unsigned long long)s);
+    }
+    if (h)
+        snprintf(buf, len, "%lluh%llum%ss", (unsigned long long)h, (unsigned long long)m, sec);
+    else if (m)
+        snprintf(buf, len, "%llum%ss", (unsigned long long)m, sec);
+    else
+        snprintf(buf, len, "%ss", sec);
+}
+
+static void header_num(mr_limits_header_t *h, const char *name, uint64_t v)
+{
+    h->name = name;
+    snprintf(h->value, sizeof(h->value), "%llu", (unsigned long long)v);
+}
+
+static void header_dur(mr_limits_header_t *h, const char *name, uint64_t ms)
+{
+    h->name = name;
+    mr_limits_format_duration(ms, h->value, sizeof(h->value));
+}
+
+size_t mr_limits_headers(const mr_limits_verdict_t *v,
+                         mr_limits_header_t out[MR_LIMITS_MAX_HEADERS])
+{
+    size_t n = 0;
+    if (v->has_requests) {
+        header_num(&out[n++], "x-ratelimit-limit-requests", v->limit_requests);
+        header_num(&out[n++], "x-ratelimit-remaining-requests", v->remaining_requests);
+        header_dur(&out[n++], "x-ratelimit-reset-requests", v->reset_requests_ms);
+    }
+    if (v->has_tokens) {
+        header_num(&out[n++], "x-ratelimit-limit-tokens", v->limit_tokens);
+        header_num(&out[n++], "x-ratelimit-remaining-tokens", v->remaining_tokens);
+        header_dur(&out[n++], "x-ratelimit-reset-tokens", v->reset_tokens_ms);
+    }
+    if ((v->outcome == MR_LIMITS_RATE_LIMITED || v->outcome == MR_LIMITS_QUOTA) && v->retry_after_s)
+        header_num(&out[n++], "retry-after", v->retry_after_s);
+    return n;
+}
+
+void mr_limits_message(const mr_limits_t *L, const mr_limits_req_t *r, char *buf, size_t len)
+{
+    const mr_limits_verdict_t *v = &r->verdict;
+    const lkey_t *k = key_of(L, r->_key);
+    const char *kn = k ? k->name : "?";
+    switch (v->limit) {
+    case MR_LIMIT_RPM:
+        snprintf(buf, len, "key \"%s\" is over its limit of %u requests per minute; retry in %u s",
+                 kn, k ? k->rpm : 0, v->retry_after_s);
+        break;
+    case MR_LIMIT_TPM:
+        snprintf(buf, len, "key \"%s\" is over its limit of %u tokens per minute; retry in %u s",
+                 kn, k ? k->tpm : 0, v->retry_after_s);
+        break;
+    case MR_LIMIT_PARALLEL:
+        snprintf(buf, len, "key \"%s\" already has %u requests in flight (its max_parallel)", kn,
+                 k ? k->par : 0);
+        break;
+    case MR_LIMIT_BUDGET:
+        snprintf(buf, len, "key \"%s\" has used its budget of $%.2f for this %s", kn,
+                 k ? (double)k->budget / MR_LIMITS_NUSD_PER_USD : 0.0,
+                 k ? mr_budget_period_name(k->period) : "period");
+        break;
+    case MR_LIMIT_PROVIDER_BUDGET:
+        snprintf(buf, len, "provider \"%s\" has used its budget for this %s",
+                 r->_prov < L->n_provs ? L->provs[r->_prov].name : "?",
+                 r->_prov < L->n_provs ? mr_budget_period_name(L->provs[r->_prov].period)
+                                       : "period");
+        break;
+    default:
+        snprintf(buf, len,
+                 v->outcome == MR_LIMITS_UNAVAILABLE
+                     ? "the shared limits store (Redis) is unreachable and "
+                       "state.on_outage is \"deny\"; retry shortly"
+                     : "allowed");
+    }
+}
+
+/* ---- visibility ------------------------------------------------------- */
+
+void mr_limits_key_stats(const mr_limits_t *L, size_t key, mr_limits_key_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (key >= L->n_keys)
+        return;
+    const kcache_t *c = &L->keys[key].c;
+    out->allowed = atomic_load(&c->allowed);
+    out->unavailable = atomic_load(&c->unavailable);
+    out->spend_nusd = atomic_load(&c->spend);
+    for (size_t i = 0; i <= MR_LIMIT_PROVIDER_BUDGET; i++)
+        out->limited[i] = atomic_load(&c->limited[i]);
+}
+
+uint64_t mr_limits_provider_spend_nusd(const mr_limits_t *L, size_t p)
+{
+    return p < L->n_provs ? atomic_load(&L->provs[p].spend) : 0;
+}
+
+static json_t *usd(uint64_t nusd)
+{
+    return json_real(round((double)nusd / 1e3) / 1e6); /* whole micro-dollars */
+}
+
+static json_t *key_usage(const mr_limits_t *L, const lkey_t *k)
+{
+    json_t *u = json_object();
+    if (k->rpm)
+        json_object_set_new(u, "requests", json_integer((json_int_t)atomic_load(&k->c.req_used)));
+    if (k->tpm)
+        json_object_set_new(u, "tokens", json_integer((json_int_t)atomic_load(&k->c.tok_used)));
+    if (k->par)
+        json_object_set_new(u, "in_flight", json_integer((json_int_t)atomic_load(&k->c.in_flight)));
+    if (k->budget) {
+        uint64_t spent = atomic_load(&k->c.spent), used = atomic_load(&k->c.used), start, end;
+        char id[24];
+        uint64_t now = mr_state_now(L->st);
+        mr_limits_period(k->period, now, id, sizeof(id), &start, &end);
+        json_object_set_new(u, "spent_usd", usd(spent));
+        json_object_set_new(u, "reserved_usd", usd(used > spent ? used - spent : 0));
+        json_object_set_new(u, "remaining_usd",
+                            usd((uint64_t)k->budget > used ? (uint64_t)k->budget - used : 0));
+        json_object_set_new(u, "period", json_string(id));
+        if (end != UINT64_MAX)
+            json_object_set_new(u, "period_ends_ms", json_integer((json_int_t)end));
+    }
+    return u;
+}
+
+json_t *mr_limits_key_json(const mr_limits_t *L, size_t key)
+{
+    const lkey_t *k = key_of(L, key);
+    if (!k)
+        return NULL;
+    json_t *lim = json_object(), *hit = json_object();
+    if (k->rpm)
+        json_object_set_new(lim, "rpm", json_integer(k->rpm));
+    if (k->tpm)
+        json_object_set_new(lim, "tpm", json_integer(k->tpm));
+    if (k->par)
+        json_object_set_new(lim, "max_parallel", json_integer(k->par));
+    if (k->budget) {
+        json_object_set_new(lim, "budget_usd", usd((uint64_t)k->budget));
+        json_object_set_new(lim, "budget_period", json_string(mr_budget_period_name(k->period)));
+    }
+    static const char *const names[] = {NULL, "rpm", "tpm", "max_parallel", "budget"};
+    for (size_t i = MR_LIMIT_RPM; i <= MR_LIMIT_BUDGET; i++)
+        json_object_set_new(hit, names[i], json_integer((json_int_t)atomic_load(&k->c.limited[i])));
+    return json_pack("{sssosososI}", "name", k->name, "limits", lim, "usage", key_usage(L, k),
+                     "limited", hit, "as_of_ms", (json_int_t)atomic_load(&k->c.as_of));
+}
+
+json_t *mr_limits_providers_json(const mr_limits_t *L)
+{
+    json_t *all = json_object();
+    for (size_t i = 0; i < L->n_provs; i++) {
+        const lprov_t *p = &L->provs[i];
+        if (!p->budget)
+            continue;
+        uint64_t used = atomic_load(&p->used);
+        json_object_set_new(
+            all, p->name,
+            json_pack("{sossso}", "budget_usd", usd((uint64_t)p->budget), "budget_period",
+                      mr_budget_period_name(p->period), "remaining_usd",
+                      usd((uint64_t)p->budget > used ? (uint64_t)p->budget - used : 0)));
+    }
+    return json_pack("{so}", "providers", all);
+}
