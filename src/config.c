@@ -12,6 +12,7 @@
  * printed table; only the names of the variables they came from are.
  */
 #include "meridian/config.h"
+#include "meridian/env.h"
 #include "meridian/health.h"
 #include "meridian/policy.h" /* static filters for the min_vendors check */
 #include "meridian/router.h" /* MR_MAX_CANDIDATES bounds a route's targets */
@@ -37,8 +38,6 @@
 #define GIB (1024LL * 1024LL * 1024LL)
 
 #define MAX_CONFIG_FILE_BYTES (16 * MIB) /* refuse to read anything bigger */
-#define MAX_EXPANDED_BYTES (64 * KIB)    /* one expanded string value */
-#define MAX_EXPAND_DEPTH 8               /* ${A:-${B:-${C}}} nesting */
 #define MAX_PROVIDER_NAME 64
 #define MAX_ROUTE_NAME 256
 #define MAX_LABEL 64 /* vendor, region, creator */
@@ -196,66 +195,6 @@ static const char *json_type_name(const json_t *v)
     return "value";
 }
 
-/* Growable string with a hard maximum, used by the env expander. */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap, max;
-    bool failed;   /* out of memory or over max: contents are incomplete */
-    bool too_long; /* failed because of max */
-} sbuf_t;
-
-static void sb_putn(sbuf_t *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->max) {
-        b->failed = b->too_long = true;
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = true;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-/* ------------------------------------------------------------------------ */
-/* ${VAR} expansion                                                          */
-/* ------------------------------------------------------------------------ */
-
-typedef struct expander {
-    const char *s;
-    size_t pos;
-    sbuf_t out;
-    char *missing;   /* first variable referenced without default and unset */
-    char *first_var; /* first variable consulted, for provider key_env */
-    char *err;
-    size_t errlen;
-} expander_t;
-
-static int x_fail(expander_t *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int x_fail(expander_t *x, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (x->err && x->errlen) {
-        va_start(ap, fmt);
-        vsnprintf(x->err, x->errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 static bool is_name_start(char c)
 {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
@@ -264,158 +203,6 @@ static bool is_name_start(char c)
 static bool is_name_char(char c)
 {
     return is_name_start(c) || (c >= '0' && c <= '9');
-}
-
-/*
- * Expand a sequence until end of input (top level) or an unmatched '}'
- * (inside a default). `active` is false while parsing a default that is not
- * used: the syntax is still checked, nothing is emitted or looked up.
- */
-static int x_seq(expander_t *x, int depth, bool active)
-{
-    for (;;) {
-        char c = x->s[x->pos];
-
-        if (c == '\0')
-            return 0;
-        if (c == '}' && depth > 0)
-            return 0;
-        if (c != '$') {
-            size_t run = 1;
-            while (x->s[x->pos + run] && x->s[x->pos + run] != '$' &&
-                   !(depth > 0 && x->s[x->pos + run] == '}'))
-                run++;
-            if (active)
-                sb_putn(&x->out, x->s + x->pos, run);
-            x->pos += run;
-            continue;
-        }
-        if (x->s[x->pos + 1] == '$') { /* "$$" -> "$" */
-            if (active)
-                sb_putn(&x->out, "$", 1);
-            x->pos += 2;
-            continue;
-        }
-        if (x->s[x->pos + 1] != '{') { /* lone '$' is literal */
-            if (active)
-                sb_putn(&x->out, "$", 1);
-            x->pos += 1;
-            continue;
-        }
-
-        size_t open = x->pos;
-        size_t name_at = x->pos + 2;
-        size_t n = 0;
-
-        if (depth + 1 > MAX_EXPAND_DEPTH)
-            return x_fail(x, "\"${\" nested more than %d deep at offset %zu", MAX_EXPAND_DEPTH,
-                          open);
-        if (x->s[name_at] == '}')
-            return x_fail(x, "empty variable name \"${}\" at offset %zu", open);
-        if (x->s[name_at] == '\0')
-            return x_fail(x, "unterminated \"${\" at offset %zu", open);
-        if (!is_name_start(x->s[name_at]))
-            return x_fail(x,
-                          "invalid variable name at offset %zu "
-                          "(names match [A-Za-z_][A-Za-z0-9_]*)",
-                          name_at);
-        while (is_name_char(x->s[name_at + n]))
-            n++;
-
-        char name[256];
-        if (n >= sizeof(name))
-            return x_fail(x, "variable name longer than %zu bytes at offset %zu", sizeof(name) - 1,
-                          name_at);
-        memcpy(name, x->s + name_at, n);
-        name[n] = '\0';
-
-        size_t after = name_at + n;
-        const char *val = NULL;
-
-        if (active) {
-            val = getenv(name);
-            if (!x->first_var && !(x->first_var = strdup(name)))
-                return x_fail(x, "out of memory");
-        }
-        if (x->s[after] == '}') {
-            x->pos = after + 1;
-            if (active) {
-                if (val)
-                    sb_putn(&x->out, val, strlen(val));
-                else if (!x->missing && !(x->missing = strdup(name)))
-                    return x_fail(x, "out of memory");
-            }
-            continue;
-        }
-        if (x->s[after] == ':' && x->s[after + 1] == '-') {
-            bool use_default = active && (!val || !*val);
-            x->pos = after + 2;
-            if (x_seq(x, depth + 1, use_default) < 0)
-                return -1;
-            if (x->s[x->pos] != '}')
-                return x_fail(x, "unterminated \"${\" at offset %zu", open);
-            x->pos++;
-            if (active && !use_default)
-                sb_putn(&x->out, val, strlen(val));
-            continue;
-        }
-        if (x->s[after] == '\0')
-            return x_fail(x, "unterminated \"${\" at offset %zu", open);
-        return x_fail(x,
-                      "expected \"}\" or \":-\" after the variable name at offset %zu "
-                      "(names match [A-Za-z_][A-Za-z0-9_]*)",
-                      after);
-    }
-}
-
-/*
- * Internal form of mr_env_expand that also reports the first variable the
- * expansion consulted (for a provider's key_env). Same return convention.
- */
-static int env_expand(const char *in, char **out, char **missing, char **first_var, char *err,
-                      size_t errlen)
-{
-    expander_t x = {
-        .s = in, .out = {.max = (size_t)MAX_EXPANDED_BYTES}, .err = err, .errlen = errlen};
-    int rc;
-
-    *out = NULL;
-    if (missing)
-        *missing = NULL;
-    if (first_var)
-        *first_var = NULL;
-    rc = x_seq(&x, 0, true);
-    if (rc == 0 && x.out.failed)
-        rc = x.out.too_long
-                 ? x_fail(&x, "expanded value longer than %lld bytes", MAX_EXPANDED_BYTES - 1)
-                 : x_fail(&x, "out of memory");
-    if (rc == 0 && !x.out.p && !(x.out.p = strdup("")))
-        rc = x_fail(&x, "out of memory");
-    if (rc < 0) {
-        free(x.out.p);
-        free(x.missing);
-        free(x.first_var);
-        return -1;
-    }
-    if (first_var)
-        *first_var = x.first_var;
-    else
-        free(x.first_var);
-    if (x.missing) {
-        free(x.out.p);
-        if (missing)
-            *missing = x.missing;
-        else
-            free(x.missing);
-        return 1;
-    }
-    *out = x.out.p;
-    return 0;
-}
-
-int mr_env_expand(const char *in, char **out, char **missing, char *err, size_t errlen)
-{
-    return env_expand(in, out, missing, NULL, err, errlen);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -693,7 +480,7 @@ static int get_expanded(loader_t *ld, json_t *obj, const char *key, bool require
     saved = path_key(ld, key);
     if (!json_is_string(v))
         return fail(ld, "must be a string (got %s)", json_type_name(v));
-    rc = env_expand(json_string_value(v), out, &missing, NULL, why, sizeof(why));
+    rc = mr_env_expand(json_string_value(v), out, &missing, why, sizeof(why));
     if (rc < 0)
         return fail(ld, "%s", why);
     if (rc == 1) {
@@ -865,7 +652,7 @@ static int load_tags(loader_t *ld, json_t *obj, bool expand, mr_tag_t **tags, si
             return fail(ld, "must be a string (got %s)", json_type_name(v));
         if (expand) {
             char why[256], *missing = NULL;
-            int rc = env_expand(json_string_value(v), &val, &missing, NULL, why, sizeof(why));
+            int rc = mr_env_expand(json_string_value(v), &val, &missing, why, sizeof(why));
             if (rc < 0)
                 return fail(ld, "%s", why);
             if (rc == 1) {
@@ -973,10 +760,37 @@ static int check_label(loader_t *ld, const char *key, const char *v, bool allow_
     return 0;
 }
 
+/* The first variable an api_key consults is the provider's key_env. */
+static void note_first_var(const char *name, const char *value, void *ctx)
+{
+    char *first = ctx;
+
+    (void)value;
+    if (!*first)
+        snprintf(first, MR_ENV_NAME_MAX + 1, "%s", name);
+}
+
+/* Disable `p` because of variable `var` (taken over): "VAR is not set". */
+static int disable_provider(loader_t *ld, mr_provider_t *p, char *var, const char *why)
+{
+    p->key_env = var;
+    p->enabled = false;
+    if (asprintf(&p->disabled_reason, "%s %s", var, why) < 0) {
+        p->disabled_reason = NULL;
+        return fail(ld, "out of memory");
+    }
+    return 0;
+}
+
+/*
+ * api_key: a variable that is unset, empty or holds a control character
+ * disables the provider (one warning) instead of failing the load; the same
+ * in a literal is an error. The value itself is never part of a message.
+ */
 static int load_api_key(loader_t *ld, json_t *obj, mr_provider_t *p)
 {
     json_t *v = json_object_get(obj, "api_key");
-    char why[256], *val = NULL, *missing = NULL, *first = NULL;
+    char why[256], first[MR_ENV_NAME_MAX + 1] = "", *val = NULL, *missing = NULL, *var;
     size_t saved;
     int rc;
 
@@ -986,35 +800,29 @@ static int load_api_key(loader_t *ld, json_t *obj, mr_provider_t *p)
     saved = path_key(ld, "api_key");
     if (!json_is_string(v))
         return fail(ld, "must be a string (got %s)", json_type_name(v));
-    rc = env_expand(json_string_value(v), &val, &missing, &first, why, sizeof(why));
+    rc = mr_env_expand_visit(json_string_value(v), &val, &missing, note_first_var, first, why,
+                             sizeof(why));
     if (rc < 0)
         return fail(ld, "%s", why);
     if (rc == 1) {
-        free(first);
-        p->key_env = missing;
-        p->enabled = false;
-        if (asprintf(&p->disabled_reason, "%s is not set", missing) < 0) {
-            p->disabled_reason = NULL;
-            return fail(ld, "out of memory");
-        }
+        if (disable_provider(ld, p, missing, "is not set") < 0)
+            return -1;
     } else if (*val == '\0' || has_control(val)) {
         bool empty = *val == '\0';
         explicit_bzero(val, strlen(val)); /* it may still be a secret */
         free(val);
-        if (!first)
-            return fail(ld, empty ? "must not be empty (omit api_key when the provider takes "
-                                    "no key)"
+        if (!*first)
+            return fail(ld, empty ? "must not be empty (omit api_key when the provider "
+                                    "takes no key)"
                                   : "must not contain control characters");
-        p->key_env = first;
-        p->enabled = false;
-        if (asprintf(&p->disabled_reason, "%s %s", first,
-                     empty ? "is empty" : "contains a control character") < 0) {
-            p->disabled_reason = NULL;
+        if (!(var = strdup(first)))
             return fail(ld, "out of memory");
-        }
+        if (disable_provider(ld, p, var, empty ? "is empty" : "contains a control character") < 0)
+            return -1;
     } else {
         p->api_key = val;
-        p->key_env = first;
+        if (*first && !(p->key_env = strdup(first)))
+            return fail(ld, "out of memory");
     }
     path_pop(ld, saved);
     if (!p->enabled)
@@ -1205,7 +1013,7 @@ static int load_provider(loader_t *ld, const char *name, json_t *obj, mr_provide
 
             if (!json_is_string(m))
                 return fail(ld, "must be a string (got %s)", json_type_name(m));
-            rc = env_expand(json_string_value(m), &p->models[i], &missing, NULL, why, sizeof(why));
+            rc = mr_env_expand(json_string_value(m), &p->models[i], &missing, why, sizeof(why));
             if (rc < 0)
                 return fail(ld, "%s", why);
             if (rc == 1) {

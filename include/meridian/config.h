@@ -17,6 +17,8 @@
 #ifndef MERIDIAN_CONFIG_H
 #define MERIDIAN_CONFIG_H
 
+#include "meridian/env.h" /* mr_env_expand, the ${VAR} expansion of loading */
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -247,12 +249,6 @@ int mr_attr_is_builtin(const char *name);
 
 /* The resolved routing table as printed by --check. */
 void mr_config_print_table(const mr_config_t *cfg, FILE *out);
-
-/* Expand ${VAR} and ${VAR:-default} in `in`. Returns 0 and a malloc'd string
- * in *out; when a referenced variable without default is unset, returns 1,
- * *out is NULL and *missing (malloc'd) names the first such variable.
- * Malformed syntax ("${", "${}") returns -1 with err set. "$$" is a literal '$'. */
-int mr_env_expand(const char *in, char **out, char **missing, char *err, size_t errlen);
 
 const char *mr_provider_kind_name(mr_provider_kind_t kind);
 const char *mr_strategy_name(mr_strategy_t s);
