@@ -13,9 +13,7 @@
  */
 #include "meridian/config.h"
 #include "meridian/env.h"
-#include "meridian/health.h"
 #include "meridian/policy.h" /* static filters for the min_vendors check */
-#include "meridian/router.h" /* MR_MAX_CANDIDATES bounds a route's targets */
 #include "meridian/sha256.h"
 
 #include <arpa/inet.h>
@@ -31,24 +29,12 @@
 #define DEF_LISTEN_HOST "127.0.0.1"
 #define DEF_LISTEN_PORT 8080
 #define DEF_MAX_ATTEMPTS 3
-#define MAX_MAX_ATTEMPTS 16
 
 #define KIB 1024LL
 #define MIB (1024LL * 1024LL)
 #define GIB (1024LL * 1024LL * 1024LL)
 
 #define MAX_CONFIG_FILE_BYTES (16 * MIB) /* refuse to read anything bigger */
-#define MAX_PROVIDER_NAME 64
-#define MAX_ROUTE_NAME 256
-#define MAX_LABEL 64 /* vendor, region, creator */
-#define MAX_TAGS 32  /* per provider or target */
-#define MAX_TAG_VALUE 128
-#define MAX_POLICIES 256
-#define MAX_RULE_VALUES 256 /* values in one allow/deny list */
-#define MAX_RULE_VALUE 256  /* bytes of one such value */
-#define MAX_KEYS 4096
-#define MAX_PRICE 1000000.0 /* USD per million tokens */
-#define DEF_SHARE_WINDOW_S 60
 
 #define PATH_BUF 512
 
@@ -561,48 +547,17 @@ static int get_number(loader_t *ld, json_t *obj, const char *key, double min, do
     return 0;
 }
 
-static const char *const builtin_attrs[] = {"provider", "model",        "kind",    "vendor",
-                                            "region",   "jurisdiction", "creator", NULL};
-
-int mr_attr_is_builtin(const char *name)
-{
-    for (const char *const *a = builtin_attrs; *a; a++)
-        if (!strcmp(*a, name))
-            return 1;
-    return 0;
-}
-
 /* Tag and policy names: 1..64 of [A-Za-z0-9_.-], starting with [A-Za-z0-9_]. */
 static bool valid_name(const char *s)
 {
     size_t n = strlen(s);
 
-    if (n == 0 || n > MAX_PROVIDER_NAME || !is_name_char(s[0]))
+    if (n == 0 || n > MR_NAME_MAX || !is_name_char(s[0]))
         return false;
     for (size_t i = 0; i < n; i++)
         if (!is_name_char(s[i]) && s[i] != '-' && s[i] != '.')
             return false;
     return true;
-}
-
-static void free_tags(mr_tag_t *tags, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(tags[i].name);
-        free(tags[i].value);
-    }
-    free(tags);
-}
-
-static void free_rules(mr_attr_rule_t *rules, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(rules[i].attr);
-        for (size_t j = 0; j < rules[i].n_values; j++)
-            free(rules[i].values[j]);
-        free(rules[i].values);
-    }
-    free(rules);
 }
 
 /*
@@ -625,8 +580,8 @@ static int load_tags(loader_t *ld, json_t *obj, bool expand, mr_tag_t **tags, si
                     "{\"license\": \"apache-2.0\"} (got %s)",
                     json_type_name(t));
     count = json_object_size(t) - (json_object_get(t, "$comment") ? 1 : 0);
-    if (count > MAX_TAGS)
-        return fail(ld, "at most %d tags (got %zu)", MAX_TAGS, count);
+    if (count > MR_TAGS_MAX)
+        return fail(ld, "at most %d tags (got %zu)", MR_TAGS_MAX, count);
     if (count && !(*tags = calloc(count, sizeof(**tags))))
         return fail(ld, "out of memory");
     json_object_foreach(t, name, v)
@@ -644,7 +599,7 @@ static int load_tags(loader_t *ld, json_t *obj, bool expand, mr_tag_t **tags, si
             return fail(ld,
                         "invalid tag name: use 1 to %d letters, digits, '_', '-' or '.', "
                         "starting with a letter or '_'",
-                        MAX_PROVIDER_NAME);
+                        MR_NAME_MAX);
         if (mr_attr_is_builtin(name))
             return fail(ld, "%s is a built-in attribute and cannot be a tag",
                         quote(q, sizeof(q), name));
@@ -670,8 +625,8 @@ static int load_tags(loader_t *ld, json_t *obj, bool expand, mr_tag_t **tags, si
         (*n)++;
         if (!*val)
             return fail(ld, "must not be empty");
-        if (strlen(val) > MAX_TAG_VALUE)
-            return fail(ld, "must be at most %d bytes", MAX_TAG_VALUE);
+        if (strlen(val) > MR_TAG_VALUE_MAX)
+            return fail(ld, "must be at most %d bytes", MR_TAG_VALUE_MAX);
         if (has_control(val))
             return fail(ld, "must not contain control characters");
         path_pop(ld, s);
@@ -680,20 +635,11 @@ static int load_tags(loader_t *ld, json_t *obj, bool expand, mr_tag_t **tags, si
     return 0;
 }
 
-static const char *const kind_names[] = {"openai", "anthropic", "gemini", "azure"};
-
-const char *mr_provider_kind_name(mr_provider_kind_t kind)
-{
-    if ((unsigned)kind < sizeof(kind_names) / sizeof(kind_names[0]))
-        return kind_names[kind];
-    return "unknown";
-}
-
 static bool valid_provider_name(const char *s)
 {
     size_t n = strlen(s);
 
-    if (n == 0 || n > MAX_PROVIDER_NAME)
+    if (n == 0 || n > MR_NAME_MAX)
         return false;
     if (!(is_name_char(s[0])))
         return false;
@@ -707,7 +653,7 @@ static bool valid_route_name(const char *s)
 {
     size_t n = strlen(s);
 
-    if (n == 0 || n > MAX_ROUTE_NAME)
+    if (n == 0 || n > MR_ROUTE_NAME_MAX)
         return false;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
         if (*p <= ' ' || *p == 0x7f)
@@ -752,8 +698,8 @@ static int check_label(loader_t *ld, const char *key, const char *v, bool allow_
 
     if (!allow_empty && !*v)
         return fail(ld, "must not be empty");
-    if (strlen(v) > MAX_LABEL)
-        return fail(ld, "must be at most %d bytes", MAX_LABEL);
+    if (strlen(v) > MR_LABEL_MAX)
+        return fail(ld, "must be at most %d bytes", MR_LABEL_MAX);
     if (has_control(v))
         return fail(ld, "must not contain control characters");
     path_pop(ld, saved);
@@ -924,7 +870,7 @@ static int load_provider(loader_t *ld, const char *name, json_t *obj, mr_provide
         return fail(ld,
                     "invalid provider name: use 1 to %d letters, digits, '_', '-' or '.', "
                     "starting with a letter, digit or '_'",
-                    MAX_PROVIDER_NAME);
+                    MR_NAME_MAX);
     if (!json_is_object(obj))
         return fail(ld, "must be an object (got %s)", json_type_name(obj));
     if (!(p->name = strdup(name)))
@@ -935,13 +881,7 @@ static int load_provider(loader_t *ld, const char *name, json_t *obj, mr_provide
     /* kind */
     if (get_expanded(ld, obj, "kind", true, &s) < 0)
         return -1;
-    bool found = false;
-    for (size_t i = 0; i < sizeof(kind_names) / sizeof(kind_names[0]); i++)
-        if (!strcmp(s, kind_names[i])) {
-            p->kind = (mr_provider_kind_t)i;
-            found = true;
-        }
-    if (!found) {
+    if (mr_provider_kind_parse(s, &p->kind) < 0) {
         saved = path_key(ld, "kind");
         fail(ld, "must be one of openai, anthropic, gemini, azure (got %s)",
              quote(q, sizeof(q), s));
@@ -1169,9 +1109,9 @@ static int load_target(loader_t *ld, json_t *obj, mr_target_t *t)
     if (check_label(ld, "creator", t->creator, false) < 0)
         return -1;
     if (get_bool(ld, obj, "open_weights", &t->open_weights) < 0 ||
-        get_number(ld, obj, "input_per_mtok", 0, MAX_PRICE, false, &t->has_input_price,
+        get_number(ld, obj, "input_per_mtok", 0, MR_PRICE_MAX, false, &t->has_input_price,
                    &t->input_per_mtok) < 0 ||
-        get_number(ld, obj, "output_per_mtok", 0, MAX_PRICE, false, &t->has_output_price,
+        get_number(ld, obj, "output_per_mtok", 0, MR_PRICE_MAX, false, &t->has_output_price,
                    &t->output_per_mtok) < 0 ||
         get_int(ld, obj, "weight", 1, 1000000, &weight) < 0 ||
         load_tags(ld, obj, false, &t->tags, &t->n_tags) < 0)
@@ -1191,14 +1131,14 @@ static int load_route(loader_t *ld, const char *name, json_t *obj, mr_route_t *r
         return fail(ld,
                     "invalid route name: must be 1 to %d bytes without spaces or control "
                     "characters",
-                    MAX_ROUTE_NAME);
+                    MR_ROUTE_NAME_MAX);
     if (!json_is_object(obj))
         return fail(ld, "must be an object with \"targets\" (got %s)", json_type_name(obj));
     if (!(r->name = strdup(name)))
         return fail(ld, "out of memory");
     if (check_keys(ld, obj, keys) < 0)
         return -1;
-    if (get_int(ld, obj, "max_attempts", 1, MAX_MAX_ATTEMPTS, &attempts) < 0)
+    if (get_int(ld, obj, "max_attempts", 1, MR_ATTEMPTS_MAX, &attempts) < 0)
         return -1;
     r->max_attempts = (unsigned)attempts;
 
@@ -1481,24 +1421,6 @@ static int derive_indexes(loader_t *ld)
 /* Policies                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static const char *const strategy_names[] = {"priority", "weighted", "round_robin", "least_latency",
-                                             "cheapest"};
-static const char *const diversity_names[] = {"none", "vendor", "region", "jurisdiction"};
-
-const char *mr_strategy_name(mr_strategy_t s)
-{
-    if ((unsigned)s < sizeof(strategy_names) / sizeof(strategy_names[0]))
-        return strategy_names[s];
-    return "unknown";
-}
-
-const char *mr_diversity_name(mr_diversity_t d)
-{
-    if ((unsigned)d < sizeof(diversity_names) / sizeof(diversity_names[0]))
-        return diversity_names[d];
-    return "unknown";
-}
-
 static bool has_tag(const mr_tag_t *tags, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++)
@@ -1524,7 +1446,7 @@ static bool known_attr(const mr_config_t *cfg, const char *name)
 
 static void suggest_attr(const mr_config_t *cfg, suggest_t *s)
 {
-    for (const char *const *a = builtin_attrs; *a; a++)
+    for (const char *const *a = mr_attr_builtins(); *a; a++)
         suggest_try(s, *a);
     for (size_t i = 0; i < cfg->n_providers; i++)
         for (size_t k = 0; k < cfg->providers[i].n_tags; k++)
@@ -1579,8 +1501,8 @@ static int load_rules(loader_t *ld, json_t *pol, const char *key, mr_attr_rule_t
             return fail(ld, "must be a non-empty array of strings (got %s)",
                         json_is_array(v) ? "an empty array" : json_type_name(v));
         nv = json_array_size(v);
-        if (nv > MAX_RULE_VALUES)
-            return fail(ld, "at most %d values (got %zu)", MAX_RULE_VALUES, nv);
+        if (nv > MR_RULE_VALUES_MAX)
+            return fail(ld, "at most %d values (got %zu)", MR_RULE_VALUES_MAX, nv);
         r = &(*out)[(*n)++];
         if (!(r->attr = strdup(attr)) || !(r->values = calloc(nv, sizeof(char *))))
             return fail(ld, "out of memory");
@@ -1594,8 +1516,8 @@ static int load_rules(loader_t *ld, json_t *pol, const char *key, mr_attr_rule_t
             val = json_string_value(e);
             if (!*val)
                 return fail(ld, "must not be empty");
-            if (strlen(val) > MAX_RULE_VALUE)
-                return fail(ld, "must be at most %d bytes", MAX_RULE_VALUE);
+            if (strlen(val) > MR_RULE_VALUE_MAX)
+                return fail(ld, "must be at most %d bytes", MR_RULE_VALUE_MAX);
             if (has_control(val))
                 return fail(ld, "must not contain control characters");
             if (!(r->values[r->n_values] = strdup(val)))
@@ -1615,10 +1537,8 @@ static int load_rules(loader_t *ld, json_t *pol, const char *key, mr_attr_rule_t
                     if (j[k] >= 'a' && j[k] <= 'z')
                         j[k] = (char)(j[k] - 'a' + 'A');
             } else if (!strcmp(attr, "kind")) {
-                bool ok = false;
-                for (size_t k = 0; k < sizeof(kind_names) / sizeof(kind_names[0]); k++)
-                    ok |= !strcmp(val, kind_names[k]);
-                if (!ok)
+                mr_provider_kind_t kind;
+                if (mr_provider_kind_parse(val, &kind) < 0)
                     return fail(ld, "must be one of openai, anthropic, gemini, azure (got %s)",
                                 quote(q, sizeof(q), val));
             }
@@ -1630,8 +1550,8 @@ static int load_rules(loader_t *ld, json_t *pol, const char *key, mr_attr_rule_t
     return 0;
 }
 
-/* A string member that must be one of `names` (n of them); *out its index. */
-static int get_enum(loader_t *ld, json_t *obj, const char *key, const char *const *names, size_t n,
+/* A string member that must be one of name(0..n-1); *out its index. */
+static int get_enum(loader_t *ld, json_t *obj, const char *key, const char *(*name)(int), int n,
                     bool *present, int *out)
 {
     const char *v;
@@ -1643,16 +1563,31 @@ static int get_enum(loader_t *ld, json_t *obj, const char *key, const char *cons
         return -1;
     if (!v)
         return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(v, names[i])) {
-            *out = (int)i;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v, name(i))) {
+            *out = i;
             *present = true;
             return 0;
         }
-    for (size_t i = 0; i < n && o < sizeof(list); i++)
-        o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", names[i]);
+    for (int i = 0; i < n && o < sizeof(list); i++)
+        o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", name(i));
     path_key(ld, key); /* the message names the member */
     return fail(ld, "must be one of %s (got %s)", list, quote(q, sizeof(q), v));
+}
+
+static const char *data_collection_name(int i)
+{
+    return i == 0 ? "allow" : "deny";
+}
+
+static const char *strategy_name(int i)
+{
+    return mr_strategy_name((mr_strategy_t)i);
+}
+
+static const char *diversity_name(int i)
+{
+    return mr_diversity_name((mr_diversity_t)i);
 }
 
 static int load_policy(loader_t *ld, const char *name, json_t *obj, mr_policy_t *p)
@@ -1661,9 +1596,8 @@ static int load_policy(loader_t *ld, const char *name, json_t *obj, mr_policy_t 
         "allow",       "deny",     "open_weights_only",  "data_collection",  "zdr_only",
         "max_price",   "strategy", "fallback_diversity", "max_vendor_share", "share_window_s",
         "min_vendors", NULL};
-    static const char *const dc_names[] = {"allow", "deny"};
     json_t *mp;
-    json_int_t window = DEF_SHARE_WINDOW_S, minv = 0;
+    json_int_t window = MR_SHARE_WINDOW_S, minv = 0;
     bool present, has_share;
     int e = 0;
 
@@ -1672,7 +1606,7 @@ static int load_policy(loader_t *ld, const char *name, json_t *obj, mr_policy_t 
         return fail(ld,
                     "invalid policy name: use 1 to %d letters, digits, '_', '-' or '.', "
                     "starting with a letter, digit or '_'",
-                    MAX_PROVIDER_NAME);
+                    MR_NAME_MAX);
     if (!json_is_object(obj))
         return fail(ld, "must be an object (got %s)", json_type_name(obj));
     if (!(p->name = strdup(name)))
@@ -1682,7 +1616,7 @@ static int load_policy(loader_t *ld, const char *name, json_t *obj, mr_policy_t 
         get_bool(ld, obj, "open_weights_only", &p->open_weights_only) < 0 ||
         get_bool(ld, obj, "zdr_only", &p->zdr_only) < 0)
         return -1;
-    if (get_enum(ld, obj, "data_collection", dc_names, 2, &present, &e) < 0)
+    if (get_enum(ld, obj, "data_collection", data_collection_name, 2, &present, &e) < 0)
         return -1;
     p->deny_data_collection = present && e == 1;
 
@@ -1696,9 +1630,9 @@ static int load_policy(loader_t *ld, const char *name, json_t *obj, mr_policy_t 
                         "million tokens (got %s)",
                         json_type_name(mp));
         if (check_keys(ld, mp, mkeys) < 0 ||
-            get_number(ld, mp, "input", 0, MAX_PRICE, false, &p->has_max_input,
+            get_number(ld, mp, "input", 0, MR_PRICE_MAX, false, &p->has_max_input,
                        &p->max_input_per_mtok) < 0 ||
-            get_number(ld, mp, "output", 0, MAX_PRICE, false, &p->has_max_output,
+            get_number(ld, mp, "output", 0, MR_PRICE_MAX, false, &p->has_max_output,
                        &p->max_output_per_mtok) < 0)
             return -1;
         if (!p->has_max_input && !p->has_max_output)
@@ -1706,10 +1640,11 @@ static int load_policy(loader_t *ld, const char *name, json_t *obj, mr_policy_t 
         path_pop(ld, saved);
     }
 
-    if (get_enum(ld, obj, "strategy", strategy_names, 5, &p->strategy_set, &e) < 0)
+    if (get_enum(ld, obj, "strategy", strategy_name, MR_STRATEGY_COUNT, &p->strategy_set, &e) < 0)
         return -1;
     p->strategy = p->strategy_set ? (mr_strategy_t)e : MR_STRATEGY_PRIORITY;
-    if (get_enum(ld, obj, "fallback_diversity", diversity_names, 4, &p->diversity_set, &e) < 0)
+    if (get_enum(ld, obj, "fallback_diversity", diversity_name, MR_DIVERSITY_COUNT,
+                 &p->diversity_set, &e) < 0)
         return -1;
     p->diversity = p->diversity_set ? (mr_diversity_t)e : MR_DIVERSITY_NONE;
     if (get_number(ld, obj, "max_vendor_share", 0, 1, true, &has_share, &p->max_vendor_share) < 0 ||
@@ -1755,7 +1690,7 @@ static int load_policy_at(loader_t *ld, const char *name, json_t *v, size_t i)
 static int load_policies(loader_t *ld, json_t *root)
 {
     mr_config_t *cfg = ld->cfg;
-    return load_named(ld, root, "policies", "policy", "policies", 0, MAX_POLICIES,
+    return load_named(ld, root, "policies", "policy", "policies", 0, MR_POLICIES_MAX,
                       (void **)&cfg->policies, sizeof(*cfg->policies), &cfg->n_policies,
                       load_policy_at);
 }
@@ -1802,7 +1737,7 @@ static int load_key(loader_t *ld, const char *name, json_t *obj, mr_key_t *k)
         return fail(ld,
                     "invalid key name: use 1 to %d letters, digits, '_', '-' or '.', "
                     "starting with a letter, digit or '_'",
-                    MAX_PROVIDER_NAME);
+                    MR_NAME_MAX);
     if (!json_is_object(obj))
         return fail(ld,
                     "must be an object like {\"sha256\": \"<64 hex digits>\", \"policy\": "
@@ -1842,7 +1777,7 @@ static int load_key_at(loader_t *ld, const char *name, json_t *v, size_t i)
 static int load_keys(loader_t *ld, json_t *root)
 {
     mr_config_t *cfg = ld->cfg;
-    return load_named(ld, root, "keys", "key", "keys", 0, MAX_KEYS, (void **)&cfg->keys,
+    return load_named(ld, root, "keys", "key", "keys", 0, MR_KEYS_MAX, (void **)&cfg->keys,
                       sizeof(*cfg->keys), &cfg->n_keys, load_key_at);
 }
 
@@ -1906,7 +1841,7 @@ static int load_root(loader_t *ld, json_t *root)
     if (!json_is_object(root))
         return fail(ld, "the top level must be a JSON object (got %s)", json_type_name(root));
     if (check_keys(ld, root, keys) < 0 || load_listen(ld, root) < 0 ||
-        get_int(ld, root, "max_attempts", 1, MAX_MAX_ATTEMPTS, &attempts) < 0)
+        get_int(ld, root, "max_attempts", 1, MR_ATTEMPTS_MAX, &attempts) < 0)
         return -1;
     ld->cfg->max_attempts = (unsigned)attempts;
     if (load_timeouts(ld, root) < 0 || load_limits(ld, root) < 0 || load_health(ld, root) < 0 ||
@@ -2026,123 +1961,8 @@ fail:
 }
 
 /* ------------------------------------------------------------------------ */
-/* Lifetime and lookup                                                       */
+/* Exposure                                                                  */
 /* ------------------------------------------------------------------------ */
-
-void mr_config_free(mr_config_t *cfg)
-{
-    if (!cfg)
-        return;
-    for (size_t i = 0; i < cfg->n_providers; i++) {
-        mr_provider_t *p = &cfg->providers[i];
-        free(p->name);
-        free(p->base_url);
-        free(p->ca_file);
-        if (p->api_key) {
-            /* best effort: do not leave the secret in freed heap memory */
-            explicit_bzero(p->api_key, strlen(p->api_key));
-            free(p->api_key);
-        }
-        free(p->vendor);
-        free(p->api_version);
-        free(p->region);
-        free(p->jurisdiction);
-        for (size_t j = 0; j < p->n_models; j++)
-            free(p->models[j]);
-        free(p->models);
-        for (size_t j = 0; j < p->n_forward_headers; j++)
-            free(p->forward_headers[j]);
-        free(p->forward_headers);
-        free(p->key_env);
-        free(p->disabled_reason);
-        free_tags(p->tags, p->n_tags);
-    }
-    free(cfg->providers);
-    for (size_t i = 0; i < cfg->n_routes; i++) {
-        mr_route_t *r = &cfg->routes[i];
-        free(r->name);
-        for (size_t j = 0; j < r->n_targets; j++) {
-            free(r->targets[j].model);
-            free(r->targets[j].creator);
-            free_tags(r->targets[j].tags, r->targets[j].n_tags);
-        }
-        free(r->targets);
-    }
-    free(cfg->routes);
-    for (size_t i = 0; i < cfg->n_policies; i++) {
-        mr_policy_t *p = &cfg->policies[i];
-        free(p->name);
-        free_rules(p->allow, p->n_allow);
-        free_rules(p->deny, p->n_deny);
-    }
-    free(cfg->policies);
-    for (size_t i = 0; i < cfg->n_keys; i++) {
-        free(cfg->keys[i].name);
-        explicit_bzero(cfg->keys[i].digest, sizeof(cfg->keys[i].digest));
-    }
-    free(cfg->keys);
-    free(cfg->vendors);
-    for (size_t i = 0; i < cfg->n_warnings; i++)
-        free(cfg->warnings[i]);
-    free(cfg->warnings);
-    free(cfg->listen_host);
-    free(cfg->access_log);
-    free(cfg->audit.path);
-    free(cfg->origin);
-    free(cfg);
-}
-
-const mr_provider_t *mr_config_find_provider(const mr_config_t *cfg, const char *name)
-{
-    for (size_t i = 0; i < cfg->n_providers; i++)
-        if (cfg->providers[i].name && !strcmp(cfg->providers[i].name, name))
-            return &cfg->providers[i];
-    return NULL;
-}
-
-const mr_route_t *mr_config_find_route(const mr_config_t *cfg, const char *name)
-{
-    for (size_t i = 0; i < cfg->n_routes; i++)
-        if (cfg->routes[i].name && !strcmp(cfg->routes[i].name, name))
-            return &cfg->routes[i];
-    return NULL;
-}
-
-const mr_policy_t *mr_config_find_policy(const mr_config_t *cfg, const char *name)
-{
-    for (size_t i = 0; i < cfg->n_policies; i++)
-        if (cfg->policies[i].name && !strcmp(cfg->policies[i].name, name))
-            return &cfg->policies[i];
-    return NULL;
-}
-
-const char *mr_target_attr(const mr_target_t *t, const char *name)
-{
-    const mr_provider_t *p = t->provider;
-
-    /* most frequent first; a tag can never shadow a built-in (load rejects it) */
-    if (!strcmp(name, "region"))
-        return p->region;
-    if (!strcmp(name, "jurisdiction"))
-        return p->jurisdiction;
-    if (!strcmp(name, "vendor"))
-        return p->vendor;
-    if (!strcmp(name, "creator"))
-        return t->creator ? t->creator : p->vendor;
-    if (!strcmp(name, "provider"))
-        return p->name;
-    if (!strcmp(name, "model"))
-        return t->model;
-    if (!strcmp(name, "kind"))
-        return mr_provider_kind_name(p->kind);
-    for (size_t i = 0; i < t->n_tags; i++)
-        if (!strcmp(t->tags[i].name, name))
-            return t->tags[i].value;
-    for (size_t i = 0; i < p->n_tags; i++)
-        if (!strcmp(p->tags[i].name, name))
-            return p->tags[i].value;
-    return NULL;
-}
 
 /* 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
 static bool is_loopback(const char *host)
