@@ -1,7 +1,7 @@
 /*
- * catalogue — name tables, lookups and the destructor of mr_config_t.
- * Pure data and pure functions: nothing here parses JSON or reads the
- * environment (that is the loader, config.h).
+ * catalogue — name tables, lookups, the scalar settings table and the
+ * destructor of mr_config_t. Pure data and pure functions: nothing here
+ * parses JSON or reads the environment (that is the loader, config.h).
  */
 #include "meridian/catalogue.h"
 
@@ -205,4 +205,185 @@ void mr_config_free(mr_config_t *cfg)
     free(cfg->audit.path);
     free(cfg->origin);
     free(cfg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scalar settings                                                           */
+/* ------------------------------------------------------------------------ */
+
+#define KIB 1024.0
+#define MIB (1024.0 * KIB)
+#define GIB (1024.0 * MIB)
+#define AT(field) .offset = offsetof(mr_config_t, field), .size = sizeof(((mr_config_t *)0)->field)
+#define UINT(sec, k, field, lo, hi, d)                                                             \
+    {                                                                                              \
+        .section = sec, .key = k, .type = MR_SETTING_UINT, AT(field), .min = lo, .max = hi,        \
+        .def = d                                                                                   \
+    }
+
+/*
+ * docs/configuration.md documents every row (tests/unit/test_config_docs.c
+ * checks it). Row order is load order, which is also the order of --check.
+ */
+static const mr_setting_t settings[] = {
+    {.key = "listen", .type = MR_SETTING_LISTEN, AT(listen_host), .def_str = "127.0.0.1:8080"},
+    UINT(NULL, "max_attempts", max_attempts, 1, MR_ATTEMPTS_MAX, 3),
+    UINT("timeouts", "connect_ms", timeouts.connect_ms, 1, 600000, 5000),
+    UINT("timeouts", "first_byte_ms", timeouts.first_byte_ms, 1, 3600000, 60000),
+    UINT("timeouts", "request_ms", timeouts.request_ms, 1, 86400000, 300000),
+    UINT("timeouts", "stream_idle_ms", timeouts.stream_idle_ms, 1, 3600000, 60000),
+    UINT("timeouts", "client_idle_s", timeouts.client_idle_s, 1, 86400, 60),
+    UINT("timeouts", "drain_ms", timeouts.drain_ms, 1, 3600000, 10000),
+    UINT("limits", "max_body_bytes", limits.max_body_bytes, KIB, GIB, 8 * MIB),
+    UINT("limits", "max_header_bytes", limits.max_header_bytes, KIB, MIB, 16 * KIB),
+    UINT("limits", "max_response_bytes", limits.max_response_bytes, KIB, GIB, 64 * MIB),
+    UINT("limits", "stream_buffer_bytes", limits.stream_buffer_bytes, KIB, 64 * MIB, 256 * KIB),
+    UINT("limits", "max_connections", limits.max_connections, 1, 1000000, 4096),
+    UINT("health", "failure_threshold", health.failure_threshold, 1, 1000000,
+         MR_HEALTH_FAILURE_THRESHOLD),
+    UINT("health", "cooldown_ms", health.cooldown_ms, 1, 86400000, MR_HEALTH_COOLDOWN_MS),
+    UINT("health", "max_cooldown_ms", health.max_cooldown_ms, 1, 86400000,
+         MR_HEALTH_MAX_COOLDOWN_MS),
+    UINT("health", "probe_timeout_ms", health.probe_timeout_ms, 1, 86400000,
+         MR_HEALTH_PROBE_TIMEOUT_MS),
+    /* health.h reads 0 as "default": an explicit 0 means "only the floor" */
+    {.section = "retry_budget",
+     .key = "ratio",
+     .type = MR_SETTING_NUMBER,
+     AT(retry_budget.ratio),
+     .min = 0,
+     .max = 100,
+     .def = MR_RETRY_RATIO,
+     .zero_as = -1,
+     .flags = MR_SETTING_ZERO_AS},
+    UINT("retry_budget", "window_s", retry_budget.window_s, 1, MR_RETRY_MAX_WINDOW_S,
+         MR_RETRY_WINDOW_S),
+    /* ... and an explicit 0 here means "no floor at all" */
+    {.section = "retry_budget",
+     .key = "min_retries_per_s",
+     .type = MR_SETTING_UINT,
+     AT(retry_budget.min_retries_per_s),
+     .min = 0,
+     .max = 1000000,
+     .def = MR_RETRY_MIN_PER_S,
+     .zero_as = MR_RETRY_NO_FLOOR,
+     .flags = MR_SETTING_ZERO_AS},
+    {.key = "default_policy",
+     .type = MR_SETTING_POLICY,
+     AT(default_policy),
+     .flags = MR_SETTING_LATE | MR_SETTING_QUIET},
+    {.key = "allow_unauthenticated",
+     .type = MR_SETTING_BOOL,
+     AT(allow_unauthenticated),
+     .flags = MR_SETTING_LATE | MR_SETTING_QUIET},
+    {.key = "public_metrics",
+     .type = MR_SETTING_BOOL,
+     AT(public_metrics),
+     .def = 1,
+     .flags = MR_SETTING_LATE},
+    {.key = "access_log",
+     .type = MR_SETTING_STRING,
+     AT(access_log),
+     .def_str = "off",
+     .flags = MR_SETTING_LATE | MR_SETTING_OFF_IS_NULL},
+    {.section = "audit",
+     .key = "path",
+     .type = MR_SETTING_STRING,
+     AT(audit.path),
+     .flags = MR_SETTING_LATE | MR_SETTING_REQUIRED | MR_SETTING_NONEMPTY},
+    {.section = "audit",
+     .key = "bodies",
+     .type = MR_SETTING_BOOL,
+     AT(audit.bodies),
+     .flags = MR_SETTING_LATE},
+    {.section = "audit",
+     .key = "queue_bytes",
+     .type = MR_SETTING_UINT,
+     AT(audit.queue_bytes),
+     .min = 4 * KIB,
+     .max = 16 * GIB,
+     .def = MR_AUDIT_QUEUE_BYTES,
+     .flags = MR_SETTING_LATE},
+};
+
+const mr_setting_t *mr_settings(size_t *n)
+{
+    *n = sizeof(settings) / sizeof(settings[0]);
+    return settings;
+}
+
+const char *mr_setting_path(const mr_setting_t *s, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s%s%s", s->section ? s->section : "", s->section ? "." : "", s->key);
+    return buf;
+}
+
+/* A UINT or NUMBER value as a double (exact: every stored value is < 2^53). */
+static double number_at(const mr_setting_t *s, const mr_config_t *cfg)
+{
+    const void *at = (const char *)cfg + s->offset;
+    double d;
+
+    if (s->type == MR_SETTING_NUMBER) {
+        memcpy(&d, at, sizeof(d));
+    } else if (s->size == sizeof(uint64_t)) {
+        uint64_t v;
+        memcpy(&v, at, sizeof(v));
+        d = (double)v;
+    } else {
+        uint32_t v;
+        memcpy(&v, at, sizeof(v));
+        d = v;
+    }
+    /* zero_as is what a given 0 became: show the 0 the file says */
+    return (s->flags & MR_SETTING_ZERO_AS) && d == s->zero_as ? 0 : d;
+}
+
+static const char *format_listen(const mr_config_t *cfg, char *buf, size_t n)
+{
+    bool v6 = strchr(cfg->listen_host, ':') != NULL;
+
+    snprintf(buf, n, "%s%s%s:%u", v6 ? "[" : "", cfg->listen_host, v6 ? "]" : "",
+             (unsigned)cfg->listen_port);
+    return buf;
+}
+
+const char *mr_setting_format(const mr_setting_t *s, const mr_config_t *cfg, char *buf, size_t n)
+{
+    const void *at = cfg ? (const char *)cfg + s->offset : NULL;
+    const char *str = s->def_str;
+
+    if (n == 0)
+        return buf;
+    switch (s->type) {
+    case MR_SETTING_UINT:
+    case MR_SETTING_NUMBER:
+        snprintf(buf, n, s->type == MR_SETTING_UINT ? "%.0f" : "%g",
+                 cfg ? number_at(s, cfg) : s->def);
+        return buf;
+    case MR_SETTING_BOOL: {
+        bool b = s->def != 0;
+        if (cfg)
+            memcpy(&b, at, sizeof(b));
+        snprintf(buf, n, "%s", b ? "true" : "false");
+        return buf;
+    }
+    case MR_SETTING_LISTEN:
+        if (cfg)
+            return format_listen(cfg, buf, n);
+        break;
+    case MR_SETTING_POLICY: {
+        const mr_policy_t *p = NULL;
+        if (cfg)
+            memcpy(&p, at, sizeof(p));
+        str = p ? p->name : NULL;
+        break;
+    }
+    case MR_SETTING_STRING:
+        if (cfg)
+            memcpy(&str, at, sizeof(str));
+        break;
+    }
+    snprintf(buf, n, "%s", str ? str : (s->flags & MR_SETTING_OFF_IS_NULL) ? "off" : "none");
+    return buf;
 }

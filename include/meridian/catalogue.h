@@ -1,8 +1,9 @@
 /*
  * catalogue — what a loaded configuration is made of: the types of
  * mr_config_t (providers, routes, targets, policies, keys, limits...), the
- * constants that bound them, the name tables of their enums and the
- * attribute lookup every policy filter uses.
+ * constants that bound them, the name tables of their enums, the attribute
+ * lookup every policy filter uses, and the table of scalar settings that
+ * drives loading, defaults, bounds messages, `--check` and the docs check.
  *
  * This is the leaf of the config layers: it depends on nothing else of
  * Meridian, so modules that only read a config (policy, router, health...)
@@ -51,6 +52,8 @@
 #define MR_RETRY_MAX_WINDOW_S 60         /* ring size: windows are capped to this */
 /* min_retries_per_s value meaning "no floor" (0 means the default). */
 #define MR_RETRY_NO_FLOOR UINT32_MAX
+/* Records of one worker waiting for the audit writer (= logsink's default). */
+#define MR_AUDIT_QUEUE_BYTES (8u << 20)
 
 /* ---- the types of a loaded configuration -------------------------------- */
 
@@ -187,7 +190,8 @@ typedef struct mr_limits {
     unsigned max_connections;   /* concurrent client connections */
 } mr_limits_t;
 
-/* Circuit breakers and the retry budget (health.h); 0 means health.h's default. */
+/* Circuit breakers and the retry budget (health.h). The loader stores the
+ * resolved defaults; health.h still reads a 0 as its default. */
 typedef struct mr_health_cfg {
     uint32_t failure_threshold;
     uint32_t cooldown_ms;
@@ -205,7 +209,7 @@ typedef struct mr_retry_budget_cfg {
 typedef struct mr_audit_cfg {
     char *path;
     bool bodies;        /* also record request and response bodies */
-    size_t queue_bytes; /* per worker, not yet written; 0: logsink's default */
+    size_t queue_bytes; /* per worker, not yet written (default MR_AUDIT_QUEUE_BYTES) */
 } mr_audit_cfg_t;
 
 typedef struct mr_config {
@@ -277,5 +281,58 @@ const char *const *mr_attr_builtins(void);
 /* Release a config and everything it owns; secrets are wiped first. NULL is
  * accepted. Also frees a partly built config (the loader's failure path). */
 void mr_config_free(mr_config_t *cfg);
+
+/* ---- scalar settings: one row per key ----------------------------------- */
+
+typedef enum {
+    MR_SETTING_UINT = 0, /* unsigned integer of `size` bytes (4 or 8) */
+    MR_SETTING_NUMBER,   /* double */
+    MR_SETTING_BOOL,     /* bool */
+    MR_SETTING_STRING,   /* char *, ${VAR}-expanded, owned by the config */
+    MR_SETTING_LISTEN,   /* "HOST:PORT" into listen_host and listen_port */
+    MR_SETTING_POLICY,   /* a policy name into a const mr_policy_t * */
+} mr_setting_type_t;
+
+#define MR_SETTING_REQUIRED 0x01    /* must be given when its section is */
+#define MR_SETTING_NONEMPTY 0x02    /* a string that must not be "" */
+#define MR_SETTING_OFF_IS_NULL 0x04 /* a string where "off" and "" mean none (NULL) */
+#define MR_SETTING_ZERO_AS 0x08     /* a given 0 is stored as zero_as (0 reads as default) */
+#define MR_SETTING_LATE 0x10        /* loaded after the named objects (policies, keys) */
+#define MR_SETTING_QUIET 0x20       /* --check shows it elsewhere, not on a settings line */
+
+/*
+ * One scalar setting, redis-style: where it is in the file (a top-level key,
+ * or a member of a fixed-shape section object such as "timeouts"), its
+ * type, where it lives in mr_config_t, its bounds (UINT and NUMBER; every
+ * bound and default is exactly representable in a double) and its default.
+ * Rows are in load order and a section's rows are consecutive; the loader,
+ * `--check` (config_print.h) and the docs check read the same table.
+ */
+typedef struct mr_setting {
+    const char *section; /* NULL at the top level */
+    const char *key;
+    mr_setting_type_t type;
+    size_t offset; /* of the value in mr_config_t */
+    size_t size;   /* of the value */
+    double min, max;
+    double def;          /* UINT, NUMBER, BOOL (0 or 1) */
+    const char *def_str; /* STRING, LISTEN; NULL: no default (NULL value) */
+    double zero_as;      /* with MR_SETTING_ZERO_AS */
+    unsigned flags;
+} mr_setting_t;
+
+/* The table (static, program lifetime) and its row count. */
+const mr_setting_t *mr_settings(size_t *n);
+
+/* The JSON path of a row, "timeouts.connect_ms" or "max_attempts", in buf. */
+const char *mr_setting_path(const mr_setting_t *s, char *buf, size_t n);
+
+/*
+ * The setting's value as the file would spell it (5000, 0.2, true,
+ * "127.0.0.1:8080" without quotes, "[::1]:8080"), written to buf; with cfg
+ * NULL, its default. A string without value is "off" for OFF_IS_NULL rows,
+ * else "none". Returns buf (always terminated when n > 0).
+ */
+const char *mr_setting_format(const mr_setting_t *s, const mr_config_t *cfg, char *buf, size_t n);
 
 #endif
