@@ -101,9 +101,10 @@ int mr_config_set_listen(mr_config_t *cfg, const char *hostport, char *err, size
 
     if (parse_listen(hostport, &host, &port, why, sizeof(why)) < 0) {
         if (err && errlen) {
-            char q[MR_LOADER_QUOTE_MAX];
-            snprintf(err, errlen, "invalid listen address %s: %s",
+            char q[MR_LOADER_QUOTE_MAX], msg[512];
+            snprintf(msg, sizeof(msg), "invalid listen address %s: %s",
                      mr_loader_quote(q, sizeof(q), hostport), why);
+            mr_loader_redact(msg, err, errlen);
         }
         return -1;
     }
@@ -401,7 +402,7 @@ static int load_root(mr_loader_t *ld, json_t *root)
 
 static int load_json(json_t *root, const char *origin, mr_config_t **out, char *err, size_t errlen)
 {
-    mr_loader_t ld = {.origin = origin, .err = err, .errlen = errlen};
+    mr_loader_t ld = {.origin = origin, .err = err, .errlen = errlen, .root = root};
 
     if (!(ld.cfg = calloc(1, sizeof(*ld.cfg))) || !(ld.cfg->origin = strdup(origin))) {
         free(ld.cfg);
@@ -423,9 +424,12 @@ static int load_buffer(const char *buf, size_t len, const char *origin, mr_confi
     int rc;
 
     if (!root) {
+        char msg[768];
+        /* jansson may quote the token it stopped in, e.g. a URL */
+        snprintf(msg, sizeof(msg), "%s:%d:%d: invalid JSON: %s", origin, je.line, je.column,
+                 je.text);
         if (err && errlen)
-            snprintf(err, errlen, "%s:%d:%d: invalid JSON: %s", origin, je.line, je.column,
-                     je.text);
+            mr_loader_redact(msg, err, errlen);
         return -1;
     }
     rc = load_json(root, origin, out, err, errlen);

@@ -93,13 +93,18 @@ static int load_tags(mr_loader_t *ld, json_t *obj, bool expand, mr_tag_t **tags,
 /* Providers                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Validate and normalise base_url in place (trailing '/' stripped). */
+/* Validate and normalise base_url in place (trailing '/' stripped).
+ * Credentials are looked for first, with or without a valid scheme: every
+ * later message quotes the URL. */
 static int check_base_url(mr_loader_t *ld, char *url)
 {
     char q[MR_LOADER_QUOTE_MAX];
-    const char *rest;
+    const char *rest = strstr(url, "://");
     size_t n;
 
+    rest = rest ? rest + 3 : url;
+    if (memchr(rest, '@', strcspn(rest, "/")))
+        return mr_loader_fail(ld, "must not contain credentials (user:password@); use api_key");
     if (!strncasecmp(url, "http://", 7))
         rest = url + 7;
     else if (!strncasecmp(url, "https://", 8))
@@ -116,9 +121,6 @@ static int check_base_url(mr_loader_t *ld, char *url)
     if (strpbrk(url, "?#"))
         return mr_loader_fail(
             ld, "must not contain a query or fragment (request paths are appended to it)");
-    n = strcspn(rest, "/");
-    if (memchr(rest, '@', n))
-        return mr_loader_fail(ld, "must not contain credentials (user:password@); use api_key");
     n = strlen(url);
     while (n > 0 && url[n - 1] == '/')
         url[--n] = '\0';

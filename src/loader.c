@@ -17,7 +17,126 @@
 #include <string.h>
 #include <strings.h>
 
-#define QUOTE_INPUT_MAX 80 /* input bytes quoted before "..." */
+#define QUOTE_INPUT_MAX 80      /* input bytes quoted before "..." */
+#define URL_END "/?#\"' \t\r\n" /* where the authority of a URL in a message ends */
+
+/* ------------------------------------------------------------------------ */
+/* Credentials in messages                                                   */
+/* ------------------------------------------------------------------------ */
+
+static bool is_host_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-' || c == '_' || c == '~' || c == '%';
+}
+
+/* host, host:port, [v6], [v6]:port or nothing. */
+static bool plain_authority(const char *p, size_t n)
+{
+    size_t h = 0;
+
+    if (n && p[0] == '[') {
+        const char *e = memchr(p, ']', n);
+        if (!e)
+            return false;
+        h = (size_t)(e - p) + 1;
+    } else {
+        while (h < n && is_host_char(p[h]))
+            h++;
+    }
+    if (h < n && p[h] == ':')
+        for (h++; h < n && p[h] >= '0' && p[h] <= '9'; h++)
+            ;
+    return h == n;
+}
+
+/* Bytes to hide at p, just after a "://": the userinfo before the
+ * authority's last '@'; when there is no '@', the whole authority unless it
+ * is a plain host[:port]. 0: nothing to hide. */
+static size_t userinfo_len(const char *p)
+{
+    size_t n = strcspn(p, URL_END);
+
+    for (size_t i = n; i > 0; i--)
+        if (p[i - 1] == '@')
+            return i - 1;
+    return plain_authority(p, n) ? 0 : n;
+}
+
+static bool after_scheme(const char *start, const char *p)
+{
+    return p - start >= 3 && !strncmp(p - 3, "://", 3);
+}
+
+void mr_loader_redact(const char *in, char *out, size_t n)
+{
+    const char *p = in;
+    size_t o = 0;
+
+    if (n == 0)
+        return;
+    while (*p && o + 1 < n) {
+        size_t hide = after_scheme(in, p) ? userinfo_len(p) : 0;
+        if (hide) {
+            for (const char *h = "***"; *h && o + 1 < n; h++)
+                out[o++] = *h;
+            p += hide;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    out[o] = '\0';
+}
+
+static void hide_secret(char *msg, const char *secret)
+{
+    size_t len = strlen(secret);
+    char *p;
+
+    if (len < MR_LOADER_SECRET_MIN)
+        return;
+    while ((p = strstr(msg, secret))) {
+        memcpy(p, "***", 3);
+        memmove(p + 3, p + len, strlen(p + len) + 1);
+    }
+}
+
+static void hide_var(const char *name, const char *value, void *msg)
+{
+    (void)name;
+    if (value)
+        hide_secret(msg, value);
+}
+
+/* Every api_key of the document, expanded, and each variable it reads:
+ * also those of providers not loaded yet, whose values are secrets too. */
+static void hide_keys(json_t *root, char *msg)
+{
+    json_t *providers = json_object_get(root, "providers"), *p;
+    const char *name;
+
+    if (!json_is_object(providers))
+        return;
+    json_object_foreach(providers, name, p)
+    {
+        const char *raw = json_string_value(json_object_get(p, "api_key"));
+        char *val = NULL;
+
+        if (raw && mr_env_expand_visit(raw, &val, NULL, hide_var, msg, NULL, 0) == 0) {
+            hide_secret(msg, val);
+            explicit_bzero(val, strlen(val));
+            free(val);
+        }
+    }
+}
+
+/* A composed message or warning (modified) as it may be shown, into out. */
+static void show(const mr_loader_t *ld, char *msg, char *out, size_t n)
+{
+    if (ld->root)
+        hide_keys(ld->root, msg);
+    mr_loader_redact(msg, out, n);
+}
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
@@ -33,7 +152,7 @@ bool mr_loader_has_control(const char *s)
 
 const char *mr_loader_quote(char *buf, size_t n, const char *s)
 {
-    size_t o = 0, i = 0;
+    size_t o = 0, i = 0, shown = 0;
 
     if (n < 8) {
         if (n)
@@ -41,11 +160,17 @@ const char *mr_loader_quote(char *buf, size_t n, const char *s)
         return buf;
     }
     buf[o++] = '"';
-    for (; i < QUOTE_INPUT_MAX && s[i]; i++) {
+    for (; shown < QUOTE_INPUT_MAX && s[i]; i++, shown++) {
         unsigned char c = (unsigned char)s[i];
+        size_t hide = after_scheme(s, s + i) ? userinfo_len(s + i) : 0;
         if (o + 6 >= n)
             break;
-        if (c == '"' || c == '\\') {
+        if (hide) {
+            /* credentials first, so that a long value is never cut inside them */
+            memcpy(buf + o, "***", 3);
+            o += 3;
+            i += hide - 1;
+        } else if (c == '"' || c == '\\') {
             buf[o++] = '\\';
             buf[o++] = (char)c;
         } else if (c < 0x20 || c == 0x7f) {
@@ -191,7 +316,7 @@ const char *mr_loader_suggest_text(const mr_loader_suggest_t *s, char *buf, size
 
 int mr_loader_fail(mr_loader_t *ld, const char *fmt, ...)
 {
-    char msg[768];
+    char msg[768], line[1536];
     va_list ap;
 
     if (!ld->err || !ld->errlen)
@@ -200,27 +325,29 @@ int mr_loader_fail(mr_loader_t *ld, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (ld->plen)
-        snprintf(ld->err, ld->errlen, "%s: %s: %s", ld->origin, ld->path, msg);
+        snprintf(line, sizeof(line), "%s: %s: %s", ld->origin, ld->path, msg);
     else
-        snprintf(ld->err, ld->errlen, "%s: %s", ld->origin, msg);
+        snprintf(line, sizeof(line), "%s: %s", ld->origin, msg);
+    show(ld, line, ld->err, ld->errlen);
     return -1;
 }
 
 int mr_loader_warn(mr_loader_t *ld, const char *fmt, ...)
 {
     mr_config_t *cfg = ld->cfg;
-    char buf[512];
+    char buf[512], shown[512];
     va_list ap;
     char **w;
 
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
+    show(ld, buf, shown, sizeof(shown));
     w = realloc(cfg->warnings, (cfg->n_warnings + 1) * sizeof(*w));
     if (!w)
         return mr_loader_fail(ld, "out of memory");
     cfg->warnings = w;
-    if (!(w[cfg->n_warnings] = strdup(buf)))
+    if (!(w[cfg->n_warnings] = strdup(shown)))
         return mr_loader_fail(ld, "out of memory");
     cfg->n_warnings++;
     return 0;

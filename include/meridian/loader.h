@@ -17,6 +17,11 @@
  * Errors: every function returning int returns 0, or -1 after writing the
  * message (the path then still names the offending member: callers return
  * at once and never pop after a failure). No global state; any thread.
+ *
+ * Secrets: every message and warning is shown only after the credentials of
+ * any URL in it ("user:password@") became "***@" and after every api_key
+ * value of the document (as expanded, and each variable it reads) of at
+ * least MR_LOADER_SECRET_MIN bytes became "***" (issue 11, finding 10).
  */
 #ifndef MERIDIAN_LOADER_H
 #define MERIDIAN_LOADER_H
@@ -29,12 +34,14 @@
 
 #define MR_LOADER_PATH_MAX 512  /* bytes of a JSON path in a message */
 #define MR_LOADER_QUOTE_MAX 200 /* a buffer for mr_loader_quote */
+#define MR_LOADER_SECRET_MIN 8  /* shorter api_key values are not hidden in messages */
 
 typedef struct mr_loader {
     const char *origin; /* file name or "<string>" */
     char *err;          /* caller's message buffer (may be NULL) */
     size_t errlen;
     mr_config_t *cfg;              /* under construction */
+    json_t *root;                  /* the document: its api_key values are hidden in messages */
     char path[MR_LOADER_PATH_MAX]; /* "routes.chat.targets[1].provider" */
     size_t plen;
 } mr_loader_t;
@@ -102,8 +109,17 @@ int mr_loader_named(mr_loader_t *ld, json_t *root, const char *key, const char *
 /* ---- small helpers ------------------------------------------------------ */
 
 /* `s` double-quoted for a message: '"' and '\' escaped, control bytes as
- * \xNN, at most ~80 input bytes then "...". Returns buf. */
+ * \xNN, URL credentials as "***", at most ~80 input bytes shown, then "...".
+ * Returns buf. */
 const char *mr_loader_quote(char *buf, size_t n, const char *s);
+
+/*
+ * `in` into out (n bytes, always terminated) with the credentials of every
+ * URL replaced by "***": what comes before the last '@' of an authority,
+ * or the whole authority when it has no '@' but is not a plain host[:port]
+ * (text cut inside the credentials). For messages made outside a load.
+ */
+void mr_loader_redact(const char *in, char *out, size_t n);
 
 /* "object", "array", "string", "integer", "number", "boolean", "null". */
 const char *mr_loader_type_name(const json_t *v);
