@@ -184,9 +184,21 @@ static int load_string(mr_loader_t *ld, json_t *obj, const mr_setting_t *s, void
         v = NULL;
     }
     memcpy(at, &v, sizeof(v)); /* the config owns it from here */
-    if (v && !*v && (s->flags & MR_SETTING_NONEMPTY)) {
-        mr_loader_key(ld, s->key);
-        return mr_loader_fail(ld, "must not be empty");
+    return 0;
+}
+
+/* MR_SETTING_NONEMPTY rows, checked once their whole section is loaded. */
+static int check_nonempty(mr_loader_t *ld, const mr_setting_t *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *v;
+        if (rows[i].type != MR_SETTING_STRING || !(rows[i].flags & MR_SETTING_NONEMPTY))
+            continue;
+        memcpy(&v, (const char *)ld->cfg + rows[i].offset, sizeof(v));
+        if (v && !*v) {
+            mr_loader_key(ld, rows[i].key);
+            return mr_loader_fail(ld, "must not be empty");
+        }
     }
     return 0;
 }
@@ -251,6 +263,15 @@ static int load_setting(mr_loader_t *ld, json_t *obj, const mr_setting_t *s)
     return mr_loader_fail(ld, "%s: unknown setting type", s->key);
 }
 
+/* Rows [0, n) from `obj` (NULL: all defaults), then their non-empty checks. */
+static int load_rows(mr_loader_t *ld, json_t *obj, const mr_setting_t *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (load_setting(ld, obj, &rows[i]) < 0)
+            return -1;
+    return check_nonempty(ld, rows, n);
+}
+
 static bool same_section(const mr_setting_t *a, const mr_setting_t *b)
 {
     return a->section && b->section && !strcmp(a->section, b->section);
@@ -285,27 +306,25 @@ static int load_section(mr_loader_t *ld, json_t *root, const mr_setting_t *rows,
         if (rc < 0)
             return -1;
     }
-    for (size_t i = 0; i < n; i++)
-        if (load_setting(ld, obj, &rows[i]) < 0)
-            return -1;
+    if (load_rows(ld, obj, rows, n) < 0)
+        return -1;
     mr_loader_pop(ld, saved);
     return 0;
 }
 
-/* Every row whose MR_SETTING_LATE flag equals `late`, in table order. */
-static int load_settings(mr_loader_t *ld, json_t *root, bool late)
+/* Every row of `stage`, in table order: a top-level key, or a section. */
+static int load_settings(mr_loader_t *ld, json_t *root, mr_setting_stage_t stage)
 {
     size_t n, i = 0;
     const mr_setting_t *rows = mr_settings(&n);
 
     while (i < n) {
         size_t end = i + 1;
-        bool row_late = (rows[i].flags & MR_SETTING_LATE) != 0;
 
         while (end < n && same_section(&rows[i], &rows[end]))
             end++;
-        if (row_late == late && (rows[i].section ? load_section(ld, root, rows + i, end - i)
-                                                 : load_setting(ld, root, &rows[i])) < 0)
+        if (rows[i].stage == stage && (rows[i].section ? load_section(ld, root, rows + i, end - i)
+                                                       : load_rows(ld, root, rows + i, 1)) < 0)
             return -1;
         i = end;
     }
@@ -392,10 +411,11 @@ static int load_root(mr_loader_t *ld, json_t *root)
     if (!json_is_object(root))
         return mr_loader_fail(ld, "the top level must be a JSON object (got %s)",
                               mr_loader_type_name(root));
-    if (check_root_keys(ld, root) < 0 || load_settings(ld, root, false) < 0 ||
+    if (check_root_keys(ld, root) < 0 || load_settings(ld, root, MR_STAGE_FIRST) < 0 ||
         mr_config_routes_load_providers(ld, root) < 0 || mr_config_routes_load(ld, root) < 0 ||
         derive_indexes(ld) < 0 || mr_config_policies_load(ld, root) < 0 ||
-        mr_config_policies_load_keys(ld, root) < 0 || load_settings(ld, root, true) < 0)
+        load_settings(ld, root, MR_STAGE_AFTER_POLICIES) < 0 ||
+        mr_config_policies_load_keys(ld, root) < 0 || load_settings(ld, root, MR_STAGE_LAST) < 0)
         return -1;
     return mr_config_check_document(ld);
 }

@@ -293,12 +293,20 @@ typedef enum {
     MR_SETTING_POLICY,   /* a policy name into a const mr_policy_t * */
 } mr_setting_type_t;
 
+/* When a row is loaded, relative to the named objects (providers, routes,
+ * policies, keys): a default_policy needs the policies, and the order of
+ * the first error in a file with several is part of the behaviour. */
+typedef enum {
+    MR_STAGE_FIRST = 0,      /* before providers */
+    MR_STAGE_AFTER_POLICIES, /* after policies, before keys */
+    MR_STAGE_LAST,           /* after keys */
+} mr_setting_stage_t;
+
 #define MR_SETTING_REQUIRED 0x01    /* must be given when its section is */
-#define MR_SETTING_NONEMPTY 0x02    /* a string that must not be "" */
+#define MR_SETTING_NONEMPTY 0x02    /* a string that must not be "" (checked after its section) */
 #define MR_SETTING_OFF_IS_NULL 0x04 /* a string where "off" and "" mean none (NULL) */
 #define MR_SETTING_ZERO_AS 0x08     /* a given 0 is stored as zero_as (0 reads as default) */
-#define MR_SETTING_LATE 0x10        /* loaded after the named objects (policies, keys) */
-#define MR_SETTING_QUIET 0x20       /* --check shows it elsewhere, not on a settings line */
+#define MR_SETTING_QUIET 0x10       /* --check shows it elsewhere, not on a settings line */
 
 /*
  * One scalar setting, redis-style: where it is in the file (a top-level key,
@@ -319,6 +327,7 @@ typedef struct mr_setting {
     const char *def_str; /* STRING, LISTEN; NULL: no default (NULL value) */
     double zero_as;      /* with MR_SETTING_ZERO_AS */
     unsigned flags;
+    mr_setting_stage_t stage;
 } mr_setting_t;
 
 /* The table (static, program lifetime) and its row count. */
