@@ -56,12 +56,8 @@ static int load_rule_values(mr_loader_t *ld, json_t *v, mr_attr_rule_t *r)
         if (!json_is_string(e))
             return mr_loader_fail(ld, "must be a string (got %s)", mr_loader_type_name(e));
         val = json_string_value(e);
-        if (!*val)
-            return mr_loader_fail(ld, "must not be empty");
-        if (strlen(val) > MR_RULE_VALUE_MAX)
-            return mr_loader_fail(ld, "must be at most %d bytes", MR_RULE_VALUE_MAX);
-        if (mr_loader_has_control(val))
-            return mr_loader_fail(ld, "must not contain control characters");
+        if (mr_loader_text(ld, val, false, MR_RULE_VALUE_MAX) < 0)
+            return -1;
         if (!(r->values[r->n_values] = strdup(val)))
             return mr_loader_fail(ld, "out of memory");
         if (check_rule_value(ld, r->attr, r->values[r->n_values++]) < 0)
@@ -199,15 +195,8 @@ static int load_policy(mr_loader_t *ld, const char *name, json_t *obj, mr_policy
     int e = 0;
 
     p->share_slot = -1;
-    if (!mr_loader_valid_name(name))
-        return mr_loader_fail(ld,
-                              "invalid policy name: use 1 to %d letters, digits, '_', '-' or "
-                              "'.', starting with a letter, digit or '_'",
-                              MR_NAME_MAX);
-    if (mr_loader_object(ld, obj) < 0)
+    if (mr_loader_name(ld, "policy", name, &p->name) < 0 || mr_loader_object(ld, obj) < 0)
         return -1;
-    if (!(p->name = strdup(name)))
-        return mr_loader_fail(ld, "out of memory");
     if (mr_loader_check_keys(ld, obj, keys) < 0 ||
         load_rules(ld, obj, "allow", &p->allow, &p->n_allow) < 0 ||
         load_rules(ld, obj, "deny", &p->deny, &p->n_deny) < 0 ||
@@ -288,18 +277,13 @@ static int load_key(mr_loader_t *ld, const char *name, json_t *obj, mr_key_t *k)
     static const char *const keys[] = {"sha256", "policy", NULL};
     const char *pol;
 
-    if (!mr_loader_valid_name(name))
-        return mr_loader_fail(ld,
-                              "invalid key name: use 1 to %d letters, digits, '_', '-' or '.', "
-                              "starting with a letter, digit or '_'",
-                              MR_NAME_MAX);
+    if (mr_loader_name(ld, "key", name, &k->name) < 0)
+        return -1;
     if (!json_is_object(obj))
         return mr_loader_fail(ld,
                               "must be an object like {\"sha256\": \"<64 hex digits>\", "
                               "\"policy\": \"NAME\"} (got %s)",
                               mr_loader_type_name(obj));
-    if (!(k->name = strdup(name)))
-        return mr_loader_fail(ld, "out of memory");
     if (mr_loader_check_keys(ld, obj, keys) < 0 || load_digest(ld, obj, k) < 0 ||
         mr_loader_plain(ld, obj, "policy", false, &pol) < 0)
         return -1;

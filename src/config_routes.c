@@ -77,12 +77,8 @@ static int load_tags(mr_loader_t *ld, json_t *obj, bool expand, mr_tag_t **tags,
         if (!((*tags)[*n].name = strdup(name)))
             return mr_loader_fail(ld, "out of memory");
         (*n)++;
-        if (!*val)
-            return mr_loader_fail(ld, "must not be empty");
-        if (strlen(val) > MR_TAG_VALUE_MAX)
-            return mr_loader_fail(ld, "must be at most %d bytes", MR_TAG_VALUE_MAX);
-        if (mr_loader_has_control(val))
-            return mr_loader_fail(ld, "must not contain control characters");
+        if (mr_loader_text(ld, val, false, MR_TAG_VALUE_MAX) < 0)
+            return -1;
         mr_loader_pop(ld, s);
     }
     mr_loader_pop(ld, saved);
@@ -367,10 +363,8 @@ static int load_models(mr_loader_t *ld, json_t *obj, mr_provider_t *p)
         if (mr_loader_expand(ld, json_string_value(m), &p->models[i]) < 0)
             return -1;
         p->n_models = i + 1;
-        if (!*p->models[i])
-            return mr_loader_fail(ld, "must not be empty");
-        if (mr_loader_has_control(p->models[i]))
-            return mr_loader_fail(ld, "must not contain control characters");
+        if (mr_loader_text(ld, p->models[i], false, 0) < 0)
+            return -1;
         mr_loader_pop(ld, si);
     }
     mr_loader_pop(ld, saved);
@@ -400,15 +394,8 @@ static int load_provider(mr_loader_t *ld, const char *name, json_t *obj, mr_prov
         "models",      "retains_data",       "zdr",          "http2",   "tags",   "forward_headers",
         "api_version", "default_max_tokens", "max_inflight", "ca_file", NULL};
 
-    if (!mr_loader_valid_name(name))
-        return mr_loader_fail(ld,
-                              "invalid provider name: use 1 to %d letters, digits, '_', '-' or "
-                              "'.', starting with a letter, digit or '_'",
-                              MR_NAME_MAX);
-    if (mr_loader_object(ld, obj) < 0)
+    if (mr_loader_name(ld, "provider", name, &p->name) < 0 || mr_loader_object(ld, obj) < 0)
         return -1;
-    if (!(p->name = strdup(name)))
-        return mr_loader_fail(ld, "out of memory");
     if (mr_loader_check_keys(ld, obj, keys) < 0 || load_kind(ld, obj, p) < 0 ||
         load_endpoint(ld, obj, p) < 0 ||
         load_label(ld, obj, "vendor", name, false, &p->vendor) < 0 ||
@@ -482,10 +469,8 @@ static int load_target(mr_loader_t *ld, json_t *obj, mr_target_t *t)
     if (mr_loader_plain(ld, obj, "model", true, &model) < 0)
         return -1;
     saved = mr_loader_key(ld, "model");
-    if (!*model)
-        return mr_loader_fail(ld, "must not be empty");
-    if (mr_loader_has_control(model))
-        return mr_loader_fail(ld, "must not contain control characters");
+    if (mr_loader_text(ld, model, false, 0) < 0)
+        return -1;
     if (!(t->model = strdup(model)))
         return mr_loader_fail(ld, "out of memory");
     mr_loader_pop(ld, saved);

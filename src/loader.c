@@ -612,17 +612,36 @@ int mr_loader_object(mr_loader_t *ld, json_t *obj)
     return 0;
 }
 
+int mr_loader_text(mr_loader_t *ld, const char *v, bool allow_empty, size_t max)
+{
+    if (!allow_empty && !*v)
+        return mr_loader_fail(ld, "must not be empty");
+    if (max && strlen(v) > max)
+        return mr_loader_fail(ld, "must be at most %zu bytes", max);
+    if (mr_loader_has_control(v))
+        return mr_loader_fail(ld, "must not contain control characters");
+    return 0;
+}
+
 int mr_loader_label(mr_loader_t *ld, const char *key, const char *v, bool allow_empty)
 {
     size_t saved = mr_loader_key(ld, key);
 
-    if (!allow_empty && !*v)
-        return mr_loader_fail(ld, "must not be empty");
-    if (strlen(v) > MR_LABEL_MAX)
-        return mr_loader_fail(ld, "must be at most %d bytes", MR_LABEL_MAX);
-    if (mr_loader_has_control(v))
-        return mr_loader_fail(ld, "must not contain control characters");
+    if (mr_loader_text(ld, v, allow_empty, MR_LABEL_MAX) < 0)
+        return -1;
     mr_loader_pop(ld, saved);
+    return 0;
+}
+
+int mr_loader_name(mr_loader_t *ld, const char *noun, const char *name, char **out)
+{
+    if (!mr_loader_valid_name(name))
+        return mr_loader_fail(ld,
+                              "invalid %s name: use 1 to %d letters, digits, '_', '-' or '.', "
+                              "starting with a letter, digit or '_'",
+                              noun, MR_NAME_MAX);
+    if (!(*out = strdup(name)))
+        return mr_loader_fail(ld, "out of memory");
     return 0;
 }
 

@@ -91,8 +91,17 @@ int mr_loader_expand(mr_loader_t *ld, const char *raw, char **out);
 /* `obj` must be a JSON object: "must be an object (got TYPE)". */
 int mr_loader_object(mr_loader_t *ld, json_t *obj);
 
-/* A short label member `key` (vendor, region...): bounded, no control characters. */
+/* A string value at the current path: not empty (unless allow_empty), at
+ * most `max` bytes (0: any length), no control characters. */
+int mr_loader_text(mr_loader_t *ld, const char *v, bool allow_empty, size_t max);
+
+/* A short label member `key` (vendor, region...): mr_loader_text at `key`
+ * with MR_LABEL_MAX. */
 int mr_loader_label(mr_loader_t *ld, const char *key, const char *v, bool allow_empty);
+
+/* The name of a provider, policy or key (mr_loader_valid_name), copied to
+ * *out (owned by the config from then on); `noun` names it in the message. */
+int mr_loader_name(mr_loader_t *ld, const char *noun, const char *name, char **out);
 
 /*
  * The shape shared by "providers", "routes", "policies" and "keys": an
