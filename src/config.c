@@ -5,7 +5,8 @@
  * building an mr_config_t: first the table-driven scalar settings that
  * everything else reads (listen, max_attempts, timeouts, limits, health,
  * retry_budget), then providers, routes, policies and keys with their own
- * loaders, then the remaining settings and the whole-document checks. Every
+ * loaders (default_policy right after policies), then the remaining settings
+ * and the whole-document checks. Every
  * object has a fixed set of keys; anything else is an error. Partial state
  * is owned by the config under construction, so any failure is just
  * mr_config_free() of what has been built so far.
@@ -335,7 +336,7 @@ static int load_settings(mr_loader_t *ld, json_t *root, mr_setting_stage_t stage
 /* The document                                                              */
 /* ------------------------------------------------------------------------ */
 
-/* The top-level keys: the named objects, then each setting or section. */
+/* The top-level keys: each setting or section, then the named objects. */
 static const char **root_keys(void)
 {
     static const char *const named[] = {"providers", "routes", "policies", "keys"};
