@@ -43,11 +43,16 @@ test-asan: build-asan
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS)
 
+# Every C source and header of the project: the daemon (src/, src/providers/),
+# its headers and the tests. format and format-check read the same list.
+FORMAT_FILES = $(wildcard include/meridian/*.h src/*.c src/*.h src/providers/*.c \
+                 src/providers/*.h tests/*/*.c tests/*/*.h)
+
 format:
-	clang-format -i include/meridian/*.h src/*.c src/providers/*.c tests/*/*.c tests/*/*.h 2>/dev/null || true
+	clang-format -i $(FORMAT_FILES)
 
 format-check:
-	clang-format --dry-run --Werror include/meridian/*.h src/*.c tests/*/*.c tests/*/*.h
+	clang-format --dry-run --Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)

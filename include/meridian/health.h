@@ -24,6 +24,8 @@
 #ifndef MERIDIAN_HEALTH_H
 #define MERIDIAN_HEALTH_H
 
+#include "meridian/catalogue.h" /* the MR_HEALTH_* and MR_RETRY_* defaults */
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -31,12 +33,8 @@
 
 /* ---- per-target health: the circuit breaker ---------------------------- */
 
-#define MR_HEALTH_FAILURE_THRESHOLD 5    /* consecutive failures that open */
-#define MR_HEALTH_COOLDOWN_MS 30000      /* first open */
-#define MR_HEALTH_MAX_COOLDOWN_MS 300000 /* cap of doubling and of Retry-After */
-#define MR_HEALTH_PROBE_TIMEOUT_MS 60000 /* a probe that never reports frees its slot */
-#define MR_HEALTH_EWMA_ALPHA 0.2         /* weight of a new sample in both EWMAs */
-#define MR_HEALTH_NO_TTFB UINT32_MAX     /* report without a response head */
+#define MR_HEALTH_EWMA_ALPHA 0.2     /* weight of a new sample in both EWMAs */
+#define MR_HEALTH_NO_TTFB UINT32_MAX /* report without a response head */
 
 typedef enum {
     MR_HEALTH_CLOSED = 0, /* serving */
@@ -58,7 +56,7 @@ typedef enum {
     MR_OUTCOME_OVERLOADED,   /* 503, 529 */
 } mr_outcome_t;
 
-/* A field left 0 takes its default (the MR_HEALTH_* values above); a NULL
+/* A field left 0 takes its default (MR_HEALTH_*, catalogue.h); a NULL
  * opts means all defaults. max_cooldown_ms below cooldown_ms is raised to it. */
 typedef struct mr_health_opts {
     uint32_t failure_threshold;
@@ -191,15 +189,9 @@ json_t *mr_health_json(const mr_health_t *h, size_t id, uint64_t now_ms);
 
 /* ---- the retry budget -------------------------------------------------- */
 
-#define MR_RETRY_RATIO 0.2       /* retries per request over the window */
-#define MR_RETRY_WINDOW_S 10     /* sliding window, 1 s buckets */
-#define MR_RETRY_MIN_PER_S 5     /* floor: retries per second always allowed */
-#define MR_RETRY_MAX_WINDOW_S 60 /* ring size: windows are capped to this */
-
-/* Zero fields take their defaults (set ratio < 0 for "only the floor");
- * a NULL opts means all defaults. */
-/* min_retries_per_s value meaning "no floor" (0 means the default). */
-#define MR_RETRY_NO_FLOOR UINT32_MAX
+/* Zero fields take their defaults (set ratio < 0 for "only the floor",
+ * min_retries_per_s MR_RETRY_NO_FLOOR for no floor); a NULL opts means all
+ * defaults. The defaults (MR_RETRY_*) are in catalogue.h. */
 
 typedef struct mr_retry_budget_opts {
     double ratio;

@@ -21,15 +21,15 @@
 #ifndef MERIDIAN_POLICY_H
 #define MERIDIAN_POLICY_H
 
-#include "meridian/config.h"
+#include "meridian/catalogue.h"
 #include "meridian/error.h"
 
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
-#define MR_REQ_MAX_NAMES 32 /* entries of provider.order / only / ignore */
-#define MR_REQ_NAME_MAX 64  /* bytes of one provider name (= provider name limit) */
+#define MR_REQ_MAX_NAMES 32         /* entries of provider.order / only / ignore */
+#define MR_REQ_NAME_MAX MR_NAME_MAX /* bytes of one provider name */
 #define MR_POLICY_LABEL_MAX 160
 
 typedef enum {

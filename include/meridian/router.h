@@ -34,7 +34,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define MR_MAX_CANDIDATES 32
+/* MR_MAX_CANDIDATES (catalogue.h) bounds a route's targets and a plan. */
 #define MR_MAX_MODELS 8         /* the request's model + up to 7 fallback models */
 #define MR_MAX_PLAN_ATTEMPTS 16 /* attempt cap over all models of a request */
 #define MR_REASON_MAX 192

@@ -1122,6 +1122,119 @@ static void test_print_policies(void **state)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Credentials never reach a message (issue 11, finding 10)                   */
+/* ------------------------------------------------------------------------ */
+
+#define PROV_URL(url) "{\"providers\":{\"a\":{\"kind\":\"openai\",\"base_url\":\"" url "\"}}}"
+#define PROV_KIND(kind) "\"a\":{\"kind\":\"" kind "\",\"base_url\":\"http://h\"}"
+/* a second provider "z" holding the api_key */
+#define PROV_Z_KEY(key)                                                                            \
+    ",\"z\":{\"kind\":\"openai\",\"base_url\":\"http://h\",\"api_key\":\"" key "\"}"
+#define LONG_SECRET "sk-cred-long-0123456789012345678901234567890123456789012345678901234567890"
+
+typedef struct cred_case {
+    const char *json;
+    const char *secret; /* must not appear in the message, not even its first 12 bytes */
+    const char *want;   /* substring of the message */
+} cred_case_t;
+
+static const cred_case_t cred_cases[] = {
+    /* userinfo in base_url is refused before any other check quotes the URL */
+    {PROV_URL("ftp://user:sk-cred-0001@h/v1"), "sk-cred-0001",
+     "x.json: providers.a.base_url: must not contain credentials"},
+    {PROV_URL("https://user:sk-cred-0002@h /v1"), "sk-cred-0002",
+     "x.json: providers.a.base_url: must not contain credentials"},
+    {PROV_URL("https://user:sk-cred-0003@/v1"), "sk-cred-0003",
+     "x.json: providers.a.base_url: must not contain credentials"},
+    {PROV_URL("${MR_T_CRED_URL}"), "sk-env-cred-0004",
+     "x.json: providers.a.base_url: must not contain credentials"},
+    /* any other message that can quote a URL shows its userinfo as *** */
+    {"{" PROVS ",\"listen\":\"http://user:sk-cred-0005@127.0.0.1:80\"}", "sk-cred-0005",
+     "x.json: listen: invalid address \"http://***@127.0.0.1:80\": "},
+    {"{\"providers\":{" PROV_KIND("https://u:sk-cred-0006@h") "}}", "sk-cred-0006",
+     "x.json: providers.a.kind: must be one of openai, anthropic, gemini, azure (got "
+     "\"https://***@h\")"},
+    {"{\"providers\":{\"https://u:sk-cred-0007@h.x\":{}}}", "sk-cred-0007",
+     "x.json: providers[\"https://***@h.x\"]: invalid provider name"},
+    {TARGET_WITH("{\"provider\":\"https://u:sk-cred-0008@h\",\"model\":\"m\"}"), "sk-cred-0008",
+     "x.json: routes.chat.targets[0].provider: unknown provider \"https://***@h\""},
+    {PROV_WITH("\"forward_headers\":[\"https://u:sk-cred-0009@h\"]"), "sk-cred-0009",
+     "\"https://***@h\" is not a header name"},
+    /* jansson quotes the token it stopped in (when at most 20 bytes): an
+     * unterminated string, or one cut at a bad escape inside the userinfo */
+    {"{\"providers\":{\"a\":{\"kind\":\"openai\",\"base_url\":\"https://u:pw10@h", "pw10",
+     "invalid JSON: premature end of input near '\"https://***@h'"},
+    {"{\"providers\":{\"a\":{\"kind\":\"openai\",\"base_url\":\"https://u:pw11\\x@h\"}}}", "pw11",
+     "invalid JSON: invalid escape near '\"https://***'"},
+    /* a long value is cut for the message: never inside the credentials */
+    {"{\"providers\":{" PROV_KIND("https://u:" LONG_SECRET "@h") "}}", LONG_SECRET,
+     "(got \"https://***@h\")"},
+    /* an api_key value, expanded or literal, quoted back by another member */
+    {PROV_WITH("\"api_key\":\"${MR_T_KEY}\",\"jurisdiction\":\"${MR_T_KEY}\""),
+     "sk-test-secret-value", "x.json: providers.a.jurisdiction: must be a two-letter"},
+    {"{\"providers\":{" PROV_KIND("${MR_T_KEY}") PROV_Z_KEY("Bearer-${MR_T_KEY}") "}}",
+     "sk-test-secret-value", "x.json: providers.a.kind: must be one of"},
+    {"{\"providers\":{" PROV_KIND("sk-literal-0011") PROV_Z_KEY("sk-literal-0011") "}}",
+     "sk-literal-0011", "x.json: providers.a.kind: must be one of"},
+};
+
+/* The secret, or its first 12 bytes (a message cut inside it), in msg. */
+static bool shows_secret(const char *msg, const char *secret)
+{
+    char part[13];
+
+    snprintf(part, sizeof(part), "%s", secret);
+    return strstr(msg, part) != NULL;
+}
+
+static void assert_no_secret(const char *msg, const char *secret)
+{
+    if (shows_secret(msg, secret)) {
+        print_error("\"%s\"\n  shows the secret \"%s\"\n", msg, secret);
+        fail();
+    }
+}
+
+static void test_no_credentials_in_errors(void **state)
+{
+    char err[1024];
+    mr_config_t *cfg;
+    size_t bad = 0;
+
+    (void)state;
+    setenv("MR_T_CRED_URL", "https://user:sk-env-cred-0004@h.example/v1", 1);
+    for (size_t i = 0; i < sizeof(cred_cases) / sizeof(cred_cases[0]); i++) {
+        const cred_case_t *c = &cred_cases[i];
+        int rc;
+
+        err[0] = '\0';
+        cfg = (mr_config_t *)0x1;
+        rc = mr_config_load_string(c->json, "x.json", &cfg, err, sizeof(err));
+        if (rc != -1 || cfg || !strstr(err, c->want) || shows_secret(err, c->secret) ||
+            strchr(err, '\n')) {
+            print_error("case %zu: %s\n  \"%s\"\nwants\n  \"%s\"\nwithout \"%s\"\n", i,
+                        rc == -1 ? "error" : "loaded", err, c->want, c->secret);
+            bad++;
+        }
+        if (rc == 0)
+            mr_config_free(cfg);
+    }
+    unsetenv("MR_T_CRED_URL");
+    assert_int_equal(bad, 0);
+
+    /* --listen: the same redaction */
+    cfg = load_ok("{" PROVS "}");
+    assert_int_equal(
+        mr_config_set_listen(cfg, "http://u:sk-cred-0012@127.0.0.1:80", err, sizeof(err)), -1);
+    assert_contains(err, "invalid listen address \"http://***@127.0.0.1:80\": ");
+    assert_no_secret(err, "sk-cred-0012");
+    mr_config_free(cfg);
+
+    /* an '@' after the host is part of the path, not credentials */
+    mr_config_free(load_ok(PROV_URL("https://h/v1/@x")));
+}
+
+/* ------------------------------------------------------------------------ */
 /* The shipped default                                                        */
 /* ------------------------------------------------------------------------ */
 
@@ -1348,6 +1461,7 @@ int main(void)
         cmocka_unit_test(test_exposure),
         cmocka_unit_test(test_min_vendors),
         cmocka_unit_test(test_print_policies),
+        cmocka_unit_test(test_no_credentials_in_errors),
         cmocka_unit_test(test_shipped_config),
         cmocka_unit_test(test_shipped_config_policies),
         cmocka_unit_test(test_shipped_config_with_env),

@@ -1,0 +1,347 @@
+/*
+ * catalogue — what a loaded configuration is made of: the types of
+ * mr_config_t (providers, routes, targets, policies, keys, limits...), the
+ * constants that bound them, the name tables of their enums, the attribute
+ * lookup every policy filter uses, and the table of scalar settings that
+ * drives loading, defaults, bounds messages, `--check` and the docs check.
+ *
+ * This is the leaf of the config layers: it depends on nothing else of
+ * Meridian, so modules that only read a config (policy, router, health...)
+ * depend on it and not on the loader (config.h).
+ *
+ * Ownership: an mr_config_t owns every string and array inside it; it is
+ * built by the loader (config.h), immutable afterwards, shared read-only by
+ * every thread, and released once with mr_config_free. Everything else here
+ * is a pure function over it or over static tables: no global mutable state,
+ * callable from any thread. Borrowed results (names, attribute values,
+ * lookups) live as long as the config or the program.
+ */
+#ifndef MERIDIAN_CATALOGUE_H
+#define MERIDIAN_CATALOGUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- bounds of the configuration (docs/configuration.md) ---------------- */
+
+#define MR_MAX_CANDIDATES 32  /* targets of one route = candidates of one plan (router.h) */
+#define MR_ATTEMPTS_MAX 16    /* max_attempts, top level and per route */
+#define MR_NAME_MAX 64        /* provider, policy, key and tag names */
+#define MR_ROUTE_NAME_MAX 256 /* route names (what clients send as model) */
+#define MR_LABEL_MAX 64       /* vendor, region, creator, api_version */
+#define MR_TAGS_MAX 32        /* tags of one provider or target */
+#define MR_TAG_VALUE_MAX 128  /* bytes of one tag value */
+#define MR_FORWARD_HEADERS_MAX 32
+#define MR_POLICIES_MAX 256
+#define MR_RULE_VALUES_MAX 256 /* values of one allow/deny list */
+#define MR_RULE_VALUE_MAX 256  /* bytes of one such value */
+#define MR_KEYS_MAX 4096
+#define MR_PRICE_MAX 1000000.0 /* USD per million tokens */
+#define MR_SHARE_WINDOW_S 60   /* default policy share_window_s */
+
+/* ---- defaults shared with health.h -------------------------------------- */
+
+#define MR_HEALTH_FAILURE_THRESHOLD 5    /* consecutive failures that open */
+#define MR_HEALTH_COOLDOWN_MS 30000      /* first open */
+#define MR_HEALTH_MAX_COOLDOWN_MS 300000 /* cap of doubling and of Retry-After */
+#define MR_HEALTH_PROBE_TIMEOUT_MS 60000 /* a probe that never reports frees its slot */
+#define MR_RETRY_RATIO 0.2               /* retries per request over the window */
+#define MR_RETRY_WINDOW_S 10             /* sliding window, 1 s buckets */
+#define MR_RETRY_MIN_PER_S 5             /* floor: retries per second always allowed */
+#define MR_RETRY_MAX_WINDOW_S 60         /* ring size: windows are capped to this */
+/* min_retries_per_s value meaning "no floor" (0 means the default). */
+#define MR_RETRY_NO_FLOOR UINT32_MAX
+/* Records of one worker waiting for the audit writer (= logsink's default). */
+#define MR_AUDIT_QUEUE_BYTES (8u << 20)
+
+/* ---- the types of a loaded configuration -------------------------------- */
+
+typedef enum {
+    MR_KIND_OPENAI = 0, /* any OpenAI-compatible API: bytes pass through */
+    MR_KIND_ANTHROPIC,
+    MR_KIND_GEMINI,
+    MR_KIND_AZURE,
+} mr_provider_kind_t;
+
+/* A free-form attribute of a provider or target ("license": "apache-2.0"). */
+typedef struct mr_tag {
+    char *name;
+    char *value;
+} mr_tag_t;
+
+typedef struct mr_provider {
+    char *name; /* key in "providers" */
+    mr_provider_kind_t kind;
+    char *base_url;     /* expanded, no trailing '/' */
+    char *api_key;      /* expanded secret; NULL when the provider takes none */
+    char *vendor;       /* NULL-free: defaults to name */
+    char *region;       /* "" when not given */
+    char *jurisdiction; /* "" when not given; upper-case ISO-3166 alpha-2 */
+    char **models;      /* extra models advertised in /v1/models (may be 0) */
+    size_t n_models;
+    char *api_version;       /* anthropic-version / Azure api-version; NULL: the adapter's */
+    long default_max_tokens; /* anthropic max_tokens when the client gives none; 0: 4096 */
+    unsigned max_inflight;   /* concurrent transfers per worker; 0: unlimited */
+    char **forward_headers;  /* client headers passed upstream, lower-case (may be 0) */
+    size_t n_forward_headers;
+    bool enabled;          /* false when its key variable is unset */
+    char *key_env;         /* variable named by api_key ("${X}" -> "X"), else NULL */
+    char *disabled_reason; /* set when !enabled: "MISTRAL_API_KEY is not set" */
+    bool retains_data;     /* stores prompts/completions beyond the request (default false) */
+    bool zdr;              /* zero data retention guaranteed (default false) */
+    bool http2;            /* offer HTTP/2 upstream (TLS ALPN; https only) */
+    char *ca_file;         /* PEM bundle that verifies the upstream; NULL: the system's */
+    mr_tag_t *tags;        /* inherited by every target on this provider */
+    size_t n_tags;
+    size_t vendor_index; /* index of `vendor` in mr_config_t.vendors */
+} mr_provider_t;
+
+typedef struct mr_target {
+    const mr_provider_t *provider;          /* points into mr_config_t.providers */
+    char *model;                            /* upstream model name sent to the provider */
+    char *creator;                          /* who made the model; default provider->vendor */
+    bool open_weights;                      /* default false */
+    bool has_input_price, has_output_price; /* false: price unknown */
+    double input_per_mtok, output_per_mtok; /* USD per million tokens, >= 0 */
+    uint32_t weight;                        /* 1..1000000, default 1 (strategy weighted) */
+    mr_tag_t *tags;                         /* own tags; shadow the provider's */
+    size_t n_tags;
+    /* Stable id of the (provider, model) pair, shared by every target with
+     * the same pair in any route: 0 <= id < mr_config_t.n_target_ids. Soft
+     * state (latency) is keyed by it; valid for the life of this config. */
+    uint32_t id;
+} mr_target_t;
+
+typedef struct mr_route {
+    char *name;
+    mr_target_t *targets;
+    size_t n_targets;
+    unsigned max_attempts; /* route override, else the global value */
+    size_t index;          /* position in mr_config_t.routes (soft-state key) */
+} mr_route_t;
+
+typedef enum {
+    MR_STRATEGY_PRIORITY = 0,  /* config order */
+    MR_STRATEGY_WEIGHTED,      /* weighted random order by target weight */
+    MR_STRATEGY_ROUND_ROBIN,   /* config order rotated by a per-route counter */
+    MR_STRATEGY_LEAST_LATENCY, /* ascending EWMA time-to-first-byte, unknown first */
+    MR_STRATEGY_CHEAPEST,      /* ascending input+output price, unknown last */
+} mr_strategy_t;
+
+typedef enum {
+    MR_DIVERSITY_NONE = 0,
+    MR_DIVERSITY_VENDOR,
+    MR_DIVERSITY_REGION,
+    MR_DIVERSITY_JURISDICTION,
+} mr_diversity_t;
+
+/* One allow/deny list: attribute name -> accepted (or refused) values. */
+typedef struct mr_attr_rule {
+    char *attr; /* "region", "jurisdiction", "vendor", ..., or a tag name */
+    char **values;
+    size_t n_values;
+} mr_attr_rule_t;
+
+typedef struct mr_policy {
+    char *name;
+    size_t index;          /* position in mr_config_t.policies */
+    mr_attr_rule_t *allow; /* a target must match every allow list ... */
+    size_t n_allow;
+    mr_attr_rule_t *deny; /* ... and no deny list */
+    size_t n_deny;
+    bool open_weights_only;
+    bool deny_data_collection; /* data_collection "deny": excludes retains_data */
+    bool zdr_only;
+    bool has_max_input, has_max_output; /* max_price members present */
+    double max_input_per_mtok, max_output_per_mtok;
+    mr_strategy_t strategy;
+    bool strategy_set; /* "strategy" given explicitly */
+    mr_diversity_t diversity;
+    bool diversity_set;
+    double max_vendor_share; /* (0,1]; 0 when not set */
+    uint32_t share_window_s; /* default MR_SHARE_WINDOW_S */
+    uint32_t min_vendors;    /* 0 when not set; checked at load (static filters) */
+    int share_slot;          /* 0..n_share_policies-1 when max_vendor_share is set, else -1 */
+    char hash[65];           /* hex SHA-256 of the canonical form (mr_policy_hash) */
+} mr_policy_t;
+
+/* A gateway key: only the SHA-256 of the secret is ever stored. */
+typedef struct mr_key {
+    char *name;
+    uint8_t digest[32];
+    const mr_policy_t *policy; /* bound policy, or NULL */
+} mr_key_t;
+
+typedef struct mr_timeouts {
+    uint32_t connect_ms;     /* TCP/TLS connect to an upstream */
+    uint32_t first_byte_ms;  /* request sent -> upstream response headers */
+    uint32_t request_ms;     /* overall deadline of one client request, all attempts */
+    uint32_t stream_idle_ms; /* max gap between two upstream chunks once streaming */
+    uint32_t client_idle_s;  /* idle client connection timeout (MHD) */
+    uint32_t drain_ms;       /* SIGTERM/SIGINT: how long in-flight requests may finish */
+} mr_timeouts_t;
+
+typedef struct mr_limits {
+    size_t max_body_bytes;      /* request body; over it -> 413 */
+    size_t max_header_bytes;    /* sum of request header lines; over it -> 431 */
+    size_t max_response_bytes;  /* buffered non-stream upstream body; over it -> 502 */
+    size_t stream_buffer_bytes; /* per-stream buffer before the upstream is paused */
+    unsigned max_connections;   /* concurrent client connections */
+} mr_limits_t;
+
+/* Circuit breakers and the retry budget (health.h). The loader stores the
+ * resolved defaults; health.h still reads a 0 as its default. */
+typedef struct mr_health_cfg {
+    uint32_t failure_threshold;
+    uint32_t cooldown_ms;
+    uint32_t max_cooldown_ms;
+    uint32_t probe_timeout_ms;
+} mr_health_cfg_t;
+
+typedef struct mr_retry_budget_cfg {
+    double ratio; /* retries per request over the window; -1: only the floor */
+    uint32_t window_s;
+    uint32_t min_retries_per_s;
+} mr_retry_budget_cfg_t;
+
+/* Provenance: the audit file (reqlog.h); path NULL when off. */
+typedef struct mr_audit_cfg {
+    char *path;
+    bool bodies;        /* also record request and response bodies */
+    size_t queue_bytes; /* per worker, not yet written (default MR_AUDIT_QUEUE_BYTES) */
+} mr_audit_cfg_t;
+
+typedef struct mr_config {
+    char *origin;      /* file name or "<string>", used in messages */
+    char *listen_host; /* "127.0.0.1", "::1", "0.0.0.0" ... */
+    uint16_t listen_port;
+    mr_provider_t *providers;
+    size_t n_providers;
+    mr_route_t *routes;
+    size_t n_routes;
+    unsigned max_attempts; /* default 3, 1..16 */
+    mr_timeouts_t timeouts;
+    mr_health_cfg_t health;
+    mr_retry_budget_cfg_t retry_budget;
+    mr_limits_t limits;
+    char **warnings; /* non-fatal findings (disabled providers), for the caller to log */
+    size_t n_warnings;
+
+    mr_policy_t *policies; /* file order */
+    size_t n_policies;
+    const mr_policy_t *default_policy; /* NULL when not set */
+    mr_key_t *keys;
+    size_t n_keys;
+    bool allow_unauthenticated;
+    bool public_metrics; /* /metrics, /status, /status.json without a key (default true) */
+    char *access_log;    /* "stdout" or a path; NULL when "off" (the default) */
+    mr_audit_cfg_t audit;
+
+    /* Derived indexes (soft-state keys), fixed for the life of the config. */
+    uint32_t n_target_ids; /* distinct (provider, model) pairs over all routes */
+    const char **vendors;  /* distinct provider vendors, borrowed from providers */
+    size_t n_vendors;
+    size_t n_share_policies; /* policies with max_vendor_share */
+} mr_config_t;
+
+/* ---- names and lookups -------------------------------------------------- */
+
+#define MR_PROVIDER_KIND_COUNT 4
+#define MR_STRATEGY_COUNT 5
+#define MR_DIVERSITY_COUNT 4
+
+/* The file's spelling of an enum value; "unknown" when out of range. */
+const char *mr_provider_kind_name(mr_provider_kind_t kind);
+const char *mr_strategy_name(mr_strategy_t s);
+const char *mr_diversity_name(mr_diversity_t d);
+
+/* The kind spelled `name` into *out: 0, or -1 when it names none. */
+int mr_provider_kind_parse(const char *name, mr_provider_kind_t *out);
+
+const mr_provider_t *mr_config_find_provider(const mr_config_t *cfg, const char *name);
+const mr_route_t *mr_config_find_route(const mr_config_t *cfg, const char *name);
+const mr_policy_t *mr_config_find_policy(const mr_config_t *cfg, const char *name);
+
+/*
+ * The value of a target attribute, the single lookup every allow/deny list
+ * uses: "provider", "model", "kind", "vendor", "region", "jurisdiction",
+ * "creator", else the target's tag of that name, else its provider's tag.
+ * Returns a borrowed string ("" for an empty region/jurisdiction) or NULL
+ * when the target has no such attribute.
+ */
+const char *mr_target_attr(const mr_target_t *t, const char *name);
+
+/* true for the built-in attribute names listed above. */
+int mr_attr_is_builtin(const char *name);
+
+/* The built-in attribute names, NULL-terminated (for suggestions). */
+const char *const *mr_attr_builtins(void);
+
+/* Release a config and everything it owns; secrets are wiped first. NULL is
+ * accepted. Also frees a partly built config (the loader's failure path). */
+void mr_config_free(mr_config_t *cfg);
+
+/* ---- scalar settings: one row per key ----------------------------------- */
+
+typedef enum {
+    MR_SETTING_UINT = 0, /* unsigned integer of `size` bytes (4 or 8) */
+    MR_SETTING_NUMBER,   /* double */
+    MR_SETTING_BOOL,     /* bool */
+    MR_SETTING_STRING,   /* char *, ${VAR}-expanded, owned by the config */
+    MR_SETTING_LISTEN,   /* "HOST:PORT" into listen_host and listen_port */
+    MR_SETTING_POLICY,   /* a policy name into a const mr_policy_t * */
+} mr_setting_type_t;
+
+/* When a row is loaded, relative to the named objects (providers, routes,
+ * policies, keys): a default_policy needs the policies, and the order of
+ * the first error in a file with several is part of the behaviour. */
+typedef enum {
+    MR_STAGE_FIRST = 0,      /* before providers */
+    MR_STAGE_AFTER_POLICIES, /* after policies, before keys */
+    MR_STAGE_LAST,           /* after keys */
+} mr_setting_stage_t;
+
+#define MR_SETTING_REQUIRED 0x01    /* must be given when its section is */
+#define MR_SETTING_NONEMPTY 0x02    /* a string that must not be "" (checked after its section) */
+#define MR_SETTING_OFF_IS_NULL 0x04 /* a string where "off" and "" mean none (NULL) */
+#define MR_SETTING_ZERO_AS 0x08     /* a given 0 is stored as zero_as (0 reads as default) */
+#define MR_SETTING_QUIET 0x10       /* --check shows it elsewhere, not on a settings line */
+
+/*
+ * One scalar setting, redis-style: where it is in the file (a top-level key,
+ * or a member of a fixed-shape section object such as "timeouts"), its
+ * type, where it lives in mr_config_t, its bounds (UINT and NUMBER; every
+ * bound and default is exactly representable in a double) and its default.
+ * Rows are in load order and a section's rows are consecutive; the loader,
+ * `--check` (config_print.h) and the docs check read the same table.
+ */
+typedef struct mr_setting {
+    const char *section; /* NULL at the top level */
+    const char *key;
+    mr_setting_type_t type;
+    size_t offset; /* of the value in mr_config_t */
+    size_t size;   /* of the value */
+    double min, max;
+    double def;          /* UINT, NUMBER, BOOL (0 or 1) */
+    const char *def_str; /* STRING, LISTEN; NULL: no default (NULL value) */
+    double zero_as;      /* with MR_SETTING_ZERO_AS */
+    unsigned flags;
+    mr_setting_stage_t stage;
+} mr_setting_t;
+
+/* The table (static, program lifetime) and its row count. */
+const mr_setting_t *mr_settings(size_t *n);
+
+/* The JSON path of a row, "timeouts.connect_ms" or "max_attempts", in buf. */
+const char *mr_setting_path(const mr_setting_t *s, char *buf, size_t n);
+
+/*
+ * The setting's value as the file would spell it (5000, 0.2, true,
+ * "127.0.0.1:8080" without quotes, "[::1]:8080"), written to buf; with cfg
+ * NULL, its default. A string without value is "off" for OFF_IS_NULL rows,
+ * else "none". Returns buf (always terminated when n > 0).
+ */
+const char *mr_setting_format(const mr_setting_t *s, const mr_config_t *cfg, char *buf, size_t n);
+
+#endif
