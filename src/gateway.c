@@ -70,6 +70,9 @@ struct mr_request {
     size_t n_models;
     int planned;
     json_t *json; /* the parsed body, kept for dialect adapters */
+    /* arch-conv: the body as a conversation model, parsed at the first
+     * translating attempt and reused by every later one (adapter.h) */
+    mr_adapter_conv_t conv;
     int client_wants_usage;
     mr_plan_t plan;
     size_t next_candidate;
@@ -1120,7 +1123,8 @@ static void start_attempt(mr_request_t *r)
         next_or_fail(r);
         return;
     }
-    if (r->adapter->build(&r->in, &r->up_req, &e) < 0) {
+    if (mr_adapter_conv(r->adapter, &r->conv, &r->in, &e) < 0 || /* arch-conv */
+        r->adapter->build(&r->in, &r->up_req, &e) < 0) {
         /* not an upstream attempt: nothing was sent. Another candidate may
          * speak a dialect that can carry the request; if none can, the
          * client gets this error. */
@@ -1485,6 +1489,7 @@ static void request_free(mr_request_t *r)
     free(r->model);
     free(r->attempts);
     mr_plan_release(&r->plan);
+    mr_adapter_conv_free(&r->conv); /* arch-conv */
     json_decref(r->json);
     uv_close((uv_handle_t *)&r->timer, request_closed);
     uv_close((uv_handle_t *)&r->watch_timer, request_closed);
