@@ -1,13 +1,21 @@
 /*
- * gemini — the Gemini dialect's embeddings, kept apart from its chat half
- * (gemini.c). Private to src/providers/; pure functions, any thread.
+ * gemini — the Gemini dialect's answer half (gemini_answer.c) and its
+ * embeddings (gemini_embed.c), for its adapter (gemini.c). Private to
+ * src/providers/; pure functions, any thread.
  */
 #ifndef MERIDIAN_PROVIDERS_GEMINI_H
 #define MERIDIAN_PROVIDERS_GEMINI_H
 
 #include "meridian/adapter.h"
+#include "xlate.h"
 
 #include <jansson.h>
+
+/* n (candidateCount) is capped so stream state stays a small fixed array. */
+#define GEMINI_MAX_CANDIDATES 8
+
+/* GenerateContentResponse bodies and streams into the conversation model. */
+extern const mr_xlate_parser_t mr__gemini_parser;
 
 /* The upstream body of an embeddings request (*method: "embedContent" or
  * "batchEmbedContents"). 0 with a new *out, or -1 with a 400. */

@@ -10,12 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static long usage_int(const json_t *u, const char *key)
-{
-    const json_t *v = json_object_get(u, key);
-    return json_is_integer(v) && json_integer_value(v) >= 0 ? (long)json_integer_value(v) : -1;
-}
-
 int mr__gemini_embed_body(const mr_adapter_in_t *in, json_t **out, const char **method,
                           mr_error_t *err)
 {
@@ -120,7 +114,7 @@ static int translate(const mr_adapter_in_t *in, const json_t *root, mr_buf_t *ou
     int b64 = fmt && strcmp(fmt, "base64") == 0;
     json_t *data = json_array(), *res;
     size_t n = json_is_array(many) ? json_array_size(many) : 1;
-    long prompt = usage_int(json_object_get(root, "usageMetadata"), "promptTokenCount");
+    long prompt = mr__xlate_count(json_object_get(root, "usageMetadata"), "promptTokenCount");
 
     if (!data)
         return mr__xlate_oom(err);

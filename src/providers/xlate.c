@@ -110,6 +110,20 @@ int mr__xlate_get_int(const json_t *obj, const char *key, long long lo, long lon
     return 1;
 }
 
+long mr__xlate_count(const json_t *obj, const char *key)
+{
+    const json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) && json_integer_value(v) >= 0 ? (long)json_integer_value(v) : -1;
+}
+
+void mr__xlate_lower(const char *s, char *dst, size_t cap)
+{
+    size_t i = 0;
+    for (; s && s[i] && i + 1 < cap; i++)
+        dst[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) : s[i];
+    dst[i] = '\0';
+}
+
 int mr__xlate_has_header(const mr_adapter_in_t *in, const char *name)
 {
     size_t n = strlen(name);
@@ -273,8 +287,8 @@ int mr__xlate_push_turn(json_t *turns, const char *role, const char *key, json_t
     return json_array_append_new(turns, json_pack("{s:s, s:o}", "role", role, key, items));
 }
 
-int mr__xlate_body(const mr_xlate_dialect_t *d, const mr_adapter_in_t *in, char **body, size_t *len,
-                   mr_error_t *err)
+int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const mr_adapter_in_t *in,
+                   char **body, size_t *len, mr_error_t *err)
 {
     mr_conv_req_t *own = NULL;
     const mr_conv_req_t *conv = in->conv;
@@ -286,7 +300,7 @@ int mr__xlate_body(const mr_xlate_dialect_t *d, const mr_adapter_in_t *in, char 
         return -1;
     if (!conv)
         conv = own;
-    if (mr_conv_check(conv, d->caps, err) < 0 || d->emit(in, conv, &root, err) < 0)
+    if (mr_conv_check(conv, caps, err) < 0 || emit(in, conv, &root, err) < 0)
         goto done;
     if (!(*body = json_dumps(root, MR_CONV_JSON_FLAGS))) {
         mr__xlate_oom(err);
@@ -302,7 +316,7 @@ done:
 
 /* ------------------------------------------------------------ answers */
 
-int mr__xlate_translate(const mr_xlate_dialect_t *d, const mr_adapter_in_t *in, const char *body,
+int mr__xlate_translate(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in, const char *body,
                         size_t len, mr_buf_t *out, mr_usage_t *usage, mr_error_t *err)
 {
     json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
@@ -315,8 +329,13 @@ int mr__xlate_translate(const mr_xlate_dialect_t *d, const mr_adapter_in_t *in, 
         return mr__xlate_oom(err);
     }
     json_decref(root); /* the answer holds its own reference */
-    if (d->parse_answer(in, root, body, len, &a, err) < 0)
+    if (ps->answer(in, root, body, len, &a, err) < 0) {
+        if (mr_conv_arena_over(a._arena))
+            mr_error_set(err, 502, "api_error", "upstream_too_large", NULL,
+                         "provider %s: the answer needs more than %u MiB to translate",
+                         in->provider->name, MR_CONV_MAX_BYTES >> 20);
         goto done;
+    }
     usage->prompt_tokens = a.usage.prompt;
     usage->completion_tokens = a.usage.completion;
     if (out && mr_chat_write_answer(&a, mr__xlate_created(in), out) < 0) {
@@ -333,7 +352,7 @@ done:
 /* ------------------------------------------------------------ streams */
 
 struct mr_stream_xlate {
-    const mr_xlate_dialect_t *d;
+    const mr_xlate_parser_t *ps;
     mr_sse_t sse;
     mr_chat_writer_t w;
     mr_conv_sink_t sink;
@@ -347,25 +366,25 @@ int mr__xlate_send(const mr_conv_sink_t *sink, mr_conv_event_t ev)
     return sink->event(sink->ctx, &ev);
 }
 
-mr_stream_xlate_t *mr__xlate_stream_new(const mr_xlate_dialect_t *d, const mr_adapter_in_t *in)
+mr_stream_xlate_t *mr__xlate_stream_new(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in)
 {
-    mr_stream_xlate_t *x = calloc(1, sizeof(*x) + d->stream_size);
+    mr_stream_xlate_t *x = calloc(1, sizeof(*x) + ps->stream_size);
 
     if (!x)
         return NULL;
-    x->d = d;
+    x->ps = ps;
     mr_sse_init(&x->sse, MR_XLATE_LINE_MAX, MR_XLATE_EVENT_MAX);
     mr_chat_writer_init(&x->w, mr__xlate_created(in), in->client_wants_usage);
     x->sink = (mr_conv_sink_t){mr_chat_write_event, &x->w};
     x->provider = in->provider ? in->provider->name : "?";
-    d->stream_init(x->state, in);
+    ps->stream_init(x->state, in);
     return x;
 }
 
 static int on_sse(void *ctx, const char *event, const char *data, size_t len)
 {
     mr_stream_xlate_t *x = ctx;
-    return x->d->stream_event(x->state, event, data, len, &x->sink);
+    return x->ps->stream_event(x->state, event, data, len, &x->sink);
 }
 
 /* Turns a failure into the one error event the client sees. */
@@ -382,10 +401,10 @@ static int fail(mr_stream_xlate_t *x, int rc, mr_buf_t *out)
                             MR_XLATE_EVENT_MAX);
     else if (rc == MR_XLATE_TRUNCATED)
         mr_chat_write_error(out, "api_error", "upstream_stream_error", "provider %s %s",
-                            x->provider, x->d->truncated);
+                            x->provider, x->ps->truncated);
     else if (rc == MR_XLATE_MALFORMED)
         mr_chat_write_error(out, "api_error", "upstream_stream_error", "provider %s sent %s",
-                            x->provider, x->d->malformed);
+                            x->provider, x->ps->malformed);
     else
         mr_chat_write_error(out, "api_error", "upstream_stream_error",
                             "provider %s: out of memory translating the stream", x->provider);
@@ -413,7 +432,7 @@ int mr__xlate_stream_end(mr_stream_xlate_t *x, mr_buf_t *out)
     x->w.out = out;
     rc = mr_sse_finish(&x->sse, on_sse, x);
     if (rc == 0)
-        rc = x->d->stream_end(x->state, &x->sink);
+        rc = x->ps->stream_end(x->state, &x->sink);
     x->w.out = NULL;
     x->ended = rc == 0;
     return rc ? fail(x, rc, out) : 0;

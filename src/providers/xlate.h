@@ -2,11 +2,11 @@
  * xlate — what the translating adapters (anthropic, gemini) share.
  *
  * Private to src/providers/: not part of any public header. A translating
- * dialect is an mr_xlate_dialect_t: its capabilities, an emitter of its
- * request body from the conversation model (conv.h), a parser of its
- * complete answers into an mr_conv_answer_t, and a parser of its event
- * streams into mr_conv_event_t events. The functions below turn such a
- * description into the adapter's build / translate / stream entries: the
+ * dialect is its capabilities and an emitter of its request body from the
+ * conversation model (conv.h) — <dialect>.c — plus an mr_xlate_parser_t of
+ * its complete answers (into an mr_conv_answer_t) and of its event streams
+ * (into mr_conv_event_t events) — <dialect>_answer.c. The functions below
+ * turn these into the adapter's build / translate / stream entries: the
  * model is checked against the capabilities (mr_conv_check, the one place
  * where a request the dialect cannot express becomes a 400), answers and
  * events are written in the client's dialect by chat_write.h, and stream
@@ -41,16 +41,17 @@ enum {
     MR_XLATE_TRUNCATED = 3,      /* the stream ended before the answer did */
 };
 
-typedef struct mr_xlate_dialect {
-    const mr_conv_caps_t *caps;
-    /* The upstream request body for a checked model, into *root. 0 / -1. */
-    int (*emit)(const mr_adapter_in_t *in, const mr_conv_req_t *conv, json_t **root,
-                mr_error_t *err);
+/* The request half: the upstream body for a checked model, into *root. */
+typedef int (*mr_xlate_emit_fn)(const mr_adapter_in_t *in, const mr_conv_req_t *conv, json_t **root,
+                                mr_error_t *err);
+
+/* The answer half (<dialect>_answer.c). */
+typedef struct mr_xlate_parser {
     /* A complete 2xx answer (root: the parsed body, NULL when it is not
      * JSON; raw: its bytes) into *a (initialised by the caller). 0, or -1
      * with a 502 upstream_malformed naming in->provider. */
-    int (*parse_answer)(const mr_adapter_in_t *in, const json_t *root, const char *raw, size_t len,
-                        mr_conv_answer_t *a, mr_error_t *err);
+    int (*answer)(const mr_adapter_in_t *in, const json_t *root, const char *raw, size_t len,
+                  mr_conv_answer_t *a, mr_error_t *err);
     /* Stream parser: state of stream_size bytes, zeroed then initialised;
      * one call per upstream SSE event, then `end` when the upstream closed
      * cleanly. 0, -1 or MR_XLATE_*. */
@@ -61,18 +62,18 @@ typedef struct mr_xlate_dialect {
     int (*stream_end)(void *st, const mr_conv_sink_t *sink);
     const char *malformed; /* "a malformed Anthropic event stream" */
     const char *truncated; /* "ended the stream before the message was complete" */
-} mr_xlate_dialect_t;
+} mr_xlate_parser_t;
 
 /* The upstream body of a chat request: in->conv (or the client's body
- * parsed here when the caller has no model), checked against d->caps, then
+ * parsed here when the caller has no model), checked against caps, then
  * emitted and serialised. 0 with a malloc'd *body, or -1 with *err. */
-int mr__xlate_body(const mr_xlate_dialect_t *d, const mr_adapter_in_t *in, char **body, size_t *len,
-                   mr_error_t *err);
+int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const mr_adapter_in_t *in,
+                   char **body, size_t *len, mr_error_t *err);
 /* mr_adapter_t.translate for a chat answer. */
-int mr__xlate_translate(const mr_xlate_dialect_t *d, const mr_adapter_in_t *in, const char *body,
+int mr__xlate_translate(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in, const char *body,
                         size_t len, mr_buf_t *out, mr_usage_t *usage, mr_error_t *err);
 /* mr_adapter_t's stream entries. */
-mr_stream_xlate_t *mr__xlate_stream_new(const mr_xlate_dialect_t *d, const mr_adapter_in_t *in);
+mr_stream_xlate_t *mr__xlate_stream_new(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in);
 int mr__xlate_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *out);
 int mr__xlate_stream_end(mr_stream_xlate_t *x, mr_buf_t *out);
 void mr__xlate_stream_usage(const mr_stream_xlate_t *x, mr_usage_t *usage);
@@ -116,6 +117,12 @@ void mr__xlate_model(const json_t *upstream, const char *fallback, char *dst, si
 /* Appends j (compact) to out, respecting out's limit; takes the reference.
  * 0, or -1 (too large / out of memory). */
 int mr__xlate_append_json(mr_buf_t *out, json_t *j);
+
+/* A non-negative integer member (a token count), -1 when absent or not one. */
+long mr__xlate_count(const json_t *obj, const char *key);
+
+/* "RESOURCE_EXHAUSTED" -> "resource_exhausted", cut to cap bytes. */
+void mr__xlate_lower(const char *s, char *dst, size_t cap);
 
 /* An optional integer member of the client's body: 0 when absent (or
  * null), 1 when present and within [lo, hi] (stored), -1 with a 400. */
