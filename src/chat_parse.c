@@ -342,8 +342,11 @@ static int resolve_names(parser_t *ps, const json_t *messages)
         }
     }
     for (i = 0; rc == 0 && i < r->n_turns; i++) {
-        mr_conv_tool_result_t *res = &r->turns[i].parts[0].u.result;
-        if (r->turns[i].role == MR_CONV_ROLE_TOOL && res->call_id.p)
+        mr_conv_tool_result_t *res;
+        if (r->turns[i].role != MR_CONV_ROLE_TOOL)
+            continue;
+        res = &r->turns[i].parts[0].u.result;
+        if (res->call_id.p)
             res->name = mr_conv_str(json_object_get(names, res->call_id.p));
     }
     json_decref(names);

@@ -153,11 +153,15 @@ static int emit_delta(const mr_chat_writer_t *w, long choice, json_t *delta, con
     return emit(w->out, c);
 }
 
+/* prefix + s, cut on a UTF-8 character boundary to fit (parsers bound
+ * what they pass: this only keeps a longer one valid). */
 static void copy_id(char *dst, const char *prefix, mr_conv_str_t s)
 {
-    int n = s.n < MR_CHAT_ID_MAX ? (int)s.n : MR_CHAT_ID_MAX;
+    size_t room = MR_CHAT_ID_MAX - 1 - strlen(prefix), n = s.n < room ? s.n : room;
 
-    snprintf(dst, MR_CHAT_ID_MAX, "%s%.*s", prefix, n, s.p ? s.p : "");
+    while (n < s.n && n > 0 && ((unsigned char)s.p[n] & 0xC0) == 0x80)
+        n--;
+    snprintf(dst, MR_CHAT_ID_MAX, "%s%.*s", prefix, (int)n, s.p ? s.p : "");
 }
 
 static int end_answer(mr_chat_writer_t *w)
