@@ -17,7 +17,7 @@ static int no_memory(parser_t *ps)
 {
     if (mr_conv_arena_over(ps->r->_arena))
         return mr_error_bad(ps->err, "conversation_too_large", NULL,
-                            "the conversation needs more than %u MiB of gateway memory to "
+                            "the conversation needs more than %zu MiB of gateway memory to "
                             "translate",
                             MR_CONV_MAX_BYTES >> 20);
     mr_error_set(ps->err, 500, NULL, "internal_error", NULL, "out of memory");
@@ -384,12 +384,15 @@ static int stop(parser_t *ps, const json_t *v)
 {
     mr_conv_req_t *r = ps->r;
     size_t i;
-    const json_t *s;
 
     if (!v || json_is_null(v))
         return 0;
     if (json_is_array(v)) {
-        json_array_foreach(v, i, s) r->stop_bad |= !json_is_string(s);
+        const json_t *s;
+        json_array_foreach(v, i, s)
+        {
+            r->stop_bad |= !json_is_string(s);
+        }
     } else if (!json_is_string(v)) {
         r->stop_bad = 1;
     }

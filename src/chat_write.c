@@ -19,7 +19,7 @@ static json_t *usage_json(const mr_conv_usage_t *u)
 {
     long p = u->prompt > 0 ? u->prompt : 0, c = u->completion > 0 ? u->completion : 0;
     json_t *j = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)p, "completion_tokens",
-                          (json_int_t)c, "total_tokens", (json_int_t)(p + c));
+                          (json_int_t)c, "total_tokens", (json_int_t)p + (json_int_t)c);
 
     if (j && u->cached > 0)
         json_object_set_new(j, "prompt_tokens_details",

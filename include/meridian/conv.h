@@ -40,7 +40,7 @@
 #define MR_CONV_MAX_TURNS 65536
 #define MR_CONV_MAX_PARTS 262144
 #define MR_CONV_MAX_TOOLS 4096
-#define MR_CONV_MAX_BYTES (32u * 1024 * 1024)
+#define MR_CONV_MAX_BYTES ((size_t)32 * 1024 * 1024)
 
 /* How the model's users write JSON: compact, in insertion order, reals with
  * 15 significant digits (a client's 0.7 stays 0.7). */

@@ -273,14 +273,13 @@ int mr__xlate_system_text(const mr_conv_req_t *conv, mr_buf_t *out)
 int mr__xlate_push_turn(json_t *turns, const char *role, const char *key, json_t *items)
 {
     json_t *last = json_array_get(turns, json_array_size(turns) - 1);
-    int rc;
 
     if (json_array_size(items) == 0) {
         json_decref(items);
         return 0;
     }
     if (last && strcmp(json_string_value(json_object_get(last, "role")), role) == 0) {
-        rc = json_array_extend(json_object_get(last, key), items);
+        int rc = json_array_extend(json_object_get(last, key), items);
         json_decref(items);
         return rc;
     }
@@ -332,7 +331,7 @@ int mr__xlate_translate(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in, 
     if (ps->answer(in, root, body, len, &a, err) < 0) {
         if (mr_conv_arena_over(a._arena))
             mr_error_set(err, 502, "api_error", "upstream_too_large", NULL,
-                         "provider %s: the answer needs more than %u MiB to translate",
+                         "provider %s: the answer needs more than %zu MiB to translate",
                          in->provider->name, MR_CONV_MAX_BYTES >> 20);
         goto done;
     }
