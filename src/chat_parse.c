@@ -50,6 +50,20 @@ static void cache_marker(const json_t *obj, mr_conv_cache_t *c)
     c->ttl = mr_conv_str(json_object_get(cc, "ttl"));
 }
 
+/* A name -> value table, ended by {NULL, the value of any other name}. */
+typedef struct name_value {
+    const char *name;
+    int value;
+} name_value_t;
+
+static int lookup(const name_value_t *t, const char *name)
+{
+    for (; t->name; t++)
+        if (strcmp(name, t->name) == 0)
+            break;
+    return t->value;
+}
+
 /* ------------------------------------------------------------ content parts */
 
 /* "data:<mime>[;params];base64,<payload>": the media type (lower case,
@@ -282,13 +296,10 @@ static int tool_turn(parser_t *ps, const json_t *m, const char *where, mr_conv_t
     return content(ps, c, where, 0, &res->content, &res->n_content);
 }
 
-static const struct {
-    const char *name;
-    mr_conv_role_t role;
-} roles[] = {
+static const name_value_t roles[] = {
     {"system", MR_CONV_ROLE_SYSTEM}, {"developer", MR_CONV_ROLE_DEVELOPER},
     {"user", MR_CONV_ROLE_USER},     {"assistant", MR_CONV_ROLE_ASSISTANT},
-    {"tool", MR_CONV_ROLE_TOOL},
+    {"tool", MR_CONV_ROLE_TOOL},     {NULL, MR_CONV_ROLE_OTHER},
 };
 
 static int turn(parser_t *ps, const json_t *m, size_t i, mr_conv_turn_t *t)
@@ -303,9 +314,7 @@ static int turn(parser_t *ps, const json_t *m, size_t i, mr_conv_turn_t *t)
         t->role_name.p = NULL; /* refused by the check, in its turn */
         return 0;
     }
-    for (size_t r = 0; r < sizeof(roles) / sizeof(roles[0]); r++)
-        if (strcmp(t->role_name.p, roles[r].name) == 0)
-            t->role = roles[r].role;
+    t->role = (mr_conv_role_t)lookup(roles, t->role_name.p);
     t->has_content = c && !json_is_null(c);
     cache_marker(m, &t->cache);
     switch (t->role) {
@@ -408,22 +417,17 @@ static int stop(parser_t *ps, const json_t *v)
 
 static void format(const json_t *rf, mr_conv_format_t *f)
 {
-    static const struct {
-        const char *type;
-        mr_conv_format_kind_t kind;
-    } kinds[] = {{"text", MR_CONV_FORMAT_TEXT},
-                 {"json_object", MR_CONV_FORMAT_JSON_OBJECT},
-                 {"json_schema", MR_CONV_FORMAT_JSON_SCHEMA}};
+    static const name_value_t kinds[] = {{"text", MR_CONV_FORMAT_TEXT},
+                                         {"json_object", MR_CONV_FORMAT_JSON_OBJECT},
+                                         {"json_schema", MR_CONV_FORMAT_JSON_SCHEMA},
+                                         {NULL, MR_CONV_FORMAT_OTHER}};
     const json_t *js = json_object_get(rf, "json_schema");
     const json_t *strict = json_object_get(js, "strict");
 
     f->type = mr_conv_str(json_object_get(rf, "type"));
     if (!f->type.p)
         return;
-    f->kind = MR_CONV_FORMAT_OTHER;
-    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-        if (strcmp(f->type.p, kinds[i].type) == 0)
-            f->kind = kinds[i].kind;
+    f->kind = (mr_conv_format_kind_t)lookup(kinds, f->type.p);
     f->name = mr_conv_str(json_object_get(js, "name"));
     f->schema = json_object_get(js, "schema");
     f->strict = json_is_boolean(strict) ? json_is_true(strict) : -1;
@@ -465,18 +469,13 @@ static int tools(parser_t *ps, const json_t *body)
 
 static void tool_choice(const json_t *v, mr_conv_tool_choice_t *tc)
 {
-    static const struct {
-        const char *name;
-        mr_conv_choice_mode_t mode;
-    } modes[] = {{"auto", MR_CONV_CHOICE_AUTO},
-                 {"none", MR_CONV_CHOICE_NONE},
-                 {"required", MR_CONV_CHOICE_REQUIRED}};
+    static const name_value_t modes[] = {{"auto", MR_CONV_CHOICE_AUTO},
+                                         {"none", MR_CONV_CHOICE_NONE},
+                                         {"required", MR_CONV_CHOICE_REQUIRED},
+                                         {NULL, MR_CONV_CHOICE_BAD_MODE}};
 
     if (json_is_string(v)) {
-        tc->mode = MR_CONV_CHOICE_BAD_MODE;
-        for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
-            if (strcmp(json_string_value(v), modes[i].name) == 0)
-                tc->mode = modes[i].mode;
+        tc->mode = (mr_conv_choice_mode_t)lookup(modes, json_string_value(v));
     } else if (json_is_object(v)) {
         tc->name = mr_conv_str(json_object_get(json_object_get(v, "function"), "name"));
         tc->mode = tc->name.p ? MR_CONV_CHOICE_FUNCTION : MR_CONV_CHOICE_BAD_NAME;

@@ -229,23 +229,34 @@ static int check_number(const mr_conv_num_t *v, mr_error_t *err)
     return 0;
 }
 
+static int check_format(const mr_conv_format_t *f, const mr_conv_caps_t *c, mr_error_t *err)
+{
+    if (f->kind == MR_CONV_FORMAT_OTHER ||
+        (f->kind == MR_CONV_FORMAT_JSON_OBJECT && !c->json_object) ||
+        (f->kind == MR_CONV_FORMAT_JSON_SCHEMA && !c->json_schema))
+        return mr_error_bad(err, "unsupported_parameter", "response_format",
+                            "response_format %s is not supported by %s targets", f->type.p,
+                            c->name);
+    return 0;
+}
+
+/* Request-level features. A parameter the dialect maps (n, response_format)
+ * is judged with the sampling parameters instead, after the turns. */
 static int check_features(const mr_conv_req_t *r, const check_t *ck)
 {
     const mr_conv_caps_t *c = ck->caps;
     const mr_conv_format_t *f = &r->format;
 
-    if (check_int(&r->n, 1, c->n_max, ck->err) < 0)
-        return -1;
-    if (r->n.state == MR_CONV_SET && r->n.v > c->choices_max)
-        return unsupported(ck, "n", "n > 1 is");
+    if (c->choices_max < c->n_max) {
+        if (check_int(&r->n, 1, c->n_max, ck->err) < 0)
+            return -1;
+        if (r->n.state == MR_CONV_SET && r->n.v > c->choices_max)
+            return unsupported(ck, "n", "n > 1 is");
+    }
     if (r->logprobs && !c->logprobs)
         return unsupported(ck, "logprobs", "logprobs are");
-    if (f->kind == MR_CONV_FORMAT_OTHER ||
-        (f->kind == MR_CONV_FORMAT_JSON_OBJECT && !c->json_object) ||
-        (f->kind == MR_CONV_FORMAT_JSON_SCHEMA && !c->json_schema))
-        return mr_error_bad(ck->err, "unsupported_parameter", "response_format",
-                            "response_format %s is not supported by %s targets", f->type.p,
-                            c->name);
+    if (!c->json_object && !c->json_schema && check_format(f, c, ck->err) < 0)
+        return -1;
     if (r->audio_out && !c->audio_out)
         return unsupported(ck, "audio", "audio output is");
     if (r->non_text_modal && !c->audio_out)
@@ -430,10 +441,14 @@ static int check_sampling(const mr_conv_req_t *r, const mr_conv_caps_t *c, mr_er
     if (r->stop_bad)
         return mr_error_bad(err, "invalid_type", "stop",
                             "stop must be a string or an array of strings");
+    if (c->choices_max >= c->n_max && check_int(&r->n, 1, c->n_max, err) < 0)
+        return -1;
     if (c->penalties && (check_number(&r->presence_penalty, err) < 0 ||
                          check_number(&r->frequency_penalty, err) < 0))
         return -1;
     if (c->seed && check_int(&r->seed, -2147483648LL, 2147483647LL, err) < 0)
+        return -1;
+    if ((c->json_object || c->json_schema) && check_format(&r->format, c, err) < 0)
         return -1;
     return 0;
 }

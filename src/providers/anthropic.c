@@ -162,45 +162,21 @@ static void tidy_turns(json_t *msgs)
 
 static int emit_messages(const mr_conv_req_t *conv, json_t *root)
 {
-    json_t *msgs = json_array();
+    static const mr_xlate_turns_t turns = {"assistant", "content", user_blocks, assistant_blocks,
+                                           result_block};
     mr_buf_t system;
-    int rc = msgs ? 0 : -1;
+    json_t *msgs;
 
     mr_buf_init(&system, (size_t)-1);
-    for (size_t i = 0; rc == 0 && i < conv->n_turns; i++) {
-        const mr_conv_turn_t *t = &conv->turns[i];
-        const char *role = "user";
-        json_t *blocks = json_array();
-        if (!blocks) {
-            rc = -1;
-            break;
-        }
-        if (t->role == MR_CONV_ROLE_USER) {
-            rc = user_blocks(t->parts, t->n_parts, blocks);
-        } else if (t->role == MR_CONV_ROLE_ASSISTANT) {
-            role = "assistant";
-            rc = assistant_blocks(t, blocks);
-        } else if (t->role == MR_CONV_ROLE_TOOL) {
-            rc = result_block(&t->parts[0].u.result, blocks);
-        }
-        /* system turns: below; other roles were refused by the check */
-        if (rc == 0)
-            rc = mr__xlate_push_turn(msgs, role, "content", blocks);
-        else
-            json_decref(blocks);
-    }
-    if (rc == 0)
-        rc = mr__xlate_system_text(conv, &system);
-    if (rc == 0) {
+    if ((msgs = mr__xlate_turns(conv, &turns, &system))) {
         tidy_turns(msgs);
         if (mr_buf_len(&system))
             json_object_set_new(root, "system",
                                 json_stringn(mr_buf_ptr(&system), mr_buf_len(&system)));
-        json_object_set(root, "messages", msgs);
+        json_object_set_new(root, "messages", msgs);
     }
-    json_decref(msgs);
     mr_buf_free(&system);
-    return rc;
+    return msgs ? 0 : -1;
 }
 
 static json_t *tool_choice(const mr_conv_req_t *conv)

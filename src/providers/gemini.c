@@ -167,45 +167,22 @@ static int response_part(const mr_conv_tool_result_t *res, json_t *out)
 
 static int emit_contents(const mr_conv_req_t *conv, json_t *root)
 {
-    json_t *contents = json_array();
+    /* the API documents only user and model roles: results are user parts */
+    static const mr_xlate_turns_t turns = {"model", "parts", user_parts, model_parts,
+                                           response_part};
     mr_buf_t system;
-    int rc = contents ? 0 : -1;
+    json_t *contents;
 
     mr_buf_init(&system, (size_t)-1);
-    for (size_t i = 0; rc == 0 && i < conv->n_turns; i++) {
-        const mr_conv_turn_t *t = &conv->turns[i];
-        const char *role = "user";
-        json_t *parts = json_array();
-        if (!parts) {
-            rc = -1;
-            break;
-        }
-        if (t->role == MR_CONV_ROLE_USER) {
-            rc = user_parts(t->parts, t->n_parts, parts);
-        } else if (t->role == MR_CONV_ROLE_ASSISTANT) {
-            role = "model";
-            rc = model_parts(t, parts);
-        } else if (t->role == MR_CONV_ROLE_TOOL) {
-            /* the API documents only user and model roles: results are user parts */
-            rc = response_part(&t->parts[0].u.result, parts);
-        }
-        if (rc == 0)
-            rc = mr__xlate_push_turn(contents, role, "parts", parts);
-        else
-            json_decref(parts);
-    }
-    if (rc == 0)
-        rc = mr__xlate_system_text(conv, &system);
-    if (rc == 0) {
-        json_object_set(root, "contents", contents);
+    if ((contents = mr__xlate_turns(conv, &turns, &system))) {
+        json_object_set_new(root, "contents", contents);
         if (mr_buf_len(&system))
             json_object_set_new(root, "systemInstruction",
                                 json_pack("{s:[{s:s%}]}", "parts", "text", mr_buf_ptr(&system),
                                           mr_buf_len(&system)));
     }
-    json_decref(contents);
     mr_buf_free(&system);
-    return rc;
+    return contents ? 0 : -1;
 }
 
 static json_t *calling_config(const mr_conv_tool_choice_t *c)

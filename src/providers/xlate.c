@@ -270,7 +270,9 @@ int mr__xlate_system_text(const mr_conv_req_t *conv, mr_buf_t *out)
     return 0;
 }
 
-int mr__xlate_push_turn(json_t *turns, const char *role, const char *key, json_t *items)
+/* Appends items as a `role` turn, merged into the previous turn when it has
+ * the same role; takes items. */
+static int push_turn(json_t *turns, const char *role, const char *key, json_t *items)
 {
     json_t *last = json_array_get(turns, json_array_size(turns) - 1);
 
@@ -284,6 +286,38 @@ int mr__xlate_push_turn(json_t *turns, const char *role, const char *key, json_t
         return rc;
     }
     return json_array_append_new(turns, json_pack("{s:s, s:o}", "role", role, key, items));
+}
+
+json_t *mr__xlate_turns(const mr_conv_req_t *conv, const mr_xlate_turns_t *d, mr_buf_t *system)
+{
+    json_t *turns = json_array();
+    int rc = turns ? 0 : -1;
+
+    for (size_t i = 0; rc == 0 && i < conv->n_turns; i++) {
+        const mr_conv_turn_t *t = &conv->turns[i];
+        const char *role = t->role == MR_CONV_ROLE_ASSISTANT ? d->assistant : "user";
+        json_t *items = json_array();
+        if (!items)
+            rc = -1;
+        else if (t->role == MR_CONV_ROLE_USER)
+            rc = d->user(t->parts, t->n_parts, items);
+        else if (t->role == MR_CONV_ROLE_ASSISTANT)
+            rc = d->assistant_items(t, items);
+        else if (t->role == MR_CONV_ROLE_TOOL)
+            rc = d->result(&t->parts[0].u.result, items);
+        /* system turns: joined below; other roles were refused by the check */
+        if (rc == 0)
+            rc = push_turn(turns, role, d->key, items);
+        else
+            json_decref(items);
+    }
+    if (rc == 0)
+        rc = mr__xlate_system_text(conv, system);
+    if (rc < 0) {
+        json_decref(turns);
+        return NULL;
+    }
+    return turns;
 }
 
 int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const mr_adapter_in_t *in,

@@ -87,9 +87,21 @@ int mr__xlate_send(const mr_conv_sink_t *sink, mr_conv_event_t ev);
 /* The text of every system and developer turn, in order, joined by a blank
  * line (empty ones skipped), appended to out. 0 / -1. */
 int mr__xlate_system_text(const mr_conv_req_t *conv, mr_buf_t *out);
-/* Appends items as a `role` turn {"role", key: items} to turns, merged into
- * the previous turn when it has the same role; takes items. 0 / -1. */
-int mr__xlate_push_turn(json_t *turns, const char *role, const char *key, json_t *items);
+/* How a dialect with one system field and merged user / assistant turns
+ * writes each turn's items (blocks, parts) into a JSON array. */
+typedef struct mr_xlate_turns {
+    const char *assistant; /* the assistant's role name: "assistant", "model" */
+    const char *key;       /* the turn's member holding the items: "content" */
+    int (*user)(const mr_conv_part_t *parts, size_t n, json_t *items);
+    int (*assistant_items)(const mr_conv_turn_t *t, json_t *items);
+    int (*result)(const mr_conv_tool_result_t *res, json_t *items);
+} mr_xlate_turns_t;
+
+/* The checked conversation's user, assistant and tool turns as dialect
+ * turns {"role", key: items}, consecutive ones of one role merged (tool
+ * results are user items), and the system text joined into *system. The
+ * array, or NULL when out of memory. */
+json_t *mr__xlate_turns(const mr_conv_req_t *conv, const mr_xlate_turns_t *d, mr_buf_t *system);
 /* A JSON string of a view ("" when absent). */
 json_t *mr__xlate_str(mr_conv_str_t s);
 
