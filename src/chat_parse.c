@@ -8,6 +8,7 @@
 
 typedef struct parser {
     mr_conv_req_t *r;
+    size_t turn;    /* the message being parsed, for messages */
     size_t n_parts; /* allocated so far, bounded by MR_CONV_MAX_PARTS */
     mr_error_t *err;
 } parser_t;
@@ -195,8 +196,7 @@ static int content_part(parser_t *ps, const json_t *part, mr_conv_part_t *p)
 
 /* A message's content: null (no parts), a string (one text part) or an
  * array of parts. `extra` more parts are reserved after them. */
-static int content(parser_t *ps, const json_t *c, const char *where, size_t extra,
-                   mr_conv_part_t **parts, size_t *n)
+static int content(parser_t *ps, const json_t *c, size_t extra, mr_conv_part_t **parts, size_t *n)
 {
     size_t k;
     const json_t *part;
@@ -214,10 +214,12 @@ static int content(parser_t *ps, const json_t *c, const char *where, size_t extr
     }
     if (!json_is_array(c))
         return mr_error_bad(ps->err, "invalid_type", ps->r->turns_param,
-                            "%s.content must be a string or an array of parts", where);
+                            "%s[%zu].content must be a string or an array of parts",
+                            ps->r->turns_param, ps->turn);
     if (json_array_size(c) > MR_CONV_MAX_PARTS)
         return mr_error_bad(ps->err, "conversation_too_large", ps->r->turns_param,
-                            "%s.content: more than %d parts", where, MR_CONV_MAX_PARTS);
+                            "%s[%zu].content: more than %d parts", ps->r->turns_param, ps->turn,
+                            MR_CONV_MAX_PARTS);
     if (!(*parts = new_parts(ps, json_array_size(c) + extra)))
         return -1;
     json_array_foreach(c, k, part)
@@ -255,7 +257,7 @@ static int tool_call(parser_t *ps, const json_t *c, mr_conv_tool_call_t *call)
     return 0;
 }
 
-static int assistant_turn(parser_t *ps, const json_t *m, const char *where, mr_conv_turn_t *t)
+static int assistant_turn(parser_t *ps, const json_t *m, mr_conv_turn_t *t)
 {
     const json_t *calls = json_object_get(m, "tool_calls");
     size_t n_calls = json_array_size(calls), k;
@@ -263,12 +265,13 @@ static int assistant_turn(parser_t *ps, const json_t *m, const char *where, mr_c
 
     if (calls && !json_is_null(calls) && !json_is_array(calls))
         return mr_error_bad(ps->err, "invalid_type", ps->r->turns_param,
-                            "%s.tool_calls must be an array", where);
+                            "%s[%zu].tool_calls must be an array", ps->r->turns_param, ps->turn);
     if (n_calls > MR_CONV_MAX_PARTS)
         return mr_error_bad(ps->err, "conversation_too_large", ps->r->turns_param,
-                            "%s.tool_calls: more than %d calls", where, MR_CONV_MAX_PARTS);
-    if (content(ps, t->has_content ? json_object_get(m, "content") : NULL, where, n_calls,
-                &t->parts, &t->n_parts) < 0)
+                            "%s[%zu].tool_calls: more than %d calls", ps->r->turns_param, ps->turn,
+                            MR_CONV_MAX_PARTS);
+    if (content(ps, t->has_content ? json_object_get(m, "content") : NULL, n_calls, &t->parts,
+                &t->n_parts) < 0)
         return -1;
     json_array_foreach(calls, k, c)
     {
@@ -281,7 +284,7 @@ static int assistant_turn(parser_t *ps, const json_t *m, const char *where, mr_c
     return 0;
 }
 
-static int tool_turn(parser_t *ps, const json_t *m, const char *where, mr_conv_turn_t *t)
+static int tool_turn(parser_t *ps, const json_t *m, mr_conv_turn_t *t)
 {
     const json_t *c = json_object_get(m, "content");
     mr_conv_tool_result_t *res;
@@ -293,7 +296,7 @@ static int tool_turn(parser_t *ps, const json_t *m, const char *where, mr_conv_t
     res = &t->parts[0].u.result;
     res->call_id = mr_conv_str(json_object_get(m, "tool_call_id"));
     res->as_string = !json_is_array(c);
-    return content(ps, c, where, 0, &res->content, &res->n_content);
+    return content(ps, c, 0, &res->content, &res->n_content);
 }
 
 static const name_value_t roles[] = {
@@ -304,10 +307,9 @@ static const name_value_t roles[] = {
 
 static int turn(parser_t *ps, const json_t *m, size_t i, mr_conv_turn_t *t)
 {
-    char where[48];
     const json_t *c = json_object_get(m, "content");
 
-    snprintf(where, sizeof(where), "%s[%zu]", ps->r->turns_param, i);
+    ps->turn = i;
     t->role_name = mr_conv_str(json_object_get(m, "role"));
     t->role = MR_CONV_ROLE_OTHER;
     if (!json_is_object(m) || !t->role_name.p) {
@@ -319,13 +321,13 @@ static int turn(parser_t *ps, const json_t *m, size_t i, mr_conv_turn_t *t)
     cache_marker(m, &t->cache);
     switch (t->role) {
     case MR_CONV_ROLE_ASSISTANT:
-        return assistant_turn(ps, m, where, t);
+        return assistant_turn(ps, m, t);
     case MR_CONV_ROLE_TOOL:
-        return tool_turn(ps, m, where, t);
+        return tool_turn(ps, m, t);
     case MR_CONV_ROLE_OTHER:
         return 0; /* refused by every dialect: its content is not looked at */
     default:
-        return content(ps, c, where, 0, &t->parts, &t->n_parts);
+        return content(ps, c, 0, &t->parts, &t->n_parts);
     }
 }
 
@@ -335,10 +337,17 @@ static int turn(parser_t *ps, const json_t *m, size_t i, mr_conv_turn_t *t)
 static int resolve_names(parser_t *ps, const json_t *messages)
 {
     mr_conv_req_t *r = ps->r;
-    json_t *names = json_object(); /* call id -> name, borrowed */
+    json_t *names; /* call id -> name, borrowed */
     size_t i, k;
     const json_t *m, *c;
-    int rc = names ? 0 : -1;
+    int rc;
+
+    for (i = 0; i < r->n_turns && r->turns[i].role != MR_CONV_ROLE_TOOL; i++)
+        ;
+    if (i == r->n_turns)
+        return 0; /* no results to name */
+    names = json_object();
+    rc = names ? 0 : -1;
 
     json_array_foreach(messages, i, m)
     {
@@ -484,43 +493,46 @@ static void tool_choice(const json_t *v, mr_conv_tool_choice_t *tc)
     }
 }
 
-/* Top-level members the model carries (or the gateway consumed). */
+static int cmp_key(const void *key, const void *item)
+{
+    return strcmp(key, *(const char *const *)item);
+}
+
+/* Top-level members the model carries (or the gateway consumed), sorted
+ * for bsearch. */
+static const char *const carried_members[] = {"audio",
+                                              "cache_control",
+                                              "frequency_penalty",
+                                              "function_call",
+                                              "functions",
+                                              "logprobs",
+                                              "max_completion_tokens",
+                                              "max_tokens",
+                                              "messages",
+                                              "metadata",
+                                              "modalities",
+                                              "model",
+                                              "n",
+                                              "parallel_tool_calls",
+                                              "presence_penalty",
+                                              "prompt_cache_key",
+                                              "reasoning_effort",
+                                              "response_format",
+                                              "seed",
+                                              "stop",
+                                              "stream",
+                                              "stream_options",
+                                              "temperature",
+                                              "tool_choice",
+                                              "tools",
+                                              "top_logprobs",
+                                              "top_p",
+                                              "user"};
+
 static int carried(const char *key)
 {
-    static const char *const known[] = {
-        "model",
-        "messages",
-        "stream",
-        "stream_options",
-        "temperature",
-        "top_p",
-        "n",
-        "stop",
-        "max_tokens",
-        "max_completion_tokens",
-        "presence_penalty",
-        "frequency_penalty",
-        "seed",
-        "logprobs",
-        "top_logprobs",
-        "response_format",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "user",
-        "metadata",
-        "reasoning_effort",
-        "audio",
-        "modalities",
-        "functions",
-        "function_call",
-        "prompt_cache_key",
-        "cache_control",
-    };
-    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-        if (strcmp(key, known[i]) == 0)
-            return 1;
-    return 0;
+    return bsearch(key, carried_members, sizeof(carried_members) / sizeof(carried_members[0]),
+                   sizeof(carried_members[0]), cmp_key) != NULL;
 }
 
 static int dropped(parser_t *ps, const json_t *body)

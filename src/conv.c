@@ -8,7 +8,9 @@
 
 /* ------------------------------------------------------------ the arena */
 
-#define CHUNK_MIN 4096
+/* The first chunk lives in the arena's own allocation: a small request or
+ * answer costs one malloc; later chunks double the arena. */
+#define FIRST_CHUNK 2048
 
 typedef struct chunk {
     struct chunk *next;
@@ -26,13 +28,23 @@ struct mr_conv_arena {
     size_t total; /* bytes of every chunk */
     int over;     /* an allocation was refused at MR_CONV_MAX_BYTES */
     kept_t *kept; /* trees owned, released with the arena */
+    max_align_t first[];
 };
+
+static chunk_t *first_chunk(mr_conv_arena_t *a)
+{
+    return (chunk_t *)a->first;
+}
 
 static mr_conv_arena_t *arena_new(const json_t *src)
 {
-    mr_conv_arena_t *a = calloc(1, sizeof(*a));
+    mr_conv_arena_t *a = malloc(sizeof(*a) + sizeof(chunk_t) + FIRST_CHUNK);
 
-    if (a && src && !mr_conv_keep(a, json_incref((json_t *)src))) {
+    if (!a)
+        return NULL;
+    *a = (mr_conv_arena_t){.head = first_chunk(a), .total = FIRST_CHUNK};
+    *a->head = (chunk_t){.size = FIRST_CHUNK};
+    if (src && !mr_conv_keep(a, json_incref((json_t *)src))) {
         free(a);
         return NULL;
     }
@@ -46,7 +58,7 @@ static void arena_free(mr_conv_arena_t *a)
     /* the kept list lives in the chunks: walk it before they go */
     for (kept_t *k = a->kept; k; k = k->next)
         json_decref(k->j);
-    for (chunk_t *c = a->head, *next; c; c = next) {
+    for (chunk_t *c = a->head, *next; c != first_chunk(a); c = next) {
         next = c->next;
         free(c);
     }
@@ -64,18 +76,18 @@ void *mr_conv_alloc(mr_conv_arena_t *a, size_t n, size_t size)
         return NULL;
     }
     bytes = n * size;
-    at = c ? (c->used + align - 1) / align * align : 0;
-    if (!c || at + bytes > c->size) {
-        size_t cap = bytes > CHUNK_MIN ? bytes : CHUNK_MIN;
+    at = (c->used + align - 1) / align * align;
+    if (at + bytes > c->size) {
+        size_t cap = bytes > a->total ? bytes : a->total;
+        if (a->total + cap > MR_CONV_MAX_BYTES)
+            cap = bytes; /* the last chunk that fits */
         if (a->total + cap > MR_CONV_MAX_BYTES) {
             a->over = 1;
             return NULL;
         }
         if (!(c = malloc(sizeof(*c) + cap)))
             return NULL;
-        c->size = cap;
-        c->used = 0;
-        c->next = a->head;
+        *c = (chunk_t){.next = a->head, .size = cap};
         a->head = c;
         a->total += cap;
         at = 0;
@@ -119,12 +131,14 @@ json_t *mr_conv_keep(mr_conv_arena_t *a, json_t *j)
 
 mr_conv_req_t *mr_conv_req_new(const json_t *src)
 {
-    mr_conv_req_t *r = calloc(1, sizeof(*r));
+    mr_conv_arena_t *a = arena_new(src);
+    mr_conv_req_t *r = a ? mr_conv_alloc(a, 1, sizeof(*r)) : NULL;
 
-    if (!r || !(r->_arena = arena_new(src))) {
-        free(r);
+    if (!r) {
+        arena_free(a);
         return NULL;
     }
+    r->_arena = a;
     r->turns_param = "messages";
     r->parallel_tool_calls = -1;
     r->format.strict = -1;
@@ -133,10 +147,8 @@ mr_conv_req_t *mr_conv_req_new(const json_t *src)
 
 void mr_conv_req_free(mr_conv_req_t *r)
 {
-    if (!r)
-        return;
-    arena_free(r->_arena);
-    free(r);
+    if (r)
+        arena_free(r->_arena); /* r lives in it */
 }
 
 int mr_conv_answer_init(mr_conv_answer_t *a, const json_t *src)
@@ -201,7 +213,7 @@ int mr_conv_join_text(const mr_conv_part_t *parts, size_t n, mr_buf_t *out)
 typedef struct check {
     const mr_conv_caps_t *caps;
     const char *param; /* the turns' member, "messages" */
-    char where[48];    /* "messages[3]" */
+    size_t turn;       /* the turn being checked: messages say "messages[3]" */
     mr_error_t *err;
 } check_t;
 
@@ -280,7 +292,8 @@ static int refuse_part(const check_t *ck, const char *code, size_t k, const char
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    return mr_error_bad(ck->err, code, ck->param, "%s.content[%zu]%s", ck->where, k, what);
+    return mr_error_bad(ck->err, code, ck->param, "%s[%zu].content[%zu]%s", ck->param, ck->turn, k,
+                        what);
 }
 
 /* System, developer and assistant content, and text-only tool results. */
@@ -374,17 +387,19 @@ static int check_calls(const mr_conv_turn_t *t, const check_t *ck)
         if (t->parts[i].kind != MR_CONV_TOOL_CALL)
             continue;
         if (ck->caps->call_needs_id && (call->id.n == 0 || !call->name.p || !call->type_ok))
-            return mr_error_bad(ck->err, "invalid_type", ck->param,
-                                "%s.tool_calls[%zu] must be a function call with an id and a name",
-                                ck->where, k);
+            return mr_error_bad(
+                ck->err, "invalid_type", ck->param,
+                "%s[%zu].tool_calls[%zu] must be a function call with an id and a name", ck->param,
+                ck->turn, k);
         if (!call->name.p)
             return mr_error_bad(ck->err, "invalid_type", ck->param,
-                                "%s.tool_calls[%zu] must be a function call with a name", ck->where,
-                                k);
+                                "%s[%zu].tool_calls[%zu] must be a function call with a name",
+                                ck->param, ck->turn, k);
         if (!call->args_json)
-            return mr_error_bad(ck->err, "invalid_value", ck->param,
-                                "%s.tool_calls[%zu].function.arguments must be a JSON object text",
-                                ck->where, k);
+            return mr_error_bad(
+                ck->err, "invalid_value", ck->param,
+                "%s[%zu].tool_calls[%zu].function.arguments must be a JSON object text", ck->param,
+                ck->turn, k);
         k++;
     }
     return 0;
@@ -393,12 +408,13 @@ static int check_calls(const mr_conv_turn_t *t, const check_t *ck)
 static int check_result(const mr_conv_tool_result_t *res, const check_t *ck)
 {
     if (!res->call_id.p || (ck->caps->call_needs_id && res->call_id.n == 0))
-        return mr_error_bad(ck->err, "invalid_type", ck->param, "%s.tool_call_id is missing",
-                            ck->where);
+        return mr_error_bad(ck->err, "invalid_type", ck->param, "%s[%zu].tool_call_id is missing",
+                            ck->param, ck->turn);
     if (ck->caps->result_by_name && !res->name.p)
-        return mr_error_bad(ck->err, "invalid_value", ck->param,
-                            "%s.tool_call_id \"%.100s\" matches no earlier assistant tool call",
-                            ck->where, res->call_id.p);
+        return mr_error_bad(
+            ck->err, "invalid_value", ck->param,
+            "%s[%zu].tool_call_id \"%.100s\" matches no earlier assistant tool call", ck->param,
+            ck->turn, res->call_id.p);
     if (ck->caps->rich_results && !res->as_string)
         return check_user_parts(res->content, res->n_content, ck);
     return check_text_only(res->content, res->n_content, ck);
@@ -426,11 +442,11 @@ static int check_turn(const mr_conv_turn_t *t, check_t *ck)
         break;
     }
     if (!t->role_name.p)
-        return mr_error_bad(ck->err, "invalid_type", ck->param, "%s must be an object with a role",
-                            ck->where);
+        return mr_error_bad(ck->err, "invalid_type", ck->param,
+                            "%s[%zu] must be an object with a role", ck->param, ck->turn);
     return mr_error_bad(ck->err, "unsupported_content", ck->param,
-                        "%s: role \"%s\" cannot be sent to %s", ck->where, t->role_name.p,
-                        ck->caps->name);
+                        "%s[%zu]: role \"%s\" cannot be sent to %s", ck->param, ck->turn,
+                        t->role_name.p, ck->caps->name);
 }
 
 static int check_sampling(const mr_conv_req_t *r, const mr_conv_caps_t *c, mr_error_t *err)
@@ -486,7 +502,7 @@ int mr_conv_check(const mr_conv_req_t *r, const mr_conv_caps_t *c, mr_error_t *e
     if (check_features(r, &ck) < 0)
         return -1;
     for (size_t i = 0; i < r->n_turns; i++) {
-        snprintf(ck.where, sizeof(ck.where), "%s[%zu]", r->turns_param, i);
+        ck.turn = i;
         if (check_turn(&r->turns[i], &ck) < 0)
             return -1;
     }
