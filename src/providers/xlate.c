@@ -252,7 +252,9 @@ json_t *mr__xlate_str(mr_conv_str_t s)
     return json_stringn(s.p ? s.p : "", s.n);
 }
 
-int mr__xlate_system_text(const mr_conv_req_t *conv, mr_buf_t *out)
+/* The text of every system and developer turn, in order, joined by a blank
+ * line (empty ones skipped). */
+static int system_text(const mr_conv_req_t *conv, mr_buf_t *out)
 {
     for (size_t i = 0; i < conv->n_turns; i++) {
         const mr_conv_turn_t *t = &conv->turns[i];
@@ -312,7 +314,7 @@ json_t *mr__xlate_turns(const mr_conv_req_t *conv, const mr_xlate_turns_t *d, mr
             json_decref(items);
     }
     if (rc == 0)
-        rc = mr__xlate_system_text(conv, system);
+        rc = system_text(conv, system);
     if (rc < 0) {
         json_decref(turns);
         return NULL;

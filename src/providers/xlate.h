@@ -84,9 +84,6 @@ int mr__xlate_send(const mr_conv_sink_t *sink, mr_conv_event_t ev);
 
 /* ---- emitting requests -------------------------------------------------- */
 
-/* The text of every system and developer turn, in order, joined by a blank
- * line (empty ones skipped), appended to out. 0 / -1. */
-int mr__xlate_system_text(const mr_conv_req_t *conv, mr_buf_t *out);
 /* How a dialect with one system field and merged user / assistant turns
  * writes each turn's items (blocks, parts) into a JSON array. */
 typedef struct mr_xlate_turns {
