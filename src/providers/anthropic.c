@@ -209,29 +209,21 @@ static json_t *tool_choice(const mr_conv_req_t *conv)
     return tc;
 }
 
+/* The tool's parameters, or a schema of no parameters. */
+static json_t *input_schema(const json_t *parameters)
+{
+    return json_is_object(parameters) ? json_incref((json_t *)parameters)
+                                      : json_pack("{s:s, s:{}}", "type", "object", "properties");
+}
+
 static int emit_tools(const mr_conv_req_t *conv, json_t *root)
 {
     json_t *out, *tc;
 
     if (conv->n_tools == 0)
         return 0;
-    if (!(out = json_array()))
+    if (!(out = mr__xlate_tools(conv, "input_schema", input_schema)))
         return -1;
-    for (size_t i = 0; i < conv->n_tools; i++) {
-        const mr_conv_tool_t *t = &conv->tools[i];
-        json_t *tool = json_pack("{s:o}", "name", mr__xlate_str(t->name));
-        if (tool && t->description.p)
-            json_object_set_new(tool, "description", mr__xlate_str(t->description));
-        if (tool)
-            json_object_set_new(tool, "input_schema",
-                                json_is_object(t->parameters)
-                                    ? json_incref((json_t *)t->parameters)
-                                    : json_pack("{s:s, s:{}}", "type", "object", "properties"));
-        if (json_array_append_new(out, tool) < 0) {
-            json_decref(out);
-            return -1;
-        }
-    }
     json_object_set_new(root, "tools", out);
     if ((tc = tool_choice(conv)))
         json_object_set_new(root, "tool_choice", tc);

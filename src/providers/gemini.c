@@ -202,28 +202,23 @@ static json_t *calling_config(const mr_conv_tool_choice_t *c)
     }
 }
 
+/* The tool's parameters cleaned; none when it declares no properties (an
+ * empty object schema is refused). */
+static json_t *parameters(const json_t *p)
+{
+    if (!json_is_object(p) || json_object_size(json_object_get(p, "properties")) == 0)
+        return NULL;
+    return schema_copy(p);
+}
+
 static int emit_tools(const mr_conv_req_t *conv, json_t *root)
 {
     json_t *decls, *fcc;
 
     if (conv->n_tools == 0)
         return 0;
-    if (!(decls = json_array()))
+    if (!(decls = mr__xlate_tools(conv, "parameters", parameters)))
         return -1;
-    for (size_t i = 0; i < conv->n_tools; i++) {
-        const mr_conv_tool_t *t = &conv->tools[i];
-        json_t *d = json_pack("{s:o}", "name", mr__xlate_str(t->name));
-        if (d && t->description.p)
-            json_object_set_new(d, "description", mr__xlate_str(t->description));
-        /* an empty object schema is refused: no parameters means none */
-        if (d && json_is_object(t->parameters) &&
-            json_object_size(json_object_get(t->parameters, "properties")) > 0)
-            json_object_set_new(d, "parameters", schema_copy(t->parameters));
-        if (json_array_append_new(decls, d) < 0) {
-            json_decref(decls);
-            return -1;
-        }
-    }
     json_object_set_new(root, "tools", json_pack("[{s:o}]", "functionDeclarations", decls));
     if ((fcc = calling_config(&conv->tool_choice)))
         json_object_set_new(root, "toolConfig", json_pack("{s:o}", "functionCallingConfig", fcc));

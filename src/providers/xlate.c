@@ -322,6 +322,26 @@ json_t *mr__xlate_turns(const mr_conv_req_t *conv, const mr_xlate_turns_t *d, mr
     return turns;
 }
 
+json_t *mr__xlate_tools(const mr_conv_req_t *conv, const char *schema_key,
+                        json_t *(*schema)(const json_t *parameters))
+{
+    json_t *out = json_array();
+
+    for (size_t i = 0; out && i < conv->n_tools; i++) {
+        const mr_conv_tool_t *t = &conv->tools[i];
+        json_t *tool = json_pack("{s:o}", "name", mr__xlate_str(t->name)), *s;
+        if (tool && t->description.p)
+            json_object_set_new(tool, "description", mr__xlate_str(t->description));
+        if (tool && (s = schema(t->parameters)))
+            json_object_set_new(tool, schema_key, s);
+        if (json_array_append_new(out, tool) < 0) {
+            json_decref(out);
+            out = NULL;
+        }
+    }
+    return out;
+}
+
 int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const mr_adapter_in_t *in,
                    char **body, size_t *len, mr_error_t *err)
 {

@@ -99,6 +99,11 @@ typedef struct mr_xlate_turns {
  * results are user items), and the system text joined into *system. The
  * array, or NULL when out of memory. */
 json_t *mr__xlate_turns(const mr_conv_req_t *conv, const mr_xlate_turns_t *d, mr_buf_t *system);
+/* The function tools as [{"name", "description"?, <schema_key>: schema}]:
+ * schema(parameters) gives the member's value, NULL to leave it out. NULL
+ * when out of memory. */
+json_t *mr__xlate_tools(const mr_conv_req_t *conv, const char *schema_key,
+                        json_t *(*schema)(const json_t *parameters));
 /* A JSON string of a view ("" when absent). */
 json_t *mr__xlate_str(mr_conv_str_t s);
 
