@@ -1,5 +1,7 @@
 #include "meridian/adapter.h"
 
+#include "meridian/chat_parse.h"
+
 #include <stdlib.h>
 
 void mr_adapter_req_free(mr_adapter_req_t *r)
@@ -26,4 +28,29 @@ const mr_adapter_t *mr_adapter_for(mr_provider_kind_t kind)
         return &mr_adapter_azure;
     }
     return NULL;
+}
+
+int mr_adapter_conv(const mr_adapter_t *ad, mr_adapter_conv_t *cache, mr_adapter_in_t *in,
+                    mr_error_t *err)
+{
+    if (!ad->uses_conv || in->endpoint != MR_EP_CHAT)
+        return 0;
+    if (!cache->tried) {
+        cache->tried = 1;
+        if (mr_chat_parse(in->json, &cache->req, &cache->err) < 0)
+            cache->req = NULL;
+    }
+    if (!cache->req) {
+        *err = cache->err;
+        return -1;
+    }
+    in->conv = cache->req;
+    return 0;
+}
+
+void mr_adapter_conv_free(mr_adapter_conv_t *cache)
+{
+    mr_conv_req_free(cache->req);
+    cache->req = NULL;
+    cache->tried = 0;
 }

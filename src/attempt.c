@@ -362,7 +362,8 @@ int mr_attempt_build(mr_attempt_t *a, mr_error_t *e)
         set_failure(a, MR_FAIL_NO_MEMORY, "out of memory");
         return -1;
     }
-    if (a->adapter->build(&a->_in, &a->_req, e) < 0)
+    if (mr_adapter_conv(a->adapter, a->_args.conv, &a->_in, e) < 0 ||
+        a->adapter->build(&a->_in, &a->_req, e) < 0)
         return -2;
     if (a->stream && !(a->_xl = a->adapter->stream_new(&a->_in))) {
         set_failure(a, MR_FAIL_NO_MEMORY, "out of memory");

@@ -20,6 +20,20 @@ void mr_error_set(mr_error_t *e, int status, const char *type, const char *code,
     va_end(ap);
 }
 
+int mr_error_bad(mr_error_t *e, const char *code, const char *param, const char *fmt, ...)
+{
+    va_list ap;
+
+    e->status = 400;
+    e->type = "invalid_request_error";
+    e->code = code;
+    e->param = param;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof(e->message), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 const char *mr_error_type_for_status(int status)
 {
     switch (status) {

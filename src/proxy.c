@@ -615,6 +615,7 @@ static void start_attempt(mr_request_t *r)
         .body = mr_buf_ptr(&r->body),
         .body_len = mr_buf_len(&r->body),
         .json = r->json,
+        .conv = &r->conv,
         .header = client_header,
         .header_ud = r,
         .request_id = r->id,
@@ -829,5 +830,6 @@ void mr_proxy_free(mr_request_t *r)
     free(r->model);
     free(r->attempts);
     mr_plan_release(&r->plan);
+    mr_adapter_conv_free(&r->conv);
     json_decref(r->json);
 }

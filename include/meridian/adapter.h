@@ -8,6 +8,12 @@
  * Every completed request yields token usage (mr_usage_t) whatever the
  * dialect, for metrics and budgets.
  *
+ * Translating adapters (anthropic, gemini) work on the conversation model
+ * (conv.h): the client's chat body is parsed into it once per client
+ * request (mr_adapter_conv, on the first attempt that needs it) and every
+ * later attempt reuses it; the passthrough adapters (openai, azure) never
+ * parse it.
+ *
  * Adapters are stateless tables of functions; per-request state lives in an
  * mr_stream_xlate_t created by stream_new and owned by the caller until
  * stream_free. Everything is called on one worker thread; nothing blocks.
@@ -20,6 +26,7 @@
 
 #include "meridian/buf.h"
 #include "meridian/config.h"
+#include "meridian/conv.h"
 #include "meridian/error.h"
 
 #include <curl/curl.h>
@@ -56,6 +63,10 @@ typedef struct mr_adapter_in {
     /* "created" of answers that translating adapters (anthropic, gemini)
      * make up: unix seconds; 0 = time(NULL) at the call. Tests pin it. */
     long long created;
+    /* The client's chat body as a conversation (set by mr_adapter_conv for
+     * adapters with uses_conv); NULL: a translating adapter parses `json`
+     * itself for this call. */
+    const mr_conv_req_t *conv;
 } mr_adapter_in_t;
 
 /* The upstream request an adapter builds; everything owned by it. */
@@ -103,10 +114,27 @@ typedef struct mr_adapter {
      * forwards the upstream bytes untouched and calls translate with
      * out == NULL only to read the usage. */
     int passthrough;
+    /* Set when chat requests are built from the conversation model. */
+    int uses_conv;
 } mr_adapter_t;
 
 /* The adapter of a provider kind; NULL when this build has none. */
 const mr_adapter_t *mr_adapter_for(mr_provider_kind_t kind);
+
+/* A client request's conversation model, built at most once (owned by the
+ * request, zero-initialised; shared read-only by its attempts). */
+typedef struct mr_adapter_conv {
+    mr_conv_req_t *req;
+    int tried;      /* the parse ran */
+    mr_error_t err; /* its error when it failed */
+} mr_adapter_conv_t;
+
+/* Sets in->conv when `ad` uses the model for in->endpoint, parsing in->json
+ * into *cache on the first call. 0, or -1 with *err (the client's 400 when
+ * its body is not a conversation: the same for every translating attempt). */
+int mr_adapter_conv(const mr_adapter_t *ad, mr_adapter_conv_t *cache, mr_adapter_in_t *in,
+                    mr_error_t *err);
+void mr_adapter_conv_free(mr_adapter_conv_t *cache);
 
 /* ---- shared by OpenAI-like dialects (openai, azure) ---------------------- */
 

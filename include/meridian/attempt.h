@@ -68,6 +68,7 @@ typedef struct mr_attempt_args {
     const char *body;
     size_t body_len;
     const json_t *json;
+    mr_adapter_conv_t *conv; /* the request's conversation model, parsed at most once */
     mr_header_fn header;
     void *header_ud;
     const char *request_id; /* for log lines */

@@ -27,6 +27,12 @@ typedef struct mr_error {
 void mr_error_set(mr_error_t *e, int status, const char *type, const char *code, const char *param,
                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* A 400 invalid_request_error (the client's request cannot be served as
+ * sent): fills *e like mr_error_set and returns -1, for `return
+ * mr_error_bad(...)` in functions that return 0 / -1. */
+int mr_error_bad(mr_error_t *e, const char *code, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* Serialise to a malloc'd NUL-terminated JSON body (caller frees), with an
  * optional extra member inside "error" (e.g. "attempts"); `extra` is
  * borrowed and may be NULL. Returns NULL only on allocation failure. */

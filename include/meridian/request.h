@@ -97,8 +97,9 @@ struct mr_request {
     int close_connection; /* answer with Connection: close */
 
     /* proxy: the body, the plan and the attempts */
-    json_t *json; /* the parsed body, kept for dialect adapters */
-    char *model;  /* the client's model; the plan points into it */
+    json_t *json;           /* the parsed body, kept for dialect adapters */
+    mr_adapter_conv_t conv; /* the body as a conversation, built by the first translating attempt */
+    char *model;            /* the client's model; the plan points into it */
     const char *models[MR_MAX_MODELS];
     size_t n_models;
     int stream;

@@ -7,6 +7,7 @@
 #include "meridian/adapter.h"
 #include "meridian/health.h"
 #include "meridian/json_span.h"
+#include "openai.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -220,8 +221,8 @@ static long count_member(const char *obj, size_t len, const char *key)
     return *end == '\0' && errno == 0 && v >= 0 ? v : -1;
 }
 
-static int openai_translate(const mr_adapter_in_t *in, const char *body, size_t len, mr_buf_t *out,
-                            mr_usage_t *usage, mr_error_t *err)
+int mr__openai_translate(const mr_adapter_in_t *in, const char *body, size_t len, mr_buf_t *out,
+                         mr_usage_t *usage, mr_error_t *err)
 {
     mr_json_span_t sp;
 
@@ -249,7 +250,7 @@ struct mr_stream_xlate {
     mr_usage_t usage;
 };
 
-static mr_stream_xlate_t *openai_stream_new(const mr_adapter_in_t *in)
+mr_stream_xlate_t *mr__openai_stream_new(const mr_adapter_in_t *in)
 {
     mr_stream_xlate_t *x = calloc(1, sizeof(*x));
     if (!x)
@@ -327,7 +328,7 @@ static int emit_event(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *o
     return mr_buf_append_force(out, p, n);
 }
 
-static int openai_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *out)
+int mr__openai_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *out)
 {
     size_t end;
 
@@ -374,7 +375,7 @@ too_big:;
     return -1;
 }
 
-static int openai_stream_end(mr_stream_xlate_t *x, mr_buf_t *out)
+int mr__openai_stream_end(mr_stream_xlate_t *x, mr_buf_t *out)
 {
     int rc = 0;
     if (mr_buf_len(&x->ev))
@@ -383,12 +384,12 @@ static int openai_stream_end(mr_stream_xlate_t *x, mr_buf_t *out)
     return rc;
 }
 
-static void openai_stream_usage(const mr_stream_xlate_t *x, mr_usage_t *usage)
+void mr__openai_stream_usage(const mr_stream_xlate_t *x, mr_usage_t *usage)
 {
     *usage = x->usage;
 }
 
-static void openai_stream_free(mr_stream_xlate_t *x)
+void mr__openai_stream_free(mr_stream_xlate_t *x)
 {
     if (!x)
         return;
@@ -396,15 +397,15 @@ static void openai_stream_free(mr_stream_xlate_t *x)
     free(x);
 }
 
-static int openai_retryable(long status, const char *body, size_t len)
+int mr__openai_retryable(long status, const char *body, size_t len)
 {
     (void)body;
     (void)len;
     return mr_retryable_status(status); /* 408, 409, 429, 5xx */
 }
 
-static void openai_translate_error(const mr_provider_t *p, long status, const char *body,
-                                   size_t len, mr_buf_t *out)
+void mr__openai_translate_error(const mr_provider_t *p, long status, const char *body, size_t len,
+                                mr_buf_t *out)
 {
     mr_json_span_t sp;
     mr_error_t e;
@@ -430,13 +431,13 @@ static void openai_translate_error(const mr_provider_t *p, long status, const ch
 const mr_adapter_t mr_adapter_openai = {
     .name = "openai",
     .build = openai_build,
-    .translate = openai_translate,
-    .stream_new = openai_stream_new,
-    .stream_feed = openai_stream_feed,
-    .stream_end = openai_stream_end,
-    .stream_usage = openai_stream_usage,
-    .stream_free = openai_stream_free,
-    .retryable = openai_retryable,
-    .translate_error = openai_translate_error,
+    .translate = mr__openai_translate,
+    .stream_new = mr__openai_stream_new,
+    .stream_feed = mr__openai_stream_feed,
+    .stream_end = mr__openai_stream_end,
+    .stream_usage = mr__openai_stream_usage,
+    .stream_free = mr__openai_stream_free,
+    .retryable = mr__openai_retryable,
+    .translate_error = mr__openai_translate_error,
     .passthrough = 1,
 };

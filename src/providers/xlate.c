@@ -1,5 +1,9 @@
 #include "xlate.h"
 
+#include "meridian/chat_parse.h"
+#include "meridian/chat_write.h"
+#include "meridian/sse.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
@@ -69,7 +73,7 @@ int mr__xlate_append_json(mr_buf_t *out, json_t *j)
 
     if (!j)
         return -1;
-    s = json_dumps(j, MR_XLATE_DUMP_FLAGS);
+    s = json_dumps(j, MR_CONV_JSON_FLAGS);
     json_decref(j);
     if (!s)
         return -1;
@@ -78,141 +82,10 @@ int mr__xlate_append_json(mr_buf_t *out, json_t *j)
     return rc;
 }
 
-int mr__xlate_emit(mr_buf_t *out, json_t *j)
-{
-    char *s;
-    size_t n;
-    int rc;
-
-    if (!j)
-        return -1;
-    s = json_dumps(j, MR_XLATE_DUMP_FLAGS);
-    json_decref(j);
-    if (!s)
-        return -1;
-    n = strlen(s);
-    rc = mr_buf_append_force(out, "data: ", 6);
-    rc = rc ? rc : mr_buf_append_force(out, s, n);
-    rc = rc ? rc : mr_buf_append_force(out, "\n\n", 2);
-    free(s);
-    return rc;
-}
-
-int mr__xlate_emit_done(mr_buf_t *out)
-{
-    static const char done[] = "data: [DONE]\n\n";
-    return mr_buf_append_force(out, done, sizeof(done) - 1);
-}
-
-void mr__xlate_emit_error(mr_buf_t *out, const char *type, const char *code, const char *fmt, ...)
-{
-    mr_error_t e;
-    va_list ap;
-    size_t len;
-    char *body;
-
-    e.status = 502;
-    e.type = type ? type : "api_error";
-    e.code = code;
-    e.param = NULL;
-    va_start(ap, fmt);
-    vsnprintf(e.message, sizeof(e.message), fmt, ap);
-    va_end(ap);
-    body = mr_error_body(&e, NULL, NULL, &len);
-    if (!body)
-        return;
-    mr_buf_append_force(out, "data: ", 6);
-    mr_buf_append_force(out, body, len);
-    mr_buf_append_force(out, "\n\n", 2);
-    free(body);
-}
-
-json_t *mr__xlate_usage(long prompt, long completion, long cached, long reasoning)
-{
-    long p = prompt > 0 ? prompt : 0, c = completion > 0 ? completion : 0;
-    json_t *u = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)p, "completion_tokens",
-                          (json_int_t)c, "total_tokens", (json_int_t)(p + c));
-    if (u && cached > 0)
-        json_object_set_new(u, "prompt_tokens_details",
-                            json_pack("{s:I}", "cached_tokens", (json_int_t)cached));
-    if (u && reasoning > 0)
-        json_object_set_new(u, "completion_tokens_details",
-                            json_pack("{s:I}", "reasoning_tokens", (json_int_t)reasoning));
-    return u;
-}
-
-json_t *mr__xlate_chunk(const char *id, long long created, const char *model)
-{
-    return json_pack("{s:s, s:s, s:I, s:s}", "id", id, "object", "chat.completion.chunk", "created",
-                     (json_int_t)created, "model", model);
-}
-
-json_t *mr__xlate_choice_delta(int index, json_t *delta, const char *finish)
-{
-    return json_pack("{s:i, s:o, s:n, s:o}", "index", index, "delta", delta ? delta : json_object(),
-                     "logprobs", "finish_reason", finish ? json_string(finish) : json_null());
-}
-
-int mr__xlate_data_url(const char *url, char *mime, size_t cap, const char **data)
-{
-    const char *comma, *semi;
-    size_t mlen;
-
-    if (strncasecmp(url, "data:", 5) != 0)
-        return -1;
-    comma = strchr(url + 5, ',');
-    if (!comma)
-        return -1;
-    /* the media type ends at the first ';' (parameters such as charset are
-     * dropped); ";base64" must be the last parameter */
-    if (comma - url < 12 || strncasecmp(comma - 7, ";base64", 7) != 0)
-        return -1;
-    semi = memchr(url + 5, ';', (size_t)(comma - (url + 5)));
-    mlen = (size_t)(semi - (url + 5));
-    if (mlen == 0 || mlen >= cap)
-        return -1;
-    memcpy(mime, url + 5, mlen);
-    mime[mlen] = '\0';
-    for (size_t i = 0; i < mlen; i++) {
-        unsigned char c = (unsigned char)mime[i];
-        if (!(isalnum(c) || c == '/' || c == '+' || c == '-' || c == '.'))
-            return -1;
-        mime[i] = (char)tolower(c);
-    }
-    *data = comma + 1;
-    return 0;
-}
-
-int mr__xlate_bad(mr_error_t *err, const char *code, const char *param, const char *fmt, ...)
-{
-    va_list ap;
-
-    err->status = 400;
-    err->type = "invalid_request_error";
-    err->code = code;
-    err->param = param;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof(err->message), fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 int mr__xlate_oom(mr_error_t *err)
 {
     mr_error_set(err, 500, "api_error", "internal_error", NULL, "out of memory");
     return -1;
-}
-
-int mr__xlate_get_number(const json_t *obj, const char *key, double *out, mr_error_t *err)
-{
-    const json_t *v = json_object_get(obj, key);
-
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_number(v) || !isfinite(json_number_value(v)))
-        return mr__xlate_bad(err, "invalid_type", NULL, "%s must be a number", key);
-    *out = json_number_value(v);
-    return 1;
 }
 
 int mr__xlate_get_int(const json_t *obj, const char *key, long long lo, long long hi,
@@ -229,82 +102,26 @@ int mr__xlate_get_int(const json_t *obj, const char *key, long long lo, long lon
              (double)(long long)json_real_value(v) == json_real_value(v))
         d = json_real_value(v); /* 1e2 */
     else
-        return mr__xlate_bad(err, "invalid_type", NULL, "%s must be an integer", key);
+        return mr_error_bad(err, "invalid_type", NULL, "%s must be an integer", key);
     if (!(d >= (double)lo && d <= (double)hi))
-        return mr__xlate_bad(err, "invalid_value", NULL, "%s must be between %lld and %lld", key,
-                             lo, hi);
+        return mr_error_bad(err, "invalid_value", NULL, "%s must be between %lld and %lld", key, lo,
+                            hi);
     *out = (long long)d;
     return 1;
 }
 
-int mr__xlate_get_stop(const json_t *obj, json_t **out, mr_error_t *err)
+long mr__xlate_count(const json_t *obj, const char *key)
 {
-    const json_t *v = json_object_get(obj, "stop");
-    size_t i;
-    const json_t *s;
-
-    *out = NULL;
-    if (!v || json_is_null(v))
-        return 0;
-    if (json_is_string(v)) {
-        *out = json_pack("[O]", v);
-        return *out ? 1 : mr__xlate_oom(err);
-    }
-    if (!json_is_array(v))
-        return mr__xlate_bad(err, "invalid_type", "stop",
-                             "stop must be a string or an array of strings");
-    json_array_foreach(v, i, s)
-    {
-        if (!json_is_string(s))
-            return mr__xlate_bad(err, "invalid_type", "stop",
-                                 "stop must be a string or an array of strings");
-    }
-    if (json_array_size(v) == 0)
-        return 0;
-    *out = json_deep_copy(v);
-    return *out ? 1 : mr__xlate_oom(err);
+    const json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) && json_integer_value(v) >= 0 ? (long)json_integer_value(v) : -1;
 }
 
-int mr__xlate_content_text(const json_t *content, const char *where, json_t **out, mr_error_t *err)
+void mr__xlate_lower(const char *s, char *dst, size_t cap)
 {
-    mr_buf_t b;
-    size_t i;
-    const json_t *part;
-
-    *out = NULL;
-    if (!content || json_is_null(content)) {
-        *out = json_string("");
-        return *out ? 0 : mr__xlate_oom(err);
-    }
-    if (json_is_string(content)) {
-        *out = json_stringn(json_string_value(content), json_string_length(content));
-        return *out ? 0 : mr__xlate_oom(err);
-    }
-    if (!json_is_array(content))
-        return mr__xlate_bad(err, "invalid_type", "messages",
-                             "%s.content must be a string or an array of parts", where);
-    mr_buf_init(&b, (size_t)-1);
-    json_array_foreach(content, i, part)
-    {
-        const char *type = json_string_value(json_object_get(part, "type"));
-        const json_t *t = NULL;
-        if (type && strcmp(type, "text") == 0)
-            t = json_object_get(part, "text");
-        else if (type && strcmp(type, "refusal") == 0)
-            t = json_object_get(part, "refusal");
-        if (!json_is_string(t)) {
-            mr_buf_free(&b);
-            return mr__xlate_bad(err, "unsupported_content", "messages",
-                                 "%s.content[%zu]: only text parts are allowed here", where, i);
-        }
-        if (mr_buf_append(&b, json_string_value(t), json_string_length(t)) < 0) {
-            mr_buf_free(&b);
-            return mr__xlate_oom(err);
-        }
-    }
-    *out = json_stringn(mr_buf_ptr(&b), mr_buf_len(&b));
-    mr_buf_free(&b);
-    return *out ? 0 : mr__xlate_oom(err);
+    size_t i = 0;
+    for (; s && s[i] && i + 1 < cap; i++)
+        dst[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] + 32) : s[i];
+    dst[i] = '\0';
 }
 
 int mr__xlate_has_header(const mr_adapter_in_t *in, const char *name)
@@ -407,7 +224,7 @@ void mr__xlate_error_body(mr_buf_t *out, const char *message, const char *type, 
 {
     json_t *j = json_pack("{s:{s:s, s:s, s:n, s:s?}}", "error", "message", message, "type", type,
                           "param", "code", code);
-    char *s = j ? json_dumps(j, MR_XLATE_DUMP_FLAGS) : NULL;
+    char *s = j ? json_dumps(j, MR_CONV_JSON_FLAGS) : NULL;
 
     json_decref(j);
     if (s)
@@ -426,4 +243,266 @@ void mr__xlate_error_fallback(const mr_provider_t *p, long status, const char *b
     snippet[n] = '\0';
     snprintf(dst, cap, "provider %s answered HTTP %ld%s%s", p ? p->name : "?", status,
              n ? ": " : "", snippet);
+}
+
+/* ------------------------------------------------------------ requests */
+
+json_t *mr__xlate_str(mr_conv_str_t s)
+{
+    return json_stringn(s.p ? s.p : "", s.n);
+}
+
+/* The text of every system and developer turn, in order, joined by a blank
+ * line (empty ones skipped). */
+static int system_text(const mr_conv_req_t *conv, mr_buf_t *out)
+{
+    for (size_t i = 0; i < conv->n_turns; i++) {
+        const mr_conv_turn_t *t = &conv->turns[i];
+        size_t n = 0;
+        if (t->role != MR_CONV_ROLE_SYSTEM && t->role != MR_CONV_ROLE_DEVELOPER)
+            continue;
+        for (size_t k = 0; k < t->n_parts; k++)
+            n += t->parts[k].u.text.n; /* text-only: checked */
+        if (n == 0)
+            continue;
+        if ((mr_buf_len(out) && mr_buf_append(out, "\n\n", 2) < 0) ||
+            mr_conv_join_text(t->parts, t->n_parts, out) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Appends items as a `role` turn, merged into the previous turn when it has
+ * the same role; takes items. */
+static int push_turn(json_t *turns, const char *role, const char *key, json_t *items)
+{
+    json_t *last = json_array_get(turns, json_array_size(turns) - 1);
+
+    if (json_array_size(items) == 0) {
+        json_decref(items);
+        return 0;
+    }
+    if (last && strcmp(json_string_value(json_object_get(last, "role")), role) == 0) {
+        int rc = json_array_extend(json_object_get(last, key), items);
+        json_decref(items);
+        return rc;
+    }
+    return json_array_append_new(turns, json_pack("{s:s, s:o}", "role", role, key, items));
+}
+
+json_t *mr__xlate_turns(const mr_conv_req_t *conv, const mr_xlate_turns_t *d, mr_buf_t *system)
+{
+    json_t *turns = json_array();
+    int rc = turns ? 0 : -1;
+
+    for (size_t i = 0; rc == 0 && i < conv->n_turns; i++) {
+        const mr_conv_turn_t *t = &conv->turns[i];
+        const char *role = t->role == MR_CONV_ROLE_ASSISTANT ? d->assistant : "user";
+        json_t *items = json_array();
+        if (!items)
+            rc = -1;
+        else if (t->role == MR_CONV_ROLE_USER)
+            rc = d->user(t->parts, t->n_parts, items);
+        else if (t->role == MR_CONV_ROLE_ASSISTANT)
+            rc = d->assistant_items(t, items);
+        else if (t->role == MR_CONV_ROLE_TOOL)
+            rc = d->result(&t->parts[0].u.result, items);
+        /* system turns: joined below; other roles were refused by the check */
+        if (rc == 0)
+            rc = push_turn(turns, role, d->key, items);
+        else
+            json_decref(items);
+    }
+    if (rc == 0)
+        rc = system_text(conv, system);
+    if (rc < 0) {
+        json_decref(turns);
+        return NULL;
+    }
+    return turns;
+}
+
+json_t *mr__xlate_tools(const mr_conv_req_t *conv, const char *schema_key,
+                        json_t *(*schema)(const json_t *parameters))
+{
+    json_t *out = json_array();
+
+    for (size_t i = 0; out && i < conv->n_tools; i++) {
+        const mr_conv_tool_t *t = &conv->tools[i];
+        json_t *tool = json_pack("{s:o}", "name", mr__xlate_str(t->name)), *s;
+        if (tool && t->description.p)
+            json_object_set_new(tool, "description", mr__xlate_str(t->description));
+        if (tool && (s = schema(t->parameters)))
+            json_object_set_new(tool, schema_key, s);
+        if (json_array_append_new(out, tool) < 0) {
+            json_decref(out);
+            out = NULL;
+        }
+    }
+    return out;
+}
+
+int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const mr_adapter_in_t *in,
+                   char **body, size_t *len, mr_error_t *err)
+{
+    mr_conv_req_t *own = NULL;
+    const mr_conv_req_t *conv = in->conv;
+    json_t *root = NULL;
+    int rc = -1;
+
+    *body = NULL;
+    if (!conv && mr_chat_parse(in->json, &own, err) < 0)
+        return -1;
+    if (!conv)
+        conv = own;
+    if (mr_conv_check(conv, caps, err) < 0 || emit(in, conv, &root, err) < 0)
+        goto done;
+    if (!(*body = json_dumps(root, MR_CONV_JSON_FLAGS))) {
+        mr__xlate_oom(err);
+        goto done;
+    }
+    *len = strlen(*body);
+    rc = 0;
+done:
+    json_decref(root);
+    mr_conv_req_free(own);
+    return rc;
+}
+
+/* ------------------------------------------------------------ answers */
+
+int mr__xlate_translate(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in, const char *body,
+                        size_t len, mr_buf_t *out, mr_usage_t *usage, mr_error_t *err)
+{
+    json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
+    mr_conv_answer_t a;
+    int rc = -1;
+
+    usage->prompt_tokens = usage->completion_tokens = -1;
+    if (mr_conv_answer_init(&a, root) < 0) {
+        json_decref(root);
+        return mr__xlate_oom(err);
+    }
+    json_decref(root); /* the answer holds its own reference */
+    if (ps->answer(in, root, body, len, &a, err) < 0) {
+        if (mr_conv_arena_over(a._arena))
+            mr_error_set(err, 502, "api_error", "upstream_too_large", NULL,
+                         "provider %s: the answer needs more than %zu MiB to translate",
+                         in->provider->name, MR_CONV_MAX_BYTES >> 20);
+        goto done;
+    }
+    usage->prompt_tokens = a.usage.prompt;
+    usage->completion_tokens = a.usage.completion;
+    if (out && mr_chat_write_answer(&a, mr__xlate_created(in), out) < 0) {
+        mr_error_set(err, 502, "api_error", "upstream_too_large", NULL,
+                     "provider %s: translated answer too large", in->provider->name);
+        goto done;
+    }
+    rc = 0;
+done:
+    mr_conv_answer_free(&a);
+    return rc;
+}
+
+/* ------------------------------------------------------------ streams */
+
+struct mr_stream_xlate {
+    const mr_xlate_parser_t *ps;
+    mr_sse_t sse;
+    mr_chat_writer_t w;
+    mr_conv_sink_t sink;
+    const char *provider;
+    int failed, ended;
+    max_align_t state[]; /* the dialect parser's */
+};
+
+int mr__xlate_send(const mr_conv_sink_t *sink, mr_conv_event_t ev)
+{
+    return sink->event(sink->ctx, &ev);
+}
+
+mr_stream_xlate_t *mr__xlate_stream_new(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in)
+{
+    mr_stream_xlate_t *x = calloc(1, sizeof(*x) + ps->stream_size);
+
+    if (!x)
+        return NULL;
+    x->ps = ps;
+    mr_sse_init(&x->sse, MR_XLATE_LINE_MAX, MR_XLATE_EVENT_MAX);
+    mr_chat_writer_init(&x->w, mr__xlate_created(in), in->client_wants_usage);
+    x->sink = (mr_conv_sink_t){mr_chat_write_event, &x->w};
+    x->provider = in->provider ? in->provider->name : "?";
+    ps->stream_init(x->state, in);
+    return x;
+}
+
+static int on_sse(void *ctx, const char *event, const char *data, size_t len)
+{
+    mr_stream_xlate_t *x = ctx;
+    return x->ps->stream_event(x->state, event, data, len, &x->sink);
+}
+
+/* Turns a failure into the one error event the client sees. */
+static int fail(mr_stream_xlate_t *x, int rc, mr_buf_t *out)
+{
+    if (x->failed)
+        return -1;
+    x->failed = 1;
+    if (rc == MR_XLATE_UPSTREAM_ERROR)
+        return -1; /* the parser sent it */
+    if (rc == MR_SSE_TOO_LONG)
+        mr_chat_write_error(out, "api_error", "upstream_stream_error",
+                            "provider %s sent an event larger than %d bytes", x->provider,
+                            MR_XLATE_EVENT_MAX);
+    else if (rc == MR_XLATE_TRUNCATED)
+        mr_chat_write_error(out, "api_error", "upstream_stream_error", "provider %s %s",
+                            x->provider, x->ps->truncated);
+    else if (rc == MR_XLATE_MALFORMED)
+        mr_chat_write_error(out, "api_error", "upstream_stream_error", "provider %s sent %s",
+                            x->provider, x->ps->malformed);
+    else
+        mr_chat_write_error(out, "api_error", "upstream_stream_error",
+                            "provider %s: out of memory translating the stream", x->provider);
+    return -1;
+}
+
+int mr__xlate_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *out)
+{
+    int rc;
+
+    if (x->failed || x->ended)
+        return x->failed ? -1 : 0;
+    x->w.out = out;
+    rc = mr_sse_feed(&x->sse, p, n, on_sse, x);
+    x->w.out = NULL;
+    return rc ? fail(x, rc, out) : 0;
+}
+
+int mr__xlate_stream_end(mr_stream_xlate_t *x, mr_buf_t *out)
+{
+    int rc;
+
+    if (x->failed || x->ended)
+        return x->failed ? -1 : 0;
+    x->w.out = out;
+    rc = mr_sse_finish(&x->sse, on_sse, x);
+    if (rc == 0)
+        rc = x->ps->stream_end(x->state, &x->sink);
+    x->w.out = NULL;
+    x->ended = rc == 0;
+    return rc ? fail(x, rc, out) : 0;
+}
+
+void mr__xlate_stream_usage(const mr_stream_xlate_t *x, mr_usage_t *usage)
+{
+    usage->prompt_tokens = x->w.usage.prompt;
+    usage->completion_tokens = x->w.usage.completion;
+}
+
+void mr__xlate_stream_free(mr_stream_xlate_t *x)
+{
+    if (!x)
+        return;
+    mr_sse_free(&x->sse);
+    free(x);
 }

@@ -1,16 +1,24 @@
 /*
- * xlate — helpers shared by the translating adapters (anthropic, gemini).
+ * xlate — what the translating adapters (anthropic, gemini) share.
  *
- * Private to src/providers/: not part of any public header. Everything here
- * is a pure function of its arguments (no global state); JSON is built with
- * jansson and written compactly in insertion order, reals with 15
- * significant digits so a client's 0.7 stays 0.7.
+ * Private to src/providers/: not part of any public header. A translating
+ * dialect is its capabilities and an emitter of its request body from the
+ * conversation model (conv.h) — <dialect>.c — plus an mr_xlate_parser_t of
+ * its complete answers (into an mr_conv_answer_t) and of its event streams
+ * (into mr_conv_event_t events) — <dialect>_answer.c. The functions below
+ * turn these into the adapter's build / translate / stream entries: the
+ * model is checked against the capabilities (mr_conv_check, the one place
+ * where a request the dialect cannot express becomes a 400), answers and
+ * events are written in the client's dialect by chat_write.h, and stream
+ * failures become one error event. Everything else here is a pure helper
+ * (no global state).
  */
 #ifndef MERIDIAN_PROVIDERS_XLATE_H
 #define MERIDIAN_PROVIDERS_XLATE_H
 
 #include "meridian/adapter.h"
 #include "meridian/buf.h"
+#include "meridian/conv.h"
 #include "meridian/error.h"
 
 #include <jansson.h>
@@ -23,8 +31,83 @@
 /* Upstream ids and model names copied into every chunk are at most this long. */
 #define MR_XLATE_ID_MAX 128
 
-#define MR_XLATE_DUMP_FLAGS                                                                        \
-    (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15))
+/* ---- a translating dialect ---------------------------------------------- */
+
+/* Results of a stream parser's event and end functions besides 0 and -1
+ * (out of memory): the glue turns them into the one error event. */
+enum {
+    MR_XLATE_MALFORMED = 1,      /* not the dialect's event stream */
+    MR_XLATE_UPSTREAM_ERROR = 2, /* the parser already sent MR_CONV_EV_ERROR */
+    MR_XLATE_TRUNCATED = 3,      /* the stream ended before the answer did */
+};
+
+/* The request half: the upstream body for a checked model, into *root. */
+typedef int (*mr_xlate_emit_fn)(const mr_adapter_in_t *in, const mr_conv_req_t *conv, json_t **root,
+                                mr_error_t *err);
+
+/* The answer half (<dialect>_answer.c). */
+typedef struct mr_xlate_parser {
+    /* A complete 2xx answer (root: the parsed body, NULL when it is not
+     * JSON; raw: its bytes) into *a (initialised by the caller). 0, or -1
+     * with a 502 upstream_malformed naming in->provider. */
+    int (*answer)(const mr_adapter_in_t *in, const json_t *root, const char *raw, size_t len,
+                  mr_conv_answer_t *a, mr_error_t *err);
+    /* Stream parser: state of stream_size bytes, zeroed then initialised;
+     * one call per upstream SSE event, then `end` when the upstream closed
+     * cleanly. 0, -1 or MR_XLATE_*. */
+    size_t stream_size;
+    void (*stream_init)(void *st, const mr_adapter_in_t *in);
+    int (*stream_event)(void *st, const char *event, const char *data, size_t len,
+                        const mr_conv_sink_t *sink);
+    int (*stream_end)(void *st, const mr_conv_sink_t *sink);
+    const char *malformed; /* "a malformed Anthropic event stream" */
+    const char *truncated; /* "ended the stream before the message was complete" */
+} mr_xlate_parser_t;
+
+/* The upstream body of a chat request: in->conv (or the client's body
+ * parsed here when the caller has no model), checked against caps, then
+ * emitted and serialised. 0 with a malloc'd *body, or -1 with *err. */
+int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const mr_adapter_in_t *in,
+                   char **body, size_t *len, mr_error_t *err);
+/* mr_adapter_t.translate for a chat answer. */
+int mr__xlate_translate(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in, const char *body,
+                        size_t len, mr_buf_t *out, mr_usage_t *usage, mr_error_t *err);
+/* mr_adapter_t's stream entries. */
+mr_stream_xlate_t *mr__xlate_stream_new(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in);
+int mr__xlate_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *out);
+int mr__xlate_stream_end(mr_stream_xlate_t *x, mr_buf_t *out);
+void mr__xlate_stream_usage(const mr_stream_xlate_t *x, mr_usage_t *usage);
+void mr__xlate_stream_free(mr_stream_xlate_t *x);
+
+/* Sends one event to a sink. */
+int mr__xlate_send(const mr_conv_sink_t *sink, mr_conv_event_t ev);
+
+/* ---- emitting requests -------------------------------------------------- */
+
+/* How a dialect with one system field and merged user / assistant turns
+ * writes each turn's items (blocks, parts) into a JSON array. */
+typedef struct mr_xlate_turns {
+    const char *assistant; /* the assistant's role name: "assistant", "model" */
+    const char *key;       /* the turn's member holding the items: "content" */
+    int (*user)(const mr_conv_part_t *parts, size_t n, json_t *items);
+    int (*assistant_items)(const mr_conv_turn_t *t, json_t *items);
+    int (*result)(const mr_conv_tool_result_t *res, json_t *items);
+} mr_xlate_turns_t;
+
+/* The checked conversation's user, assistant and tool turns as dialect
+ * turns {"role", key: items}, consecutive ones of one role merged (tool
+ * results are user items), and the system text joined into *system. The
+ * array, or NULL when out of memory. */
+json_t *mr__xlate_turns(const mr_conv_req_t *conv, const mr_xlate_turns_t *d, mr_buf_t *system);
+/* The function tools as [{"name", "description"?, <schema_key>: schema}]:
+ * schema(parameters) gives the member's value, NULL to leave it out. NULL
+ * when out of memory. */
+json_t *mr__xlate_tools(const mr_conv_req_t *conv, const char *schema_key,
+                        json_t *(*schema)(const json_t *parameters));
+/* A JSON string of a view ("" when absent). */
+json_t *mr__xlate_str(mr_conv_str_t s);
+
+/* ---- helpers ------------------------------------------------------------ */
 
 /* Unix time for "created": in->created when set (tests), else time(NULL). */
 long long mr__xlate_created(const mr_adapter_in_t *in);
@@ -48,49 +131,18 @@ void mr__xlate_model(const json_t *upstream, const char *fallback, char *dst, si
 /* Appends j (compact) to out, respecting out's limit; takes the reference.
  * 0, or -1 (too large / out of memory). */
 int mr__xlate_append_json(mr_buf_t *out, json_t *j);
-/* Appends "data: <j>\n\n"; takes the reference. Stream output ignores
- * out's limit, as the openai adapter's does: the gateway uses the limit to
- * pause the upstream (backpressure), and what one feed produces is bounded
- * by its input (a few hundred bytes of envelope per event at most, checked
- * by the fuzzers). 0, or -1 when out of memory. */
-int mr__xlate_emit(mr_buf_t *out, json_t *j);
-/* Appends "data: [DONE]\n\n". 0 / -1. */
-int mr__xlate_emit_done(mr_buf_t *out);
-/* Appends (ignoring the limit) one OpenAI-shaped SSE error event. */
-void mr__xlate_emit_error(mr_buf_t *out, const char *type, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
-/* {"prompt_tokens","completion_tokens","total_tokens"} (+ details when > 0);
- * unknown (-1) counts are written as 0. */
-json_t *mr__xlate_usage(long prompt, long completion, long cached, long reasoning);
+/* A non-negative integer member (a token count), -1 when absent or not one. */
+long mr__xlate_count(const json_t *obj, const char *key);
 
-/* A chunk skeleton: {"id","object":"chat.completion.chunk","created","model"}. */
-json_t *mr__xlate_chunk(const char *id, long long created, const char *model);
-/* {"index":i,"delta":delta,"logprobs":null,"finish_reason":finish|null};
- * takes delta's reference. */
-json_t *mr__xlate_choice_delta(int index, json_t *delta, const char *finish);
+/* "RESOURCE_EXHAUSTED" -> "resource_exhausted", cut to cap bytes. */
+void mr__xlate_lower(const char *s, char *dst, size_t cap);
 
-/* Splits "data:<mime>;base64,<payload>". 0 and the pieces (pointing into
- * url; mime copied into `mime`, cap bytes), -1 when not a base64 data URL. */
-int mr__xlate_data_url(const char *url, char *mime, size_t cap, const char **data);
-
-/* Optional members of the client's body. Each returns 0 when absent (or
- * null), 1 when present and well-typed (value stored), -1 with a 400 in
- * *err naming the parameter when present with the wrong type/range. */
-int mr__xlate_get_number(const json_t *obj, const char *key, double *out, mr_error_t *err);
+/* An optional integer member of the client's body: 0 when absent (or
+ * null), 1 when present and within [lo, hi] (stored), -1 with a 400. */
 int mr__xlate_get_int(const json_t *obj, const char *key, long long lo, long long hi,
                       long long *out, mr_error_t *err);
-/* The "stop" parameter: string or array of strings -> a new array. */
-int mr__xlate_get_stop(const json_t *obj, json_t **out, mr_error_t *err);
 
-/* Text of a message's content: a string, or an array of {"type":"text"}
- * (and "refusal") parts joined; NULL content gives "". 0 with a new
- * string in *out, or -1 with a 400 (where = "messages[3]"). */
-int mr__xlate_content_text(const json_t *content, const char *where, json_t **out, mr_error_t *err);
-
-/* 400 unsupported_parameter / unsupported_content helpers. */
-int mr__xlate_bad(mr_error_t *err, const char *code, const char *param, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 int mr__xlate_oom(mr_error_t *err);
 
 /* Whether in->extra_headers already carries header `name` (any case). */

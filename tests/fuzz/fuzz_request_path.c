@@ -295,7 +295,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = size;
     char *auth_in = NULL, *policy_in = NULL;
     const char *auth, *policy;
-    mr_plan_t plan = {0}; /* released at done: */
+    mr_plan_t plan = {0};         /* released at done: */
+    mr_adapter_conv_t conv = {0}; /* the request's model, freed at done: */
     mr_error_t e;
     const mr_key_t *key = NULL;
     json_t *root = NULL;
@@ -373,7 +374,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
               plan.max_attempts >= 1 && plan.max_attempts <= plan.n_candidates,
           "plan: %zu candidates, max_attempts %u", plan.n_candidates, plan.max_attempts);
 
-    /* mr_attempt_build, for every candidate */
+    /* mr_attempt_build, for every candidate: the conversation model is
+     * parsed once, at the first translating one, and shared by the others */
     const char *fwd[] = {NULL};
     for (size_t i = 0; i < plan.n_candidates; i++) {
         const mr_candidate_t *c = &plan.candidates[i];
@@ -397,7 +399,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         mr_adapter_req_t req;
         memset(&req, 0, sizeof(req));
         memset(&e, 0, sizeof(e));
-        if (ad->build(&in, &req, &e) < 0) {
+        if (mr_adapter_conv(ad, &conv, &in, &e) < 0 || ad->build(&in, &req, &e) < 0) {
             check_error(&e, ad->name);
             continue;
         }
@@ -414,6 +416,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mr_router_record_ttfb(&ss.super, &plan.candidates[h % plan.n_candidates],
                           (uint32_t)((h >> 24) % 5000), clock_ms);
 done:
+    mr_adapter_conv_free(&conv);
     mr_plan_release(&plan);
     free(model_copy);
     json_decref(root);

@@ -39,25 +39,6 @@ static void fuzz_translate(const mr_adapter_in_t *in, const uint8_t *data, size_
     FUZZ_ADAPTER.stream_free(x);
 }
 
-/* Every event is "data: <JSON object>\n\n" or "data: [DONE]\n\n". */
-static void fuzz_check_sse(const char *p, size_t n)
-{
-    const char *end = p + n;
-    int done = 0;
-
-    while (p < end) {
-        const char *sep = memmem(p, (size_t)(end - p), "\n\n", 2);
-        FUZZ_CHECK(sep != NULL, "unterminated event");
-        FUZZ_CHECK(!done, "event after [DONE]");
-        FUZZ_CHECK((size_t)(sep - p) >= 6 && memcmp(p, "data: ", 6) == 0, "not a data event");
-        if ((size_t)(sep - p) == 12 && memcmp(p + 6, "[DONE]", 6) == 0)
-            done = 1;
-        else
-            FUZZ_CHECK(fuzz_is_json(p + 6, (size_t)(sep - p - 6)), "event data is not JSON");
-        p = sep + 2;
-    }
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     uint64_t h = fuzz_hash(data, size);

@@ -1,0 +1,637 @@
+#include "meridian/chat_parse.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct parser {
+    mr_conv_req_t *r;
+    size_t turn;    /* the message being parsed, for messages */
+    size_t n_parts; /* allocated so far, bounded by MR_CONV_MAX_PARTS */
+    mr_error_t *err;
+} parser_t;
+
+/* An allocation failed: past the model's bound (400) or out of memory. */
+static int no_memory(parser_t *ps)
+{
+    if (mr_conv_arena_over(ps->r->_arena))
+        return mr_error_bad(ps->err, "conversation_too_large", NULL,
+                            "the conversation needs more than %zu MiB of gateway memory to "
+                            "translate",
+                            MR_CONV_MAX_BYTES >> 20);
+    mr_error_set(ps->err, 500, NULL, "internal_error", NULL, "out of memory");
+    return -1;
+}
+
+static mr_conv_part_t *new_parts(parser_t *ps, size_t n)
+{
+    mr_conv_part_t *p;
+
+    if (n > MR_CONV_MAX_PARTS - ps->n_parts) {
+        mr_error_bad(ps->err, "conversation_too_large", ps->r->turns_param,
+                     "more than %d content parts and tool calls in all: too many to translate",
+                     MR_CONV_MAX_PARTS);
+        return NULL;
+    }
+    if (n == 0)
+        n = 1; /* a non-NULL empty array */
+    if (!(p = mr_conv_alloc(ps->r->_arena, n, sizeof(*p))))
+        no_memory(ps);
+    ps->n_parts += n;
+    return p;
+}
+
+static void cache_marker(const json_t *obj, mr_conv_cache_t *c)
+{
+    const json_t *cc = json_object_get(obj, "cache_control");
+
+    c->type = mr_conv_str(json_object_get(cc, "type"));
+    c->ttl = mr_conv_str(json_object_get(cc, "ttl"));
+}
+
+/* A name -> value table, ended by {NULL, the value of any other name}. */
+typedef struct name_value {
+    const char *name;
+    int value;
+} name_value_t;
+
+static int lookup(const name_value_t *t, const char *name)
+{
+    for (; t->name; t++)
+        if (strcmp(name, t->name) == 0)
+            break;
+    return t->value;
+}
+
+/* ------------------------------------------------------------ content parts */
+
+/* "data:<mime>[;params];base64,<payload>": the media type (lower case,
+ * copied) and the payload (a view up to the first NUL). 1 when url is one,
+ * 0 when not, -1 on failure. */
+static int data_url(parser_t *ps, mr_conv_str_t url, mr_conv_media_t *m)
+{
+    const char *s = url.p, *comma, *semi;
+    size_t mlen;
+    char mime[64];
+
+    if (!s || strncasecmp(s, "data:", 5) != 0 || !(comma = strchr(s + 5, ',')))
+        return 0;
+    /* parameters such as charset are dropped; ";base64" must be the last */
+    if (comma - s < 12 || strncasecmp(comma - 7, ";base64", 7) != 0)
+        return 0;
+    semi = memchr(s + 5, ';', (size_t)(comma - (s + 5)));
+    mlen = (size_t)(semi - (s + 5));
+    if (mlen == 0 || mlen >= sizeof(mime))
+        return 0;
+    for (size_t i = 0; i < mlen; i++) {
+        unsigned char c = (unsigned char)s[5 + i];
+        if (!(isalnum(c) || c == '/' || c == '+' || c == '-' || c == '.'))
+            return 0;
+        mime[i] = (char)tolower(c);
+    }
+    m->media_type = mr_conv_copy(ps->r->_arena, mime, mlen);
+    if (!m->media_type.p)
+        return no_memory(ps);
+    m->source = MR_CONV_SRC_BASE64;
+    m->data = (mr_conv_str_t){comma + 1, strlen(comma + 1)};
+    return 1;
+}
+
+static int image_part(parser_t *ps, const json_t *part, mr_conv_media_t *m)
+{
+    const json_t *iu = json_object_get(part, "image_url");
+    mr_conv_str_t url =
+        json_is_string(iu) ? mr_conv_str(iu) : mr_conv_str(json_object_get(iu, "url"));
+    int rc;
+
+    m->url = url;
+    if (!url.p)
+        return 0; /* MR_CONV_SRC_MISSING */
+    if ((rc = data_url(ps, url, m)) != 0)
+        return rc < 0 ? -1 : 0;
+    m->source = strncmp(url.p, "https://", 8) == 0 || strncmp(url.p, "http://", 7) == 0
+                    ? MR_CONV_SRC_URL
+                    : MR_CONV_SRC_OTHER;
+    return 0;
+}
+
+static int audio_part(parser_t *ps, const json_t *part, mr_conv_media_t *m)
+{
+    const json_t *a = json_object_get(part, "input_audio");
+    const char *d = json_string_value(json_object_get(a, "data"));
+    const char *fmt = json_string_value(json_object_get(a, "format"));
+    char mime[32];
+
+    m->format = mr_conv_str(json_object_get(a, "format"));
+    if (!d || !fmt || strlen(fmt) > 16 || strchr(fmt, '/'))
+        return 0; /* MR_CONV_SRC_MISSING */
+    snprintf(mime, sizeof(mime), "audio/%s", fmt);
+    m->media_type = mr_conv_copy(ps->r->_arena, mime, strlen(mime));
+    if (!m->media_type.p)
+        return no_memory(ps);
+    m->source = MR_CONV_SRC_BASE64;
+    m->data = (mr_conv_str_t){d, strlen(d)};
+    return 0;
+}
+
+static int file_part(parser_t *ps, const json_t *part, mr_conv_media_t *m)
+{
+    mr_conv_str_t fd = mr_conv_str(json_object_get(json_object_get(part, "file"), "file_data"));
+
+    if (fd.p && data_url(ps, fd, m) < 0)
+        return -1;
+    if (m->source != MR_CONV_SRC_BASE64)
+        m->source = fd.p ? MR_CONV_SRC_OTHER : MR_CONV_SRC_MISSING;
+    return 0;
+}
+
+/* A text-like part: the string at `key`, else a flawed OTHER part. */
+static void text_part(const json_t *part, const char *key, mr_conv_part_kind_t kind,
+                      mr_conv_str_t type, mr_conv_part_t *p)
+{
+    const json_t *t = json_object_get(part, key);
+
+    if (json_is_string(t)) {
+        p->kind = kind;
+        p->u.text = mr_conv_str(t);
+    } else {
+        p->kind = MR_CONV_OTHER;
+        p->u.other.type = type;
+        p->u.other.flaw = MR_CONV_FLAW_BAD_VALUE;
+    }
+}
+
+/* One content part, as given: the dialect check judges it where it is. */
+static int content_part(parser_t *ps, const json_t *part, mr_conv_part_t *p)
+{
+    mr_conv_str_t type = mr_conv_str(json_object_get(part, "type"));
+
+    cache_marker(part, &p->cache);
+    if (!type.p) {
+        p->kind = MR_CONV_OTHER;
+        p->u.other.flaw = MR_CONV_FLAW_NO_TYPE;
+        return 0;
+    }
+    if (strcmp(type.p, "text") == 0) {
+        text_part(part, "text", MR_CONV_TEXT, type, p);
+    } else if (strcmp(type.p, "refusal") == 0) {
+        text_part(part, "refusal", MR_CONV_REFUSAL, type, p);
+    } else if (strcmp(type.p, "image_url") == 0) {
+        p->kind = MR_CONV_IMAGE;
+        return image_part(ps, part, &p->u.media);
+    } else if (strcmp(type.p, "input_audio") == 0) {
+        p->kind = MR_CONV_AUDIO;
+        return audio_part(ps, part, &p->u.media);
+    } else if (strcmp(type.p, "file") == 0) {
+        p->kind = MR_CONV_FILE;
+        return file_part(ps, part, &p->u.media);
+    } else {
+        p->kind = MR_CONV_OTHER;
+        p->u.other.type = type;
+    }
+    return 0;
+}
+
+/* A message's content: null (no parts), a string (one text part) or an
+ * array of parts. `extra` more parts are reserved after them. */
+static int content(parser_t *ps, const json_t *c, size_t extra, mr_conv_part_t **parts, size_t *n)
+{
+    size_t k;
+    const json_t *part;
+
+    *n = 0;
+    if (!c || json_is_null(c))
+        return (*parts = new_parts(ps, extra)) ? 0 : -1;
+    if (json_is_string(c)) {
+        if (!(*parts = new_parts(ps, 1 + extra)))
+            return -1;
+        (*parts)[0].kind = MR_CONV_TEXT;
+        (*parts)[0].u.text = mr_conv_str(c);
+        *n = 1;
+        return 0;
+    }
+    if (!json_is_array(c))
+        return mr_error_bad(ps->err, "invalid_type", ps->r->turns_param,
+                            "%s[%zu].content must be a string or an array of parts",
+                            ps->r->turns_param, ps->turn);
+    if (json_array_size(c) > MR_CONV_MAX_PARTS)
+        return mr_error_bad(ps->err, "conversation_too_large", ps->r->turns_param,
+                            "%s[%zu].content: more than %d parts", ps->r->turns_param, ps->turn,
+                            MR_CONV_MAX_PARTS);
+    if (!(*parts = new_parts(ps, json_array_size(c) + extra)))
+        return -1;
+    json_array_foreach(c, k, part)
+    {
+        if (content_part(ps, part, &(*parts)[k]) < 0)
+            return -1;
+    }
+    *n = json_array_size(c);
+    return 0;
+}
+
+/* ------------------------------------------------------------ turns */
+
+static int tool_call(parser_t *ps, const json_t *c, mr_conv_tool_call_t *call)
+{
+    const json_t *fn = json_object_get(c, "function");
+    const json_t *args = json_object_get(fn, "arguments");
+    const char *type = json_string_value(json_object_get(c, "type"));
+    json_t *obj = NULL;
+
+    call->id = mr_conv_str(json_object_get(c, "id"));
+    call->name = mr_conv_str(json_object_get(fn, "name"));
+    call->type_ok = !type || strcmp(type, "function") == 0;
+    call->args = mr_conv_str(args);
+    if (!args || json_is_null(args) || json_string_length(args) == 0)
+        obj = json_object();
+    else if (json_is_string(args))
+        obj = json_loadb(json_string_value(args), json_string_length(args), 0, NULL);
+    if (obj && !json_is_object(obj)) {
+        json_decref(obj);
+        return 0; /* args_json NULL: not an object text */
+    }
+    if (obj && !(call->args_json = mr_conv_keep(ps->r->_arena, obj)))
+        return no_memory(ps);
+    return 0;
+}
+
+static int assistant_turn(parser_t *ps, const json_t *m, mr_conv_turn_t *t)
+{
+    const json_t *calls = json_object_get(m, "tool_calls");
+    size_t n_calls = json_array_size(calls), k;
+    const json_t *c;
+
+    if (calls && !json_is_null(calls) && !json_is_array(calls))
+        return mr_error_bad(ps->err, "invalid_type", ps->r->turns_param,
+                            "%s[%zu].tool_calls must be an array", ps->r->turns_param, ps->turn);
+    if (n_calls > MR_CONV_MAX_PARTS)
+        return mr_error_bad(ps->err, "conversation_too_large", ps->r->turns_param,
+                            "%s[%zu].tool_calls: more than %d calls", ps->r->turns_param, ps->turn,
+                            MR_CONV_MAX_PARTS);
+    if (content(ps, t->has_content ? json_object_get(m, "content") : NULL, n_calls, &t->parts,
+                &t->n_parts) < 0)
+        return -1;
+    json_array_foreach(calls, k, c)
+    {
+        mr_conv_part_t *p = &t->parts[t->n_parts++];
+        p->kind = MR_CONV_TOOL_CALL;
+        cache_marker(c, &p->cache);
+        if (tool_call(ps, c, &p->u.call) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int tool_turn(parser_t *ps, const json_t *m, mr_conv_turn_t *t)
+{
+    const json_t *c = json_object_get(m, "content");
+    mr_conv_tool_result_t *res;
+
+    if (!(t->parts = new_parts(ps, 1)))
+        return -1;
+    t->n_parts = 1;
+    t->parts[0].kind = MR_CONV_TOOL_RESULT;
+    res = &t->parts[0].u.result;
+    res->call_id = mr_conv_str(json_object_get(m, "tool_call_id"));
+    res->as_string = !json_is_array(c);
+    return content(ps, c, 0, &res->content, &res->n_content);
+}
+
+static const name_value_t roles[] = {
+    {"system", MR_CONV_ROLE_SYSTEM}, {"developer", MR_CONV_ROLE_DEVELOPER},
+    {"user", MR_CONV_ROLE_USER},     {"assistant", MR_CONV_ROLE_ASSISTANT},
+    {"tool", MR_CONV_ROLE_TOOL},     {NULL, MR_CONV_ROLE_OTHER},
+};
+
+static int turn(parser_t *ps, const json_t *m, size_t i, mr_conv_turn_t *t)
+{
+    const json_t *c = json_object_get(m, "content");
+
+    ps->turn = i;
+    t->role_name = mr_conv_str(json_object_get(m, "role"));
+    t->role = MR_CONV_ROLE_OTHER;
+    if (!json_is_object(m) || !t->role_name.p) {
+        t->role_name.p = NULL; /* refused by the check, in its turn */
+        return 0;
+    }
+    t->role = (mr_conv_role_t)lookup(roles, t->role_name.p);
+    t->has_content = c && !json_is_null(c);
+    cache_marker(m, &t->cache);
+    switch (t->role) {
+    case MR_CONV_ROLE_ASSISTANT:
+        return assistant_turn(ps, m, t);
+    case MR_CONV_ROLE_TOOL:
+        return tool_turn(ps, m, t);
+    case MR_CONV_ROLE_OTHER:
+        return 0; /* refused by every dialect: its content is not looked at */
+    default:
+        return content(ps, c, 0, &t->parts, &t->n_parts);
+    }
+}
+
+/* Each tool result gets the name of the call it answers: the last call
+ * with its id in any message's tool_calls, for dialects that match results
+ * by function name. */
+static int resolve_names(parser_t *ps, const json_t *messages)
+{
+    mr_conv_req_t *r = ps->r;
+    json_t *names; /* call id -> name, borrowed */
+    size_t i, k;
+    const json_t *m, *c;
+    int rc;
+
+    for (i = 0; i < r->n_turns && r->turns[i].role != MR_CONV_ROLE_TOOL; i++)
+        ;
+    if (i == r->n_turns)
+        return 0; /* no results to name */
+    names = json_object();
+    rc = names ? 0 : -1;
+
+    json_array_foreach(messages, i, m)
+    {
+        json_array_foreach(json_object_get(m, "tool_calls"), k, c)
+        {
+            const char *id = json_string_value(json_object_get(c, "id"));
+            json_t *name = json_object_get(json_object_get(c, "function"), "name");
+            if (rc == 0 && id && json_is_string(name) && json_object_set(names, id, name) < 0)
+                rc = -1;
+        }
+    }
+    for (i = 0; rc == 0 && i < r->n_turns; i++) {
+        mr_conv_tool_result_t *res;
+        if (r->turns[i].role != MR_CONV_ROLE_TOOL)
+            continue;
+        res = &r->turns[i].parts[0].u.result;
+        if (res->call_id.p)
+            res->name = mr_conv_str(json_object_get(names, res->call_id.p));
+    }
+    json_decref(names);
+    return rc < 0 ? no_memory(ps) : 0;
+}
+
+/* ------------------------------------------------------------ parameters */
+
+/* A number (integer: an integral one) member; null is unset. */
+static void num(const json_t *body, const char *key, int integer, mr_conv_num_t *v)
+{
+    const json_t *j = json_object_get(body, key);
+
+    v->param = key;
+    v->integer = integer;
+    if (!j || json_is_null(j))
+        return;
+    v->state = MR_CONV_SET;
+    if (!v->integer) {
+        if (json_is_number(j))
+            v->v = json_number_value(j);
+        else
+            v->state = MR_CONV_BAD;
+    } else if (json_is_integer(j)) {
+        v->v = (double)json_integer_value(j);
+    } else if (json_is_real(j) && json_real_value(j) > -9e15 && json_real_value(j) < 9e15 &&
+               (double)(long long)json_real_value(j) == json_real_value(j)) {
+        v->v = json_real_value(j); /* 1e2 */
+    } else {
+        v->state = MR_CONV_BAD;
+    }
+}
+
+static int stop(parser_t *ps, const json_t *v)
+{
+    mr_conv_req_t *r = ps->r;
+    size_t i;
+
+    if (!v || json_is_null(v))
+        return 0;
+    if (json_is_array(v)) {
+        const json_t *s;
+        json_array_foreach(v, i, s)
+        {
+            r->stop_bad |= !json_is_string(s);
+        }
+    } else if (!json_is_string(v)) {
+        r->stop_bad = 1;
+    }
+    if (r->stop_bad)
+        return 0;
+    r->n_stop = json_is_string(v) ? 1 : json_array_size(v);
+    if (!(r->stop = mr_conv_alloc(r->_arena, r->n_stop, sizeof(*r->stop))))
+        return no_memory(ps);
+    for (i = 0; i < r->n_stop; i++)
+        r->stop[i] = mr_conv_str(json_is_string(v) ? v : json_array_get(v, i));
+    return 0;
+}
+
+static void format(const json_t *rf, mr_conv_format_t *f)
+{
+    static const name_value_t kinds[] = {{"text", MR_CONV_FORMAT_TEXT},
+                                         {"json_object", MR_CONV_FORMAT_JSON_OBJECT},
+                                         {"json_schema", MR_CONV_FORMAT_JSON_SCHEMA},
+                                         {NULL, MR_CONV_FORMAT_OTHER}};
+    const json_t *js = json_object_get(rf, "json_schema");
+    const json_t *strict = json_object_get(js, "strict");
+
+    f->type = mr_conv_str(json_object_get(rf, "type"));
+    if (!f->type.p)
+        return;
+    f->kind = (mr_conv_format_kind_t)lookup(kinds, f->type.p);
+    f->name = mr_conv_str(json_object_get(js, "name"));
+    f->schema = json_object_get(js, "schema");
+    f->strict = json_is_boolean(strict) ? json_is_true(strict) : -1;
+}
+
+static int tools(parser_t *ps, const json_t *body)
+{
+    mr_conv_req_t *r = ps->r;
+    const json_t *v = json_object_get(body, "tools"), *t;
+    size_t i;
+
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_array(v)) {
+        r->tools_bad = 1;
+        return 0;
+    }
+    if (json_array_size(v) > MR_CONV_MAX_TOOLS)
+        return mr_error_bad(ps->err, "conversation_too_large", "tools",
+                            "more than %d tools: too many to translate", MR_CONV_MAX_TOOLS);
+    r->n_tools = json_array_size(v);
+    if (r->n_tools && !(r->tools = mr_conv_alloc(r->_arena, r->n_tools, sizeof(*r->tools))))
+        return no_memory(ps);
+    json_array_foreach(v, i, t)
+    {
+        mr_conv_tool_t *tool = &r->tools[i];
+        const json_t *fn = json_object_get(t, "function");
+        const json_t *strict = json_object_get(fn, "strict");
+        tool->type = mr_conv_str(json_object_get(t, "type"));
+        tool->type_ok = mr_conv_eq(tool->type, "function");
+        tool->name = mr_conv_str(json_object_get(fn, "name"));
+        tool->description = mr_conv_str(json_object_get(fn, "description"));
+        tool->parameters = json_object_get(fn, "parameters");
+        tool->strict = json_is_boolean(strict) ? json_is_true(strict) : -1;
+        cache_marker(t, &tool->cache);
+    }
+    return 0;
+}
+
+static void tool_choice(const json_t *v, mr_conv_tool_choice_t *tc)
+{
+    static const name_value_t modes[] = {{"auto", MR_CONV_CHOICE_AUTO},
+                                         {"none", MR_CONV_CHOICE_NONE},
+                                         {"required", MR_CONV_CHOICE_REQUIRED},
+                                         {NULL, MR_CONV_CHOICE_BAD_MODE}};
+
+    if (json_is_string(v)) {
+        tc->mode = (mr_conv_choice_mode_t)lookup(modes, json_string_value(v));
+    } else if (json_is_object(v)) {
+        tc->name = mr_conv_str(json_object_get(json_object_get(v, "function"), "name"));
+        tc->mode = tc->name.p ? MR_CONV_CHOICE_FUNCTION : MR_CONV_CHOICE_BAD_NAME;
+    } else if (v && !json_is_null(v)) {
+        tc->mode = MR_CONV_CHOICE_BAD_TYPE;
+    }
+}
+
+static int cmp_key(const void *key, const void *item)
+{
+    return strcmp(key, *(const char *const *)item);
+}
+
+/* Top-level members the model carries (or the gateway consumed), sorted
+ * for bsearch. */
+static const char *const carried_members[] = {"audio",
+                                              "cache_control",
+                                              "frequency_penalty",
+                                              "function_call",
+                                              "functions",
+                                              "logprobs",
+                                              "max_completion_tokens",
+                                              "max_tokens",
+                                              "messages",
+                                              "metadata",
+                                              "modalities",
+                                              "model",
+                                              "n",
+                                              "parallel_tool_calls",
+                                              "presence_penalty",
+                                              "prompt_cache_key",
+                                              "reasoning_effort",
+                                              "response_format",
+                                              "seed",
+                                              "stop",
+                                              "stream",
+                                              "stream_options",
+                                              "temperature",
+                                              "tool_choice",
+                                              "tools",
+                                              "top_logprobs",
+                                              "top_p",
+                                              "user"};
+
+static int carried(const char *key)
+{
+    return bsearch(key, carried_members, sizeof(carried_members) / sizeof(carried_members[0]),
+                   sizeof(carried_members[0]), cmp_key) != NULL;
+}
+
+static int dropped(parser_t *ps, const json_t *body)
+{
+    mr_conv_req_t *r = ps->r;
+    const char *key;
+    const json_t *v;
+
+    r->dropped = mr_conv_alloc(r->_arena, json_object_size(body), sizeof(*r->dropped));
+    if (!r->dropped)
+        return no_memory(ps);
+    json_object_foreach((json_t *)body, key, v)
+    {
+        (void)v;
+        if (!carried(key))
+            r->dropped[r->n_dropped++] = (mr_conv_str_t){key, strlen(key)};
+    }
+    return 0;
+}
+
+static int parameters(parser_t *ps, const json_t *body)
+{
+    mr_conv_req_t *r = ps->r;
+    const json_t *mct = json_object_get(body, "max_completion_tokens");
+    const json_t *ptc = json_object_get(body, "parallel_tool_calls");
+    const json_t *audio = json_object_get(body, "audio");
+    size_t i;
+    const json_t *v;
+
+    num(body, "temperature", 0, &r->temperature);
+    num(body, "top_p", 0, &r->top_p);
+    num(body, "presence_penalty", 0, &r->presence_penalty);
+    num(body, "frequency_penalty", 0, &r->frequency_penalty);
+    num(body, "seed", 1, &r->seed);
+    num(body, "n", 1, &r->n);
+    num(body, "top_logprobs", 1, &r->top_logprobs);
+    /* max_completion_tokens wins; max_tokens is not looked at then */
+    num(body, mct && !json_is_null(mct) ? "max_completion_tokens" : "max_tokens", 1,
+        &r->max_output);
+    r->logprobs = json_is_true(json_object_get(body, "logprobs"));
+    format(json_object_get(body, "response_format"), &r->format);
+    r->audio_out = audio && !json_is_null(audio);
+    json_array_foreach(json_object_get(body, "modalities"), i, v)
+    {
+        r->non_text_modal |= !json_is_string(v) || strcmp(json_string_value(v), "text") != 0;
+    }
+    r->legacy_functions =
+        json_object_get(body, "functions") || json_object_get(body, "function_call");
+    r->stream = json_is_true(json_object_get(body, "stream"));
+    r->include_usage =
+        json_is_true(json_object_get(json_object_get(body, "stream_options"), "include_usage"));
+    r->parallel_tool_calls = json_is_boolean(ptc) ? json_is_true(ptc) : -1;
+    r->user = mr_conv_str(json_object_get(body, "user"));
+    r->metadata = json_object_get(body, "metadata");
+    r->reasoning_effort = mr_conv_str(json_object_get(body, "reasoning_effort"));
+    r->prompt_cache_key = mr_conv_str(json_object_get(body, "prompt_cache_key"));
+    cache_marker(body, &r->cache);
+    tool_choice(json_object_get(body, "tool_choice"), &r->tool_choice);
+    if (stop(ps, json_object_get(body, "stop")) < 0 || tools(ps, body) < 0)
+        return -1;
+    return dropped(ps, body);
+}
+
+int mr_chat_parse(const json_t *body, mr_conv_req_t **out, mr_error_t *err)
+{
+    const json_t *messages = json_object_get(body, "messages"), *m;
+    parser_t ps = {.err = err};
+    size_t i;
+
+    *out = NULL;
+    if (!json_is_object(body))
+        return mr_error_bad(err, "invalid_type", NULL, "the body must be a JSON object");
+    if (!json_is_array(messages))
+        return mr_error_bad(err, "invalid_type", "messages", "messages must be an array");
+    if (!(ps.r = mr_conv_req_new(body))) {
+        mr_error_set(err, 500, NULL, "internal_error", NULL, "out of memory");
+        return -1;
+    }
+    if (json_array_size(messages) > MR_CONV_MAX_TURNS) {
+        mr_error_bad(err, "conversation_too_large", "messages",
+                     "more than %d messages: too many to translate", MR_CONV_MAX_TURNS);
+        goto fail;
+    }
+    ps.r->n_turns = json_array_size(messages);
+    if (ps.r->n_turns &&
+        !(ps.r->turns = mr_conv_alloc(ps.r->_arena, ps.r->n_turns, sizeof(*ps.r->turns)))) {
+        no_memory(&ps);
+        goto fail;
+    }
+    json_array_foreach(messages, i, m)
+    {
+        if (turn(&ps, m, i, &ps.r->turns[i]) < 0)
+            goto fail;
+    }
+    if (resolve_names(&ps, messages) < 0 || parameters(&ps, body) < 0)
+        goto fail;
+    *out = ps.r;
+    return 0;
+fail:
+    mr_conv_req_free(ps.r);
+    return -1;
+}
