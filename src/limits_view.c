@@ -129,7 +129,7 @@ size_t mr_limits_headers(const mr_limits_verdict_t *v,
     return n;
 }
 
-void mr_limits_message(const mr_limits_t *L, const mr_limits_req_t *r, char *buf, size_t len)
+void mr_limits_message(const mr_limits_engine_t *L, const mr_limits_req_t *r, char *buf, size_t len)
 {
     const mr_limits_verdict_t *v = &r->verdict;
     const lkey_t *k = key_of(L, r->_key);
@@ -169,7 +169,7 @@ void mr_limits_message(const mr_limits_t *L, const mr_limits_req_t *r, char *buf
 
 /* ---- visibility ------------------------------------------------------- */
 
-void mr_limits_key_stats(const mr_limits_t *L, size_t key, mr_limits_key_stats_t *out)
+void mr_limits_key_stats(const mr_limits_engine_t *L, size_t key, mr_limits_key_stats_t *out)
 {
     memset(out, 0, sizeof(*out));
     if (key >= L->n_keys)
@@ -182,7 +182,7 @@ void mr_limits_key_stats(const mr_limits_t *L, size_t key, mr_limits_key_stats_t
         out->limited[i] = atomic_load(&c->limited[i]);
 }
 
-uint64_t mr_limits_provider_spend_nusd(const mr_limits_t *L, size_t p)
+uint64_t mr_limits_provider_spend_nusd(const mr_limits_engine_t *L, size_t p)
 {
     return p < L->n_provs ? atomic_load(&L->provs[p].spend) : 0;
 }
@@ -192,7 +192,7 @@ static json_t *usd(uint64_t nusd)
     return json_real(round((double)nusd / 1e3) / 1e6); /* whole micro-dollars */
 }
 
-static json_t *key_usage(const mr_limits_t *L, const lkey_t *k)
+static json_t *key_usage(const mr_limits_engine_t *L, const lkey_t *k)
 {
     json_t *u = json_object();
     if (k->rpm)
@@ -217,7 +217,7 @@ static json_t *key_usage(const mr_limits_t *L, const lkey_t *k)
     return u;
 }
 
-json_t *mr_limits_key_json(const mr_limits_t *L, size_t key)
+json_t *mr_limits_key_json(const mr_limits_engine_t *L, size_t key)
 {
     const lkey_t *k = key_of(L, key);
     if (!k)
@@ -240,7 +240,7 @@ json_t *mr_limits_key_json(const mr_limits_t *L, size_t key)
                      "limited", hit, "as_of_ms", (json_int_t)atomic_load(&k->c.as_of));
 }
 
-json_t *mr_limits_providers_json(const mr_limits_t *L)
+json_t *mr_limits_providers_json(const mr_limits_engine_t *L)
 {
     json_t *all = json_object();
     for (size_t i = 0; i < L->n_provs; i++) {
