@@ -57,22 +57,6 @@ void mr_limits_period(mr_budget_period_t p, uint64_t now_ms, char *id, size_t id
     }
 }
 
-const char *mr_budget_period_name(mr_budget_period_t p)
-{
-    return p == MR_PERIOD_DAY ? "day" : p == MR_PERIOD_MONTH ? "month" : "total";
-}
-
-int mr_budget_period_parse(const char *s, mr_budget_period_t *out)
-{
-    static const mr_budget_period_t all[] = {MR_PERIOD_TOTAL, MR_PERIOD_DAY, MR_PERIOD_MONTH};
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        if (strcmp(s, mr_budget_period_name(all[i])) == 0) {
-            *out = all[i];
-            return 0;
-        }
-    return -1;
-}
-
 /* ---- answers ---------------------------------------------------------- */
 
 void mr_limits_format_duration(uint64_t ms, char *buf, size_t len)

@@ -53,6 +53,7 @@
 #ifndef MERIDIAN_LIMITS_H
 #define MERIDIAN_LIMITS_H
 
+#include "meridian/catalogue.h" /* mr_budget_period_t and its names */
 #include "meridian/state.h"
 
 #include <jansson.h>
@@ -68,12 +69,6 @@
 #define MR_LIMITS_MAX_HEADERS 7
 #define MR_LIMITS_NUSD_PER_USD 1000000000.0
 #define MR_LIMITS_NO_KEY SIZE_MAX
-
-typedef enum {
-    MR_PERIOD_TOTAL = 0,
-    MR_PERIOD_DAY,
-    MR_PERIOD_MONTH,
-} mr_budget_period_t;
 
 typedef struct mr_limits_key_spec {
     const char *name;      /* keys.NAME */
@@ -243,8 +238,6 @@ void mr_limits_message(const mr_limits_engine_t *L, const mr_limits_req_t *r, ch
  * "total"), its start and its end (exclusive; UINT64_MAX for total). */
 void mr_limits_period(mr_budget_period_t p, uint64_t now_ms, char *id, size_t idlen,
                       uint64_t *start_ms, uint64_t *end_ms);
-const char *mr_budget_period_name(mr_budget_period_t p);
-int mr_budget_period_parse(const char *s, mr_budget_period_t *out);
 
 /* ---- visibility -------------------------------------------------------- */
 
