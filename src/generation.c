@@ -5,6 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Breaker hints name a target "provider/model"; longer names than a hint
+ * holds are "provider/#" and a hash of the model (the same everywhere). */
+#define HINT_NAME_MAX MR_STATE_HINT_NAME_MAX
+
 /* ---- the snapshot: config + /v1/models body, shared ---------------------- */
 
 static int add_model(json_t *data, const char *id, const char *owner)
@@ -62,46 +66,11 @@ static int build_models(mr_snapshot_t *s)
     return 0;
 }
 
-mr_snapshot_t *mr_snapshot_new(mr_config_t *cfg, unsigned id)
-{
-    mr_snapshot_t *s = calloc(1, sizeof(*s));
-
-    if (!s) {
-        mr_config_free(cfg);
-        return NULL;
-    }
-    s->cfg = cfg;
-    s->id = id;
-    atomic_init(&s->refs, 1);
-    if (build_models(s) < 0) {
-        mr_config_free(cfg);
-        free(s);
-        return NULL;
-    }
-    return s;
-}
-
-mr_snapshot_t *mr_snapshot_acquire(mr_snapshot_t *s)
-{
-    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
-    return s;
-}
-
-void mr_snapshot_release(mr_snapshot_t *s)
-{
-    /* acq_rel: the thread that frees sees every other thread's last use */
-    if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
-        return;
-    free(s->models_body);
-    mr_config_free(s->cfg);
-    free(s);
-}
-
-/* ---- a worker's generation ---------------------------------------------- */
+/* ---- the process-wide soft state ----------------------------------------- */
 
 /* Breaker state follows a (provider, model) pair across reloads, so a
  * reload does not hand a broken host fresh traffic. */
-static void carry_health(mr_generation_t *to, const mr_generation_t *from)
+static void carry_health(mr_snapshot_t *to, const mr_snapshot_t *from)
 {
     const mr_config_t *nc = to->cfg, *oc = from->cfg;
     size_t *map = malloc((nc->n_target_ids ? nc->n_target_ids : 1) * sizeof(*map));
@@ -127,8 +96,219 @@ static void carry_health(mr_generation_t *to, const mr_generation_t *from)
     free(map);
 }
 
+/* Every distinct target of the config, by id. */
+static const mr_target_t **targets_by_id(const mr_config_t *cfg)
+{
+    const mr_target_t **by = calloc(cfg->n_target_ids ? cfg->n_target_ids : 1, sizeof(*by));
+
+    for (size_t r = 0; by && r < cfg->n_routes; r++)
+        for (size_t t = 0; t < cfg->routes[r].n_targets; t++)
+            if (!by[cfg->routes[r].targets[t].id])
+                by[cfg->routes[r].targets[t].id] = &cfg->routes[r].targets[t];
+    return by;
+}
+
+static char *hint_name(const mr_target_t *t)
+{
+    char buf[HINT_NAME_MAX];
+    uint64_t h = 1469598103934665603ULL;
+
+    size_t np = strlen(t->provider->name), nm = strlen(t->model);
+
+    if (np + 1 + nm < sizeof(buf)) {
+        memcpy(buf, t->provider->name, np);
+        buf[np] = '/';
+        memcpy(buf + np + 1, t->model, nm + 1);
+    } else {
+        for (const unsigned char *p = (const unsigned char *)t->model; *p; p++)
+            h = (h ^ *p) * 1099511628211ULL;
+        snprintf(buf, sizeof(buf), "%s/#%016llx", t->provider->name, (unsigned long long)h);
+    }
+    return strdup(buf);
+}
+
+/* The breaker gauges follow every change, under the breaker's lock. */
+static void on_breaker(void *ud, size_t id, uint64_t open_until_ms, uint64_t now_ms)
+{
+    const mr_snapshot_t *s = ud;
+    uint64_t reopen = 0;
+
+    if (open_until_ms)
+        reopen = mr_metrics_now_ms() + (open_until_ms > now_ms ? open_until_ms - now_ms : 0);
+    mr_metrics_breaker_set(s->env.metrics, s->breaker_slots[id], reopen);
+}
+
+/* Metric series and hint names per target id. */
+static int index_targets(mr_snapshot_t *s)
+{
+    const mr_config_t *cfg = s->cfg;
+    size_t n = cfg->n_target_ids ? cfg->n_target_ids : 1;
+    const mr_target_t **by = targets_by_id(cfg);
+    int rc = 0;
+
+    s->breaker_slots = calloc(n, sizeof(*s->breaker_slots));
+    s->hint_names = calloc(n, sizeof(*s->hint_names));
+    s->hint_seen = calloc(n, sizeof(*s->hint_seen));
+    if (!by || !s->breaker_slots || !s->hint_names || !s->hint_seen)
+        rc = -1;
+    for (size_t i = 0; rc == 0 && i < cfg->n_target_ids; i++) {
+        const char *values[] = {by[i]->provider->name, by[i]->model};
+        if (s->env.metrics)
+            s->breaker_slots[i] = mr_metrics_series(s->env.metrics, MR_MF_BREAKER, values);
+        if (!(s->hint_names[i] = hint_name(by[i])))
+            rc = -1;
+    }
+    free(by);
+    return rc;
+}
+
+/* The router's exclusion hook: a provider at or over its budget. */
+static bool over_budget(void *ud, const mr_provider_t *p, const mr_target_t *t, char *rule,
+                        size_t rule_len, char *reason, size_t reason_len)
+{
+    const mr_snapshot_t *s = ud;
+
+    (void)t;
+    if (!s->limits || !mr_limits_provider_over(s->limits, (size_t)(p - s->cfg->providers)))
+        return false;
+    snprintf(rule, rule_len, "budget_usd");
+    snprintf(reason, reason_len, "provider %s has used its budget of $%.2f for this %s", p->name,
+             p->budget_usd, mr_budget_period_name(p->budget_period));
+    return true;
+}
+
+static int make_limits(mr_snapshot_t *s, const mr_snapshot_t *prev)
+{
+    const mr_config_t *cfg = s->cfg;
+    mr_limits_key_spec_t *keys = calloc(cfg->n_keys ? cfg->n_keys : 1, sizeof(*keys));
+    mr_limits_provider_spec_t *provs =
+        calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*provs));
+    uint64_t ttl = (uint64_t)cfg->timeouts.request_ms + 60000;
+    char err[256];
+    int rc = -1;
+
+    if (keys && provs) {
+        for (size_t i = 0; i < cfg->n_keys; i++) {
+            const mr_key_limits_t *l = &cfg->keys[i].limits;
+            keys[i] = (mr_limits_key_spec_t){cfg->keys[i].name, l->rpm,        l->tpm,
+                                             l->max_parallel,   l->budget_usd, l->budget_period};
+        }
+        for (size_t i = 0; i < cfg->n_providers; i++)
+            provs[i] =
+                (mr_limits_provider_spec_t){cfg->providers[i].name, cfg->providers[i].budget_usd,
+                                            cfg->providers[i].budget_period};
+        mr_limits_spec_t spec = {.keys = keys,
+                                 .n_keys = cfg->n_keys,
+                                 .providers = provs,
+                                 .n_providers = cfg->n_providers,
+                                 .reservation_ttl_ms =
+                                     ttl > UINT32_MAX ? UINT32_MAX : (uint32_t)ttl};
+        rc = mr_limits_new(s->env.state, &spec, &s->limits, err, sizeof(err));
+    }
+    if (rc == 0 && prev && prev->limits)
+        mr_limits_carry(s->limits, prev->limits);
+    free(keys);
+    free(provs);
+    return rc;
+}
+
+static int make_soft(mr_snapshot_t *s, const mr_snapshot_t *prev)
+{
+    const mr_config_t *cfg = s->cfg;
+    mr_health_opts_t ho = {cfg->health.failure_threshold, cfg->health.cooldown_ms,
+                           cfg->health.max_cooldown_ms, cfg->health.probe_timeout_ms};
+    mr_retry_budget_opts_t ro = {cfg->retry_budget.ratio, cfg->retry_budget.window_s,
+                                 cfg->retry_budget.min_retries_per_s};
+
+    if (mr_softstate_mem_init(&s->ss, cfg, s->env.seed ^ s->id) < 0)
+        return -1;
+    mr_softstate_mem_set_exclude(&s->ss, over_budget, s);
+    if (mr_health_init(&s->health, cfg->n_target_ids, &ho) < 0)
+        return -1;
+    mr_retry_budget_init(&s->retry_budget, &ro);
+    if (!(s->inflight = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*s->inflight))) ||
+        index_targets(s) < 0 || (s->env.state && make_limits(s, prev) < 0))
+        return -1;
+    if (prev)
+        carry_health(s, prev);
+    if (s->env.metrics) {
+        mr_health_set_listener(&s->health, on_breaker, s);
+        mr_health_announce(&s->health, mr_metrics_now_ms());
+    }
+    return 0;
+}
+
+static void free_soft(mr_snapshot_t *s)
+{
+    mr_limits_free(s->limits);
+    for (size_t i = 0; s->hint_names && i < s->cfg->n_target_ids; i++)
+        free(s->hint_names[i]);
+    free(s->hint_names);
+    free(s->hint_seen);
+    free(s->breaker_slots);
+    free(s->inflight);
+    if (s->health.opts.cooldown_ms) { /* initialised */
+        mr_health_free(&s->health);
+        mr_retry_budget_free(&s->retry_budget);
+    }
+    if (s->ss.super.ops)
+        mr_softstate_mem_free(&s->ss);
+}
+
+static mr_snapshot_t *snapshot_make(mr_config_t *cfg, unsigned id, const mr_snapshot_env_t *env,
+                                    const mr_snapshot_t *prev)
+{
+    mr_snapshot_t *s = calloc(1, sizeof(*s));
+
+    if (!s) {
+        mr_config_free(cfg);
+        return NULL;
+    }
+    s->cfg = cfg;
+    s->id = id;
+    s->env = *env;
+    atomic_init(&s->refs, 1);
+    if (build_models(s) < 0 || make_soft(s, prev) < 0) {
+        free_soft(s);
+        free(s->models_body);
+        mr_config_free(cfg);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+mr_snapshot_t *mr_snapshot_new(mr_config_t *cfg, const mr_snapshot_env_t *env)
+{
+    return snapshot_make(cfg, 0, env, NULL);
+}
+
+mr_snapshot_t *mr_snapshot_next(const mr_snapshot_t *prev, mr_config_t *cfg)
+{
+    return snapshot_make(cfg, prev->id + 1, &prev->env, prev);
+}
+
+mr_snapshot_t *mr_snapshot_acquire(mr_snapshot_t *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    return s;
+}
+
+void mr_snapshot_release(mr_snapshot_t *s)
+{
+    /* acq_rel: the thread that frees sees every other thread's last use */
+    if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    free_soft(s);
+    free(s->models_body);
+    mr_config_free(s->cfg);
+    free(s);
+}
+
+/* ---- a worker's generation ---------------------------------------------- */
+
 mr_generation_t *mr_generation_new(mr_snapshot_t *snap, mr_metrics_t *metrics, unsigned worker,
-                                   uint64_t seed, const mr_generation_t *prev)
+                                   mr_state_loop_t *sl)
 {
     const mr_config_t *cfg = snap->cfg;
     mr_generation_t *g = calloc(1, sizeof(*g));
@@ -138,30 +318,18 @@ mr_generation_t *mr_generation_new(mr_snapshot_t *snap, mr_metrics_t *metrics, u
     g->cfg = cfg;
     g->id = snap->id;
     g->refs = 1;
-    if (!(g->mv = mr_metrics_view_new(metrics, worker, cfg)))
-        goto fail;
-    if (mr_softstate_mem_init(&g->ss, cfg, seed) < 0)
-        goto fail_mv;
-    mr_health_opts_t ho = {cfg->health.failure_threshold, cfg->health.cooldown_ms,
-                           cfg->health.max_cooldown_ms, cfg->health.probe_timeout_ms};
-    if (mr_health_init(&g->health, cfg->n_target_ids, &ho) < 0)
-        goto fail_ss;
-    if (!(g->inflight = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*g->inflight))))
-        goto fail_health;
-    if (prev)
-        carry_health(g, prev);
+    g->ss = &snap->ss.super;
+    g->health = &snap->health;
+    g->limits = snap->limits;
+    g->sl = sl;
+    if (!(g->mv = mr_metrics_view_new(metrics, worker, cfg)) ||
+        !(g->inflight = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*g->inflight)))) {
+        mr_metrics_view_free(g->mv);
+        free(g);
+        return NULL;
+    }
     g->snap = mr_snapshot_acquire(snap);
     return g;
-
-fail_health:
-    mr_health_free(&g->health);
-fail_ss:
-    mr_softstate_mem_free(&g->ss);
-fail_mv:
-    mr_metrics_view_free(g->mv);
-fail:
-    free(g);
-    return NULL;
 }
 
 mr_generation_t *mr_generation_acquire(mr_generation_t *g)
@@ -175,19 +343,84 @@ void mr_generation_release(mr_generation_t *g)
     if (!g || --g->refs > 0)
         return;
     free(g->inflight);
-    mr_health_free(&g->health);
-    mr_softstate_mem_free(&g->ss);
     mr_metrics_view_free(g->mv);
     mr_snapshot_release(g->snap);
     free(g);
 }
 
-void mr_generation_publish_breaker(mr_generation_t *g, size_t id, const mr_target_t *t,
-                                   uint64_t now_ms)
+/* ---- breakers, hints and in-flight counts -------------------------------- */
+
+/* A hint another instance published (or this one, through Redis) opens
+ * the breaker until its time. Checked only when the hints changed since
+ * this target last looked: one atomic load otherwise. */
+static void apply_hint(mr_generation_t *g, size_t id, uint64_t now_ms)
 {
-    if (id == SIZE_MAX || !t)
+    mr_snapshot_t *s = g->snap;
+    mr_state_t *st = s->env.state;
+    uint64_t until, ver;
+
+    if (!st || (ver = mr_state_hints_version(st)) == atomic_load(&s->hint_seen[id]))
         return;
-    mr_health_state_t st = mr_health_state(&g->health, id, now_ms);
-    mr_metrics_breaker(g->mv, t, (int)st,
-                       mr_metrics_now_ms() + mr_health_retry_in_ms(&g->health, id, now_ms));
+    atomic_store(&s->hint_seen[id], ver);
+    if (mr_state_hint_get(st, s->hint_names[id], &until)) {
+        uint64_t utc = mr_state_now(st);
+        if (until > utc)
+            mr_health_open_until(g->health, id, now_ms + (until - utc), now_ms);
+    }
+}
+
+mr_health_verdict_t mr_generation_acquire_target(mr_generation_t *g, size_t id, uint64_t now_ms,
+                                                 uint64_t *retry_in_ms)
+{
+    mr_health_verdict_t v;
+
+    *retry_in_ms = 0;
+    if (id == SIZE_MAX || id >= g->cfg->n_target_ids)
+        return MR_HEALTH_ALLOW;
+    apply_hint(g, id, now_ms);
+    v = mr_health_acquire(g->health, id, now_ms);
+    if (v == MR_HEALTH_SKIP)
+        *retry_in_ms = mr_health_retry_in_ms(g->health, id, now_ms);
+    return v;
+}
+
+void mr_generation_report(mr_generation_t *g, size_t id, bool probe, mr_outcome_t outcome,
+                          long retry_after_s, uint32_t ttfb_ms, uint64_t now_ms)
+{
+    mr_state_t *st = g->snap->env.state;
+    uint64_t until;
+
+    if (id == SIZE_MAX)
+        return;
+    until = mr_health_report_attempt(g->health, id, probe, outcome, retry_after_s, ttfb_ms, now_ms);
+    if (until > now_ms && st && g->sl)
+        mr_state_hint_publish(g->sl, g->snap->hint_names[id], mr_state_now(st) + (until - now_ms));
+}
+
+void mr_generation_cancel(mr_generation_t *g, size_t id, uint64_t now_ms)
+{
+    if (id != SIZE_MAX)
+        mr_health_cancel(g->health, id, now_ms);
+}
+
+bool mr_generation_inflight_take(mr_generation_t *g, const mr_provider_t *p)
+{
+    size_t i = (size_t)(p - g->cfg->providers);
+    atomic_uint *n = &g->snap->inflight[i];
+    unsigned cur = atomic_load(n);
+
+    do {
+        if (p->max_inflight && cur >= p->max_inflight)
+            return false;
+    } while (!atomic_compare_exchange_weak(n, &cur, cur + 1));
+    mr_metrics_inflight(g->mv, p, ++g->inflight[i]);
+    return true;
+}
+
+void mr_generation_inflight_give(mr_generation_t *g, const mr_provider_t *p)
+{
+    size_t i = (size_t)(p - g->cfg->providers);
+
+    atomic_fetch_sub(&g->snap->inflight[i], 1);
+    mr_metrics_inflight(g->mv, p, --g->inflight[i]);
 }

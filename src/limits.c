@@ -176,6 +176,44 @@ void mr_limits_free(mr_limits_engine_t *L)
         unref(L);
 }
 
+static void copy_counter(atomic_uint_fast64_t *to, const atomic_uint_fast64_t *from)
+{
+    atomic_store(to, atomic_load((atomic_uint_fast64_t *)from));
+}
+
+static void carry_key(kcache_t *to, const kcache_t *from)
+{
+    copy_counter(&to->allowed, &from->allowed);
+    copy_counter(&to->unavailable, &from->unavailable);
+    copy_counter(&to->spend, &from->spend);
+    for (size_t i = 0; i <= MR_LIMIT_PROVIDER_BUDGET; i++)
+        copy_counter(&to->limited[i], &from->limited[i]);
+    copy_counter(&to->req_used, &from->req_used);
+    copy_counter(&to->tok_used, &from->tok_used);
+    copy_counter(&to->in_flight, &from->in_flight);
+    copy_counter(&to->spent, &from->spent);
+    copy_counter(&to->used, &from->used);
+    copy_counter(&to->as_of, &from->as_of);
+}
+
+void mr_limits_carry(mr_limits_engine_t *to, const mr_limits_engine_t *from)
+{
+    for (size_t i = 0; i < to->n_keys; i++)
+        for (size_t j = 0; j < from->n_keys; j++)
+            if (!strcmp(to->keys[i].name, from->keys[j].name)) {
+                carry_key(&to->keys[i].c, &from->keys[j].c);
+                break;
+            }
+    for (size_t i = 0; i < to->n_provs; i++)
+        for (size_t j = 0; j < from->n_provs; j++)
+            if (!strcmp(to->provs[i].name, from->provs[j].name)) {
+                copy_counter(&to->provs[i].used, &from->provs[j].used);
+                copy_counter(&to->provs[i].period_end, &from->provs[j].period_end);
+                copy_counter(&to->provs[i].spend, &from->provs[j].spend);
+                break;
+            }
+}
+
 bool mr_limits_key_limited(const mr_limits_engine_t *L, size_t key)
 {
     const lkey_t *k = key_of(L, key);

@@ -5,6 +5,8 @@
  */
 #include "limits_int.h"
 
+#include "meridian/metrics.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -234,9 +236,154 @@ json_t *mr_limits_providers_json(const mr_limits_engine_t *L)
         uint64_t used = atomic_load(&p->used);
         json_object_set_new(
             all, p->name,
-            json_pack("{sossso}", "budget_usd", usd((uint64_t)p->budget), "budget_period",
-                      mr_budget_period_name(p->period), "remaining_usd",
-                      usd((uint64_t)p->budget > used ? (uint64_t)p->budget - used : 0)));
+            json_pack("{sossso so so sb}", "budget_usd", usd((uint64_t)p->budget), "budget_period",
+                      mr_budget_period_name(p->period), "used_usd", usd(used), "remaining_usd",
+                      usd((uint64_t)p->budget > used ? (uint64_t)p->budget - used : 0),
+                      "settled_here_usd", usd(atomic_load(&p->spend)), "over",
+                      mr_limits_provider_over(L, i)));
     }
     return json_pack("{so}", "providers", all);
+}
+
+/* ---- /status and /metrics ------------------------------------------------ */
+
+static json_t *state_json(const mr_state_t *st)
+{
+    mr_state_stats_t s;
+    mr_state_stats(st, &s);
+    return json_pack(
+        "{sssssbsIsIsIsIsIsIsIsIsIsIsIsI}", "backend", mr_state_backend_name(s.backend),
+        "on_outage", mr_state_outage_name(s.on_outage), "redis_up", s.redis_up, "outage_since_ms",
+        (json_int_t)s.outage_since_ms, "outages", (json_int_t)s.outages, "reconnects",
+        (json_int_t)s.reconnects, "command_timeouts", (json_int_t)s.command_timeouts,
+        "local_answers", (json_int_t)s.local_answers, "denied_unavailable",
+        (json_int_t)s.denied_unavailable, "journal_len", (json_int_t)s.journal_len,
+        "journal_dropped", (json_int_t)s.journal_dropped, "replayed", (json_int_t)s.replayed,
+        "live_instances", (json_int_t)s.live_instances, "file_writes", (json_int_t)s.file_writes,
+        "file_errors", (json_int_t)s.file_errors);
+}
+
+json_t *mr_limits_status_json(const mr_limits_engine_t *L)
+{
+    json_t *keys = json_object(), *provs = mr_limits_providers_json(L);
+    for (size_t i = 0; i < L->n_keys; i++) {
+        json_t *k = mr_limits_key_limited(L, i) ? mr_limits_key_json(L, i) : NULL;
+        if (k)
+            json_object_set_new(keys, L->keys[i].name, k);
+    }
+    json_t *o = json_pack("{sos{sosO}}", "state", state_json(L->st), "budgets", "keys", keys,
+                          "providers", json_object_get(provs, "providers"));
+    json_decref(provs);
+    return o;
+}
+
+static void sample(mr_buf_t *out, const char *name, const char *label, const char *value, double v)
+{
+    const char *labels[] = {label, value, NULL};
+    mr_metrics_write_sample(out, name, label ? labels : NULL, v);
+}
+
+static void render_keys(const mr_limits_engine_t *L, mr_buf_t *out)
+{
+    static const char *const outcome[] = {"allowed", "rpm", "tpm", "max_parallel", "budget"};
+    mr_metrics_write_family(out, "meridian_key_requests_total", "counter",
+                            "Admissions of requests of a key with limits, by outcome (allowed, "
+                            "the limit that refused, or unavailable).");
+    for (size_t i = 0; i < L->n_keys; i++) {
+        mr_limits_key_stats_t ks;
+        if (!mr_limits_key_limited(L, i))
+            continue;
+        mr_limits_key_stats(L, i, &ks);
+        for (size_t o = 0; o < sizeof(outcome) / sizeof(outcome[0]); o++) {
+            const char *labels[] = {"key", L->keys[i].name, "outcome", outcome[o], NULL};
+            mr_metrics_write_sample(out, "meridian_key_requests_total", labels,
+                                    (double)(o ? ks.limited[o] : ks.allowed));
+        }
+        const char *labels[] = {"key", L->keys[i].name, "outcome", "unavailable", NULL};
+        mr_metrics_write_sample(out, "meridian_key_requests_total", labels, (double)ks.unavailable);
+    }
+    mr_metrics_write_family(out, "meridian_key_spend_usd_total", "counter",
+                            "Spend of a key's requests settled by this process, in USD.");
+    for (size_t i = 0; i < L->n_keys; i++)
+        if (mr_limits_key_limited(L, i))
+            sample(out, "meridian_key_spend_usd_total", "key", L->keys[i].name,
+                   (double)atomic_load(&L->keys[i].c.spend) / MR_LIMITS_NUSD_PER_USD);
+    mr_metrics_write_family(out, "meridian_key_budget_used_usd", "gauge",
+                            "Spent and reserved of a key's budget_usd in the current period, as "
+                            "last seen by this process.");
+    for (size_t i = 0; i < L->n_keys; i++)
+        if (L->keys[i].budget)
+            sample(out, "meridian_key_budget_used_usd", "key", L->keys[i].name,
+                   (double)atomic_load(&L->keys[i].c.used) / MR_LIMITS_NUSD_PER_USD);
+}
+
+static void render_providers(const mr_limits_engine_t *L, mr_buf_t *out)
+{
+    mr_metrics_write_family(out, "meridian_provider_spend_usd_total", "counter",
+                            "Spend on a provider with a budget_usd settled by this process, in "
+                            "USD.");
+    for (size_t i = 0; i < L->n_provs; i++)
+        if (L->provs[i].budget)
+            sample(out, "meridian_provider_spend_usd_total", "provider", L->provs[i].name,
+                   (double)atomic_load(&L->provs[i].spend) / MR_LIMITS_NUSD_PER_USD);
+    mr_metrics_write_family(out, "meridian_provider_budget_used_usd", "gauge",
+                            "Spent and reserved of a provider's budget_usd in the current period, "
+                            "as last seen by this process.");
+    for (size_t i = 0; i < L->n_provs; i++)
+        if (L->provs[i].budget)
+            sample(out, "meridian_provider_budget_used_usd", "provider", L->provs[i].name,
+                   (double)atomic_load(&L->provs[i].used) / MR_LIMITS_NUSD_PER_USD);
+}
+
+/* One unlabelled sample of a family. */
+static void one(mr_buf_t *out, const char *name, const char *type, const char *help, double v)
+{
+    mr_metrics_write_family(out, name, type, help);
+    mr_metrics_write_sample(out, name, NULL, v);
+}
+
+static void render_state(const mr_state_t *st, mr_buf_t *out)
+{
+    mr_state_stats_t s;
+    mr_state_stats(st, &s);
+    const char *info[] = {"backend", mr_state_backend_name(s.backend), "on_outage",
+                          mr_state_outage_name(s.on_outage), NULL};
+    mr_metrics_write_family(out, "meridian_state_info", "gauge",
+                            "The shared state's backend and on_outage mode.");
+    mr_metrics_write_sample(out, "meridian_state_info", info, 1);
+    one(out, "meridian_state_up", "gauge",
+        "1 while the shared state is reachable (memory: always; redis: every worker connected).",
+        s.redis_up);
+    one(out, "meridian_state_outages_total", "counter", "Times Redis became unreachable.",
+        (double)s.outages);
+    one(out, "meridian_state_reconnects_total", "counter", "Redis connections re-established.",
+        (double)s.reconnects);
+    one(out, "meridian_state_command_timeouts_total", "counter",
+        "Redis commands answered by the gateway's own timer.", (double)s.command_timeouts);
+    one(out, "meridian_state_local_answers_total", "counter",
+        "Admissions decided on this instance's counters during an outage (on_outage local).",
+        (double)s.local_answers);
+    one(out, "meridian_state_unavailable_total", "counter",
+        "Admissions refused because Redis was unreachable (on_outage deny).",
+        (double)s.denied_unavailable);
+    one(out, "meridian_state_journal_ops", "gauge",
+        "Operations counted during an outage and not yet replayed to Redis.",
+        (double)s.journal_len);
+    one(out, "meridian_state_journal_dropped_total", "counter",
+        "Operations lost because the outage journal was full.", (double)s.journal_dropped);
+    one(out, "meridian_state_replayed_total", "counter", "Journalled operations Redis accepted.",
+        (double)s.replayed);
+    one(out, "meridian_state_live_instances", "gauge",
+        "Instances sharing the state, as last seen (memory: 1).", (double)s.live_instances);
+    one(out, "meridian_state_file_writes_total", "counter", "State file replacements (memory).",
+        (double)s.file_writes);
+    one(out, "meridian_state_file_errors_total", "counter",
+        "Failed state file writes (memory; logged).", (double)s.file_errors);
+}
+
+void mr_limits_render_metrics(const mr_limits_engine_t *L, mr_buf_t *out)
+{
+    render_keys(L, out);
+    render_providers(L, out);
+    render_state(L->st, out);
 }

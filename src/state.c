@@ -490,8 +490,10 @@ void mr_state_hints_set(mr_state_t *st, const char *target, uint64_t until_ms)
     pthread_mutex_lock(&st->mu);
     for (size_t i = 0; i < st->n_hints; i++) {
         if (strcmp(st->hints[i].target, target) == 0) {
-            if (until_ms > st->hints[i].until_ms)
+            if (until_ms > st->hints[i].until_ms) {
                 st->hints[i].until_ms = until_ms;
+                atomic_fetch_add(&st->hints_version, 1);
+            }
             pthread_mutex_unlock(&st->mu);
             return;
         }
@@ -502,7 +504,13 @@ void mr_state_hints_set(mr_state_t *st, const char *target, uint64_t until_ms)
         oldest = st->n_hints++;
     snprintf(st->hints[oldest].target, sizeof(st->hints[oldest].target), "%s", target);
     st->hints[oldest].until_ms = until_ms;
+    atomic_fetch_add(&st->hints_version, 1);
     pthread_mutex_unlock(&st->mu);
+}
+
+uint64_t mr_state_hints_version(const mr_state_t *st)
+{
+    return atomic_load(&((mr_state_t *)st)->hints_version);
 }
 
 bool mr_state_hint_get(mr_state_t *st, const char *target, uint64_t *until_ms)

@@ -71,7 +71,7 @@ void mr_state_file_stats(mr_state_file_t *f, uint64_t *writes, uint64_t *errors)
 /* ---- the front -------------------------------------------------------- */
 
 typedef struct mr_state_hint {
-    char target[64];
+    char target[MR_STATE_HINT_NAME_MAX];
     uint64_t until_ms;
 } mr_state_hint_t;
 
@@ -107,7 +107,7 @@ struct mr_state {
 
     atomic_bool up;
     atomic_uint_fast64_t outage_since, outages, reconnects, timeouts, local_answers,
-        denied_unavailable, journal_dropped, replayed, live, connects;
+        denied_unavailable, journal_dropped, replayed, live, connects, hints_version;
 };
 
 struct mr_redis_conn;

@@ -53,6 +53,7 @@
 #ifndef MERIDIAN_LIMITS_H
 #define MERIDIAN_LIMITS_H
 
+#include "meridian/buf.h"
 #include "meridian/catalogue.h" /* mr_budget_period_t and its names */
 #include "meridian/state.h"
 
@@ -178,6 +179,9 @@ struct mr_limits_req {
 int mr_limits_new(mr_state_t *st, const mr_limits_spec_t *spec, mr_limits_engine_t **out, char *err,
                   size_t errlen);
 void mr_limits_free(mr_limits_engine_t *L);
+/* A reload: `to` takes over what `from` saw and counted for the keys and
+ * providers of the same names (the /metrics counters keep counting). */
+void mr_limits_carry(mr_limits_engine_t *to, const mr_limits_engine_t *from);
 
 /* true when key `key` (or provider) has any limit: requests of keys without
  * limits need no admit (admit answers DONE/ALLOW without a state call). */
@@ -263,9 +267,24 @@ uint64_t mr_limits_provider_spend_nusd(const mr_limits_engine_t *L, size_t p);
  * key.
  */
 json_t *mr_limits_key_json(const mr_limits_engine_t *L, size_t key);
-/* {"providers":{NAME:{"budget_usd","budget_period","spent_usd","remaining_usd"}}}
- * for every provider with a budget. */
+/* {"providers":{NAME:{"budget_usd","budget_period","used_usd" (spent and
+ * reserved in the period, as last seen),"remaining_usd","settled_here_usd"
+ * (by this process since start),"over"}}} for every provider with a
+ * budget. */
 json_t *mr_limits_providers_json(const mr_limits_engine_t *L);
+
+/* /status: {"state": {backend, on_outage, redis_up, outage_since_ms,
+ * outages, reconnects, live_instances, journal_len, ...}, "budgets":
+ * {"keys": {NAME: mr_limits_key_json, for keys with limits}, "providers":
+ * as in mr_limits_providers_json}}. A new object. */
+json_t *mr_limits_status_json(const mr_limits_engine_t *L);
+
+/* /metrics: per key (labels: the configured names) the admissions by
+ * outcome, the spend settled by this process, the budget and what is used
+ * of it as last seen; per provider the same for its budget; the state's
+ * status (up, outage mode, outages, reconnects, journal...). Appended in
+ * the text exposition format. */
+void mr_limits_render_metrics(const mr_limits_engine_t *L, mr_buf_t *out);
 
 /* Reads the key's current counters from the state into the values above
  * (providers' are refreshed by every attempt); DONE or PENDING like admit,
