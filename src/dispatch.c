@@ -108,6 +108,8 @@ static enum MHD_Result answer_providers(mr_request_t *r)
     json_t *data = json_array(), *root = json_object();
     mr_retry_budget_t *b = &r->gen->snap->retry_budget;
 
+    mr_generation_sync_hints(r->gen, now); /* breakers other instances opened */
+
     for (size_t i = 0; seen && i < cfg->n_routes; i++)
         for (size_t t = 0; t < cfg->routes[i].n_targets; t++) {
             const mr_target_t *tg = &cfg->routes[i].targets[t];

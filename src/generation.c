@@ -369,6 +369,12 @@ static void apply_hint(mr_generation_t *g, size_t id, uint64_t now_ms)
     }
 }
 
+void mr_generation_sync_hints(mr_generation_t *g, uint64_t now_ms)
+{
+    for (size_t id = 0; id < g->cfg->n_target_ids; id++)
+        apply_hint(g, id, now_ms);
+}
+
 mr_health_verdict_t mr_generation_acquire_target(mr_generation_t *g, size_t id, uint64_t now_ms,
                                                  uint64_t *retry_in_ms)
 {

@@ -103,6 +103,8 @@ void mr_generation_release(mr_generation_t *g);
  * *retry_in_ms says when it stops being open. */
 mr_health_verdict_t mr_generation_acquire_target(mr_generation_t *g, size_t id, uint64_t now_ms,
                                                  uint64_t *retry_in_ms);
+/* Every target's breaker takes the hints in force (for a view of them). */
+void mr_generation_sync_hints(mr_generation_t *g, uint64_t now_ms);
 /* An attempt's outcome; a breaker it opens is announced to the other
  * instances (a breaker hint). */
 void mr_generation_report(mr_generation_t *g, size_t id, bool probe, mr_outcome_t outcome,
