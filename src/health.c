@@ -238,7 +238,10 @@ bool mr_health_open_until(mr_health_t *h, size_t id, uint64_t until_ms, uint64_t
     if (!t || until_ms <= now_ms)
         return false;
     lock(h);
-    opened = open_until(h, t, now_ms, until_ms);
+    /* an open breaker keeps its own time: a hint (maybe its own echo, a
+     * few ms off through the clocks) never stretches it */
+    if (state_of(t, now_ms) != MR_HEALTH_OPEN)
+        opened = open_until(h, t, now_ms, until_ms);
     unlock(h);
     return opened != 0;
 }

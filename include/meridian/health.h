@@ -150,9 +150,10 @@ mr_health_verdict_t mr_health_acquire(mr_health_t *h, size_t id, uint64_t now_ms
 
 /*
  * Another instance opened the target until until_ms (a breaker hint, on
- * this clock): open it until then unless it is open longer already. The
- * cooldown doubling is untouched; after until_ms the breaker is half-open
- * and one probe decides, as after its own cooldown. True when it changed.
+ * this clock): open it until then unless it is open already (an open
+ * breaker keeps its own time). The cooldown doubling is untouched; after
+ * until_ms the breaker is half-open and one probe decides, as after its own
+ * cooldown. True when it changed.
  */
 bool mr_health_open_until(mr_health_t *h, size_t id, uint64_t until_ms, uint64_t now_ms);
 
