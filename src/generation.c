@@ -212,6 +212,238 @@ static int make_limits(mr_snapshot_t *s, const mr_snapshot_t *prev)
     return rc;
 }
 
+/* ---- vendor shares across instances (redis backend) ---------------------- */
+
+#define SHARE_REFRESH_MS 500
+
+/* Per policy with max_vendor_share, one Redis window per tracked vendor and
+ * one for the total: what Redis last said (remote) and what this process
+ * had counted itself when that read was sent (base). */
+struct mr_share_sync {
+    size_t nv; /* windows per policy: tracked vendors + the total */
+    size_t n;  /* n_share_policies * nv */
+    char (*keys)[MR_STATE_KEY_MAX];
+    uint32_t *window_ms; /* per window */
+    const mr_policy_t **policy;
+    atomic_uint_fast64_t *remote, *base;
+    atomic_uint_fast64_t next_ms;
+};
+
+typedef struct share_read {
+    mr_snapshot_t *snap; /* a reference until the answer */
+    size_t first, n;
+    uint64_t base[MR_STATE_MAX_OPS];
+} share_read_t;
+
+static void free_share(struct mr_share_sync *sh)
+{
+    if (!sh)
+        return;
+    free(sh->keys);
+    free(sh->window_ms);
+    free(sh->policy);
+    free(sh->remote);
+    free(sh->base);
+    free(sh);
+}
+
+static void share_keys(struct mr_share_sync *sh, const mr_config_t *cfg)
+{
+    char pol[MR_STATE_KEY_MAX / 4], ven[MR_STATE_KEY_MAX / 4];
+
+    for (size_t i = 0; i < cfg->n_policies; i++) {
+        const mr_policy_t *p = &cfg->policies[i];
+        if (p->share_slot < 0)
+            continue;
+        mr_state_key_escape(p->name, pol, sizeof(pol));
+        for (size_t v = 0; v < sh->nv; v++) {
+            size_t k = (size_t)p->share_slot * sh->nv + v;
+            mr_state_key_escape(v + 1 < sh->nv ? cfg->vendors[v] : "*", ven, sizeof(ven));
+            snprintf(sh->keys[k], sizeof(sh->keys[k]), "s:%s:%s", pol, ven);
+            sh->window_ms[k] = p->share_window_s * 1000;
+            sh->policy[k] = p;
+        }
+    }
+}
+
+static int make_share(mr_snapshot_t *s)
+{
+    const mr_config_t *cfg = s->cfg;
+    struct mr_share_sync *sh;
+
+    if (!cfg->n_share_policies || mr_state_backend(s->env.state) != MR_STATE_REDIS)
+        return 0;
+    if (!(sh = calloc(1, sizeof(*sh))))
+        return -1;
+    s->share = sh;
+    sh->nv = s->ss._n_vendors + 1;
+    sh->n = cfg->n_share_policies * sh->nv;
+    sh->keys = calloc(sh->n, sizeof(*sh->keys));
+    sh->window_ms = calloc(sh->n, sizeof(*sh->window_ms));
+    sh->policy = calloc(sh->n, sizeof(*sh->policy));
+    sh->remote = calloc(sh->n, sizeof(*sh->remote));
+    sh->base = calloc(sh->n, sizeof(*sh->base));
+    if (!sh->keys || !sh->window_ms || !sh->policy || !sh->remote || !sh->base)
+        return -1;
+    share_keys(sh, cfg);
+    return 0;
+}
+
+static void ignore_answer(void *arg, const mr_state_result_t *res)
+{
+    (void)arg;
+    (void)res;
+}
+
+/* What this process counted itself in window k. */
+static uint64_t local_count(mr_snapshot_t *s, size_t k, uint64_t now_ms)
+{
+    const struct mr_share_sync *sh = s->share;
+    uint64_t served, total;
+    size_t v = k % sh->nv;
+
+    mr_softstate_share(&s->ss.super, sh->policy[k], v + 1 < sh->nv ? v : SIZE_MAX, now_ms, &served,
+                       &total);
+    return v + 1 < sh->nv ? served : total;
+}
+
+static void on_share_read(void *arg, const mr_state_result_t *res)
+{
+    share_read_t *rd = arg;
+    struct mr_share_sync *sh = rd->snap->share;
+
+    if (res->status == MR_STATE_OK && !res->local) /* an outage answers from local counters */
+        for (size_t j = 0; j < rd->n; j++) {
+            atomic_store(&sh->remote[rd->first + j], res->r[j].used);
+            atomic_store(&sh->base[rd->first + j], rd->base[j]);
+        }
+    mr_snapshot_release(rd->snap);
+    free(rd);
+}
+
+/* Reads every window from Redis again, at most every SHARE_REFRESH_MS
+ * (whichever worker comes first); nothing waits for the answers. */
+static void refresh_shares(mr_generation_t *g, uint64_t now_ms)
+{
+    struct mr_share_sync *sh = g->snap->share;
+    uint64_t next = atomic_load(&sh->next_ms);
+
+    if (now_ms < next ||
+        !atomic_compare_exchange_strong(&sh->next_ms, &next, now_ms + SHARE_REFRESH_MS))
+        return;
+    for (size_t first = 0; first < sh->n; first += MR_STATE_MAX_OPS) {
+        share_read_t *rd = calloc(1, sizeof(*rd));
+        mr_state_txn_t txn = {0};
+        if (!rd)
+            return;
+        rd->first = first;
+        rd->n = sh->n - first < MR_STATE_MAX_OPS ? sh->n - first : MR_STATE_MAX_OPS;
+        for (size_t j = 0; j < rd->n; j++) {
+            mr_state_txn_add(&txn, MR_OP_WINDOW_GET, sh->keys[first + j], NULL)->window_ms =
+                sh->window_ms[first + j];
+            rd->base[j] = local_count(g->snap, first + j, now_ms);
+        }
+        rd->snap = mr_snapshot_acquire(g->snap);
+        if (mr_state_exec(g->sl, &txn, on_share_read, rd) != 0) {
+            mr_snapshot_release(rd->snap);
+            free(rd);
+        }
+    }
+}
+
+static mr_generation_t *gen_of(mr_softstate_t *ss)
+{
+    return ((mr_generation_ss_t *)ss)->g;
+}
+
+static mr_softstate_t *mem_of(mr_softstate_t *ss)
+{
+    return &gen_of(ss)->snap->ss.super;
+}
+
+static void gss_record_served(mr_softstate_t *ss, const mr_policy_t *p, size_t vendor,
+                              uint64_t now_ms)
+{
+    mr_generation_t *g = gen_of(ss);
+    struct mr_share_sync *sh = g->snap->share;
+    mr_state_txn_t txn = {0};
+
+    mr_softstate_record_served(mem_of(ss), p, vendor, now_ms);
+    if (!p || p->share_slot < 0)
+        return;
+    size_t k = (size_t)p->share_slot * sh->nv;
+    size_t ks[2] = {vendor + 1 < sh->nv ? k + vendor : SIZE_MAX, k + sh->nv - 1};
+    for (size_t i = 0; i < 2; i++) {
+        if (ks[i] == SIZE_MAX)
+            continue;
+        mr_state_op_t *op = mr_state_txn_add(&txn, MR_OP_WINDOW_ADD, sh->keys[ks[i]], NULL);
+        op->amount = 1;
+        op->window_ms = sh->window_ms[ks[i]];
+        op->at_ms = mr_state_now(g->snap->env.state);
+    }
+    mr_state_exec(g->sl, &txn, ignore_answer, NULL);
+}
+
+/* Redis' count as last read, plus what this process counted since. */
+static uint64_t merged(const struct mr_share_sync *sh, size_t k, uint64_t local)
+{
+    uint64_t base = atomic_load(&sh->base[k]);
+    return atomic_load(&sh->remote[k]) + (local > base ? local - base : 0);
+}
+
+static void gss_share(mr_softstate_t *ss, const mr_policy_t *p, size_t vendor, uint64_t now_ms,
+                      uint64_t *served, uint64_t *total)
+{
+    mr_generation_t *g = gen_of(ss);
+    const struct mr_share_sync *sh = g->snap->share;
+
+    mr_softstate_share(mem_of(ss), p, vendor, now_ms, served, total);
+    if (!p || p->share_slot < 0)
+        return;
+    refresh_shares(g, now_ms);
+    size_t k = (size_t)p->share_slot * sh->nv;
+    *total = merged(sh, k + sh->nv - 1, *total);
+    if (vendor + 1 < sh->nv)
+        *served = merged(sh, k + vendor, *served);
+}
+
+static void gss_record_ttfb(mr_softstate_t *ss, uint32_t id, uint32_t ms, uint64_t now_ms)
+{
+    mr_softstate_record_ttfb(mem_of(ss), id, ms, now_ms);
+}
+
+static bool gss_ttfb(mr_softstate_t *ss, uint32_t id, uint64_t now_ms, double *ewma_ms)
+{
+    return mr_softstate_ttfb(mem_of(ss), id, now_ms, ewma_ms);
+}
+
+static uint64_t gss_rr_next(mr_softstate_t *ss, size_t route, bool advance)
+{
+    return mr_softstate_rr_next(mem_of(ss), route, advance);
+}
+
+static uint64_t gss_random(mr_softstate_t *ss)
+{
+    mr_softstate_t *m = mem_of(ss);
+    return m->ops->random(m);
+}
+
+static bool gss_excluded(mr_softstate_t *ss, const mr_provider_t *p, const mr_target_t *t,
+                         char *rule, size_t rule_len, char *reason, size_t reason_len)
+{
+    return mr_softstate_excluded(mem_of(ss), p, t, rule, rule_len, reason, reason_len);
+}
+
+static const mr_softstate_ops_t gss_ops = {
+    .record_served = gss_record_served,
+    .share = gss_share,
+    .record_ttfb = gss_record_ttfb,
+    .ttfb = gss_ttfb,
+    .rr_next = gss_rr_next,
+    .random = gss_random,
+    .excluded = gss_excluded,
+};
+
 static int make_soft(mr_snapshot_t *s, const mr_snapshot_t *prev)
 {
     const mr_config_t *cfg = s->cfg;
@@ -227,7 +459,7 @@ static int make_soft(mr_snapshot_t *s, const mr_snapshot_t *prev)
         return -1;
     mr_retry_budget_init(&s->retry_budget, &ro);
     if (!(s->inflight = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*s->inflight))) ||
-        index_targets(s) < 0 || (s->env.state && make_limits(s, prev) < 0))
+        index_targets(s) < 0 || (s->env.state && (make_limits(s, prev) < 0 || make_share(s) < 0)))
         return -1;
     if (prev)
         carry_health(s, prev);
@@ -240,6 +472,7 @@ static int make_soft(mr_snapshot_t *s, const mr_snapshot_t *prev)
 
 static void free_soft(mr_snapshot_t *s)
 {
+    free_share(s->share);
     mr_limits_free(s->limits);
     for (size_t i = 0; s->hint_names && i < s->cfg->n_target_ids; i++)
         free(s->hint_names[i]);
@@ -319,6 +552,10 @@ mr_generation_t *mr_generation_new(mr_snapshot_t *snap, mr_metrics_t *metrics, u
     g->id = snap->id;
     g->refs = 1;
     g->ss = &snap->ss.super;
+    if (snap->share && sl) {
+        g->_ss = (mr_generation_ss_t){{&gss_ops}, g};
+        g->ss = &g->_ss.super;
+    }
     g->health = &snap->health;
     g->limits = snap->limits;
     g->sl = sl;

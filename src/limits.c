@@ -60,22 +60,6 @@ static void budget_pool(const char *who, const char *enc, mr_budget_period_t p, 
 
 /* ---- the engine ------------------------------------------------------- */
 
-static void encode_name(const char *in, char *out, size_t cap)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < cap; p++) {
-        if (*p < 0x21 || *p == '{' || *p == '}' || *p == '%' || *p == ':' || *p >= 0x7f) {
-            out[o++] = '%';
-            out[o++] = hex[*p >> 4];
-            out[o++] = hex[*p & 15];
-        } else {
-            out[o++] = (char)*p;
-        }
-    }
-    out[o] = '\0';
-}
-
 static int64_t usd_to_nusd(double usd)
 {
     double v = ceil(usd * MR_LIMITS_NUSD_PER_USD);
@@ -100,7 +84,7 @@ static int copy_name(const char *what, const char *name, char *dst, char *enc, s
         return -1;
     }
     snprintf(dst, MR_LIMITS_NAME_MAX, "%s", name);
-    encode_name(name, enc, enclen);
+    mr_state_key_escape(name, enc, enclen);
     return 0;
 }
 

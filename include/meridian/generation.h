@@ -14,9 +14,12 @@
  * safe for concurrent use: breakers, soft state and the retry budget take
  * their own short mutex, in-flight counts are atomics, the limits engine
  * is lock-free over the sharded state.
- *
- * A generation (mr_generation_t) is one worker's view of a snapshot: its
- * metric slots, its own in-flight gauge and its loop's state handle.
+ * * A generation (mr_generation_t) is one worker's view of a snapshot: its
+ * metric slots, its own in-flight gauge and its loop's state handle. With
+ * the redis backend the vendor-share windows count every instance: each
+ * served request is also added to a window in Redis, and a share read
+ * adds what Redis last said (read again at most every 500 ms, without
+ * waiting) to what this process counted since.
  * Requests hold a reference for their whole life, so a reload never changes
  * the rules under a request in flight; the generation is freed when its last
  * user leaves. Generations are used only by their worker's thread (their
@@ -61,6 +64,7 @@ typedef struct mr_snapshot {
     uint32_t *breaker_slots;         /* metrics series per target id */
     char **hint_names;               /* per target id: its name in breaker hints */
     atomic_uint_fast64_t *hint_seen; /* per target id: the hints version last applied */
+    struct mr_share_sync *share;     /* redis: vendor shares of every instance; else NULL */
 } mr_snapshot_t;
 
 /* Takes ownership of cfg (freed here even on failure). The first snapshot
@@ -74,10 +78,18 @@ mr_snapshot_t *mr_snapshot_acquire(mr_snapshot_t *s);
 /* NULL ok. */
 void mr_snapshot_release(mr_snapshot_t *s);
 
+/* The router's soft state as a worker sees it: the snapshot's, whose
+ * vendor shares also count every other instance's (through Redis). */
+typedef struct mr_generation_ss {
+    mr_softstate_t super;
+    struct mr_generation *g;
+} mr_generation_ss_t;
+
 typedef struct mr_generation {
-    const mr_config_t *cfg;     /* snap->cfg */
-    mr_snapshot_t *snap;        /* one reference, held for the generation's life */
-    mr_softstate_t *ss;         /* &snap->ss.super: what the router reads and feeds */
+    const mr_config_t *cfg; /* snap->cfg */
+    mr_snapshot_t *snap;    /* one reference, held for the generation's life */
+    mr_softstate_t *ss;     /* what the router reads and feeds (&_ss.super or &snap->ss.super) */
+    mr_generation_ss_t _ss;
     mr_health_t *health;        /* &snap->health */
     mr_limits_engine_t *limits; /* snap->limits (NULL: none) */
     mr_state_loop_t *sl;        /* the worker's state handle (NULL: none) */

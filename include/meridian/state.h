@@ -201,6 +201,7 @@ int mr_state_attach(mr_state_t *st, uv_loop_t *loop, mr_state_loop_t **out, char
 void mr_state_loop_close(mr_state_loop_t *sl);
 
 mr_state_t *mr_state_of(const mr_state_loop_t *sl);
+mr_state_backend_t mr_state_backend(const mr_state_t *st); /* NULL: memory */
 uint64_t mr_state_now(const mr_state_t *st);
 
 /* A reservation id unique across instances and restarts ("<instance>-<n>"). */
@@ -211,6 +212,11 @@ void mr_state_new_id(mr_state_loop_t *sl, char out[MR_STATE_ID_MAX]);
  * txn is malformed (n out of range, empty key, key with '{' or '}'): no
  * callback. */
 int mr_state_exec(mr_state_loop_t *sl, const mr_state_txn_t *txn, mr_state_cb cb, void *arg);
+
+/* A name (a key, provider, policy or vendor) as part of a counter name:
+ * '{', '}', '%', ':', blanks, control and non-ASCII bytes percent-encoded,
+ * cut at a whole escape to fit cap. */
+void mr_state_key_escape(const char *in, char *out, size_t cap);
 
 /* Helpers that fill one op (the rest zeroed); key and id are truncated to
  * their maxima. */

@@ -36,8 +36,8 @@
 #include <unistd.h>
 
 #define N_INST 3
-#define COST 0.004   /* 4 completion tokens at $1000 per Mtok */
-#define BUDGET 0.08  /* 20 requests */
+#define COST 0.004  /* 4 completion tokens at $1000 per Mtok */
+#define BUDGET 0.08 /* 20 requests */
 #define WAIT_MS 10000
 
 /* secrets and their SHA-256 (printf %s SECRET | sha256sum) */
@@ -52,8 +52,9 @@
 #define K_FREE "sk-free"
 #define K_FREE_SHA "a97ffab5cd3331858e03076328705ababa22813218d8511eb09bbbce51d39ff8"
 
-#define BODY "{\"model\":\"chat\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]," \
-             "\"max_tokens\":4"
+#define BODY                                                                                       \
+    "{\"model\":\"chat\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"                   \
+    "\"max_tokens\":4"
 
 static th_proc_t mock_a, mock_b;
 static th_proc_t gw[N_INST];
@@ -71,32 +72,38 @@ static double mono_ms(void)
 
 static char *config(const char *state)
 {
-    return th_strf(
-        "{\"listen\":\"127.0.0.1:0\","
-        " \"health\":{\"failure_threshold\":2,\"cooldown_ms\":60000},"
-        " \"retry_budget\":{\"min_retries_per_s\":100000},"
-        " \"providers\":{"
-        "  \"a\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/v1\"},"
-        "  \"b\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/v1\"}},"
-        " \"routes\":{"
-        "  \"chat\":{\"targets\":[{\"provider\":\"a\",\"model\":\"m\","
-        "                        \"input_per_mtok\":0,\"output_per_mtok\":1000}]},"
-        "  \"brk\":{\"targets\":[{\"provider\":\"a\",\"model\":\"m-brk\"},"
-        "                      {\"provider\":\"b\",\"model\":\"m-brk\"}]}},"
-        " \"keys\":{"
-        "  \"budget\":{\"sha256\":\"" K_BUDGET_SHA "\",\"limits\":{\"budget_usd\":%g}},"
-        "  \"stream\":{\"sha256\":\"" K_STREAM_SHA "\",\"limits\":{\"budget_usd\":%g}},"
-        "  \"rpm\":{\"sha256\":\"" K_RPM_SHA "\",\"limits\":{\"rpm\":30}},"
-        "  \"admin\":{\"sha256\":\"" K_ADMIN_SHA "\",\"admin\":true},"
-        "  \"free\":{\"sha256\":\"" K_FREE_SHA "\"}},"
-        " \"state\":%s}",
-        mock_a.port, mock_b.port, BUDGET, BUDGET, state);
+    return th_strf("{\"listen\":\"127.0.0.1:0\","
+                   " \"health\":{\"failure_threshold\":2,\"cooldown_ms\":60000},"
+                   " \"retry_budget\":{\"min_retries_per_s\":100000},"
+                   " \"providers\":{"
+                   "  \"a\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/v1\"},"
+                   "  \"b\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/v1\","
+                   "        \"budget_usd\":0.004,\"budget_period\":\"day\"}},"
+                   " \"routes\":{"
+                   "  \"chat\":{\"targets\":[{\"provider\":\"a\",\"model\":\"m\","
+                   "                        \"input_per_mtok\":0,\"output_per_mtok\":1000}]},"
+                   "  \"brk\":{\"targets\":[{\"provider\":\"a\",\"model\":\"m-brk\"},"
+                   "                      {\"provider\":\"b\",\"model\":\"m-brk\"}]},"
+                   "  \"share\":{\"targets\":[{\"provider\":\"a\",\"model\":\"m-s\"},"
+                   "                        {\"provider\":\"b\",\"model\":\"m-s\"}]},"
+                   "  \"capped\":{\"targets\":[{\"provider\":\"b\",\"model\":\"m-c\","
+                   "                         \"input_per_mtok\":0,\"output_per_mtok\":1000},"
+                   "                        {\"provider\":\"a\",\"model\":\"m-c\"}]}},"
+                   " \"policies\":{\"half\":{\"max_vendor_share\":0.5}},"
+                   " \"keys\":{"
+                   "  \"budget\":{\"sha256\":\"" K_BUDGET_SHA "\",\"limits\":{\"budget_usd\":%g}},"
+                   "  \"stream\":{\"sha256\":\"" K_STREAM_SHA "\",\"limits\":{\"budget_usd\":%g}},"
+                   "  \"rpm\":{\"sha256\":\"" K_RPM_SHA "\",\"limits\":{\"rpm\":30}},"
+                   "  \"admin\":{\"sha256\":\"" K_ADMIN_SHA "\",\"admin\":true},"
+                   "  \"free\":{\"sha256\":\"" K_FREE_SHA "\"}},"
+                   " \"state\":%s}",
+                   mock_a.port, mock_b.port, BUDGET, BUDGET, state);
 }
 
 static char *redis_state(const char *on_outage)
 {
-    return th_strf("{\"backend\":\"redis\",\"redis_url\":\"%s\",\"on_outage\":\"%s\"}",
-                   redis_url, on_outage);
+    return th_strf("{\"backend\":\"redis\",\"redis_url\":\"%s\",\"on_outage\":\"%s\"}", redis_url,
+                   on_outage);
 }
 
 static void start_n(int n, const char *state)
@@ -308,6 +315,40 @@ static void test_rpm_three_instances(void **state)
     free_all(outs, 60);
 }
 
+/* Vendor shares count every instance: a request served by vendor a on
+ * instance 0 puts a at its max_vendor_share on instance 1 too. */
+static void test_vendor_share(void **state)
+{
+    char url[160];
+    th_response_t r;
+    const char *body = "{\"model\":\"share\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}";
+    const char *headers[] = {"Authorization: Bearer " K_FREE, "x-meridian-policy: half", NULL};
+    (void)state;
+
+    th_mock_reset(&mock_a);
+    th_http("POST", th_url_buf(&gw[0], "/v1/chat/completions", url, sizeof(url)), headers, body,
+            strlen(body), &r);
+    assert_int_equal(r.status, 200);
+    char who[32];
+    assert_string_equal(th_header(&r, "x-meridian-provider", who, sizeof(who)), "a");
+    th_response_free(&r);
+    double t0 = mono_ms(), took = -1;
+    while (took < 0 && mono_ms() - t0 < WAIT_MS) {
+        th_http("GET",
+                th_url_buf(&gw[1], "/v1/gateway/route?model=share&policy=half", url, sizeof(url)),
+                auth(K_FREE), NULL, 0, &r);
+        json_t *o = th_json(&r), *first = json_array_get(json_object_get(o, "candidates"), 0);
+        if (!strcmp(json_string_value(json_object_get(first, "provider")), "b"))
+            took = mono_ms() - t0;
+        json_decref(o);
+        th_response_free(&r);
+        if (took < 0)
+            th_pause_ms(20);
+    }
+    print_message("vendor a served on instance 0: instance 1 demoted it within %.0f ms\n", took);
+    assert_true(took >= 0);
+}
+
 /* A breaker opened on instance 0 keeps instance 1 away from the target. */
 static void test_breaker_hint(void **state)
 {
@@ -320,8 +361,8 @@ static void test_breaker_hint(void **state)
     th_mock_reset(&mock_b);
     th_mock_scenario(&mock_a, "{\"status\":500}");
     for (int i = 0; i < 2; i++) { /* failure_threshold 2: a/m-brk opens on instance 0 */
-        th_http("POST", th_url_buf(&gw[0], "/v1/chat/completions", url, sizeof(url)),
-                auth(K_FREE), body, strlen(body), &r);
+        th_http("POST", th_url_buf(&gw[0], "/v1/chat/completions", url, sizeof(url)), auth(K_FREE),
+                body, strlen(body), &r);
         assert_int_equal(r.status, 200);
         th_response_free(&r);
     }
@@ -329,8 +370,8 @@ static void test_breaker_hint(void **state)
     assert_int_equal(seen, 2);
     double t0 = mono_ms(), took = -1;
     while (took < 0 && mono_ms() - t0 < WAIT_MS) {
-        th_http("GET", th_url_buf(&gw[1], "/v1/gateway/providers", url, sizeof(url)),
-                auth(K_FREE), NULL, 0, &r);
+        th_http("GET", th_url_buf(&gw[1], "/v1/gateway/providers", url, sizeof(url)), auth(K_FREE),
+                NULL, 0, &r);
         if (strstr(r.body, "\"state\":\"open\""))
             took = mono_ms() - t0;
         th_response_free(&r);
@@ -341,8 +382,8 @@ static void test_breaker_hint(void **state)
     assert_true(took >= 0);
     for (int i = 0; i < 5; i++) {
         char who[32], n[16];
-        th_http("POST", th_url_buf(&gw[1], "/v1/chat/completions", url, sizeof(url)),
-                auth(K_FREE), body, strlen(body), &r);
+        th_http("POST", th_url_buf(&gw[1], "/v1/chat/completions", url, sizeof(url)), auth(K_FREE),
+                body, strlen(body), &r);
         assert_int_equal(r.status, 200);
         assert_string_equal(th_header(&r, "x-meridian-provider", who, sizeof(who)), "b");
         assert_string_equal(th_header(&r, "x-meridian-attempts", n, sizeof(n)), "1");
@@ -486,22 +527,22 @@ static void test_keys_api(void **state)
 
     start_n(1, "{\"backend\":\"memory\"}");
     /* a key reads itself; another key may not; an admin key reads any */
-    th_http("GET", th_url_buf(&gw[0], "/v1/gateway/keys/budget", url, sizeof(url)),
-            auth(K_BUDGET), NULL, 0, &r);
+    th_http("GET", th_url_buf(&gw[0], "/v1/gateway/keys/budget", url, sizeof(url)), auth(K_BUDGET),
+            NULL, 0, &r);
     assert_int_equal(r.status, 200);
     json_t *o = th_json(&r);
     assert_true(json_real_value(json_object_get(json_object_get(o, "limits"), "budget_usd")) ==
                 BUDGET);
-    assert_true(
-        json_real_value(json_object_get(json_object_get(o, "usage"), "remaining_usd")) == BUDGET);
+    assert_true(json_real_value(json_object_get(json_object_get(o, "usage"), "remaining_usd")) ==
+                BUDGET);
     json_decref(o);
     th_response_free(&r);
     th_http("GET", th_url_buf(&gw[0], "/v1/gateway/keys/budget", url, sizeof(url)), auth(K_RPM),
             NULL, 0, &r);
     assert_int_equal(r.status, 403);
     th_response_free(&r);
-    th_http("GET", th_url_buf(&gw[0], "/v1/gateway/keys/nobody", url, sizeof(url)),
-            auth(K_ADMIN), NULL, 0, &r);
+    th_http("GET", th_url_buf(&gw[0], "/v1/gateway/keys/nobody", url, sizeof(url)), auth(K_ADMIN),
+            NULL, 0, &r);
     assert_int_equal(r.status, 404);
     th_response_free(&r);
     /* /metrics and /status.json show the keys and the state */
@@ -511,8 +552,45 @@ static void test_keys_api(void **state)
     o = th_json(&r);
     assert_string_equal(json_string_value(json_object_get(json_object_get(o, "state"), "backend")),
                         "memory");
-    assert_non_null(json_object_get(json_object_get(json_object_get(o, "budgets"), "keys"),
-                                    "budget"));
+    assert_non_null(
+        json_object_get(json_object_get(json_object_get(o, "budgets"), "keys"), "budget"));
+    json_decref(o);
+    th_response_free(&r);
+    stop_all();
+}
+
+/* A provider over its budget is skipped by routing, which says why. */
+static void test_provider_budget(void **state)
+{
+    char url[160], who[32];
+    th_response_t r;
+    const char *body = "{\"model\":\"capped\",\"max_tokens\":4,"
+                       "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}";
+    (void)state;
+
+    th_mock_reset(&mock_b);
+    start_n(1, "{\"backend\":\"memory\"}");
+    for (int i = 0; i < 3; i++) { /* b's budget is one request: then a serves */
+        th_http("POST", th_url_buf(&gw[0], "/v1/chat/completions", url, sizeof(url)), auth(K_FREE),
+                body, strlen(body), &r);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(th_header(&r, "x-meridian-provider", who, sizeof(who)),
+                            i == 0 ? "b" : "a");
+        th_response_free(&r);
+    }
+    assert_int_equal(th_mock_stat(&mock_b, "requests"), 1);
+    th_http("GET", th_url_buf(&gw[0], "/v1/gateway/route?model=capped", url, sizeof(url)),
+            auth(K_FREE), NULL, 0, &r);
+    json_t *o = th_json(&r), *x = json_array_get(json_object_get(o, "excluded"), 0);
+    assert_string_equal(json_string_value(json_object_get(x, "provider")), "b");
+    assert_string_equal(json_string_value(json_object_get(x, "kind")), "budget");
+    assert_non_null(strstr(json_string_value(json_object_get(x, "reason")), "budget of $0.00"));
+    json_decref(o);
+    th_response_free(&r);
+    th_http("GET", th_url_buf(&gw[0], "/status.json", url, sizeof(url)), NULL, NULL, 0, &r);
+    o = th_json(&r);
+    json_t *b = json_object_get(json_object_get(json_object_get(o, "budgets"), "providers"), "b");
+    assert_true(json_is_true(json_object_get(b, "over")));
     json_decref(o);
     th_response_free(&r);
     stop_all();
@@ -541,9 +619,11 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keys_api),
+        cmocka_unit_test(test_provider_budget),
         cmocka_unit_test(test_budget_one_process),
         cmocka_unit_test(test_budget_three_instances),
         cmocka_unit_test(test_rpm_three_instances),
+        cmocka_unit_test(test_vendor_share),
         cmocka_unit_test(test_breaker_hint),
         cmocka_unit_test(test_outage_local),
         cmocka_unit_test(test_outage_deny),

@@ -1472,8 +1472,8 @@ static int report(soak_t *so, results_t *res, bool long_run)
     bool shared_view = true;
     for (int w = 1; w < WORKERS; w++)
         shared_view = shared_view && res->budget[w].requests == w_requests &&
-                      res->budget[w].retries == w_retries &&
-                      res->budget[w].denied == denied && res->budget[w].outcomes == outcomes;
+                      res->budget[w].retries == w_retries && res->budget[w].denied == denied &&
+                      res->budget[w].outcomes == outcomes;
     /* The budget: at any retry, retries <= ratio * requests + floor * window
      * over the window_s seconds before it, for the process. Cut the run into
      * window_s blocks: the last retry of a block saw a window inside that

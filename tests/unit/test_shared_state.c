@@ -23,7 +23,7 @@
 #include "meridian/router.h"
 
 #define UTC0 1800000000000ULL /* 2027-01-15T08:00:00Z */
-#define MONO0 mono0 /* the loops' clock: CLOCK_MONOTONIC ms, as the gauges' */
+#define MONO0 mono0           /* the loops' clock: CLOCK_MONOTONIC ms, as the gauges' */
 #define THREADS 4
 #define ROUNDS 20000
 
@@ -139,9 +139,8 @@ static void test_breaker_shared_by_workers(void **state)
     size_t id = target_of(f->snap, "r", 0)->id;
 
     breaker_counts(f, id, 1, 0); /* announced closed when the snapshot was made */
-    for (int i = 0; i < 3; i++) /* worker 0 sees the failures ... */
-        mr_generation_report(f->g[0], id, false, MR_OUTCOME_FAILURE, -1, MR_HEALTH_NO_TTFB,
-                             MONO0);
+    for (int i = 0; i < 3; i++)  /* worker 0 sees the failures ... */
+        mr_generation_report(f->g[0], id, false, MR_OUTCOME_FAILURE, -1, MR_HEALTH_NO_TTFB, MONO0);
     /* ... worker 1 skips the target at once */
     assert_int_equal(try_target(f->g[1], id, MONO0 + 1), MR_HEALTH_SKIP);
     breaker_counts(f, id, 0, 1);
@@ -243,8 +242,7 @@ static void test_reload_carries(void **state)
     mr_limits_estimate_t est = {.body_bytes = 10};
 
     for (int i = 0; i < 3; i++)
-        mr_generation_report(f->g[0], id, false, MR_OUTCOME_FAILURE, -1, MR_HEALTH_NO_TTFB,
-                             MONO0);
+        mr_generation_report(f->g[0], id, false, MR_OUTCOME_FAILURE, -1, MR_HEALTH_NO_TTFB, MONO0);
     assert_int_equal(mr_limits_admit(f->snap->limits, f->sl[0], &lim, 0, &est, NULL, NULL),
                      MR_LIMITS_DONE);
     mr_limits_finish(&lim);
@@ -286,9 +284,8 @@ static void test_router_skips_provider_over_budget(void **state)
     mr_plan_t plan = {0};
     mr_error_t e;
 
-    assert_int_equal(mr_router_plan_policy(f->snap->cfg, NULL, models, 1, f->g[0]->ss, MONO0,
-                                           &plan, &e),
-                     0);
+    assert_int_equal(
+        mr_router_plan_policy(f->snap->cfg, NULL, models, 1, f->g[0]->ss, MONO0, &plan, &e), 0);
     assert_int_equal(plan.n_candidates, 2);
     spend_on_a(f);
     /* the attempt after the budget is spent is refused ... */
@@ -301,9 +298,8 @@ static void test_router_skips_provider_over_budget(void **state)
     assert_int_equal(lim.verdict.outcome, MR_LIMITS_PROVIDER_OVER);
     mr_limits_finish(&lim);
     /* ... and routing leaves a out, saying why */
-    assert_int_equal(mr_router_plan_policy(f->snap->cfg, NULL, models, 1, f->g[0]->ss, MONO0,
-                                           &plan, &e),
-                     0);
+    assert_int_equal(
+        mr_router_plan_policy(f->snap->cfg, NULL, models, 1, f->g[0]->ss, MONO0, &plan, &e), 0);
     assert_int_equal(plan.n_candidates, 1);
     assert_string_equal(plan.candidates[0].provider->name, "b");
     assert_int_equal(plan.n_excluded, 1);
@@ -311,13 +307,11 @@ static void test_router_skips_provider_over_budget(void **state)
     assert_string_equal(plan.excluded[0].rule, "budget_usd");
     assert_non_null(strstr(plan.excluded[0].reason, "provider a has used its budget of $0.00"));
     json_t *x = mr_plan_exclusions_json(&plan);
-    assert_string_equal(json_string_value(json_object_get(json_array_get(x, 0), "kind")),
-                        "budget");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(x, 0), "kind")), "budget");
     json_decref(x);
     /* a route with nothing else: 503 */
-    assert_int_equal(mr_router_plan_policy(f->snap->cfg, NULL, only, 1, f->g[0]->ss, MONO0, &plan,
-                                           &e),
-                     -1);
+    assert_int_equal(
+        mr_router_plan_policy(f->snap->cfg, NULL, only, 1, f->g[0]->ss, MONO0, &plan, &e), -1);
     assert_int_equal(e.status, 503);
     assert_string_equal(e.code, "provider_budget_exhausted");
     mr_plan_release(&plan);
