@@ -219,6 +219,10 @@ void mr_config_free(mr_config_t *cfg)
     free(cfg->listen_host);
     free(cfg->access_log);
     free(cfg->audit.path);
+    if (cfg->state.redis_url) /* may hold a password */
+        explicit_bzero(cfg->state.redis_url, strlen(cfg->state.redis_url));
+    free(cfg->state.redis_url);
+    free(cfg->state.file);
     free(cfg->origin);
     free(cfg);
 }
