@@ -247,8 +247,6 @@ static int load_enum(mr_loader_t *ld, json_t *obj, const mr_setting_t *s, void *
 {
     unsigned v = (unsigned)s->def;
     const char *name = NULL;
-    char q[MR_LOADER_QUOTE_MAX], list[256] = "";
-    size_t o = 0;
 
     if (obj && mr_loader_plain(ld, obj, s->key, false, &name) < 0)
         return -1;
@@ -259,6 +257,8 @@ static int load_enum(mr_loader_t *ld, json_t *obj, const mr_setting_t *s, void *
             break;
         }
     if (name) {
+        char q[MR_LOADER_QUOTE_MAX], list[256] = "";
+        size_t o = 0;
         for (unsigned i = 0; s->names[i] && o < sizeof(list); i++)
             o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", s->names[i]);
         mr_loader_key(ld, s->key);

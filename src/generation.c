@@ -1,5 +1,7 @@
 #include "meridian/generation.h"
 
+#include "meridian/log.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,8 +113,6 @@ static const mr_target_t **targets_by_id(const mr_config_t *cfg)
 static char *hint_name(const mr_target_t *t)
 {
     char buf[HINT_NAME_MAX];
-    uint64_t h = 1469598103934665603ULL;
-
     size_t np = strlen(t->provider->name), nm = strlen(t->model);
 
     if (np + 1 + nm < sizeof(buf)) {
@@ -120,6 +120,7 @@ static char *hint_name(const mr_target_t *t)
         buf[np] = '/';
         memcpy(buf + np + 1, t->model, nm + 1);
     } else {
+        uint64_t h = 1469598103934665603ULL;
         for (const unsigned char *p = (const unsigned char *)t->model; *p; p++)
             h = (h ^ *p) * 1099511628211ULL;
         snprintf(buf, sizeof(buf), "%s/#%016llx", t->provider->name, (unsigned long long)h);
@@ -152,9 +153,14 @@ static int index_targets(mr_snapshot_t *s)
     if (!by || !s->breaker_slots || !s->hint_names || !s->hint_seen)
         rc = -1;
     for (size_t i = 0; rc == 0 && i < cfg->n_target_ids; i++) {
-        const char *values[] = {by[i]->provider->name, by[i]->model};
-        if (s->env.metrics)
+        if (!by[i]) { /* every id names a target: the loader made them */
+            rc = -1;
+            break;
+        }
+        if (s->env.metrics) {
+            const char *values[] = {by[i]->provider->name, by[i]->model};
             s->breaker_slots[i] = mr_metrics_series(s->env.metrics, MR_MF_BREAKER, values);
+        }
         if (!(s->hint_names[i] = hint_name(by[i])))
             rc = -1;
     }
@@ -177,6 +183,8 @@ static bool over_budget(void *ud, const mr_provider_t *p, const mr_target_t *t, 
     return true;
 }
 
+/* The limits engine of the config's keys and providers (indexes are the
+ * config's); an unsettled reservation outlives its request by a minute. */
 static int make_limits(mr_snapshot_t *s, const mr_snapshot_t *prev)
 {
     const mr_config_t *cfg = s->cfg;
@@ -184,10 +192,10 @@ static int make_limits(mr_snapshot_t *s, const mr_snapshot_t *prev)
     mr_limits_provider_spec_t *provs =
         calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*provs));
     uint64_t ttl = (uint64_t)cfg->timeouts.request_ms + 60000;
-    char err[256];
     int rc = -1;
 
     if (keys && provs) {
+        char err[256];
         for (size_t i = 0; i < cfg->n_keys; i++) {
             const mr_key_limits_t *l = &cfg->keys[i].limits;
             keys[i] = (mr_limits_key_spec_t){cfg->keys[i].name, l->rpm,        l->tpm,
@@ -203,7 +211,8 @@ static int make_limits(mr_snapshot_t *s, const mr_snapshot_t *prev)
                                  .n_providers = cfg->n_providers,
                                  .reservation_ttl_ms =
                                      ttl > UINT32_MAX ? UINT32_MAX : (uint32_t)ttl};
-        rc = mr_limits_new(s->env.state, &spec, &s->limits, err, sizeof(err));
+        if ((rc = mr_limits_new(s->env.state, &spec, &s->limits, err, sizeof(err))) != 0)
+            mr_error("config generation %u: %s", s->id, err);
     }
     if (rc == 0 && prev && prev->limits)
         mr_limits_carry(s->limits, prev->limits);

@@ -302,37 +302,68 @@ static void render_keys(const mr_limits_engine_t *L, mr_buf_t *out)
         const char *labels[] = {"key", L->keys[i].name, "outcome", "unavailable", NULL};
         mr_metrics_write_sample(out, "meridian_key_requests_total", labels, (double)ks.unavailable);
     }
-    mr_metrics_write_family(out, "meridian_key_spend_usd_total", "counter",
-                            "Spend of a key's requests settled by this process, in USD.");
-    for (size_t i = 0; i < L->n_keys; i++)
-        if (mr_limits_key_limited(L, i))
-            sample(out, "meridian_key_spend_usd_total", "key", L->keys[i].name,
-                   (double)atomic_load(&L->keys[i].c.spend) / MR_LIMITS_NUSD_PER_USD);
-    mr_metrics_write_family(out, "meridian_key_budget_used_usd", "gauge",
-                            "Spent and reserved of a key's budget_usd in the current period, as "
-                            "last seen by this process.");
-    for (size_t i = 0; i < L->n_keys; i++)
-        if (L->keys[i].budget)
-            sample(out, "meridian_key_budget_used_usd", "key", L->keys[i].name,
-                   (double)atomic_load(&L->keys[i].c.used) / MR_LIMITS_NUSD_PER_USD);
 }
 
-static void render_providers(const mr_limits_engine_t *L, mr_buf_t *out)
+/* USD families, one sample per key or provider that has the value. */
+typedef struct usd_family {
+    const char *name, *type, *help, *label;
+    bool provider; /* else a key */
+    bool (*get)(const mr_limits_engine_t *L, size_t i, uint64_t *nusd);
+} usd_family_t;
+
+static bool key_spend(const mr_limits_engine_t *L, size_t i, uint64_t *v)
 {
-    mr_metrics_write_family(out, "meridian_provider_spend_usd_total", "counter",
-                            "Spend on a provider with a budget_usd settled by this process, in "
-                            "USD.");
-    for (size_t i = 0; i < L->n_provs; i++)
-        if (L->provs[i].budget)
-            sample(out, "meridian_provider_spend_usd_total", "provider", L->provs[i].name,
-                   (double)atomic_load(&L->provs[i].spend) / MR_LIMITS_NUSD_PER_USD);
-    mr_metrics_write_family(out, "meridian_provider_budget_used_usd", "gauge",
-                            "Spent and reserved of a provider's budget_usd in the current period, "
-                            "as last seen by this process.");
-    for (size_t i = 0; i < L->n_provs; i++)
-        if (L->provs[i].budget)
-            sample(out, "meridian_provider_budget_used_usd", "provider", L->provs[i].name,
-                   (double)atomic_load(&L->provs[i].used) / MR_LIMITS_NUSD_PER_USD);
+    *v = atomic_load(&L->keys[i].c.spend);
+    return mr_limits_key_limited(L, i);
+}
+
+static bool key_used(const mr_limits_engine_t *L, size_t i, uint64_t *v)
+{
+    *v = atomic_load(&L->keys[i].c.used);
+    return L->keys[i].budget != 0;
+}
+
+static bool prov_spend(const mr_limits_engine_t *L, size_t i, uint64_t *v)
+{
+    *v = atomic_load(&L->provs[i].spend);
+    return L->provs[i].budget != 0;
+}
+
+static bool prov_used(const mr_limits_engine_t *L, size_t i, uint64_t *v)
+{
+    *v = atomic_load(&L->provs[i].used);
+    return L->provs[i].budget != 0;
+}
+
+static const usd_family_t usd_families[] = {
+    {"meridian_key_spend_usd_total", "counter",
+     "Spend of a key's requests settled by this process, in USD.", "key", false, key_spend},
+    {"meridian_key_budget_used_usd", "gauge",
+     "Spent and reserved of a key's budget_usd in the current period, as last seen by this "
+     "process.",
+     "key", false, key_used},
+    {"meridian_provider_spend_usd_total", "counter",
+     "Spend on a provider with a budget_usd settled by this process, in USD.", "provider", true,
+     prov_spend},
+    {"meridian_provider_budget_used_usd", "gauge",
+     "Spent and reserved of a provider's budget_usd in the current period, as last seen by this "
+     "process.",
+     "provider", true, prov_used},
+};
+
+static void render_usd(const mr_limits_engine_t *L, mr_buf_t *out)
+{
+    for (size_t f = 0; f < sizeof(usd_families) / sizeof(usd_families[0]); f++) {
+        const usd_family_t *fam = &usd_families[f];
+        size_t n = fam->provider ? L->n_provs : L->n_keys;
+        uint64_t v;
+        mr_metrics_write_family(out, fam->name, fam->type, fam->help);
+        for (size_t i = 0; i < n; i++)
+            if (fam->get(L, i, &v))
+                sample(out, fam->name, fam->label,
+                       fam->provider ? L->provs[i].name : L->keys[i].name,
+                       (double)v / MR_LIMITS_NUSD_PER_USD);
+    }
 }
 
 /* One unlabelled sample of a family. */
@@ -384,6 +415,6 @@ static void render_state(const mr_state_t *st, mr_buf_t *out)
 void mr_limits_render_metrics(const mr_limits_engine_t *L, mr_buf_t *out)
 {
     render_keys(L, out);
-    render_providers(L, out);
+    render_usd(L, out);
     render_state(L->st, out);
 }
