@@ -608,7 +608,8 @@ void mr_limits_attempt_done(mr_limits_req_t *r, const mr_limits_usage_t *usage, 
         r->_usage_known = true;
     }
     r->_cost += cost;
-    if (r->_prov < L->n_provs && (usage || succeeded))
+    /* only budgets are counted (a shared counter per request costs a cache line) */
+    if (r->_prov < L->n_provs && L->provs[r->_prov].budget && cost > 0)
         atomic_fetch_add(&L->provs[r->_prov].spend, (uint64_t)cost);
     if (!r->_prov_held)
         return;
