@@ -285,7 +285,7 @@ static int make_share(mr_snapshot_t *s)
     if (!(sh = calloc(1, sizeof(*sh))))
         return -1;
     s->share = sh;
-    sh->nv = s->ss._n_vendors + 1;
+    sh->nv = (cfg->n_vendors < MR_SS_MAX_VENDORS ? cfg->n_vendors : MR_SS_MAX_VENDORS) + 1;
     sh->n = cfg->n_share_policies * sh->nv;
     sh->keys = calloc(sh->n, sizeof(*sh->keys));
     sh->window_ms = calloc(sh->n, sizeof(*sh->window_ms));
@@ -470,8 +470,12 @@ static int make_soft(mr_snapshot_t *s, const mr_snapshot_t *prev)
     if (!(s->inflight = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(*s->inflight))) ||
         index_targets(s) < 0 || (s->env.state && (make_limits(s, prev) < 0 || make_share(s) < 0)))
         return -1;
-    if (prev)
+    if (prev) {
         carry_health(s, prev);
+        /* the gauges follow this snapshot's breakers now: late reports to
+         * the old ones (requests still in flight) must not overwrite them */
+        mr_health_set_listener((mr_health_t *)&prev->health, NULL, NULL);
+    }
     if (s->env.metrics) {
         mr_health_set_listener(&s->health, on_breaker, s);
         mr_health_announce(&s->health, mr_metrics_now_ms());

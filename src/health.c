@@ -67,8 +67,10 @@ void mr_health_free(mr_health_t *h)
 
 void mr_health_set_listener(mr_health_t *h, mr_health_listener_t fn, void *ud)
 {
+    pthread_mutex_lock(&h->_mu);
     h->_listener = fn;
     h->_listener_ud = ud;
+    pthread_mutex_unlock(&h->_mu);
 }
 
 void mr_health_carry(mr_health_t *dst, const mr_health_t *src, const size_t *map)

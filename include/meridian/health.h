@@ -107,8 +107,7 @@ typedef struct mr_health {
 int mr_health_init(mr_health_t *h, size_t n_targets, const mr_health_opts_t *opts);
 void mr_health_free(mr_health_t *h);
 
-/* Tell `fn` about every change from now on (NULL: nobody). Before the
- * instance is shared. */
+/* Tell `fn` about every change from now on (NULL: nobody). Any thread. */
 void mr_health_set_listener(mr_health_t *h, mr_health_listener_t fn, void *ud);
 /* Tell the listener every target's state as it is (after a carry). */
 void mr_health_announce(mr_health_t *h, uint64_t now_ms);
