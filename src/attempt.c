@@ -47,11 +47,6 @@ static void set_failure(mr_attempt_t *a, mr_failure_t f, const char *why)
 
 /* ---- the breaker slot and latency feedback ------------------------------- */
 
-static void publish(const mr_attempt_t *a)
-{
-    mr_generation_publish_breaker(a->_args.gen, a->_args.health_id, a->cand->target, now_ms(a));
-}
-
 /* An attempt with no outcome to report gives a half-open probe slot back
  * rather than wedge the breaker. */
 static void release_slot(mr_attempt_t *a)
@@ -59,10 +54,8 @@ static void release_slot(mr_attempt_t *a)
     if (a->_reported)
         return;
     a->_reported = 1;
-    if (a->_args.health_id != SIZE_MAX && a->_args.probe) {
-        mr_health_cancel(&a->_args.gen->health, a->_args.health_id, now_ms(a));
-        publish(a);
-    }
+    if (a->_args.probe)
+        mr_generation_cancel(a->_args.gen, a->_args.health_id, now_ms(a));
 }
 
 static void report(mr_attempt_t *a)
@@ -70,12 +63,9 @@ static void report(mr_attempt_t *a)
     if (a->_reported)
         return;
     a->_reported = 1;
-    if (a->_args.health_id == SIZE_MAX)
-        return;
-    mr_health_report_attempt(&a->_args.gen->health, a->_args.health_id, a->_args.probe,
-                             mr_failure_breaker(a->failure), a->retry_after,
-                             ms_since_ns(a->start_ns), now_ms(a));
-    publish(a);
+    mr_generation_report(a->_args.gen, a->_args.health_id, a->_args.probe,
+                         mr_failure_breaker(a->failure), a->retry_after, ms_since_ns(a->start_ns),
+                         now_ms(a));
 }
 
 /* Time to the response head feeds least_latency; an attempt that failed
@@ -87,7 +77,7 @@ static void record_ttfb(mr_attempt_t *a, int failed)
         return;
     a->got_head = 1;
     uint32_t ms = failed ? cfg_of(a)->timeouts.first_byte_ms : ms_since_ns(a->start_ns);
-    mr_router_record_ttfb(&a->_args.gen->ss.super, a->cand, ms, now_ms(a));
+    mr_router_record_ttfb(a->_args.gen->ss, a->cand, ms, now_ms(a));
 }
 
 void mr_attempt_end(mr_attempt_t *a)
@@ -112,15 +102,20 @@ void mr_attempt_commit(mr_attempt_t *a)
 
 /* ---- the transfer ------------------------------------------------------- */
 
+/* The provider's max_inflight slot, taken by the owner for this attempt,
+ * goes back once: when the transfer ends, or with the attempt. */
+static void give_inflight(mr_attempt_t *a)
+{
+    if (a->_inflight_on) {
+        mr_generation_inflight_give(a->_args.gen, a->_inflight_on);
+        a->_inflight_on = NULL;
+    }
+}
+
 static void transfer_gone(mr_attempt_t *a)
 {
     a->_xfer = NULL;
-    if (a->_inflight_on) {
-        mr_generation_t *g = a->_args.gen;
-        unsigned *n = &g->inflight[a->_inflight_on - g->cfg->providers];
-        mr_metrics_inflight(g->mv, a->_inflight_on, --*n);
-        a->_inflight_on = NULL;
-    }
+    give_inflight(a);
 }
 
 static void emit(mr_attempt_t *a, mr_attempt_event_t ev)
@@ -297,14 +292,14 @@ mr_attempt_t *mr_attempt_new(const mr_attempt_args_t *args)
     const mr_limits_t *l = &args->gen->cfg->limits;
 
     if (!a) {
-        if (args->health_id != SIZE_MAX && args->probe) {
-            uint64_t now = uv_now(args->loop);
-            mr_health_cancel(&args->gen->health, args->health_id, now);
-            mr_generation_publish_breaker(args->gen, args->health_id, args->cand->target, now);
-        }
+        if (args->probe)
+            mr_generation_cancel(args->gen, args->health_id, uv_now(args->loop));
+        if (args->inflight_taken)
+            mr_generation_inflight_give(args->gen, args->cand->provider);
         return NULL;
     }
     a->_args = *args;
+    a->_inflight_on = args->inflight_taken ? args->cand->provider : NULL;
     a->cand = args->cand;
     a->health_id = args->health_id;
     a->stream = args->stream;
@@ -375,7 +370,6 @@ int mr_attempt_build(mr_attempt_t *a, mr_error_t *e)
 int mr_attempt_start(mr_attempt_t *a, mr_upstream_t *u, long connect_timeout_ms)
 {
     const mr_provider_t *p = provider_of(a);
-    mr_generation_t *g = a->_args.gen;
     char err[160];
 
     a->start_ns = uv_hrtime(); /* a backoff wait is not the upstream's time */
@@ -393,8 +387,6 @@ int mr_attempt_start(mr_attempt_t *a, mr_upstream_t *u, long connect_timeout_ms)
         return -1;
     }
     a->_sent = 1;
-    a->_inflight_on = p;
-    mr_metrics_inflight(g->mv, p, ++g->inflight[p - g->cfg->providers]);
     return 0;
 }
 
@@ -474,6 +466,7 @@ void mr_attempt_free(mr_attempt_t *a)
         mr_transfer_cancel(a->_xfer);
         transfer_gone(a);
     }
+    give_inflight(a);
     release_slot(a);
     for (size_t i = 0; a->_fwd[i]; i++)
         free(a->_fwd[i]);

@@ -19,6 +19,7 @@ static const char *const strategy_names[MR_STRATEGY_COUNT] = {"priority", "weigh
                                                               "least_latency", "cheapest"};
 static const char *const diversity_names[MR_DIVERSITY_COUNT] = {"none", "vendor", "region",
                                                                 "jurisdiction"};
+static const char *const period_names[] = {"total", "day", "month"};
 static const char *const builtin_attrs[] = {"provider", "model",        "kind",    "vendor",
                                             "region",   "jurisdiction", "creator", NULL};
 
@@ -35,6 +36,21 @@ const char *mr_strategy_name(mr_strategy_t s)
 const char *mr_diversity_name(mr_diversity_t d)
 {
     return (unsigned)d < MR_DIVERSITY_COUNT ? diversity_names[d] : "unknown";
+}
+
+const char *mr_budget_period_name(mr_budget_period_t p)
+{
+    return (unsigned)p <= MR_PERIOD_MONTH ? period_names[p] : "unknown";
+}
+
+int mr_budget_period_parse(const char *s, mr_budget_period_t *out)
+{
+    for (unsigned i = 0; i <= MR_PERIOD_MONTH; i++)
+        if (!strcmp(s, period_names[i])) {
+            *out = (mr_budget_period_t)i;
+            return 0;
+        }
+    return -1;
 }
 
 int mr_provider_kind_parse(const char *name, mr_provider_kind_t *out)
@@ -203,6 +219,10 @@ void mr_config_free(mr_config_t *cfg)
     free(cfg->listen_host);
     free(cfg->access_log);
     free(cfg->audit.path);
+    if (cfg->state.redis_url) /* may hold a password */
+        explicit_bzero(cfg->state.redis_url, strlen(cfg->state.redis_url));
+    free(cfg->state.redis_url);
+    free(cfg->state.file);
     free(cfg->origin);
     free(cfg);
 }
@@ -220,6 +240,9 @@ void mr_config_free(mr_config_t *cfg)
         .section = sec, .key = k, .type = MR_SETTING_UINT, AT(field), .min = lo, .max = hi,        \
         .def = d                                                                                   \
     }
+
+static const char *const state_backends[] = {"memory", "redis", NULL};
+static const char *const state_outages[] = {"local", "deny", NULL};
 
 /*
  * docs/configuration.md documents every row (tests/unit/test_config_docs.c
@@ -308,6 +331,31 @@ static const mr_setting_t settings[] = {
      .max = 16 * GIB,
      .def = MR_AUDIT_QUEUE_BYTES,
      .stage = MR_STAGE_LAST},
+    /* shared state (state.h): created once at start, a reload keeps it */
+    {.section = "state",
+     .key = "backend",
+     .type = MR_SETTING_ENUM,
+     AT(state.backend),
+     .names = state_backends,
+     .stage = MR_STAGE_LAST},
+    {.section = "state",
+     .key = "redis_url",
+     .type = MR_SETTING_STRING,
+     AT(state.redis_url),
+     .flags = MR_SETTING_NONEMPTY | MR_SETTING_URL_SECRET,
+     .stage = MR_STAGE_LAST},
+    {.section = "state",
+     .key = "on_outage",
+     .type = MR_SETTING_ENUM,
+     AT(state.on_outage),
+     .names = state_outages,
+     .stage = MR_STAGE_LAST},
+    {.section = "state",
+     .key = "file",
+     .type = MR_SETTING_STRING,
+     AT(state.file),
+     .flags = MR_SETTING_NONEMPTY,
+     .stage = MR_STAGE_LAST},
 };
 
 const mr_setting_t *mr_settings(size_t *n)
@@ -352,6 +400,21 @@ static const char *format_listen(const mr_config_t *cfg, char *buf, size_t n)
     return buf;
 }
 
+/* A URL with its user info (a password) replaced by three stars: it never
+ * reaches --check's output. */
+static const char *format_url(const char *url, char *buf, size_t n)
+{
+    const char *auth = strstr(url, "://");
+    const char *host = auth ? auth + 3 : url;
+    const char *at = strchr(host, '@'), *slash = strchr(host, '/');
+
+    if (at && (!slash || at < slash))
+        snprintf(buf, n, "%.*s***%s", (int)(host - url), url, at);
+    else
+        snprintf(buf, n, "%s", url);
+    return buf;
+}
+
 const char *mr_setting_format(const mr_setting_t *s, const mr_config_t *cfg, char *buf, size_t n)
 {
     const void *at = cfg ? (const char *)cfg + s->offset : NULL;
@@ -383,9 +446,18 @@ const char *mr_setting_format(const mr_setting_t *s, const mr_config_t *cfg, cha
         str = p ? p->name : NULL;
         break;
     }
+    case MR_SETTING_ENUM: {
+        unsigned v = (unsigned)s->def;
+        if (cfg)
+            memcpy(&v, at, sizeof(v));
+        str = s->names[v];
+        break;
+    }
     case MR_SETTING_STRING:
         if (cfg)
             memcpy(&str, at, sizeof(str));
+        if (str && (s->flags & MR_SETTING_URL_SECRET))
+            return format_url(str, buf, n);
         break;
     }
     snprintf(buf, n, "%s", str ? str : (s->flags & MR_SETTING_OFF_IS_NULL) ? "off" : "none");

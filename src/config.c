@@ -241,6 +241,34 @@ static int load_policy_ref(mr_loader_t *ld, json_t *obj, const mr_setting_t *s, 
     return 0;
 }
 
+/* One of the row's names, stored as its index (the message lists them
+ * as mr_loader_enum does). */
+static int load_enum(mr_loader_t *ld, json_t *obj, const mr_setting_t *s, void *at)
+{
+    unsigned v = (unsigned)s->def;
+    const char *name = NULL;
+
+    if (obj && mr_loader_plain(ld, obj, s->key, false, &name) < 0)
+        return -1;
+    for (unsigned i = 0; name && s->names[i]; i++)
+        if (!strcmp(name, s->names[i])) {
+            v = i;
+            name = NULL;
+            break;
+        }
+    if (name) {
+        char q[MR_LOADER_QUOTE_MAX], list[256] = "";
+        size_t o = 0;
+        for (unsigned i = 0; s->names[i] && o < sizeof(list); i++)
+            o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", s->names[i]);
+        mr_loader_key(ld, s->key);
+        return mr_loader_fail(ld, "must be one of %s (got %s)", list,
+                              mr_loader_quote(q, sizeof(q), name));
+    }
+    memcpy(at, &v, sizeof(v));
+    return 0;
+}
+
 /* One row: its member of `obj` (the section, NULL when the section is not
  * in the file), or its default. */
 static int load_setting(mr_loader_t *ld, json_t *obj, const mr_setting_t *s)
@@ -260,6 +288,8 @@ static int load_setting(mr_loader_t *ld, json_t *obj, const mr_setting_t *s)
         return load_listen(ld, obj, s);
     case MR_SETTING_POLICY:
         return load_policy_ref(ld, obj, s, at);
+    case MR_SETTING_ENUM:
+        return load_enum(ld, obj, s, at);
     }
     return mr_loader_fail(ld, "%s: unknown setting type", s->key);
 }

@@ -170,11 +170,49 @@ int mr_config_check_exposure(const mr_config_t *cfg, char *err, size_t errlen)
     return -1;
 }
 
+static const char *period_name(int i)
+{
+    return mr_budget_period_name((mr_budget_period_t)i);
+}
+
+int mr_config_check_budget(mr_loader_t *ld, json_t *obj, double *usd, mr_budget_period_t *period)
+{
+    bool present = false;
+    int p = MR_PERIOD_TOTAL;
+
+    if (mr_loader_number(ld, obj, "budget_usd", 0, MR_BUDGET_USD_MAX, true, &present, usd) < 0 ||
+        mr_loader_enum(ld, obj, "budget_period", period_name, MR_PERIOD_MONTH + 1, &present, &p) <
+            0)
+        return -1;
+    *period = (mr_budget_period_t)p;
+    return 0;
+}
+
+/* A redis backend needs a redis:// URL (the host is resolved at start). */
+static int check_state(mr_loader_t *ld)
+{
+    const mr_state_cfg_t *st = &ld->cfg->state;
+
+    if (st->backend == 1 && !st->redis_url) {
+        mr_loader_key(ld, "state");
+        return mr_loader_fail(ld, "\"backend\": \"redis\" needs \"redis_url\": "
+                                  "\"redis://HOST:PORT/DB\"");
+    }
+    if (st->redis_url && strncmp(st->redis_url, "redis://", 8) != 0) {
+        mr_loader_key(ld, "state");
+        mr_loader_key(ld, "redis_url");
+        return mr_loader_fail(ld, "must be a redis URL such as redis://10.0.0.5:6379/0, a "
+                                  "password written before the host and an @ (rediss:// and "
+                                  "unix sockets are not supported)");
+    }
+    return 0;
+}
+
 int mr_config_check_document(mr_loader_t *ld)
 {
     char why[512];
 
-    if (check_min_vendors(ld) < 0)
+    if (check_min_vendors(ld) < 0 || check_state(ld) < 0)
         return -1;
     if (mr_config_check_exposure(ld->cfg, why, sizeof(why)) < 0) {
         mr_loader_key(ld, "listen");

@@ -272,9 +272,34 @@ static int load_digest(mr_loader_t *ld, json_t *obj, mr_key_t *k)
     return 0;
 }
 
+/* keys.NAME.limits: rpm, tpm, max_parallel, budget_usd, budget_period. */
+static int load_limits(mr_loader_t *ld, json_t *obj, mr_key_limits_t *l)
+{
+    static const char *const keys[] = {"rpm",        "tpm",           "max_parallel",
+                                       "budget_usd", "budget_period", NULL};
+    json_t *lim = json_object_get(obj, "limits");
+    json_int_t rpm = 0, tpm = 0, par = 0;
+    size_t saved;
+
+    if (!lim)
+        return 0;
+    saved = mr_loader_key(ld, "limits");
+    if (mr_loader_object(ld, lim) < 0 || mr_loader_check_keys(ld, lim, keys) < 0 ||
+        mr_loader_int(ld, lim, "rpm", 1, MR_RPM_MAX, &rpm) < 0 ||
+        mr_loader_int(ld, lim, "tpm", 1, MR_TPM_MAX, &tpm) < 0 ||
+        mr_loader_int(ld, lim, "max_parallel", 1, MR_PARALLEL_MAX, &par) < 0 ||
+        mr_config_check_budget(ld, lim, &l->budget_usd, &l->budget_period) < 0)
+        return -1;
+    l->rpm = (uint32_t)rpm;
+    l->tpm = (uint32_t)tpm;
+    l->max_parallel = (uint32_t)par;
+    mr_loader_pop(ld, saved);
+    return 0;
+}
+
 static int load_key(mr_loader_t *ld, const char *name, json_t *obj, mr_key_t *k)
 {
-    static const char *const keys[] = {"sha256", "policy", NULL};
+    static const char *const keys[] = {"sha256", "policy", "limits", "admin", NULL};
     const char *pol;
 
     if (mr_loader_name(ld, "key", name, &k->name) < 0)
@@ -285,7 +310,8 @@ static int load_key(mr_loader_t *ld, const char *name, json_t *obj, mr_key_t *k)
                               "\"policy\": \"NAME\"} (got %s)",
                               mr_loader_type_name(obj));
     if (mr_loader_check_keys(ld, obj, keys) < 0 || load_digest(ld, obj, k) < 0 ||
-        mr_loader_plain(ld, obj, "policy", false, &pol) < 0)
+        mr_loader_plain(ld, obj, "policy", false, &pol) < 0 ||
+        load_limits(ld, obj, &k->limits) < 0 || mr_loader_bool(ld, obj, "admin", &k->admin) < 0)
         return -1;
     if (pol) {
         size_t saved = mr_loader_key(ld, "policy");

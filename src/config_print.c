@@ -83,6 +83,28 @@ static void print_rules(FILE *out, const char *what, const mr_attr_rule_t *r, si
     }
 }
 
+/* " budget=$5/day" (nothing without a budget). */
+static void print_budget(double usd, mr_budget_period_t period, FILE *out)
+{
+    if (usd > 0)
+        fprintf(out, " budget_usd=%g budget_period=%s", usd, mr_budget_period_name(period));
+}
+
+/* "  limits rpm=30 tpm=... max_parallel=... budget_usd=5 budget_period=day". */
+static void print_key_limits(const mr_key_limits_t *l, FILE *out)
+{
+    if (!l->rpm && !l->tpm && !l->max_parallel && !(l->budget_usd > 0))
+        return;
+    fprintf(out, "  limits");
+    if (l->rpm)
+        fprintf(out, " rpm=%u", l->rpm);
+    if (l->tpm)
+        fprintf(out, " tpm=%u", l->tpm);
+    if (l->max_parallel)
+        fprintf(out, " max_parallel=%u", l->max_parallel);
+    print_budget(l->budget_usd, l->budget_period, out);
+}
+
 /* The policies section of --check: one line per policy, then the keys. */
 static void print_policies(const mr_config_t *cfg, FILE *out)
 {
@@ -130,9 +152,13 @@ static void print_policies(const mr_config_t *cfg, FILE *out)
         return;
     }
     fprintf(out, "keys: %zu\n", cfg->n_keys);
-    for (size_t i = 0; i < cfg->n_keys; i++)
-        fprintf(out, "  %s%s%s\n", cfg->keys[i].name, cfg->keys[i].policy ? " -> policy " : "",
-                cfg->keys[i].policy ? cfg->keys[i].policy->name : "");
+    for (size_t i = 0; i < cfg->n_keys; i++) {
+        const mr_key_t *k = &cfg->keys[i];
+        fprintf(out, "  %s%s%s%s", k->name, k->policy ? " -> policy " : "",
+                k->policy ? k->policy->name : "", k->admin ? "  admin" : "");
+        print_key_limits(&k->limits, out);
+        fputc('\n', out);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -161,9 +187,13 @@ static void print_providers(const mr_config_t *cfg, FILE *out)
                 mr_provider_kind_name(p->kind), wu, p->base_url, p->vendor,
                 *p->region ? p->region : "-", *p->jurisdiction ? p->jurisdiction : "-");
         if (p->enabled)
-            fprintf(out, "enabled\n");
+            fprintf(out, "enabled");
         else
-            fprintf(out, "disabled (%s)\n", p->disabled_reason);
+            fprintf(out, "disabled (%s)", p->disabled_reason);
+        if (p->max_inflight)
+            fprintf(out, " max_inflight=%u", p->max_inflight);
+        print_budget(p->budget_usd, p->budget_period, out);
+        fputc('\n', out);
         if (p->n_models) {
             fprintf(out, "  %-*s  models:", wn, "");
             for (size_t j = 0; j < p->n_models; j++)

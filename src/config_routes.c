@@ -372,7 +372,7 @@ static int load_models(mr_loader_t *ld, json_t *obj, mr_provider_t *p)
 }
 
 /* Dialect settings: the anthropic-version header / Azure api-version query
- * and Anthropic's max_tokens fallback; plus the per-worker transfer cap. */
+ * and Anthropic's max_tokens fallback; plus the process's transfer cap. */
 static int load_dialect(mr_loader_t *ld, json_t *obj, mr_provider_t *p)
 {
     json_int_t max_tokens = 0, inflight = 0;
@@ -389,10 +389,25 @@ static int load_dialect(mr_loader_t *ld, json_t *obj, mr_provider_t *p)
 
 static int load_provider(mr_loader_t *ld, const char *name, json_t *obj, mr_provider_t *p)
 {
-    static const char *const keys[] = {
-        "kind",        "base_url",           "api_key",      "vendor",  "region", "jurisdiction",
-        "models",      "retains_data",       "zdr",          "http2",   "tags",   "forward_headers",
-        "api_version", "default_max_tokens", "max_inflight", "ca_file", NULL};
+    static const char *const keys[] = {"kind",
+                                       "base_url",
+                                       "api_key",
+                                       "vendor",
+                                       "region",
+                                       "jurisdiction",
+                                       "models",
+                                       "retains_data",
+                                       "zdr",
+                                       "http2",
+                                       "tags",
+                                       "forward_headers",
+                                       "api_version",
+                                       "default_max_tokens",
+                                       "max_inflight",
+                                       "ca_file",
+                                       "budget_usd",
+                                       "budget_period",
+                                       NULL};
 
     if (mr_loader_name(ld, "provider", name, &p->name) < 0 || mr_loader_object(ld, obj) < 0)
         return -1;
@@ -404,7 +419,8 @@ static int load_provider(mr_loader_t *ld, const char *name, json_t *obj, mr_prov
         load_forward_headers(ld, obj, p) < 0 || load_dialect(ld, obj, p) < 0 ||
         mr_loader_bool(ld, obj, "retains_data", &p->retains_data) < 0 ||
         mr_loader_bool(ld, obj, "zdr", &p->zdr) < 0 || load_http2(ld, obj, p) < 0 ||
-        load_tags(ld, obj, true, &p->tags, &p->n_tags) < 0)
+        load_tags(ld, obj, true, &p->tags, &p->n_tags) < 0 ||
+        mr_config_check_budget(ld, obj, &p->budget_usd, &p->budget_period) < 0)
         return -1;
     /* api_key last: it may add a warning, which should only happen for an
      * otherwise valid provider. */

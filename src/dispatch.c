@@ -1,10 +1,12 @@
 #include "meridian/dispatch.h"
 
+#include "meridian/admit.h"
 #include "meridian/auth.h"
 #include "meridian/policy.h"
 #include "meridian/proxy.h"
 #include "meridian/status_page.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -20,8 +22,9 @@ typedef enum {
 } auth_t;
 
 typedef enum {
-    PATH_API,   /* "/v1" + path, or path alone */
-    PATH_EXACT, /* path as written */
+    PATH_API,    /* "/v1" + path, or path alone */
+    PATH_EXACT,  /* path as written */
+    PATH_PREFIX, /* as PATH_API, followed by one more segment (r->path_arg) */
 } path_match_t;
 
 typedef struct mr_dispatch_row {
@@ -89,21 +92,23 @@ static enum MHD_Result answer_explain(mr_request_t *r)
                                  "GET /v1/gateway/route needs ?model=ROUTE_OR_PROVIDER/MODEL");
     const char *models[1] = {model};
     if (mr_policy_stack_init(&st, r->gen->cfg, r->key, policy, NULL, &e) < 0 ||
-        mr_router_explain(r->gen->cfg, &st, models, 1, &r->gen->ss.super, uv_now(r->env->loop),
-                          &out, &e) < 0)
+        mr_router_explain(r->gen->cfg, &st, models, 1, r->gen->ss, uv_now(r->env->loop), &out, &e) <
+            0)
         return mr_request_error(r, &e);
     return answer_json(r, out, 0);
 }
 
-/* GET /v1/gateway/providers: every route target's breaker and latency, as
- * this worker sees them (each worker keeps its own view). */
+/* GET /v1/gateway/providers: every route target's breaker and latency, and
+ * the retry budget (process-wide: every worker shares them). */
 static enum MHD_Result answer_providers(mr_request_t *r)
 {
     const mr_config_t *cfg = r->gen->cfg;
-    uint64_t now = uv_now(r->env->loop);
+    uint64_t now = uv_now(r->env->loop), n[3];
     char *seen = calloc(cfg->n_target_ids ? cfg->n_target_ids : 1, 1);
     json_t *data = json_array(), *root = json_object();
-    const mr_retry_budget_t *b = r->env->retry_budget;
+    mr_retry_budget_t *b = &r->gen->snap->retry_budget;
+
+    mr_generation_sync_hints(r->gen, now); /* breakers other instances opened */
 
     for (size_t i = 0; seen && i < cfg->n_routes; i++)
         for (size_t t = 0; t < cfg->routes[i].n_targets; t++) {
@@ -111,7 +116,7 @@ static enum MHD_Result answer_providers(mr_request_t *r)
             if (seen[tg->id])
                 continue;
             seen[tg->id] = 1;
-            json_t *o = mr_health_json(&r->gen->health, tg->id, now);
+            json_t *o = mr_health_json(r->gen->health, tg->id, now);
             if (!o)
                 continue;
             json_object_set_new(o, "provider", json_string(tg->provider->name));
@@ -123,12 +128,12 @@ static enum MHD_Result answer_providers(mr_request_t *r)
     json_object_set_new(root, "object", json_string("list"));
     json_object_set_new(root, "worker", json_integer(r->env->worker));
     json_object_set_new(root, "now_ms", json_integer((json_int_t)now));
+    mr_retry_budget_stats(b, n);
     json_object_set_new(root, "retry_budget",
-                        json_pack("{s:I,s:I,s:I,s:f,s:I,s:I}", "requests", (json_int_t)b->requests,
-                                  "retries", (json_int_t)b->retries, "denied",
-                                  (json_int_t)b->denied, "ratio", b->opts.ratio, "window_s",
-                                  (json_int_t)b->opts.window_s, "min_retries_per_s",
-                                  (json_int_t)b->opts.min_retries_per_s));
+                        json_pack("{s:I,s:I,s:I,s:f,s:I,s:I}", "requests", (json_int_t)n[0],
+                                  "retries", (json_int_t)n[1], "denied", (json_int_t)n[2], "ratio",
+                                  b->opts.ratio, "window_s", (json_int_t)b->opts.window_s,
+                                  "min_retries_per_s", (json_int_t)b->opts.min_retries_per_s));
     json_object_set_new(root, "data", data);
     return answer_json(r, root, JSON_REAL_PRECISION(6));
 }
@@ -145,6 +150,8 @@ static enum MHD_Result answer_metrics(mr_request_t *r)
         return MHD_NO;
     }
     mr_reqlog_metrics(r->env->reqlog, &out);
+    if (r->gen->limits)
+        mr_limits_render_metrics(r->gen->limits, &out);
     char *body = mr_buf_steal(&out, &len);
     mr_buf_free(&out);
     if (!body)
@@ -155,10 +162,58 @@ static enum MHD_Result answer_metrics(mr_request_t *r)
 static enum MHD_Result answer_status_json(mr_request_t *r)
 {
     size_t len;
-    char *body = mr_status_json(r->env->status, r->gen->cfg, &len);
+    json_t *extra = r->gen->limits ? mr_limits_status_json(r->gen->limits) : NULL;
+    char *body = mr_status_json(r->env->status, r->gen->cfg, extra, &len);
+    json_decref(extra);
     if (!body)
         return MHD_NO;
     return mr_request_queue(r, 200, body, len, "application/json");
+}
+
+/* GET /v1/gateway/keys/NAME: the key's limits, its usage in the current
+ * windows and its remaining budget; for the key itself or an admin key. */
+static enum MHD_Result key_answer(mr_request_t *r)
+{
+    return answer_json(r, mr_admit_key_json(r, r->info_key), JSON_REAL_PRECISION(12));
+}
+
+static void on_key_read(mr_request_t *r)
+{
+    json_t *o = mr_admit_key_json(r, r->info_key);
+    char *body =
+        o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12)) : NULL;
+
+    json_decref(o);
+    free(r->out_body);
+    r->out_body = body;
+    r->out_len = body ? strlen(body) : 0;
+    r->out_status = 200;
+    r->out_ctype = "application/json";
+    mr_proxy_respond(r);
+}
+
+static enum MHD_Result answer_key(mr_request_t *r)
+{
+    const mr_config_t *cfg = r->gen->cfg;
+    size_t i = 0;
+
+    while (i < cfg->n_keys && strcmp(cfg->keys[i].name, r->path_arg) != 0)
+        i++;
+    if (i == cfg->n_keys || !r->path_arg[0])
+        return mr_request_errorf(r, 404, "key_not_found", NULL,
+                                 "no gateway key is named \"%s\" (keys in the config)",
+                                 r->path_arg);
+    if (r->key != &cfg->keys[i] && !(r->key && r->key->admin))
+        return mr_request_errorf(r, 403, "permission_denied", NULL,
+                                 "key \"%s\" may be read with itself or with an admin key "
+                                 "(keys.NAME.admin)",
+                                 cfg->keys[i].name);
+    r->info_key = i;
+    if (mr_admit_key_refresh(r, i, on_key_read) == MR_LIMITS_PENDING) {
+        mr_proxy_wait(r);
+        return MHD_YES;
+    }
+    return key_answer(r);
 }
 
 /* ---- the table ---------------------------------------------------------- */
@@ -170,20 +225,38 @@ static const row_t rows[] = {
     {"/models", PATH_API, M_GET | M_HEAD, AUTH_KEY, MR_EP_COUNT, answer_models},
     {"/gateway/route", PATH_API, M_GET, AUTH_KEY, MR_EP_COUNT, answer_explain},
     {"/gateway/providers", PATH_API, M_GET, AUTH_KEY, MR_EP_COUNT, answer_providers},
+    {"/gateway/keys/", PATH_PREFIX, M_GET, AUTH_KEY, MR_EP_COUNT, answer_key},
     {"/healthz", PATH_EXACT, M_GET | M_HEAD, AUTH_NONE, MR_EP_COUNT, answer_healthz},
     {"/metrics", PATH_EXACT, M_GET | M_HEAD, AUTH_OBSERVE, MR_EP_COUNT, answer_metrics},
     {"/status", PATH_EXACT, M_GET | M_HEAD, AUTH_OBSERVE, MR_EP_COUNT, answer_status_page},
     {"/status.json", PATH_EXACT, M_GET | M_HEAD, AUTH_OBSERVE, MR_EP_COUNT, answer_status_json},
 };
 
-static const row_t *find_row(const char *url)
+/* A prefix row's last segment: one segment, not empty. */
+static bool prefix_match(const char *path, const char *prefix, char *arg, size_t cap)
+{
+    size_t n = strlen(prefix), rest;
+
+    if (strncmp(path, prefix, n) != 0 || !path[n] || strchr(path + n, '/'))
+        return false;
+    rest = strlen(path + n);
+    snprintf(arg, cap, "%s", rest < cap ? path + n : "");
+    return true;
+}
+
+static const row_t *find_row(mr_request_t *r, const char *url)
 {
     /* both base URLs clients use: ".../v1" and the bare host */
     const char *api = strncmp(url, "/v1/", 4) == 0 ? url + 3 : url;
 
-    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
-        if (strcmp(rows[i].match == PATH_API ? api : url, rows[i].path) == 0)
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        if (rows[i].match == PATH_PREFIX) {
+            if (prefix_match(api, rows[i].path, r->path_arg, sizeof(r->path_arg)))
+                return &rows[i];
+        } else if (strcmp(rows[i].match == PATH_API ? api : url, rows[i].path) == 0) {
             return &rows[i];
+        }
+    }
     return NULL;
 }
 
@@ -275,7 +348,7 @@ enum MHD_Result mr_dispatch_first(mr_request_t *r, const char *url, const char *
     if (over_limits(r, &ret) < 0)
         return ret;
     /* known early: refusals of API calls are counted too */
-    const row_t *row = find_row(url);
+    const row_t *row = find_row(r, url);
     r->row = row;
     r->endpoint = row ? row->endpoint : MR_EP_COUNT;
     r->allow = row && (row->methods & M_POST) ? "POST" : "GET";

@@ -12,14 +12,6 @@
 #include <sys/random.h>
 #include <time.h>
 
-static void init_retry_budget(mr_gateway_t *gw)
-{
-    const mr_config_t *cfg = gw->gen->cfg;
-    mr_retry_budget_opts_t o = {cfg->retry_budget.ratio, cfg->retry_budget.window_s,
-                                cfg->retry_budget.min_retries_per_s};
-    mr_retry_budget_init(&gw->retry_budget, &o);
-}
-
 void mr_gateway_init(mr_gateway_t *gw, const mr_gateway_opts_t *o, mr_generation_t *gen)
 {
     memset(gw, 0, sizeof(*gw));
@@ -30,7 +22,6 @@ void mr_gateway_init(mr_gateway_t *gw, const mr_gateway_opts_t *o, mr_generation
         .metrics = o->metrics,
         .reqlog = o->reqlog,
         .status = o->status,
-        .retry_budget = &gw->retry_budget,
         .backoff_rng = &gw->backoff_rng,
         .worker = o->worker,
         .on_freed = o->on_request_freed,
@@ -43,7 +34,6 @@ void mr_gateway_init(mr_gateway_t *gw, const mr_gateway_opts_t *o, mr_generation
     gw->rng[1] |= 1; /* xorshift needs a non-zero state */
     gw->backoff_rng = gw->rng[0] | 1;
     gw->gen = gen;
-    init_retry_budget(gw);
 }
 
 void mr_gateway_free(mr_gateway_t *gw)
@@ -56,7 +46,6 @@ void mr_gateway_use(mr_gateway_t *gw, mr_generation_t *gen)
 {
     mr_generation_release(gw->gen);
     gw->gen = gen;
-    init_retry_budget(gw);
 }
 
 const mr_generation_t *mr_gateway_generation(const mr_gateway_t *gw)

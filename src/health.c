@@ -5,7 +5,9 @@
  * `_open_until_ms` when its cooldown ends (open before, half-open after) and
  * `_probe_until_ms` whether the single half-open probe is out. The state is
  * derived from them and `now` on every read, so the time-driven transitions
- * need no timer and a report is seen by the very next acquire.
+ * need no timer and a report is seen by the very next acquire, on any
+ * worker: the public calls take the instance's mutex (static helpers below
+ * expect it held).
  */
 #include "meridian/health.h"
 
@@ -36,6 +38,7 @@ int mr_health_init(mr_health_t *h, size_t n_targets, const mr_health_opts_t *opt
     mr_health_opts_t o = opts ? *opts : (mr_health_opts_t){0};
 
     memset(h, 0, sizeof(*h));
+    pthread_mutex_init(&h->_mu, NULL);
     if (!o.failure_threshold)
         o.failure_threshold = MR_HEALTH_FAILURE_THRESHOLD;
     if (!o.cooldown_ms)
@@ -47,8 +50,10 @@ int mr_health_init(mr_health_t *h, size_t n_targets, const mr_health_opts_t *opt
     if (!o.probe_timeout_ms)
         o.probe_timeout_ms = MR_HEALTH_PROBE_TIMEOUT_MS;
     h->opts = o;
-    if (n_targets && !(h->_t = calloc(n_targets, sizeof(*h->_t))))
+    if (n_targets && !(h->_t = calloc(n_targets, sizeof(*h->_t)))) {
+        pthread_mutex_destroy(&h->_mu);
         return -1;
+    }
     h->_n = n_targets;
     return 0;
 }
@@ -56,11 +61,23 @@ int mr_health_init(mr_health_t *h, size_t n_targets, const mr_health_opts_t *opt
 void mr_health_free(mr_health_t *h)
 {
     free(h->_t);
+    pthread_mutex_destroy(&h->_mu);
     memset(h, 0, sizeof(*h));
+}
+
+void mr_health_set_listener(mr_health_t *h, mr_health_listener_t fn, void *ud)
+{
+    pthread_mutex_lock(&h->_mu);
+    h->_listener = fn;
+    h->_listener_ud = ud;
+    pthread_mutex_unlock(&h->_mu);
 }
 
 void mr_health_carry(mr_health_t *dst, const mr_health_t *src, const size_t *map)
 {
+    pthread_mutex_t *mu = (pthread_mutex_t *)&src->_mu; /* only the lock changes */
+
+    pthread_mutex_lock(mu);
     for (size_t i = 0; i < dst->_n; i++) {
         const mr_health_target_t *s = target(src, map[i]);
 
@@ -69,6 +86,24 @@ void mr_health_carry(mr_health_t *dst, const mr_health_t *src, const size_t *map
         dst->_t[i] = *s;
         dst->_t[i]._probe_until_ms = 0; /* its report goes to src */
     }
+    pthread_mutex_unlock(mu);
+}
+
+static void lock(const mr_health_t *h)
+{
+    pthread_mutex_lock((pthread_mutex_t *)&h->_mu);
+}
+
+static void unlock(const mr_health_t *h)
+{
+    pthread_mutex_unlock((pthread_mutex_t *)&h->_mu);
+}
+
+static void changed(const mr_health_t *h, const mr_health_target_t *t, uint64_t now)
+{
+    if (h->_listener)
+        h->_listener(h->_listener_ud, (size_t)(t - h->_t), t->_tripped ? t->_open_until_ms : 0,
+                     now);
 }
 
 const mr_health_target_t *mr_health_target(const mr_health_t *h, size_t id)
@@ -79,51 +114,79 @@ const mr_health_target_t *mr_health_target(const mr_health_t *h, size_t id)
 mr_health_state_t mr_health_state(const mr_health_t *h, size_t id, uint64_t now_ms)
 {
     const mr_health_target_t *t = target(h, id);
+    mr_health_state_t st;
 
-    return t ? state_of(t, now_ms) : MR_HEALTH_CLOSED;
+    if (!t)
+        return MR_HEALTH_CLOSED;
+    lock(h);
+    st = state_of(t, now_ms);
+    unlock(h);
+    return st;
 }
 
 bool mr_health_available(const mr_health_t *h, size_t id, uint64_t now_ms)
 {
     const mr_health_target_t *t = target(h, id);
+    bool ok;
 
     if (!t)
         return true;
+    lock(h);
     switch (state_of(t, now_ms)) {
     case MR_HEALTH_CLOSED:
-        return true;
+        ok = true;
+        break;
     case MR_HEALTH_HALF_OPEN:
-        return !probe_out(t, now_ms);
+        ok = !probe_out(t, now_ms);
+        break;
     default:
-        return false;
+        ok = false;
     }
+    unlock(h);
+    return ok;
+}
+
+static uint64_t retry_in(const mr_health_target_t *t, uint64_t now)
+{
+    return state_of(t, now) == MR_HEALTH_OPEN ? t->_open_until_ms - now : 0;
 }
 
 uint64_t mr_health_retry_in_ms(const mr_health_t *h, size_t id, uint64_t now_ms)
 {
     const mr_health_target_t *t = target(h, id);
+    uint64_t ms;
 
-    return t && state_of(t, now_ms) == MR_HEALTH_OPEN ? t->_open_until_ms - now_ms : 0;
+    if (!t)
+        return 0;
+    lock(h);
+    ms = retry_in(t, now_ms);
+    unlock(h);
+    return ms;
 }
 
 mr_health_verdict_t mr_health_acquire(mr_health_t *h, size_t id, uint64_t now_ms)
 {
     mr_health_target_t *t = target(h, id);
+    mr_health_verdict_t v = MR_HEALTH_SKIP;
 
     if (!t)
         return MR_HEALTH_ALLOW;
+    lock(h);
     switch (state_of(t, now_ms)) {
     case MR_HEALTH_CLOSED:
-        return MR_HEALTH_ALLOW;
+        v = MR_HEALTH_ALLOW;
+        break;
     case MR_HEALTH_OPEN:
-        return MR_HEALTH_SKIP;
+        break;
     default:
         if (probe_out(t, now_ms))
-            return MR_HEALTH_SKIP;
+            break;
         /* an expired slot (a probe that never reported) is simply taken over */
         t->_probe_until_ms = now_ms + h->opts.probe_timeout_ms;
-        return MR_HEALTH_PROBE;
+        v = MR_HEALTH_PROBE;
     }
+    unlock(h);
+    return v;
 }
 
 void mr_health_cancel(mr_health_t *h, size_t id, uint64_t now_ms)
@@ -131,24 +194,62 @@ void mr_health_cancel(mr_health_t *h, size_t id, uint64_t now_ms)
     mr_health_target_t *t = target(h, id);
 
     (void)now_ms;
-    if (t)
-        t->_probe_until_ms = 0;
+    if (!t)
+        return;
+    lock(h);
+    t->_probe_until_ms = 0;
+    unlock(h);
 }
 
-/* Opens (or keeps open) until now + ms: never shortens a running cooldown. */
-static void open_for(mr_health_target_t *t, uint64_t now, uint64_t ms)
+/* Opens (or keeps open) until `until`: never shortens a running cooldown.
+ * Returns the new open-until when it changed, else 0. */
+static uint64_t open_until(const mr_health_t *h, mr_health_target_t *t, uint64_t now,
+                           uint64_t until)
 {
     if (state_of(t, now) != MR_HEALTH_OPEN) {
         t->_tripped = true;
         t->_opened_at_ms = now;
-        t->_open_until_ms = now + ms;
-    } else if (now + ms > t->_open_until_ms) {
-        t->_open_until_ms = now + ms;
+        t->_open_until_ms = until;
+    } else if (until > t->_open_until_ms) {
+        t->_open_until_ms = until;
+    } else {
+        return 0;
     }
+    changed(h, t, now);
+    return until;
+}
+
+static uint64_t open_for(const mr_health_t *h, mr_health_target_t *t, uint64_t now, uint64_t ms)
+{
+    return open_until(h, t, now, now + ms);
+}
+
+void mr_health_announce(mr_health_t *h, uint64_t now_ms)
+{
+    lock(h);
+    for (size_t i = 0; i < h->_n; i++)
+        changed(h, &h->_t[i], now_ms);
+    unlock(h);
+}
+
+bool mr_health_open_until(mr_health_t *h, size_t id, uint64_t until_ms, uint64_t now_ms)
+{
+    mr_health_target_t *t = target(h, id);
+    uint64_t opened = 0;
+
+    if (!t || until_ms <= now_ms)
+        return false;
+    lock(h);
+    /* an open breaker keeps its own time: a hint (maybe its own echo, a
+     * few ms off through the clocks) never stretches it */
+    if (state_of(t, now_ms) != MR_HEALTH_OPEN)
+        opened = open_until(h, t, now_ms, until_ms);
+    unlock(h);
+    return opened != 0;
 }
 
 /* The breaker's own cooldown: cooldown_ms * 2^(opens - 1), capped. */
-static void trip(const mr_health_t *h, mr_health_target_t *t, uint64_t now)
+static uint64_t trip(const mr_health_t *h, mr_health_target_t *t, uint64_t now)
 {
     uint64_t ms = h->opts.cooldown_ms;
 
@@ -157,7 +258,7 @@ static void trip(const mr_health_t *h, mr_health_target_t *t, uint64_t now)
         ms *= 2;
     if (ms > h->opts.max_cooldown_ms)
         ms = h->opts.max_cooldown_ms;
-    open_for(t, now, ms);
+    return open_for(h, t, now, ms);
 }
 
 static void update_stats(mr_health_target_t *t, bool ok, uint32_t ttfb_ms)
@@ -176,25 +277,21 @@ static void update_stats(mr_health_target_t *t, bool ok, uint32_t ttfb_ms)
         t->ewma_ttfb_ms = a * ttfb_ms + (1 - a) * t->ewma_ttfb_ms;
 }
 
-void mr_health_report(mr_health_t *h, size_t id, mr_outcome_t outcome, long retry_after_s,
-                      uint32_t ttfb_ms, uint64_t now_ms)
+uint64_t mr_health_report(mr_health_t *h, size_t id, mr_outcome_t outcome, long retry_after_s,
+                          uint32_t ttfb_ms, uint64_t now_ms)
 {
-    mr_health_report_attempt(h, id, true, outcome, retry_after_s, ttfb_ms, now_ms);
+    return mr_health_report_attempt(h, id, true, outcome, retry_after_s, ttfb_ms, now_ms);
 }
 
-void mr_health_report_attempt(mr_health_t *h, size_t id, bool probe, mr_outcome_t outcome,
-                              long retry_after_s, uint32_t ttfb_ms, uint64_t now_ms)
+/* The report's effect on the breaker (statistics are taken already). */
+static uint64_t judge(const mr_health_t *h, mr_health_target_t *t, bool probe, mr_outcome_t outcome,
+                      long retry_after_s, uint64_t now_ms)
 {
-    mr_health_target_t *t = target(h, id);
     bool ok = outcome == MR_OUTCOME_SUCCESS;
-    mr_health_state_t st;
+    mr_health_state_t st = state_of(t, now_ms);
 
-    if (!t)
-        return;
-    update_stats(t, ok, ttfb_ms);
-    st = state_of(t, now_ms);
     if (st == MR_HEALTH_HALF_OPEN && !probe && !(retry_after_s > 0 && !ok))
-        return; /* a late answer: the probe decides, and keeps its slot */
+        return 0; /* a late answer: the probe decides, and keeps its slot */
     if (probe)
         t->_probe_until_ms = 0;
     if (!ok && t->_consecutive < UINT32_MAX)
@@ -204,29 +301,43 @@ void mr_health_report_attempt(mr_health_t *h, size_t id, bool probe, mr_outcome_
         retry_after_s > 0) {
         uint64_t max = h->opts.max_cooldown_ms;
         uint64_t ms = (uint64_t)retry_after_s > max / 1000 ? max : (uint64_t)retry_after_s * 1000;
-        open_for(t, now_ms, ms);
-        return;
+        return open_for(h, t, now_ms, ms);
     }
     switch (st) {
     case MR_HEALTH_CLOSED:
         if (ok)
             t->_consecutive = 0;
         else if (t->_consecutive >= h->opts.failure_threshold)
-            trip(h, t, now_ms);
+            return trip(h, t, now_ms);
         break;
     case MR_HEALTH_OPEN:
         break; /* a late answer of an attempt sent before it opened */
     case MR_HEALTH_HALF_OPEN:
-        if (ok) {
-            t->_tripped = false;
-            t->_consecutive = 0;
-            t->_opens = 0;
-            t->_opened_at_ms = t->_open_until_ms = 0;
-        } else {
-            trip(h, t, now_ms);
-        }
+        if (!ok)
+            return trip(h, t, now_ms);
+        t->_tripped = false;
+        t->_consecutive = 0;
+        t->_opens = 0;
+        t->_opened_at_ms = t->_open_until_ms = 0;
+        changed(h, t, now_ms);
         break;
     }
+    return 0;
+}
+
+uint64_t mr_health_report_attempt(mr_health_t *h, size_t id, bool probe, mr_outcome_t outcome,
+                                  long retry_after_s, uint32_t ttfb_ms, uint64_t now_ms)
+{
+    mr_health_target_t *t = target(h, id);
+    uint64_t opened;
+
+    if (!t)
+        return 0;
+    lock(h);
+    update_stats(t, outcome == MR_OUTCOME_SUCCESS, ttfb_ms);
+    opened = judge(h, t, probe, outcome, retry_after_s, now_ms);
+    unlock(h);
+    return opened;
 }
 
 mr_outcome_t mr_health_outcome(long status)
@@ -254,19 +365,23 @@ static const char *state_name(mr_health_state_t s)
 
 json_t *mr_health_json(const mr_health_t *h, size_t id, uint64_t now_ms)
 {
-    const mr_health_target_t *t = target(h, id);
+    const mr_health_target_t *tp = target(h, id);
+    mr_health_target_t copy;
+    const mr_health_target_t *t = &copy;
     mr_health_state_t st;
     json_t *o;
 
-    if (!t || !(o = json_object()))
+    if (!tp || !(o = json_object()))
         return NULL;
+    lock(h);
+    copy = *tp;
+    unlock(h);
     st = state_of(t, now_ms);
     json_object_set_new(o, "state", json_string(state_name(st)));
     json_object_set_new(o, "consecutive_failures", json_integer(t->_consecutive));
     if (st != MR_HEALTH_CLOSED)
         json_object_set_new(o, "opened_at_ms", json_integer((json_int_t)t->_opened_at_ms));
-    json_object_set_new(o, "retry_in_ms",
-                        json_integer((json_int_t)mr_health_retry_in_ms(h, id, now_ms)));
+    json_object_set_new(o, "retry_in_ms", json_integer((json_int_t)retry_in(t, now_ms)));
     if (st == MR_HEALTH_HALF_OPEN)
         json_object_set_new(o, "probe_in_flight", json_boolean(probe_out(t, now_ms)));
     json_object_set_new(o, "ewma_ttfb_ms",
@@ -299,6 +414,21 @@ void mr_retry_budget_init(mr_retry_budget_t *b, const mr_retry_budget_opts_t *op
     else if (o.min_retries_per_s == MR_RETRY_NO_FLOOR)
         o.min_retries_per_s = 0;
     b->opts = o;
+    pthread_mutex_init(&b->_mu, NULL);
+}
+
+void mr_retry_budget_free(mr_retry_budget_t *b)
+{
+    pthread_mutex_destroy(&b->_mu);
+}
+
+void mr_retry_budget_stats(mr_retry_budget_t *b, uint64_t out[3])
+{
+    pthread_mutex_lock(&b->_mu);
+    out[0] = b->requests;
+    out[1] = b->retries;
+    out[2] = b->denied;
+    pthread_mutex_unlock(&b->_mu);
 }
 
 /* The slot of the current second, zeroed when it held an older one. */
@@ -332,30 +462,36 @@ static void rb_window(const mr_retry_budget_t *b, uint64_t now_ms, uint64_t *req
 
 void mr_retry_budget_request(mr_retry_budget_t *b, uint64_t now_ms)
 {
+    pthread_mutex_lock(&b->_mu);
     size_t s = rb_slot(b, now_ms);
 
     if (b->_req[s] < UINT32_MAX)
         b->_req[s]++;
     b->requests++;
+    pthread_mutex_unlock(&b->_mu);
 }
 
 bool mr_retry_budget_try(mr_retry_budget_t *b, uint64_t now_ms)
 {
-    size_t s = rb_slot(b, now_ms);
     uint64_t req, retry, allowed;
+    bool ok;
 
+    pthread_mutex_lock(&b->_mu);
+    size_t s = rb_slot(b, now_ms);
     rb_window(b, now_ms, &req, &retry);
     /* the epsilon keeps 0.2 * 100 at 20 despite binary fractions */
     allowed = (uint64_t)(b->opts.ratio * (double)req + 1e-9) +
               (uint64_t)b->opts.min_retries_per_s * b->opts.window_s;
-    if (retry >= allowed) {
+    ok = retry < allowed;
+    if (!ok) {
         b->denied++;
-        return false;
+    } else {
+        if (b->_retry[s] < UINT32_MAX)
+            b->_retry[s]++;
+        b->retries++;
     }
-    if (b->_retry[s] < UINT32_MAX)
-        b->_retry[s]++;
-    b->retries++;
-    return true;
+    pthread_mutex_unlock(&b->_mu);
+    return ok;
 }
 
 /* ---- backoff and retryability ------------------------------------------ */

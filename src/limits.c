@@ -33,7 +33,7 @@ enum { ROLE_RPM = 1, ROLE_TPM, ROLE_PAR, ROLE_BUDGET, ROLE_PROV };
 enum { STAGE_ADMIT, STAGE_ATTEMPT, STAGE_REFRESH, STAGE_FIRE };
 
 typedef struct mr_limits_call {
-    mr_limits_t *L;
+    mr_limits_engine_t *L;
     mr_limits_req_t *r; /* NULL: cancelled or fire-and-forget */
     mr_state_loop_t *sl;
     int stage;
@@ -60,22 +60,6 @@ static void budget_pool(const char *who, const char *enc, mr_budget_period_t p, 
 
 /* ---- the engine ------------------------------------------------------- */
 
-static void encode_name(const char *in, char *out, size_t cap)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < cap; p++) {
-        if (*p < 0x21 || *p == '{' || *p == '}' || *p == '%' || *p == ':' || *p >= 0x7f) {
-            out[o++] = '%';
-            out[o++] = hex[*p >> 4];
-            out[o++] = hex[*p & 15];
-        } else {
-            out[o++] = (char)*p;
-        }
-    }
-    out[o] = '\0';
-}
-
 static int64_t usd_to_nusd(double usd)
 {
     double v = ceil(usd * MR_LIMITS_NUSD_PER_USD);
@@ -100,11 +84,11 @@ static int copy_name(const char *what, const char *name, char *dst, char *enc, s
         return -1;
     }
     snprintf(dst, MR_LIMITS_NAME_MAX, "%s", name);
-    encode_name(name, enc, enclen);
+    mr_state_key_escape(name, enc, enclen);
     return 0;
 }
 
-static int load_spec(mr_limits_t *L, const mr_limits_spec_t *s, char *err, size_t errlen)
+static int load_spec(mr_limits_engine_t *L, const mr_limits_spec_t *s, char *err, size_t errlen)
 {
     for (size_t i = 0; i < s->n_keys; i++) {
         const mr_limits_key_spec_t *k = &s->keys[i];
@@ -130,10 +114,10 @@ static int load_spec(mr_limits_t *L, const mr_limits_spec_t *s, char *err, size_
     return 0;
 }
 
-int mr_limits_new(mr_state_t *st, const mr_limits_spec_t *spec, mr_limits_t **out, char *err,
+int mr_limits_new(mr_state_t *st, const mr_limits_spec_t *spec, mr_limits_engine_t **out, char *err,
                   size_t errlen)
 {
-    mr_limits_t *L = calloc(1, sizeof(*L));
+    mr_limits_engine_t *L = calloc(1, sizeof(*L));
     *out = NULL;
     if (!L || (spec->n_keys && !(L->keys = calloc(spec->n_keys, sizeof(*L->keys)))) ||
         (spec->n_providers && !(L->provs = calloc(spec->n_providers, sizeof(*L->provs))))) {
@@ -161,7 +145,7 @@ fail:
     return -1;
 }
 
-static void unref(mr_limits_t *L)
+static void unref(mr_limits_engine_t *L)
 {
     if (atomic_fetch_sub(&L->refs, 1) == 1) {
         free(L->keys);
@@ -170,13 +154,51 @@ static void unref(mr_limits_t *L)
     }
 }
 
-void mr_limits_free(mr_limits_t *L)
+void mr_limits_free(mr_limits_engine_t *L)
 {
     if (L)
         unref(L);
 }
 
-bool mr_limits_key_limited(const mr_limits_t *L, size_t key)
+static void copy_counter(atomic_uint_fast64_t *to, const atomic_uint_fast64_t *from)
+{
+    atomic_store(to, atomic_load((atomic_uint_fast64_t *)from));
+}
+
+static void carry_key(kcache_t *to, const kcache_t *from)
+{
+    copy_counter(&to->allowed, &from->allowed);
+    copy_counter(&to->unavailable, &from->unavailable);
+    copy_counter(&to->spend, &from->spend);
+    for (size_t i = 0; i <= MR_LIMIT_PROVIDER_BUDGET; i++)
+        copy_counter(&to->limited[i], &from->limited[i]);
+    copy_counter(&to->req_used, &from->req_used);
+    copy_counter(&to->tok_used, &from->tok_used);
+    copy_counter(&to->in_flight, &from->in_flight);
+    copy_counter(&to->spent, &from->spent);
+    copy_counter(&to->used, &from->used);
+    copy_counter(&to->as_of, &from->as_of);
+}
+
+void mr_limits_carry(mr_limits_engine_t *to, const mr_limits_engine_t *from)
+{
+    for (size_t i = 0; i < to->n_keys; i++)
+        for (size_t j = 0; j < from->n_keys; j++)
+            if (!strcmp(to->keys[i].name, from->keys[j].name)) {
+                carry_key(&to->keys[i].c, &from->keys[j].c);
+                break;
+            }
+    for (size_t i = 0; i < to->n_provs; i++)
+        for (size_t j = 0; j < from->n_provs; j++)
+            if (!strcmp(to->provs[i].name, from->provs[j].name)) {
+                copy_counter(&to->provs[i].used, &from->provs[j].used);
+                copy_counter(&to->provs[i].period_end, &from->provs[j].period_end);
+                copy_counter(&to->provs[i].spend, &from->provs[j].spend);
+                break;
+            }
+}
+
+bool mr_limits_key_limited(const mr_limits_engine_t *L, size_t key)
 {
     const lkey_t *k = key_of(L, key);
     return k && (k->rpm || k->tpm || k->par || k->budget);
@@ -193,7 +215,7 @@ static int64_t cost_nusd(uint64_t prompt, uint64_t completion, const mr_limits_p
 
 /* ---- results into verdicts and caches --------------------------------- */
 
-static void note_results(mr_limits_t *L, const call_t *c, const mr_state_result_t *res)
+static void note_results(mr_limits_engine_t *L, const call_t *c, const mr_state_result_t *res)
 {
     lkey_t *k = c->key < L->n_keys ? &L->keys[c->key] : NULL;
     uint64_t now = mr_state_now(L->st);
@@ -252,7 +274,7 @@ static uint32_t secs_ceil(uint64_t ms)
     return s == 0 ? 1 : s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
 }
 
-static void fill_headers(const mr_limits_t *L, const call_t *c, const mr_state_result_t *res,
+static void fill_headers(const mr_limits_engine_t *L, const call_t *c, const mr_state_result_t *res,
                          mr_limits_verdict_t *v)
 {
     const lkey_t *k = key_of(L, c->key);
@@ -272,7 +294,7 @@ static void fill_headers(const mr_limits_t *L, const call_t *c, const mr_state_r
     }
 }
 
-static void refusal(mr_limits_t *L, const call_t *c, const mr_state_result_t *res,
+static void refusal(mr_limits_engine_t *L, const call_t *c, const mr_state_result_t *res,
                     mr_limits_verdict_t *v)
 {
     int role = c->roles[res->denied_op];
@@ -296,7 +318,7 @@ static void refusal(mr_limits_t *L, const call_t *c, const mr_state_result_t *re
         atomic_fetch_add(&k->c.limited[v->limit], 1);
 }
 
-static void verdict_of(mr_limits_t *L, const call_t *c, const mr_state_result_t *res,
+static void verdict_of(mr_limits_engine_t *L, const call_t *c, const mr_state_result_t *res,
                        mr_limits_req_t *r)
 {
     mr_limits_verdict_t *v = &r->verdict;
@@ -393,7 +415,7 @@ static void on_state(void *arg, const mr_state_result_t *res)
     call_release(c);
 }
 
-static call_t *new_call(mr_limits_t *L, mr_state_loop_t *sl, mr_limits_req_t *r, int stage)
+static call_t *new_call(mr_limits_engine_t *L, mr_state_loop_t *sl, mr_limits_req_t *r, int stage)
 {
     call_t *c = calloc(1, sizeof(*c));
     if (!c)
@@ -484,7 +506,7 @@ static void add_budget(call_t *c, int role, const char *who, const char *enc,
     op->key_ttl_ms = key_ttl;
 }
 
-static void build_admit(call_t *c, const mr_limits_t *L, const lkey_t *k, mr_limits_req_t *r)
+static void build_admit(call_t *c, const mr_limits_engine_t *L, const lkey_t *k, mr_limits_req_t *r)
 {
     char name[MR_STATE_KEY_MAX];
     mr_state_op_t *op;
@@ -514,7 +536,7 @@ static void build_admit(call_t *c, const mr_limits_t *L, const lkey_t *k, mr_lim
                    r->_cost_est);
 }
 
-int mr_limits_admit(mr_limits_t *L, mr_state_loop_t *sl, mr_limits_req_t *r, size_t key,
+int mr_limits_admit(mr_limits_engine_t *L, mr_state_loop_t *sl, mr_limits_req_t *r, size_t key,
                     const mr_limits_estimate_t *est, mr_limits_cb cb, void *arg)
 {
     const lkey_t *k = key_of(L, key);
@@ -538,7 +560,7 @@ int mr_limits_admit(mr_limits_t *L, mr_state_loop_t *sl, mr_limits_req_t *r, siz
     return launch(c, cb, arg);
 }
 
-int mr_limits_attempt(mr_limits_t *L, mr_limits_req_t *r, size_t provider,
+int mr_limits_attempt(mr_limits_engine_t *L, mr_limits_req_t *r, size_t provider,
                       const mr_limits_price_t *price, mr_limits_cb cb, void *arg)
 {
     r->_price = *price;
@@ -572,7 +594,7 @@ static void add_close(call_t *c, int role, const char *key, const char *id, bool
 
 void mr_limits_attempt_done(mr_limits_req_t *r, const mr_limits_usage_t *usage, bool succeeded)
 {
-    mr_limits_t *L = r->_L;
+    mr_limits_engine_t *L = r->_L;
     int64_t cost = 0;
     if (!L)
         return;
@@ -586,7 +608,8 @@ void mr_limits_attempt_done(mr_limits_req_t *r, const mr_limits_usage_t *usage, 
         r->_usage_known = true;
     }
     r->_cost += cost;
-    if (r->_prov < L->n_provs && (usage || succeeded))
+    /* only budgets are counted (a shared counter per request costs a cache line) */
+    if (r->_prov < L->n_provs && L->provs[r->_prov].budget && cost > 0)
         atomic_fetch_add(&L->provs[r->_prov].spend, (uint64_t)cost);
     if (!r->_prov_held)
         return;
@@ -608,7 +631,7 @@ void mr_limits_cancel(mr_limits_req_t *r)
 
 void mr_limits_finish(mr_limits_req_t *r)
 {
-    mr_limits_t *L = r->_L;
+    mr_limits_engine_t *L = r->_L;
     char name[MR_STATE_KEY_MAX];
     if (!L || r->_finished)
         return;
@@ -641,7 +664,7 @@ void mr_limits_finish(mr_limits_req_t *r)
     fire(c);
 }
 
-bool mr_limits_provider_over(const mr_limits_t *L, size_t provider)
+bool mr_limits_provider_over(const mr_limits_engine_t *L, size_t provider)
 {
     if (provider >= L->n_provs || L->provs[provider].budget == 0)
         return false;
@@ -650,7 +673,7 @@ bool mr_limits_provider_over(const mr_limits_t *L, size_t provider)
            atomic_load(&p->used) >= (uint64_t)p->budget;
 }
 
-int mr_limits_refresh(mr_limits_t *L, mr_state_loop_t *sl, mr_limits_req_t *r, size_t key,
+int mr_limits_refresh(mr_limits_engine_t *L, mr_state_loop_t *sl, mr_limits_req_t *r, size_t key,
                       mr_limits_cb cb, void *arg)
 {
     const lkey_t *k = key_of(L, key);

@@ -35,7 +35,7 @@ typedef struct lprov {
     atomic_uint_fast64_t used, period_end, spend;
 } lprov_t;
 
-struct mr_limits {
+struct mr_limits_engine {
     mr_state_t *st;
     atomic_int refs;
     lkey_t *keys;
@@ -45,7 +45,7 @@ struct mr_limits {
     uint32_t ttl_ms, default_out, bpt;
 };
 
-static inline const lkey_t *key_of(const mr_limits_t *L, size_t key)
+static inline const lkey_t *key_of(const mr_limits_engine_t *L, size_t key)
 {
     return key < L->n_keys ? &L->keys[key] : NULL;
 }

@@ -5,6 +5,8 @@
  */
 #include "limits_int.h"
 
+#include "meridian/metrics.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,22 +57,6 @@ void mr_limits_period(mr_budget_period_t p, uint64_t now_ms, char *id, size_t id
         *start_ms = 0;
         *end_ms = UINT64_MAX;
     }
-}
-
-const char *mr_budget_period_name(mr_budget_period_t p)
-{
-    return p == MR_PERIOD_DAY ? "day" : p == MR_PERIOD_MONTH ? "month" : "total";
-}
-
-int mr_budget_period_parse(const char *s, mr_budget_period_t *out)
-{
-    static const mr_budget_period_t all[] = {MR_PERIOD_TOTAL, MR_PERIOD_DAY, MR_PERIOD_MONTH};
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        if (strcmp(s, mr_budget_period_name(all[i])) == 0) {
-            *out = all[i];
-            return 0;
-        }
-    return -1;
 }
 
 /* ---- answers ---------------------------------------------------------- */
@@ -129,7 +115,7 @@ size_t mr_limits_headers(const mr_limits_verdict_t *v,
     return n;
 }
 
-void mr_limits_message(const mr_limits_t *L, const mr_limits_req_t *r, char *buf, size_t len)
+void mr_limits_message(const mr_limits_engine_t *L, const mr_limits_req_t *r, char *buf, size_t len)
 {
     const mr_limits_verdict_t *v = &r->verdict;
     const lkey_t *k = key_of(L, r->_key);
@@ -169,7 +155,7 @@ void mr_limits_message(const mr_limits_t *L, const mr_limits_req_t *r, char *buf
 
 /* ---- visibility ------------------------------------------------------- */
 
-void mr_limits_key_stats(const mr_limits_t *L, size_t key, mr_limits_key_stats_t *out)
+void mr_limits_key_stats(const mr_limits_engine_t *L, size_t key, mr_limits_key_stats_t *out)
 {
     memset(out, 0, sizeof(*out));
     if (key >= L->n_keys)
@@ -182,7 +168,7 @@ void mr_limits_key_stats(const mr_limits_t *L, size_t key, mr_limits_key_stats_t
         out->limited[i] = atomic_load(&c->limited[i]);
 }
 
-uint64_t mr_limits_provider_spend_nusd(const mr_limits_t *L, size_t p)
+uint64_t mr_limits_provider_spend_nusd(const mr_limits_engine_t *L, size_t p)
 {
     return p < L->n_provs ? atomic_load(&L->provs[p].spend) : 0;
 }
@@ -192,7 +178,7 @@ static json_t *usd(uint64_t nusd)
     return json_real(round((double)nusd / 1e3) / 1e6); /* whole micro-dollars */
 }
 
-static json_t *key_usage(const mr_limits_t *L, const lkey_t *k)
+static json_t *key_usage(const mr_limits_engine_t *L, const lkey_t *k)
 {
     json_t *u = json_object();
     if (k->rpm)
@@ -217,7 +203,7 @@ static json_t *key_usage(const mr_limits_t *L, const lkey_t *k)
     return u;
 }
 
-json_t *mr_limits_key_json(const mr_limits_t *L, size_t key)
+json_t *mr_limits_key_json(const mr_limits_engine_t *L, size_t key)
 {
     const lkey_t *k = key_of(L, key);
     if (!k)
@@ -240,7 +226,7 @@ json_t *mr_limits_key_json(const mr_limits_t *L, size_t key)
                      "limited", hit, "as_of_ms", (json_int_t)atomic_load(&k->c.as_of));
 }
 
-json_t *mr_limits_providers_json(const mr_limits_t *L)
+json_t *mr_limits_providers_json(const mr_limits_engine_t *L)
 {
     json_t *all = json_object();
     for (size_t i = 0; i < L->n_provs; i++) {
@@ -250,9 +236,185 @@ json_t *mr_limits_providers_json(const mr_limits_t *L)
         uint64_t used = atomic_load(&p->used);
         json_object_set_new(
             all, p->name,
-            json_pack("{sossso}", "budget_usd", usd((uint64_t)p->budget), "budget_period",
-                      mr_budget_period_name(p->period), "remaining_usd",
-                      usd((uint64_t)p->budget > used ? (uint64_t)p->budget - used : 0)));
+            json_pack("{sossso so so sb}", "budget_usd", usd((uint64_t)p->budget), "budget_period",
+                      mr_budget_period_name(p->period), "used_usd", usd(used), "remaining_usd",
+                      usd((uint64_t)p->budget > used ? (uint64_t)p->budget - used : 0),
+                      "settled_here_usd", usd(atomic_load(&p->spend)), "over",
+                      mr_limits_provider_over(L, i)));
     }
     return json_pack("{so}", "providers", all);
+}
+
+/* ---- /status and /metrics ------------------------------------------------ */
+
+static json_t *state_json(const mr_state_t *st)
+{
+    mr_state_stats_t s;
+    mr_state_stats(st, &s);
+    return json_pack(
+        "{sssssbsIsIsIsIsIsIsIsIsIsIsIsI}", "backend", mr_state_backend_name(s.backend),
+        "on_outage", mr_state_outage_name(s.on_outage), "redis_up", s.redis_up, "outage_since_ms",
+        (json_int_t)s.outage_since_ms, "outages", (json_int_t)s.outages, "reconnects",
+        (json_int_t)s.reconnects, "command_timeouts", (json_int_t)s.command_timeouts,
+        "local_answers", (json_int_t)s.local_answers, "denied_unavailable",
+        (json_int_t)s.denied_unavailable, "journal_len", (json_int_t)s.journal_len,
+        "journal_dropped", (json_int_t)s.journal_dropped, "replayed", (json_int_t)s.replayed,
+        "live_instances", (json_int_t)s.live_instances, "file_writes", (json_int_t)s.file_writes,
+        "file_errors", (json_int_t)s.file_errors);
+}
+
+json_t *mr_limits_status_json(const mr_limits_engine_t *L)
+{
+    json_t *keys = json_object(), *provs = mr_limits_providers_json(L);
+    for (size_t i = 0; i < L->n_keys; i++) {
+        json_t *k = mr_limits_key_limited(L, i) ? mr_limits_key_json(L, i) : NULL;
+        if (k)
+            json_object_set_new(keys, L->keys[i].name, k);
+    }
+    json_t *o = json_pack("{sos{sosO}}", "state", state_json(L->st), "budgets", "keys", keys,
+                          "providers", json_object_get(provs, "providers"));
+    json_decref(provs);
+    return o;
+}
+
+static void sample(mr_buf_t *out, const char *name, const char *label, const char *value, double v)
+{
+    const char *labels[] = {label, value, NULL};
+    mr_metrics_write_sample(out, name, label ? labels : NULL, v);
+}
+
+static void render_keys(const mr_limits_engine_t *L, mr_buf_t *out)
+{
+    static const char *const outcome[] = {"allowed", "rpm", "tpm", "max_parallel", "budget"};
+    mr_metrics_write_family(out, "meridian_key_requests_total", "counter",
+                            "Admissions of requests of a key with limits, by outcome (allowed, "
+                            "the limit that refused, or unavailable).");
+    for (size_t i = 0; i < L->n_keys; i++) {
+        mr_limits_key_stats_t ks;
+        if (!mr_limits_key_limited(L, i))
+            continue;
+        mr_limits_key_stats(L, i, &ks);
+        for (size_t o = 0; o < sizeof(outcome) / sizeof(outcome[0]); o++) {
+            const char *labels[] = {"key", L->keys[i].name, "outcome", outcome[o], NULL};
+            mr_metrics_write_sample(out, "meridian_key_requests_total", labels,
+                                    (double)(o ? ks.limited[o] : ks.allowed));
+        }
+        const char *labels[] = {"key", L->keys[i].name, "outcome", "unavailable", NULL};
+        mr_metrics_write_sample(out, "meridian_key_requests_total", labels, (double)ks.unavailable);
+    }
+}
+
+/* USD families, one sample per key or provider that has the value. */
+typedef struct usd_family {
+    const char *name, *type, *help, *label;
+    bool provider; /* else a key */
+    bool (*get)(const mr_limits_engine_t *L, size_t i, uint64_t *nusd);
+} usd_family_t;
+
+static bool key_spend(const mr_limits_engine_t *L, size_t i, uint64_t *v)
+{
+    *v = atomic_load(&L->keys[i].c.spend);
+    return mr_limits_key_limited(L, i);
+}
+
+static bool key_used(const mr_limits_engine_t *L, size_t i, uint64_t *v)
+{
+    *v = atomic_load(&L->keys[i].c.used);
+    return L->keys[i].budget != 0;
+}
+
+static bool prov_spend(const mr_limits_engine_t *L, size_t i, uint64_t *v)
+{
+    *v = atomic_load(&L->provs[i].spend);
+    return L->provs[i].budget != 0;
+}
+
+static bool prov_used(const mr_limits_engine_t *L, size_t i, uint64_t *v)
+{
+    *v = atomic_load(&L->provs[i].used);
+    return L->provs[i].budget != 0;
+}
+
+static const usd_family_t usd_families[] = {
+    {"meridian_key_spend_usd_total", "counter",
+     "Spend of a key's requests settled by this process, in USD.", "key", false, key_spend},
+    {"meridian_key_budget_used_usd", "gauge",
+     "Spent and reserved of a key's budget_usd in the current period, as last seen by this "
+     "process.",
+     "key", false, key_used},
+    {"meridian_provider_spend_usd_total", "counter",
+     "Spend on a provider with a budget_usd settled by this process, in USD.", "provider", true,
+     prov_spend},
+    {"meridian_provider_budget_used_usd", "gauge",
+     "Spent and reserved of a provider's budget_usd in the current period, as last seen by this "
+     "process.",
+     "provider", true, prov_used},
+};
+
+static void render_usd(const mr_limits_engine_t *L, mr_buf_t *out)
+{
+    for (size_t f = 0; f < sizeof(usd_families) / sizeof(usd_families[0]); f++) {
+        const usd_family_t *fam = &usd_families[f];
+        size_t n = fam->provider ? L->n_provs : L->n_keys;
+        uint64_t v;
+        mr_metrics_write_family(out, fam->name, fam->type, fam->help);
+        for (size_t i = 0; i < n; i++)
+            if (fam->get(L, i, &v))
+                sample(out, fam->name, fam->label,
+                       fam->provider ? L->provs[i].name : L->keys[i].name,
+                       (double)v / MR_LIMITS_NUSD_PER_USD);
+    }
+}
+
+/* One unlabelled sample of a family. */
+static void one(mr_buf_t *out, const char *name, const char *type, const char *help, double v)
+{
+    mr_metrics_write_family(out, name, type, help);
+    mr_metrics_write_sample(out, name, NULL, v);
+}
+
+static void render_state(const mr_state_t *st, mr_buf_t *out)
+{
+    mr_state_stats_t s;
+    mr_state_stats(st, &s);
+    const char *info[] = {"backend", mr_state_backend_name(s.backend), "on_outage",
+                          mr_state_outage_name(s.on_outage), NULL};
+    mr_metrics_write_family(out, "meridian_state_info", "gauge",
+                            "The shared state's backend and on_outage mode.");
+    mr_metrics_write_sample(out, "meridian_state_info", info, 1);
+    one(out, "meridian_state_up", "gauge",
+        "1 while the shared state is reachable (memory: always; redis: every worker connected).",
+        s.redis_up);
+    one(out, "meridian_state_outages_total", "counter", "Times Redis became unreachable.",
+        (double)s.outages);
+    one(out, "meridian_state_reconnects_total", "counter", "Redis connections re-established.",
+        (double)s.reconnects);
+    one(out, "meridian_state_command_timeouts_total", "counter",
+        "Redis commands answered by the gateway's own timer.", (double)s.command_timeouts);
+    one(out, "meridian_state_local_answers_total", "counter",
+        "Admissions decided on this instance's counters during an outage (on_outage local).",
+        (double)s.local_answers);
+    one(out, "meridian_state_unavailable_total", "counter",
+        "Admissions refused because Redis was unreachable (on_outage deny).",
+        (double)s.denied_unavailable);
+    one(out, "meridian_state_journal_ops", "gauge",
+        "Operations counted during an outage and not yet replayed to Redis.",
+        (double)s.journal_len);
+    one(out, "meridian_state_journal_dropped_total", "counter",
+        "Operations lost because the outage journal was full.", (double)s.journal_dropped);
+    one(out, "meridian_state_replayed_total", "counter", "Journalled operations Redis accepted.",
+        (double)s.replayed);
+    one(out, "meridian_state_live_instances", "gauge",
+        "Instances sharing the state, as last seen (memory: 1).", (double)s.live_instances);
+    one(out, "meridian_state_file_writes_total", "counter", "State file replacements (memory).",
+        (double)s.file_writes);
+    one(out, "meridian_state_file_errors_total", "counter",
+        "Failed state file writes (memory; logged).", (double)s.file_errors);
+}
+
+void mr_limits_render_metrics(const mr_limits_engine_t *L, mr_buf_t *out)
+{
+    render_keys(L, out);
+    render_usd(L, out);
+    render_state(L->st, out);
 }

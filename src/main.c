@@ -13,6 +13,7 @@
 #include "meridian/log.h"
 #include "meridian/router.h"
 #include "meridian/server.h"
+#include "meridian/state.h"
 #include "meridian/worker.h"
 
 #include <curl/curl.h>
@@ -23,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_WORKERS 64
@@ -114,33 +117,68 @@ static int start_workers(mr_snapshot_t *snap, const mr_shared_t *shared, worker_
     return 0;
 }
 
-/* Metrics, the access log / audit file, the status sampler and the reload
- * hub: one each for the whole process. */
-static int open_shared(mr_snapshot_t *snap, const char *path, const char *listen, unsigned workers,
-                       mr_shared_t *sh, char *err, size_t errlen)
+/* The shared state as the config's `state` says (a Redis host name is
+ * resolved here, once). */
+static int open_state(const mr_config_t *cfg, mr_state_t **out, char *err, size_t errlen)
 {
-    if (mr_metrics_new(workers, &sh->metrics) < 0 || mr_status_new(sh->metrics, &sh->status) < 0 ||
-        mr_reload_new(path, listen, snap, workers, &sh->reload) < 0) {
+    mr_state_opts_t o = {
+        .backend = cfg->state.backend == 1 ? MR_STATE_REDIS : MR_STATE_MEMORY,
+        .redis_url = cfg->state.redis_url,
+        .on_outage = cfg->state.on_outage == 1 ? MR_OUTAGE_DENY : MR_OUTAGE_LOCAL,
+        .state_file = cfg->state.file,
+    };
+    return mr_state_new(&o, out, err, errlen);
+}
+
+/* Metrics, the shared state and the first snapshot (which uses both), then
+ * the access log / audit file, the status sampler and the reload hub: one
+ * each for the whole process. Takes ownership of cfg. */
+static int open_shared(mr_config_t *cfg, const char *path, const char *listen, unsigned workers,
+                       mr_shared_t *sh, mr_snapshot_t **snap, char *err, size_t errlen)
+{
+    uint64_t seed = 0;
+
+    *snap = NULL;
+    if (mr_metrics_new(workers, &sh->metrics) < 0) {
+        snprintf(err, errlen, "out of memory");
+        mr_config_free(cfg);
+        return -1;
+    }
+    if (open_state(cfg, &sh->state, err, errlen) < 0) {
+        mr_config_free(cfg);
+        goto fail;
+    }
+    if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+        seed = (uint64_t)time(NULL);
+    mr_snapshot_env_t env = {sh->state, sh->metrics, seed};
+    if (!(*snap = mr_snapshot_new(cfg, &env)) || mr_status_new(sh->metrics, &sh->status) < 0 ||
+        mr_reload_new(path, listen, *snap, workers, &sh->reload) < 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (mr_reqlog_open(snap->cfg, workers, &sh->reqlog, err, errlen) < 0)
+    if (mr_reqlog_open((*snap)->cfg, workers, &sh->reqlog, err, errlen) < 0)
         goto fail;
     return 0;
 
 fail:
     mr_reload_free(sh->reload);
     mr_status_free(sh->status);
+    mr_snapshot_release(*snap);
+    *snap = NULL;
+    mr_state_free(sh->state);
     mr_metrics_free(sh->metrics);
     return -1;
 }
 
-/* After the workers stopped: flushes what the log writers still hold. */
-static void close_shared(mr_shared_t *sh)
+/* After the workers stopped: flushes what the log writers still hold, and
+ * the state file. */
+static void close_shared(mr_shared_t *sh, mr_snapshot_t *snap)
 {
     mr_reqlog_close(sh->reqlog);
     mr_reload_free(sh->reload);
     mr_status_free(sh->status);
+    mr_snapshot_release(snap);
+    mr_state_free(sh->state);
     mr_metrics_free(sh->metrics);
 }
 
@@ -271,22 +309,22 @@ int main(int argc, char **argv)
         mr_config_free(cfg);
         return 1;
     }
-    mr_snapshot_t *snap = mr_snapshot_new(cfg, 0); /* owns cfg from here */
-    mr_shared_t shared = {NULL, NULL, NULL, NULL};
-    if (!snap ||
-        open_shared(snap, config_path, listen, (unsigned)workers, &shared, err, sizeof(err)) < 0) {
-        fprintf(stderr, "meridian: %s\n", snap ? err : "out of memory");
-        mr_snapshot_release(snap);
+    mr_snapshot_t *snap = NULL;
+    mr_shared_t shared = {NULL, NULL, NULL, NULL, NULL};
+    /* the snapshot owns cfg from here */
+    if (open_shared(cfg, config_path, listen, (unsigned)workers, &shared, &snap, err, sizeof(err)) <
+        0) {
+        fprintf(stderr, "meridian: %s\n", err);
         curl_global_cleanup();
         return 1;
     }
+    cfg = snap->cfg;
     worker_slot_t *slots = calloc((size_t)workers, sizeof(*slots));
     uint16_t port = 0;
     if (!slots || start_workers(snap, &shared, slots, workers, &port, err, sizeof(err)) < 0) {
         fprintf(stderr, "meridian: %s\n", slots ? err : "out of memory");
         free(slots);
-        close_shared(&shared);
-        mr_snapshot_release(snap);
+        close_shared(&shared, snap);
         curl_global_cleanup();
         return 1;
     }
@@ -320,8 +358,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < workers; i++)
         mr_worker_free(&slots[i].w);
     free(slots);
-    close_shared(&shared);
-    mr_snapshot_release(snap);
+    close_shared(&shared, snap);
     curl_global_cleanup();
     return rc;
 }

@@ -63,7 +63,8 @@ static const family_t families[MR_MF_COUNT] = {
                          3,
                          {"route", "provider", "reason"}},
     [MR_MF_SKIPPED] = {"meridian_candidates_skipped_total",
-                       "Candidates not tried: circuit open or provider at max_inflight.",
+                       "Candidates not tried: circuit open, provider at max_inflight or over "
+                       "its budget.",
                        K_COUNTER,
                        2,
                        {"provider", "reason"}},
@@ -78,7 +79,7 @@ static const family_t families[MR_MF_COUNT] = {
                     1,
                     {"provider"}},
     [MR_MF_BREAKER] = {"meridian_breaker_state",
-                       "Workers whose circuit breaker for the target is in each state.",
+                       "1 for the state the process's circuit breaker for the target is in.",
                        K_BREAKER,
                        2,
                        {"provider", "model"}},
@@ -98,7 +99,7 @@ static const family_t families[MR_MF_COUNT] = {
 
 static unsigned family_slots(const family_t *f)
 {
-    return f->kind == K_HISTOGRAM ? HIST_SLOTS : f->kind == K_BREAKER ? 2 : 1;
+    return f->kind == K_HISTOGRAM ? HIST_SLOTS : 1;
 }
 
 typedef struct series {
@@ -404,6 +405,19 @@ void mr_metrics_write_sample(mr_buf_t *out, const char *name, const char *const 
     put_value(out, value);
 }
 
+void mr_metrics_write_family(mr_buf_t *out, const char *name, const char *type, const char *help)
+{
+    put(out, "# HELP ");
+    put(out, name);
+    put(out, " ");
+    put(out, help);
+    put(out, "\n# TYPE ");
+    put(out, name);
+    put(out, " ");
+    put(out, type);
+    put(out, "\n");
+}
+
 /* The series' label list plus an optional extra pair, for write_sample. */
 static void label_list(const family_t *f, const series_t *s, const char *extra,
                        const char *extra_value, const char **out)
@@ -445,24 +459,27 @@ static void render_histogram(const mr_metrics_t *m, const family_t *f, const ser
     mr_metrics_write_sample(out, name, labels, (double)mr_metrics_sum(m, s->base + N_BUCKETS + 1));
 }
 
-/* A breaker series holds, per worker, the state + 1 (0: the worker has not
- * used the target) and the time an open breaker lets a probe through; past
- * that time the next request probes, so it is shown half-open. */
+/* A breaker series is process-wide: one slot of row 0, written by any
+ * worker under the breaker's lock, holding 1 (closed) or the time the open
+ * breaker lets a probe through, shifted left once and tagged (open); 0: not
+ * used yet. Past that time the next request probes: shown half-open. */
+void mr_metrics_breaker_set(mr_metrics_t *m, uint32_t slot, uint64_t reopen_at_ms)
+{
+    uint64_t *p = slot ? slot_ptr(m, 0, slot) : NULL;
+    if (p)
+        __atomic_store_n(p, reopen_at_ms ? reopen_at_ms << 1 | 1 : 2, __ATOMIC_RELAXED);
+}
+
 void mr_metrics_breaker_counts(const mr_metrics_t *m, uint32_t base, unsigned counts[3])
 {
-    uint64_t now = mr_metrics_now_ms();
+    uint64_t *p = base ? slot_ptr(m, 0, base) : NULL;
+    uint64_t v = p ? __atomic_load_n(p, __ATOMIC_RELAXED) : 0;
 
     counts[0] = counts[1] = counts[2] = 0;
-    for (unsigned w = 0; base && w < m->n_workers; w++) {
-        uint64_t st = __atomic_load_n(slot_ptr(m, w, base), __ATOMIC_RELAXED);
-        uint64_t reopen = __atomic_load_n(slot_ptr(m, w, base + 1), __ATOMIC_RELAXED);
-        if (st == 0 || st > 3)
-            continue;
-        st--;
-        if (st == 1 && now >= reopen)
-            st = 2;
-        counts[st]++;
-    }
+    if (v == 2)
+        counts[0] = 1;
+    else if (v & 1)
+        counts[mr_metrics_now_ms() < v >> 1 ? 1 : 2] = 1;
 }
 
 static void render_breaker(const mr_metrics_t *m, const family_t *f, const series_t *s,
@@ -567,7 +584,7 @@ int mr_metrics_render(const mr_metrics_t *m, mr_buf_t *out)
 static const char *const status_class_names[MR_SC_COUNT] = {"2xx", "3xx", "4xx", "5xx", "aborted"};
 static const char *const outcome_names[MR_AO_COUNT] = {
     "success", "http_4xx", "http_429", "http_5xx", "timeout", "connect", "transport", "invalid"};
-static const char *const skip_names[MR_SKIP_COUNT] = {"circuit_open", "max_inflight"};
+static const char *const skip_names[MR_SKIP_COUNT] = {"circuit_open", "max_inflight", "budget"};
 
 struct mr_metrics_view {
     mr_metrics_t *m;
@@ -582,7 +599,6 @@ struct mr_metrics_view {
     uint32_t *skip; /* [np][MR_SKIP_COUNT] */
     uint32_t *tok;  /* [np][2] */
     uint32_t *cost; /* [np] */
-    uint32_t *brk;  /* [n_target_ids] */
     uint32_t *infl; /* [np] */
     uint32_t *deny; /* [n_policies + 1] */
     uint32_t retry;
@@ -592,10 +608,16 @@ struct mr_metrics_view {
 mr_metrics_view_t *mr_metrics_view_new(mr_metrics_t *m, unsigned worker, const mr_config_t *cfg)
 {
     size_t nr = cfg->n_routes + 2, np = cfg->n_providers + 1;
-    size_t sizes[] = {
-        nr * np * MR_SC_COUNT, nr * np * 2, nr * np * 2, np * MR_AO_COUNT,  nr * np * MR_AO_COUNT,
-        np * MR_SKIP_COUNT,    np * 2,      np,          cfg->n_target_ids, np,
-        cfg->n_policies + 1};
+    size_t sizes[] = {nr * np * MR_SC_COUNT,
+                      nr * np * 2,
+                      nr * np * 2,
+                      np * MR_AO_COUNT,
+                      nr * np * MR_AO_COUNT,
+                      np * MR_SKIP_COUNT,
+                      np * 2,
+                      np,
+                      np,
+                      cfg->n_policies + 1};
     size_t total = 0;
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
         total += sizes[i];
@@ -607,8 +629,8 @@ mr_metrics_view_t *mr_metrics_view_new(mr_metrics_t *m, unsigned worker, const m
     v->cfg = cfg;
     v->nr = nr;
     v->np = np;
-    uint32_t **arrays[] = {&v->req, &v->dur,  &v->ttfb, &v->att,  &v->fb,  &v->skip,
-                           &v->tok, &v->cost, &v->brk,  &v->infl, &v->deny};
+    uint32_t **arrays[] = {&v->req,  &v->dur, &v->ttfb, &v->att,  &v->fb,
+                           &v->skip, &v->tok, &v->cost, &v->infl, &v->deny};
     uint32_t *at = v->cells;
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         *arrays[i] = at;
@@ -733,18 +755,6 @@ void mr_metrics_usage(mr_metrics_view_t *v, const mr_provider_t *p, long prompt,
     if (cost_usd > 0)
         mr_metrics_add(v->m, v->w, cached(v, &v->cost[pk], MR_MF_COST, one),
                        (uint64_t)(cost_usd * 1e9 + 0.5));
-}
-
-void mr_metrics_breaker(mr_metrics_view_t *v, const mr_target_t *t, int state,
-                        uint64_t reopen_at_ms)
-{
-    const char *values[] = {t->provider->name, t->model};
-    uint32_t s = cached(v, &v->brk[t->id], MR_MF_BREAKER, values);
-
-    if (!s)
-        return;
-    mr_metrics_set(v->m, v->w, s, (uint64_t)state + 1);
-    mr_metrics_set(v->m, v->w, s + 1, reopen_at_ms);
 }
 
 void mr_metrics_inflight(mr_metrics_view_t *v, const mr_provider_t *p, unsigned n)

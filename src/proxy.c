@@ -1,5 +1,7 @@
 #include "meridian/proxy.h"
 
+#include "meridian/admit.h"
+#include "meridian/candidate.h"
 #include "meridian/json_span.h"
 #include "meridian/log.h"
 #include "meridian/policy.h"
@@ -157,7 +159,7 @@ static void arm_timer(mr_request_t *r, uint64_t ms)
 
 static void record_served(mr_request_t *r, const mr_attempt_t *a)
 {
-    mr_router_record_served(&r->gen->ss.super, &r->plan, a->cand, now_of(r));
+    mr_router_record_served(r->gen->ss, &r->plan, a->cand, now_of(r));
     r->served_by = a->cand->provider;
     r->served_cand = a->cand;
 }
@@ -207,8 +209,19 @@ static void finish_unattempted(mr_request_t *r)
 {
     mr_error_t e;
 
-    if (r->has_build_error && r->n_skipped == 0 && r->n_busy == 0) {
+    if (r->has_build_error && r->n_skipped == 0 && r->n_busy == 0 && r->n_over_budget == 0) {
         mr_request_prepare_error(r, &r->build_error, NULL, NULL);
+    } else if (r->n_over_budget && !r->n_skipped && !r->n_busy) {
+        /* every candidate's provider is over its budget (or its check is
+         * unavailable under on_outage "deny") */
+        if (r->lim.verdict.outcome == MR_LIMITS_UNAVAILABLE)
+            mr_admit_refusal(r, &e);
+        else
+            mr_error_set(&e, 503, NULL, "provider_budget_exhausted", NULL,
+                         "every provider that may serve \"%s\" has used its budget_usd for this "
+                         "period",
+                         r->model);
+        mr_request_prepare_error(r, &e, NULL, NULL);
     } else if (r->n_skipped == 0) {
         /* every candidate's provider is saturated (max_inflight): shed load */
         r->retry_after_out = 1;
@@ -457,10 +470,17 @@ static void on_attempt(void *owner, mr_attempt_t *a, mr_attempt_event_t ev)
     }
 }
 
-static void next_or_fail(mr_request_t *r)
+/* The current attempt is done with: settled against the budgets, freed. */
+static void free_attempt(mr_request_t *r)
 {
+    mr_admit_attempt_end(r, r->att);
     mr_attempt_free(r->att);
     r->att = NULL;
+}
+
+static void next_or_fail(mr_request_t *r)
+{
+    free_attempt(r);
     if (r->state == MR_RS_STREAM_GO)
         r->state = MR_RS_UPSTREAM; /* resumed but not answered: the handler re-suspends */
     if (now_of(r) - r->start_ms >= timeouts(r)->request_ms)
@@ -472,47 +492,6 @@ static void next_or_fail(mr_request_t *r)
         finish_failed(r);
 }
 
-/* limits: a provider's max_inflight bounds this worker's concurrent
- * transfers to it; beyond it the next candidate is tried instead. */
-static int at_inflight_cap(const mr_generation_t *g, const mr_provider_t *p)
-{
-    return p->max_inflight && g->inflight[p - g->cfg->providers] >= p->max_inflight;
-}
-
-/* The next candidate whose breaker lets traffic through, with its breaker
- * slot; open ones are skipped at once (and counted for the error). */
-static const mr_candidate_t *take_candidate(mr_request_t *r, size_t *health_id, bool *probe)
-{
-    mr_generation_t *g = r->gen;
-    uint64_t now = now_of(r);
-
-    while (r->next_candidate < r->plan.n_candidates) {
-        const mr_candidate_t *c = &r->plan.candidates[r->next_candidate++];
-        size_t id = c->target ? c->target->id : SIZE_MAX;
-        if (at_inflight_cap(g, c->provider)) {
-            r->n_busy++;
-            mr_metrics_skipped(g->mv, c->provider, MR_SKIP_MAX_INFLIGHT);
-            continue;
-        }
-        *health_id = id;
-        *probe = false;
-        if (id == SIZE_MAX)
-            return c;
-        mr_health_verdict_t v = mr_health_acquire(&g->health, id, now);
-        if (v == MR_HEALTH_PROBE)
-            mr_generation_publish_breaker(g, id, c->target, now);
-        if (v != MR_HEALTH_SKIP) {
-            *probe = v == MR_HEALTH_PROBE;
-            return c;
-        }
-        mr_metrics_skipped(g->mv, c->provider, MR_SKIP_CIRCUIT_OPEN);
-        uint64_t in = mr_health_retry_in_ms(&g->health, id, now);
-        if (r->n_skipped++ == 0 || in < r->skipped_retry_ms)
-            r->skipped_retry_ms = in;
-    }
-    return NULL;
-}
-
 static const char *client_header(void *ud, const char *name)
 {
     const mr_request_t *r = ud;
@@ -522,8 +501,7 @@ static const char *client_header(void *ud, const char *name)
 /* Not an attempt after all (nothing was sent, nothing to record). */
 static void drop_attempt(mr_request_t *r)
 {
-    mr_attempt_free(r->att);
-    r->att = NULL;
+    free_attempt(r);
     r->n_attempts--;
 }
 
@@ -542,7 +520,7 @@ static void launch_attempt(mr_request_t *r)
 
     /* A failover is a retry: the worker's budget keeps an outage from
      * multiplying the load on the remaining providers. */
-    if (r->sent_any && !mr_retry_budget_try(r->env->retry_budget, now_of(r))) {
+    if (r->sent_any && !mr_retry_budget_try(&r->gen->snap->retry_budget, now_of(r))) {
         mr_attempt_cancel(a, MR_FAIL_RETRY_BUDGET, "retry budget exhausted");
         drop_attempt(r);
         r->budget_denied = 1;
@@ -569,6 +547,7 @@ static void on_backoff(uv_timer_t *t)
 /* The attempt could not be allocated: recorded as such, without an object. */
 static void record_no_memory(mr_request_t *r, const mr_candidate_t *c)
 {
+    mr_admit_attempt_end(r, NULL);
     r->attempts[r->n_attempts++] = (mr_attempt_rec_t){
         .provider = c->provider,
         .model = c->model,
@@ -592,21 +571,15 @@ static bool backoff(mr_request_t *r, size_t health_id)
     return ms > 0 && uv_timer_start(&r->timer, on_backoff, ms, 0) == 0;
 }
 
-static void start_attempt(mr_request_t *r)
+/* An attempt on candidate c, whose slots and reservation are taken. */
+static void try_candidate(mr_request_t *r, const mr_candidate_t *c, size_t id, bool probe)
 {
-    size_t id = SIZE_MAX;
-    bool probe = false;
-    const mr_candidate_t *c = take_candidate(r, &id, &probe);
     mr_error_t e;
-
-    if (!c) {
-        finish_failed(r);
-        return;
-    }
     mr_attempt_args_t args = {
         .cand = c,
         .health_id = id,
         .probe = probe,
+        .inflight_taken = true,
         .gen = r->gen,
         .loop = r->env->loop,
         .endpoint = r->endpoint,
@@ -645,6 +618,33 @@ static void start_attempt(mr_request_t *r)
     }
 }
 
+static void on_reserved(mr_request_t *r);
+
+static void start_attempt(mr_request_t *r)
+{
+    size_t id = SIZE_MAX;
+    bool probe = false;
+    const mr_candidate_t *c = mr_candidate_next(r, &id, &probe, on_reserved);
+
+    if (c)
+        try_candidate(r, c, id, probe);
+    else if (!r->held_cand)
+        finish_failed(r);
+}
+
+/* The held candidate's provider answered (within the state's timeout). */
+static void on_reserved(mr_request_t *r)
+{
+    size_t id = SIZE_MAX;
+    bool probe = false;
+    const mr_candidate_t *c = mr_candidate_held(r, &id, &probe);
+
+    if (c)
+        try_candidate(r, c, id, probe);
+    else
+        start_attempt(r);
+}
+
 /* ---- the request's start: validation and routing ----------------------- */
 
 /* Routing under the policy stack: the key's policy, the x-meridian-policy
@@ -660,8 +660,8 @@ static int plan_request(mr_request_t *r, const json_t *models, const json_t *pro
         mr_policy_stack_init(&st, r->gen->cfg, r->key, header, provider, e) < 0)
         return -1;
     r->planned = 1;
-    return mr_router_plan_policy(r->gen->cfg, &st, r->models, r->n_models, &r->gen->ss.super,
-                                 now_of(r), &r->plan, e);
+    return mr_router_plan_policy(r->gen->cfg, &st, r->models, r->n_models, r->gen->ss, now_of(r),
+                                 &r->plan, e);
 }
 
 /* A 403 lists every target the policies excluded and why. */
@@ -758,6 +758,25 @@ static int read_members(mr_request_t *r, enum MHD_Result *ret)
     return 0;
 }
 
+static void start_upstream(mr_request_t *r)
+{
+    mr_retry_budget_request(&r->gen->snap->retry_budget, now_of(r));
+    start_attempt(r);
+}
+
+/* The admission answered later (the connection is suspended). */
+static void on_admitted(mr_request_t *r)
+{
+    mr_error_t e;
+
+    if (mr_admit_refusal(r, &e)) {
+        mr_request_prepare_error(r, &e, NULL, NULL);
+        respond_prepared(r);
+    } else {
+        start_upstream(r);
+    }
+}
+
 enum MHD_Result mr_proxy_begin(mr_request_t *r)
 {
     enum MHD_Result ret;
@@ -772,10 +791,15 @@ enum MHD_Result mr_proxy_begin(mr_request_t *r)
               calloc(r->plan.max_attempts ? r->plan.max_attempts : 1, sizeof(*r->attempts))))
         return MHD_NO;
     r->n_attempts = 0; /* the history starts with the allocation */
-    mr_retry_budget_request(r->env->retry_budget, now_of(r));
     r->state = MR_RS_UPSTREAM;
+    if (mr_admit_request(r, on_admitted) == MR_LIMITS_PENDING) {
+        suspend(r); /* the key's counters are in Redis: on_admitted goes on */
+        return MHD_YES;
+    }
+    if (mr_admit_refusal(r, &e))
+        return mr_request_error(r, &e);
     suspend(r);
-    start_attempt(r);
+    start_upstream(r);
     return MHD_YES;
 }
 
@@ -798,6 +822,17 @@ enum MHD_Result mr_proxy_resumed(mr_request_t *r)
     }
 }
 
+void mr_proxy_wait(mr_request_t *r)
+{
+    r->state = MR_RS_UPSTREAM;
+    suspend(r);
+}
+
+void mr_proxy_respond(mr_request_t *r)
+{
+    respond_prepared(r);
+}
+
 /* Cancels the current attempt unless it already ended, and records it. */
 static void end_attempt(mr_request_t *r, mr_failure_t why)
 {
@@ -810,6 +845,8 @@ static void end_attempt(mr_request_t *r, mr_failure_t why)
 
 void mr_proxy_abort(mr_request_t *r, mr_failure_t why)
 {
+    mr_admit_cancel(r);
+    mr_candidate_drop_held(r);
     end_attempt(r, why);
     uv_timer_stop(&r->timer);
     stop_watch(r);
@@ -820,13 +857,15 @@ void mr_proxy_abort(mr_request_t *r, mr_failure_t why)
 void mr_proxy_finish(mr_request_t *r)
 {
     stop_watch(r);
+    mr_admit_cancel(r);
+    mr_candidate_drop_held(r);
     end_attempt(r, MR_FAIL_CLIENT_GONE);
+    mr_admit_finish(r); /* settles the attempt still held (a stream, a success) */
 }
 
 void mr_proxy_free(mr_request_t *r)
 {
-    mr_attempt_free(r->att);
-    r->att = NULL;
+    free_attempt(r);
     free(r->model);
     free(r->attempts);
     mr_plan_release(&r->plan);

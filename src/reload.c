@@ -111,7 +111,7 @@ int mr_reload_run(mr_reload_t *rl)
     if (!cfg)
         return -1;
     warn_restart_only(cfg, rl->current->cfg);
-    mr_snapshot_t *snap = mr_snapshot_new(cfg, rl->current->id + 1);
+    mr_snapshot_t *snap = mr_snapshot_next(rl->current, cfg);
     if (!snap) {
         mr_error("reload failed: out of memory; every worker still serving generation %u",
                  rl->current->id);

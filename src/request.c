@@ -5,9 +5,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* OpenAI's x-ratelimit-* of a key with rpm or tpm, on every answer to it
+ * (Retry-After goes with retry_after_out). */
+static void ratelimit_headers(const mr_request_t *r, struct MHD_Response *resp)
+{
+    mr_limits_header_t h[MR_LIMITS_MAX_HEADERS];
+    size_t n = mr_limits_headers(&r->lim.verdict, h);
+
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(h[i].name, "retry-after") != 0)
+            MHD_add_response_header(resp, h[i].name, h[i].value);
+}
+
 void mr_request_common_headers(const mr_request_t *r, struct MHD_Response *resp)
 {
     MHD_add_response_header(resp, "x-request-id", r->id);
+    ratelimit_headers(r, resp);
     if (r->n_attempts > 0) {
         char n[16];
         snprintf(n, sizeof(n), "%u", r->n_attempts);

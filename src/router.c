@@ -212,9 +212,25 @@ static bool seen_before(const mr_plan_t *plan, unsigned group, const mr_provider
     return false;
 }
 
+/* The soft state's verdict (a provider over its budget): true when it
+ * excluded the target. */
+static bool admit_state(planner_t *pl, unsigned group, const mr_provider_t *p, const char *model,
+                        const mr_target_t *configured)
+{
+    char rule[MR_RULE_MAX], reason[MR_REASON_MAX];
+
+    if (!mr_softstate_excluded(pl->ss, p, configured, rule, sizeof(rule), reason, sizeof(reason)))
+        return false;
+    exclude_candidate(
+        pl->plan,
+        &(mr_candidate_t){.provider = p, .model = model, .target = configured, .group = group},
+        MR_EXCLUDED_BUDGET, rule, NULL, reason);
+    return true;
+}
+
 /*
- * Filters, then the disabled check, for one target. Enabled targets that
- * pass go into the group.
+ * Filters, then the disabled check and the soft state's, for one target.
+ * Enabled targets that pass go into the group.
  */
 static void admit(planner_t *pl, group_t *g, unsigned group, const mr_provider_t *p,
                   const char *model, const mr_target_t *configured, const mr_target_t *eval)
@@ -248,6 +264,8 @@ static void admit(planner_t *pl, group_t *g, unsigned group, const mr_provider_t
         }
         return;
     }
+    if (admit_state(pl, group, p, model, configured))
+        return;
     g->c[g->n].provider = p;
     g->c[g->n].model = model;
     g->c[g->n].target = configured;
@@ -577,6 +595,14 @@ static void fail_disabled(const mr_plan_t *plan, mr_error_t *err)
                      first ? first->reason : "disabled");
 }
 
+static bool has_budget_exclusion(const mr_plan_t *plan)
+{
+    for (size_t i = 0; i < plan->n_excluded; i++)
+        if (plan->excluded[i].kind == MR_EXCLUDED_BUDGET)
+            return true;
+    return false;
+}
+
 static void fail_denied(const mr_plan_t *plan, mr_error_t *err)
 {
     char subject[512], list[MR_ERROR_MESSAGE_MAX];
@@ -714,7 +740,13 @@ static int plan_core(const mr_config_t *cfg, const mr_policy_stack_t *st, const 
         return -1;
     }
     if (plan->n_candidates == 0) {
-        fail_disabled(plan, err);
+        if (has_budget_exclusion(plan))
+            mr_error_set(err, 503, NULL, "provider_budget_exhausted",
+                         plan->n_models > 1 ? "models" : "model",
+                         "every provider that may serve this request has used its budget_usd for "
+                         "this period (see the exclusions: GET /v1/gateway/route?model=...)");
+        else
+            fail_disabled(plan, err);
         return -1;
     }
     if (total_cap > MR_MAX_PLAN_ATTEMPTS)
@@ -816,6 +848,8 @@ static const char *kind_name(mr_exclusion_kind_t k)
         return "allow_fallbacks";
     case MR_EXCLUDED_CAP:
         return "attempt_cap";
+    case MR_EXCLUDED_BUDGET:
+        return "budget";
     }
     return "unknown";
 }

@@ -2,7 +2,8 @@
  * softstate — the in-memory implementation of the soft-state interface.
  *
  * Everything is sized from the config in mr_softstate_mem_init; the request
- * path only indexes arrays. Windows are rings of per-bucket counters: a slot
+ * path only indexes arrays, under the instance's mutex (every worker shares
+ * one instance). Windows are rings of per-bucket counters: a slot
  * remembers which bucket number it holds, so a stale slot is recognised and
  * zeroed lazily on the next write, and ignored by reads — no timers.
  */
@@ -18,8 +19,7 @@ static mr_ss_window_t *window_of(mr_softstate_mem_t *m, const mr_policy_t *p)
     return &m->_windows[p->share_slot];
 }
 
-static void mem_record_served(mr_softstate_t *ss, const mr_policy_t *p, size_t vendor,
-                              uint64_t now_ms)
+static void record_served(mr_softstate_t *ss, const mr_policy_t *p, size_t vendor, uint64_t now_ms)
 {
     mr_softstate_mem_t *m = (mr_softstate_mem_t *)ss;
     mr_ss_window_t *w = window_of(m, p);
@@ -53,8 +53,8 @@ static bool in_window(const mr_ss_window_t *w, size_t slot, uint64_t b)
     return e > b || b - e < w->_n_buckets;
 }
 
-static void mem_share(mr_softstate_t *ss, const mr_policy_t *p, size_t vendor, uint64_t now_ms,
-                      uint64_t *served, uint64_t *total)
+static void share(mr_softstate_t *ss, const mr_policy_t *p, size_t vendor, uint64_t now_ms,
+                  uint64_t *served, uint64_t *total)
 {
     mr_softstate_mem_t *m = (mr_softstate_mem_t *)ss;
     mr_ss_window_t *w = window_of(m, p);
@@ -73,7 +73,7 @@ static void mem_share(mr_softstate_t *ss, const mr_policy_t *p, size_t vendor, u
     }
 }
 
-static void mem_record_ttfb(mr_softstate_t *ss, uint32_t id, uint32_t ttfb_ms, uint64_t now_ms)
+static void record_ttfb(mr_softstate_t *ss, uint32_t id, uint32_t ttfb_ms, uint64_t now_ms)
 {
     mr_softstate_mem_t *m = (mr_softstate_mem_t *)ss;
     mr_ss_ttfb_t *t;
@@ -90,7 +90,7 @@ static void mem_record_ttfb(mr_softstate_t *ss, uint32_t id, uint32_t ttfb_ms, u
     t->at_ms = now_ms;
 }
 
-static bool mem_ttfb(mr_softstate_t *ss, uint32_t id, uint64_t now_ms, double *ewma_ms)
+static bool ttfb(mr_softstate_t *ss, uint32_t id, uint64_t now_ms, double *ewma_ms)
 {
     mr_softstate_mem_t *m = (mr_softstate_mem_t *)ss;
     const mr_ss_ttfb_t *t;
@@ -104,7 +104,7 @@ static bool mem_ttfb(mr_softstate_t *ss, uint32_t id, uint64_t now_ms, double *e
     return true;
 }
 
-static uint64_t mem_rr_next(mr_softstate_t *ss, size_t route, bool advance)
+static uint64_t rr_next(mr_softstate_t *ss, size_t route, bool advance)
 {
     mr_softstate_mem_t *m = (mr_softstate_mem_t *)ss;
     uint64_t v;
@@ -118,7 +118,7 @@ static uint64_t mem_rr_next(mr_softstate_t *ss, size_t route, bool advance)
 }
 
 /* xorshift128+ (Vigna): fast, 2^128-1 period, good enough to shuffle targets. */
-static uint64_t mem_random(mr_softstate_t *ss)
+static uint64_t random_bits(mr_softstate_t *ss)
 {
     mr_softstate_mem_t *m = (mr_softstate_mem_t *)ss;
     uint64_t s1 = m->_rng[0];
@@ -130,6 +130,72 @@ static uint64_t mem_random(mr_softstate_t *ss)
     return m->_rng[1] + s0;
 }
 
+/* ---- the operations: each under the mutex ------------------------------ */
+
+static void lock(mr_softstate_t *ss)
+{
+    pthread_mutex_lock(&((mr_softstate_mem_t *)ss)->_mu);
+}
+
+static void unlock(mr_softstate_t *ss)
+{
+    pthread_mutex_unlock(&((mr_softstate_mem_t *)ss)->_mu);
+}
+
+static void mem_record_served(mr_softstate_t *ss, const mr_policy_t *p, size_t vendor,
+                              uint64_t now_ms)
+{
+    lock(ss);
+    record_served(ss, p, vendor, now_ms);
+    unlock(ss);
+}
+
+static void mem_share(mr_softstate_t *ss, const mr_policy_t *p, size_t vendor, uint64_t now_ms,
+                      uint64_t *served, uint64_t *total)
+{
+    lock(ss);
+    share(ss, p, vendor, now_ms, served, total);
+    unlock(ss);
+}
+
+static void mem_record_ttfb(mr_softstate_t *ss, uint32_t id, uint32_t ttfb_ms, uint64_t now_ms)
+{
+    lock(ss);
+    record_ttfb(ss, id, ttfb_ms, now_ms);
+    unlock(ss);
+}
+
+static bool mem_ttfb(mr_softstate_t *ss, uint32_t id, uint64_t now_ms, double *ewma_ms)
+{
+    lock(ss);
+    bool known = ttfb(ss, id, now_ms, ewma_ms);
+    unlock(ss);
+    return known;
+}
+
+static uint64_t mem_rr_next(mr_softstate_t *ss, size_t route, bool advance)
+{
+    lock(ss);
+    uint64_t v = rr_next(ss, route, advance);
+    unlock(ss);
+    return v;
+}
+
+static uint64_t mem_random(mr_softstate_t *ss)
+{
+    lock(ss);
+    uint64_t v = random_bits(ss);
+    unlock(ss);
+    return v;
+}
+
+static bool mem_excluded(mr_softstate_t *ss, const mr_provider_t *p, const mr_target_t *t,
+                         char *rule, size_t rule_len, char *reason, size_t reason_len)
+{
+    mr_softstate_mem_t *m = (mr_softstate_mem_t *)ss;
+    return m->_exclude && m->_exclude(m->_exclude_ud, p, t, rule, rule_len, reason, reason_len);
+}
+
 static const mr_softstate_ops_t mem_ops = {
     .record_served = mem_record_served,
     .share = mem_share,
@@ -137,7 +203,18 @@ static const mr_softstate_ops_t mem_ops = {
     .ttfb = mem_ttfb,
     .rr_next = mem_rr_next,
     .random = mem_random,
+    .excluded = mem_excluded,
 };
+
+void mr_softstate_mem_set_exclude(mr_softstate_mem_t *m,
+                                  bool (*fn)(void *ud, const mr_provider_t *p, const mr_target_t *t,
+                                             char *rule, size_t rule_len, char *reason,
+                                             size_t reason_len),
+                                  void *ud)
+{
+    m->_exclude = fn;
+    m->_exclude_ud = ud;
+}
 
 /* splitmix64: expands any seed (0 included) into a non-zero xorshift state. */
 static uint64_t splitmix64(uint64_t *x)
@@ -153,6 +230,7 @@ int mr_softstate_mem_init(mr_softstate_mem_t *m, const mr_config_t *cfg, uint64_
 {
     memset(m, 0, sizeof(*m));
     m->super.ops = &mem_ops;
+    pthread_mutex_init(&m->_mu, NULL);
     m->_cfg = cfg;
     m->_n_vendors = cfg->n_vendors < MR_SS_MAX_VENDORS ? cfg->n_vendors : MR_SS_MAX_VENDORS;
     m->_n_targets = cfg->n_target_ids;
@@ -200,5 +278,6 @@ void mr_softstate_mem_free(mr_softstate_mem_t *m)
     free(m->_windows);
     free(m->_ttfb);
     free(m->_rr);
+    pthread_mutex_destroy(&m->_mu);
     memset(m, 0, sizeof(*m));
 }

@@ -45,6 +45,11 @@ mr_state_t *mr_state_of(const mr_state_loop_t *sl)
     return sl->st;
 }
 
+mr_state_backend_t mr_state_backend(const mr_state_t *st)
+{
+    return st ? st->o.backend : MR_STATE_MEMORY;
+}
+
 const char *mr_state_backend_name(mr_state_backend_t b)
 {
     return b == MR_STATE_REDIS ? "redis" : "memory";
@@ -250,6 +255,22 @@ void mr_state_new_id(mr_state_loop_t *sl, char out[MR_STATE_ID_MAX])
 {
     uint64_t n = atomic_fetch_add(&sl->st->seq, 1) + 1;
     snprintf(out, MR_STATE_ID_MAX, "%s-%" PRIu64, sl->st->instance, n);
+}
+
+void mr_state_key_escape(const char *in, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < cap; p++) {
+        if (*p < 0x21 || *p == '{' || *p == '}' || *p == '%' || *p == ':' || *p >= 0x7f) {
+            out[o++] = '%';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        } else {
+            out[o++] = (char)*p;
+        }
+    }
+    out[o] = '\0';
 }
 
 mr_state_op_t *mr_state_txn_add(mr_state_txn_t *txn, mr_state_op_kind_t kind, const char *key,
@@ -490,8 +511,10 @@ void mr_state_hints_set(mr_state_t *st, const char *target, uint64_t until_ms)
     pthread_mutex_lock(&st->mu);
     for (size_t i = 0; i < st->n_hints; i++) {
         if (strcmp(st->hints[i].target, target) == 0) {
-            if (until_ms > st->hints[i].until_ms)
+            if (until_ms > st->hints[i].until_ms) {
                 st->hints[i].until_ms = until_ms;
+                atomic_fetch_add(&st->hints_version, 1);
+            }
             pthread_mutex_unlock(&st->mu);
             return;
         }
@@ -502,7 +525,13 @@ void mr_state_hints_set(mr_state_t *st, const char *target, uint64_t until_ms)
         oldest = st->n_hints++;
     snprintf(st->hints[oldest].target, sizeof(st->hints[oldest].target), "%s", target);
     st->hints[oldest].until_ms = until_ms;
+    atomic_fetch_add(&st->hints_version, 1);
     pthread_mutex_unlock(&st->mu);
+}
+
+uint64_t mr_state_hints_version(const mr_state_t *st)
+{
+    return atomic_load(&((mr_state_t *)st)->hints_version);
 }
 
 bool mr_state_hint_get(mr_state_t *st, const char *target, uint64_t *until_ms)

@@ -5,7 +5,8 @@
  *   state.c        the front: mr_state_t, loop handles, dispatch, ids, hints,
  *                  statistics, the outage path and the replay journal, the URL
  *   state_mem.c    the memory engine: the backend "memory", and the local
- *                  counters of the backend "redis"; the state file
+ *                  counters of the backend "redis"
+ *   state_file.c   the memory backend's state file and its writer thread
  *   state_redis.c  one hiredis connection per loop, the Lua transaction,
  *                  heartbeat, hint polling, replay
  */
@@ -14,6 +15,7 @@
 
 #include "meridian/state.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -45,10 +47,31 @@ char *mr_mem_kv_get(mr_mem_t *m, const char *key, uint64_t now, size_t *len);
 void mr_mem_kv_del(mr_mem_t *m, const char *key);
 void mr_mem_file_stats(mr_mem_t *m, uint64_t *writes, uint64_t *errors);
 
+/* ---- the state file --------------------------------------------------- */
+
+typedef struct mr_state_file mr_state_file_t;
+
+/* The engine's persisted pools: {"KEY":{"spent":N,"expires_ms":N}} (a new
+ * reference; called on the writer thread). */
+typedef json_t *(*mr_state_file_snap_fn)(void *arg);
+/* One pool read back at start; -1 with why. */
+typedef int (*mr_state_file_load_fn)(void *arg, const char *key, int64_t spent, uint64_t expires_ms,
+                                     char *why, size_t whylen);
+
+/* Reads `path` (absent: a first start) through load, then starts the writer
+ * thread. -1 with err naming the file: it is left untouched. */
+int mr_state_file_open(const char *path, mr_state_file_load_fn load, mr_state_file_snap_fn snap,
+                       void *arg, mr_state_file_t **out, char *err, size_t errlen);
+/* A persisted pool changed: the writer saves soon (at most 10 times a second). */
+void mr_state_file_dirty(mr_state_file_t *f);
+/* Stops the writer after one last save. NULL ok. */
+void mr_state_file_close(mr_state_file_t *f);
+void mr_state_file_stats(mr_state_file_t *f, uint64_t *writes, uint64_t *errors);
+
 /* ---- the front -------------------------------------------------------- */
 
 typedef struct mr_state_hint {
-    char target[64];
+    char target[MR_STATE_HINT_NAME_MAX];
     uint64_t until_ms;
 } mr_state_hint_t;
 
@@ -84,7 +107,7 @@ struct mr_state {
 
     atomic_bool up;
     atomic_uint_fast64_t outage_since, outages, reconnects, timeouts, local_answers,
-        denied_unavailable, journal_dropped, replayed, live, connects;
+        denied_unavailable, journal_dropped, replayed, live, connects, hints_version;
 };
 
 struct mr_redis_conn;

@@ -13,35 +13,22 @@
  * A pool keeps its open reservations in a list ordered by deadline, so
  * expiry (on every access and from the sweep) takes them from the head.
  *
- * Spend survives restarts through the state file: a writer thread, woken
- * when a persisted pool changes, snapshots the pools (one shard lock at a
- * time) at most every WRITE_INTERVAL_MS and replaces the file atomically
- * (write a temporary file, fsync, rename, fsync the directory). A pool's
- * recorded value is its spent plus its open charge-on-expiry reservations:
- * after a crash those would expire and be charged anyway.
+ * Spend survives restarts through the state file (state_file.c): when a
+ * persisted pool changes its writer thread is woken and takes a snapshot
+ * of the pools here, one shard lock at a time. A pool's recorded value is
+ * its spent plus its open charge-on-expiry reservations: after a crash
+ * those would expire and be charged anyway.
  */
 #include "state_int.h"
 
-#include "meridian/log.h"
-
-#include <errno.h>
-#include <fcntl.h>
-#include <inttypes.h>
 #include <jansson.h>
-#include <libgen.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #define SHARDS 64
 #define SHARD_BUCKETS 1024
 #define RING (MR_STATE_WINDOW_BUCKETS + 1)
-#define WRITE_INTERVAL_MS 100
-#define FILE_FORMAT "meridian-state"
-#define FILE_MAX_BYTES (64u << 20)
 #define RES_SEP '\x1f'
 #define ONCE_SEP '\x1e'
 #define KV_SEP '\x1d'
@@ -99,16 +86,9 @@ typedef struct shard {
 struct mr_mem {
     shard_t shards[SHARDS];
     mr_mem_opts_t o;
-    char *file;
     atomic_size_t kv_bytes;
-    /* the writer */
-    pthread_t thread;
-    bool has_thread;
-    pthread_mutex_t wmu;
-    pthread_cond_t wcond;
-    bool dirty, stop;
-    bool failing; /* the writer's: the last save failed */
-    atomic_uint_fast64_t writes, errors;
+    mr_state_file_t *file; /* NULL: spend is not kept */
+    uint64_t load_now;     /* the clock while the file is read */
 };
 
 static uint64_t fnv(const char *s, size_t n)
@@ -164,14 +144,7 @@ static bool sub_key(char *buf, size_t cap, const char *pool, char sep, const cha
 
 static void mark_dirty(mr_mem_t *m)
 {
-    if (!m->file)
-        return;
-    pthread_mutex_lock(&m->wmu);
-    if (!m->dirty) {
-        m->dirty = true;
-        pthread_cond_signal(&m->wcond);
-    }
-    pthread_mutex_unlock(&m->wmu);
+    mr_state_file_dirty(m->file);
 }
 
 /* ---- windows ---------------------------------------------------------- */
@@ -653,11 +626,12 @@ void mr_mem_kv_del(mr_mem_t *m, const char *key)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* ---- the state file --------------------------------------------------- */
+/* ---- the state file (state_file.c) ---------------------------------- */
 
 /* The persisted pools as {"key":{"spent":N,"expires_ms":N}}. */
-static json_t *snapshot(mr_mem_t *m)
+static json_t *snapshot(void *arg)
 {
+    mr_mem_t *m = arg;
     json_t *pools = json_object();
     for (size_t i = 0; pools && i < SHARDS; i++) {
         shard_t *s = &m->shards[i];
@@ -677,174 +651,26 @@ static json_t *snapshot(mr_mem_t *m)
     return pools;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int fsync_dir(const char *path)
-{
-    char *copy = strdup(path);
-    if (!copy)
-        return -1;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(copy);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
-static int write_file(mr_mem_t *m, const char *text)
-{
-    size_t n = strlen(m->file) + 5;
-    char *tmp = malloc(n);
-    int fd = -1, rc = -1;
-    if (!tmp)
-        return -1;
-    snprintf(tmp, n, "%s.tmp", m->file);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd >= 0 && write_all(fd, text, strlen(text)) == 0 && fsync(fd) == 0) {
-        close(fd);
-        fd = -1;
-        rc = rename(tmp, m->file) == 0 ? fsync_dir(m->file) : -1;
-    }
-    if (fd >= 0)
-        close(fd);
-    if (rc != 0)
-        unlink(tmp);
-    free(tmp);
-    return rc;
-}
-
-static void save(mr_mem_t *m)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    json_t *doc =
-        json_pack("{sssisIso}", "format", FILE_FORMAT, "version", 1, "saved_ms",
-                  (json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, "pools", snapshot(m));
-    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    if (text && write_file(m, text) == 0) {
-        atomic_fetch_add(&m->writes, 1);
-        m->failing = false;
-    } else {
-        atomic_fetch_add(&m->errors, 1);
-        if (!m->failing) /* once per run of failures */
-            mr_warn("state file %s: cannot replace it (%s); spend is kept in memory and "
-                    "written again on the next change",
-                    m->file, strerror(errno));
-        m->failing = true;
-    }
-    free(text);
-    json_decref(doc);
-}
-
-static void *writer_main(void *arg)
+/* One pool of the file, read at start (before any loop runs). */
+static int load_pool(void *arg, const char *key, int64_t spent, uint64_t expires_ms, char *why,
+                     size_t whylen)
 {
     mr_mem_t *m = arg;
-    pthread_mutex_lock(&m->wmu);
-    for (;;) {
-        while (!m->dirty && !m->stop)
-            pthread_cond_wait(&m->wcond, &m->wmu);
-        if (!m->dirty)
-            break;
-        m->dirty = false;
-        pthread_mutex_unlock(&m->wmu);
-        save(m);
-        pthread_mutex_lock(&m->wmu);
-        /* at most one write per interval; a stop cuts the wait short */
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += WRITE_INTERVAL_MS * 1000000L;
-        until.tv_sec += until.tv_nsec / 1000000000L;
-        until.tv_nsec %= 1000000000L;
-        while (!m->stop && pthread_cond_timedwait(&m->wcond, &m->wmu, &until) != ETIMEDOUT)
-            ;
-    }
-    pthread_mutex_unlock(&m->wmu);
-    return NULL;
-}
-
-static int load_pool(mr_mem_t *m, const char *key, json_t *v, uint64_t now, char *err,
-                     size_t errlen)
-{
-    json_t *spent = json_object_get(v, "spent"), *exp = json_object_get(v, "expires_ms");
-    if (!json_is_integer(spent) || json_integer_value(spent) < 0 || !json_is_integer(exp) ||
-        strlen(key) >= MR_STATE_KEY_MAX) {
-        snprintf(err, errlen, "pools.%s: expected {\"spent\": N >= 0, \"expires_ms\": N}", key);
-        return -1;
-    }
-    if ((uint64_t)json_integer_value(exp) <= now)
+    if (expires_ms <= m->load_now)
         return 0; /* its period is over */
     shard_t *s = shard_of(m, key);
-    entry_t *pe = pool_get(m, s, key, true, now);
+    entry_t *pe = pool_get(m, s, key, true, m->load_now);
     if (!pe) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(why, whylen, "out of memory");
         return -1;
     }
-    pe->u.pool.spent = json_integer_value(spent);
+    pe->u.pool.spent = spent;
     pe->u.pool.persist = true;
-    pe->expires_ms = (uint64_t)json_integer_value(exp);
+    pe->expires_ms = expires_ms;
     return 0;
-}
-
-static int load_file(mr_mem_t *m, uint64_t now, char *err, size_t errlen)
-{
-    json_error_t je;
-    char why[256] = "";
-    if (access(m->file, F_OK) != 0 && errno == ENOENT)
-        return 0; /* first start */
-    json_t *doc = json_load_file(m->file, JSON_REJECT_DUPLICATES, &je), *pools;
-    if (!doc) {
-        snprintf(why, sizeof(why), "line %d column %d: %s", je.line, je.column, je.text);
-    } else if (!json_is_object(doc) || !json_is_string(json_object_get(doc, "format")) ||
-               strcmp(json_string_value(json_object_get(doc, "format")), FILE_FORMAT) != 0 ||
-               json_integer_value(json_object_get(doc, "version")) != 1 ||
-               !json_is_object(pools = json_object_get(doc, "pools"))) {
-        snprintf(why, sizeof(why), "not a %s version 1 file", FILE_FORMAT);
-    } else {
-        const char *key;
-        json_t *v;
-        json_object_foreach(pools, key,
-                            v) if (load_pool(m, key, v, now, why, sizeof(why)) != 0) break;
-    }
-    json_decref(doc);
-    if (!why[0])
-        return 0;
-    snprintf(err, errlen,
-             "state file %s: %s; it is left as it is: fix it, or move it away to start with no "
-             "recorded spend",
-             m->file, why);
-    return -1;
 }
 
 /* ---- life ------------------------------------------------------------- */
-
-static int start_writer(mr_mem_t *m, char *err, size_t errlen)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&m->thread, NULL, writer_main, m);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        snprintf(err, errlen, "state file %s: cannot start its writer thread", m->file);
-        return -1;
-    }
-    m->has_thread = true;
-    return 0;
-}
 
 int mr_mem_new(const mr_mem_opts_t *o, uint64_t now, mr_mem_t **out, char *err, size_t errlen)
 {
@@ -857,14 +683,9 @@ int mr_mem_new(const mr_mem_opts_t *o, uint64_t now, mr_mem_t **out, char *err, 
     m->o = *o;
     for (size_t i = 0; i < SHARDS; i++)
         pthread_mutex_init(&m->shards[i].mu, NULL);
-    pthread_mutex_init(&m->wmu, NULL);
-    pthread_cond_init(&m->wcond, NULL);
-    if (o->file && (m->file = strdup(o->file)) == NULL) {
-        snprintf(err, errlen, "state: out of memory");
-        mr_mem_free(m);
-        return -1;
-    }
-    if (m->file && (load_file(m, now, err, errlen) != 0 || start_writer(m, err, errlen) != 0)) {
+    m->load_now = now;
+    if (o->file &&
+        mr_state_file_open(o->file, load_pool, snapshot, m, &m->file, err, errlen) != 0) {
         mr_mem_free(m);
         return -1;
     }
@@ -874,22 +695,14 @@ int mr_mem_new(const mr_mem_opts_t *o, uint64_t now, mr_mem_t **out, char *err, 
 
 void mr_mem_file_stats(mr_mem_t *m, uint64_t *writes, uint64_t *errors)
 {
-    *writes = atomic_load(&m->writes);
-    *errors = atomic_load(&m->errors);
+    mr_state_file_stats(m->file, writes, errors);
 }
 
 void mr_mem_free(mr_mem_t *m)
 {
     if (!m)
         return;
-    if (m->has_thread) {
-        pthread_mutex_lock(&m->wmu);
-        m->stop = true;
-        pthread_cond_signal(&m->wcond);
-        pthread_mutex_unlock(&m->wmu);
-        pthread_join(m->thread, NULL);
-        save(m); /* the last word: whatever changed after the writer's last pass */
-    }
+    mr_state_file_close(m->file); /* its last save reads the shards */
     for (size_t i = 0; i < SHARDS; i++) {
         for (size_t b = 0; b < SHARD_BUCKETS; b++)
             for (entry_t *e = m->shards[i].b[b], *n; e; e = n) {
@@ -898,8 +711,5 @@ void mr_mem_free(mr_mem_t *m)
             }
         pthread_mutex_destroy(&m->shards[i].mu);
     }
-    pthread_mutex_destroy(&m->wmu);
-    pthread_cond_destroy(&m->wcond);
-    free(m->file);
     free(m);
 }

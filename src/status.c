@@ -317,7 +317,7 @@ static json_t *group_series(const reading_t *const *pts, size_t n, char kind)
     return groups;
 }
 
-char *mr_status_json(mr_status_t *s, const mr_config_t *cfg, size_t *len)
+char *mr_status_json(mr_status_t *s, const mr_config_t *cfg, json_t *extra, size_t *len)
 {
     reading_t now;
     const reading_t *pts[MR_STATUS_SAMPLES + 2];
@@ -354,6 +354,8 @@ char *mr_status_json(mr_status_t *s, const mr_config_t *cfg, size_t *len)
     json_object_set_new(series, "vendor", group_series(pts, n, 'v'));
     json_object_set_new(series, "jurisdiction", group_series(pts, n, 'j'));
     json_object_set_new(root, "series", series);
+    if (extra)
+        json_object_update(root, extra);
     pthread_mutex_unlock(&s->lock);
     reading_free(&now);
     out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(16));

@@ -6,8 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 static const mr_config_t *config(const mr_worker_t *w)
@@ -25,9 +23,8 @@ static void on_reload(uv_async_t *h)
     if (!s)
         return;
     const mr_generation_t *cur = mr_gateway_generation(&w->gateway);
-    mr_generation_t *g = w->draining ? NULL
-                                     : mr_generation_new(s, w->shared->metrics, (unsigned)w->index,
-                                                         w->seed ^ s->id, cur);
+    mr_generation_t *g =
+        w->draining ? NULL : mr_generation_new(s, w->shared->metrics, (unsigned)w->index, w->sl);
     if (g) {
         mr_gateway_use(&w->gateway, g);
         mr_info("worker %d: config generation %u live (%zu providers, %zu routes)", w->index, g->id,
@@ -50,6 +47,9 @@ static void finish_drain(mr_worker_t *w)
     uv_timer_stop(&w->drain_timer);
     mr_server_stop(&w->server);
     mr_upstream_close(&w->upstream);
+    /* after the last request ended: its settlement went out on this handle */
+    mr_state_loop_close(w->sl);
+    w->sl = NULL;
     uv_close((uv_handle_t *)&w->reload_async, NULL);
     uv_close((uv_handle_t *)&w->sigterm, NULL);
     uv_close((uv_handle_t *)&w->sigint, NULL);
@@ -212,25 +212,26 @@ int mr_worker_init(mr_worker_t *w, int index, mr_snapshot_t *snap, const mr_shar
     memset(w, 0, sizeof(*w));
     w->index = index;
     w->shared = shared;
-    if (getrandom(&w->seed, sizeof(w->seed), 0) != sizeof(w->seed))
-        w->seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)w;
     if (uv_loop_init(&w->loop) != 0) {
         snprintf(err, errlen, "could not create the event loop");
         close(listen_fd);
         return -1;
     }
-    mr_generation_t *g =
-        mr_generation_new(snap, shared->metrics, (unsigned)index, w->seed ^ (uint64_t)index, NULL);
+    if (shared->state && mr_state_attach(shared->state, &w->loop, &w->sl, err, errlen) < 0) {
+        close(listen_fd);
+        goto fail_loop;
+    }
+    mr_generation_t *g = mr_generation_new(snap, shared->metrics, (unsigned)index, w->sl);
     if (!g) {
         snprintf(err, errlen, "out of memory");
         close(listen_fd);
-        goto fail_loop;
+        goto fail_state;
     }
     if (mr_upstream_init(&w->upstream, &w->loop) < 0) {
         snprintf(err, errlen, "could not initialise libcurl's multi interface");
         mr_generation_release(g);
         close(listen_fd);
-        goto fail_loop;
+        goto fail_state;
     }
     mr_gateway_opts_t go = {
         .loop = &w->loop,
@@ -256,6 +257,9 @@ fail_server:
 fail_upstream:
     mr_upstream_close(&w->upstream);
     mr_gateway_free(&w->gateway);
+fail_state:
+    mr_state_loop_close(w->sl);
+    w->sl = NULL;
 fail_loop:
     uv_run(&w->loop, UV_RUN_DEFAULT); /* close callbacks */
     uv_loop_close(&w->loop);

@@ -14,6 +14,8 @@
  * Breaker rule: every attempt either reports one outcome to its target's
  * breaker (sent, ended for a reason mr_failure_reaches_breaker accepts, or
  * committed) or gives its probe slot back; mr_attempt_free guarantees it.
+ * The same for the provider's max_inflight slot the owner took for it:
+ * given back when the transfer ends, or by mr_attempt_free.
  *
  * Fields without `_` are read-only for the owner. Loop thread only. Events
  * other than DONE come from inside libcurl: the owner must not free, cancel
@@ -57,8 +59,9 @@ typedef const char *(*mr_header_fn)(void *ud, const char *name);
 
 typedef struct mr_attempt_args {
     const mr_candidate_t *cand;
-    size_t health_id; /* breaker slot from mr_health_acquire; SIZE_MAX: untracked */
-    bool probe;       /* ... holding the half-open probe */
+    size_t health_id;    /* breaker slot from mr_generation_acquire_target; SIZE_MAX: none */
+    bool probe;          /* ... holding the half-open probe */
+    bool inflight_taken; /* a max_inflight slot of the provider (mr_generation_inflight_take) */
     mr_generation_t *gen;
     uv_loop_t *loop;
     /* the client's request; all borrowed for the attempt's life */
@@ -110,8 +113,8 @@ struct mr_attempt {
     int _paused_once;      /* debug log once per attempt */
 };
 
-/* A new attempt on args->cand, owning the breaker slot in args. NULL when
- * out of memory (the slot is given back). */
+/* A new attempt on args->cand, owning the breaker and max_inflight slots in
+ * args. NULL when out of memory (the slots are given back). */
 mr_attempt_t *mr_attempt_new(const mr_attempt_args_t *args);
 
 /* Builds the upstream request (adapter, forwarded headers, translator).

@@ -39,6 +39,10 @@
 #define MR_KEYS_MAX 4096
 #define MR_PRICE_MAX 1000000.0 /* USD per million tokens */
 #define MR_SHARE_WINDOW_S 60   /* default policy share_window_s */
+#define MR_BUDGET_USD_MAX 1e9  /* budget_usd of a key or provider */
+#define MR_RPM_MAX 100000000   /* keys.NAME.limits.rpm */
+#define MR_TPM_MAX 4000000000u /* keys.NAME.limits.tpm */
+#define MR_PARALLEL_MAX 1000000
 
 /* ---- defaults shared with health.h -------------------------------------- */
 
@@ -64,6 +68,13 @@ typedef enum {
     MR_KIND_AZURE,
 } mr_provider_kind_t;
 
+/* The period a budget_usd covers; UTC boundaries (limits.h). */
+typedef enum {
+    MR_PERIOD_TOTAL = 0, /* never resets */
+    MR_PERIOD_DAY,       /* resets at 00:00 UTC */
+    MR_PERIOD_MONTH,     /* resets at 00:00 UTC on the first */
+} mr_budget_period_t;
+
 /* A free-form attribute of a provider or target ("license": "apache-2.0"). */
 typedef struct mr_tag {
     char *name;
@@ -82,7 +93,7 @@ typedef struct mr_provider {
     size_t n_models;
     char *api_version;       /* anthropic-version / Azure api-version; NULL: the adapter's */
     long default_max_tokens; /* anthropic max_tokens when the client gives none; 0: 4096 */
-    unsigned max_inflight;   /* concurrent transfers per worker; 0: unlimited */
+    unsigned max_inflight;   /* concurrent transfers, all workers; 0: unlimited */
     char **forward_headers;  /* client headers passed upstream, lower-case (may be 0) */
     size_t n_forward_headers;
     bool enabled;          /* false when its key variable is unset */
@@ -95,6 +106,8 @@ typedef struct mr_provider {
     mr_tag_t *tags;        /* inherited by every target on this provider */
     size_t n_tags;
     size_t vendor_index; /* index of `vendor` in mr_config_t.vendors */
+    double budget_usd;   /* spend cap per budget_period; 0: none */
+    mr_budget_period_t budget_period;
 } mr_provider_t;
 
 typedef struct mr_target {
@@ -166,11 +179,22 @@ typedef struct mr_policy {
     char hash[65];           /* hex SHA-256 of the canonical form (mr_policy_hash) */
 } mr_policy_t;
 
+/* keys.NAME.limits: 0 everywhere is "no limit". */
+typedef struct mr_key_limits {
+    uint32_t rpm;          /* requests per minute */
+    uint32_t tpm;          /* prompt + completion tokens per minute */
+    uint32_t max_parallel; /* requests in flight */
+    double budget_usd;     /* spend cap per budget_period */
+    mr_budget_period_t budget_period;
+} mr_key_limits_t;
+
 /* A gateway key: only the SHA-256 of the secret is ever stored. */
 typedef struct mr_key {
     char *name;
     uint8_t digest[32];
     const mr_policy_t *policy; /* bound policy, or NULL */
+    mr_key_limits_t limits;
+    bool admin; /* may read every key's GET /v1/gateway/keys/NAME */
 } mr_key_t;
 
 typedef struct mr_timeouts {
@@ -205,6 +229,15 @@ typedef struct mr_retry_budget_cfg {
     uint32_t min_retries_per_s;
 } mr_retry_budget_cfg_t;
 
+/* Shared state (state.h). The enums are indexes of the names in the
+ * settings table, in state.h's order. */
+typedef struct mr_state_cfg {
+    unsigned backend;   /* 0 "memory", 1 "redis" */
+    char *redis_url;    /* ${VAR}-expanded; may hold a password: never printed */
+    unsigned on_outage; /* 0 "local", 1 "deny" */
+    char *file;         /* memory backend: where spend is kept; NULL: not kept */
+} mr_state_cfg_t;
+
 /* Provenance: the audit file (reqlog.h); path NULL when off. */
 typedef struct mr_audit_cfg {
     char *path;
@@ -237,6 +270,7 @@ typedef struct mr_config {
     bool public_metrics; /* /metrics, /status, /status.json without a key (default true) */
     char *access_log;    /* "stdout" or a path; NULL when "off" (the default) */
     mr_audit_cfg_t audit;
+    mr_state_cfg_t state;
 
     /* Derived indexes (soft-state keys), fixed for the life of the config. */
     uint32_t n_target_ids; /* distinct (provider, model) pairs over all routes */
@@ -255,6 +289,9 @@ typedef struct mr_config {
 const char *mr_provider_kind_name(mr_provider_kind_t kind);
 const char *mr_strategy_name(mr_strategy_t s);
 const char *mr_diversity_name(mr_diversity_t d);
+const char *mr_budget_period_name(mr_budget_period_t p);
+/* The period spelled `s` ("total", "day", "month"): 0, or -1. */
+int mr_budget_period_parse(const char *s, mr_budget_period_t *out);
 
 /* The kind spelled `name` into *out: 0, or -1 when it names none. */
 int mr_provider_kind_parse(const char *name, mr_provider_kind_t *out);
@@ -291,6 +328,7 @@ typedef enum {
     MR_SETTING_STRING,   /* char *, ${VAR}-expanded, owned by the config */
     MR_SETTING_LISTEN,   /* "HOST:PORT" into listen_host and listen_port */
     MR_SETTING_POLICY,   /* a policy name into a const mr_policy_t * */
+    MR_SETTING_ENUM,     /* one of `names` into an unsigned (its index) */
 } mr_setting_type_t;
 
 /* When a row is loaded, relative to the named objects (providers, routes,
@@ -307,6 +345,7 @@ typedef enum {
 #define MR_SETTING_OFF_IS_NULL 0x04 /* a string where "off" and "" mean none (NULL) */
 #define MR_SETTING_ZERO_AS 0x08     /* a given 0 is stored as zero_as (0 reads as default) */
 #define MR_SETTING_QUIET 0x10       /* --check shows it elsewhere, not on a settings line */
+#define MR_SETTING_URL_SECRET 0x20  /* a URL whose user info is shown as "***" */
 
 /*
  * One scalar setting, redis-style: where it is in the file (a top-level key,
@@ -323,9 +362,10 @@ typedef struct mr_setting {
     size_t offset; /* of the value in mr_config_t */
     size_t size;   /* of the value */
     double min, max;
-    double def;          /* UINT, NUMBER, BOOL (0 or 1) */
-    const char *def_str; /* STRING, LISTEN; NULL: no default (NULL value) */
-    double zero_as;      /* with MR_SETTING_ZERO_AS */
+    double def;               /* UINT, NUMBER, BOOL (0 or 1), ENUM (an index of names) */
+    const char *def_str;      /* STRING, LISTEN; NULL: no default (NULL value) */
+    double zero_as;           /* with MR_SETTING_ZERO_AS */
+    const char *const *names; /* ENUM: the spellings, NULL-terminated */
     unsigned flags;
     mr_setting_stage_t stage;
 } mr_setting_t;

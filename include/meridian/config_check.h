@@ -27,8 +27,14 @@ int mr_config_check_policy_ref(mr_loader_t *ld, const char *name, const mr_polic
  * of ld->cfg carries (so that a typo cannot silently match nothing). */
 int mr_config_check_attr_ref(mr_loader_t *ld, const char *attr);
 
+/* `budget_usd` (a number in (0, MR_BUDGET_USD_MAX]) and `budget_period`
+ * ("total" | "day" | "month", default "total") of a key's limits or a
+ * provider; absent: *usd stays 0 (no budget). */
+int mr_config_check_budget(mr_loader_t *ld, json_t *obj, double *usd, mr_budget_period_t *period);
+
 /* The checks of a whole loaded document: min_vendors of every policy on
- * every route, then exposure (reported at "listen"). */
+ * every route, the state section (a redis backend needs its URL), then
+ * exposure (reported at "listen"). */
 int mr_config_check_document(mr_loader_t *ld);
 
 /*

@@ -6,6 +6,7 @@
  *   POST /v1/chat/completions, /v1/completions, /v1/embeddings  key   proxy
  *   GET|HEAD /v1/models                                          key   models list
  *   GET /v1/gateway/route, /v1/gateway/providers                 key   explain, breakers
+ *   GET /v1/gateway/keys/NAME                  the key itself or an admin   its limits, usage
  *   GET|HEAD /healthz                                            none  {"status":"ok"}
  *   GET|HEAD /metrics, /status, /status.json                     key unless public_metrics
  *

@@ -1,8 +1,9 @@
 /*
  * gateway — a worker's request path: the MHD access and completion
  * callbacks, the in-flight request list, the config generation new requests
- * start under, the retry budget and the random sources for request ids and
- * backoff jitter.
+ * start under (whose snapshot holds the process-wide retry budget,
+ * breakers and limits) and the random sources for request ids and backoff
+ * jitter.
  *
  * The worker embeds one mr_gateway_t, hands it the loop, server, upstream
  * and shared services (mr_gateway_init) and passes it as MHD's `cls`. The
@@ -29,8 +30,7 @@ typedef struct mr_gateway {
     mr_generation_t *gen;   /* new requests use it; one reference */
     mr_request_t *requests; /* in flight */
     size_t n_requests;
-    mr_retry_budget_t retry_budget; /* retries allowed per request volume */
-    uint64_t rng[2];                /* request ids */
+    uint64_t rng[2]; /* request ids */
     uint64_t backoff_rng;
 } mr_gateway_t;
 
@@ -52,8 +52,7 @@ void mr_gateway_init(mr_gateway_t *gw, const mr_gateway_opts_t *o, mr_generation
 void mr_gateway_free(mr_gateway_t *gw);
 
 /* New requests use `gen` from now on (the reference passes to the gateway;
- * requests in flight keep theirs); the retry budget starts over with its
- * settings. */
+ * requests in flight keep theirs). */
 void mr_gateway_use(mr_gateway_t *gw, mr_generation_t *gen);
 const mr_generation_t *mr_gateway_generation(const mr_gateway_t *gw);
 size_t mr_gateway_in_flight(const mr_gateway_t *gw);

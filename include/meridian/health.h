@@ -16,10 +16,14 @@
  *
  * Ownership: the caller owns every struct here (embed it, or allocate it).
  * mr_health_init allocates one array of n targets, released by
- * mr_health_free; the retry budget and backoff allocate nothing.
+ * mr_health_free; the retry budget allocates nothing but a mutex (released
+ * by mr_retry_budget_free); backoff allocates nothing.
  *
- * Threading: one instance per worker (per config generation for health),
- * used only by the thread that owns it; no locks, no globals.
+ * Threading: one breaker set and one retry budget per process (per config
+ * snapshot), shared by every worker: each call takes the instance's mutex
+ * for a few loads and stores, never across I/O or a callback other than
+ * the breaker listener. The callers' clocks must agree (uv_now of any loop
+ * of the process: CLOCK_MONOTONIC). No globals.
  */
 #ifndef MERIDIAN_HEALTH_H
 #define MERIDIAN_HEALTH_H
@@ -27,6 +31,7 @@
 #include "meridian/catalogue.h" /* the MR_HEALTH_* and MR_RETRY_* defaults */
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -84,15 +89,28 @@ typedef struct mr_health_target {
     uint64_t _probe_until_ms; /* probe slot taken while now < this; 0 = free */
 } mr_health_target_t;
 
+/* A target's breaker changed (opened, extended, closed): `open_until_ms`
+ * is 0 when it closed. Called with the instance's mutex held, on the thread
+ * that caused the change: it must not call back into the instance. */
+typedef void (*mr_health_listener_t)(void *ud, size_t id, uint64_t open_until_ms, uint64_t now_ms);
+
 typedef struct mr_health {
     mr_health_opts_t opts; /* resolved (no zero fields) */
     mr_health_target_t *_t;
     size_t _n;
+    pthread_mutex_t _mu;
+    mr_health_listener_t _listener;
+    void *_listener_ud;
 } mr_health_t;
 
 /* n_targets may be 0. Returns 0, or -1 when out of memory (nothing to free). */
 int mr_health_init(mr_health_t *h, size_t n_targets, const mr_health_opts_t *opts);
 void mr_health_free(mr_health_t *h);
+
+/* Tell `fn` about every change from now on (NULL: nobody). Any thread. */
+void mr_health_set_listener(mr_health_t *h, mr_health_listener_t fn, void *ud);
+/* Tell the listener every target's state as it is (after a carry). */
+void mr_health_announce(mr_health_t *h, uint64_t now_ms);
 
 /*
  * Config reload: copies the state of every dst target whose map[id] names a
@@ -113,8 +131,8 @@ mr_health_state_t mr_health_state(const mr_health_t *h, size_t id, uint64_t now_
 /* true when mr_health_acquire would not answer SKIP right now. Read-only. */
 bool mr_health_available(const mr_health_t *h, size_t id, uint64_t now_ms);
 
-/* The target's record, for reading its statistics (metrics); NULL for an
- * unknown id. Borrowed: valid until mr_health_free. */
+/* The target's record, for reading its statistics; NULL for an unknown id.
+ * Borrowed, unlocked: for a single-threaded owner (tests). */
 const mr_health_target_t *mr_health_target(const mr_health_t *h, size_t id);
 
 /* Milliseconds until the target stops being OPEN (0 when it is not). */
@@ -128,6 +146,15 @@ uint64_t mr_health_retry_in_ms(const mr_health_t *h, size_t id, uint64_t now_ms)
  *   HALF_OPEN, probe in flight       -> SKIP
  */
 mr_health_verdict_t mr_health_acquire(mr_health_t *h, size_t id, uint64_t now_ms);
+
+/*
+ * Another instance opened the target until until_ms (a breaker hint, on
+ * this clock): open it until then unless it is open already (an open
+ * breaker keeps its own time). The cooldown doubling is untouched; after
+ * until_ms the breaker is half-open and one probe decides, as after its own
+ * cooldown. True when it changed.
+ */
+bool mr_health_open_until(mr_health_t *h, size_t id, uint64_t until_ms, uint64_t now_ms);
 
 /*
  * A PROBE that will not report an outcome (the attempt was never sent, the
@@ -155,17 +182,19 @@ void mr_health_cancel(mr_health_t *h, size_t id, uint64_t now_ms);
  *   HALF_OPEN success: closed, consecutive and doubling reset.
  *             Non-success: open again for min(cooldown * 2^opens, max)
  * Either way an in-flight probe's slot is released (a report in HALF_OPEN
- * is the probe's answer).
+ * is the probe's answer). Returns the time the target is open until when
+ * this report opened it or made it open longer, else 0 (what other
+ * instances should hear: mr_state_hint_publish).
  */
-void mr_health_report(mr_health_t *h, size_t id, mr_outcome_t outcome, long retry_after_s,
-                      uint32_t ttfb_ms, uint64_t now_ms);
+uint64_t mr_health_report(mr_health_t *h, size_t id, mr_outcome_t outcome, long retry_after_s,
+                          uint32_t ttfb_ms, uint64_t now_ms);
 /* The same for an attempt that may or may not hold the probe slot: in
  * HALF_OPEN only the probe's answer (probe = true) closes or re-opens the
  * target and frees the slot; any other attempt's answer (one sent before the
  * target opened) updates statistics only. mr_health_report is this with
  * probe = true. */
-void mr_health_report_attempt(mr_health_t *h, size_t id, bool probe, mr_outcome_t outcome,
-                              long retry_after_s, uint32_t ttfb_ms, uint64_t now_ms);
+uint64_t mr_health_report_attempt(mr_health_t *h, size_t id, bool probe, mr_outcome_t outcome,
+                                  long retry_after_s, uint32_t ttfb_ms, uint64_t now_ms);
 
 /* The outcome of an upstream HTTP status (0 = no response: FAILURE):
  * 2xx/3xx and the 4xx that are the client's problem are SUCCESS (the target
@@ -207,15 +236,19 @@ typedef struct mr_retry_budget_opts {
  */
 typedef struct mr_retry_budget {
     mr_retry_budget_opts_t opts; /* resolved */
-    uint64_t requests;           /* since init: for metrics */
+    uint64_t requests;           /* since init: for metrics (read them with _stats) */
     uint64_t retries;            /* granted */
     uint64_t denied;
     uint64_t _epoch[MR_RETRY_MAX_WINDOW_S]; /* second + 1 held by a slot; 0 = empty */
     uint32_t _req[MR_RETRY_MAX_WINDOW_S];
     uint32_t _retry[MR_RETRY_MAX_WINDOW_S];
+    pthread_mutex_t _mu;
 } mr_retry_budget_t;
 
 void mr_retry_budget_init(mr_retry_budget_t *b, const mr_retry_budget_opts_t *opts);
+void mr_retry_budget_free(mr_retry_budget_t *b);
+/* requests, retries and denied, read together. */
+void mr_retry_budget_stats(mr_retry_budget_t *b, uint64_t out[3]);
 /* Counts one client request. */
 void mr_retry_budget_request(mr_retry_budget_t *b, uint64_t now_ms);
 /* May one retry proceed now? When true it is counted; when false `denied` grows. */

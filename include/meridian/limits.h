@@ -53,6 +53,8 @@
 #ifndef MERIDIAN_LIMITS_H
 #define MERIDIAN_LIMITS_H
 
+#include "meridian/buf.h"
+#include "meridian/catalogue.h" /* mr_budget_period_t and its names */
 #include "meridian/state.h"
 
 #include <jansson.h>
@@ -60,7 +62,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MR_LIMITS_NAME_MAX 64     /* bytes of a key or provider name */
+#define MR_LIMITS_NAME_MAX 65     /* bytes of a key or provider name (MR_NAME_MAX + NUL) */
 #define MR_LIMITS_WINDOW_MS 60000 /* rpm and tpm windows */
 #define MR_LIMITS_DEFAULT_OUTPUT_TOKENS 4096
 #define MR_LIMITS_DEFAULT_BYTES_PER_TOKEN 1
@@ -68,12 +70,6 @@
 #define MR_LIMITS_MAX_HEADERS 7
 #define MR_LIMITS_NUSD_PER_USD 1000000000.0
 #define MR_LIMITS_NO_KEY SIZE_MAX
-
-typedef enum {
-    MR_PERIOD_TOTAL = 0,
-    MR_PERIOD_DAY,
-    MR_PERIOD_MONTH,
-} mr_budget_period_t;
 
 typedef struct mr_limits_key_spec {
     const char *name;      /* keys.NAME */
@@ -100,7 +96,7 @@ typedef struct mr_limits_spec {
     uint32_t bytes_per_token;       /* 0: MR_LIMITS_DEFAULT_BYTES_PER_TOKEN */
 } mr_limits_spec_t;
 
-typedef struct mr_limits mr_limits_t;
+typedef struct mr_limits_engine mr_limits_engine_t;
 
 typedef struct mr_limits_price {
     double input_per_mtok; /* USD per million tokens; 0 when unknown */
@@ -155,7 +151,7 @@ struct mr_limits_call;
 /* Per request; fields with `_` are the engine's. */
 struct mr_limits_req {
     mr_limits_verdict_t verdict; /* of the last admit or attempt */
-    mr_limits_t *_L;
+    mr_limits_engine_t *_L;
     mr_state_loop_t *_sl;
     struct mr_limits_call *_call; /* in flight, or NULL */
     size_t _key;
@@ -180,23 +176,26 @@ struct mr_limits_req {
 
 /* Copies the spec. 0, or -1 with err naming the key ("keys.NAME.limits.
  * budget_usd: must be >= 0"). */
-int mr_limits_new(mr_state_t *st, const mr_limits_spec_t *spec, mr_limits_t **out, char *err,
+int mr_limits_new(mr_state_t *st, const mr_limits_spec_t *spec, mr_limits_engine_t **out, char *err,
                   size_t errlen);
-void mr_limits_free(mr_limits_t *L);
+void mr_limits_free(mr_limits_engine_t *L);
+/* A reload: `to` takes over what `from` saw and counted for the keys and
+ * providers of the same names (the /metrics counters keep counting). */
+void mr_limits_carry(mr_limits_engine_t *to, const mr_limits_engine_t *from);
 
 /* true when key `key` (or provider) has any limit: requests of keys without
  * limits need no admit (admit answers DONE/ALLOW without a state call). */
-bool mr_limits_key_limited(const mr_limits_t *L, size_t key);
+bool mr_limits_key_limited(const mr_limits_engine_t *L, size_t key);
 
 /* Before the first attempt. key MR_LIMITS_NO_KEY: unauthenticated, ALLOW. */
-int mr_limits_admit(mr_limits_t *L, mr_state_loop_t *sl, mr_limits_req_t *r, size_t key,
+int mr_limits_admit(mr_limits_engine_t *L, mr_state_loop_t *sl, mr_limits_req_t *r, size_t key,
                     const mr_limits_estimate_t *est, mr_limits_cb cb, void *arg);
 
 /* Before each attempt on provider index `provider` at `price` (after admit
  * allowed). ALLOW or PROVIDER_OVER (skip the target, like an open breaker)
  * or UNAVAILABLE. A previous attempt's reservation must have been closed
  * by mr_limits_attempt_done. */
-int mr_limits_attempt(mr_limits_t *L, mr_limits_req_t *r, size_t provider,
+int mr_limits_attempt(mr_limits_engine_t *L, mr_limits_req_t *r, size_t provider,
                       const mr_limits_price_t *price, mr_limits_cb cb, void *arg);
 
 /* The attempt ended: `usage` as the upstream reported it (NULL: none);
@@ -214,7 +213,7 @@ void mr_limits_cancel(mr_limits_req_t *r);
 /* From the last state answers this process saw: is the provider at or over
  * its budget in the current period? For routing: skip it without an
  * attempt. Any thread. */
-bool mr_limits_provider_over(const mr_limits_t *L, size_t provider);
+bool mr_limits_provider_over(const mr_limits_engine_t *L, size_t provider);
 
 /* ---- answers ----------------------------------------------------------- */
 
@@ -234,7 +233,8 @@ void mr_limits_format_duration(uint64_t ms, char *buf, size_t len);
 
 /* The error message for a refusal, naming the key and the limit
  * ("key \"team-a\" is over its rpm limit of 30; retry in 12 s"). */
-void mr_limits_message(const mr_limits_t *L, const mr_limits_req_t *r, char *buf, size_t len);
+void mr_limits_message(const mr_limits_engine_t *L, const mr_limits_req_t *r, char *buf,
+                       size_t len);
 
 /* ---- periods ----------------------------------------------------------- */
 
@@ -242,8 +242,6 @@ void mr_limits_message(const mr_limits_t *L, const mr_limits_req_t *r, char *buf
  * "total"), its start and its end (exclusive; UINT64_MAX for total). */
 void mr_limits_period(mr_budget_period_t p, uint64_t now_ms, char *id, size_t idlen,
                       uint64_t *start_ms, uint64_t *end_ms);
-const char *mr_budget_period_name(mr_budget_period_t p);
-int mr_budget_period_parse(const char *s, mr_budget_period_t *out);
 
 /* ---- visibility -------------------------------------------------------- */
 
@@ -254,9 +252,9 @@ typedef struct mr_limits_key_stats {
     uint64_t spend_nusd; /* settled by this process since start */
 } mr_limits_key_stats_t;
 
-void mr_limits_key_stats(const mr_limits_t *L, size_t key, mr_limits_key_stats_t *out);
+void mr_limits_key_stats(const mr_limits_engine_t *L, size_t key, mr_limits_key_stats_t *out);
 /* Settled by this process on provider `p` since start. */
-uint64_t mr_limits_provider_spend_nusd(const mr_limits_t *L, size_t p);
+uint64_t mr_limits_provider_spend_nusd(const mr_limits_engine_t *L, size_t p);
 
 /*
  * For GET /v1/gateway/keys/{name} and /status: a new object (caller owns)
@@ -268,15 +266,30 @@ uint64_t mr_limits_provider_spend_nusd(const mr_limits_t *L, size_t p);
  * Members for limits the key does not have are absent. NULL for an unknown
  * key.
  */
-json_t *mr_limits_key_json(const mr_limits_t *L, size_t key);
-/* {"providers":{NAME:{"budget_usd","budget_period","spent_usd","remaining_usd"}}}
- * for every provider with a budget. */
-json_t *mr_limits_providers_json(const mr_limits_t *L);
+json_t *mr_limits_key_json(const mr_limits_engine_t *L, size_t key);
+/* {"providers":{NAME:{"budget_usd","budget_period","used_usd" (spent and
+ * reserved in the period, as last seen),"remaining_usd","settled_here_usd"
+ * (by this process since start),"over"}}} for every provider with a
+ * budget. */
+json_t *mr_limits_providers_json(const mr_limits_engine_t *L);
+
+/* /status: {"state": {backend, on_outage, redis_up, outage_since_ms,
+ * outages, reconnects, live_instances, journal_len, ...}, "budgets":
+ * {"keys": {NAME: mr_limits_key_json, for keys with limits}, "providers":
+ * as in mr_limits_providers_json}}. A new object. */
+json_t *mr_limits_status_json(const mr_limits_engine_t *L);
+
+/* /metrics: per key (labels: the configured names) the admissions by
+ * outcome, the spend settled by this process, the budget and what is used
+ * of it as last seen; per provider the same for its budget; the state's
+ * status (up, outage mode, outages, reconnects, journal...). Appended in
+ * the text exposition format. */
+void mr_limits_render_metrics(const mr_limits_engine_t *L, mr_buf_t *out);
 
 /* Reads the key's current counters from the state into the values above
  * (providers' are refreshed by every attempt); DONE or PENDING like admit,
  * r is only the call's handle (zeroed here). */
-int mr_limits_refresh(mr_limits_t *L, mr_state_loop_t *sl, mr_limits_req_t *r, size_t key,
+int mr_limits_refresh(mr_limits_engine_t *L, mr_state_loop_t *sl, mr_limits_req_t *r, size_t key,
                       mr_limits_cb cb, void *arg);
 
 #endif

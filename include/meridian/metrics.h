@@ -13,9 +13,10 @@
  *
  * Threading: every series has one row of slots per worker. Worker w writes
  * only row w (single writer: relaxed atomic stores, no lock prefix); the
- * scrape reads every row with relaxed loads. Creating a series takes a mutex;
- * updating one never does. Workers cache slot numbers in an mr_metrics_view_t
- * per config generation, so a request's updates are array lookups.
+ * scrape reads every row with relaxed loads. Breaker series are the
+ * exception: process-wide state, written in row 0 under the breaker's lock. Creating a series takes
+ * a mutex; updating one never does. Workers cache slot numbers in an mr_metrics_view_t per config
+ * generation, so a request's updates are array lookups.
  */
 #ifndef MERIDIAN_METRICS_H
 #define MERIDIAN_METRICS_H
@@ -40,7 +41,7 @@ typedef enum {
     MR_MF_SKIPPED,      /* counter {provider,reason}: candidate not tried */
     MR_MF_TOKENS,       /* counter {provider,type} */
     MR_MF_COST,         /* counter {provider}: USD from target prices */
-    MR_MF_BREAKER,      /* gauge {provider,model,state}: workers in each state */
+    MR_MF_BREAKER,      /* gauge {provider,model,state}: 1 for the process's breaker state */
     MR_MF_INFLIGHT,     /* gauge {provider}: upstream transfers now */
     MR_MF_DENIALS,      /* counter {policy}: requests refused by a policy (403) */
     MR_MF_RETRY_DENIED, /* counter {}: failovers the retry budget refused */
@@ -73,6 +74,7 @@ typedef enum {
 typedef enum {
     MR_SKIP_CIRCUIT_OPEN = 0,
     MR_SKIP_MAX_INFLIGHT,
+    MR_SKIP_BUDGET, /* its provider's budget_usd (or the state) refused the attempt */
     MR_SKIP_COUNT,
 } mr_skip_reason_t;
 
@@ -111,11 +113,20 @@ int mr_metrics_render(const mr_metrics_t *m, mr_buf_t *out);
 void mr_metrics_write_sample(mr_buf_t *out, const char *name, const char *const *labels,
                              double value);
 
+/* The "# HELP" and "# TYPE" lines of a family rendered outside the
+ * registry (type "counter" or "gauge"). */
+void mr_metrics_write_family(mr_buf_t *out, const char *name, const char *type, const char *help);
+
 /* CLOCK_MONOTONIC in ms: the clock of a breaker's reopen time. */
 uint64_t mr_metrics_now_ms(void);
 
-/* Workers whose breaker of a MR_MF_BREAKER series is closed, open and
- * half-open (an open one past its cooldown counts as half-open). */
+/* A target's breaker (a MR_MF_BREAKER series from mr_metrics_series) is
+ * closed (reopen_at_ms 0) or open until reopen_at_ms (this clock). The
+ * series is process-wide, not per worker: call it wherever the breaker
+ * changes, under the breaker's lock, from any thread. */
+void mr_metrics_breaker_set(mr_metrics_t *m, uint32_t slot, uint64_t reopen_at_ms);
+/* counts[closed, open, half_open]: 1 for the breaker's state (an open one
+ * past its cooldown counts as half-open), all 0 before its first change. */
 void mr_metrics_breaker_counts(const mr_metrics_t *m, uint32_t base, unsigned counts[3]);
 
 /*
@@ -148,8 +159,6 @@ void mr_metrics_skipped(mr_metrics_view_t *v, const mr_provider_t *p, mr_skip_re
 /* Token counts < 0 are unknown and skipped; cost in USD (0 when unpriced). */
 void mr_metrics_usage(mr_metrics_view_t *v, const mr_provider_t *p, long prompt, long completion,
                       double cost_usd);
-void mr_metrics_breaker(mr_metrics_view_t *v, const mr_target_t *t, int state,
-                        uint64_t reopen_at_ms);
 void mr_metrics_inflight(mr_metrics_view_t *v, const mr_provider_t *p, unsigned n);
 /* policy: a configured policy's name, or NULL for the request's own layer. */
 void mr_metrics_denial(mr_metrics_view_t *v, const char *policy);

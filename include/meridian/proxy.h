@@ -39,6 +39,12 @@ enum MHD_Result mr_proxy_begin(mr_request_t *r);
  * resumed): queue what is ready, re-suspend, or close. */
 enum MHD_Result mr_proxy_resumed(mr_request_t *r);
 
+/* For the gateway's own answers that wait (a Redis read): the connection is
+ * suspended (and watched) until mr_proxy_respond queues what the caller
+ * prepared in r->out_*. */
+void mr_proxy_wait(mr_request_t *r);
+void mr_proxy_respond(mr_request_t *r);
+
 /* The client left (MR_FAIL_CLIENT_GONE) or the drain deadline passed
  * (MR_FAIL_SHUTDOWN): the attempt is cancelled and recorded, and the
  * connection resumed so that MHD closes it. */

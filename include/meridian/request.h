@@ -8,6 +8,7 @@
  *   gateway   creates and frees requests (MHD callbacks, the in-flight list)
  *   dispatch  the endpoint table: which handler, auth, 404/405/415/413
  *   proxy     plan -> attempts -> commit -> finish, timers, suspension
+ *   admit     per-key limits and provider budgets (the limits engine)
  *   attempt   one upstream try (mr_attempt_t), created and freed per try
  *   observe   metrics, access log and audit record of a finished request
  * The fields below are grouped by the layer that writes them; any layer may
@@ -50,10 +51,9 @@ typedef struct mr_request_env {
     mr_metrics_t *metrics;
     mr_reqlog_t *reqlog;
     mr_status_t *status;
-    mr_retry_budget_t *retry_budget; /* the worker's */
-    uint64_t *backoff_rng;           /* jitter for retries of the same target */
-    unsigned worker;                 /* index, for logs, metrics rows and /providers */
-    void (*on_freed)(void *ud);      /* after a request's memory is gone (drain) */
+    uint64_t *backoff_rng;      /* jitter for retries of the same target */
+    unsigned worker;            /* index, for logs, metrics rows and /providers */
+    void (*on_freed)(void *ud); /* after a request's memory is gone (drain) */
     void *on_freed_ud;
 } mr_request_env_t;
 
@@ -92,6 +92,8 @@ struct mr_request {
     mr_endpoint_t endpoint;            /* MR_EP_COUNT for the gateway's own answers */
     const char *allow;                 /* the Allow header of a 405 */
     const mr_key_t *key;               /* the gateway key that authenticated it, if keys are on */
+    char path_arg[MR_NAME_MAX + 1];    /* what follows a prefix row's path ("" when too long) */
+    size_t info_key;                   /* GET /v1/gateway/keys/NAME: NAME's index */
     mr_buf_t body;
     int body_too_large;
     int close_connection; /* answer with Connection: close */
@@ -123,6 +125,15 @@ struct mr_request {
     int suspended;
     int committed;     /* stream: the client has the response head */
     int upstream_done; /* stream: nothing more will be added to att->out */
+
+    /* admit: limits and budgets (admit.h) */
+    mr_limits_req_t lim;
+    void (*admit_done)(mr_request_t *r); /* a limits call is pending */
+    bool lim_attempt_open;               /* an attempt's check ran and it is not settled */
+    unsigned n_over_budget;              /* candidates skipped: provider budget or state */
+    const mr_candidate_t *held_cand;     /* waiting for its provider's reservation ... */
+    size_t held_id;                      /* ... with its breaker slot */
+    bool held_probe;
 
     /* the answer */
     const mr_provider_t *served_by;    /* whose answer the client got; NULL: the gateway's */

@@ -55,6 +55,7 @@ typedef enum {
     MR_EXCLUDED_DISABLED,   /* provider disabled (key variable unset) */
     MR_EXCLUDED_FALLBACKS,  /* provider.allow_fallbacks false */
     MR_EXCLUDED_CAP,        /* beyond a fallback model's attempt cap / MR_MAX_CANDIDATES */
+    MR_EXCLUDED_BUDGET,     /* the soft state's hook: provider over its budget_usd */
 } mr_exclusion_kind_t;
 
 /* Why a target is not a candidate; kept for provenance and error messages. */
@@ -118,6 +119,8 @@ int mr_router_plan(const mr_config_t *cfg, const char *model, mr_plan_t *plan, m
  *                             with its reason (param null)
  *   503 no_enabled_provider   targets pass the filters but all are disabled;
  *                             the message also names the policy
+ *   503 provider_budget_exhausted  the soft state excluded the rest: every
+ *                             provider left is over its budget_usd
  * Errors about a fallback model carry param "models".
  */
 int mr_router_plan_policy(const mr_config_t *cfg, const mr_policy_stack_t *stack,

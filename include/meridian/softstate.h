@@ -21,15 +21,17 @@
  *           the same upstream model in two routes shares its latency
  *   route   mr_route_t.index
  *
- * Threading: one instance per worker, used only by that worker's thread; no
- * locks, no globals. Several workers each keep their own window (shares are
- * per worker until a shared implementation exists).
+ * Threading: one instance per process (per config snapshot), shared by
+ * every worker: the in-memory implementation takes its mutex for each
+ * operation (array updates, never I/O), so shares, latencies and the
+ * round-robin counter are exact across workers. No globals.
  */
 #ifndef MERIDIAN_SOFTSTATE_H
 #define MERIDIAN_SOFTSTATE_H
 
 #include "meridian/config.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,6 +55,10 @@ typedef struct mr_softstate_ops {
     uint64_t (*rr_next)(mr_softstate_t *ss, size_t route, bool advance);
     /* 64 uniformly distributed random bits. */
     uint64_t (*random)(mr_softstate_t *ss);
+    /* Should routing skip this target now (a provider over its budget)? true
+     * fills rule and reason for the plan's exclusion. May be NULL. */
+    bool (*excluded)(mr_softstate_t *ss, const mr_provider_t *p, const mr_target_t *t, char *rule,
+                     size_t rule_len, char *reason, size_t reason_len);
 } mr_softstate_ops_t;
 
 /* Embed as the first member of an implementation. */
@@ -106,12 +112,23 @@ typedef struct mr_softstate_mem {
     uint64_t *_rr; /* [cfg->n_routes] */
     size_t _n_routes;
     uint64_t _rng[2]; /* xorshift128+ */
+    pthread_mutex_t _mu;
+    /* the `excluded` operation, delegated (NULL: nothing is excluded) */
+    bool (*_exclude)(void *ud, const mr_provider_t *p, const mr_target_t *t, char *rule,
+                     size_t rule_len, char *reason, size_t reason_len);
+    void *_exclude_ud;
 } mr_softstate_mem_t;
 
 /* Size the state for `cfg` (which must outlive it) and seed the PRNG (any
  * value; 0 is fine). 0, or -1 when out of memory (nothing to free then). */
 int mr_softstate_mem_init(mr_softstate_mem_t *m, const mr_config_t *cfg, uint64_t seed);
 void mr_softstate_mem_free(mr_softstate_mem_t *m);
+/* The hook behind `excluded` (called without the mutex, any thread). */
+void mr_softstate_mem_set_exclude(mr_softstate_mem_t *m,
+                                  bool (*fn)(void *ud, const mr_provider_t *p, const mr_target_t *t,
+                                             char *rule, size_t rule_len, char *reason,
+                                             size_t reason_len),
+                                  void *ud);
 
 /* ---- convenience wrappers (NULL ss: no state, harmless defaults) ------- */
 
@@ -146,6 +163,14 @@ static inline bool mr_softstate_ttfb(mr_softstate_t *ss, uint32_t target_id, uin
 static inline uint64_t mr_softstate_rr_next(mr_softstate_t *ss, size_t route, bool advance)
 {
     return ss ? ss->ops->rr_next(ss, route, advance) : 0;
+}
+
+static inline bool mr_softstate_excluded(mr_softstate_t *ss, const mr_provider_t *p,
+                                         const mr_target_t *t, char *rule, size_t rule_len,
+                                         char *reason, size_t reason_len)
+{
+    return ss && ss->ops->excluded &&
+           ss->ops->excluded(ss, p, t, rule, rule_len, reason, reason_len);
 }
 
 #endif

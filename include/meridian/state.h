@@ -82,6 +82,7 @@
 #define MR_STATE_ID_MAX 48   /* bytes of a reservation id, NUL included */
 #define MR_STATE_WINDOW_BUCKETS 60
 #define MR_STATE_HINTS_MAX 256               /* distinct targets with a breaker hint */
+#define MR_STATE_HINT_NAME_MAX 160           /* bytes of a hint's target name, NUL included */
 #define MR_STATE_KV_VALUE_MAX (1u << 20)     /* bytes of one kv value */
 #define MR_STATE_KV_MEM_MAX (64u << 20)      /* memory backend: bytes of all kv values */
 #define MR_STATE_JOURNAL_MAX 8192            /* redis: ops kept for replay after an outage */
@@ -200,6 +201,7 @@ int mr_state_attach(mr_state_t *st, uv_loop_t *loop, mr_state_loop_t **out, char
 void mr_state_loop_close(mr_state_loop_t *sl);
 
 mr_state_t *mr_state_of(const mr_state_loop_t *sl);
+mr_state_backend_t mr_state_backend(const mr_state_t *st); /* NULL: memory */
 uint64_t mr_state_now(const mr_state_t *st);
 
 /* A reservation id unique across instances and restarts ("<instance>-<n>"). */
@@ -210,6 +212,11 @@ void mr_state_new_id(mr_state_loop_t *sl, char out[MR_STATE_ID_MAX]);
  * txn is malformed (n out of range, empty key, key with '{' or '}'): no
  * callback. */
 int mr_state_exec(mr_state_loop_t *sl, const mr_state_txn_t *txn, mr_state_cb cb, void *arg);
+
+/* A name (a key, provider, policy or vendor) as part of a counter name:
+ * '{', '}', '%', ':', blanks, control and non-ASCII bytes percent-encoded,
+ * cut at a whole escape to fit cap. */
+void mr_state_key_escape(const char *in, char *out, size_t cap);
 
 /* Helpers that fill one op (the rest zeroed); key and id are truncated to
  * their maxima. */
@@ -223,6 +230,9 @@ mr_state_op_t *mr_state_txn_add(mr_state_txn_t *txn, mr_state_op_kind_t kind, co
 void mr_state_hint_publish(mr_state_loop_t *sl, const char *target, uint64_t until_ms);
 /* true and *until_ms when a hint for target is still in force. Any thread. */
 bool mr_state_hint_get(mr_state_t *st, const char *target, uint64_t *until_ms);
+/* Grows whenever a hint is added or moved later (any thread): a caller
+ * that remembers the version it read needs no lock until it changes. */
+uint64_t mr_state_hints_version(const mr_state_t *st);
 
 /* ---- key/value with TTL (the Responses store) ------------------------ */
 

@@ -14,6 +14,7 @@
 #include "meridian/config.h"
 #include "meridian/metrics.h"
 
+#include <jansson.h>
 #include <stddef.h>
 
 #define MR_STATUS_SAMPLES 60
@@ -27,8 +28,9 @@ void mr_status_free(mr_status_t *s);
 /* Records one sample; call every MR_STATUS_STEP_MS from one thread. */
 void mr_status_sample(mr_status_t *s);
 
-/* The JSON document (malloc'd, *len set), providers as `cfg` lists them;
- * NULL when out of memory. Any thread. */
-char *mr_status_json(mr_status_t *s, const mr_config_t *cfg, size_t *len);
+/* The JSON document (malloc'd, *len set), providers as `cfg` lists them,
+ * plus the members of `extra` (borrowed, may be NULL: the shared state and
+ * budgets); NULL when out of memory. Any thread. */
+char *mr_status_json(mr_status_t *s, const mr_config_t *cfg, json_t *extra, size_t *len);
 
 #endif

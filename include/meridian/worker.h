@@ -4,7 +4,8 @@
  * A worker context owns a libuv loop, the HTTP server (MHD on that loop),
  * the upstream client (curl multi on that loop), the gateway (the request
  * path: in-flight requests and the generation they start under), its
- * signal handlers and drain. Nothing here is global: more workers are more
+ * handle on the shared state (a Redis connection with the redis backend),
+ * its signal handlers and drain. Nothing here is global: more workers are more
  * contexts, each used only by the thread that runs mr_worker_run, except
  * for the reload wake (mr_reload_t posts to it from worker 0's thread).
  */
@@ -17,6 +18,7 @@
 #include "meridian/reload.h"
 #include "meridian/reqlog.h"
 #include "meridian/server.h"
+#include "meridian/state.h"
 #include "meridian/status.h"
 #include "meridian/upstream.h"
 
@@ -31,16 +33,17 @@ typedef struct mr_shared {
     mr_reqlog_t *reqlog;
     mr_status_t *status; /* sampled by worker 0 */
     mr_reload_t *reload; /* SIGHUP, handled by worker 0, posted to all */
+    mr_state_t *state;   /* limits, budgets, breaker hints (state.h); each worker attaches */
 } mr_shared_t;
 
 typedef struct mr_worker {
     uv_loop_t loop;
     int index; /* 0..workers-1, for log lines */
     const mr_shared_t *shared;
-    uint64_t seed; /* soft state of each generation */
     mr_server_t server;
     mr_upstream_t upstream;
     mr_gateway_t gateway;
+    mr_state_loop_t *sl;     /* this loop's handle on the shared state; closed at drain */
     uv_async_t reload_async; /* a snapshot was posted */
     uv_signal_t sigterm;
     uv_signal_t sigint;

@@ -1465,21 +1465,23 @@ static int report(soak_t *so, results_t *res, bool long_run)
             half_max = x->rss_kib;
     }
     long growth = half_first >= 0 ? half_max - half_first : 0;
-    long w_requests = 0, w_retries = 0, denied = 0, outcomes = 0;
-    for (int w = 0; w < WORKERS; w++) {
-        outcomes += res->budget[w].outcomes;
-        w_requests += res->budget[w].requests;
-        w_retries += res->budget[w].retries;
-        denied += res->budget[w].denied;
-    }
+    /* The retry budget and the breakers are the process's, shared by the
+     * workers: every worker shows the same figures (taken with no traffic). */
+    long w_requests = res->budget[0].requests, w_retries = res->budget[0].retries;
+    long denied = res->budget[0].denied, outcomes = res->budget[0].outcomes;
+    bool shared_view = true;
+    for (int w = 1; w < WORKERS; w++)
+        shared_view = shared_view && res->budget[w].requests == w_requests &&
+                      res->budget[w].retries == w_retries && res->budget[w].denied == denied &&
+                      res->budget[w].outcomes == outcomes;
     /* The budget: at any retry, retries <= ratio * requests + floor * window
-     * over the window_s seconds before it, per worker. Cut the run into
+     * over the window_s seconds before it, for the process. Cut the run into
      * window_s blocks: the last retry of a block saw a window inside that
      * block and the one before, so in all
-     *   retries <= 2 * ratio * requests + workers * floor * window_s * blocks.
+     *   retries <= 2 * ratio * requests + floor * window_s * blocks.
      * Steady traffic stays near ratio * requests + the floor. */
     long blocks = (long)(res->fault_ms / 1000 / BUDGET_WINDOW_S) + 2;
-    long floor_total = (long)WORKERS * BUDGET_FLOOR_PER_S * BUDGET_WINDOW_S * blocks;
+    long floor_total = (long)BUDGET_FLOOR_PER_S * BUDGET_WINDOW_S * blocks;
     long bound = (long)(2 * BUDGET_RATIO * (double)fs->proxied) + floor_total;
     long steady = (long)(BUDGET_RATIO * (double)fs->proxied) + floor_total;
     stats_t all = *fs;
@@ -1514,9 +1516,9 @@ static int report(soak_t *so, results_t *res, bool long_run)
     printf("  %-36s %ld\n", "proxied requests (budget-counted)", fs->proxied);
     printf("  %-36s %ld attempts, %ld retries\n", "attempts seen by clients", fs->attempts,
            fs->retries);
-    printf("  %-36s requests %ld, retries %ld, denied %ld\n", "workers' retry_budget (w0+w1)",
+    printf("  %-36s requests %ld, retries %ld, denied %ld\n", "the process's retry_budget",
            w_requests, w_retries, denied);
-    printf("  %-36s %ld outcomes; longest cooldown left seen %ld ms\n", "breakers (w0+w1)",
+    printf("  %-36s %ld outcomes; longest cooldown left seen %ld ms\n", "the process's breakers",
            outcomes, so->max_retry_in_ms);
     printf("  %-36s %ld (provable bound %ld, steady-state %ld)\n", "retries vs budget", fs->retries,
            bound, steady);
@@ -1568,11 +1570,12 @@ static int report(soak_t *so, results_t *res, bool long_run)
     CHECK(fs->ok * 3 >= fs->proxied, "at least a third of proxied requests succeed: %ld of %ld",
           fs->ok, fs->proxied);
     CHECK(res->both_workers, "/v1/gateway/providers answered from both workers");
+    CHECK(shared_view, "every worker shows the process's retry budget and breakers");
     CHECK(w_requests == fs->proxied,
-          "the workers counted each proxied request once: %ld counted, %ld sent", w_requests,
+          "the process counted each proxied request once: %ld counted, %ld sent", w_requests,
           fs->proxied);
     CHECK(w_retries == fs->retries,
-          "the workers' retry counters match the attempts clients saw: %ld vs %ld", w_retries,
+          "the process's retry counters match the attempts clients saw: %ld vs %ld", w_retries,
           fs->retries);
     CHECK(outcomes == fs->attempts,
           "the breakers recorded one outcome per attempt: %ld outcomes, %ld attempts", outcomes,

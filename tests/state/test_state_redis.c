@@ -142,7 +142,7 @@ typedef void (*job_fn)(inst_t *in);
 struct inst {
     int idx;
     mr_state_t *st;
-    mr_limits_t *L;
+    mr_limits_engine_t *L;
     uv_loop_t loop;
     uv_async_t wake;
     mr_state_loop_t *sl;

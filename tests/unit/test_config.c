@@ -1444,6 +1444,96 @@ static void test_shipped_config_with_env(void **state)
     unsetenv("OLLAMA_BASE_URL");
 }
 
+/* ------------------------------------------------------------------------ */
+/* Limits, budgets and the shared state (issue 16)                            */
+/* ------------------------------------------------------------------------ */
+
+#define KEY_WITH(fields) "\"keys\":{\"k\":{\"sha256\":\"" HEX64 "\"" fields "}}"
+
+static const err_case_t state_err_cases[] = {
+    {"{" PROVS ",\"state\":{\"backend\":\"etcd\"}}",
+     "x.json: state.backend: must be one of memory, redis (got \"etcd\")"},
+    {"{" PROVS ",\"state\":{\"backend\":\"redis\"}}",
+     "x.json: state: \"backend\": \"redis\" needs \"redis_url\""},
+    {"{" PROVS ",\"state\":{\"redis_url\":\"http://u:hunter22@h/0\"}}",
+     "x.json: state.redis_url: must be a redis URL such as redis://10.0.0.5:6379/0"},
+    {"{" PROVS ",\"state\":{\"on_outage\":\"wait\"}}",
+     "state.on_outage: must be one of local, deny (got \"wait\")"},
+    {"{" PROVS ",\"state\":{\"file\":\"\"}}", "state.file: must not be empty"},
+    {"{" PROVS ",\"state\":{\"bakend\":\"memory\"}}",
+     "state.bakend: unknown key (did you mean \"backend\"?)"},
+    {"{" PROVS "," KEY_WITH(",\"limits\":{\"rpm\":0}") "}",
+     "x.json: keys.k.limits.rpm: must be an integer from 1 to 100000000 (got 0)"},
+    {"{" PROVS "," KEY_WITH(",\"limits\":{\"budget_usd\":0}") "}",
+     "x.json: keys.k.limits.budget_usd: must be a number"},
+    {"{" PROVS "," KEY_WITH(",\"limits\":{\"budget_period\":\"week\"}") "}",
+     "keys.k.limits.budget_period: must be one of total, day, month (got \"week\")"},
+    {"{" PROVS "," KEY_WITH(",\"limits\":{\"rpn\":3}") "}",
+     "keys.k.limits.rpn: unknown key (did you mean \"rpm\"?)"},
+    {"{" PROVS "," KEY_WITH(",\"limits\":[]") "}", "keys.k.limits: must be an object"},
+    {"{" PROVS "," KEY_WITH(",\"admin\":1") "}", "keys.k.admin: must be true or false"},
+    {PROV_WITH("\"budget_usd\":-1"), "x.json: providers.a.budget_usd: must be a number"},
+    {PROV_WITH("\"budget_period\":\"day\",\"budget_usd\":\"5\""),
+     "providers.a.budget_usd: must be a number"},
+};
+
+static void test_state_and_limits(void **state)
+{
+    char err[1024];
+    mr_config_t *cfg;
+    char *out;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(state_err_cases) / sizeof(state_err_cases[0]); i++) {
+        cfg = NULL;
+        assert_int_equal(
+            mr_config_load_string(state_err_cases[i].json, "x.json", &cfg, err, sizeof(err)), -1);
+        assert_contains(err, state_err_cases[i].want);
+        assert_not_contains(err, "hunter22");
+    }
+
+    cfg = load_ok("{" PROVS "}");
+    assert_int_equal(cfg->state.backend, 0);
+    assert_int_equal(cfg->state.on_outage, 0);
+    assert_null(cfg->state.redis_url);
+    assert_null(cfg->state.file);
+    out = print_to_string(cfg);
+    assert_contains(out, "\nstate backend=memory redis_url=none on_outage=local file=none\n");
+    free(out);
+    mr_config_free(cfg);
+
+    setenv("MR_T_REDIS_PW", "hunter22", 1);
+    cfg = load_ok("{\"providers\":{\"a\":{\"kind\":\"openai\",\"base_url\":\"http://h/v1\","
+                  "\"budget_usd\":2.5,\"budget_period\":\"month\",\"max_inflight\":4}},"
+                  "\"state\":{\"backend\":\"redis\","
+                  "\"redis_url\":\"redis://:${MR_T_REDIS_PW}@10.0.0.5:6380/"
+                  "2\",\"on_outage\":\"deny\"}," KEY_WITH(
+                      ",\"admin\":true,\"limits\":{\"rpm\":30,\"tpm\":1000,"
+                      "\"max_parallel\":2,\"budget_usd\":1.25,\"budget_period\":\"day\"}") "}");
+    assert_int_equal(cfg->state.backend, 1);
+    assert_int_equal(cfg->state.on_outage, 1);
+    assert_string_equal(cfg->state.redis_url, "redis://:hunter22@10.0.0.5:6380/2");
+    assert_true(cfg->providers[0].budget_usd == 2.5);
+    assert_int_equal(cfg->providers[0].budget_period, MR_PERIOD_MONTH);
+    const mr_key_t *k = &cfg->keys[0];
+    assert_true(k->admin);
+    assert_int_equal(k->limits.rpm, 30);
+    assert_int_equal(k->limits.tpm, 1000);
+    assert_int_equal(k->limits.max_parallel, 2);
+    assert_true(k->limits.budget_usd == 1.25);
+    assert_int_equal(k->limits.budget_period, MR_PERIOD_DAY);
+    out = print_to_string(cfg);
+    assert_contains(out, "\nstate backend=redis redis_url=redis://***@10.0.0.5:6380/2 "
+                         "on_outage=deny file=none\n");
+    assert_contains(out, "enabled max_inflight=4 budget_usd=2.5 budget_period=month\n");
+    assert_contains(out, "\n  k  admin  limits rpm=30 tpm=1000 max_parallel=2 budget_usd=1.25 "
+                         "budget_period=day\n");
+    assert_not_contains(out, "hunter22");
+    free(out);
+    mr_config_free(cfg);
+    unsetenv("MR_T_REDIS_PW");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1465,6 +1555,7 @@ int main(void)
         cmocka_unit_test(test_shipped_config),
         cmocka_unit_test(test_shipped_config_policies),
         cmocka_unit_test(test_shipped_config_with_env),
+        cmocka_unit_test(test_state_and_limits),
     };
     return cmocka_run_group_tests(tests, setup_env, NULL);
 }

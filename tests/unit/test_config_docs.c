@@ -132,7 +132,8 @@ static void expected_default(const mr_setting_t *s, char *buf, size_t n)
         snprintf(buf, n, "required");
     else if ((s->type == MR_SETTING_STRING || s->type == MR_SETTING_POLICY) && !s->def_str)
         snprintf(buf, n, "none");
-    else if (s->type == MR_SETTING_STRING || s->type == MR_SETTING_LISTEN)
+    else if (s->type == MR_SETTING_STRING || s->type == MR_SETTING_LISTEN ||
+             s->type == MR_SETTING_ENUM)
         snprintf(buf, n, "`\"%s\"`", v);
     else
         snprintf(buf, n, "`%s`", v);

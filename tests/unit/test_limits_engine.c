@@ -26,7 +26,7 @@ typedef struct fx {
     uv_loop_t loop;
     mr_state_t *st;
     mr_state_loop_t *sl;
-    mr_limits_t *L;
+    mr_limits_engine_t *L;
     char file[64]; /* a state file to remove after the state is freed */
 } fx_t;
 
@@ -390,7 +390,7 @@ static void test_snapshot_and_spec(void **state)
     assert_true(mr_limits_key_limited(f->L, 0));
     assert_int_equal(admit(f, &r, MR_LIMITS_NO_KEY), MR_LIMITS_ALLOW);
 
-    mr_limits_t *bad;
+    mr_limits_engine_t *bad;
     char err[256];
     mr_limits_key_spec_t k = {.name = "neg", .budget_usd = -1};
     mr_limits_spec_t spec = {.keys = &k, .n_keys = 1};
