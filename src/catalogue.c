@@ -198,6 +198,8 @@ void mr_config_free(mr_config_t *cfg)
         explicit_bzero(cfg->keys[i].digest, sizeof(cfg->keys[i].digest));
     }
     free(cfg->keys);
+    free_strings(cfg->server_names, cfg->n_server_names);
+    free_strings(cfg->cors_origins, cfg->n_cors_origins);
     free(cfg->vendors);
     free_strings(cfg->warnings, cfg->n_warnings);
     free(cfg->listen_host);
@@ -221,6 +223,8 @@ void mr_config_free(mr_config_t *cfg)
         .def = d                                                                                   \
     }
 
+static const char *const policy_header_names[] = {"narrow_only", "replace", "ignore", NULL};
+
 /*
  * docs/configuration.md documents every row (tests/unit/test_config_docs.c
  * checks it). Row order is load order, which is also the order of --check.
@@ -233,12 +237,14 @@ static const mr_setting_t settings[] = {
     UINT("timeouts", "request_ms", timeouts.request_ms, 1, 86400000, 300000),
     UINT("timeouts", "stream_idle_ms", timeouts.stream_idle_ms, 1, 3600000, 60000),
     UINT("timeouts", "client_idle_s", timeouts.client_idle_s, 1, 86400, 60),
+    UINT("timeouts", "keepalive_idle_s", timeouts.keepalive_idle_s, 1, 86400, 5),
     UINT("timeouts", "drain_ms", timeouts.drain_ms, 1, 3600000, 10000),
     UINT("limits", "max_body_bytes", limits.max_body_bytes, KIB, GIB, 8 * MIB),
     UINT("limits", "max_header_bytes", limits.max_header_bytes, KIB, MIB, 16 * KIB),
     UINT("limits", "max_response_bytes", limits.max_response_bytes, KIB, GIB, 64 * MIB),
     UINT("limits", "stream_buffer_bytes", limits.stream_buffer_bytes, KIB, 64 * MIB, 256 * KIB),
     UINT("limits", "max_connections", limits.max_connections, 1, 1000000, 4096),
+    UINT("limits", "max_connections_per_ip", limits.max_connections_per_ip, 1, 1000000, 1024),
     UINT("health", "failure_threshold", health.failure_threshold, 1, 1000000,
          MR_HEALTH_FAILURE_THRESHOLD),
     UINT("health", "cooldown_ms", health.cooldown_ms, 1, 86400000, MR_HEALTH_COOLDOWN_MS),
@@ -282,6 +288,13 @@ static const mr_setting_t settings[] = {
      .type = MR_SETTING_BOOL,
      AT(public_metrics),
      .def = 1,
+     .flags = MR_SETTING_OFF_WITH_KEYS,
+     .stage = MR_STAGE_LAST},
+    {.key = "policy_header",
+     .type = MR_SETTING_ENUM,
+     AT(policy_header),
+     .names = policy_header_names,
+     .def_str = "narrow_only",
      .stage = MR_STAGE_LAST},
     {.key = "access_log",
      .type = MR_SETTING_STRING,
@@ -376,6 +389,13 @@ const char *mr_setting_format(const mr_setting_t *s, const mr_config_t *cfg, cha
         if (cfg)
             return format_listen(cfg, buf, n);
         break;
+    case MR_SETTING_ENUM: {
+        int e = 0;
+        if (cfg)
+            memcpy(&e, at, sizeof(e));
+        str = cfg ? s->names[e] : s->def_str;
+        break;
+    }
     case MR_SETTING_POLICY: {
         const mr_policy_t *p = NULL;
         if (cfg)

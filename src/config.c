@@ -13,6 +13,7 @@
  */
 #include "meridian/config.h"
 
+#include "meridian/config_http.h"
 #include "meridian/config_policies.h"
 #include "meridian/config_routes.h"
 #include "meridian/loader.h"
@@ -158,11 +159,34 @@ static int load_number(mr_loader_t *ld, json_t *obj, const mr_setting_t *s, void
 
 static int load_bool(mr_loader_t *ld, json_t *obj, const mr_setting_t *s, void *at)
 {
-    bool b = s->def != 0;
+    /* loaded after the keys (MR_STAGE_LAST), so n_keys is known here */
+    bool b = s->def != 0 && !((s->flags & MR_SETTING_OFF_WITH_KEYS) && ld->cfg->n_keys);
 
     if (obj && mr_loader_bool(ld, obj, s->key, &b) < 0)
         return -1;
     memcpy(at, &b, sizeof(b));
+    return 0;
+}
+
+static int load_enum(mr_loader_t *ld, json_t *obj, const mr_setting_t *s, void *at)
+{
+    const char *v = NULL;
+    char q[MR_LOADER_QUOTE_MAX], list[256];
+    size_t o = 0;
+    int e = 0;
+
+    if (obj && mr_loader_plain(ld, obj, s->key, false, &v) < 0)
+        return -1;
+    while (s->names[e] && strcmp(s->names[e], v ? v : s->def_str))
+        e++;
+    if (!s->names[e]) {
+        for (size_t i = 0; s->names[i] && o < sizeof(list); i++)
+            o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", s->names[i]);
+        mr_loader_key(ld, s->key);
+        return mr_loader_fail(ld, "must be one of %s (got %s)", list,
+                              mr_loader_quote(q, sizeof(q), v));
+    }
+    memcpy(at, &e, sizeof(e));
     return 0;
 }
 
@@ -260,6 +284,8 @@ static int load_setting(mr_loader_t *ld, json_t *obj, const mr_setting_t *s)
         return load_listen(ld, obj, s);
     case MR_SETTING_POLICY:
         return load_policy_ref(ld, obj, s, at);
+    case MR_SETTING_ENUM:
+        return load_enum(ld, obj, s, at);
     }
     return mr_loader_fail(ld, "%s: unknown setting type", s->key);
 }
@@ -339,7 +365,8 @@ static int load_settings(mr_loader_t *ld, json_t *root, mr_setting_stage_t stage
 /* The top-level keys: each setting or section, then the named objects. */
 static const char **root_keys(void)
 {
-    static const char *const named[] = {"providers", "routes", "policies", "keys"};
+    static const char *const named[] = {"providers", "routes",       "policies",
+                                        "keys",      "server_names", "cors"};
     size_t n, k = 0, nn = sizeof(named) / sizeof(named[0]);
     const mr_setting_t *rows = mr_settings(&n);
     const char **keys = calloc(n + nn + 1, sizeof(*keys));
@@ -416,7 +443,8 @@ static int load_root(mr_loader_t *ld, json_t *root)
         mr_config_routes_load_providers(ld, root) < 0 || mr_config_routes_load(ld, root) < 0 ||
         derive_indexes(ld) < 0 || mr_config_policies_load(ld, root) < 0 ||
         load_settings(ld, root, MR_STAGE_AFTER_POLICIES) < 0 ||
-        mr_config_policies_load_keys(ld, root) < 0 || load_settings(ld, root, MR_STAGE_LAST) < 0)
+        mr_config_policies_load_keys(ld, root) < 0 || load_settings(ld, root, MR_STAGE_LAST) < 0 ||
+        mr_config_http_load(ld, root) < 0)
         return -1;
     return mr_config_check_document(ld);
 }

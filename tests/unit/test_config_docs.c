@@ -6,7 +6,8 @@
  * table's type, default, bounds and a version ("Since").
  *
  * A documented row is a markdown table row under "## Top level" whose key
- * cell is `path` or [`path`](#anchor) and whose Type cell is not "object".
+ * cell is `path` or [`path`](#anchor) and whose Type cell is not "object"
+ * or "array" (those have loaders of their own).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -132,7 +133,8 @@ static void expected_default(const mr_setting_t *s, char *buf, size_t n)
         snprintf(buf, n, "required");
     else if ((s->type == MR_SETTING_STRING || s->type == MR_SETTING_POLICY) && !s->def_str)
         snprintf(buf, n, "none");
-    else if (s->type == MR_SETTING_STRING || s->type == MR_SETTING_LISTEN)
+    else if (s->type == MR_SETTING_STRING || s->type == MR_SETTING_LISTEN ||
+             s->type == MR_SETTING_ENUM)
         snprintf(buf, n, "`\"%s\"`", v);
     else
         snprintf(buf, n, "`%s`", v);
@@ -153,7 +155,8 @@ static void check_row(doc_check_t *c, const table_t *t, char cells[MAX_CELLS][CE
 
     if (t->key < 0 || t->key >= nc || !key_path(cells[t->key], path, sizeof(path)))
         return;
-    if (t->type < 0 || t->type >= nc || !strncmp(cells[t->type], "object", 6))
+    if (t->type < 0 || t->type >= nc || !strncmp(cells[t->type], "object", 6) ||
+        !strncmp(cells[t->type], "array", 5))
         return;
     c->scalars++;
     for (size_t i = 0; i < n && !s; i++)
