@@ -3,6 +3,7 @@
 #include "meridian/auth.h"
 #include "meridian/policy.h"
 #include "meridian/proxy.h"
+#include "meridian/router_explain.h"
 #include "meridian/status_page.h"
 
 #include <stdlib.h>

@@ -11,7 +11,7 @@
 #include "meridian/config.h"
 #include "meridian/generation.h"
 #include "meridian/log.h"
-#include "meridian/router.h"
+#include "meridian/router_explain.h"
 #include "meridian/server.h"
 #include "meridian/worker.h"
 

@@ -3,6 +3,7 @@
 #include "meridian/json_span.h"
 #include "meridian/log.h"
 #include "meridian/policy.h"
+#include "meridian/router_explain.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -666,6 +667,7 @@ static int plan_request(mr_request_t *r, const json_t *models, const json_t *pro
 /* A 403 lists every target the policies excluded and why. */
 static enum MHD_Result respond_plan_error(mr_request_t *r, mr_error_t *e)
 {
+    mr_debug("%s: not routed: %d %s: %s", r->id, e->status, e->code ? e->code : "-", e->message);
     if (e->status != 403)
         return mr_request_error(r, e);
     /* one denial per policy layer that excluded something */
