@@ -1,8 +1,10 @@
 #include "meridian/reload.h"
 
+#include "meridian/config.h"
 #include "meridian/log.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -85,7 +87,24 @@ static void warn_restart_only(const mr_config_t *cfg, const mr_config_t *old)
                 (unsigned)old->listen_port);
 }
 
-/* The file, loaded and validated as at start-up; NULL (logged) when not. */
+/* The socket stays where it was bound: the new config says so, and is
+ * checked for exposure there, not at the file's `listen` (finding 2). */
+static int keep_bound_address(mr_config_t *cfg, const mr_config_t *old, char *err, size_t n)
+{
+    char *host = strdup(old->listen_host);
+
+    if (!host) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    free(cfg->listen_host);
+    cfg->listen_host = host;
+    cfg->listen_port = old->listen_port;
+    return mr_config_check_exposure(cfg, err, n);
+}
+
+/* The file, loaded and validated as at start-up, on the address bound at
+ * start-up; NULL (logged) when not. */
 static mr_config_t *load(const mr_reload_t *rl)
 {
     char err[1024];
@@ -93,14 +112,17 @@ static mr_config_t *load(const mr_reload_t *rl)
 
     if (mr_config_load_file(rl->path, &cfg, err, sizeof(err)) < 0 ||
         (rl->listen_override &&
-         mr_config_set_listen(cfg, rl->listen_override, err, sizeof(err)) < 0) ||
-        mr_config_check_exposure(cfg, err, sizeof(err)) < 0) {
-        mr_error("reload rejected, every worker still serving generation %u: %s", rl->current->id,
-                 err);
-        mr_config_free(cfg);
-        return NULL;
-    }
+         mr_config_set_listen(cfg, rl->listen_override, err, sizeof(err)) < 0))
+        goto rejected;
+    warn_restart_only(cfg, rl->current->cfg);
+    if (keep_bound_address(cfg, rl->current->cfg, err, sizeof(err)) < 0)
+        goto rejected;
     return cfg;
+
+rejected:
+    mr_error("reload rejected, every worker still serving generation %u: %s", rl->current->id, err);
+    mr_config_free(cfg);
+    return NULL;
 }
 
 int mr_reload_run(mr_reload_t *rl)
@@ -110,7 +132,6 @@ int mr_reload_run(mr_reload_t *rl)
 
     if (!cfg)
         return -1;
-    warn_restart_only(cfg, rl->current->cfg);
     mr_snapshot_t *snap = mr_snapshot_new(cfg, rl->current->id + 1);
     if (!snap) {
         mr_error("reload failed: out of memory; every worker still serving generation %u",
