@@ -171,8 +171,6 @@ static int load_bool(mr_loader_t *ld, json_t *obj, const mr_setting_t *s, void *
 static int load_enum(mr_loader_t *ld, json_t *obj, const mr_setting_t *s, void *at)
 {
     const char *v = NULL;
-    char q[MR_LOADER_QUOTE_MAX], list[256];
-    size_t o = 0;
     int e = 0;
 
     if (obj && mr_loader_plain(ld, obj, s->key, false, &v) < 0)
@@ -180,6 +178,8 @@ static int load_enum(mr_loader_t *ld, json_t *obj, const mr_setting_t *s, void *
     while (s->names[e] && strcmp(s->names[e], v ? v : s->def_str))
         e++;
     if (!s->names[e]) {
+        char q[MR_LOADER_QUOTE_MAX], list[256];
+        size_t o = 0;
         for (size_t i = 0; s->names[i] && o < sizeof(list); i++)
             o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", s->names[i]);
         mr_loader_key(ld, s->key);

@@ -259,7 +259,6 @@ static int check_browser(mr_request_t *r, const char *method, enum MHD_Result *r
 {
     const mr_config_t *cfg = r->gen->cfg;
     const char *host = header(r, MHD_HTTP_HEADER_HOST), *origin = header(r, "Origin");
-    char q[96];
 
     if (!mr_guard_host_ok(cfg, host)) {
         *ret = mr_request_errorf(r, 421, "misdirected_request", NULL,
@@ -271,11 +270,10 @@ static int check_browser(mr_request_t *r, const char *method, enum MHD_Result *r
     if (!origin)
         return 0;
     if (!mr_guard_origin_ok(cfg, origin, host)) {
-        snprintf(q, sizeof(q), "%.80s", origin);
         *ret = mr_request_errorf(r, 403, "origin_not_allowed", NULL,
-                                 "requests from web pages at %s are refused; to allow them add "
-                                 "the origin to cors.allow_origins",
-                                 q);
+                                 "requests from web pages at %.80s are refused; to allow them "
+                                 "add the origin to cors.allow_origins",
+                                 origin);
         return -1;
     }
     r->cors_origin = origin;

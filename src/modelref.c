@@ -144,7 +144,7 @@ static const mr_provider_t *provider_named(const mr_config_t *cfg, const char *n
 int mr_modelref_resolve(const mr_config_t *cfg, const char *model, const char *what,
                         const char *param, mr_modelref_t *out, mr_error_t *err)
 {
-    char q[MR_MODELREF_QUOTE_MAX + 8], qp[MR_MODELREF_QUOTE_MAX + 8];
+    char q[MR_MODELREF_QUOTE_MAX + 8];
     const char *slash;
     size_t plen;
 
@@ -169,6 +169,7 @@ int mr_modelref_resolve(const mr_config_t *cfg, const char *model, const char *w
         return -1;
     }
     if (!(out->direct = provider_named(cfg, model, plen))) {
+        char qp[MR_MODELREF_QUOTE_MAX + 8];
         mr_error_set(err, 404, NULL, "model_not_found", param,
                      "%s \"%s\" is not a route, and \"%s\" is not a provider; see GET /v1/models",
                      what, mr_modelref_quote(q, sizeof(q), model, strlen(model)),

@@ -230,8 +230,8 @@ static void order_weighted(planner_t *pl, group_t *g)
 {
     if (!pl->ss) {
         /* no randomness available: the most likely order */
-        double key[MR_MAX_CANDIDATES];
-        bool known[MR_MAX_CANDIDATES];
+        double key[MR_MAX_CANDIDATES] = {0};
+        bool known[MR_MAX_CANDIDATES] = {0};
         for (size_t i = 0; i < g->n; i++)
             key[i] = -(double)weight_of(&g->c[i]), known[i] = true;
         sort_by_key(g, key, known, false);
@@ -273,8 +273,8 @@ static void order_round_robin(planner_t *pl, group_t *g, const mr_route_t *route
 
 static void order_least_latency(planner_t *pl, group_t *g)
 {
-    double key[MR_MAX_CANDIDATES];
-    bool known[MR_MAX_CANDIDATES];
+    double key[MR_MAX_CANDIDATES] = {0};
+    bool known[MR_MAX_CANDIDATES] = {0};
 
     for (size_t i = 0; i < g->n; i++) {
         key[i] = 0;
@@ -287,8 +287,8 @@ static void order_least_latency(planner_t *pl, group_t *g)
 
 static void order_cheapest(group_t *g)
 {
-    double key[MR_MAX_CANDIDATES];
-    bool known[MR_MAX_CANDIDATES];
+    double key[MR_MAX_CANDIDATES] = {0};
+    bool known[MR_MAX_CANDIDATES] = {0};
 
     for (size_t i = 0; i < g->n; i++) {
         const mr_target_t *t = g->c[i].target;
@@ -379,8 +379,8 @@ static void order_diversity(group_t *g, mr_diversity_t axis, const mr_candidate_
 /* provider.order: those providers first, in the order given, then the rest. */
 static void order_request(const mr_request_policy_t *rp, group_t *g)
 {
-    double key[MR_MAX_CANDIDATES];
-    bool known[MR_MAX_CANDIDATES];
+    double key[MR_MAX_CANDIDATES] = {0};
+    bool known[MR_MAX_CANDIDATES] = {0};
 
     if (!rp->present || rp->order.n == 0)
         return;
