@@ -19,13 +19,12 @@
 // Environment: MERIDIAN_BIN and MOCK_BIN (set by CTest), CHROMIUM. Exit 0
 // pass, 1 fail, 77 skipped (no Chromium). Every wait is a bounded poll; a
 // watchdog ends the test after 90 s.
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  CHROMIUM, children, dumpLogs, fail, guardExit, http, launchChromium, log, openTab, run,
-  startListening, stop, until,
+  begin, children, fail, guardExit, http, launchChromium, log, openTab, run, startListening,
+  stop, until,
 } from './lib.mjs';
 
 const MERIDIAN = process.env.MERIDIAN_BIN;
@@ -34,7 +33,7 @@ const WATCHDOG_MS = 90000;
 const CHAT = JSON.stringify({ model: 'chat', messages: [{ role: 'user', content: 'spend their keys' }] });
 
 let tmp = null;
-guardExit(() => { if (tmp) rmSync(tmp, { recursive: true, force: true }); });
+guardExit();
 
 // A local web server for the test's pages: path -> HTML.
 function pageServer(pages) {
@@ -62,18 +61,8 @@ async function startGateway(name, mockPort, extra = {}) {
 }
 
 async function main() {
-  if (!existsSync(CHROMIUM)) {
-    console.log(`chromium not found: apt-get install chromium (looked for ${CHROMIUM})`);
-    return 77;
-  }
-  if (!MERIDIAN || !MOCK) fail('MERIDIAN_BIN and MOCK_BIN must be set');
-  const watchdog = setTimeout(() => {
-    console.log(`FAIL: watchdog: the test took more than ${WATCHDOG_MS / 1000} s`);
-    dumpLogs();
-    process.exit(1);
-  }, WATCHDOG_MS);
-  watchdog.unref();
-  tmp = mkdtempSync(join(tmpdir(), 'meridian-cross-origin-'));
+  tmp = begin('meridian-cross-origin-', WATCHDOG_MS);
+  if (!tmp) return 77;
 
   const mockPort = await startListening('mock', MOCK, ['--name', 'm']);
   const mock = `http://127.0.0.1:${mockPort}`;

@@ -7,7 +7,9 @@
 // kills them, and each also gets SIGKILL from the kernel if this process
 // dies (setpriv --pdeathsig when available).
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import net from 'node:net';
 
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -40,11 +42,14 @@ export function killAll(signal) {
   }
 }
 
-// Kills every child on exit and on SIGINT/SIGTERM/SIGHUP; `cleanup` runs too.
-export function guardExit(cleanup = () => {}) {
+let tmp = null;
+
+// Kills every child on exit and on SIGINT/SIGTERM/SIGHUP, and removes the
+// directory begin() made.
+export function guardExit() {
   process.on('exit', () => {
     killAll('SIGKILL');
-    cleanup();
+    if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     process.on(sig, () => {
@@ -61,6 +66,25 @@ export function dumpLogs() {
       .slice(-25).join('\n');
     if (tail.trim()) process.stdout.write(`---- ${c.name} (last lines)\n${tail}\n`);
   }
+}
+
+// The start of a browser test: null when there is no Chromium (skip: exit
+// 77), else a fresh temporary directory (removed on exit); the whole test is
+// cut after watchdogMs.
+export function begin(prefix, watchdogMs) {
+  if (!existsSync(CHROMIUM)) {
+    console.log(`chromium not found: apt-get install chromium (looked for ${CHROMIUM})`);
+    return null;
+  }
+  if (!process.env.MERIDIAN_BIN || !process.env.MOCK_BIN) fail('MERIDIAN_BIN and MOCK_BIN must be set');
+  const watchdog = setTimeout(() => {
+    console.log(`FAIL: watchdog: the test took more than ${watchdogMs / 1000} s`);
+    dumpLogs();
+    process.exit(1);
+  }, watchdogMs);
+  watchdog.unref();
+  tmp = mkdtempSync(join(tmpdir(), prefix));
+  return tmp;
 }
 
 // Runs main() and exits 0/1/77 with what it returned or threw.
