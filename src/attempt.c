@@ -2,6 +2,7 @@
 
 #include "meridian/json_span.h"
 #include "meridian/log.h"
+#include "meridian/scrub.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +36,8 @@ static int is_2xx(long s)
     return s >= 200 && s < 300;
 }
 
-/* Copies with truncation; curl's error texts can be longer than we keep. */
+/* Copies with truncation; curl's error texts can be longer than we keep.
+ * The text is for the log and the audit file, never for the client. */
 static void set_failure(mr_attempt_t *a, mr_failure_t f, const char *why)
 {
     size_t n = why ? strnlen(why, sizeof(a->error) - 1) : 0;
@@ -43,6 +45,16 @@ static void set_failure(mr_attempt_t *a, mr_failure_t f, const char *why)
     a->failure = f;
     memcpy(a->error, why ? why : "", n);
     a->error[n] = '\0';
+    mr_scrub_str(a->error, provider_of(a)->api_key);
+}
+
+/* The provider's key out of an answer it sent, before anyone reads it. */
+static void scrub_answer(mr_attempt_t *a)
+{
+    mr_buf_t *b = &a->out;
+
+    if (b->data)
+        b->end = b->start + mr_scrub(b->data + b->start, mr_buf_len(b), provider_of(a)->api_key);
 }
 
 /* ---- the breaker slot and latency feedback ------------------------------- */
@@ -252,7 +264,7 @@ static void end_committed(mr_attempt_t *a, mr_failure_t failure, const char *err
     if (failure == MR_FAIL_NONE)
         a->adapter->stream_end(a->_xl, &a->out);
     else if (!a->stream_errored)
-        mr_attempt_stream_error(a, error);
+        mr_attempt_stream_error(a, failure, error);
     read_usage(a);
     if (failure != MR_FAIL_NONE)
         set_failure(a, a->stream_errored ? MR_FAIL_STREAM_ERROR : failure, error);
@@ -275,8 +287,15 @@ static void on_done(void *ud, mr_failure_t failure, const char *error)
         else
             set_failure(a, failure, error);
     } else {
+        scrub_answer(a);
         bool retry = a->adapter->retryable(a->status, mr_buf_ptr(&a->out), mr_buf_len(&a->out));
         set_failure(a, mr_failure_from_status(a->status, retry), NULL);
+        if (a->failure == MR_FAIL_HTTP_AUTH)
+            mr_warn("%s: provider %s refused the gateway's credentials (HTTP %ld; check "
+                    "providers.%s.api_key): %.*s",
+                    a->_args.request_id, provider_of(a)->name, a->status, provider_of(a)->name,
+                    (int)(mr_buf_len(&a->out) < 300 ? mr_buf_len(&a->out) : 300),
+                    mr_buf_ptr(&a->out));
     }
     mr_attempt_end(a);
     emit(a, MR_ATTEMPT_DONE);
@@ -415,14 +434,14 @@ void mr_attempt_unpause(mr_attempt_t *a)
     mr_transfer_unpause(a->_xfer);
 }
 
-void mr_attempt_stream_error(mr_attempt_t *a, const char *why)
+void mr_attempt_stream_error(mr_attempt_t *a, mr_failure_t failure, const char *why)
 {
     const char *name = provider_of(a)->name;
     mr_error_t e;
     size_t len;
 
     mr_error_set(&e, 502, "api_error", "upstream_stream_error", NULL,
-                 "upstream %s failed mid-stream: %s", name, why);
+                 "upstream %s failed mid-stream (%s)", name, mr_failure_name(failure));
     char *body = mr_error_body(&e, NULL, NULL, &len);
     if (body) {
         mr_buf_append_force(&a->out, "data: ", 6);

@@ -8,6 +8,16 @@ static uint64_t now_of(const mr_request_t *r)
     return uv_now(r->env->loop);
 }
 
+/* The provider refused the gateway's key earlier in this request: its other
+ * targets would be refused too. */
+static bool refused_credentials(const mr_request_t *r, const mr_provider_t *p)
+{
+    for (unsigned i = 0; i < r->n_attempts; i++)
+        if (r->attempts[i].provider == p && r->attempts[i].failure == MR_FAIL_HTTP_AUTH)
+            return true;
+    return false;
+}
+
 /* The next candidate whose provider is below its max_inflight and whose
  * breaker lets traffic through, with both slots taken; the others are
  * skipped at once (and counted for the error). */
@@ -19,6 +29,8 @@ static const mr_candidate_t *take_candidate(mr_request_t *r, size_t *health_id, 
     while (r->next_candidate < r->plan.n_candidates) {
         const mr_candidate_t *c = &r->plan.candidates[r->next_candidate++];
         size_t id = c->target ? c->target->id : SIZE_MAX;
+        if (refused_credentials(r, c->provider))
+            continue;
         if (!mr_generation_inflight_take(g, c->provider)) {
             r->n_busy++;
             mr_metrics_skipped(g->mv, c->provider, MR_SKIP_MAX_INFLIGHT);

@@ -214,6 +214,8 @@ void mr_config_free(mr_config_t *cfg)
         explicit_bzero(cfg->keys[i].digest, sizeof(cfg->keys[i].digest));
     }
     free(cfg->keys);
+    free_strings(cfg->server_names, cfg->n_server_names);
+    free_strings(cfg->cors_origins, cfg->n_cors_origins);
     free(cfg->vendors);
     free_strings(cfg->warnings, cfg->n_warnings);
     free(cfg->listen_host);
@@ -243,6 +245,7 @@ void mr_config_free(mr_config_t *cfg)
 
 static const char *const state_backends[] = {"memory", "redis", NULL};
 static const char *const state_outages[] = {"local", "deny", NULL};
+static const char *const policy_header_names[] = {"narrow_only", "replace", "ignore", NULL};
 
 /*
  * docs/configuration.md documents every row (tests/unit/test_config_docs.c
@@ -256,12 +259,14 @@ static const mr_setting_t settings[] = {
     UINT("timeouts", "request_ms", timeouts.request_ms, 1, 86400000, 300000),
     UINT("timeouts", "stream_idle_ms", timeouts.stream_idle_ms, 1, 3600000, 60000),
     UINT("timeouts", "client_idle_s", timeouts.client_idle_s, 1, 86400, 60),
+    UINT("timeouts", "keepalive_idle_s", timeouts.keepalive_idle_s, 1, 86400, 5),
     UINT("timeouts", "drain_ms", timeouts.drain_ms, 1, 3600000, 10000),
     UINT("limits", "max_body_bytes", limits.max_body_bytes, KIB, GIB, 8 * MIB),
     UINT("limits", "max_header_bytes", limits.max_header_bytes, KIB, MIB, 16 * KIB),
     UINT("limits", "max_response_bytes", limits.max_response_bytes, KIB, GIB, 64 * MIB),
     UINT("limits", "stream_buffer_bytes", limits.stream_buffer_bytes, KIB, 64 * MIB, 256 * KIB),
     UINT("limits", "max_connections", limits.max_connections, 1, 1000000, 4096),
+    UINT("limits", "max_connections_per_ip", limits.max_connections_per_ip, 1, 1000000, 1024),
     UINT("health", "failure_threshold", health.failure_threshold, 1, 1000000,
          MR_HEALTH_FAILURE_THRESHOLD),
     UINT("health", "cooldown_ms", health.cooldown_ms, 1, 86400000, MR_HEALTH_COOLDOWN_MS),
@@ -305,6 +310,12 @@ static const mr_setting_t settings[] = {
      .type = MR_SETTING_BOOL,
      AT(public_metrics),
      .def = 1,
+     .flags = MR_SETTING_OFF_WITH_KEYS,
+     .stage = MR_STAGE_LAST},
+    {.key = "policy_header",
+     .type = MR_SETTING_ENUM,
+     AT(policy_header),
+     .names = policy_header_names, /* default: index 0, narrow_only */
      .stage = MR_STAGE_LAST},
     {.key = "access_log",
      .type = MR_SETTING_STRING,

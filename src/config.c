@@ -13,6 +13,7 @@
  */
 #include "meridian/config.h"
 
+#include "meridian/config_http.h"
 #include "meridian/config_policies.h"
 #include "meridian/config_routes.h"
 #include "meridian/loader.h"
@@ -158,7 +159,8 @@ static int load_number(mr_loader_t *ld, json_t *obj, const mr_setting_t *s, void
 
 static int load_bool(mr_loader_t *ld, json_t *obj, const mr_setting_t *s, void *at)
 {
-    bool b = s->def != 0;
+    /* loaded after the keys (MR_STAGE_LAST), so n_keys is known here */
+    bool b = s->def != 0 && !((s->flags & MR_SETTING_OFF_WITH_KEYS) && ld->cfg->n_keys);
 
     if (obj && mr_loader_bool(ld, obj, s->key, &b) < 0)
         return -1;
@@ -369,7 +371,8 @@ static int load_settings(mr_loader_t *ld, json_t *root, mr_setting_stage_t stage
 /* The top-level keys: each setting or section, then the named objects. */
 static const char **root_keys(void)
 {
-    static const char *const named[] = {"providers", "routes", "policies", "keys"};
+    static const char *const named[] = {"providers", "routes",       "policies",
+                                        "keys",      "server_names", "cors"};
     size_t n, k = 0, nn = sizeof(named) / sizeof(named[0]);
     const mr_setting_t *rows = mr_settings(&n);
     const char **keys = calloc(n + nn + 1, sizeof(*keys));
@@ -446,7 +449,8 @@ static int load_root(mr_loader_t *ld, json_t *root)
         mr_config_routes_load_providers(ld, root) < 0 || mr_config_routes_load(ld, root) < 0 ||
         derive_indexes(ld) < 0 || mr_config_policies_load(ld, root) < 0 ||
         load_settings(ld, root, MR_STAGE_AFTER_POLICIES) < 0 ||
-        mr_config_policies_load_keys(ld, root) < 0 || load_settings(ld, root, MR_STAGE_LAST) < 0)
+        mr_config_policies_load_keys(ld, root) < 0 || load_settings(ld, root, MR_STAGE_LAST) < 0 ||
+        mr_config_http_load(ld, root) < 0)
         return -1;
     return mr_config_check_document(ld);
 }

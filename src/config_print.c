@@ -64,6 +64,18 @@ static void print_settings(const mr_config_t *cfg, FILE *out)
     }
 }
 
+/* "server_names a, b" and "cors allow_origins=[...]": who may call over HTTP. */
+static void print_lists(const mr_config_t *cfg, FILE *out)
+{
+    fprintf(out, "server_names");
+    for (size_t i = 0; i < cfg->n_server_names; i++)
+        fprintf(out, "%s%s", i ? ", " : " ", cfg->server_names[i]);
+    fprintf(out, "%s\ncors allow_origins=[", cfg->n_server_names ? "" : " (none)");
+    for (size_t i = 0; i < cfg->n_cors_origins; i++)
+        fprintf(out, "%s%s", i ? ", " : "", cfg->cors_origins[i]);
+    fprintf(out, "]\n");
+}
+
 /* ------------------------------------------------------------------------ */
 /* Policies and keys                                                         */
 /* ------------------------------------------------------------------------ */
@@ -253,6 +265,7 @@ static void print_route(const mr_route_t *r, FILE *out)
 void mr_config_print_table(const mr_config_t *cfg, FILE *out)
 {
     print_settings(cfg, out);
+    print_lists(cfg, out);
     print_providers(cfg, out);
     fprintf(out, "routes:%s\n",
             cfg->n_routes ? "" : " (none; address providers as provider/model)");

@@ -389,26 +389,18 @@ static int load_dialect(mr_loader_t *ld, json_t *obj, mr_provider_t *p)
 
 static int load_provider(mr_loader_t *ld, const char *name, json_t *obj, mr_provider_t *p)
 {
-    static const char *const keys[] = {"kind",
-                                       "base_url",
-                                       "api_key",
-                                       "vendor",
-                                       "region",
-                                       "jurisdiction",
-                                       "models",
-                                       "retains_data",
-                                       "zdr",
-                                       "http2",
-                                       "tags",
-                                       "forward_headers",
-                                       "api_version",
-                                       "default_max_tokens",
-                                       "max_inflight",
-                                       "ca_file",
-                                       "budget_usd",
-                                       "budget_period",
-                                       NULL};
+    static const char *const keys[] = {"kind",         "base_url",
+                                       "api_key",      "vendor",
+                                       "region",       "jurisdiction",
+                                       "models",       "retains_data",
+                                       "zdr",          "http2",
+                                       "tags",         "forward_headers",
+                                       "api_version",  "default_max_tokens",
+                                       "max_inflight", "ca_file",
+                                       "budget_usd",   "budget_period",
+                                       "allow_direct", NULL};
 
+    p->allow_direct = true;
     if (mr_loader_name(ld, "provider", name, &p->name) < 0 || mr_loader_object(ld, obj) < 0)
         return -1;
     if (mr_loader_check_keys(ld, obj, keys) < 0 || load_kind(ld, obj, p) < 0 ||
@@ -419,6 +411,7 @@ static int load_provider(mr_loader_t *ld, const char *name, json_t *obj, mr_prov
         load_forward_headers(ld, obj, p) < 0 || load_dialect(ld, obj, p) < 0 ||
         mr_loader_bool(ld, obj, "retains_data", &p->retains_data) < 0 ||
         mr_loader_bool(ld, obj, "zdr", &p->zdr) < 0 || load_http2(ld, obj, p) < 0 ||
+        mr_loader_bool(ld, obj, "allow_direct", &p->allow_direct) < 0 ||
         load_tags(ld, obj, true, &p->tags, &p->n_tags) < 0 ||
         mr_config_check_budget(ld, obj, &p->budget_usd, &p->budget_period) < 0)
         return -1;

@@ -2,8 +2,10 @@
 
 #include "meridian/admit.h"
 #include "meridian/auth.h"
+#include "meridian/guard.h"
 #include "meridian/policy.h"
 #include "meridian/proxy.h"
+#include "meridian/router_explain.h"
 #include "meridian/status_page.h"
 
 #include <stdio.h>
@@ -283,8 +285,9 @@ static enum MHD_Result header_bytes_it(void *cls, enum MHD_ValueKind kind, const
 static int json_content_type(const char *ct)
 {
     size_t n = strlen("application/json");
+    /* absent is refused: a page's Blob body has none, and needs no preflight */
     if (!ct)
-        return 1; /* absent: assume JSON, as most gateways do */
+        return 0;
     while (*ct == ' ')
         ct++;
     return strncasecmp(ct, "application/json", n) == 0 &&
@@ -318,6 +321,51 @@ static int over_limits(mr_request_t *r, enum MHD_Result *ret)
     return 0;
 }
 
+static const char *header(const mr_request_t *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+/* Host, Origin and CORS preflights (guard.h), before authentication: a
+ * browser's preflight carries no key. Refused: answered, -1. */
+static int check_browser(mr_request_t *r, const char *method, enum MHD_Result *ret)
+{
+    const mr_config_t *cfg = r->gen->cfg;
+    const char *host = header(r, MHD_HTTP_HEADER_HOST), *origin = header(r, "Origin");
+
+    if (!mr_guard_host_ok(cfg, host)) {
+        *ret = mr_request_errorf(r, 421, "misdirected_request", NULL,
+                                 "Host \"%.64s\" does not name this gateway; use its address or "
+                                 "localhost, or add the name to server_names",
+                                 host);
+        return -1;
+    }
+    if (!origin)
+        return 0;
+    if (!mr_guard_origin_ok(cfg, origin, host)) {
+        *ret = mr_request_errorf(r, 403, "origin_not_allowed", NULL,
+                                 "requests from web pages at %.80s are refused; to allow them "
+                                 "add the origin to cors.allow_origins",
+                                 origin);
+        return -1;
+    }
+    r->cors_origin = origin;
+    r->preflight = !strcmp(method, MHD_HTTP_METHOD_OPTIONS) &&
+                   header(r, "Access-Control-Request-Method") != NULL;
+    return 0;
+}
+
+/* Answered on the call after the (empty) body, like every non-refusal. */
+static enum MHD_Result answer_preflight(mr_request_t *r)
+{
+    char allowed[512];
+
+    return mr_request_queue_preflight(
+        r, r->row->methods & M_POST ? "POST" : "GET, HEAD",
+        mr_guard_allow_headers(header(r, "Access-Control-Request-Headers"), allowed,
+                               sizeof(allowed)));
+}
+
 /* A POST body must be JSON and, when declared, within limits.max_body_bytes. */
 static enum MHD_Result check_upload(mr_request_t *r)
 {
@@ -345,13 +393,16 @@ enum MHD_Result mr_dispatch_first(mr_request_t *r, const char *url, const char *
     mr_error_t e;
 
     mr_server_request_begins(r->env->server, r->conn);
-    if (over_limits(r, &ret) < 0)
+    if (over_limits(r, &ret) < 0 || check_browser(r, method, &ret) < 0)
         return ret;
     /* known early: refusals of API calls are counted too */
     const row_t *row = find_row(r, url);
     r->row = row;
-    r->endpoint = row ? row->endpoint : MR_EP_COUNT;
+    r->endpoint = row && !r->preflight ? row->endpoint : MR_EP_COUNT;
     r->allow = row && (row->methods & M_POST) ? "POST" : "GET";
+    if (r->preflight)
+        return row ? MHD_YES
+                   : mr_request_errorf(r, 404, "unknown_url", NULL, "unknown path %s", url);
     auth_t auth = row ? row->auth : AUTH_KEY;
     if (auth == AUTH_KEY || (auth == AUTH_OBSERVE && !r->gen->cfg->public_metrics)) {
         const char *h =
@@ -381,5 +432,5 @@ enum MHD_Result mr_dispatch_body(mr_request_t *r, const char *data, size_t *size
         return MHD_YES;
     }
     mr_server_body_received(r->env->server, r->conn);
-    return r->row->handler(r);
+    return r->preflight ? answer_preflight(r) : r->row->handler(r);
 }

@@ -29,6 +29,7 @@ static const failure_row_t rows[MR_FAIL_COUNT] = {
                                  MR_AO_HTTP_5XX},
     [MR_FAIL_HTTP_5XX] = {"server_error", true, false, true, FAILED, MR_AO_HTTP_5XX},
     [MR_FAIL_HTTP_RETRYABLE] = {"retryable_status", true, false, true, FAILED, MR_AO_HTTP_4XX},
+    [MR_FAIL_HTTP_AUTH] = {"auth_failed", true, false, true, FAILED, MR_AO_HTTP_4XX},
     [MR_FAIL_HTTP_CLIENT] = {"client_error", false, false, true, MR_OUTCOME_SUCCESS,
                              MR_AO_HTTP_4XX},
     [MR_FAIL_HTTP_OTHER] = {"unexpected_status", false, false, true, MR_OUTCOME_SUCCESS,
@@ -40,6 +41,7 @@ static const failure_row_t rows[MR_FAIL_COUNT] = {
     [MR_FAIL_EMPTY_STREAM] = {"empty_stream", true, false, true, FAILED, MR_AO_INVALID},
     [MR_FAIL_TOO_LARGE] = {"too_large", true, false, true, FAILED, MR_AO_INVALID},
     [MR_FAIL_FIRST_BYTE] = {"first_byte_timeout", true, true, true, FAILED, MR_AO_TIMEOUT},
+    [MR_FAIL_ANSWER_TIMEOUT] = {"answer_timeout", true, true, false, FAILED, MR_AO_TIMEOUT},
     [MR_FAIL_DEADLINE] = {"deadline", false, true, true, FAILED, MR_AO_TIMEOUT},
     [MR_FAIL_BODY_STALL] = {"body_timeout", true, true, true, FAILED, MR_AO_TIMEOUT},
     [MR_FAIL_STREAM_IDLE] = {"stream_idle", false, true, true, FAILED, MR_AO_TIMEOUT},
@@ -89,6 +91,8 @@ mr_failure_t mr_failure_from_status(long status, bool retryable)
 {
     if (status >= 200 && status < 300)
         return MR_FAIL_NONE;
+    if (status == 401 || status == 403 || status == 407)
+        return MR_FAIL_HTTP_AUTH;
     if (!retryable)
         return status >= 400 && status < 500 ? MR_FAIL_HTTP_CLIENT : MR_FAIL_HTTP_OTHER;
     if (status == 429)

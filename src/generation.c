@@ -36,7 +36,7 @@ static int add_provider_model(json_t *data, const mr_provider_t *p, const char *
 {
     char id[512];
 
-    if (!p->enabled)
+    if (!p->enabled || !p->allow_direct)
         return 0;
     snprintf(id, sizeof(id), "%s/%s", p->name, model);
     return has_model(data, id) ? 0 : add_model(data, id, p->vendor);

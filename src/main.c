@@ -11,16 +11,18 @@
 #include "meridian/config.h"
 #include "meridian/generation.h"
 #include "meridian/log.h"
-#include "meridian/router.h"
+#include "meridian/router_explain.h"
 #include "meridian/server.h"
 #include "meridian/state.h"
 #include "meridian/worker.h"
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +38,7 @@ static void usage(FILE *out)
             "usage: meridian [--config FILE] [--listen HOST:PORT] [--workers N] [--check]\n"
             "                [--explain MODEL [--policy NAME]]\n"
             "                [--verify-audit FILE [--after PREVIOUS_FILE|HEAD]]\n"
-            "                [--log-level LEVEL] [--version] [--help]\n"
+            "                [--log-level LEVEL] [--allow-core-dumps] [--version] [--help]\n"
             "\n"
             "  -c, --config FILE      configuration file (default %s)\n"
             "  -l, --listen HOST:PORT override the listen address (port 0: ephemeral)\n"
@@ -51,6 +53,8 @@ static void usage(FILE *out)
             "      --after FILE|HEAD  the file continues FILE's last record, or the head\n"
             "                         (64 hex digits) printed or logged for it\n"
             "      --log-level LEVEL  debug | info | warn | error (default info)\n"
+            "      --allow-core-dumps keep the process dumpable (by default it is not: a\n"
+            "                         core dump would hold the provider keys)\n"
             "  -V, --version          print the version\n"
             "  -h, --help             this text\n",
             MR_CONFIG_DEFAULT_PATH, MAX_WORKERS);
@@ -196,11 +200,12 @@ int main(int argc, char **argv)
         {"policy", required_argument, NULL, 'p'},
         {"verify-audit", required_argument, NULL, 'A'},
         {"after", required_argument, NULL, 'a'},
+        {"allow-core-dumps", no_argument, NULL, 'D'},
         {NULL, 0, NULL, 0},
     };
     const char *config_path = MR_CONFIG_DEFAULT_PATH, *listen = NULL, *explain = NULL,
                *policy = NULL, *verify = NULL, *after = NULL;
-    int check = 0, c, workers = default_workers();
+    int check = 0, core_dumps = 0, c, workers = default_workers();
     char err[1024], *end;
     mr_config_t *cfg = NULL;
     mr_log_level_t level;
@@ -236,6 +241,9 @@ int main(int argc, char **argv)
         case 'a':
             after = optarg;
             break;
+        case 'D':
+            core_dumps = 1;
+            break;
         case 'L':
             if (mr_log_parse_level(optarg, &level) < 0) {
                 fprintf(stderr, "meridian: --log-level: unknown level \"%s\"\n", optarg);
@@ -261,6 +269,10 @@ int main(int argc, char **argv)
     }
     if (verify || after)
         return verify_audit(verify, after);
+    /* Before the config (and its keys) is read: a core dump or a ptrace by
+     * another process of the same user would hold them. */
+    if (!core_dumps && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        fprintf(stderr, "meridian: warning: cannot turn core dumps off: %s\n", strerror(errno));
     if (mr_config_load_file(config_path, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "meridian: %s\n", err);
         return 1;

@@ -260,6 +260,45 @@ int mr_policy_stack_check_target(const mr_policy_stack_t *st, const mr_target_t 
     return 0;
 }
 
+/* Attributes a provider has whatever model it serves. */
+static bool provider_level(const char *attr)
+{
+    static const char *const attrs[] = {"provider", "kind", "vendor", "region", "jurisdiction"};
+
+    for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++)
+        if (!strcmp(attr, attrs[i]))
+            return true;
+    return false;
+}
+
+static bool target_rule(const mr_policy_t *p, char *rule, size_t n)
+{
+    for (size_t i = 0; i < p->n_allow; i++)
+        if (!provider_level(p->allow[i].attr)) {
+            setf(rule, n, "allow.%s", p->allow[i].attr);
+            return true;
+        }
+    for (size_t i = 0; i < p->n_deny; i++)
+        if (!provider_level(p->deny[i].attr)) {
+            setf(rule, n, "deny.%s", p->deny[i].attr);
+            return true;
+        }
+    return false;
+}
+
+bool mr_policy_stack_needs_target(const mr_policy_stack_t *st, char *rule, size_t n,
+                                  const char **policy_out)
+{
+    const mr_policy_t *layers[2] = {st->key, st->chosen};
+
+    for (size_t i = 0; i < 2; i++)
+        if (layers[i] && target_rule(layers[i], rule, n)) {
+            *policy_out = layers[i]->name;
+            return true;
+        }
+    return false;
+}
+
 mr_strategy_t mr_policy_stack_strategy(const mr_policy_stack_t *st, const char **from)
 {
     const char *dummy;
@@ -489,6 +528,8 @@ int mr_policy_stack_init(mr_policy_stack_t *st, const mr_config_t *cfg, const mr
 {
     memset(st, 0, sizeof(*st));
     st->key = key ? key->policy : NULL;
+    if (cfg->policy_header == MR_POLICY_HEADER_IGNORE)
+        header_policy = NULL;
     if (header_policy) {
         size_t len;
         while (*header_policy == ' ' || *header_policy == '\t')
@@ -523,6 +564,12 @@ int mr_policy_stack_init(mr_policy_stack_t *st, const mr_config_t *cfg, const mr
             }
             st->chosen_by_header = true;
         }
+    }
+    /* narrow_only: an unbound request keeps the default policy as its base
+     * layer, so the header can add rules but not lift them */
+    if (st->chosen && !st->key && cfg->policy_header == MR_POLICY_HEADER_NARROW_ONLY) {
+        st->key = cfg->default_policy;
+        st->key_is_default = st->key != NULL;
     }
     if (!st->chosen && !st->key)
         st->chosen = cfg->default_policy;

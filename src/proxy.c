@@ -5,6 +5,7 @@
 #include "meridian/json_span.h"
 #include "meridian/log.h"
 #include "meridian/policy.h"
+#include "meridian/router_explain.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,7 +117,7 @@ static void on_timer(uv_timer_t *t)
         snprintf(why, sizeof(why), "no data for %u ms (timeouts.stream_idle_ms)",
                  to->stream_idle_ms);
         mr_attempt_cancel(a, MR_FAIL_STREAM_IDLE, why);
-        mr_attempt_stream_error(a, why);
+        mr_attempt_stream_error(a, MR_FAIL_STREAM_IDLE, why);
         r->upstream_done = 1;
         record_history(r);
         resume(r);
@@ -133,6 +134,10 @@ static void on_timer(uv_timer_t *t)
         f = MR_FAIL_BODY_STALL;
         snprintf(why, sizeof(why), "timeout: response body incomplete");
     }
+    /* a long generation and a hung host look the same until a non-streamed
+     * answer is complete: that ambiguity must not open the breaker */
+    if (!r->stream)
+        f = MR_FAIL_ANSWER_TIMEOUT;
     mr_attempt_cancel(a, f, why);
     record_history(r);
     next_or_fail(r);
@@ -179,7 +184,9 @@ static json_t *attempts_json(const mr_request_t *r)
         json_object_set_new(o, "provider", json_string(a->provider->name));
         json_object_set_new(o, "model", json_string(a->model));
         json_object_set_new(o, "status", a->status ? json_integer(a->status) : json_null());
-        json_object_set_new(o, "error", a->error[0] ? json_string(a->error) : json_null());
+        /* the stable name only: curl's text may hold internal addresses */
+        json_object_set_new(o, "error",
+                            a->failure ? json_string(mr_failure_name(a->failure)) : json_null());
         json_object_set_new(o, "ms", json_integer(a->ms));
         json_array_append_new(arr, o);
     }
@@ -188,10 +195,11 @@ static json_t *attempts_json(const mr_request_t *r)
 
 static void describe_attempt(const mr_attempt_rec_t *a, char *out, size_t n)
 {
-    if (a->error[0])
-        snprintf(out, n, "%s (%s, %u ms)", a->provider->name, a->error, a->ms);
+    if (a->status)
+        snprintf(out, n, "%s (%s, HTTP %ld, %u ms)", a->provider->name, mr_failure_name(a->failure),
+                 a->status, a->ms);
     else
-        snprintf(out, n, "%s (HTTP %ld, %u ms)", a->provider->name, a->status, a->ms);
+        snprintf(out, n, "%s (%s, %u ms)", a->provider->name, mr_failure_name(a->failure), a->ms);
 }
 
 /* Targets the policy stack kept out of this request. */
@@ -247,10 +255,11 @@ static void finish_unattempted(mr_request_t *r)
 /* The status and code of "every attempt failed", read from their failures. */
 static int failed_status(const mr_request_t *r, const char **code)
 {
-    unsigned n429 = 0, ntimeout = 0, noverload = 0;
+    unsigned n429 = 0, ntimeout = 0, noverload = 0, nauth = 0;
 
     for (unsigned i = 0; i < r->n_attempts; i++) {
         mr_failure_t f = r->attempts[i].failure;
+        nauth += f == MR_FAIL_HTTP_AUTH;
         n429 += f == MR_FAIL_HTTP_429;
         noverload += f == MR_FAIL_HTTP_429 || f == MR_FAIL_HTTP_OVERLOADED;
         ntimeout += mr_failure_is_timeout(f);
@@ -262,6 +271,10 @@ static int failed_status(const mr_request_t *r, const char **code)
     if (n429 == r->n_attempts) {
         *code = "upstream_rate_limited";
         return 429;
+    }
+    if (nauth == r->n_attempts) {
+        *code = "upstream_auth_failed";
+        return 502;
     }
     /* Every host overloaded, or others exist but the policy forbids them:
      * the service the client may use is unavailable, not merely broken. */
@@ -307,8 +320,12 @@ static void finish_failed(mr_request_t *r)
                  r->n_skipped, r->n_busy, r->budget_denied ? "; retry budget exhausted" : "");
     mr_error_t e;
     mr_error_set(&e, status, "api_error", code, NULL, "%s after %u attempt%s%s: %s%s",
-                 r->deadline_hit ? "request deadline exceeded" : "upstream failed", r->n_attempts,
-                 r->n_attempts == 1 ? "" : "s", policy, list, notes);
+                 r->deadline_hit                         ? "request deadline exceeded"
+                 : !strcmp(code, "upstream_auth_failed") ? "the provider refused the gateway's "
+                                                           "credentials (the operator must fix "
+                                                           "its api_key)"
+                                                         : "upstream failed",
+                 r->n_attempts, r->n_attempts == 1 ? "" : "s", policy, list, notes);
     json_t *extra = attempts_json(r);
     mr_request_prepare_error(r, &e, "attempts", extra);
     json_decref(extra);
@@ -338,7 +355,8 @@ static void finish_success(mr_request_t *r)
     free(r->out_body);
     r->out_body = mr_buf_steal(&a->out, &r->out_len);
     r->out_status = (int)a->status;
-    r->out_ctype = a->ctype[0] ? a->ctype : "application/json";
+    /* never the upstream's type: a text/html 200 must not become a page */
+    r->out_ctype = "application/json";
     respond_prepared(r);
 }
 
@@ -381,8 +399,7 @@ static enum MHD_Result queue_stream(mr_request_t *r)
     if (!resp)
         return MHD_NO;
     record_served(r, a);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            a->ctype[0] ? a->ctype : "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     mr_request_common_headers(r, resp);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)a->status, resp);
@@ -439,8 +456,10 @@ static void attempt_done(mr_request_t *r, mr_attempt_t *a)
         finish_passthrough_error(r);
         return;
     }
-    mr_debug("%s: attempt %u on %s failed (%s), status %ld", r->id, r->n_attempts,
-             a->cand->provider->name, mr_failure_name(a->failure), a->status);
+    /* the detail (curl's text, internal addresses) is the operator's */
+    mr_info("%s: attempt %u on %s failed (%s), status %ld%s%s", r->id, r->n_attempts,
+            a->cand->provider->name, mr_failure_name(a->failure), a->status,
+            a->error[0] ? ": " : "", a->error);
     next_or_fail(r);
 }
 
@@ -667,6 +686,7 @@ static int plan_request(mr_request_t *r, const json_t *models, const json_t *pro
 /* A 403 lists every target the policies excluded and why. */
 static enum MHD_Result respond_plan_error(mr_request_t *r, mr_error_t *e)
 {
+    mr_debug("%s: not routed: %d %s: %s", r->id, e->status, e->code ? e->code : "-", e->message);
     if (e->status != 403)
         return mr_request_error(r, e);
     /* one denial per policy layer that excluded something */

@@ -1,8 +1,10 @@
 #include "meridian/reload.h"
 
+#include "meridian/config.h"
 #include "meridian/log.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,12 +82,33 @@ static void warn_restart_only(const mr_config_t *cfg, const mr_config_t *old)
     if (!same_text(cfg->access_log, old->access_log) ||
         !same_text(cfg->audit.path, old->audit.path) || cfg->audit.bodies != old->audit.bodies)
         mr_warn("reload: access_log and audit changes take a restart; keeping the open files");
+    if (cfg->state.backend != old->state.backend || cfg->state.on_outage != old->state.on_outage ||
+        !same_text(cfg->state.redis_url, old->state.redis_url) ||
+        !same_text(cfg->state.file, old->state.file))
+        mr_warn("reload: state changes take a restart; keeping the running state backend");
     if (strcmp(cfg->listen_host, old->listen_host) != 0 || cfg->listen_port != old->listen_port)
         mr_warn("reload: a new listen address takes a restart; still on %s:%u", old->listen_host,
                 (unsigned)old->listen_port);
 }
 
-/* The file, loaded and validated as at start-up; NULL (logged) when not. */
+/* The socket stays where it was bound: the new config says so, and is
+ * checked for exposure there, not at the file's `listen` (finding 2). */
+static int keep_bound_address(mr_config_t *cfg, const mr_config_t *old, char *err, size_t n)
+{
+    char *host = strdup(old->listen_host);
+
+    if (!host) {
+        snprintf(err, n, "out of memory");
+        return -1;
+    }
+    free(cfg->listen_host);
+    cfg->listen_host = host;
+    cfg->listen_port = old->listen_port;
+    return mr_config_check_exposure(cfg, err, n);
+}
+
+/* The file, loaded and validated as at start-up, on the address bound at
+ * start-up; NULL (logged) when not. */
 static mr_config_t *load(const mr_reload_t *rl)
 {
     char err[1024];
@@ -93,14 +116,17 @@ static mr_config_t *load(const mr_reload_t *rl)
 
     if (mr_config_load_file(rl->path, &cfg, err, sizeof(err)) < 0 ||
         (rl->listen_override &&
-         mr_config_set_listen(cfg, rl->listen_override, err, sizeof(err)) < 0) ||
-        mr_config_check_exposure(cfg, err, sizeof(err)) < 0) {
-        mr_error("reload rejected, every worker still serving generation %u: %s", rl->current->id,
-                 err);
-        mr_config_free(cfg);
-        return NULL;
-    }
+         mr_config_set_listen(cfg, rl->listen_override, err, sizeof(err)) < 0))
+        goto rejected;
+    warn_restart_only(cfg, rl->current->cfg);
+    if (keep_bound_address(cfg, rl->current->cfg, err, sizeof(err)) < 0)
+        goto rejected;
     return cfg;
+
+rejected:
+    mr_error("reload rejected, every worker still serving generation %u: %s", rl->current->id, err);
+    mr_config_free(cfg);
+    return NULL;
 }
 
 int mr_reload_run(mr_reload_t *rl)
@@ -110,7 +136,6 @@ int mr_reload_run(mr_reload_t *rl)
 
     if (!cfg)
         return -1;
-    warn_restart_only(cfg, rl->current->cfg);
     mr_snapshot_t *snap = mr_snapshot_next(rl->current, cfg);
     if (!snap) {
         mr_error("reload failed: out of memory; every worker still serving generation %u",

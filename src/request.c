@@ -1,5 +1,7 @@
 #include "meridian/request.h"
 
+#include "meridian/guard.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,13 @@ void mr_request_common_headers(const mr_request_t *r, struct MHD_Response *resp)
 {
     MHD_add_response_header(resp, "x-request-id", r->id);
     ratelimit_headers(r, resp);
+    /* a browser must never render an answer as anything but its type */
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    if (r->cors_origin) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->cors_origin);
+        MHD_add_response_header(resp, "Access-Control-Expose-Headers", MR_GUARD_EXPOSE_HEADERS);
+        MHD_add_response_header(resp, "Vary", "Origin");
+    }
     if (r->n_attempts > 0) {
         char n[16];
         snprintf(n, sizeof(n), "%u", r->n_attempts);
@@ -55,7 +64,8 @@ void mr_request_audit_bytes(mr_request_t *r, const char *p, size_t n)
 static enum MHD_Result queue(mr_request_t *r, int status, struct MHD_Response *resp,
                              const char *body, size_t len, const char *ctype)
 {
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (ctype)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     if (r->close_connection)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (r->retry_after_out > 0) {
@@ -97,6 +107,22 @@ enum MHD_Result mr_request_queue_static(mr_request_t *r, int status, const char 
     if (!resp)
         return MHD_NO;
     return queue(r, status, resp, body, len, ctype);
+}
+
+enum MHD_Result mr_request_queue_preflight(mr_request_t *r, const char *methods,
+                                           const char *headers)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    char age[16];
+
+    if (!resp)
+        return MHD_NO;
+    snprintf(age, sizeof(age), "%d", MR_GUARD_PREFLIGHT_MAX_AGE);
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", methods);
+    if (*headers)
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers", headers);
+    MHD_add_response_header(resp, "Access-Control-Max-Age", age);
+    return queue(r, MHD_HTTP_NO_CONTENT, resp, "", 0, NULL);
 }
 
 void mr_request_prepare_error(mr_request_t *r, const mr_error_t *e, const char *extra_key,

@@ -18,112 +18,13 @@
  */
 #include "meridian/router.h"
 
+#include "meridian/modelref.h"
+
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-/* How much of a client-supplied model name is quoted back in a message. */
-#define MODEL_QUOTE_MAX 200
-
-/*
- * Copy at most MODEL_QUOTE_MAX bytes of s into buf (cut on a UTF-8 boundary,
- * "..." appended when cut) so an error message stays bounded and valid.
- */
-static const char *clip(char *buf, size_t n, const char *s, size_t len)
-{
-    size_t take = len;
-
-    if (take > MODEL_QUOTE_MAX) {
-        take = MODEL_QUOTE_MAX;
-        while (take > 0 && ((unsigned char)s[take] & 0xC0) == 0x80)
-            take--;
-    }
-    snprintf(buf, n, "%.*s%s", (int)take, s, take < len ? "..." : "");
-    return buf;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Model resolution                                                          */
-/* ------------------------------------------------------------------------ */
-
-typedef struct resolved {
-    const mr_route_t *route;     /* a route ... */
-    const mr_provider_t *direct; /* ... or provider/model */
-    const char *direct_model;    /* points into the caller's string */
-} resolved_t;
-
-/* `what` is "model" for the request's model, "fallback model" for models[]. */
-static int resolve_model(const mr_config_t *cfg, const char *model, const char *what,
-                         const char *param, resolved_t *out, mr_error_t *err)
-{
-    char q[MODEL_QUOTE_MAX + 8];
-    const char *slash;
-    size_t plen;
-
-    memset(out, 0, sizeof(*out));
-    if (!model || !*model) {
-        mr_error_set(err, 400, NULL, NULL, param,
-                     "missing %s: use a route name or provider/model; see GET /v1/models", what);
-        return -1;
-    }
-    if ((out->route = mr_config_find_route(cfg, model)))
-        return 0;
-
-    slash = strchr(model, '/');
-    if (!slash) {
-        const mr_provider_t *p = mr_config_find_provider(cfg, model);
-        if (p)
-            mr_error_set(err, 404, NULL, "model_not_found", param,
-                         "%s \"%s\" is not a route or provider/model (to address provider "
-                         "\"%s\" directly use \"%s/MODEL\"); see GET /v1/models",
-                         what, clip(q, sizeof(q), model, strlen(model)), p->name, p->name);
-        else
-            mr_error_set(err, 404, NULL, "model_not_found", param,
-                         "%s \"%s\" is not a route or provider/model; see GET /v1/models", what,
-                         clip(q, sizeof(q), model, strlen(model)));
-        return -1;
-    }
-    plen = (size_t)(slash - model);
-    if (plen == 0 || slash[1] == '\0') {
-        mr_error_set(err, 400, NULL, NULL, param,
-                     "%s \"%s\" is not of the form provider/model: %s is empty", what,
-                     clip(q, sizeof(q), model, strlen(model)),
-                     plen == 0 ? "the provider name" : "the model name");
-        return -1;
-    }
-    for (size_t i = 0; i < cfg->n_providers; i++) {
-        const mr_provider_t *p = &cfg->providers[i];
-        if (strlen(p->name) == plen && !memcmp(p->name, model, plen)) {
-            out->direct = p;
-            out->direct_model = slash + 1;
-            return 0;
-        }
-    }
-    {
-        char qp[MODEL_QUOTE_MAX + 8];
-        mr_error_set(err, 404, NULL, "model_not_found", param,
-                     "%s \"%s\" is not a route, and \"%s\" is not a provider; "
-                     "see GET /v1/models",
-                     what, clip(q, sizeof(q), model, strlen(model)),
-                     clip(qp, sizeof(qp), model, plen));
-    }
-    return -1;
-}
-
-/* The configured target for a direct provider/model, so that its creator,
- * prices, tags and latency apply; the first one in file order. */
-static const mr_target_t *find_target(const mr_config_t *cfg, const mr_provider_t *p,
-                                      const char *model)
-{
-    for (size_t i = 0; i < cfg->n_routes; i++)
-        for (size_t j = 0; j < cfg->routes[i].n_targets; j++) {
-            const mr_target_t *t = &cfg->routes[i].targets[j];
-            if (t->provider == p && !strcmp(t->model, model))
-                return t;
-        }
-    return NULL;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Planning state                                                            */
@@ -274,6 +175,37 @@ static void admit(planner_t *pl, group_t *g, unsigned group, const mr_provider_t
     g->n++;
 }
 
+/*
+ * A direct provider/model. A pair in no route is judged on its provider's
+ * attributes alone, which is only sound when no layer has a rule on what
+ * only a configured target knows (creator, model, tags): then it is
+ * refused, failing closed, rather than let a spelling the provider serves
+ * as a configured model slip past that model's rules.
+ */
+static void admit_direct(planner_t *pl, group_t *g, unsigned gi, const mr_modelref_t *res)
+{
+    mr_target_t tmp = {.provider = res->direct,
+                       .model = (char *)res->model,
+                       .creator = res->direct->vendor,
+                       .weight = 1};
+    mr_candidate_t c = {.provider = res->direct, .model = res->model, .group = gi};
+    char rule[MR_RULE_MAX], reason[MR_REASON_MAX];
+    const char *policy;
+
+    if (res->target || !pl->st ||
+        !mr_policy_stack_needs_target(pl->st, rule, sizeof(rule), &policy)) {
+        admit(pl, g, gi, res->direct, res->model, res->target, res->target ? res->target : &tmp);
+        return;
+    }
+    if (gi > 0 && seen_before(pl->plan, gi, res->direct, res->model))
+        return;
+    snprintf(reason, sizeof(reason),
+             "not a configured target, and %s needs one (policy %s: unconfigured direct models "
+             "fail closed)",
+             rule, policy);
+    exclude_candidate(pl->plan, &c, MR_EXCLUDED_POLICY, rule, policy, reason);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Ordering                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -316,8 +248,8 @@ static void order_weighted(planner_t *pl, group_t *g)
 {
     if (!pl->ss) {
         /* no randomness available: the most likely order */
-        double key[MR_MAX_CANDIDATES];
-        bool known[MR_MAX_CANDIDATES];
+        double key[MR_MAX_CANDIDATES] = {0};
+        bool known[MR_MAX_CANDIDATES] = {0};
         for (size_t i = 0; i < g->n; i++)
             key[i] = -(double)weight_of(&g->c[i]), known[i] = true;
         sort_by_key(g, key, known, false);
@@ -359,8 +291,8 @@ static void order_round_robin(planner_t *pl, group_t *g, const mr_route_t *route
 
 static void order_least_latency(planner_t *pl, group_t *g)
 {
-    double key[MR_MAX_CANDIDATES];
-    bool known[MR_MAX_CANDIDATES];
+    double key[MR_MAX_CANDIDATES] = {0};
+    bool known[MR_MAX_CANDIDATES] = {0};
 
     for (size_t i = 0; i < g->n; i++) {
         key[i] = 0;
@@ -373,8 +305,8 @@ static void order_least_latency(planner_t *pl, group_t *g)
 
 static void order_cheapest(group_t *g)
 {
-    double key[MR_MAX_CANDIDATES];
-    bool known[MR_MAX_CANDIDATES];
+    double key[MR_MAX_CANDIDATES] = {0};
+    bool known[MR_MAX_CANDIDATES] = {0};
 
     for (size_t i = 0; i < g->n; i++) {
         const mr_target_t *t = g->c[i].target;
@@ -465,8 +397,8 @@ static void order_diversity(group_t *g, mr_diversity_t axis, const mr_candidate_
 /* provider.order: those providers first, in the order given, then the rest. */
 static void order_request(const mr_request_policy_t *rp, group_t *g)
 {
-    double key[MR_MAX_CANDIDATES];
-    bool known[MR_MAX_CANDIDATES];
+    double key[MR_MAX_CANDIDATES] = {0};
+    bool known[MR_MAX_CANDIDATES] = {0};
 
     if (!rp->present || rp->order.n == 0)
         return;
@@ -503,6 +435,7 @@ static void plan_begin(mr_plan_t *plan, const mr_policy_stack_t *st, const char 
     if (!st)
         return;
     plan->key_policy = st->key;
+    plan->key_is_default = st->key_is_default;
     plan->chosen_policy = st->chosen;
     plan->chosen_by_header = st->chosen_by_header;
     plan->request_layer = st->request.present;
@@ -514,7 +447,7 @@ static void plan_begin(mr_plan_t *plan, const mr_policy_stack_t *st, const char 
 /* "route \"chat\"", "provider/model \"a/b\"" or "models \"chat\", \"fast\"". */
 static void describe_subject(const mr_plan_t *plan, char *buf, size_t n)
 {
-    char q[MODEL_QUOTE_MAX + 8];
+    char q[MR_MODELREF_QUOTE_MAX + 8];
     size_t o;
 
     if (plan->n_models == 1) {
@@ -522,13 +455,14 @@ static void describe_subject(const mr_plan_t *plan, char *buf, size_t n)
             snprintf(buf, n, "route \"%s\"", plan->route->name);
         else
             snprintf(buf, n, "\"%s\"",
-                     clip(q, sizeof(q), plan->models[0], strlen(plan->models[0])));
+                     mr_modelref_quote(q, sizeof(q), plan->models[0], strlen(plan->models[0])));
         return;
     }
     o = (size_t)snprintf(buf, n, "models");
     for (size_t i = 0; i < plan->n_models && o < n; i++)
-        o += (size_t)snprintf(buf + o, n - o, "%s \"%s\"", i ? "," : "",
-                              clip(q, sizeof(q), plan->models[i], strlen(plan->models[i])));
+        o += (size_t)snprintf(
+            buf + o, n - o, "%s \"%s\"", i ? "," : "",
+            mr_modelref_quote(q, sizeof(q), plan->models[i], strlen(plan->models[i])));
 }
 
 /* "set A, B or C" for the distinct key variables of the disabled exclusions. */
@@ -637,7 +571,7 @@ static void fail_denied(const mr_plan_t *plan, mr_error_t *err)
 
 /* Build and order the group of model `gi`; append it to the plan. Returns the
  * group's attempt cap contribution. */
-static unsigned plan_group(planner_t *pl, unsigned gi, const resolved_t *res, bool last)
+static unsigned plan_group(planner_t *pl, unsigned gi, const mr_modelref_t *res, bool last)
 {
     mr_plan_t *plan = pl->plan;
     const mr_request_policy_t *rp = pl->st ? &pl->st->request : NULL;
@@ -651,13 +585,7 @@ static unsigned plan_group(planner_t *pl, unsigned gi, const resolved_t *res, bo
         }
         cap = res->route->max_attempts;
     } else {
-        const mr_target_t *t = find_target(pl->cfg, res->direct, res->direct_model);
-        /* a pair in no route is judged on its provider's attributes alone */
-        mr_target_t tmp = {.provider = res->direct,
-                           .model = (char *)res->direct_model,
-                           .creator = res->direct->vendor,
-                           .weight = 1};
-        admit(pl, &g, gi, res->direct, res->direct_model, t, t ? t : &tmp);
+        admit_direct(pl, &g, gi, res);
         cap = 1;
     }
 
@@ -691,9 +619,9 @@ static unsigned plan_group(planner_t *pl, unsigned gi, const resolved_t *res, bo
                               "(request)");
     if (!last && g.n > cap) {
         /* sized for the longest quote; exclude_candidate truncates to MR_REASON_MAX */
-        char why[MR_REASON_MAX + MODEL_QUOTE_MAX + 8], q[MODEL_QUOTE_MAX + 8];
+        char why[MR_REASON_MAX + MR_MODELREF_QUOTE_MAX + 8], q[MR_MODELREF_QUOTE_MAX + 8];
         snprintf(why, sizeof(why), "beyond max_attempts %u of \"%s\"; the next model follows", cap,
-                 clip(q, sizeof(q), plan->models[gi], strlen(plan->models[gi])));
+                 mr_modelref_quote(q, sizeof(q), plan->models[gi], strlen(plan->models[gi])));
         /* keep the exclusion list in candidate order */
         for (size_t i = cap; i < g.n; i++)
             exclude_candidate(plan, &g.c[i], MR_EXCLUDED_CAP, "max_attempts", NULL, why);
@@ -715,7 +643,7 @@ static int plan_core(const mr_config_t *cfg, const mr_policy_stack_t *st, const 
                      mr_plan_t *plan, mr_error_t *err)
 {
     planner_t pl = {.cfg = cfg, .ss = ss, .now_ms = now_ms, .commit = commit, .plan = plan};
-    resolved_t res[MR_MAX_MODELS] = {0};
+    mr_modelref_t res[MR_MAX_MODELS] = {0};
     unsigned total_cap = 0;
 
     if (st && mr_policy_stack_empty(st))
@@ -728,8 +656,8 @@ static int plan_core(const mr_config_t *cfg, const mr_policy_stack_t *st, const 
         return -1;
     }
     for (size_t i = 0; i < plan->n_models; i++)
-        if (resolve_model(cfg, models[i], i ? "fallback model" : "model", i ? "models" : "model",
-                          &res[i], err) < 0)
+        if (mr_modelref_resolve(cfg, models[i], i ? "fallback model" : "model",
+                                i ? "models" : "model", &res[i], err) < 0)
             return -1;
     plan->route = res[0].route;
     for (size_t i = 0; i < plan->n_models; i++)
@@ -762,11 +690,28 @@ int mr_router_plan_policy(const mr_config_t *cfg, const mr_policy_stack_t *stack
     return plan_core(cfg, stack, models, n_models, ss, now_ms, true, plan, err);
 }
 
+int mr_router_plan_preview(const mr_config_t *cfg, const mr_policy_stack_t *stack,
+                           const char *const *models, size_t n_models, mr_softstate_t *ss,
+                           uint64_t now_ms, mr_plan_t *plan, mr_error_t *err)
+{
+    return plan_core(cfg, stack, models, n_models, ss, now_ms, false, plan, err);
+}
+
 int mr_router_plan(const mr_config_t *cfg, const char *model, mr_plan_t *plan, mr_error_t *err)
 {
     const char *models[1] = {model};
 
     return plan_core(cfg, NULL, models, 1, NULL, 0, true, plan, err);
+}
+
+void mr_plan_release(mr_plan_t *plan)
+{
+    if (!plan)
+        return;
+    free(plan->excluded);
+    plan->excluded = NULL;
+    plan->excluded_cap = 0;
+    plan->n_excluded = 0;
 }
 
 int mr_router_models_from_request(const char *model, const json_t *models,
@@ -831,262 +776,4 @@ void mr_router_record_ttfb(mr_softstate_t *ss, const mr_candidate_t *c, uint32_t
 {
     if (ss && c && c->target)
         mr_softstate_record_ttfb(ss, c->target->id, ttfb_ms, now_ms);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Explain                                                                   */
-/* ------------------------------------------------------------------------ */
-
-static const char *kind_name(mr_exclusion_kind_t k)
-{
-    switch (k) {
-    case MR_EXCLUDED_POLICY:
-        return "policy";
-    case MR_EXCLUDED_DISABLED:
-        return "disabled";
-    case MR_EXCLUDED_FALLBACKS:
-        return "allow_fallbacks";
-    case MR_EXCLUDED_CAP:
-        return "attempt_cap";
-    case MR_EXCLUDED_BUDGET:
-        return "budget";
-    }
-    return "unknown";
-}
-
-static json_t *str_or_null(const char *s)
-{
-    return s ? json_string(s) : json_null();
-}
-
-json_t *mr_plan_exclusions_json(const mr_plan_t *plan)
-{
-    json_t *arr = json_array();
-
-    for (size_t i = 0; arr && i < plan->n_excluded; i++) {
-        const mr_exclusion_t *x = &plan->excluded[i];
-        json_t *o = json_object();
-        if (!o)
-            break;
-        json_object_set_new(o, "provider", json_string(x->provider->name));
-        json_object_set_new(o, "model", json_string(x->model));
-        json_object_set_new(o, "for_model",
-                            str_or_null(x->group < plan->n_models ? plan->models[x->group] : NULL));
-        json_object_set_new(o, "kind", json_string(kind_name(x->kind)));
-        json_object_set_new(o, "rule", json_string(x->rule));
-        json_object_set_new(o, "policy", str_or_null(x->policy));
-        json_object_set_new(o, "reason", json_string(x->reason));
-        json_array_append_new(arr, o);
-    }
-    return arr;
-}
-
-static json_t *policy_entry(const mr_policy_t *p, const char *layer)
-{
-    json_t *o = json_object();
-
-    json_object_set_new(o, "name", json_string(p->name));
-    json_object_set_new(o, "layer", json_string(layer));
-    json_object_set_new(o, "sha256", json_string(mr_policy_hash(p)));
-    return o;
-}
-
-static json_t *plan_json(const mr_plan_t *plan, mr_softstate_t *ss, uint64_t now_ms, int rc,
-                         const mr_error_t *err)
-{
-    json_t *o = json_object(), *arr;
-
-    if (!o)
-        return NULL;
-    arr = json_array();
-    for (size_t i = 0; i < plan->n_models; i++)
-        json_array_append_new(arr, json_string(plan->models[i]));
-    json_object_set_new(o, "models", arr);
-    json_object_set_new(o, "route", str_or_null(plan->route ? plan->route->name : NULL));
-    json_object_set_new(o, "policy", json_string(plan->policy_label));
-    arr = json_array();
-    if (plan->key_policy)
-        json_array_append_new(arr, policy_entry(plan->key_policy, "key"));
-    if (plan->chosen_policy)
-        json_array_append_new(
-            arr, policy_entry(plan->chosen_policy, plan->chosen_by_header ? "header" : "default"));
-    json_object_set_new(o, "policies", arr);
-    json_object_set_new(o, "request_policy", json_boolean(plan->request_layer));
-    json_object_set_new(o, "strategy", json_string(mr_strategy_name(plan->strategy)));
-    json_object_set_new(o, "strategy_from", json_string(plan->strategy_from));
-    json_object_set_new(o, "fallback_diversity", json_string(mr_diversity_name(plan->diversity)));
-    json_object_set_new(o, "diversity_from", json_string(plan->diversity_from));
-    json_object_set_new(o, "max_attempts", json_integer(rc == 0 ? plan->max_attempts : 0));
-    arr = json_array();
-    for (size_t i = 0; arr && i < plan->n_candidates; i++) {
-        const mr_candidate_t *c = &plan->candidates[i];
-        const mr_provider_t *p = c->provider;
-        json_t *e = json_object();
-        double ttfb;
-        json_object_set_new(e, "rank", json_integer((json_int_t)i + 1));
-        json_object_set_new(e, "provider", json_string(p->name));
-        json_object_set_new(e, "model", json_string(c->model));
-        json_object_set_new(e, "for_model", json_string(plan->models[c->group]));
-        json_object_set_new(e, "vendor", json_string(p->vendor));
-        json_object_set_new(e, "region", json_string(p->region));
-        json_object_set_new(e, "jurisdiction", json_string(p->jurisdiction));
-        json_object_set_new(e, "creator", json_string(c->target ? c->target->creator : p->vendor));
-        json_object_set_new(e, "open_weights", json_boolean(c->target && c->target->open_weights));
-        json_object_set_new(e, "demoted", json_boolean(c->demoted));
-        if (c->target && mr_softstate_ttfb(ss, c->target->id, now_ms, &ttfb))
-            json_object_set_new(e, "ttfb_ms", json_real(ttfb));
-        if (c->target && c->target->has_input_price)
-            json_object_set_new(e, "input_per_mtok", json_real(c->target->input_per_mtok));
-        if (c->target && c->target->has_output_price)
-            json_object_set_new(e, "output_per_mtok", json_real(c->target->output_per_mtok));
-        json_array_append_new(arr, e);
-    }
-    json_object_set_new(o, "candidates", arr);
-    json_object_set_new(o, "excluded", mr_plan_exclusions_json(plan));
-    json_object_set_new(o, "excluded_total", json_integer((json_int_t)plan->n_excluded_total));
-    json_object_set_new(o, "status", json_integer(rc == 0 ? 200 : err->status));
-    if (rc != 0) {
-        json_t *e = json_object();
-        json_object_set_new(e, "code", str_or_null(err->code));
-        json_object_set_new(e, "message", json_string(err->message));
-        json_object_set_new(o, "error", e);
-    }
-    return o;
-}
-
-int mr_router_explain(const mr_config_t *cfg, const mr_policy_stack_t *stack,
-                      const char *const *models, size_t n_models, mr_softstate_t *ss,
-                      uint64_t now_ms, json_t **out, mr_error_t *err)
-{
-    mr_plan_t plan = {0};
-    mr_error_t e;
-    int rc = plan_core(cfg, stack, models, n_models, ss, now_ms, false, &plan, &e);
-
-    *out = NULL;
-    if (rc < 0 && e.status != 403 && e.status != 503) {
-        mr_plan_release(&plan);
-        *err = e;
-        return -1;
-    }
-    *out = plan_json(&plan, ss, now_ms, rc, &e);
-    mr_plan_release(&plan);
-    if (!*out) {
-        mr_error_set(err, 500, NULL, NULL, NULL, "out of memory");
-        return -1;
-    }
-    return 0;
-}
-
-void mr_plan_release(mr_plan_t *plan)
-{
-    if (!plan)
-        return;
-    free(plan->excluded);
-    plan->excluded = NULL;
-    plan->excluded_cap = 0;
-    plan->n_excluded = 0;
-}
-
-static const char *jstr(const json_t *o, const char *k)
-{
-    const char *s = json_string_value(json_object_get(o, k));
-    return s ? s : "";
-}
-
-void mr_router_explain_print(const json_t *ex, FILE *out)
-{
-    const json_t *arr, *e, *models = json_object_get(ex, "models");
-    size_t i, n_excluded;
-    int w = 0;
-
-    fprintf(out, "model");
-    json_array_foreach(models, i, e)
-    {
-        fprintf(out, "%s %s", i ? "," : "", json_string_value(e));
-    }
-    if (json_is_string(json_object_get(ex, "route")))
-        fprintf(out, "  (route %s)", jstr(ex, "route"));
-    fputc('\n', out);
-
-    /* "policy eu-only (key, sha256:...) + diverse (header, ...) + request" */
-    arr = json_object_get(ex, "policies");
-    fprintf(out, "policy");
-    json_array_foreach(arr, i, e)
-    {
-        fprintf(out, "%s %s (%s, sha256:%.12s)", i ? " +" : "", jstr(e, "name"), jstr(e, "layer"),
-                jstr(e, "sha256"));
-    }
-    if (json_is_true(json_object_get(ex, "request_policy")))
-        fprintf(out, "%s request (provider object)", json_array_size(arr) ? " +" : "");
-    if (!*jstr(ex, "policy"))
-        fprintf(out, " (none)");
-    fputc('\n', out);
-    fprintf(out, "strategy %s (%s), fallback_diversity %s (%s), max_attempts %lld\n",
-            jstr(ex, "strategy"), jstr(ex, "strategy_from"), jstr(ex, "fallback_diversity"),
-            jstr(ex, "diversity_from"),
-            (long long)json_integer_value(json_object_get(ex, "max_attempts")));
-
-    arr = json_object_get(ex, "candidates");
-    json_array_foreach(arr, i, e)
-    {
-        int l = (int)(strlen(jstr(e, "provider")) + 1 + strlen(jstr(e, "model")));
-        if (l > w)
-            w = l;
-    }
-    fprintf(out, "candidates:%s\n", json_array_size(arr) ? "" : " (none)");
-    json_array_foreach(arr, i, e)
-    {
-        int l = (int)(strlen(jstr(e, "provider")) + 1 + strlen(jstr(e, "model")));
-        fprintf(out, "  %zu. %s/%s%*s  vendor=%s region=%s jurisdiction=%s creator=%s", i + 1,
-                jstr(e, "provider"), jstr(e, "model"), w - l, "", jstr(e, "vendor"),
-                *jstr(e, "region") ? jstr(e, "region") : "-",
-                *jstr(e, "jurisdiction") ? jstr(e, "jurisdiction") : "-", jstr(e, "creator"));
-        if (json_array_size(models) > 1)
-            fprintf(out, " for=%s", jstr(e, "for_model"));
-        if (json_is_number(json_object_get(e, "ttfb_ms")))
-            fprintf(out, " ttfb=%.0fms", json_number_value(json_object_get(e, "ttfb_ms")));
-        if (json_is_true(json_object_get(e, "demoted")))
-            fprintf(out, " [over max_vendor_share: moved behind]");
-        fputc('\n', out);
-    }
-
-    arr = json_object_get(ex, "excluded");
-    n_excluded = (size_t)json_integer_value(json_object_get(ex, "excluded_total"));
-    if (json_array_size(arr))
-        fprintf(out, "excluded:\n");
-    json_array_foreach(arr, i, e)
-    {
-        fprintf(out, "  - %s/%s: %s%s\n", jstr(e, "provider"), jstr(e, "model"),
-                strcmp(jstr(e, "kind"), "disabled") ? "" : "disabled: ", jstr(e, "reason"));
-    }
-    if (n_excluded > json_array_size(arr))
-        fprintf(out, "  ... and %zu more\n", n_excluded - json_array_size(arr));
-
-    if (json_integer_value(json_object_get(ex, "status")) == 200) {
-        size_t n = json_array_size(json_object_get(ex, "candidates"));
-        fprintf(out, "result: 200, %zu candidate%s\n", n, n == 1 ? "" : "s");
-    } else {
-        const json_t *er = json_object_get(ex, "error");
-        fprintf(out, "result: %lld %s: %s\n",
-                (long long)json_integer_value(json_object_get(ex, "status")), jstr(er, "code"),
-                jstr(er, "message"));
-    }
-}
-
-int mr_router_explain_text(const mr_config_t *cfg, const char *model, const char *policy, FILE *out,
-                           mr_error_t *err)
-{
-    mr_policy_stack_t st;
-    json_t *ex = NULL;
-    const char *models[1] = {model};
-    int rc;
-
-    if (mr_policy_stack_init(&st, cfg, NULL, policy, NULL, err) < 0)
-        return -1;
-    if (mr_router_explain(cfg, &st, models, 1, NULL, 0, &ex, err) < 0)
-        return -1;
-    mr_router_explain_print(ex, out);
-    rc = json_integer_value(json_object_get(ex, "status")) == 200 ? 0 : 1;
-    json_decref(ex);
-    return rc;
 }

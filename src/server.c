@@ -18,7 +18,12 @@
 #define CONNECTION_HEADROOM 64
 #define SWEEP_MS 500
 
-typedef enum { CONN_WAITING_HEAD, CONN_RECEIVING_BODY, CONN_IN_REQUEST } conn_phase_t;
+typedef enum {
+    CONN_WAITING_HEAD,   /* new: client_idle_s for a whole request head */
+    CONN_RECEIVING_BODY, /* client_idle_s for head and body together */
+    CONN_IN_REQUEST,     /* the gateway's: no bound here */
+    CONN_KEPT_ALIVE,     /* between requests: keepalive_idle_s */
+} conn_phase_t;
 
 struct mr_server_conn {
     int fd;
@@ -194,7 +199,7 @@ void mr_server_body_received(mr_server_t *s, struct MHD_Connection *conn)
 
 void mr_server_request_ends(mr_server_t *s, struct MHD_Connection *conn)
 {
-    set_phase(s, conn, CONN_WAITING_HEAD);
+    set_phase(s, conn, CONN_KEPT_ALIVE);
 }
 
 /* MHD's own timeout only measures silence, so a client trickling one byte
@@ -207,13 +212,15 @@ static void on_sweep(uv_timer_t *t)
     int cut = 0;
 
     for (mr_server_conn_t *c = s->conns; c; c = c->next) {
-        if (c->phase == CONN_IN_REQUEST || c->fd < 0 || now - c->since_ms < s->client_idle_ms)
+        uint64_t allowed = c->phase == CONN_KEPT_ALIVE ? s->keepalive_idle_ms : s->client_idle_ms;
+        if (c->phase == CONN_IN_REQUEST || c->fd < 0 || now - c->since_ms < allowed)
             continue;
         shutdown(c->fd, SHUT_RDWR);
         c->fd = -1;
         cut = 1;
-        mr_debug("closed a connection that sent no complete request in %llu ms",
-                 (unsigned long long)s->client_idle_ms);
+        mr_debug("closed a connection that sent no complete request in %llu ms%s",
+                 (unsigned long long)allowed,
+                 c->phase == CONN_KEPT_ALIVE ? " (timeouts.keepalive_idle_s)" : "");
     }
     if (cut)
         mr_server_wake(s);
@@ -270,13 +277,15 @@ int mr_server_start(mr_server_t *s, uv_loop_t *loop, const mr_server_opts_t *o, 
     s->listen_fd = o->listen_fd;
     s->max_connections = o->max_connections;
     s->client_idle_ms = (uint64_t)o->client_idle_s * 1000;
+    s->keepalive_idle_ms = (uint64_t)o->keepalive_idle_s * 1000;
     s->daemon = MHD_start_daemon(
         MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, o->handler,
         o->cls, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_LISTEN_SOCKET,
         (MHD_socket)o->listen_fd, MHD_OPTION_NOTIFY_COMPLETED, o->completed, o->cls,
         MHD_OPTION_NOTIFY_CONNECTION, notify_connection, s, MHD_OPTION_CONNECTION_LIMIT,
-        o->max_connections + CONNECTION_HEADROOM, MHD_OPTION_CONNECTION_TIMEOUT, o->client_idle_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, o->connection_memory, MHD_OPTION_END);
+        o->max_connections + CONNECTION_HEADROOM, MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, o->client_idle_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        o->connection_memory, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(err, errlen,
                  "could not start the HTTP server (libmicrohttpd refused the options)");

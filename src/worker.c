@@ -193,7 +193,9 @@ static int start_server(mr_worker_t *w, int listen_fd, char *err, size_t errlen)
     mr_server_opts_t so = {
         .listen_fd = listen_fd,
         .max_connections = cfg->limits.max_connections,
+        .max_per_ip = cfg->limits.max_connections_per_ip,
         .client_idle_s = cfg->timeouts.client_idle_s,
+        .keepalive_idle_s = cfg->timeouts.keepalive_idle_s,
         /* MHD keeps the raw headers and ~60 bytes per parsed header in this
          * pool: at header limit + 16 KiB a request of 350 small headers
          * (10 KiB, within our limit) got MHD's HTML 431; twice the limit

@@ -94,7 +94,7 @@ struct mr_attempt {
     int paused;           /* the upstream waits for `out` to drain */
     int stream_errored;   /* the translator ended the stream with an error event */
     mr_failure_t failure; /* MR_FAIL_NONE until it fails */
-    char error[160];      /* the failure for humans, "" when none or an HTTP status */
+    char error[160];      /* the failure for the log and audit (key scrubbed), "" when none */
     uint64_t start_ns;    /* sent (or created) */
     uint32_t ms;          /* duration, set when it ends */
 
@@ -148,8 +148,9 @@ void mr_attempt_commit(mr_attempt_t *a);
 void mr_attempt_unpause(mr_attempt_t *a);
 
 /* After commit: ends the client's stream with an SSE error event naming the
- * provider (for a failure the translator did not already report). */
-void mr_attempt_stream_error(mr_attempt_t *a, const char *why);
+ * provider and the failure (for one the translator did not already report);
+ * `why`, which may quote curl, goes to the log only. */
+void mr_attempt_stream_error(mr_attempt_t *a, mr_failure_t failure, const char *why);
 
 /* A non-2xx answer as the OpenAI error body the client gets (malloc'd). */
 char *mr_attempt_error_body(mr_attempt_t *a, size_t *len);

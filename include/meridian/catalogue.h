@@ -37,6 +37,8 @@
 #define MR_RULE_VALUES_MAX 256 /* values of one allow/deny list */
 #define MR_RULE_VALUE_MAX 256  /* bytes of one such value */
 #define MR_KEYS_MAX 4096
+#define MR_HOST_NAMES_MAX 64   /* server_names, cors.allow_origins entries */
+#define MR_HOST_NAME_MAX 253   /* bytes of one host name (an origin: scheme + host + port) */
 #define MR_PRICE_MAX 1000000.0 /* USD per million tokens */
 #define MR_SHARE_WINDOW_S 60   /* default policy share_window_s */
 #define MR_BUDGET_USD_MAX 1e9  /* budget_usd of a key or provider */
@@ -102,6 +104,7 @@ typedef struct mr_provider {
     bool retains_data;     /* stores prompts/completions beyond the request (default false) */
     bool zdr;              /* zero data retention guaranteed (default false) */
     bool http2;            /* offer HTTP/2 upstream (TLS ALPN; https only) */
+    bool allow_direct;     /* "NAME/model" may address it (default true) */
     char *ca_file;         /* PEM bundle that verifies the upstream; NULL: the system's */
     mr_tag_t *tags;        /* inherited by every target on this provider */
     size_t n_tags;
@@ -198,20 +201,22 @@ typedef struct mr_key {
 } mr_key_t;
 
 typedef struct mr_timeouts {
-    uint32_t connect_ms;     /* TCP/TLS connect to an upstream */
-    uint32_t first_byte_ms;  /* request sent -> upstream response headers */
-    uint32_t request_ms;     /* overall deadline of one client request, all attempts */
-    uint32_t stream_idle_ms; /* max gap between two upstream chunks once streaming */
-    uint32_t client_idle_s;  /* idle client connection timeout (MHD) */
-    uint32_t drain_ms;       /* SIGTERM/SIGINT: how long in-flight requests may finish */
+    uint32_t connect_ms;       /* TCP/TLS connect to an upstream */
+    uint32_t first_byte_ms;    /* request sent -> upstream response headers */
+    uint32_t request_ms;       /* overall deadline of one client request, all attempts */
+    uint32_t stream_idle_ms;   /* max gap between two upstream chunks once streaming */
+    uint32_t client_idle_s;    /* idle client connection timeout (MHD) */
+    uint32_t keepalive_idle_s; /* a kept-alive connection between requests */
+    uint32_t drain_ms;         /* SIGTERM/SIGINT: how long in-flight requests may finish */
 } mr_timeouts_t;
 
 typedef struct mr_limits {
-    size_t max_body_bytes;      /* request body; over it -> 413 */
-    size_t max_header_bytes;    /* sum of request header lines; over it -> 431 */
-    size_t max_response_bytes;  /* buffered non-stream upstream body; over it -> 502 */
-    size_t stream_buffer_bytes; /* per-stream buffer before the upstream is paused */
-    unsigned max_connections;   /* concurrent client connections */
+    size_t max_body_bytes;           /* request body; over it -> 413 */
+    size_t max_header_bytes;         /* sum of request header lines; over it -> 431 */
+    size_t max_response_bytes;       /* buffered non-stream upstream body; over it -> 502 */
+    size_t stream_buffer_bytes;      /* per-stream buffer before the upstream is paused */
+    unsigned max_connections;        /* concurrent client connections */
+    unsigned max_connections_per_ip; /* ... from one client address (per worker) */
 } mr_limits_t;
 
 /* Circuit breakers and the retry budget (health.h). The loader stores the
@@ -237,6 +242,12 @@ typedef struct mr_state_cfg {
     unsigned on_outage; /* 0 "local", 1 "deny" */
     char *file;         /* memory backend: where spend is kept; NULL: not kept */
 } mr_state_cfg_t;
+/* What the x-meridian-policy request header may do (policy_header). */
+typedef enum {
+    MR_POLICY_HEADER_NARROW_ONLY = 0, /* adds a layer under the default policy */
+    MR_POLICY_HEADER_REPLACE,         /* replaces the default policy (before 0.2.0) */
+    MR_POLICY_HEADER_IGNORE,          /* is not read */
+} mr_policy_header_t;
 
 /* Provenance: the audit file (reqlog.h); path NULL when off. */
 typedef struct mr_audit_cfg {
@@ -267,8 +278,13 @@ typedef struct mr_config {
     mr_key_t *keys;
     size_t n_keys;
     bool allow_unauthenticated;
-    bool public_metrics; /* /metrics, /status, /status.json without a key (default true) */
-    char *access_log;    /* "stdout" or a path; NULL when "off" (the default) */
+    bool public_metrics; /* /metrics, /status, /status.json without a key (default: no keys) */
+    mr_policy_header_t policy_header;
+    char **server_names; /* host names the Host header may carry besides the listen address */
+    size_t n_server_names;
+    char **cors_origins; /* cors.allow_origins: "scheme://host[:port]", or "*" (keys only) */
+    size_t n_cors_origins;
+    char *access_log; /* "stdout" or a path; NULL when "off" (the default) */
     mr_audit_cfg_t audit;
     mr_state_cfg_t state;
 
@@ -340,12 +356,13 @@ typedef enum {
     MR_STAGE_LAST,           /* after keys */
 } mr_setting_stage_t;
 
-#define MR_SETTING_REQUIRED 0x01    /* must be given when its section is */
-#define MR_SETTING_NONEMPTY 0x02    /* a string that must not be "" (checked after its section) */
-#define MR_SETTING_OFF_IS_NULL 0x04 /* a string where "off" and "" mean none (NULL) */
-#define MR_SETTING_ZERO_AS 0x08     /* a given 0 is stored as zero_as (0 reads as default) */
-#define MR_SETTING_QUIET 0x10       /* --check shows it elsewhere, not on a settings line */
-#define MR_SETTING_URL_SECRET 0x20  /* a URL whose user info is shown as "***" */
+#define MR_SETTING_REQUIRED 0x01      /* must be given when its section is */
+#define MR_SETTING_NONEMPTY 0x02      /* a string that must not be "" (checked after its section) */
+#define MR_SETTING_OFF_IS_NULL 0x04   /* a string where "off" and "" mean none (NULL) */
+#define MR_SETTING_ZERO_AS 0x08       /* a given 0 is stored as zero_as (0 reads as default) */
+#define MR_SETTING_QUIET 0x10         /* --check shows it elsewhere, not on a settings line */
+#define MR_SETTING_URL_SECRET 0x20    /* a URL whose user info is shown as "***" */
+#define MR_SETTING_OFF_WITH_KEYS 0x40 /* a bool whose default is false when keys are set */
 
 /*
  * One scalar setting, redis-style: where it is in the file (a top-level key,

@@ -11,10 +11,15 @@
  *   GET|HEAD /metrics, /status, /status.json                     key unless public_metrics
  *
  * "/v1" paths are also served without the prefix; the others only as
- * written. The key is checked before the path is looked at (an unknown path
- * is a 401 without a key, then a 404); a known path with another method is
- * a 405 with Allow. Static bodies (the status page, /healthz, the models
- * list of the request's generation) are handed to MHD without a copy.
+ * written. Before anything else a request must name the gateway in Host
+ * (421) and, when it carries an Origin, come from an allowed one (403);
+ * a CORS preflight from an allowed origin is answered 204 without a key
+ * (guard.h). The key is checked before the path is looked at (an unknown
+ * path is a 401 without a key, then a 404); a known path with another
+ * method is a 405 with Allow; a POST must say Content-Type:
+ * application/json (415). Static bodies (the status page, /healthz, the
+ * models list of the request's generation) are handed to MHD without a
+ * copy.
  *
  * Stateless: the table is constant; every call runs on the request's loop
  * thread.

@@ -8,7 +8,10 @@
  * error bodies, the audit record's "error").
  *
  * Each value has a stable short name ("connect_failed", "timeout", ...):
- * the audit record prints it, and clients will be able to rely on it.
+ * the audit record prints it, and it is all a client learns of a failed
+ * attempt (error messages, attempts[]); the human message, which may quote
+ * curl (internal addresses) or the upstream, goes to the log and the audit
+ * file only (docs/security.md, findings 6 and 7).
  *
  * Pure tables and functions: no state, no heap, any thread.
  */
@@ -35,6 +38,7 @@ typedef enum {
     MR_FAIL_HTTP_OVERLOADED, /* 503, 529 */
     MR_FAIL_HTTP_5XX,        /* any other 5xx */
     MR_FAIL_HTTP_RETRYABLE,  /* 408, 409, or an error body the dialect marks retryable */
+    MR_FAIL_HTTP_AUTH,       /* 401, 403, 407: the provider refused the gateway's key */
     MR_FAIL_HTTP_CLIENT,     /* another 4xx: the client's problem, passed on */
     MR_FAIL_HTTP_OTHER,      /* 1xx/3xx: passed on as it is */
     /* a 2xx answer the gateway cannot use */
@@ -45,9 +49,13 @@ typedef enum {
     MR_FAIL_EMPTY_STREAM, /* the stream ended without an event */
     MR_FAIL_TOO_LARGE,    /* over limits.max_response_bytes */
     /* the gateway's timers */
-    MR_FAIL_FIRST_BYTE,  /* no response head within timeouts.first_byte_ms */
-    MR_FAIL_DEADLINE,    /* timeouts.request_ms reached */
-    MR_FAIL_BODY_STALL,  /* head arrived, body incomplete at the first-byte timeout */
+    MR_FAIL_FIRST_BYTE, /* a stream's response head not within timeouts.first_byte_ms */
+    /* A non-streamed answer not complete within first_byte_ms or the
+     * deadline: a long generation (a client asking for many tokens) looks
+     * exactly like a hung host, so the breaker does not hear it. */
+    MR_FAIL_ANSWER_TIMEOUT,
+    MR_FAIL_DEADLINE,    /* a stream's timeouts.request_ms reached before commit */
+    MR_FAIL_BODY_STALL,  /* a stream's head arrived, no event by the first-byte timeout */
     MR_FAIL_STREAM_IDLE, /* committed stream silent for timeouts.stream_idle_ms */
     /* the gateway itself: the provider is not at fault */
     MR_FAIL_CLIENT_GONE,  /* the client closed the connection */
@@ -81,8 +89,10 @@ mr_outcome_t mr_failure_breaker(mr_failure_t f);
  * exported vocabulary has no neutral label. */
 mr_attempt_outcome_t mr_failure_metric(mr_failure_t f);
 
-/* An HTTP answer: 2xx NONE; otherwise, by whether the dialect says it may be
- * retried (mr_adapter_t.retryable), one of the MR_FAIL_HTTP_* values. */
+/* An HTTP answer: 2xx NONE; 401, 403, 407 HTTP_AUTH (whatever the dialect
+ * says: the provider's key is broken, not the request); otherwise, by
+ * whether the dialect says it may be retried (mr_adapter_t.retryable), one
+ * of the other MR_FAIL_HTTP_* values. */
 mr_failure_t mr_failure_from_status(long status, bool retryable);
 
 #endif

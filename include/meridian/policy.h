@@ -3,9 +3,12 @@
  *
  * A request is routed under a *policy stack* of up to three layers:
  *
- *   key      the policy bound to the caller's gateway key (keys.NAME.policy)
- *   chosen   the policy named by the x-meridian-policy header, else
- *            default_policy when the key binds none
+ *   key      the policy bound to the caller's gateway key (keys.NAME.policy);
+ *            with policy_header "narrow_only" (the default) and no key
+ *            policy, default_policy when a header policy is given
+ *   chosen   the policy named by the x-meridian-policy header (unless
+ *            policy_header is "ignore"), else default_policy when the key
+ *            binds none
  *   request  the OpenRouter-compatible `provider` object of the body
  *
  * Every filter of every layer must pass (intersection), so a request-level
@@ -62,8 +65,9 @@ typedef struct mr_request_policy {
 } mr_request_policy_t;
 
 typedef struct mr_policy_stack {
-    const mr_policy_t *key;    /* bound to the gateway key, or NULL */
+    const mr_policy_t *key;    /* bound to the gateway key (or default_policy, below), or NULL */
     const mr_policy_t *chosen; /* header policy, else default_policy when no key policy */
+    bool key_is_default;       /* `key` is default_policy, narrowed by the header's */
     bool chosen_by_header;
     mr_request_policy_t request;
     /* "eu-only", "eu-only+diverse", "eu-only+request", "" (no policy at all):
@@ -84,9 +88,11 @@ int mr_policy_from_request(const json_t *provider_obj, mr_request_policy_t *out,
 /*
  * Build the stack for one request:
  *   key            the authenticated gateway key (mr_auth_check), or NULL
- *   header_policy  value of x-meridian-policy, or NULL / "" when absent
+ *   header_policy  value of x-meridian-policy, or NULL / "" when absent;
+ *                  what it may do is cfg->policy_header's
  *   provider_obj   the body's `provider` member, or NULL
- * Errors: 400 code "policy_not_found" (param NULL) for an unknown header policy;
+ * Errors: 400 code "policy_not_found" (param NULL) for an unknown header policy
+ * (not read at all under "ignore");
  * the errors of mr_policy_from_request. The stack is a plain value (~7 KiB).
  */
 int mr_policy_stack_init(mr_policy_stack_t *st, const mr_config_t *cfg, const mr_key_t *key,
@@ -116,6 +122,13 @@ int mr_request_policy_check_target(const mr_request_policy_t *rp, const mr_targe
  * (a policy name, or "request"). */
 int mr_policy_stack_check_target(const mr_policy_stack_t *st, const mr_target_t *t, char *reason,
                                  size_t n, char *rule, size_t rule_n, const char **policy_out);
+
+/* Does a layer have an allow/deny rule on an attribute only a configured
+ * target knows (creator, model, any tag: anything but provider, kind,
+ * vendor, region, jurisdiction)? Then the first such rule ("allow.creator")
+ * goes to `rule` and its policy's name to *policy_out. */
+bool mr_policy_stack_needs_target(const mr_policy_stack_t *st, char *rule, size_t n,
+                                  const char **policy_out);
 
 /* Effective strategy / diversity and the layer they come from ("request",
  * a policy name, or "default"). */

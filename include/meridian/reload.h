@@ -1,6 +1,8 @@
 /*
  * reload — SIGHUP: the config file is loaded and validated once (with
- * --listen re-applied), and that one immutable snapshot (generation.h) is
+ * --listen re-applied), on the address the sockets were bound to at start
+ * (a new `listen` takes a restart, so exposure is checked where the gateway
+ * really listens), and that one immutable snapshot (generation.h) is
  * posted to every worker, so workers can never run different configs when
  * the file changes under a reload. A file that does not load is rejected
  * with one log line and every worker keeps its generation.

@@ -94,6 +94,8 @@ struct mr_request {
     const mr_key_t *key;               /* the gateway key that authenticated it, if keys are on */
     char path_arg[MR_NAME_MAX + 1];    /* what follows a prefix row's path ("" when too long) */
     size_t info_key;                   /* GET /v1/gateway/keys/NAME: NAME's index */
+    const char *cors_origin;           /* an allowed Origin, echoed in answers (MHD's copy) */
+    int preflight;                     /* a CORS preflight, answered after the (empty) body */
     mr_buf_t body;
     int body_too_large;
     int close_connection; /* answer with Connection: close */
@@ -155,7 +157,8 @@ struct mr_request {
 };
 
 /* Queues `body` (ownership passes to MHD, freed with free) with the headers
- * every answer carries. From inside the access handler only. */
+ * every answer carries; `ctype` NULL: no Content-Type (an empty answer).
+ * From inside the access handler only. */
 enum MHD_Result mr_request_queue(mr_request_t *r, int status, char *body, size_t len,
                                  const char *ctype);
 /* The same for a body that outlives the connection (static, or owned by the
@@ -172,9 +175,15 @@ void mr_request_prepare_error(mr_request_t *r, const mr_error_t *e, const char *
 /* Queues what mr_request_prepare_error (or the proxy) prepared. */
 enum MHD_Result mr_request_queue_prepared(mr_request_t *r);
 
+/* A CORS preflight's answer: 204 with the methods, the allowed request
+ * headers (a list, "" for none) and how long it may be cached. */
+enum MHD_Result mr_request_queue_preflight(mr_request_t *r, const char *methods,
+                                           const char *headers);
+
 /* Adds bytes the client receives to the audit digest (and copy). */
 void mr_request_audit_bytes(mr_request_t *r, const char *p, size_t n);
-/* The headers every answer carries: x-request-id, attempts, provenance. */
+/* The headers every answer carries: x-request-id, nosniff, attempts,
+ * provenance, and for an allowed Origin the CORS ones. */
 void mr_request_common_headers(const mr_request_t *r, struct MHD_Response *resp);
 
 #endif

@@ -3,8 +3,10 @@
  * list of upstream candidates to try, under a policy stack (policy.h).
  *
  * `model` is either a route name from the config or "provider/model", which
- * addresses one provider directly (the provider name is everything before the
- * first '/'; a route whose name contains '/' wins over that split).
+ * addresses one provider directly (modelref.h resolves it: the spelling
+ * rules, allow_direct, matching to configured targets). A direct model that
+ * is no configured target is refused when a layer has rules on target
+ * attributes (creator, model, tags): it fails closed.
  *
  * Order of the rules (docs/routing.md):
  *   1. filters      every layer of the stack, for every target; then disabled
@@ -86,6 +88,7 @@ typedef struct mr_plan {
     const char *models[MR_MAX_MODELS]; /* borrowed from the caller */
     size_t n_models;
     const mr_policy_t *key_policy;    /* NULL when none */
+    bool key_is_default;              /* key_policy is default_policy (policy_header narrow_only) */
     const mr_policy_t *chosen_policy; /* header or default policy; NULL when none */
     bool chosen_by_header;
     bool request_layer;                     /* a `provider` object took part */
@@ -127,6 +130,12 @@ int mr_router_plan_policy(const mr_config_t *cfg, const mr_policy_stack_t *stack
                           const char *const *models, size_t n_models, mr_softstate_t *ss,
                           uint64_t now_ms, mr_plan_t *plan, mr_error_t *err);
 
+/* mr_router_plan_policy without advancing round-robin counters: what the
+ * request would be planned as, for explaining (router_explain.h). */
+int mr_router_plan_preview(const mr_config_t *cfg, const mr_policy_stack_t *stack,
+                           const char *const *models, size_t n_models, mr_softstate_t *ss,
+                           uint64_t now_ms, mr_plan_t *plan, mr_error_t *err);
+
 /* A plan passed to the planners must be zero-initialised ({0}) or planned
  * before (its exclusion storage is reused); mr_plan_release frees that
  * storage when the plan is done with. NULL ok. */
@@ -153,43 +162,5 @@ void mr_router_record_served(mr_softstate_t *ss, const mr_plan_t *plan,
  * failing target does not look fast). No-op for targets in no route. */
 void mr_router_record_ttfb(mr_softstate_t *ss, const mr_candidate_t *c, uint32_t ttfb_ms,
                            uint64_t now_ms);
-
-/* ---- explain ----------------------------------------------------------- */
-
-/*
- * What mr_router_plan_policy would decide, without calling any upstream and
- * without advancing round-robin counters. On 0, *out is a new JSON object:
- *   {"models": [...], "route": "chat"|null, "policy": "eu-only+request",
- *    "policies": [{"name", "layer": "key"|"header"|"default", "sha256"}...],
- *    "request_policy": bool, "strategy", "strategy_from",
- *    "fallback_diversity", "diversity_from", "max_attempts",
- *    "candidates": [{"rank", "provider", "model", "for_model", "vendor",
- *                    "region", "jurisdiction", "creator", "open_weights",
- *                    "demoted", ["ttfb_ms"], ["input_per_mtok", "output_per_mtok"]}],
- *    "excluded": [{"provider", "model", "for_model", "kind", "rule",
- *                  "policy", "reason"}], "excluded_total",
- *    "status": 200|403|503, ["error": {"code", "message"}]}
- * 403 and 503 outcomes are explained (status says so). -1 with *err only
- * when there is nothing to explain (400/404: bad or unknown model).
- */
-int mr_router_explain(const mr_config_t *cfg, const mr_policy_stack_t *stack,
-                      const char *const *models, size_t n_models, mr_softstate_t *ss,
-                      uint64_t now_ms, json_t **out, mr_error_t *err);
-
-/* The plan's exclusions as a JSON array (as in "excluded" above), e.g. to add
- * to a 403 body with mr_error_body(e, "excluded", arr, ...). New reference. */
-json_t *mr_plan_exclusions_json(const mr_plan_t *plan);
-
-/* Render an explanation (from mr_router_explain) as text. */
-void mr_router_explain_print(const json_t *explain, FILE *out);
-
-/*
- * `meridian --explain MODEL [--policy NAME]`: no gateway key, no provider
- * object, no soft state. Prints the explanation to `out`. Returns 0 when the
- * model would route, 1 when explained but it would fail (403/503), -1 with
- * *err when it cannot be explained (unknown policy or model).
- */
-int mr_router_explain_text(const mr_config_t *cfg, const char *model, const char *policy, FILE *out,
-                           mr_error_t *err);
 
 #endif

@@ -22,9 +22,11 @@
 
 typedef struct mr_server_opts {
     int listen_fd;
-    unsigned max_connections; /* beyond it new requests get 503 (see mr_server_over_limit) */
-    unsigned client_idle_s;   /* also bounds receiving one request's headers and body */
-    size_t connection_memory; /* MHD per-connection pool: bounds request headers */
+    unsigned max_connections;  /* beyond it new requests get 503 (see mr_server_over_limit) */
+    unsigned max_per_ip;       /* connections of one client address; beyond it: closed at once */
+    unsigned client_idle_s;    /* also bounds receiving one request's headers and body */
+    unsigned keepalive_idle_s; /* a connection between two requests, after the first */
+    size_t connection_memory;  /* MHD per-connection pool: bounds request headers */
     MHD_AccessHandlerCallback handler;
     MHD_RequestCompletedCallback completed;
     void *cls;
@@ -44,6 +46,7 @@ typedef struct mr_server {
     int dirty;
     unsigned max_connections;
     uint64_t client_idle_ms;
+    uint64_t keepalive_idle_ms;
     mr_server_conn_t *conns; /* every open connection */
     unsigned n_conns;
 } mr_server_t;
@@ -72,10 +75,11 @@ unsigned mr_server_connections(const mr_server_t *s);
 int mr_server_over_limit(const mr_server_t *s);
 
 /* The gateway marks when a connection is inside a request (headers received,
- * response not yet complete). Outside requests, a connection has
- * client_idle_s to deliver a complete request head; while its body is
- * arriving, client_idle_s in total. A connection over its allowance is shut
- * down, so a slowloris cannot hold it forever. */
+ * response not yet complete). A new connection has client_idle_s to deliver
+ * a complete request head; while its body is arriving, client_idle_s in
+ * total; between two requests (kept alive) keepalive_idle_s. A connection
+ * over its allowance is shut down, so neither a slowloris nor idle
+ * keep-alive connections can hold the slots forever. */
 void mr_server_request_begins(mr_server_t *s, struct MHD_Connection *conn);
 void mr_server_body_received(mr_server_t *s, struct MHD_Connection *conn);
 void mr_server_request_ends(mr_server_t *s, struct MHD_Connection *conn);

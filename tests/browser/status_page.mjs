@@ -18,247 +18,22 @@
 // Every wait is a poll with a deadline; a watchdog ends the whole test after
 // 90 s; every process started is killed on every exit path (and gets
 // SIGKILL from the kernel if this process dies, via setpriv --pdeathsig).
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import net from 'node:net';
+import {
+  begin, childEnv, children, fail, guardExit, http, launchChromium, log, openTab, refusedPort,
+  run, sleep, startListening, stop, until,
+} from './lib.mjs';
 
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const MERIDIAN = process.env.MERIDIAN_BIN;
 const MOCK = process.env.MOCK_BIN;
 const BUILD_DIR = process.argv[2] || (MERIDIAN ? dirname(MERIDIAN) : process.cwd());
-const SETPRIV = existsSync('/usr/bin/setpriv') ? '/usr/bin/setpriv' : null;
 const WATCHDOG_MS = 90000;
-const START_TIMEOUT_MS = 10000;
 const PAGE_TIMEOUT_MS = 20000;
-const CDP_TIMEOUT_MS = 10000;
 const UNSET_KEY_VAR = 'MERIDIAN_STATUS_TEST_UNSET_KEY';
 
-const t0 = Date.now();
-const children = []; // { proc, name, group, out }
 let tmp = null;
-
-function log(msg) {
-  process.stdout.write(`[${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}\n`);
-}
-
-// ---------------------------------------------------------------- cleanup
-
-function killAll(signal) {
-  for (const c of children) {
-    // A group (Chromium) is signalled even after its leader exited: helpers
-    // may still be winding down.
-    if (!c.group && (c.proc.exitCode !== null || c.proc.signalCode !== null)) continue;
-    try {
-      if (c.group) process.kill(-c.proc.pid, signal); // Chromium and its helpers
-      else c.proc.kill(signal);
-    } catch { /* already gone */ }
-  }
-}
-
-process.on('exit', () => {
-  killAll('SIGKILL');
-  if (tmp) rmSync(tmp, { recursive: true, force: true });
-});
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(sig, () => {
-    log(`got ${sig}: stopping`);
-    process.exit(1);
-  });
-}
-
-function fail(msg) {
-  const err = new Error(msg);
-  err.testFailure = true;
-  throw err;
-}
-
-function dumpLogs() {
-  for (const c of children) {
-    if (!c.out) continue;
-    const tail = c.out.split('\n').filter((l) => !/dbus|Fontconfig|ERROR:.*(bus|object_proxy)/.test(l))
-      .slice(-25).join('\n');
-    if (tail.trim()) process.stdout.write(`---- ${c.name} (last lines)\n${tail}\n`);
-  }
-}
-
-// ---------------------------------------------------------------- helpers
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// Polls fn() (async; truthy = done) every `every` ms until `ms` elapsed.
-async function until(what, ms, fn, every = 100) {
-  const deadline = Date.now() + ms;
-  let last;
-  for (;;) {
-    try {
-      last = await fn();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() >= deadline) fail(`${what} not within ${ms} ms (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-    await sleep(every);
-  }
-}
-
-// The inherited environment without proxy variables (127.0.0.1 traffic must
-// never go to a proxy), plus `extra`; `drop` names are removed.
-function childEnv(extra = {}, drop = []) {
-  const env = {};
-  for (const [k, v] of Object.entries(process.env)) {
-    if (/^(http|https|all|ftp|no)_proxy$/i.test(k) || drop.includes(k)) continue;
-    env[k] = v;
-  }
-  return { ...env, ...extra };
-}
-
-// Spawns cmd (under setpriv --pdeathsig SIGKILL when available) and records
-// it for cleanup. Output is kept (the last 256 KiB) for failure reports.
-function start(name, cmd, args, { env, group = false, stdio } = {}) {
-  const argv = SETPRIV ? ['--pdeathsig', 'SIGKILL', '--', cmd, ...args] : args;
-  const proc = spawn(SETPRIV || cmd, argv, {
-    env: env || childEnv(),
-    detached: group,
-    stdio: stdio || ['ignore', 'pipe', 'pipe'],
-  });
-  const c = { proc, name, group, out: '' };
-  children.push(c);
-  const keep = (d) => {
-    c.out += d;
-    if (c.out.length > 262144) c.out = c.out.slice(-262144);
-  };
-  proc.stdout?.on('data', keep);
-  proc.stderr?.on('data', keep);
-  proc.on('error', (e) => { c.out += `\nspawn error: ${e.message}\n`; });
-  return c;
-}
-
-// Starts a server and resolves with the port of its "listening on HOST:PORT"
-// line (stdout or stderr) within START_TIMEOUT_MS.
-function startListening(name, cmd, args, env) {
-  const c = start(name, cmd, args, { env });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not report its port in ${START_TIMEOUT_MS} ms:\n${c.out}`)),
-      START_TIMEOUT_MS);
-    const check = () => {
-      const m = c.out.match(/listening on \S*:(\d+)\s/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    };
-    c.proc.stdout.on('data', check);
-    c.proc.stderr.on('data', check);
-    c.proc.on('exit', (code, sig) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited (${code ?? sig}) before listening:\n${c.out}`));
-    });
-  });
-}
-
-// Stops a child: `signal`, then SIGKILL after `ms`.
-async function stop(c, ms = 5000, signal = 'SIGTERM') {
-  if (c.proc.exitCode !== null || c.proc.signalCode !== null) return;
-  const exited = new Promise((r) => c.proc.once('exit', r));
-  try {
-    if (c.group) process.kill(-c.proc.pid, signal);
-    else c.proc.kill(signal);
-  } catch { return; }
-  const timer = setTimeout(() => {
-    try {
-      if (c.group) process.kill(-c.proc.pid, 'SIGKILL');
-      else c.proc.kill('SIGKILL');
-    } catch { /* gone */ }
-  }, ms);
-  await exited;
-  clearTimeout(timer);
-}
-
-function refusedPort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function http(url, opts = {}) {
-  const ctl = new AbortController();
-  const timer = setTimeout(() => ctl.abort(), opts.timeout || 15000);
-  try {
-    const r = await fetch(url, { ...opts, signal: ctl.signal });
-    const body = await r.text();
-    return { status: r.status, headers: r.headers, body };
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-// ------------------------------------------------------ DevTools over a pipe
-
-class Cdp {
-  constructor(proc) {
-    this.out = proc.stdio[3]; // Chromium reads commands from fd 3
-    this.in = proc.stdio[4];  // and writes replies/events to fd 4
-    this.nextId = 1;
-    this.pending = new Map();
-    this.listeners = [];
-    this.closed = false;
-    let buf = Buffer.alloc(0);
-    this.in.on('data', (chunk) => {
-      buf = Buffer.concat([buf, chunk]);
-      let i;
-      while ((i = buf.indexOf(0)) >= 0) {
-        const msg = buf.subarray(0, i).toString('utf8');
-        buf = buf.subarray(i + 1);
-        this.dispatch(JSON.parse(msg));
-      }
-    });
-    const gone = () => {
-      this.closed = true;
-      for (const [, p] of this.pending) p.reject(new Error(`Chromium closed the pipe during ${p.method}`));
-      this.pending.clear();
-    };
-    this.in.on('close', gone);
-    this.in.on('error', gone);
-    this.out.on('error', gone);
-  }
-
-  dispatch(msg) {
-    if (msg.id !== undefined) {
-      const p = this.pending.get(msg.id);
-      if (!p) return;
-      this.pending.delete(msg.id);
-      clearTimeout(p.timer);
-      if (msg.error) p.reject(new Error(`${p.method}: ${msg.error.message}`));
-      else p.resolve(msg.result);
-    } else {
-      for (const l of this.listeners) l(msg);
-    }
-  }
-
-  on(fn) { this.listeners.push(fn); }
-
-  send(method, params = {}, sessionId = undefined) {
-    if (this.closed) return Promise.reject(new Error(`Chromium is gone (${method})`));
-    const id = this.nextId++;
-    const msg = { id, method, params };
-    if (sessionId) msg.sessionId = sessionId;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new Error(`${method}: no answer in ${CDP_TIMEOUT_MS} ms`));
-      }, CDP_TIMEOUT_MS);
-      this.pending.set(id, { resolve, reject, timer, method });
-      this.out.write(JSON.stringify(msg) + '\0');
-    });
-  }
-}
+guardExit();
 
 // What the checks look at, read from the live DOM.
 const DOM_FACTS = `(() => {
@@ -280,19 +55,8 @@ const DOM_FACTS = `(() => {
 // ------------------------------------------------------------------- test
 
 async function main() {
-  if (!existsSync(CHROMIUM)) {
-    console.log(`chromium not found: apt-get install chromium (looked for ${CHROMIUM})`);
-    return 77;
-  }
-  if (!MERIDIAN || !MOCK) fail('MERIDIAN_BIN and MOCK_BIN must be set');
-  const watchdog = setTimeout(() => {
-    console.log(`FAIL: watchdog: the test took more than ${WATCHDOG_MS / 1000} s`);
-    dumpLogs();
-    process.exit(1);
-  }, WATCHDOG_MS);
-  watchdog.unref();
-
-  tmp = mkdtempSync(join(tmpdir(), 'meridian-status-page-'));
+  tmp = begin('meridian-status-page-', WATCHDOG_MS);
+  if (!tmp) return 77;
 
   // Upstreams: two mocks, one refused port.
   const [mistralPort, openaiPort, deadPort] = await Promise.all([
@@ -386,24 +150,8 @@ async function main() {
       `vendors ${Object.keys(status.series.vendor).join(',')}; jurisdictions ${Object.keys(status.series.jurisdiction).join(',')}`);
 
   // Chromium, driven over the DevTools pipe.
-  const userDir = join(tmp, 'chromium-profile');
-  const chrome = start('chromium', CHROMIUM, [
-    '--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
-    '--remote-debugging-pipe', `--user-data-dir=${userDir}`, '--no-first-run',
-    '--no-default-browser-check', '--disable-extensions', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', '--mute-audio', '--hide-scrollbars',
-    '--no-proxy-server', '--window-size=1280,1000', 'about:blank',
-  ], { group: true, stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] });
-  const cdp = new Cdp(chrome.proc);
-  const exitedEarly = new Promise((_, reject) => chrome.proc.once('exit', (code, sig) =>
-    reject(new Error(`chromium exited (${code ?? sig})`))));
-  exitedEarly.catch(() => {});
-  const version = await Promise.race([cdp.send('Browser.getVersion'), exitedEarly]);
-  log(`${version.product} started`);
-
-  const { targetId } = await cdp.send('Target.createTarget', { url: 'about:blank' });
-  const { sessionId } = await cdp.send('Target.attachToTarget', { targetId, flatten: true });
-  const sess = (method, params) => cdp.send(method, params, sessionId);
+  const { chrome, cdp } = await launchChromium(join(tmp, 'chromium-profile'), ['--window-size=1280,1000']);
+  const { sessionId, sess, evaluate } = await openTab(cdp);
   const pageErrors = [];
   cdp.on((msg) => {
     if (msg.sessionId !== sessionId) return;
@@ -414,17 +162,9 @@ async function main() {
       pageErrors.push(`console.error: ${msg.params.args.map((a) => a.value ?? a.description).join(' ')}`);
     }
   });
-  await sess('Runtime.enable');
-  await sess('Page.enable');
   await sess('Emulation.setDeviceMetricsOverride', { width: 1280, height: 1000, deviceScaleFactor: 1, mobile: false });
   const nav = await sess('Page.navigate', { url: `${base}/status` });
   if (nav.errorText) fail(`navigating to /status: ${nav.errorText}`);
-
-  const evaluate = async (expression, awaitPromise = false) => {
-    const r = await sess('Runtime.evaluate', { expression, returnByValue: true, awaitPromise });
-    if (r.exceptionDetails) throw new Error(r.exceptionDetails.exception?.description || r.exceptionDetails.text);
-    return r.result.value;
-  };
 
   // Poll the DOM until every check holds (the page refreshes every 3 s).
   const names = Object.keys(cfg.providers);
@@ -494,11 +234,4 @@ async function main() {
   return 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err) => {
-    console.log(`FAIL: ${err.testFailure ? err.message : err.stack || err}`);
-    dumpLogs();
-    process.exit(1);
-  },
-);
+run(main);

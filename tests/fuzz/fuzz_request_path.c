@@ -39,6 +39,7 @@
 #include "meridian/json_span.h"
 #include "meridian/policy.h"
 #include "meridian/router.h"
+#include "meridian/router_explain.h"
 #include "meridian/softstate.h"
 
 #include <jansson.h>

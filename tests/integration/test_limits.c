@@ -1,7 +1,9 @@
 /*
  * Connection-level limits: a slowloris trickling its request head is cut
  * off after client_idle_s, and connections beyond limits.max_connections are
- * answered 503 at once instead of stalling.
+ * answered 503 at once instead of stalling. One client address cannot hold
+ * every slot (limits.max_connections_per_ip), and a kept-alive connection
+ * is closed after timeouts.keepalive_idle_s (issue 11, finding 13).
  */
 #include "harness.h"
 
@@ -20,16 +22,26 @@
 #include <time.h>
 #include <unistd.h>
 
-static th_proc_t mock, gw;
+static th_proc_t mock, gw, gw_caps;
+
+/* A connection to p from the loopback address 127.0.0.`from` (all of
+ * 127/8 is this host: distinct client addresses without leaving it). */
+static int connect_from(const th_proc_t *p, int from)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)p->port)};
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    src.sin_addr.s_addr = htonl((in_addr_t)(0x7f000000 | (unsigned)from));
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&src, sizeof(src)), 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
 
 static int connect_gw(void)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)gw.port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    return fd;
+    return connect_from(&gw, 1);
 }
 
 static double now_ms(void)
@@ -143,12 +155,103 @@ static void test_many_small_headers(void **state)
     free(h);
 }
 
+/* GET /healthz on fd (kept alive); the status, 0 when the connection
+ * closed without an answer. Reads at most 5 s. */
+static int healthz_on(int fd)
+{
+    static const char req[] = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    char buf[1024];
+    size_t got = 0;
+    double start = now_ms();
+
+    if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1)
+        return 0;
+    while (now_ms() - start < 5000 && got < sizeof(buf) - 1) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+        if (strstr(buf, "\r\n\r\n") && strstr(buf, "{\"status\":\"ok\"}"))
+            return atoi(buf + 9); /* "HTTP/1.1 200" */
+    }
+    return 0;
+}
+
+/* Until the peer closes fd (bound_ms at most): the milliseconds it took, -1. */
+static double ms_until_closed(int fd, double bound_ms)
+{
+    double start = now_ms();
+    while (now_ms() - start < bound_ms) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        char c;
+        if (poll(&p, 1, 100) > 0 && recv(fd, &c, 1, 0) <= 0)
+            return now_ms() - start;
+    }
+    return -1;
+}
+
+/* Idle connections from one address fill its share of the slots, not all
+ * of them: the next one from that address is closed at once, another
+ * address is still served. */
+static void test_per_ip_cap(void **state)
+{
+    int held[3];
+    (void)state;
+    for (int i = 0; i < 3; i++) {
+        held[i] = connect_from(&gw_caps, 1);
+        assert_int_equal(healthz_on(held[i]), 200); /* kept alive afterwards */
+    }
+    int over = connect_from(&gw_caps, 1);
+    assert_int_equal(healthz_on(over), 0); /* closed without an answer */
+    close(over);
+    int other = connect_from(&gw_caps, 2);
+    assert_int_equal(healthz_on(other), 200);
+    close(other);
+    for (int i = 0; i < 3; i++)
+        close(held[i]);
+}
+
+static void test_keepalive_idle(void **state)
+{
+    (void)state;
+    int fd = connect_from(&gw_caps, 3);
+    assert_int_equal(healthz_on(fd), 200);
+    double took = ms_until_closed(fd, 10000);
+    print_message("kept-alive connection closed after %.0f ms (keepalive_idle_s = 2, "
+                  "client_idle_s = 60)\n",
+                  took);
+    assert_true(took >= 0); /* bounded at 10 s, far below client_idle_s */
+    close(fd);
+    /* a new connection that has not sent a request yet is not held to it */
+    fd = connect_from(&gw_caps, 3);
+    assert_true(ms_until_closed(fd, 4000) < 0);
+    close(fd);
+}
+
+static int start_caps_gateway(void)
+{
+    char *cfg = th_strf("{\"listen\":\"127.0.0.1:0\","
+                        " \"providers\":{\"a\":{\"kind\":\"openai\","
+                        "   \"base_url\":\"http://127.0.0.1:%d/v1\",\"api_key\":\"sk-a\"}},"
+                        " \"timeouts\":{\"client_idle_s\":60,\"keepalive_idle_s\":2},"
+                        " \"limits\":{\"max_connections\":16,\"max_connections_per_ip\":3}}",
+                        mock.port);
+    const char *args[] = {"--workers", "1", NULL};
+    int rc = th_start_meridian_ex(&gw_caps, cfg, args, NULL);
+    free(cfg);
+    return rc;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_slowloris_cut),
-        cmocka_unit_test(test_connection_limit_is_a_503),
-        cmocka_unit_test(test_many_small_headers),
+        cmocka_unit_test(test_slowloris_cut),      cmocka_unit_test(test_connection_limit_is_a_503),
+        cmocka_unit_test(test_many_small_headers), cmocka_unit_test(test_per_ip_cap),
+        cmocka_unit_test(test_keepalive_idle),
     };
     th_init();
     if (th_start_mock(&mock, "a") < 0)
@@ -162,11 +265,11 @@ int main(void)
                 " \"limits\":{\"max_connections\":4}}",
                 mock.port);
     const char *args[] = {"--workers", "1", NULL};
-    if (th_start_meridian_ex(&gw, cfg, args, NULL) < 0)
+    if (th_start_meridian_ex(&gw, cfg, args, NULL) < 0 || start_caps_gateway() < 0)
         return 1;
     free(cfg);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    if (th_stop(&gw) != 0)
+    if (th_stop(&gw) != 0 || th_stop(&gw_caps) != 0)
         rc = 1;
     th_stop(&mock);
     th_cleanup();

@@ -77,7 +77,7 @@ static void scrape(const th_proc_t *gw, prom_doc_t *doc, char **text)
     th_response_t r;
     char ct[128];
 
-    th_http("GET", th_url_buf(gw, "/metrics", url, sizeof(url)), NULL, NULL, 0, &r);
+    th_http("GET", th_url_buf(gw, "/metrics", url, sizeof(url)), auth, NULL, 0, &r);
     assert_int_equal(r.status, 200);
     assert_non_null(th_header(&r, "content-type", ct, sizeof(ct)));
     assert_non_null(strstr(ct, "text/plain; version=0.0.4"));
@@ -571,14 +571,14 @@ static void test_status_json(void **state)
     char url[256], ct[128];
     (void)state;
 
-    char *cfg = config("");
+    char *cfg = config(",\"public_metrics\":true");
     assert_int_equal(th_start_meridian(&gw, cfg, NULL), 0);
     free(cfg);
     th_mock_reset(&mock_fr);
     th_mock_reset(&mock_us);
     for (int i = 0; i < 5; i++)
         assert_int_equal(status_of(&gw, "{\"model\":\"chat\"}", NULL), 200);
-    /* public without a key (public_metrics defaults to true). A request is
+    /* public without a key (public_metrics true). A request is
      * counted when MHD reports it complete, which may come just after the
      * client has its answer: poll (bounded) until the fifth is in. */
     json_t *j = NULL;
@@ -622,8 +622,8 @@ static void test_status_json(void **state)
     th_response_free(&r);
     assert_int_equal(th_stop(&gw), 0);
 
-    /* public_metrics false: the key is required */
-    cfg = config(",\"public_metrics\":false");
+    /* with keys, public_metrics defaults to false: the key is required */
+    cfg = config("");
     assert_int_equal(th_start_meridian(&gw, cfg, NULL), 0);
     free(cfg);
     th_http("GET", th_url_buf(&gw, "/metrics", url, sizeof(url)), NULL, NULL, 0, &r);

@@ -72,7 +72,7 @@ static double mono_ms(void)
 
 static char *config(const char *state)
 {
-    return th_strf("{\"listen\":\"127.0.0.1:0\","
+    return th_strf("{\"listen\":\"127.0.0.1:0\", \"public_metrics\":true,"
                    " \"health\":{\"failure_threshold\":2,\"cooldown_ms\":60000},"
                    " \"retry_budget\":{\"min_retries_per_s\":100000},"
                    " \"providers\":{"

@@ -40,6 +40,7 @@ static const expected_t want[] = {
     {MR_FAIL_HTTP_OVERLOADED, "overloaded", true, false, MR_OUTCOME_OVERLOADED, "http_5xx"},
     {MR_FAIL_HTTP_5XX, "server_error", true, false, MR_OUTCOME_FAILURE, "http_5xx"},
     {MR_FAIL_HTTP_RETRYABLE, "retryable_status", true, false, MR_OUTCOME_FAILURE, "http_4xx"},
+    {MR_FAIL_HTTP_AUTH, "auth_failed", true, false, MR_OUTCOME_FAILURE, "http_4xx"},
     {MR_FAIL_HTTP_CLIENT, "client_error", false, false, MR_OUTCOME_SUCCESS, "http_4xx"},
     {MR_FAIL_HTTP_OTHER, "unexpected_status", false, false, MR_OUTCOME_SUCCESS, "invalid"},
     {MR_FAIL_INVALID_BODY, "invalid_body", true, false, MR_OUTCOME_FAILURE, "invalid"},
@@ -49,6 +50,7 @@ static const expected_t want[] = {
     {MR_FAIL_EMPTY_STREAM, "empty_stream", true, false, MR_OUTCOME_FAILURE, "invalid"},
     {MR_FAIL_TOO_LARGE, "too_large", true, false, MR_OUTCOME_FAILURE, "invalid"},
     {MR_FAIL_FIRST_BYTE, "first_byte_timeout", true, true, MR_OUTCOME_FAILURE, "timeout"},
+    {MR_FAIL_ANSWER_TIMEOUT, "answer_timeout", true, true, NO_REPORT, "timeout"},
     {MR_FAIL_DEADLINE, "deadline", false, true, MR_OUTCOME_FAILURE, "timeout"},
     {MR_FAIL_BODY_STALL, "body_timeout", true, true, MR_OUTCOME_FAILURE, "timeout"},
     {MR_FAIL_STREAM_IDLE, "stream_idle", false, true, MR_OUTCOME_FAILURE, "timeout"},
@@ -110,10 +112,16 @@ static void test_http_statuses(void **state)
     assert_int_equal(mr_failure_from_status(400, false), MR_FAIL_HTTP_CLIENT);
     assert_int_equal(mr_failure_from_status(404, false), MR_FAIL_HTTP_CLIENT);
     assert_int_equal(mr_failure_from_status(302, false), MR_FAIL_HTTP_OTHER);
+    /* the provider refused the gateway's key: whatever the dialect says */
+    assert_int_equal(mr_failure_from_status(401, false), MR_FAIL_HTTP_AUTH);
+    assert_int_equal(mr_failure_from_status(403, true), MR_FAIL_HTTP_AUTH);
+    assert_int_equal(mr_failure_from_status(407, false), MR_FAIL_HTTP_AUTH);
     /* the decisions that follow from those, end to end */
-    assert_false(mr_failure_retryable(mr_failure_from_status(401, false)));
+    assert_false(mr_failure_retryable(mr_failure_from_status(404, false)));
+    assert_true(mr_failure_retryable(mr_failure_from_status(401, false)));
     assert_true(mr_failure_retryable(mr_failure_from_status(529, true)));
-    assert_int_equal(mr_failure_breaker(mr_failure_from_status(403, false)), MR_OUTCOME_SUCCESS);
+    assert_int_equal(mr_failure_breaker(mr_failure_from_status(404, false)), MR_OUTCOME_SUCCESS);
+    assert_int_equal(mr_failure_breaker(mr_failure_from_status(403, false)), MR_OUTCOME_FAILURE);
 }
 
 static void test_curl_codes(void **state)

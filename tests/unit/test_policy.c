@@ -19,6 +19,7 @@
 
 #include "meridian/policy.h"
 #include "meridian/router.h"
+#include "meridian/router_explain.h"
 #include "meridian/sha256.h"
 #include "meridian/softstate.h"
 
@@ -1183,6 +1184,111 @@ static void test_plan_without_policy(void **state)
     mr_plan_release(&plan);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Direct models that are no configured target fail closed (finding 4)     */
+/* ------------------------------------------------------------------------ */
+
+static void expect_refused(fixture_t *f, const char *key, const char *header, const char *model,
+                           const char *rule, const char *policy)
+{
+    mr_plan_t plan = {0};
+    mr_error_t err;
+
+    if (plan1(f, key, header, NULL, model, &plan, &err) != -1 || err.status != 403) {
+        print_error("%s under %s: not refused\n", model, header);
+        fail();
+    }
+    assert_string_equal(err.code, "policy_denied");
+    assert_contains(err.message, rule);
+    assert_contains(err.message, "not a configured target");
+    assert_int_equal(plan.n_excluded, 1);
+    assert_string_equal(plan.excluded[0].rule, rule);
+    assert_string_equal(plan.excluded[0].policy, policy);
+    mr_plan_release(&plan);
+}
+
+static void test_direct_fail_closed(void **state)
+{
+    fixture_t *f = *state;
+    mr_plan_t plan = {0};
+    mr_error_t err;
+    char got[64];
+
+    /* the configured pair carries its creator (meta), which the rule allows */
+    assert_int_equal(plan1(f, NULL, "nocreator", NULL, "fr/m-fr", &plan, &err), 0);
+    assert_non_null(plan.candidates[0].target);
+    /* a spelling that is no configured target is refused, naming the rule */
+    expect_refused(f, NULL, "nocreator", "fr/M-FR", "deny.creator", "nocreator");
+    expect_refused(f, NULL, "lic", "de/unlisted", "allow.license", "lic");
+    expect_refused(f, NULL, "models", "de/m-DE", "allow.model", "models");
+    expect_refused(f, NULL, "tier", "us1/other", "allow.tier", "tier");
+    /* a key's policy counts as much as the header's */
+    expect_refused(f, "k-eu", "nolic", "fr/other", "deny.license", "nolic");
+    /* rules on provider attributes alone still judge an unlisted model */
+    assert_int_equal(plan1(f, NULL, "eu", NULL, "fr/unlisted", &plan, &err), 0);
+    assert_int_equal(plan1(f, NULL, "combo", NULL, "fr/unlisted", &plan, &err), 0);
+    /* as a fallback model it is excluded, the others still serve */
+    const char *models[] = {"r2", "fr/zzz", NULL};
+    assert_int_equal(plan_req(f, NULL, "nocreator", NULL, models, &plan, &err), 0);
+    assert_string_equal(providers_of(&plan, got, sizeof(got)), "fr,de");
+    assert_string_equal(exclusion_of(&plan, "fr")->rule, "deny.creator");
+    mr_plan_release(&plan);
+}
+
+/* ------------------------------------------------------------------------ */
+/* policy_header: narrow_only (the default), replace, ignore (finding 12)  */
+/* ------------------------------------------------------------------------ */
+
+static void expect_stack(fixture_t *f, const char *key, const char *header, const char *want,
+                         const char *label)
+{
+    mr_plan_t plan = {0};
+    mr_error_t err;
+    char got[256];
+
+    if (plan1(f, key, header, NULL, "all", &plan, &err) != 0) {
+        print_error("%s: %s\n", header, err.message);
+        fail();
+    }
+    assert_string_equal(providers_of(&plan, got, sizeof(got)), want);
+    assert_string_equal(plan.policy_label, label);
+    mr_plan_release(&plan);
+}
+
+static void test_policy_header_modes(void **state)
+{
+    fixture_t *f = *state;
+    json_t *ex;
+    mr_error_t err;
+    mr_policy_stack_t st;
+    const char *models[] = {"all"};
+
+    f->cfg->policy_header = MR_POLICY_HEADER_NARROW_ONLY;
+    /* the default policy (notcn) stays: "any" cannot bring CN back */
+    expect_stack(f, NULL, "any", "us1,fr,us2,de,ch", "notcn+any");
+    expect_stack(f, NULL, "eu", "fr,de,ch", "notcn+eu");
+    expect_stack(f, NULL, "notcn", "us1,fr,us2,de,ch", "notcn");
+    expect_stack(f, NULL, NULL, "us1,fr,us2,de,ch", "notcn");
+    expect_stack(f, "k-none", "any", "us1,fr,us2,de,ch", "notcn+any");
+    expect_stack(f, "k-eu", "any", "fr,de,ch", "eu+any");
+    /* explain names the base layer "default" */
+    assert_int_equal(mr_policy_stack_init(&st, f->cfg, NULL, "eu", NULL, &err), 0);
+    assert_true(st.key_is_default);
+    assert_int_equal(mr_router_explain(f->cfg, &st, models, 1, f->ss, f->now, &ex, &err), 0);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(ex, "policies"), 0), "layer")),
+                        "default");
+    json_decref(ex);
+
+    f->cfg->policy_header = MR_POLICY_HEADER_IGNORE;
+    expect_stack(f, NULL, "any", "us1,fr,us2,de,ch", "notcn");
+    expect_stack(f, NULL, "not-a-policy", "us1,fr,us2,de,ch", "notcn");
+    expect_stack(f, "k-eu", "any", "fr,de,ch", "eu");
+
+    f->cfg->policy_header = MR_POLICY_HEADER_REPLACE;
+    expect_stack(f, NULL, "any", "us1,cn,fr,us2,de,ch", "any");
+}
+
 int main(void)
 {
 #define T_(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1208,6 +1314,8 @@ int main(void)
         T_(test_policy_hash),
         T_(test_explain),
         T_(test_plan_without_policy),
+        T_(test_direct_fail_closed),
+        T_(test_policy_header_modes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

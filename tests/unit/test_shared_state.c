@@ -21,6 +21,7 @@
 
 #include "meridian/generation.h"
 #include "meridian/router.h"
+#include "meridian/router_explain.h"
 
 #define UTC0 1800000000000ULL /* 2027-01-15T08:00:00Z */
 #define MONO0 mono0           /* the loops' clock: CLOCK_MONOTONIC ms, as the gauges' */
