@@ -291,11 +291,12 @@ int mr_codec_sse(mr_buf_t *out, const char *event, json_t *data)
     char *s = data ? json_dumps(data, MR_CONV_JSON_FLAGS) : NULL;
     int rc = -1;
 
-    json_decref(data);
+    /* event may point into data: data goes last */
     if (s && mr_buf_append_force(out, "event: ", 7) == 0 &&
         mr_buf_append_force(out, event, strlen(event)) == 0 &&
         mr_buf_append_force(out, "\ndata: ", 7) == 0 && mr_buf_append_force(out, s, strlen(s)) == 0)
         rc = mr_buf_append_force(out, "\n\n", 2);
+    json_decref(data);
     free(s);
     return rc;
 }

@@ -249,16 +249,44 @@ static int message(parser_t *ps, const json_t *m, mr_conv_turn_t *t, size_t *use
     return blocks(ps, c, 0, &t->parts, &t->n_parts);
 }
 
-static int system_turn(parser_t *ps, const json_t *s, mr_conv_turn_t *t)
+/* system: a string, or text blocks, each a SYSTEM turn of its own (the
+ * dialects with one system field join turns with a blank line; blocks of
+ * one turn would be glued together). */
+static size_t system_turns(const json_t *sys)
 {
-    *t = (mr_conv_turn_t){.role = MR_CONV_ROLE_SYSTEM, .role_name = {"system", 6}};
-    t->has_content = 1;
-    if (!json_is_string(s) && !json_is_array(s))
+    return json_is_array(sys) ? json_array_size(sys) : sys && !json_is_null(sys);
+}
+
+static int system_prompt(parser_t *ps, const json_t *sys)
+{
+    mr_conv_req_t *r = ps->b.r;
+    size_t k, n = json_is_array(sys) ? json_array_size(sys) : 1;
+
+    if (!sys || json_is_null(sys))
+        return 0;
+    if (!json_is_string(sys) && !json_is_array(sys))
         return mr_error_bad(ps->b.err, "invalid_type", "system",
                             "system must be a string or an array of text blocks");
     snprintf(ps->where, sizeof(ps->where), "system");
     ps->assistant = 0;
-    return blocks(ps, s, 0, &t->parts, &t->n_parts);
+    for (k = 0; k < n; k++) {
+        mr_conv_turn_t *t = &r->turns[r->n_turns++];
+        const json_t *b = json_is_array(sys) ? json_array_get(sys, k) : sys;
+        *t = (mr_conv_turn_t){.role = MR_CONV_ROLE_SYSTEM, .role_name = {"system", 6}};
+        t->has_content = 1;
+        if (json_is_array(sys) && !json_is_object(b))
+            return bad(ps, k, "must be an object");
+        if (!(t->parts = mr_codec_parts(&ps->b, 1)))
+            return -1;
+        t->n_parts = 1;
+        if (json_is_string(b)) {
+            t->parts[0].kind = MR_CONV_TEXT;
+            t->parts[0].u.text = mr_conv_str(b);
+        } else if (block(ps, b, &t->parts[0]) < 0) {
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static int turns(parser_t *ps, const json_t *body)
@@ -266,15 +294,13 @@ static int turns(parser_t *ps, const json_t *body)
     const json_t *msgs = json_object_get(body, "messages"), *m;
     const json_t *sys = json_object_get(body, "system");
     mr_conv_req_t *r = ps->b.r;
-    size_t i, n = sys && !json_is_null(sys) ? 1 : 0;
+    size_t i, n = system_turns(sys);
 
     json_array_foreach(msgs, i, m)
     {
         n += turns_of(m);
     }
-    if (mr_codec_turns(&ps->b, n, "messages") < 0)
-        return -1;
-    if (n && sys && !json_is_null(sys) && system_turn(ps, sys, &r->turns[r->n_turns++]) < 0)
+    if (mr_codec_turns(&ps->b, n, "messages") < 0 || system_prompt(ps, sys) < 0)
         return -1;
     json_array_foreach(msgs, i, m)
     {

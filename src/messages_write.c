@@ -238,7 +238,8 @@ static int start(mr_messages_writer_t *w)
     w->_started = 1;
     msg = json_pack("{s:s, s:s, s:s, s:[], s:s, s:n, s:n, s:o}", "id", w->_id, "type", "message",
                     "role", "assistant", "content", "model", w->_model, "stop_reason",
-                    "stop_sequence", "usage", usage_json(&w->_usage, w->input_estimate));
+                    "stop_sequence", "usage",
+                    usage_json(&w->_usage, w->input_estimate >= 0 ? w->input_estimate : 0));
     if (mr_codec_sse(w->out, "message_start",
                      json_pack("{s:s, s:o}", "type", "message_start", "message", msg)) < 0 ||
         mr_buf_append_force(w->out, mr_buf_ptr(&w->_held), mr_buf_len(&w->_held)) < 0)

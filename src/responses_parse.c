@@ -9,9 +9,10 @@
 
 typedef struct parser {
     mr_codec_build_t b;
-    size_t item;    /* the input item being parsed */
-    int history;    /* parsing the stored history, not the client's input */
-    char where[64]; /* the item's JSON path, for messages */
+    size_t item;       /* the input item being parsed */
+    int history;       /* parsing the stored history, not the client's input */
+    char where[64];    /* the item's JSON path, for messages */
+    json_t *call_sigs; /* call id -> the signature a sealed reasoning item gave it */
 } parser_t;
 
 static int bad(parser_t *ps, const char *what)
@@ -52,7 +53,7 @@ static size_t parts_of(const json_t *it)
 
 /* ------------------------------------------------------------ reasoning */
 
-char *mr_responses_seal(const mr_conv_reasoning_t *r)
+char *mr_responses_seal(const mr_conv_reasoning_t *r, mr_conv_str_t call_id)
 {
     json_t *j;
     char *text, *enc, *out = NULL;
@@ -60,6 +61,8 @@ char *mr_responses_seal(const mr_conv_reasoning_t *r)
     if (!r->signature.p && !r->data.p)
         return NULL;
     j = json_object();
+    if (j && call_id.p)
+        json_object_set_new(j, "c", mr_codec_str(call_id));
     if (j && r->origin_kind.p)
         json_object_set_new(j, "k", mr_codec_str(r->origin_kind));
     if (j && r->origin_model.p)
@@ -78,8 +81,20 @@ char *mr_responses_seal(const mr_conv_reasoning_t *r)
     return out;
 }
 
+/* A tool call's signature, sealed in a reasoning item of its own, kept
+ * until the call comes. 0 (the item makes no part) / -1. */
+static int keep_call_signature(parser_t *ps, mr_conv_str_t call, mr_conv_str_t sig)
+{
+    if (!sig.p || strlen(call.p) != call.n)
+        return 0;
+    if ((!ps->call_sigs && !(ps->call_sigs = json_object())) ||
+        json_object_set_new(ps->call_sigs, call.p, json_stringn(sig.p, sig.n)) < 0)
+        return mr_codec_oom(&ps->b);
+    return 0;
+}
+
 /* encrypted_content: ours opened again, anything else OpenAI's data. */
-static int unseal(parser_t *ps, mr_conv_str_t enc, mr_conv_reasoning_t *r)
+static int unseal(parser_t *ps, mr_conv_str_t enc, mr_conv_reasoning_t *r, mr_conv_str_t *call)
 {
     const size_t pl = sizeof(MR_RESPONSES_SEAL_PREFIX) - 1;
     unsigned char *text = NULL;
@@ -104,12 +119,17 @@ static int unseal(parser_t *ps, mr_conv_str_t enc, mr_conv_reasoning_t *r)
     r->origin_model = mr_conv_str(json_object_get(j, "m"));
     r->signature = mr_conv_str(json_object_get(j, "s"));
     r->data = mr_conv_str(json_object_get(j, "d"));
+    *call = mr_conv_str(json_object_get(j, "c"));
     return 0;
 }
 
-/* summary (or content) texts, joined by a blank line when several */
+/* A reasoning item into p: its summary (or content) texts, joined by a
+ * blank line when several, and its seal. 1 when p holds it; 0 when it
+ * carries nothing for a part: empty, or the seal of a tool call's
+ * signature (kept for the call: call_signature). */
 static int reasoning(parser_t *ps, const json_t *it, mr_conv_part_t *p)
 {
+    mr_conv_str_t call = {0};
     const json_t *list = json_object_get(it, "summary"), *s;
     mr_buf_t text;
     size_t i, n = 0;
@@ -135,7 +155,24 @@ static int reasoning(parser_t *ps, const json_t *it, mr_conv_part_t *p)
     mr_buf_free(&text);
     if (rc < 0)
         return mr_codec_oom(&ps->b);
-    return unseal(ps, mr_conv_str(json_object_get(it, "encrypted_content")), &p->u.reasoning);
+    if (unseal(ps, mr_conv_str(json_object_get(it, "encrypted_content")), &p->u.reasoning, &call) <
+        0)
+        return -1;
+    if (call.p)
+        return keep_call_signature(ps, call, p->u.reasoning.signature);
+    return p->u.reasoning.text.p || p->u.reasoning.signature.p || p->u.reasoning.data.p;
+}
+
+/* The signature a sealed reasoning item gave the call (copied into the
+ * arena: the map goes when the parse ends). */
+static int call_signature(parser_t *ps, mr_conv_tool_call_t *c)
+{
+    const json_t *sig = c->id.p ? json_object_get(ps->call_sigs, c->id.p) : NULL;
+
+    if (!sig)
+        return 0;
+    c->signature = mr_conv_copy(ps->b.r->_arena, json_string_value(sig), json_string_length(sig));
+    return c->signature.p ? 0 : mr_codec_oom(&ps->b);
 }
 
 /* ------------------------------------------------------------ parts */
@@ -305,13 +342,23 @@ static int assistant_item(parser_t *ps, const json_t *it, mr_conv_turn_t *t)
 
     if (mr_conv_eq(type, "message"))
         return content(ps, json_object_get(it, "content"), t->parts, &t->n_parts);
+    if (mr_conv_eq(type, "reasoning")) {
+        int used = reasoning(ps, it, p);
+        if (used < 0)
+            return -1;
+        if (used)
+            t->n_parts++;
+        else
+            memset(p, 0, sizeof(*p));
+        return 0;
+    }
     t->n_parts++;
-    if (mr_conv_eq(type, "reasoning"))
-        return reasoning(ps, it, p);
     p->kind = MR_CONV_TOOL_CALL;
     p->u.call.id = mr_conv_str(json_object_get(it, "call_id"));
     p->u.call.name = mr_conv_str(json_object_get(it, "name"));
     p->u.call.type_ok = 1;
+    if (call_signature(ps, &p->u.call) < 0)
+        return -1;
     return mr_codec_args_text(&ps->b, json_object_get(it, "arguments"), &p->u.call);
 }
 
@@ -619,9 +666,11 @@ int mr_responses_parse(const json_t *body, const json_t *history, mr_conv_req_t 
     ps.b.r->turns_param = "input";
     if (turns(&ps, body, json_is_array(history) ? history : NULL) < 0 ||
         parameters(&ps, body) < 0) {
+        json_decref(ps.call_sigs);
         mr_conv_req_free(ps.b.r);
         return -1;
     }
+    json_decref(ps.call_sigs);
     *out = ps.b.r;
     return 0;
 }

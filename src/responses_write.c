@@ -160,15 +160,22 @@ static int wants_seals(const json_t *request)
     return 0;
 }
 
-static char *seal_of(const mr_conv_reasoning_t *r)
+/* The seal of a reasoning part (or of a tool call's signature: call_id);
+ * its origin model, when it names none, is the answer's. */
+static char *seal_of(const mr_conv_reasoning_t *r, mr_conv_str_t model, mr_conv_str_t call_id)
 {
-    return r->signature.p || r->data.p ? mr_responses_seal(r) : NULL;
+    mr_conv_reasoning_t with = *r;
+
+    if (!with.origin_model.p)
+        with.origin_model = model;
+    return r->signature.p || r->data.p ? mr_responses_seal(&with, call_id) : NULL;
 }
 
 /* One part into the items: text runs share a message item. */
-static int answer_item(const mr_responses_ctx_t *ctx, const mr_conv_part_t *p, const char *status,
-                       json_t *items)
+static int answer_item(const mr_responses_ctx_t *ctx, const mr_conv_answer_t *a,
+                       const mr_conv_part_t *p, const char *status, json_t *items)
 {
+    mr_conv_reasoning_t sig = {.origin_kind = {ctx->origin, ctx->origin ? strlen(ctx->origin) : 0}};
     json_t *last = json_array_get(items, json_array_size(items) - 1), *c;
     size_t n = json_array_size(items);
     char id[MR_CODEC_ID_MAX + 32], *seal;
@@ -187,11 +194,20 @@ static int answer_item(const mr_responses_ctx_t *ctx, const mr_conv_part_t *p, c
         return json_array_append_new(json_object_get(last, "content"), c);
     case MR_CONV_REASONING:
         item_id(ctx, "rs", n, id, sizeof(id));
-        seal = seal_of(&p->u.reasoning);
+        seal = seal_of(&p->u.reasoning, a->model, (mr_conv_str_t){0});
         c = reasoning_item(id, p->u.reasoning.text.p, p->u.reasoning.text.n, seal);
         free(seal);
         return json_array_append_new(items, c);
     case MR_CONV_TOOL_CALL:
+        /* a call's own signature (Gemini) travels in a reasoning item before it */
+        sig.signature = p->u.call.signature;
+        if ((seal = seal_of(&sig, a->model, p->u.call.id))) {
+            item_id(ctx, "rs", n++, id, sizeof(id));
+            c = reasoning_item(id, NULL, 0, seal);
+            free(seal);
+            if (json_array_append_new(items, c) < 0)
+                return -1;
+        }
         item_id(ctx, "fc", n, id, sizeof(id));
         return json_array_append_new(items, call_item(id, "completed",
                                                       p->u.call.id.p ? p->u.call.id.p : "",
@@ -246,7 +262,7 @@ int mr_responses_write_answer(const mr_conv_answer_t *a, const mr_responses_ctx_
     if (entry)
         *entry = NULL;
     for (size_t k = 0; sealed && ch && k < ch->n_parts; k++)
-        if (answer_item(ctx, &ch->parts[k], incomplete ? "incomplete" : "completed", sealed) < 0)
+        if (answer_item(ctx, a, &ch->parts[k], incomplete ? "incomplete" : "completed", sealed) < 0)
             goto oom;
     if (!sealed ||
         !(resp = response_object(ctx, a->model.p ? a->model.p : ctx->model,
@@ -302,17 +318,22 @@ static json_t *ev_new(mr_responses_writer_t *w, const char *type)
     return json_pack("{s:s, s:I}", "type", type, "sequence_number", (json_int_t)w->_seq++);
 }
 
-/* {type, sequence_number, item_id, output_index} */
-static json_t *ev_item(mr_responses_writer_t *w, const char *type)
+/* {type, sequence_number, [item_id,] output_index}: the open item's */
+static json_t *ev_at(mr_responses_writer_t *w, const char *type, int with_id)
 {
     json_t *ev = ev_new(w, type);
 
-    if (ev) {
+    if (ev && with_id)
         json_object_set_new(ev, "item_id", json_string(w->_item_id));
+    if (ev)
         json_object_set_new(ev, "output_index",
                             json_integer((json_int_t)json_array_size(w->_output)));
-    }
     return ev;
+}
+
+static json_t *ev_item(mr_responses_writer_t *w, const char *type)
+{
+    return ev_at(w, type, 1);
 }
 
 static int ev_emit(mr_responses_writer_t *w, json_t *ev)
@@ -367,7 +388,7 @@ static int open_item(mr_responses_writer_t *w, int kind, json_t *item)
     w->_kind = kind;
     mr_buf_reset(&w->_text);
     mr_buf_reset(&w->_sig);
-    rc = emit_with(w, ev_item(w, "response.output_item.added"), "item", item);
+    rc = emit_with(w, ev_at(w, "response.output_item.added", 0), "item", item);
     if (rc == 0 && kind == ITEM_MESSAGE)
         rc = emit_part(w, "response.content_part.added", "content_index", text_part("", 0));
     if (rc == 0 && kind == ITEM_REASONING)
@@ -411,7 +432,7 @@ static json_t *close_reasoning(mr_responses_writer_t *w)
     r.origin_model = (mr_conv_str_t){w->_model, strlen(w->_model)};
     if (!r.signature.n)
         r.signature.p = NULL;
-    seal = seal_of(&r);
+    seal = seal_of(&r, r.origin_model, (mr_conv_str_t){0});
     item = reasoning_item(w->_item_id, t, n, seal);
     free(seal);
     return item;
@@ -447,7 +468,7 @@ static int close_item(mr_responses_writer_t *w, const char *status)
     shown = item ? json_deep_copy(item) : NULL;
     if (shown && !w->_include)
         json_object_del(shown, "encrypted_content");
-    if (emit_with(w, ev_item(w, "response.output_item.done"), "item", shown) < 0 ||
+    if (emit_with(w, ev_at(w, "response.output_item.done", 0), "item", shown) < 0 ||
         json_array_append_new(w->_output, item) < 0)
         return -1;
     w->_bytes += mr_buf_len(&w->_text) + mr_buf_len(&w->_sig);

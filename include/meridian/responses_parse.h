@@ -31,6 +31,7 @@
  * `encrypted_content` ("mr1." + base64url JSON, not secret: the client
  * sees the reasoning text anyway); this parser opens it again. Any other
  * encrypted_content is OpenAI's, kept as opaque data of origin "openai".
+ * Reasoning items that carry nothing (no text, no seal) make no part.
  *
  * The model holds references to `body` and `history` and borrows from them.
  * Refuses only what no target could read (400s naming the JSON path). Pure;
@@ -58,7 +59,10 @@ json_t *mr_responses_input_items(const json_t *body);
 
 /* A reasoning part's signature / data and origin sealed as
  * encrypted_content: a malloc'd string, NULL when it has nothing to seal
- * (or memory ran out). */
-char *mr_responses_seal(const mr_conv_reasoning_t *r);
+ * (or memory ran out). With a call id (else absent) it seals that tool
+ * call's signature (Gemini's thought signatures): the writer puts it in a
+ * reasoning item of its own before the function_call, and this parser
+ * gives the signature back to the call with that call_id. */
+char *mr_responses_seal(const mr_conv_reasoning_t *r, mr_conv_str_t call_id);
 
 #endif
