@@ -235,7 +235,7 @@ void mr_chat_stream_init(mr_chat_stream_t *st, const mr_chat_answer_in_t *in)
     st->usage = MR_CONV_USAGE_UNKNOWN;
 }
 
-static int send(const mr_conv_sink_t *sink, mr_conv_event_t ev)
+static int send_ev(const mr_conv_sink_t *sink, mr_conv_event_t ev)
 {
     return sink->event(sink->ctx, &ev);
 }
@@ -245,7 +245,8 @@ static int send_text(const mr_conv_sink_t *sink, mr_conv_event_kind_t kind, long
 {
     if (!json_string_length(text))
         return 0;
-    return send(sink, (mr_conv_event_t){.kind = kind, .choice = choice, .text = mr_conv_str(text)});
+    return send_ev(sink,
+                   (mr_conv_event_t){.kind = kind, .choice = choice, .text = mr_conv_str(text)});
 }
 
 /* A choice's state; the first time, the choice starts. */
@@ -263,10 +264,10 @@ static mr_chat_stream_choice_t *choice_get(mr_chat_stream_t *st, long index,
     }
     cs = &st->choices[st->n_choices];
     *cs = (mr_chat_stream_choice_t){.index = index};
-    *rc = send(sink, (mr_conv_event_t){.kind = MR_CONV_EV_START,
-                                       .choice = index,
-                                       .id = {st->id, strlen(st->id)},
-                                       .name = {st->model, strlen(st->model)}});
+    *rc = send_ev(sink, (mr_conv_event_t){.kind = MR_CONV_EV_START,
+                                          .choice = index,
+                                          .id = {st->id, strlen(st->id)},
+                                          .name = {st->model, strlen(st->model)}});
     if (*rc)
         return NULL;
     st->n_choices++;
@@ -310,21 +311,21 @@ static int delta_tool(mr_chat_stream_t *st, mr_chat_stream_choice_t *cs, const j
     for (k = 0; k < cs->n_tools && cs->tools[k] != up; k++)
         ;
     if (k < cs->n_tools) /* a call already started: its arguments go on */
-        return send(sink, (mr_conv_event_t){.kind = MR_CONV_EV_TOOL_ARGS,
-                                            .choice = cs->index,
-                                            .index = k,
-                                            .text = mr_conv_str(args)});
+        return send_ev(sink, (mr_conv_event_t){.kind = MR_CONV_EV_TOOL_ARGS,
+                                               .choice = cs->index,
+                                               .index = k,
+                                               .text = mr_conv_str(args)});
     if (!json_is_string(name) || cs->n_tools == MR_CHAT_STREAM_TOOLS)
         return MR_CODEC_MALFORMED; /* a call must start with its name */
     cs->tools[cs->n_tools++] = up;
     call_id(st->id, cs->index, k, json_object_get(tc, "id"), id, sizeof(id));
-    return send(sink, (mr_conv_event_t){.kind = MR_CONV_EV_TOOL_START,
-                                        .choice = cs->index,
-                                        .index = k,
-                                        .id = {id, strlen(id)},
-                                        .name = mr_conv_str(name),
-                                        .text = json_is_string(args) ? mr_conv_str(args)
-                                                                     : (mr_conv_str_t){"", 0}});
+    return send_ev(sink, (mr_conv_event_t){.kind = MR_CONV_EV_TOOL_START,
+                                           .choice = cs->index,
+                                           .index = k,
+                                           .id = {id, strlen(id)},
+                                           .name = mr_conv_str(name),
+                                           .text = json_is_string(args) ? mr_conv_str(args)
+                                                                        : (mr_conv_str_t){"", 0}});
 }
 
 static int on_choice(mr_chat_stream_t *st, const json_t *c, size_t pos, const mr_conv_sink_t *sink)
@@ -352,10 +353,10 @@ static int on_choice(mr_chat_stream_t *st, const json_t *c, size_t pos, const mr
     if (!json_is_string(fr))
         return 0;
     cs->finished = 1;
-    return send(sink,
-                (mr_conv_event_t){.kind = MR_CONV_EV_FINISH,
-                                  .choice = index,
-                                  .finish = finish_reason(json_string_value(fr), cs->n_tools > 0)});
+    return send_ev(
+        sink, (mr_conv_event_t){.kind = MR_CONV_EV_FINISH,
+                                .choice = index,
+                                .finish = finish_reason(json_string_value(fr), cs->n_tools > 0)});
 }
 
 /* [DONE]: choices without a finish reason stop; an answer that never
@@ -370,13 +371,13 @@ static int on_done(mr_chat_stream_t *st, const mr_conv_sink_t *sink)
     for (int i = 0; i < st->n_choices; i++) {
         mr_chat_stream_choice_t *cs = &st->choices[i];
         if (!cs->finished &&
-            send(sink, (mr_conv_event_t){.kind = MR_CONV_EV_FINISH,
-                                         .choice = cs->index,
-                                         .finish = finish_reason(NULL, cs->n_tools > 0)}) < 0)
+            send_ev(sink, (mr_conv_event_t){.kind = MR_CONV_EV_FINISH,
+                                            .choice = cs->index,
+                                            .finish = finish_reason(NULL, cs->n_tools > 0)}) < 0)
             return -1;
         cs->finished = 1;
     }
-    return send(sink, (mr_conv_event_t){.kind = MR_CONV_EV_END});
+    return send_ev(sink, (mr_conv_event_t){.kind = MR_CONV_EV_END});
 }
 
 static int on_error(mr_chat_stream_t *st, const json_t *e, const mr_conv_sink_t *sink)
@@ -387,12 +388,12 @@ static int on_error(mr_chat_stream_t *st, const json_t *e, const mr_conv_sink_t 
 
     st->done = 1;
     msg = msg ? msg : "upstream reported an error mid-stream";
-    if (send(sink, (mr_conv_event_t){.kind = MR_CONV_EV_ERROR,
-                                     .err_type = type ? type : "api_error",
-                                     .err_code = code   ? code
-                                                 : type ? type
-                                                        : "upstream_error",
-                                     .text = {msg, strlen(msg)}}) < 0)
+    if (send_ev(sink, (mr_conv_event_t){.kind = MR_CONV_EV_ERROR,
+                                        .err_type = type ? type : "api_error",
+                                        .err_code = code   ? code
+                                                    : type ? type
+                                                           : "upstream_error",
+                                        .text = {msg, strlen(msg)}}) < 0)
         return -1;
     return MR_CODEC_UPSTREAM_ERROR;
 }
@@ -422,7 +423,7 @@ static int on_chunk(mr_chat_stream_t *st, const json_t *ev, const mr_conv_sink_t
     if (!json_is_object(u))
         return 0;
     read_usage(u, &st->usage);
-    return send(sink, (mr_conv_event_t){.kind = MR_CONV_EV_USAGE, .usage = &st->usage});
+    return send_ev(sink, (mr_conv_event_t){.kind = MR_CONV_EV_USAGE, .usage = &st->usage});
 }
 
 int mr_chat_stream_event(mr_chat_stream_t *st, const char *data, size_t len,
