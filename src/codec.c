@@ -280,6 +280,17 @@ void mr_codec_model(const json_t *upstream, const char *fallback, char *dst, siz
     dst[n] = '\0';
 }
 
+void mr_codec_view_copy(mr_conv_str_t s, char *dst, size_t cap)
+{
+    size_t n = s.n < cap ? s.n : cap - 1;
+
+    while (n < s.n && n > 0 && ((unsigned char)s.p[n] & 0xC0) == 0x80)
+        n--; /* s.p[n] continues a character: cut before it starts */
+    if (n)
+        memcpy(dst, s.p, n);
+    dst[n] = '\0';
+}
+
 long mr_codec_count(const json_t *obj, const char *key)
 {
     const json_t *v = json_object_get(obj, key);

@@ -177,9 +177,9 @@ static const char *anthropic_type(const char *type)
     return "api_error";
 }
 
-static json_t *error_json(const char *type, const char *message)
+static json_t *error_json(const char *type, mr_conv_str_t message)
 {
-    json_t *msg = json_string(message ? message : "");
+    json_t *msg = json_stringn(message.p ? message.p : "", message.n);
 
     if (!msg) /* not UTF-8: keep it readable */
         msg = json_string("the upstream's error message is not valid UTF-8");
@@ -188,7 +188,8 @@ static json_t *error_json(const char *type, const char *message)
 
 char *mr_messages_error_body(const mr_error_t *e, size_t *len)
 {
-    json_t *j = error_json(mr_messages_error_type(e->status), e->message);
+    json_t *j = error_json(mr_messages_error_type(e->status),
+                           (mr_conv_str_t){e->message, strlen(e->message)});
     char *s = j ? json_dumps(j, MR_CONV_JSON_FLAGS) : NULL;
 
     json_decref(j);
@@ -197,9 +198,14 @@ char *mr_messages_error_body(const mr_error_t *e, size_t *len)
     return s;
 }
 
-void mr_messages_write_error(mr_buf_t *out, const char *type, const char *message)
+static void error_event(mr_buf_t *out, const char *type, mr_conv_str_t message)
 {
     mr_codec_sse(out, "error", error_json(anthropic_type(type), message));
+}
+
+void mr_messages_write_error(mr_buf_t *out, const char *type, const char *message)
+{
+    error_event(out, type, (mr_conv_str_t){message, message ? strlen(message) : 0});
 }
 
 /* ------------------------------------------------------------ streams */
@@ -275,7 +281,7 @@ static void seen(mr_messages_writer_t *w, mr_conv_str_t id, mr_conv_str_t model)
         return;
     w->_seen = 1;
     message_id(id, w->_id, sizeof(w->_id));
-    mr_codec_model(NULL, model.p ? model.p : "", w->_model, sizeof(w->_model));
+    mr_codec_view_copy(model, w->_model, sizeof(w->_model));
 }
 
 static int open_block(mr_messages_writer_t *w, int kind, json_t *block)
@@ -374,9 +380,9 @@ static int on_error(mr_messages_writer_t *w, const mr_conv_event_t *ev)
     if (w->_seen && start(w) < 0)
         return -1;
     w->_ended = 1;
-    mr_messages_write_error(
-        w->out, ev->err_code && strstr(ev->err_code, "_error") ? ev->err_code : ev->err_type,
-        ev->text.p);
+    error_event(w->out,
+                ev->err_code && strstr(ev->err_code, "_error") ? ev->err_code : ev->err_type,
+                ev->text);
     return 0;
 }
 

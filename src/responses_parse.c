@@ -105,7 +105,7 @@ static int unseal(parser_t *ps, mr_conv_str_t enc, mr_conv_reasoning_t *r, mr_co
         return 0;
     if (enc.n > pl && memcmp(enc.p, MR_RESPONSES_SEAL_PREFIX, pl) == 0 &&
         (text = mr_codec_b64url_decode(enc.p + pl, enc.n - pl, &n)))
-        j = json_loadb((const char *)text, n, 0, NULL);
+        j = json_loadb((const char *)text, n, JSON_ALLOW_NUL, NULL);
     free(text);
     if (!json_is_object(j)) {
         json_decref(j);

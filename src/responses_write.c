@@ -493,7 +493,8 @@ static int finish(mr_responses_writer_t *w, const char *type, const char *status
     return emit_response(w, type, resp);
 }
 
-int mr_responses_write_failed(mr_responses_writer_t *w, const char *code, const char *message)
+/* response.failed; the message is a view (events carry views). */
+static int failed(mr_responses_writer_t *w, const char *code, mr_conv_str_t message)
 {
     json_t *msg;
 
@@ -502,11 +503,16 @@ int mr_responses_write_failed(mr_responses_writer_t *w, const char *code, const 
     if (start(w) < 0)
         return -1;
     w->_kind = ITEM_NONE; /* an item cut short is not part of the output */
-    if (!(msg = json_string(message ? message : "")))
+    if (!(msg = json_stringn(message.p ? message.p : "", message.n)))
         msg = json_string("the upstream's error message is not valid UTF-8");
     return finish(w, "response.failed", "failed",
                   json_pack("{s:s, s:o}", "code", code ? code : "server_error", "message", msg),
                   NULL);
+}
+
+int mr_responses_write_failed(mr_responses_writer_t *w, const char *code, const char *message)
+{
+    return failed(w, code, (mr_conv_str_t){message, message ? strlen(message) : 0});
 }
 
 static int append(mr_responses_writer_t *w, mr_buf_t *b, mr_conv_str_t s)
@@ -624,7 +630,7 @@ int mr_responses_write_event(void *ctx, const mr_conv_event_t *ev)
     switch (ev->kind) {
     case MR_CONV_EV_START:
         if (ev->choice == 0 && !w->_started && ev->name.p)
-            mr_codec_model(NULL, ev->name.p, w->_model, sizeof(w->_model));
+            mr_codec_view_copy(ev->name, w->_model, sizeof(w->_model));
         return ev->choice == 0 ? start(w) : 0;
     case MR_CONV_EV_USAGE:
         w->_usage = *ev->usage;
@@ -632,11 +638,11 @@ int mr_responses_write_event(void *ctx, const mr_conv_event_t *ev)
     case MR_CONV_EV_END:
         return on_end(w);
     case MR_CONV_EV_ERROR:
-        return mr_responses_write_failed(
-            w,
-            ev->err_type && strcmp(ev->err_type, "rate_limit_error") == 0 ? "rate_limit_exceeded"
-                                                                          : "server_error",
-            ev->text.p);
+        return failed(w,
+                      ev->err_type && strcmp(ev->err_type, "rate_limit_error") == 0
+                          ? "rate_limit_exceeded"
+                          : "server_error",
+                      ev->text);
     default:
         return ev->choice == 0 ? on_content(w, ev) : 0;
     }

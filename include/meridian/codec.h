@@ -107,6 +107,10 @@ void mr_codec_safe_id(const char *s, size_t len, const char *prefix, char *dst, 
  * character boundary. cap must exceed 128. */
 void mr_codec_model(const json_t *upstream, const char *fallback, char *dst, size_t cap);
 
+/* A view copied into dst (cap bytes, NUL-terminated), cut to fit on a
+ * UTF-8 character boundary. */
+void mr_codec_view_copy(mr_conv_str_t s, char *dst, size_t cap);
+
 /* A non-negative integer member (a token count), -1 when absent or not one. */
 long mr_codec_count(const json_t *obj, const char *key);
 
