@@ -78,7 +78,7 @@ static void reasoning_part(const answer_t *x, mr_conv_choice_t *ch, mr_conv_str_
 static void reasoning(const answer_t *x, const json_t *msg, mr_conv_choice_t *ch)
 {
     const json_t *details = json_object_get(msg, "reasoning_details"), *d;
-    const json_t *text = json_object_get(msg, "reasoning_content");
+    const json_t *rtext = json_object_get(msg, "reasoning_content");
     size_t i;
 
     json_array_foreach(details, i, d)
@@ -97,10 +97,10 @@ static void reasoning(const answer_t *x, const json_t *msg, mr_conv_choice_t *ch
     }
     if (json_array_size(details))
         return;
-    if (!json_is_string(text))
-        text = json_object_get(msg, "reasoning");
-    if (json_string_length(text))
-        reasoning_part(x, ch, mr_conv_str(text), (mr_conv_str_t){0}, (mr_conv_str_t){0});
+    if (!json_is_string(rtext))
+        rtext = json_object_get(msg, "reasoning");
+    if (json_string_length(rtext))
+        reasoning_part(x, ch, mr_conv_str(rtext), (mr_conv_str_t){0}, (mr_conv_str_t){0});
 }
 
 /* content as a string, or as an array of text parts */
@@ -278,13 +278,12 @@ static int delta_reasoning(mr_chat_stream_choice_t *cs, const json_t *delta,
                            const mr_conv_sink_t *sink)
 {
     const json_t *details = json_object_get(delta, "reasoning_details"), *d;
-    const json_t *text = json_object_get(delta, "reasoning_content");
+    const json_t *rtext = json_object_get(delta, "reasoning_content");
     size_t i;
-    int rc = 0;
 
     json_array_foreach(details, i, d)
     {
-        rc = send_text(sink, MR_CONV_EV_REASONING, cs->index, json_object_get(d, "text"));
+        int rc = send_text(sink, MR_CONV_EV_REASONING, cs->index, json_object_get(d, "text"));
         if (rc == 0)
             rc = send_text(sink, MR_CONV_EV_REASONING, cs->index, json_object_get(d, "summary"));
         if (rc == 0)
@@ -294,9 +293,9 @@ static int delta_reasoning(mr_chat_stream_choice_t *cs, const json_t *delta,
     }
     if (json_array_size(details))
         return 0;
-    if (!json_is_string(text))
-        text = json_object_get(delta, "reasoning");
-    return send_text(sink, MR_CONV_EV_REASONING, cs->index, text);
+    if (!json_is_string(rtext))
+        rtext = json_object_get(delta, "reasoning");
+    return send_text(sink, MR_CONV_EV_REASONING, cs->index, rtext);
 }
 
 static int delta_tool(mr_chat_stream_t *st, mr_chat_stream_choice_t *cs, const json_t *tc,
@@ -403,7 +402,6 @@ static int on_chunk(mr_chat_stream_t *st, const json_t *ev, const mr_conv_sink_t
     const json_t *choices = json_object_get(ev, "choices"), *u = json_object_get(ev, "usage"), *c;
     const json_t *jid = json_object_get(ev, "id");
     size_t i;
-    int rc;
 
     if (json_is_object(json_object_get(ev, "error")))
         return on_error(st, json_object_get(ev, "error"), sink);
@@ -417,7 +415,8 @@ static int on_chunk(mr_chat_stream_t *st, const json_t *ev, const mr_conv_sink_t
     }
     json_array_foreach(choices, i, c)
     {
-        if ((rc = on_choice(st, c, i, sink)) != 0)
+        int rc = on_choice(st, c, i, sink);
+        if (rc != 0)
             return rc;
     }
     if (!json_is_object(u))

@@ -37,6 +37,7 @@ static json_t *data_url(const mr_conv_media_t *m)
     memcpy(s + 5, m->media_type.p, tn);
     memcpy(s + 5 + tn, ";base64,", 8);
     memcpy(s + 13 + tn, m->data.p, dn);
+    s[13 + tn + dn] = '\0';
     j = json_stringn(s, 13 + tn + dn);
     free(s);
     return j;

@@ -98,18 +98,16 @@ static int block(parser_t *ps, const json_t *b, mr_conv_part_t *p)
         return source(ps, json_object_get(b, "source"), &p->u.media);
     } else if (mr_conv_eq(type, "document")) {
         return document(ps, b, p);
-    } else if (!ps->assistant && (mr_conv_eq(type, "tool_use") || mr_conv_eq(type, "thinking") ||
-                                  mr_conv_eq(type, "redacted_thinking"))) {
-        other(p, type, MR_CONV_FLAW_NONE); /* the assistant's blocks, elsewhere */
-    } else if (mr_conv_eq(type, "tool_use")) {
+    } else if (mr_conv_eq(type, "tool_use") && ps->assistant) {
         p->kind = MR_CONV_TOOL_CALL;
         p->u.call.id = mr_conv_str(json_object_get(b, "id"));
         p->u.call.name = mr_conv_str(json_object_get(b, "name"));
         p->u.call.type_ok = 1;
         return mr_codec_args_object(&ps->b, json_object_get(b, "input"), &p->u.call);
-    } else if (mr_conv_eq(type, "thinking") || mr_conv_eq(type, "redacted_thinking")) {
+    } else if ((mr_conv_eq(type, "thinking") || mr_conv_eq(type, "redacted_thinking")) &&
+               ps->assistant) {
         thinking(b, type.p[0] == 'r', p);
-    } else {
+    } else { /* unknown, or the assistant's blocks elsewhere */
         other(p, type, MR_CONV_FLAW_NONE);
     }
     return 0;
@@ -449,14 +447,14 @@ static const char *const carried[] = {
 static int parameters(parser_t *ps, const json_t *body)
 {
     mr_conv_req_t *r = ps->b.r;
-    const json_t *thinking = json_object_get(body, "thinking");
+    const json_t *think = json_object_get(body, "thinking");
 
     mr_codec_num(body, "max_tokens", "max_tokens", 1, &r->max_output);
     mr_codec_num(body, "temperature", "temperature", 0, &r->temperature);
     mr_codec_num(body, "top_p", "top_p", 0, &r->top_p);
     mr_codec_num(body, "top_k", "top_k", 1, &r->top_k);
-    mr_codec_num(thinking, "budget_tokens", "thinking.budget_tokens", 1, &r->thinking_budget);
-    r->thinking_type = mr_conv_str(json_object_get(thinking, "type"));
+    mr_codec_num(think, "budget_tokens", "thinking.budget_tokens", 1, &r->thinking_budget);
+    r->thinking_type = mr_conv_str(json_object_get(think, "type"));
     r->reasoning_effort =
         mr_conv_str(json_object_get(json_object_get(body, "output_config"), "effort"));
     r->stream = json_is_true(json_object_get(body, "stream"));

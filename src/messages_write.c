@@ -316,14 +316,12 @@ static int delta(mr_messages_writer_t *w, const char *type, const char *key, mr_
 
 static int on_text(mr_messages_writer_t *w, int kind, mr_conv_str_t s)
 {
-    json_t *block;
-
     if (s.n == 0)
         return 0;
     if (w->_kind != kind) {
-        block = kind == BLOCK_TEXT ? json_pack("{s:s, s:s}", "type", "text", "text", "")
-                                   : json_pack("{s:s, s:s, s:s}", "type", "thinking", "thinking",
-                                               "", "signature", "");
+        json_t *block = kind == BLOCK_TEXT ? json_pack("{s:s, s:s}", "type", "text", "text", "")
+                                           : json_pack("{s:s, s:s, s:s}", "type", "thinking",
+                                                       "thinking", "", "signature", "");
         if (open_block(w, kind, block) < 0)
             return -1;
     }

@@ -619,18 +619,18 @@ static const char *const carried[] = {
 static int parameters(parser_t *ps, const json_t *body)
 {
     mr_conv_req_t *r = ps->b.r;
-    const json_t *reasoning = json_object_get(body, "reasoning");
+    const json_t *rsn = json_object_get(body, "reasoning");
     const json_t *ptc = json_object_get(body, "parallel_tool_calls");
-    const json_t *summary = json_object_get(reasoning, "summary");
+    const json_t *summary = json_object_get(rsn, "summary");
 
     ps->b.r->turns_param = "input";
     mr_codec_num(body, "max_output_tokens", "max_output_tokens", 1, &r->max_output);
     mr_codec_num(body, "temperature", "temperature", 0, &r->temperature);
     mr_codec_num(body, "top_p", "top_p", 0, &r->top_p);
     mr_codec_num(body, "top_logprobs", "top_logprobs", 1, &r->top_logprobs);
-    r->reasoning_effort = mr_conv_str(json_object_get(reasoning, "effort"));
-    r->reasoning_summary = mr_conv_str(
-        json_is_string(summary) ? summary : json_object_get(reasoning, "generate_summary"));
+    r->reasoning_effort = mr_conv_str(json_object_get(rsn, "effort"));
+    r->reasoning_summary =
+        mr_conv_str(json_is_string(summary) ? summary : json_object_get(rsn, "generate_summary"));
     r->parallel_tool_calls = json_is_boolean(ptc) ? json_is_true(ptc) : -1;
     r->stream = json_is_true(json_object_get(body, "stream"));
     r->include_usage = 1; /* Responses answers always carry usage */

@@ -29,7 +29,7 @@ static json_t *usage_json(const mr_conv_usage_t *u)
         "{s:I, s:{s:I}, s:I, s:{s:I}, s:I}", "input_tokens", (json_int_t)in, "input_tokens_details",
         "cached_tokens", (json_int_t)(u->cached > 0 ? u->cached : 0), "output_tokens",
         (json_int_t)out, "output_tokens_details", "reasoning_tokens",
-        (json_int_t)(u->reasoning > 0 ? u->reasoning : 0), "total_tokens", (json_int_t)(in + out));
+        (json_int_t)(u->reasoning > 0 ? u->reasoning : 0), "total_tokens", (json_int_t)in + out);
 }
 
 static json_t *text_part(const char *p, size_t n)
@@ -525,7 +525,7 @@ static int append(mr_responses_writer_t *w, mr_buf_t *b, mr_conv_str_t s)
 
 static int on_text(mr_responses_writer_t *w, int kind, mr_conv_str_t s)
 {
-    char id[MR_CODEC_ID_MAX + 32];
+    const char *id = w->_item_id;
     json_t *ev;
     int rc;
 
@@ -534,9 +534,8 @@ static int on_text(mr_responses_writer_t *w, int kind, mr_conv_str_t s)
     if (w->_kind != kind) {
         if (close_item(w, "completed") < 0)
             return -1;
-        item_id(&w->ctx, kind == ITEM_MESSAGE ? "msg" : "rs", json_array_size(w->_output), id,
-                sizeof(id));
-        snprintf(w->_item_id, sizeof(w->_item_id), "%s", id);
+        item_id(&w->ctx, kind == ITEM_MESSAGE ? "msg" : "rs", json_array_size(w->_output),
+                w->_item_id, sizeof(w->_item_id));
         if (open_item(w, kind,
                       kind == ITEM_MESSAGE ? message_item(id, "in_progress", NULL)
                                            : json_pack("{s:s, s:s, s:[]}", "id", id, "type",

@@ -138,7 +138,7 @@ mr_respstore_mem_t *mr_respstore_mem_new(const mr_respstore_mem_opts_t *opts)
     while (n < m->o.max_entries && n < ((size_t)1 << 24))
         n <<= 1;
     m->mask = n - 1;
-    if (!(m->buckets = calloc(n, sizeof(*m->buckets))) || pthread_mutex_init(&m->lock, NULL) != 0) {
+    if (!(m->buckets = calloc(n, sizeof(entry_t *))) || pthread_mutex_init(&m->lock, NULL) != 0) {
         free(m->buckets);
         free(m);
         return NULL;
@@ -209,7 +209,7 @@ static int mem_set(void *ctx, const char *key, const char *val, size_t len, uint
     size_t kl = strlen(key), bytes = sizeof(entry_t) + kl + 1 + len;
     uint64_t h = hash_key(key);
     mr_respstore_status_t st = MR_RESPSTORE_OK;
-    entry_t *e = NULL, *old;
+    entry_t *e = NULL;
 
     if (!val && len)
         return -1;
@@ -229,7 +229,8 @@ static int mem_set(void *ctx, const char *key, const char *val, size_t len, uint
         if (!ttl_ms || ttl_ms > m->o.max_ttl_ms)
             ttl_ms = m->o.max_ttl_ms;
         e->expires_ms = m->o.clock(m->o.clock_arg) + ttl_ms;
-        if ((old = *slot_of(m, key, h)))
+        entry_t *old = *slot_of(m, key, h);
+        if (old)
             drop(m, old);
         while (m->oldest &&
                (m->st.entries >= m->o.max_entries || m->st.bytes + bytes > m->o.max_bytes)) {
@@ -298,7 +299,9 @@ static int mem_del(void *ctx, const char *key, mr_respstore_cb cb, void *arg)
     int found;
 
     pthread_mutex_lock(&m->lock);
-    if ((found = (e = find(m, key)) != NULL))
+    e = find(m, key);
+    found = e != NULL;
+    if (found)
         drop(m, e);
     pthread_mutex_unlock(&m->lock);
     if (cb)
