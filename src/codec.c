@@ -51,6 +51,21 @@ int mr_codec_turns(mr_codec_build_t *b, size_t n, const char *param)
     return 0;
 }
 
+mr_conv_turn_t *mr_codec_text_turn(mr_codec_build_t *b, mr_conv_role_t role, const char *role_name,
+                                   const json_t *text, size_t src)
+{
+    mr_conv_turn_t *t = &b->r->turns[b->r->n_turns++];
+
+    *t = (mr_conv_turn_t){.role = role, .role_name = {role_name, strlen(role_name)}, .src = src};
+    t->has_content = 1;
+    if (!(t->parts = mr_codec_parts(b, 1)))
+        return NULL;
+    t->n_parts = 1;
+    t->parts[0].kind = MR_CONV_TEXT;
+    t->parts[0].u.text = mr_conv_str(text);
+    return t;
+}
+
 void mr_codec_num(const json_t *obj, const char *key, const char *param, int integer,
                   mr_conv_num_t *v)
 {
@@ -206,21 +221,36 @@ static int cmp_key(const void *key, const void *item)
     return strcmp(key, *(const char *const *)item);
 }
 
-int mr_codec_dropped(mr_codec_build_t *b, const json_t *body, const char *const *carried, size_t n,
-                     size_t extra)
+/* Room for one more dropped piece: the list doubles in the arena. */
+static int drop_room(mr_codec_build_t *b)
 {
     mr_conv_req_t *r = b->r;
+    mr_conv_str_t *more;
+
+    if (r->n_dropped < b->dropped_cap)
+        return 0;
+    if (!(more = mr_conv_alloc(r->_arena, 2 * b->dropped_cap + 8, sizeof(*more))))
+        return mr_codec_oom(b);
+    if (r->n_dropped)
+        memcpy(more, r->dropped, r->n_dropped * sizeof(*more));
+    r->dropped = more;
+    b->dropped_cap = 2 * b->dropped_cap + 8;
+    return 0;
+}
+
+int mr_codec_dropped(mr_codec_build_t *b, const json_t *body, const char *const *carried, size_t n)
+{
     const char *key;
     const json_t *v;
 
-    r->dropped = mr_conv_alloc(r->_arena, json_object_size(body) + extra, sizeof(*r->dropped));
-    if (!r->dropped)
-        return mr_codec_oom(b);
     json_object_foreach((json_t *)body, key, v)
     {
         (void)v;
-        if (!bsearch(key, carried, n, sizeof(*carried), cmp_key))
-            r->dropped[r->n_dropped++] = (mr_conv_str_t){key, strlen(key)};
+        if (bsearch(key, carried, n, sizeof(*carried), cmp_key))
+            continue;
+        if (drop_room(b) < 0)
+            return -1;
+        b->r->dropped[b->r->n_dropped++] = (mr_conv_str_t){key, strlen(key)};
     }
     return 0;
 }
@@ -235,9 +265,45 @@ int mr_codec_drop(mr_codec_build_t *b, const char *fmt, ...)
     vsnprintf(path, sizeof(path), fmt, ap);
     va_end(ap);
     s = mr_conv_copy(b->r->_arena, path, strlen(path));
-    if (!s.p)
-        return mr_codec_oom(b);
+    if (!s.p || drop_room(b) < 0)
+        return s.p ? -1 : mr_codec_oom(b);
     b->r->dropped[b->r->n_dropped++] = s;
+    return 0;
+}
+
+int mr_codec_tools(mr_codec_build_t *b, const json_t *v, int (*keep)(const json_t *tool),
+                   void (*fill)(const json_t *tool, mr_conv_tool_t *out))
+{
+    mr_conv_req_t *r = b->r;
+    size_t i;
+    const json_t *t;
+
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_array(v)) {
+        r->tools_bad = 1;
+        return 0;
+    }
+    if (json_array_size(v) > MR_CONV_MAX_TOOLS)
+        return mr_error_bad(b->err, "conversation_too_large", "tools",
+                            "more than %d tools: too many to translate", MR_CONV_MAX_TOOLS);
+    if (!(r->tools = mr_conv_alloc(r->_arena, json_array_size(v) + 1, sizeof(*r->tools))))
+        return mr_codec_oom(b);
+    json_array_foreach(v, i, t)
+    {
+        const json_t *strict = json_object_get(t, "strict");
+        mr_conv_tool_t *tool = &r->tools[r->n_tools];
+        if (!keep(t)) {
+            if (mr_codec_drop(b, "tools[%zu]", i) < 0)
+                return -1;
+            continue;
+        }
+        tool->strict = json_is_boolean(strict) ? json_is_true(strict) : -1;
+        tool->description = mr_conv_str(json_object_get(t, "description"));
+        tool->name = mr_conv_str(json_object_get(t, "name"));
+        fill(t, tool);
+        r->n_tools++;
+    }
     return 0;
 }
 

@@ -257,32 +257,28 @@ static size_t system_turns(const json_t *sys)
 
 static int system_prompt(parser_t *ps, const json_t *sys)
 {
-    mr_conv_req_t *r = ps->b.r;
-    size_t k, n = json_is_array(sys) ? json_array_size(sys) : 1;
+    size_t k;
+    const json_t *b;
 
     if (!sys || json_is_null(sys))
         return 0;
-    if (!json_is_string(sys) && !json_is_array(sys))
+    if (json_is_string(sys))
+        return mr_codec_text_turn(&ps->b, MR_CONV_ROLE_SYSTEM, "system", sys, 0) ? 0 : -1;
+    if (!json_is_array(sys))
         return mr_error_bad(ps->b.err, "invalid_type", "system",
                             "system must be a string or an array of text blocks");
     snprintf(ps->where, sizeof(ps->where), "system");
     ps->assistant = 0;
-    for (k = 0; k < n; k++) {
-        mr_conv_turn_t *t = &r->turns[r->n_turns++];
-        const json_t *b = json_is_array(sys) ? json_array_get(sys, k) : sys;
-        *t = (mr_conv_turn_t){.role = MR_CONV_ROLE_SYSTEM, .role_name = {"system", 6}};
-        t->has_content = 1;
-        if (json_is_array(sys) && !json_is_object(b))
+    json_array_foreach(sys, k, b)
+    {
+        /* the turn is made with an empty text, then the block read into it */
+        mr_conv_turn_t *t = mr_codec_text_turn(&ps->b, MR_CONV_ROLE_SYSTEM, "system", NULL, 0);
+        if (!t)
+            return -1;
+        if (!json_is_object(b))
             return bad(ps, k, "must be an object");
-        if (!(t->parts = mr_codec_parts(&ps->b, 1)))
+        if (block(ps, b, &t->parts[0]) < 0)
             return -1;
-        t->n_parts = 1;
-        if (json_is_string(b)) {
-            t->parts[0].kind = MR_CONV_TEXT;
-            t->parts[0].u.text = mr_conv_str(b);
-        } else if (block(ps, b, &t->parts[0]) < 0) {
-            return -1;
-        }
     }
     return 0;
 }
@@ -314,56 +310,19 @@ static int turns(parser_t *ps, const json_t *body)
 /* ------------------------------------------------------------ parameters */
 
 /* Custom tools (no type, or "custom"); server tools mean something only to
- * Anthropic, which gets the client's bytes: dropped and recorded here. */
-static int tools(parser_t *ps, const json_t *v)
+ * Anthropic, which gets the client's bytes: dropped and recorded. */
+static int custom_tool(const json_t *t)
 {
-    mr_conv_req_t *r = ps->b.r;
-    size_t i;
-    const json_t *t;
-
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_array(v)) {
-        r->tools_bad = 1;
-        return 0;
-    }
-    if (json_array_size(v) > MR_CONV_MAX_TOOLS)
-        return mr_error_bad(ps->b.err, "conversation_too_large", "tools",
-                            "more than %d tools: too many to translate", MR_CONV_MAX_TOOLS);
-    if (!(r->tools = mr_conv_alloc(r->_arena, json_array_size(v) + 1, sizeof(*r->tools))))
-        return mr_codec_oom(&ps->b);
-    json_array_foreach(v, i, t)
-    {
-        mr_conv_tool_t *tool = &r->tools[r->n_tools];
-        const json_t *type = json_object_get(t, "type"), *strict = json_object_get(t, "strict");
-        if (json_is_object(t) && type && !mr_conv_eq(mr_conv_str(type), "custom")) {
-            if (mr_codec_drop(&ps->b, "tools[%zu]", i) < 0)
-                return -1;
-            continue;
-        }
-        tool->type_ok = json_is_object(t);
-        tool->type = mr_conv_str(type);
-        tool->name = mr_conv_str(json_object_get(t, "name"));
-        tool->description = mr_conv_str(json_object_get(t, "description"));
-        tool->parameters = json_object_get(t, "input_schema");
-        tool->strict = json_is_boolean(strict) ? json_is_true(strict) : -1;
-        mr_codec_cache(t, &tool->cache);
-        r->n_tools++;
-    }
-    return 0;
+    const json_t *type = json_object_get(t, "type");
+    return !json_is_object(t) || !type || mr_conv_eq(mr_conv_str(type), "custom");
 }
 
-static size_t server_tools(const json_t *v)
+static void read_tool(const json_t *t, mr_conv_tool_t *tool)
 {
-    size_t i, n = 0;
-    const json_t *t;
-
-    json_array_foreach(v, i, t)
-    {
-        const json_t *type = json_object_get(t, "type");
-        n += type && !mr_conv_eq(mr_conv_str(type), "custom");
-    }
-    return n;
+    tool->type_ok = json_is_object(t);
+    tool->type = mr_conv_str(json_object_get(t, "type"));
+    tool->parameters = json_object_get(t, "input_schema");
+    mr_codec_cache(t, &tool->cache);
 }
 
 static void tool_choice(const json_t *v, mr_conv_req_t *r)
@@ -463,12 +422,10 @@ static int parameters(parser_t *ps, const json_t *body)
     mr_codec_cache(body, &r->cache);
     format(body, &r->format);
     tool_choice(json_object_get(body, "tool_choice"), r);
-    if (mr_codec_dropped(&ps->b, body, carried, sizeof(carried) / sizeof(carried[0]),
-                         server_tools(json_object_get(body, "tools"))) < 0)
+    if (mr_codec_dropped(&ps->b, body, carried, sizeof(carried) / sizeof(carried[0])) < 0 ||
+        stop_sequences(ps, json_object_get(body, "stop_sequences")) < 0)
         return -1;
-    if (stop_sequences(ps, json_object_get(body, "stop_sequences")) < 0)
-        return -1;
-    return tools(ps, json_object_get(body, "tools"));
+    return mr_codec_tools(&ps->b, json_object_get(body, "tools"), custom_tool, read_tool);
 }
 
 int mr_messages_parse(const json_t *body, mr_conv_req_t **out, mr_error_t *err)

@@ -443,7 +443,6 @@ static int turns(parser_t *ps, const json_t *body, const json_t *history)
 {
     const json_t *input = json_object_get(body, "input");
     const json_t *instr = json_object_get(body, "instructions");
-    mr_conv_req_t *r = ps->b.r;
     size_t n = json_is_string(instr) + count_turns(history) + count_turns(input);
 
     if (instr && !json_is_null(instr) && !json_is_string(instr))
@@ -454,30 +453,15 @@ static int turns(parser_t *ps, const json_t *body, const json_t *history)
                             "input must be a string or an array of items");
     if (mr_codec_turns(&ps->b, n, "input") < 0)
         return -1;
-    if (json_is_string(instr)) {
-        mr_conv_turn_t *t = &r->turns[r->n_turns++];
-        *t = (mr_conv_turn_t){.role = MR_CONV_ROLE_SYSTEM, .role_name = lit("system")};
-        t->has_content = 1;
-        if (!(t->parts = mr_codec_parts(&ps->b, 1)))
-            return -1;
-        t->parts[t->n_parts].kind = MR_CONV_TEXT;
-        t->parts[t->n_parts++].u.text = mr_conv_str(instr);
-    }
+    if (json_is_string(instr) &&
+        !mr_codec_text_turn(&ps->b, MR_CONV_ROLE_SYSTEM, "system", instr, 0))
+        return -1;
     ps->history = 1;
     if (items(ps, history) < 0)
         return -1;
     ps->history = 0;
-    if (json_is_string(input)) {
-        mr_conv_turn_t *t = &r->turns[r->n_turns++];
-        *t = (mr_conv_turn_t){.role = MR_CONV_ROLE_USER, .role_name = lit("user"), .src = 1};
-        t->has_content = 1;
-        if (!(t->parts = mr_codec_parts(&ps->b, 1)))
-            return -1;
-        t->parts[t->n_parts].kind = MR_CONV_TEXT;
-        t->parts[t->n_parts++].u.text = mr_conv_str(input);
-        return mr_codec_name_results(&ps->b);
-    }
-    if (items(ps, input) < 0)
+    if (json_is_string(input) ? !mr_codec_text_turn(&ps->b, MR_CONV_ROLE_USER, "user", input, 1)
+                              : items(ps, input) < 0)
         return -1;
     return mr_codec_name_results(&ps->b);
 }
@@ -485,56 +469,19 @@ static int turns(parser_t *ps, const json_t *body, const json_t *history)
 /* ------------------------------------------------------------ parameters */
 
 /* Function tools; hosted and custom tools mean something only to a target
- * serving the Responses API itself: dropped and recorded here. */
-static int tools(parser_t *ps, const json_t *v)
+ * serving the Responses API itself: dropped and recorded. */
+static int function_tool(const json_t *t)
 {
-    mr_conv_req_t *r = ps->b.r;
-    size_t i;
-    const json_t *t;
-
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_array(v)) {
-        r->tools_bad = 1;
-        return 0;
-    }
-    if (json_array_size(v) > MR_CONV_MAX_TOOLS)
-        return mr_error_bad(ps->b.err, "conversation_too_large", "tools",
-                            "more than %d tools: too many to translate", MR_CONV_MAX_TOOLS);
-    if (!(r->tools = mr_conv_alloc(r->_arena, json_array_size(v) + 1, sizeof(*r->tools))))
-        return mr_codec_oom(&ps->b);
-    json_array_foreach(v, i, t)
-    {
-        mr_conv_tool_t *tool = &r->tools[r->n_tools];
-        const json_t *strict = json_object_get(t, "strict");
-        if (!mr_conv_eq(mr_conv_str(json_object_get(t, "type")), "function")) {
-            if (mr_codec_drop(&ps->b, "tools[%zu]", i) < 0)
-                return -1;
-            continue;
-        }
-        tool->type_ok = 1;
-        tool->type = lit("function");
-        tool->name = mr_conv_str(json_object_get(t, "name"));
-        tool->description = mr_conv_str(json_object_get(t, "description"));
-        tool->parameters = json_object_get(t, "parameters");
-        if (json_is_null(tool->parameters))
-            tool->parameters = NULL;
-        tool->strict = json_is_boolean(strict) ? json_is_true(strict) : -1;
-        r->n_tools++;
-    }
-    return 0;
+    return mr_conv_eq(mr_conv_str(json_object_get(t, "type")), "function");
 }
 
-static size_t hosted_tools(const json_t *v)
+static void read_tool(const json_t *t, mr_conv_tool_t *tool)
 {
-    size_t i, n = 0;
-    const json_t *t;
-
-    json_array_foreach(v, i, t)
-    {
-        n += !mr_conv_eq(mr_conv_str(json_object_get(t, "type")), "function");
-    }
-    return n;
+    tool->type_ok = 1;
+    tool->type = lit("function");
+    tool->parameters = json_object_get(t, "parameters");
+    if (json_is_null(tool->parameters))
+        tool->parameters = NULL;
 }
 
 static int tool_choice(parser_t *ps, const json_t *v)
@@ -623,7 +570,6 @@ static int parameters(parser_t *ps, const json_t *body)
     const json_t *ptc = json_object_get(body, "parallel_tool_calls");
     const json_t *summary = json_object_get(rsn, "summary");
 
-    ps->b.r->turns_param = "input";
     mr_codec_num(body, "max_output_tokens", "max_output_tokens", 1, &r->max_output);
     mr_codec_num(body, "temperature", "temperature", 0, &r->temperature);
     mr_codec_num(body, "top_p", "top_p", 0, &r->top_p);
@@ -642,11 +588,10 @@ static int parameters(parser_t *ps, const json_t *body)
     r->user = mr_conv_str(json_object_get(body, "user"));
     r->prompt_cache_key = mr_conv_str(json_object_get(body, "prompt_cache_key"));
     format(json_object_get(json_object_get(body, "text"), "format"), &r->format);
-    if (mr_codec_dropped(&ps->b, body, carried, sizeof(carried) / sizeof(carried[0]),
-                         hosted_tools(json_object_get(body, "tools")) + 1) < 0 ||
+    if (mr_codec_dropped(&ps->b, body, carried, sizeof(carried) / sizeof(carried[0])) < 0 ||
         tool_choice(ps, json_object_get(body, "tool_choice")) < 0)
         return -1;
-    return tools(ps, json_object_get(body, "tools"));
+    return mr_codec_tools(&ps->b, json_object_get(body, "tools"), function_tool, read_tool);
 }
 
 int mr_responses_parse(const json_t *body, const json_t *history, mr_conv_req_t **out,

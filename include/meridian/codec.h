@@ -41,6 +41,7 @@ typedef struct mr_codec_build {
     mr_conv_req_t *r;
     size_t n_parts; /* allocated so far, bounded by MR_CONV_MAX_PARTS */
     mr_error_t *err;
+    size_t dropped_cap; /* room in r->dropped */
 } mr_codec_build_t;
 
 /* An allocation failed: the client's 400 conversation_too_large when the
@@ -54,6 +55,12 @@ mr_conv_part_t *mr_codec_parts(mr_codec_build_t *b, size_t n);
 /* Turns, allocated once the caller knows how many (at most
  * MR_CONV_MAX_TURNS, else a 400 naming `param`). 0 / -1. */
 int mr_codec_turns(mr_codec_build_t *b, size_t n, const char *param);
+
+/* Appends a turn of `role` holding the string `text` as its one text part
+ * (src: the client's item index + 1, or 0). The turn, or NULL with the
+ * error set. */
+mr_conv_turn_t *mr_codec_text_turn(mr_codec_build_t *b, mr_conv_role_t role, const char *role_name,
+                                   const json_t *text, size_t src);
 
 /* obj[key] as a number parameter named `param` in messages: null or absent
  * is unset; the wrong type (for integers: not integral) is BAD. */
@@ -86,14 +93,18 @@ int mr_codec_args_object(mr_codec_build_t *b, const json_t *input, mr_conv_tool_
 int mr_codec_name_results(mr_codec_build_t *b);
 
 /* Records the members of `body` not in `carried` (n names, sorted by
- * strcmp) as the model's dropped members, with room for `extra` more
- * (mr_codec_drop). 0 / -1. */
-int mr_codec_dropped(mr_codec_build_t *b, const json_t *body, const char *const *carried, size_t n,
-                     size_t extra);
+ * strcmp) as the model's dropped members. 0 / -1. */
+int mr_codec_dropped(mr_codec_build_t *b, const json_t *body, const char *const *carried, size_t n);
 
-/* Records one more dropped piece by its JSON path ("tools[3]"), in the
- * room mr_codec_dropped left. 0 / -1. */
+/* Records one more dropped piece by its JSON path ("tools[3]"). 0 / -1. */
 int mr_codec_drop(mr_codec_build_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The tools member v of a dialect: not an array sets tools_bad; more than
+ * MR_CONV_MAX_TOOLS is a 400; a tool `keep` refuses (a hosted or server
+ * tool: meaningful only to a target of the client's own dialect) is
+ * dropped and recorded as "tools[i]"; `fill` reads the others. 0 / -1. */
+int mr_codec_tools(mr_codec_build_t *b, const json_t *v, int (*keep)(const json_t *tool),
+                   void (*fill)(const json_t *tool, mr_conv_tool_t *out));
 
 /* ---- answers and events -------------------------------------------------- */
 
