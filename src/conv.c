@@ -423,8 +423,6 @@ static int check_result(const mr_conv_tool_result_t *res, const check_t *ck)
 
 static int check_turn(const mr_conv_turn_t *t, check_t *ck)
 {
-    size_t n_text = 0;
-
     switch (t->role) {
     case MR_CONV_ROLE_SYSTEM:
     case MR_CONV_ROLE_DEVELOPER:
@@ -432,12 +430,12 @@ static int check_turn(const mr_conv_turn_t *t, check_t *ck)
     case MR_CONV_ROLE_USER:
         return check_user_parts(t->parts, t->n_parts, ck);
     case MR_CONV_ROLE_ASSISTANT:
-        while (n_text < t->n_parts && t->parts[n_text].kind != MR_CONV_TOOL_CALL)
-            n_text++;
-        /* reasoning the client sends back is the emitters' to keep or drop */
-        for (size_t k = 0; k < n_text; k++) {
+        /* reasoning the client sends back is the emitters' to keep or drop;
+         * parts after a call (other dialects keep their order) are checked too */
+        for (size_t k = 0; k < t->n_parts; k++) {
             mr_conv_part_kind_t kind = t->parts[k].kind;
-            if (kind != MR_CONV_TEXT && kind != MR_CONV_REFUSAL && kind != MR_CONV_REASONING)
+            if (kind != MR_CONV_TEXT && kind != MR_CONV_REFUSAL && kind != MR_CONV_REASONING &&
+                kind != MR_CONV_TOOL_CALL)
                 return refuse_part(ck, "unsupported_content", k,
                                    ": only text parts are allowed here");
         }

@@ -268,6 +268,13 @@ static void test_paths(void **state)
                    "{\"type\":\"tool_result\",\"tool_use_id\":\"t1\",\"content\":\"r\"},"
                    "{\"type\":\"text\",\"text\":\"x\"},{\"type\":\"video\"}]}]}",
                    "messages[2].content[2]: video parts cannot be sent to openai");
+    /* parts after a call in an assistant turn are judged too */
+    expect_refusal(mr_messages_parse,
+                   "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":"
+                   "\"assistant\",\"content\":[{\"type\":\"tool_use\",\"id\":\"t\",\"name\":"
+                   "\"f\",\"input\":{}},{\"type\":\"image\",\"source\":{\"type\":\"url\","
+                   "\"url\":\"https://x.test/a.png\"}}]}]}",
+                   "messages[1].content[1]: only text parts are allowed here");
     expect_refusal(mr_messages_parse, "{\"messages\":[{\"role\":\"system\",\"content\":\"x\"}]}",
                    "messages[0]: role \"system\" cannot be sent to openai");
     expect_refusal(parse_responses,
