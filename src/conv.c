@@ -214,6 +214,7 @@ typedef struct check {
     const mr_conv_caps_t *caps;
     const char *param; /* the turns' member, "messages" */
     size_t turn;       /* the turn being checked: messages say "messages[3]" */
+    size_t part0;      /* the client's index of the turn's first part */
     mr_error_t *err;
 } check_t;
 
@@ -292,8 +293,8 @@ static int refuse_part(const check_t *ck, const char *code, size_t k, const char
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    return mr_error_bad(ck->err, code, ck->param, "%s[%zu].content[%zu]%s", ck->param, ck->turn, k,
-                        what);
+    return mr_error_bad(ck->err, code, ck->param, "%s[%zu].content[%zu]%s", ck->param, ck->turn,
+                        ck->part0 + k, what);
 }
 
 /* System, developer and assistant content, and text-only tool results. */
@@ -422,8 +423,6 @@ static int check_result(const mr_conv_tool_result_t *res, const check_t *ck)
 
 static int check_turn(const mr_conv_turn_t *t, check_t *ck)
 {
-    size_t n_text = 0;
-
     switch (t->role) {
     case MR_CONV_ROLE_SYSTEM:
     case MR_CONV_ROLE_DEVELOPER:
@@ -431,10 +430,15 @@ static int check_turn(const mr_conv_turn_t *t, check_t *ck)
     case MR_CONV_ROLE_USER:
         return check_user_parts(t->parts, t->n_parts, ck);
     case MR_CONV_ROLE_ASSISTANT:
-        while (n_text < t->n_parts && t->parts[n_text].kind != MR_CONV_TOOL_CALL)
-            n_text++;
-        if (check_text_only(t->parts, n_text, ck) < 0)
-            return -1;
+        /* reasoning the client sends back is the emitters' to keep or drop;
+         * parts after a call (other dialects keep their order) are checked too */
+        for (size_t k = 0; k < t->n_parts; k++) {
+            mr_conv_part_kind_t kind = t->parts[k].kind;
+            if (kind != MR_CONV_TEXT && kind != MR_CONV_REFUSAL && kind != MR_CONV_REASONING &&
+                kind != MR_CONV_TOOL_CALL)
+                return refuse_part(ck, "unsupported_content", k,
+                                   ": only text parts are allowed here");
+        }
         return check_calls(t, ck);
     case MR_CONV_ROLE_TOOL:
         return check_result(&t->parts[0].u.result, ck);
@@ -502,7 +506,8 @@ int mr_conv_check(const mr_conv_req_t *r, const mr_conv_caps_t *c, mr_error_t *e
     if (check_features(r, &ck) < 0)
         return -1;
     for (size_t i = 0; i < r->n_turns; i++) {
-        ck.turn = i;
+        ck.turn = r->turns[i].src ? r->turns[i].src - 1 : i;
+        ck.part0 = r->turns[i].src_part;
         if (check_turn(&r->turns[i], &ck) < 0)
             return -1;
     }

@@ -170,6 +170,10 @@ typedef struct mr_conv_turn {
     size_t n_parts;
     int has_content; /* a content member was given (not null) */
     mr_conv_cache_t cache;
+    /* Where the client put it, for messages: the index of its item plus
+     * one (0: the turn's own index, as in chat, one message one turn), and
+     * the index of the item's content block that is parts[0]. */
+    size_t src, src_part;
 } mr_conv_turn_t;
 
 typedef struct mr_conv_tool {
@@ -261,6 +265,16 @@ typedef struct mr_conv_req {
     const json_t *metadata;
     mr_conv_str_t prompt_cache_key;
     mr_conv_cache_t cache; /* a request-level marker */
+
+    /* members of the other inbound dialects (messages_parse.h,
+     * responses_parse.h); chat leaves them unset */
+    mr_conv_num_t top_k;                /* Messages top_k */
+    mr_conv_str_t thinking_type;        /* Messages thinking.type: enabled, disabled, adaptive */
+    mr_conv_num_t thinking_budget;      /* Messages thinking.budget_tokens */
+    mr_conv_str_t reasoning_summary;    /* Responses reasoning.summary */
+    int no_store;                       /* Responses "store": false */
+    mr_conv_str_t previous_response_id; /* Responses: resolved by the gateway, not here */
+    int include_encrypted;              /* Responses include: reasoning.encrypted_content */
 
     /* top-level members the parser saw and the model does not carry */
     mr_conv_str_t *dropped;
