@@ -19,6 +19,7 @@
 #include "meridian/router.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -626,9 +627,11 @@ static unsigned plan_group(planner_t *pl, unsigned gi, const resolved_t *res, bo
         cap = res->route->max_attempts;
     } else {
         const mr_target_t *t = find_target(pl->cfg, res->direct, res->direct_model);
-        /* a pair in no route is judged on its provider's attributes alone */
+        /* a pair in no route is judged on its provider's attributes alone; the
+         * target only borrows the request's model for reading (its field is
+         * non-const because configured targets own theirs) */
         mr_target_t tmp = {.provider = res->direct,
-                           .model = (char *)res->direct_model,
+                           .model = (char *)(uintptr_t)res->direct_model,
                            .creator = res->direct->vendor,
                            .weight = 1};
         admit(pl, &g, gi, res->direct, res->direct_model, t, t ? t : &tmp);

@@ -266,14 +266,14 @@ static bool same_name(const char *a, const char *b)
 
 /* Inherited environment minus proxy variables, with `extra` added/overriding.
  * The array is malloc'd; its strings are borrowed. */
-static char **build_env(const char *const *extra)
+static const char **build_env(const char *const *extra)
 {
     size_t n = 0, m = 0;
     for (char **e = environ; e && *e; e++)
         n++;
     for (const char *const *e = extra; e && *e; e++)
         m++;
-    char **env = xmalloc((n + m + 1) * sizeof(char *));
+    const char **env = xmalloc((n + m + 1) * sizeof(char *));
     size_t k = 0;
     for (char **e = environ; e && *e; e++) {
         bool overridden = is_proxy_var(*e);
@@ -283,7 +283,7 @@ static char **build_env(const char *const *extra)
             env[k++] = *e;
     }
     for (const char *const *x = extra; x && *x; x++)
-        env[k++] = (char *)*x;
+        env[k++] = *x;
     env[k] = NULL;
     return env;
 }
@@ -293,10 +293,10 @@ static char **build_env(const char *const *extra)
  * stderr to err_fd (-1 = inherit), and it gets SIGKILL if the test dies.
  * Only async-signal-safe calls happen in the child.
  */
-static pid_t spawn(const char *bin, char *const argv[], const char *const *extra_env, int out_fd,
-                   int err_fd)
+static pid_t spawn(const char *bin, const char *const argv[], const char *const *extra_env,
+                   int out_fd, int err_fd)
 {
-    char **env = build_env(extra_env);
+    const char **env = build_env(extra_env);
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -311,7 +311,8 @@ static pid_t spawn(const char *bin, char *const argv[], const char *const *extra
             dup2(out_fd, STDOUT_FILENO);
         if (err_fd >= 0)
             dup2(err_fd, STDERR_FILENO);
-        execve(bin, argv, env);
+        /* execve's arrays are char *const[] for history's sake; it only reads them */
+        execve(bin, (char *const *)(uintptr_t)argv, (char *const *)(uintptr_t)env);
         static const char msg[] = "harness: exec failed: ";
         ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
         w = write(STDERR_FILENO, bin, strlen(bin));
@@ -389,7 +390,7 @@ int th_start_mock(th_proc_t *p, const char *name)
         perror("harness: pipe");
         return -1;
     }
-    char *argv[] = {(char *)bin, "--name", (char *)(name ? name : "mock"), NULL};
+    const char *argv[] = {bin, "--name", name ? name : "mock", NULL};
     pid_t pid = spawn(bin, argv, NULL, pfd[1], -1);
     close(pfd[1]);
     if (pid < 0) {
@@ -500,15 +501,15 @@ int th_start_meridian_ex(th_proc_t *p, const char *config_json, const char *cons
         return -1;
     }
 
-    char *argv[TH_MAX_ARGS + 8];
+    const char *argv[TH_MAX_ARGS + 8];
     size_t k = 0;
-    argv[k++] = (char *)bin;
+    argv[k++] = bin;
     argv[k++] = "--config";
     argv[k++] = p->config_path;
     argv[k++] = "--listen";
     argv[k++] = "127.0.0.1:0";
     for (const char *const *a = args; a && *a && k < TH_MAX_ARGS; a++)
-        argv[k++] = (char *)*a;
+        argv[k++] = *a;
     argv[k] = NULL;
 
     pid_t pid = spawn(bin, argv, env, logfd, logfd);
@@ -665,11 +666,11 @@ int th_run_meridian(const char *const *args, const char *const *env, char **outp
     int fd = open_temp_log(log, sizeof(log));
     if (fd < 0)
         return -1;
-    char *argv[TH_MAX_ARGS + 2];
+    const char *argv[TH_MAX_ARGS + 2];
     size_t k = 0;
-    argv[k++] = (char *)bin;
+    argv[k++] = bin;
     for (const char *const *a = args; a && *a && k < TH_MAX_ARGS; a++)
-        argv[k++] = (char *)*a;
+        argv[k++] = *a;
     argv[k] = NULL;
     pid_t pid = spawn(bin, argv, env, fd, fd);
     close(fd);

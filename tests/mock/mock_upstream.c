@@ -574,7 +574,7 @@ static enum MHD_Result queue_bytes(struct MHD_Connection *c, int status, const c
                                    const char *body, size_t len, const scenario_t *sc)
 {
     struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+        MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
     if (!r)
         return MHD_NO;
     if (ctype)
