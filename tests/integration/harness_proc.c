@@ -86,16 +86,24 @@ static char *slurp(const char *path, size_t *len_out)
 /* Everything started and not yet stopped, so th_cleanup can clean up after a
  * test that failed half-way (cmocka longjmps out of failing tests). */
 static struct {
-    pid_t pid; /* 0 once reaped */
+    pid_t pid;        /* 0 once reaped */
+    int expect;       /* the exit status that is not a failure (th_expect_exit) */
+    const char *what; /* "meridian" or "mock_upstream" */
     char log[256];
     char config[256];
 } g_procs[TH_MAX_PROCS];
 
-static void reg_add(const th_proc_t *p)
+/* Processes judged bad so far (see judge()); th_cleanup fails the program
+ * when there is any. */
+static int g_failures;
+
+static void reg_add(const th_proc_t *p, const char *what)
 {
     for (size_t i = 0; i < TH_MAX_PROCS; i++) {
         if (g_procs[i].pid == 0 && !g_procs[i].log[0] && !g_procs[i].config[0]) {
             g_procs[i].pid = p->pid;
+            g_procs[i].expect = 0;
+            g_procs[i].what = what;
             snprintf(g_procs[i].log, sizeof(g_procs[i].log), "%s", p->log_path);
             snprintf(g_procs[i].config, sizeof(g_procs[i].config), "%s", p->config_path);
             return;
@@ -181,6 +189,86 @@ static int kill_reap(pid_t pid)
             return -1;
     }
     return decode_status(st);
+}
+
+/* -------------------------------------------------------------- judgement */
+
+const char *th_sanitizer_report(const char *log)
+{
+    static const char *const marks[] = {
+        "ERROR: AddressSanitizer",           "ERROR: LeakSanitizer",
+        "WARNING: ThreadSanitizer",          "ERROR: ThreadSanitizer",
+        "ERROR: UndefinedBehaviorSanitizer", ": runtime error: ", /* UBSan's report line */
+    };
+    const char *first = NULL;
+    for (size_t i = 0; log && i < sizeof(marks) / sizeof(marks[0]); i++) {
+        const char *at = strstr(log, marks[i]);
+        if (at && (!first || at < first))
+            first = at;
+    }
+    if (!first)
+        return NULL;
+    while (first > log && first[-1] != '\n') /* the report's whole first line */
+        first--;
+    return first;
+}
+
+/*
+ * A process ended with `status`: it is a failure when the status is not the
+ * expected one or its log (NULL: none) holds a sanitizer report. A failure is
+ * counted, for th_cleanup, and told on stderr with the log from the report on,
+ * or its end (bounded, so a long log cannot bury the test's own output).
+ */
+static void judge(const char *what, pid_t pid, int status, int expect, const char *log_path)
+{
+    enum { SHOWN = 16 * 1024 };
+    char *log = log_path && log_path[0] ? slurp(log_path, NULL) : NULL;
+    const char *report = th_sanitizer_report(log);
+    if (status == expect && !report) {
+        free(log);
+        return;
+    }
+    g_failures++;
+    fprintf(stderr, "harness: FAIL: %s (pid %d) exited with status %d", what ? what : "process",
+            (int)pid, status);
+    if (status != expect)
+        fprintf(stderr, ", expected %d", expect);
+    if (report)
+        fprintf(stderr, "; its log has a sanitizer report");
+    fprintf(stderr, "\n");
+    if (log) {
+        const char *from = report ? report : log;
+        size_t left = strlen(from);
+        if (!report && left > SHOWN)
+            from += left - SHOWN;
+        fprintf(stderr, "---- %s %s ----\n%.*s\n---- end ----\n", log_path,
+                report ? "from the report" : "(its end)", SHOWN, from);
+    }
+    free(log);
+}
+
+int th_failures(void)
+{
+    return g_failures;
+}
+
+void th_expect_exit(const th_proc_t *p, int status)
+{
+    int i = reg_find(p);
+    if (i < 0 || p->pid <= 0) {
+        fprintf(stderr, "harness: th_expect_exit: pid %d is not a running process\n", (int)p->pid);
+        g_failures++;
+        return;
+    }
+    g_procs[i].expect = status;
+}
+
+/* reap()'s or kill_reap()'s status of the process in p, judged. */
+static void judge_proc(const th_proc_t *p, int status)
+{
+    int i = reg_find(p);
+    judge(i >= 0 ? g_procs[i].what : "process", p->pid, status, i >= 0 ? g_procs[i].expect : 0,
+          p->log_path);
 }
 
 /* ---------------------------------------------------------------- spawning */
@@ -383,7 +471,7 @@ int th_start_mock(th_proc_t *p, const char *name)
     }
     p->pid = pid;
     p->port = port;
-    reg_add(p);
+    reg_add(p, "mock_upstream");
     return 0;
 }
 
@@ -458,7 +546,7 @@ int th_start_meridian_ex(th_proc_t *p, const char *config_json, const char *cons
         return -1;
     }
     p->pid = pid;
-    reg_add(p);
+    reg_add(p, "meridian");
 
     double deadline = thi_mono_ms() + TH_START_TIMEOUT_MS;
     for (;;) {
@@ -498,19 +586,26 @@ int th_start_meridian(th_proc_t *p, const char *config_json, const char *const *
     return th_start_meridian_ex(p, config_json, NULL, env);
 }
 
+/* SIGTERM, TH_STOP_TIMEOUT_MS, SIGKILL: the status as th_stop returns it. */
+static int stop_pid(pid_t pid)
+{
+    int status = -1;
+    kill(pid, SIGTERM);
+    int r = reap(pid, TH_STOP_TIMEOUT_MS, &status);
+    if (r == 0) {
+        fprintf(stderr, "harness: pid %d ignored SIGTERM for %d ms; SIGKILL\n", (int)pid,
+                TH_STOP_TIMEOUT_MS);
+        status = kill_reap(pid);
+    }
+    return r < 0 ? -1 : status;
+}
+
 int th_stop(th_proc_t *p)
 {
     int status = -1;
     if (p->pid > 0) {
-        kill(p->pid, SIGTERM);
-        int r = reap(p->pid, TH_STOP_TIMEOUT_MS, &status);
-        if (r == 0) {
-            fprintf(stderr, "harness: pid %d ignored SIGTERM for %d ms; SIGKILL\n", (int)p->pid,
-                    TH_STOP_TIMEOUT_MS);
-            status = kill_reap(p->pid);
-        } else if (r < 0) {
-            status = -1;
-        }
+        status = stop_pid(p->pid);
+        judge_proc(p, status);
     }
     int i = reg_find(p);
     if (i >= 0)
@@ -534,6 +629,7 @@ int th_wait_exit(th_proc_t *p, int timeout_ms)
     int status;
     if (reap(p->pid, timeout_ms, &status) != 1)
         return -1;
+    judge_proc(p, status);
     reg_forget_pid(p->pid);
     p->pid = 0;
     return status;
@@ -623,6 +719,7 @@ int th_run_meridian(const char *const *args, const char *const *env, char **outp
         } else if (r < 0) {
             status = -1;
         }
+        judge("meridian", pid, status, status, log); /* the caller checks the status */
     }
     if (output)
         *output = slurp(log, NULL);
@@ -634,12 +731,22 @@ void th_cleanup(void)
 {
     for (size_t i = 0; i < TH_MAX_PROCS; i++) {
         if (g_procs[i].pid > 0) {
-            fprintf(stderr, "harness: killing leftover pid %d\n", (int)g_procs[i].pid);
-            kill_reap(g_procs[i].pid);
+            fprintf(stderr, "harness: stopping leftover %s pid %d\n", g_procs[i].what,
+                    (int)g_procs[i].pid);
+            judge(g_procs[i].what, g_procs[i].pid, stop_pid(g_procs[i].pid), g_procs[i].expect,
+                  g_procs[i].log);
         }
         if (g_procs[i].pid > 0 || g_procs[i].log[0] || g_procs[i].config[0])
             remove_files(g_procs[i].log, g_procs[i].config);
         memset(&g_procs[i], 0, sizeof(g_procs[i]));
     }
     curl_global_cleanup();
+    if (g_failures) {
+        /* whatever cmocka counted: 1.1.5 ignores a group teardown's result */
+        fprintf(stderr,
+                "harness: %d process(es) exited badly or with a sanitizer report (see "
+                "\"harness: FAIL\" above): the test fails\n",
+                g_failures);
+        exit(1);
+    }
 }

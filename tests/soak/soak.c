@@ -1416,9 +1416,7 @@ static void shut_down(soak_t *so, results_t *res)
     char *log = th_read_log(&so->gw);
     res->log_len = log ? strlen(log) : 0;
     res->log_secret = find_secret(log, res->log_len);
-    res->sanitizer_report =
-        log && (strstr(log, "ERROR: AddressSanitizer") || strstr(log, "ERROR: LeakSanitizer") ||
-                strstr(log, "runtime error:"));
+    res->sanitizer_report = th_sanitizer_report(log) != NULL;
     for (const char *p = log; p && (p = strstr(p, " warn ")); p++)
         res->warn_lines++;
     for (const char *p = log; p && (p = strchr(p, '\n')); p++)
