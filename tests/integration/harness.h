@@ -73,6 +73,9 @@ typedef struct th_proc {
  * p->port, or -1 (with a message on stderr).
  */
 int th_start_mock(th_proc_t *p, const char *name);
+/* Same on `port` (mock_upstream --port), e.g. to bring a stopped mock back
+ * on the port a gateway knows; -1 when it cannot listen there. */
+int th_start_mock_on_port(th_proc_t *p, const char *name, int port);
 
 /*
  * Writes `config_json` to a temp file (p->config_path), starts

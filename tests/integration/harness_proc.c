@@ -338,6 +338,9 @@ static pid_t spawn(const char *bin, const char *const argv[], const char *const 
             dup2(out_fd, STDOUT_FILENO);
         if (err_fd >= 0)
             dup2(err_fd, STDERR_FILENO);
+        /* libcurl's sockets are not close-on-exec: a child (a mock restarted
+         * while clients are connected) must not hold the test's connections */
+        close_range(3, ~0U, 0);
         /* execve's arrays are char *const[] for history's sake; it only reads them */
         execve(bin, (char *const *)(uintptr_t)argv, (char *const *)(uintptr_t)env);
         static const char msg[] = "harness: exec failed: ";
@@ -410,6 +413,11 @@ static int open_temp_log(char *path, size_t pathlen)
 
 int th_start_mock(th_proc_t *p, const char *name)
 {
+    return th_start_mock_on_port(p, name, 0);
+}
+
+int th_start_mock_on_port(th_proc_t *p, const char *name, int fixed_port)
+{
     memset(p, 0, sizeof(*p));
     const char *bin = bin_path("MERIDIAN_MOCK_BIN", MOCK_BIN);
     int pfd[2];
@@ -417,7 +425,11 @@ int th_start_mock(th_proc_t *p, const char *name)
         perror("harness: pipe");
         return -1;
     }
-    const char *argv[] = {bin, "--name", name ? name : "mock", NULL};
+    char port_arg[16];
+    snprintf(port_arg, sizeof(port_arg), "%d", fixed_port);
+    const char *argv[] = {bin, "--name", name ? name : "mock", "--port", port_arg, NULL};
+    if (fixed_port <= 0)
+        argv[3] = NULL;
     pid_t pid = spawn(bin, argv, NULL, pfd[1], -1);
     close(pfd[1]);
     if (pid < 0) {
@@ -453,7 +465,7 @@ int th_start_mock(th_proc_t *p, const char *name)
         line[len] = '\0';
         if (strchr(line, '\n')) {
             if (sscanf(line, "listening on 127.0.0.1:%d", &port) != 1 || port <= 0 ||
-                port > 65535) {
+                port > 65535 || (fixed_port > 0 && port != fixed_port)) {
                 fprintf(stderr, "harness: unexpected first line from %s: %s", bin, line);
                 port = 0;
             }
