@@ -102,11 +102,10 @@ test-asan: build-asan
 	$(ASAN_ENV) ./scripts/ctest-run $(BUILD_ASAN) -j $(JOBS)
 
 # Unit and integration tests (the SDK, browser and soak runs add no thread
-# the daemon does not already have in the integration tests), one at a time:
-# everything runs 5-15x slower here, and two timing-sensitive programs side
-# by side on a loaded machine miss their upstream timeouts.
+# the daemon does not already have in the integration tests); the daemon's
+# tests run one at a time there (RUN_SERIAL, tests/CMakeLists.txt).
 test-tsan: build-tsan
-	$(TSAN_ENV) ./scripts/ctest-run $(BUILD_TSAN) -j 1 -L "unit|integration" \
+	$(TSAN_ENV) ./scripts/ctest-run $(BUILD_TSAN) -j $(JOBS) -L "unit|integration" \
 	  -E "^(sdk|browser)\."
 
 # Every C source and header of the project: the daemon (src/, src/providers/),
