@@ -457,6 +457,8 @@ static void test_budget_and_rpm(void **state)
     static const int split64[N_INST] = {22, 21, 21}, split60[N_INST] = {20, 20, 20};
     int allowed = 0;
 
+    /* connected first: an instance not yet connected answers locally */
+    assert_true(until_ms(is_up, in, N_INST, 10000));
     set_burst(in, 0, split64, 2000, 1000); /* every request spends its whole reservation */
     run_all(in, job_burst);
     for (int i = 0; i < N_INST; i++)
