@@ -3,6 +3,7 @@
 #include "meridian/buf.h"
 #include "meridian/codec.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -207,7 +208,7 @@ static json_t *tools(const mr_conv_req_t *r)
         if (fn && t->description.p)
             json_object_set_new(fn, "description", mr_codec_str(t->description));
         if (fn && t->parameters)
-            json_object_set(fn, "parameters", (json_t *)t->parameters);
+            json_object_set(fn, "parameters", (json_t *)(uintptr_t)t->parameters);
         if (fn && t->strict >= 0)
             json_object_set_new(fn, "strict", json_boolean(t->strict));
         if (json_array_append_new(
@@ -250,7 +251,7 @@ static json_t *response_format(const mr_conv_format_t *f)
         js =
             json_pack("{s:o}", "name", f->name.p ? mr_codec_str(f->name) : json_string("response"));
         if (js && f->schema)
-            json_object_set(js, "schema", (json_t *)f->schema);
+            json_object_set(js, "schema", (json_t *)(uintptr_t)f->schema);
         if (js && f->strict >= 0)
             json_object_set_new(js, "strict", json_boolean(f->strict));
         return json_pack("{s:s, s:o}", "type", "json_schema", "json_schema", js);

@@ -1,5 +1,6 @@
 #include "meridian/chat_parse.h"
 
+#include <stdint.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -544,7 +545,7 @@ static int dropped(parser_t *ps, const json_t *body)
     r->dropped = mr_conv_alloc(r->_arena, json_object_size(body), sizeof(*r->dropped));
     if (!r->dropped)
         return no_memory(ps);
-    json_object_foreach((json_t *)body, key, v)
+    json_object_foreach((json_t *)(uintptr_t)body, key, v)
     {
         (void)v;
         if (!carried(key))

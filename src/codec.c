@@ -174,7 +174,7 @@ int mr_codec_args_text(mr_codec_build_t *b, const json_t *args, mr_conv_tool_cal
 
 int mr_codec_args_object(mr_codec_build_t *b, const json_t *input, mr_conv_tool_call_t *call)
 {
-    json_t *obj = json_is_object(input) ? json_incref((json_t *)input) : json_object();
+    json_t *obj = json_is_object(input) ? json_incref((json_t *)(uintptr_t)input) : json_object();
     char *text = obj ? json_dumps(obj, MR_CONV_JSON_FLAGS) : NULL;
 
     if (!(call->args_json = mr_conv_keep(b->r->_arena, obj)) || !text) {
@@ -243,7 +243,7 @@ int mr_codec_dropped(mr_codec_build_t *b, const json_t *body, const char *const 
     const char *key;
     const json_t *v;
 
-    json_object_foreach((json_t *)body, key, v)
+    json_object_foreach((json_t *)(uintptr_t)body, key, v)
     {
         (void)v;
         if (bsearch(key, carried, n, sizeof(*carried), cmp_key))

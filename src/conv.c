@@ -1,5 +1,6 @@
 #include "meridian/conv.h"
 
+#include <stdint.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -44,7 +45,7 @@ static mr_conv_arena_t *arena_new(const json_t *src)
         return NULL;
     *a = (mr_conv_arena_t){.head = first_chunk(a), .total = FIRST_CHUNK};
     *a->head = (chunk_t){.size = FIRST_CHUNK};
-    if (src && !mr_conv_keep(a, json_incref((json_t *)src))) {
+    if (src && !mr_conv_keep(a, json_incref((json_t *)(uintptr_t)src))) {
         free(a);
         return NULL;
     }

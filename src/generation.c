@@ -2,6 +2,7 @@
 
 #include "meridian/log.h"
 
+#include <stdint.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -474,7 +475,7 @@ static int make_soft(mr_snapshot_t *s, const mr_snapshot_t *prev)
         carry_health(s, prev);
         /* the gauges follow this snapshot's breakers now: late reports to
          * the old ones (requests still in flight) must not overwrite them */
-        mr_health_set_listener((mr_health_t *)&prev->health, NULL, NULL);
+        mr_health_set_listener((mr_health_t *)(uintptr_t)&prev->health, NULL, NULL);
     }
     if (s->env.metrics) {
         mr_health_set_listener(&s->health, on_breaker, s);

@@ -37,7 +37,7 @@ static const char *clip(char *buf, size_t n, const char *s, size_t max)
 }
 
 /* "[a, b, c]" bounded to LIST_MAX bytes ("[a, b, ...]" when cut). */
-static const char *fmt_list(char *buf, size_t n, char *const *vals, size_t nv)
+static const char *fmt_list(char *buf, size_t n, const char *const *vals, size_t nv)
 {
     size_t o = 0;
 
@@ -127,7 +127,7 @@ int mr_policy_check_target(const mr_policy_t *p, const mr_target_t *t, char *rea
         setf(rule, rule_n, "allow.%s", r->attr);
         if (!reason)
             return -1;
-        fmt_list(list, sizeof(list), r->values, r->n_values);
+        fmt_list(list, sizeof(list), (const char *const *)r->values, r->n_values);
         if (have && *have)
             setf(reason, n, "%s %s not in %s (policy %s)", r->attr,
                  clip(val, sizeof(val), have, QUOTE_MAX), list, p->name);
@@ -185,10 +185,10 @@ static bool in_names(const mr_name_list_t *l, const char *name)
 
 static const char *fmt_names(char *buf, size_t n, const mr_name_list_t *l)
 {
-    char *vals[MR_REQ_MAX_NAMES];
+    const char *vals[MR_REQ_MAX_NAMES];
 
     for (size_t i = 0; i < l->n; i++)
-        vals[i] = (char *)l->names[i];
+        vals[i] = l->names[i];
     return fmt_list(buf, n, vals, l->n);
 }
 
@@ -397,7 +397,7 @@ static int parse_names(const char *key, const json_t *v, mr_name_list_t *l, mr_e
     return 0;
 }
 
-static int parse_max_price(const json_t *v, mr_request_policy_t *out, mr_error_t *err)
+static int parse_max_price(json_t *v, mr_request_policy_t *out, mr_error_t *err)
 {
     const char *k;
     json_t *e;
@@ -408,7 +408,7 @@ static int parse_max_price(const json_t *v, mr_request_policy_t *out, mr_error_t
                    "provider.max_price must be an object like {\"prompt\": 1, \"completion\": 2} "
                    "in USD per million tokens (got %s)",
                    json_kind(v));
-    json_object_foreach((json_t *)v, k, e)
+    json_object_foreach(v, k, e)
     {
         bool prompt = !strcmp(k, "prompt");
         if (!prompt && strcmp(k, "completion"))
@@ -433,7 +433,7 @@ static int parse_max_price(const json_t *v, mr_request_policy_t *out, mr_error_t
     return 0;
 }
 
-int mr_policy_from_request(const json_t *po, mr_request_policy_t *out, mr_error_t *err)
+int mr_policy_from_request(json_t *po, mr_request_policy_t *out, mr_error_t *err)
 {
     const char *k;
     json_t *v;
@@ -447,7 +447,7 @@ int mr_policy_from_request(const json_t *po, mr_request_policy_t *out, mr_error_
         return BAD(err, "provider must be an object of routing preferences (got %s)",
                    json_kind(po));
     out->present = true;
-    json_object_foreach((json_t *)po, k, v)
+    json_object_foreach(po, k, v)
     {
         int rc = 0;
 
@@ -524,7 +524,7 @@ static void make_label(mr_policy_stack_t *st)
 }
 
 int mr_policy_stack_init(mr_policy_stack_t *st, const mr_config_t *cfg, const mr_key_t *key,
-                         const char *header_policy, const json_t *provider_obj, mr_error_t *err)
+                         const char *header_policy, json_t *provider_obj, mr_error_t *err)
 {
     memset(st, 0, sizeof(*st));
     st->key = key ? key->policy : NULL;

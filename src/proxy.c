@@ -669,8 +669,7 @@ static void on_reserved(mr_request_t *r)
 /* Routing under the policy stack: the key's policy, the x-meridian-policy
  * header (or the default policy) and the body's OpenRouter `provider`
  * object all filter; the request can narrow what its key allows, never widen. */
-static int plan_request(mr_request_t *r, const json_t *models, const json_t *provider,
-                        mr_error_t *e)
+static int plan_request(mr_request_t *r, const json_t *models, json_t *provider, mr_error_t *e)
 {
     mr_policy_stack_t st;
     const char *header = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-meridian-policy");

@@ -162,11 +162,10 @@ static void kv_str(mr_buf_t *b, const char *k, const char *v, int *first)
         put(b, "null");
 }
 
-static void kv_num(mr_buf_t *b, const char *k, const char *fmt, double v, int *first)
+/* `num` is a JSON number already formatted by the caller. */
+static void kv_num(mr_buf_t *b, const char *k, const char *num, int *first)
 {
-    char num[48];
     key(b, k, first);
-    snprintf(num, sizeof(num), fmt, v);
     put(b, num);
 }
 
@@ -253,10 +252,13 @@ static const char *route_of(const mr_request_rec_t *r)
 
 static void kv_ms(mr_buf_t *b, const char *k, uint64_t us, int *first)
 {
-    if (us == UINT64_MAX)
+    char num[48];
+    if (us == UINT64_MAX) {
         kv_str(b, k, NULL, first);
-    else
-        kv_num(b, k, "%.3f", (double)us / 1000.0, first);
+        return;
+    }
+    snprintf(num, sizeof(num), "%.3f", (double)us / 1000.0);
+    kv_num(b, k, num, first);
 }
 
 static void kv_tokens(mr_buf_t *b, const char *k, long v, int *first)
@@ -269,10 +271,13 @@ static void kv_tokens(mr_buf_t *b, const char *k, long v, int *first)
 
 static void kv_cost(mr_buf_t *b, double cost, int *first)
 {
-    if (cost < 0)
+    char num[48];
+    if (cost < 0) {
         kv_str(b, "cost_usd", NULL, first);
-    else
-        kv_num(b, "cost_usd", "%.9g", cost, first);
+        return;
+    }
+    snprintf(num, sizeof(num), "%.9g", cost);
+    kv_num(b, "cost_usd", num, first);
 }
 
 /* "{" and the members both records start with. */

@@ -3,6 +3,7 @@
 #include "meridian/buf.h"
 #include "meridian/codec.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -603,7 +604,7 @@ int mr_responses_parse(const json_t *body, const json_t *history, mr_conv_req_t 
     if (!json_is_object(body))
         return mr_error_bad(err, "invalid_type", NULL, "the body must be a JSON object");
     if (!(ps.b.r = mr_conv_req_new(body)) ||
-        (history && !mr_conv_keep(ps.b.r->_arena, json_incref((json_t *)history)))) {
+        (history && !mr_conv_keep(ps.b.r->_arena, json_incref((json_t *)(uintptr_t)history)))) {
         mr_conv_req_free(ps.b.r);
         mr_error_set(err, 500, NULL, "internal_error", NULL, "out of memory");
         return -1;

@@ -2,6 +2,7 @@
 
 #include "meridian/responses_parse.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,7 +89,7 @@ static void echo(json_t *resp, const json_t *req, const char *key, json_t *dflt)
     const json_t *v = json_object_get(req, key);
 
     if (v && !json_is_null(v)) {
-        json_object_set(resp, key, (json_t *)v);
+        json_object_set(resp, key, (json_t *)(uintptr_t)v);
         json_decref(dflt);
     } else {
         json_object_set_new(resp, key, dflt ? dflt : json_null());
@@ -242,7 +243,7 @@ json_t *mr_responses_history(const json_t *entry)
 
     if (!json_is_array(input) || !json_is_array(output) || !(h = json_deep_copy(input)))
         return NULL;
-    if (json_array_extend(h, (json_t *)output) < 0) {
+    if (json_array_extend(h, (json_t *)(uintptr_t)output) < 0) {
         json_decref(h);
         return NULL;
     }

@@ -21,6 +21,7 @@
 #include "meridian/modelref.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,7 +186,7 @@ static void admit(planner_t *pl, group_t *g, unsigned group, const mr_provider_t
 static void admit_direct(planner_t *pl, group_t *g, unsigned gi, const mr_modelref_t *res)
 {
     mr_target_t tmp = {.provider = res->direct,
-                       .model = (char *)res->model,
+                       .model = (char *)(uintptr_t)res->model,
                        .creator = res->direct->vendor,
                        .weight = 1};
     mr_candidate_t c = {.provider = res->direct, .model = res->model, .group = gi};

@@ -82,8 +82,9 @@ typedef struct mr_policy_stack {
  * "throughput"), max_price ({"prompt": N, "completion": N}, USD per million
  * tokens), require_parameters (false only). Anything else, or a bad shape, is
  * 400 invalid_request_error with param "provider" and a message naming the member.
+ * provider_obj is only read (non-const because jansson's iteration API is).
  */
-int mr_policy_from_request(const json_t *provider_obj, mr_request_policy_t *out, mr_error_t *err);
+int mr_policy_from_request(json_t *provider_obj, mr_request_policy_t *out, mr_error_t *err);
 
 /*
  * Build the stack for one request:
@@ -96,7 +97,7 @@ int mr_policy_from_request(const json_t *provider_obj, mr_request_policy_t *out,
  * the errors of mr_policy_from_request. The stack is a plain value (~7 KiB).
  */
 int mr_policy_stack_init(mr_policy_stack_t *st, const mr_config_t *cfg, const mr_key_t *key,
-                         const char *header_policy, const json_t *provider_obj, mr_error_t *err);
+                         const char *header_policy, json_t *provider_obj, mr_error_t *err);
 
 /* true when no layer filters or orders anything (routing as without policies). */
 bool mr_policy_stack_empty(const mr_policy_stack_t *st);

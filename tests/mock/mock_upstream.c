@@ -161,7 +161,7 @@ typedef enum {
 } fault_t;
 
 /* One scenario. `spec` owns the strings `headers`/`body`/`content_type`
- * point into; copies share it through json_incref. */
+ * point into; copies share it through json_incref, under g.mu. */
 typedef struct scenario {
     json_t *spec;
     int status;
@@ -574,7 +574,7 @@ static enum MHD_Result queue_bytes(struct MHD_Connection *c, int status, const c
                                    const char *body, size_t len, const scenario_t *sc)
 {
     struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+        MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
     if (!r)
         return MHD_NO;
     if (ctype)
@@ -1476,9 +1476,10 @@ static enum MHD_Result serve_control(struct MHD_Connection *c, const char *url, 
                 g.has_def = true;
             }
             size_t queued = g.q_len;
+            json_decref(o); /* s holds its own reference, counted under the mutex */
+            o = NULL;
             pthread_mutex_unlock(&g.mu);
             if (!err[0]) {
-                json_decref(o);
                 return queue_json(
                     c, 200, json_pack("{s:b, s:I}", "ok", 1, "queued", (json_int_t)queued), NULL);
             }
@@ -1660,8 +1661,14 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
             g.aborted++;
         pthread_mutex_unlock(&g.mu);
     }
-    if (rq->has_sc)
+    if (rq->has_sc) {
+        /* specs are shared between threads by reference count: every incref
+         * and decref happens under the mutex (jansson reads the count
+         * without an atomic before decrementing it) */
+        pthread_mutex_lock(&g.mu);
         scenario_clear(&rq->sc);
+        pthread_mutex_unlock(&g.mu);
+    }
     free(rq->body);
     free(rq);
     *con_cls = NULL;

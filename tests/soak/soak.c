@@ -72,15 +72,10 @@
 #include <dirent.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
-
-#ifndef MOCK_BIN
-#define MOCK_BIN "mock_upstream"
-#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SOAK_ASAN 1
@@ -290,79 +285,6 @@ static const char *find_secret(const char *p, size_t n)
 }
 
 /* ---- a mock on a fixed port ---------------------------------------------- */
-
-/* th_start_mock picks an ephemeral port; the stoppable upstream must come
- * back on the same one, so it is started here with --port. */
-static int start_mock_on_port(th_proc_t *p, const char *name, int port)
-{
-    memset(p, 0, sizeof(*p));
-    const char *bin = getenv("MERIDIAN_MOCK_BIN");
-    if (!bin || !*bin)
-        bin = MOCK_BIN;
-    char port_s[16];
-    snprintf(port_s, sizeof(port_s), "%d", port);
-    int pfd[2];
-    if (pipe2(pfd, O_CLOEXEC) != 0) {
-        perror("soak: pipe");
-        return -1;
-    }
-    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        signal(SIGPIPE, SIG_DFL);
-        if (devnull >= 0)
-            dup2(devnull, STDIN_FILENO);
-        dup2(pfd[1], STDOUT_FILENO);
-        /* libcurl's sockets are not close-on-exec: a mock restarted while
-         * clients are connected must not hold their connections open */
-        close_range(3, ~0U, 0);
-        execl(bin, bin, "--port", port_s, "--name", name, (char *)NULL);
-        _exit(127);
-    }
-    close(pfd[1]);
-    if (devnull >= 0)
-        close(devnull);
-    if (pid < 0) {
-        close(pfd[0]);
-        perror("soak: fork");
-        return -1;
-    }
-    char line[256];
-    size_t len = 0;
-    int got = 0;
-    double deadline = now_ms() + 10000;
-    while (!got && now_ms() < deadline) {
-        struct pollfd pf = {.fd = pfd[0], .events = POLLIN};
-        int rc = poll(&pf, 1, 100);
-        if (rc <= 0)
-            continue;
-        ssize_t n = read(pfd[0], line + len, sizeof(line) - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        line[len] = '\0';
-        int at = 0;
-        if (strchr(line, '\n'))
-            got = sscanf(line, "listening on 127.0.0.1:%d", &at) == 1 && at == port ? 1 : -1;
-        if (got < 0 || len == sizeof(line) - 1)
-            break;
-    }
-    close(pfd[0]);
-    p->pid = pid;
-    p->port = port;
-    if (got != 1) {
-        fprintf(stderr, "soak: mock %s did not start on port %d\n", name, port);
-        th_stop(p);
-        return -1;
-    }
-    return 0;
-}
 
 /* A free 127.0.0.1 port below the kernel's ephemeral range: while echo is
  * down no outgoing connection (ours, the gateway's, anyone's) can take it
@@ -1095,7 +1017,7 @@ static void restart_upstream(upstream_t *u, int port)
 {
     /* the kernel may hold the port for a moment: retry briefly */
     for (int tries = 0; tries < 20; tries++) {
-        if (start_mock_on_port(&u->proc, u->name, port) == 0) {
+        if (th_start_mock_on_port(&u->proc, u->name, port) == 0) {
             u->up = 1;
             restarts++;
             printf("  - restarted %s on the same port %d\n", u->name, port);
@@ -1248,7 +1170,7 @@ static int start_all(soak_t *so)
             rc = -1;
             for (int tries = 0; tries < 10 && rc != 0; tries++)
                 rc = (echo_port = fixed_port()) > 0
-                         ? start_mock_on_port(&u->proc, u->name, echo_port)
+                         ? th_start_mock_on_port(&u->proc, u->name, echo_port)
                          : -1;
         } else {
             rc = th_start_mock(&u->proc, u->name);
@@ -1425,9 +1347,7 @@ static void shut_down(soak_t *so, results_t *res)
     char *log = th_read_log(&so->gw);
     res->log_len = log ? strlen(log) : 0;
     res->log_secret = find_secret(log, res->log_len);
-    res->sanitizer_report =
-        log && (strstr(log, "ERROR: AddressSanitizer") || strstr(log, "ERROR: LeakSanitizer") ||
-                strstr(log, "runtime error:"));
+    res->sanitizer_report = th_sanitizer_report(log) != NULL;
     for (const char *p = log; p && (p = strstr(p, " warn ")); p++)
         res->warn_lines++;
     for (const char *p = log; p && (p = strchr(p, '\n')); p++)

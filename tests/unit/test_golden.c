@@ -153,7 +153,7 @@ static dialect_t *dialect(const char *name)
         const char *name;
         const mr_adapter_t *ad;
         mr_provider_kind_t kind;
-        const char *base;
+        char *base;
     } table[] = {
         {"anthropic", &mr_adapter_anthropic, MR_KIND_ANTHROPIC, "https://api.anthropic.test/v1"},
         {"gemini", &mr_adapter_gemini, MR_KIND_GEMINI, "https://gemini.test/v1beta"},
@@ -168,7 +168,7 @@ static dialect_t *dialect(const char *name)
         d->ad = table[i].ad;
         d->prov.name = (char *)"test-provider";
         d->prov.kind = table[i].kind;
-        d->prov.base_url = (char *)table[i].base;
+        d->prov.base_url = table[i].base;
         d->prov.api_key = (char *)"test-key";
         d->prov.vendor = (char *)"test-vendor";
         d->prov.region = (char *)"";
@@ -558,9 +558,9 @@ static void run_streams(const char *dname)
         if (whole.rc == 0)
             check_stream_shape(ge, what);
         /* the usage the gateway records is the one the client sees */
-        size_t k;
+        size_t ei;
         json_t *ev;
-        json_array_foreach(ge, k, ev)
+        json_array_foreach(ge, ei, ev)
         {
             json_t *u = json_object_get(ev, "usage");
             if (json_is_object(u)) {

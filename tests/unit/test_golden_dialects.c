@@ -191,7 +191,7 @@ static const mr_provider_t *provider(target_t t)
 
     p[t] = (mr_provider_t){.name = (char *)"test-provider",
                            .kind = kind[t],
-                           .base_url = (char *)base[t],
+                           .base_url = (char *)(uintptr_t)base[t],
                            .api_key = (char *)"test-key",
                            .vendor = (char *)"test-vendor",
                            .region = (char *)"",
@@ -784,9 +784,9 @@ static void test_streams(void **state)
 }
 
 #define PAIR_TESTS(i)                                                                              \
-    cmocka_unit_test_prestate(test_requests, (void *)&pairs[i]),                                   \
-        cmocka_unit_test_prestate(test_responses, (void *)&pairs[i]),                              \
-        cmocka_unit_test_prestate(test_streams, (void *)&pairs[i])
+    cmocka_unit_test_prestate(test_requests, (void *)(uintptr_t)&pairs[i]),                        \
+        cmocka_unit_test_prestate(test_responses, (void *)(uintptr_t)&pairs[i]),                   \
+        cmocka_unit_test_prestate(test_streams, (void *)(uintptr_t)&pairs[i])
 
 int main(void)
 {

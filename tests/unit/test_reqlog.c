@@ -66,14 +66,14 @@ static void assert_contains(const char *hay, const char *needle)
         fail_msg("\"%s\" does not contain \"%s\"", hay, needle);
 }
 
-static mr_reqlog_t *open_audit(const char *path, int bodies, size_t queue_bytes)
+static mr_reqlog_t *open_audit(char *path, int bodies, size_t queue_bytes)
 {
     mr_config_t cfg;
     mr_reqlog_t *l;
     char err[256];
 
     memset(&cfg, 0, sizeof(cfg));
-    cfg.audit.path = (char *)path;
+    cfg.audit.path = path;
     cfg.audit.bodies = bodies;
     cfg.audit.queue_bytes = queue_bytes;
     if (mr_reqlog_open(&cfg, 1, &l, err, sizeof(err)) != 0)
@@ -349,7 +349,7 @@ static char *capture_stderr(void (*fn)(void *), void *arg)
 }
 
 typedef struct refuse_run {
-    const char *path;
+    char *path;
     mr_logsink_stats_t st;
 } refuse_run_t;
 
