@@ -73,6 +73,7 @@
  *                                response open (no end) until the client
  *                                leaves, the mock stops or 120 s pass: a
  *                                stream that stalls after its first events
+ *   POST /_mock/clear_queue  drop the queued scenarios only: {"ok","dropped"}
  *   POST /_mock/reset     clear queue, default scenario, records and counters
  *   GET  /_mock/requests  JSON array of recorded requests, arrival order:
  *        {"method","path","query":{name: value},"connection",
@@ -1447,6 +1448,16 @@ static void record_request(struct MHD_Connection *c, const char *url, const char
 
 /* ---------------------------------------------------------------- control */
 
+/* Drops every queued scenario (caller holds g.mu). */
+static void clear_queue(void)
+{
+    while (g.q_len > 0) {
+        scenario_clear(&g.queue[g.q_head]);
+        g.q_head = (g.q_head + 1) % MOCK_MAX_QUEUE;
+        g.q_len--;
+    }
+}
+
 static enum MHD_Result serve_control(struct MHD_Connection *c, const char *url, const char *method,
                                      const req_t *rq)
 {
@@ -1487,13 +1498,16 @@ static enum MHD_Result serve_control(struct MHD_Connection *c, const char *url, 
         json_decref(o);
         return queue_error(c, 400, "invalid_request_error", err, NULL);
     }
+    if (strcmp(url, "/_mock/clear_queue") == 0 && post) {
+        pthread_mutex_lock(&g.mu);
+        json_int_t dropped = (json_int_t)g.q_len;
+        clear_queue();
+        pthread_mutex_unlock(&g.mu);
+        return queue_json(c, 200, json_pack("{s:b, s:I}", "ok", 1, "dropped", dropped), NULL);
+    }
     if (strcmp(url, "/_mock/reset") == 0 && post) {
         pthread_mutex_lock(&g.mu);
-        while (g.q_len > 0) {
-            scenario_clear(&g.queue[g.q_head]);
-            g.q_head = (g.q_head + 1) % MOCK_MAX_QUEUE;
-            g.q_len--;
-        }
+        clear_queue();
         if (g.has_def)
             scenario_clear(&g.def);
         g.has_def = false;

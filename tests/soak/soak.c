@@ -450,6 +450,7 @@ typedef struct job {
     int stream;
     buf_t head, body;
     double t0;
+    double not_before; /* a client told to retry later waits until then */
     int busy;
 } job_t;
 
@@ -789,12 +790,27 @@ typedef void (*hook_fn)(soak_t *so, long issued);
 
 /* Runs `n` requests keeping `concurrency` in flight; `hook` runs after each
  * launch (fault injection events). Returns when all finished. */
+/* Every candidate's breaker was open (503 targets_unavailable, with
+ * Retry-After). An SDK waits before it tries again; a closed-loop client
+ * that does not would burn a whole phase in the breakers' cooldown, and the
+ * share of requests that reach an upstream would measure the client, not
+ * the gateway. The wait is capped well below the cooldowns to keep the
+ * soak short. */
+#define RETRY_AFTER_WAIT_MS 400
+
+static bool told_to_wait(const job_t *j)
+{
+    long status = 0;
+    curl_easy_getinfo(j->h, CURLINFO_RESPONSE_CODE, &status);
+    return status == 503 && j->body.p && strstr(j->body.p, "\"targets_unavailable\"");
+}
+
 static void run(soak_t *so, stats_t *s, long n, traffic_t mode, long seq0, hook_fn hook)
 {
     long issued = 0, done = 0;
     while (done < n) {
         for (int i = 0; i < so->concurrency && issued < n; i++) {
-            if (!so->jobs[i].busy) {
+            if (!so->jobs[i].busy && so->jobs[i].not_before <= now_ms()) {
                 launch(so, s, &so->jobs[i], mode, seq0 + issued);
                 issued++;
                 if (hook)
@@ -813,6 +829,7 @@ static void run(soak_t *so, stats_t *s, long n, traffic_t mode, long seq0, hook_
             CURLcode rc = m->data.result;
             curl_multi_remove_handle(so->multi, j->h);
             judge(s, j, rc);
+            j->not_before = told_to_wait(j) ? now_ms() + RETRY_AFTER_WAIT_MS : 0;
             j->busy = 0;
             done++;
         }
@@ -892,6 +909,17 @@ static int push(CURL *easy, upstream_t *u, const char *json)
     th_response_free(&r);
     pushes++;
     return rc;
+}
+
+static void clear_queue(upstream_t *u)
+{
+    char url[128];
+    th_response_t r;
+    if (th_http("POST", th_url_buf(&u->proc, "/_mock/clear_queue", url, sizeof(url)), NULL, "{}", 2,
+                &r) != 0 ||
+        r.status != 200)
+        fprintf(stderr, "soak: clearing %s's scenario queue failed (%ld)\n", u->name, r.status);
+    th_response_free(&r);
 }
 
 /* Queues about `slots` upstream requests' worth of scenarios on u: each
@@ -1256,6 +1284,10 @@ static void fault_traffic(soak_t *so, results_t *res)
             if (!ups[i].up)
                 continue;
             book(&ups[i], true);
+            /* this phase's mix only: faults the last phase queued but its
+             * requests never took (breakers open, they failed fast) would
+             * pile up and turn every later probe into a failure */
+            clear_queue(&ups[i]);
             inject(&ups[i], storm ? PHASE_REQUESTS / 2 : PHASE_REQUESTS / 4,
                    storm ? STORM_PERCENT : FAULT_PERCENT, storm);
         }
