@@ -1,6 +1,10 @@
 #include "meridian/adapter.h"
 
 #include "meridian/chat_parse.h"
+#include "meridian/chat_write.h"
+
+#include <stdarg.h>
+#include <stdio.h>
 
 #include <stdlib.h>
 
@@ -13,6 +17,17 @@ void mr_adapter_req_free(mr_adapter_req_t *r)
     r->headers = NULL;
     r->body = NULL;
     r->body_len = 0;
+}
+
+void mr_adapter_stream_error(mr_buf_t *out, const char *fmt, ...)
+{
+    char msg[MR_ERROR_MESSAGE_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    mr_chat_write_error(out, "api_error", "upstream_stream_error", "%s", msg);
 }
 
 const mr_adapter_t *mr_adapter_for(mr_provider_kind_t kind)

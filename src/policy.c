@@ -600,8 +600,12 @@ json_t *mr_policy_to_json(const mr_policy_t *p)
                         p->max_vendor_share > 0 ? json_integer(p->share_window_s) : json_null());
     json_object_set_new(o, "min_vendors",
                         p->min_vendors ? json_integer(p->min_vendors) : json_null());
+    /* added in 0.2.0: only when set, so that older policies keep their hash */
+    if (p->session_ttl_set)
+        json_object_set_new(o, "session_ttl_s", json_integer(p->session_ttl_s));
     /* any member that failed to allocate makes the form incomplete */
-    if (json_object_size(o) != 12 || !json_object_get(o, "allow") || !json_object_get(o, "deny")) {
+    if (json_object_size(o) != 12u + p->session_ttl_set || !json_object_get(o, "allow") ||
+        !json_object_get(o, "deny")) {
         json_decref(o);
         return NULL;
     }

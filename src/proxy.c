@@ -16,6 +16,8 @@
 #define DISCONNECT_WATCH_DELAY_MS 25
 
 static void start_attempt(mr_request_t *r);
+static void output_ready(mr_request_t *r);
+static void arm_timer(mr_request_t *r, uint64_t ms);
 
 static uint64_t now_of(const mr_request_t *r)
 {
@@ -110,6 +112,14 @@ static void on_timer(uv_timer_t *t)
 
     if (!a || !mr_attempt_running(a))
         return;
+    if (!r->committed && r->hold_until_ms && now_of(r) >= r->hold_until_ms) {
+        /* held long enough without content: the client gets what there is */
+        r->hold_until_ms = 0;
+        r->hold_expired = 1;
+        output_ready(r);
+        arm_timer(r, to->stream_idle_ms);
+        return;
+    }
     if (r->committed) {
         snprintf(why, sizeof(why), "no data for %u ms (timeouts.stream_idle_ms)",
                  to->stream_idle_ms);
@@ -148,6 +158,8 @@ static void arm_timer(mr_request_t *r, uint64_t ms)
         uint64_t left = deadline > now ? deadline - now : 0;
         if (ms > left)
             ms = left;
+        if (r->hold_until_ms && r->hold_until_ms - now < ms)
+            ms = r->hold_until_ms > now ? r->hold_until_ms - now : 0;
     }
     if (uv_timer_start(&r->timer, on_timer, ms, 0) != 0)
         mr_error("%s: cannot arm the attempt timer", r->id);
@@ -381,20 +393,40 @@ static enum MHD_Result queue_stream(mr_request_t *r)
     return ret;
 }
 
-/* Output is ready for the client: commit on the first bytes, else wake the
- * reader parked in stream_reader. */
+/* The commit point: nothing reaches the client before an event that
+ * carries content, the whole stream, or a bounded hold (bytes, time), so an
+ * upstream that fails after a role-only first chunk is failed over as if it
+ * had failed before its first byte. */
+static bool may_commit(mr_request_t *r)
+{
+    const mr_attempt_t *a = r->att;
+
+    return r->upstream_done || r->hold_expired || mr_attempt_has_content(a) ||
+           mr_buf_len(&a->out) >= r->gen->cfg->limits.commit_hold_bytes;
+}
+
+/* Output is ready for the client: commit when it may, else wake the reader
+ * parked in stream_reader. */
 static void output_ready(mr_request_t *r)
 {
     if (mr_buf_len(&r->att->out) == 0)
         return;
-    if (!r->committed) {
-        if (r->state == MR_RS_UPSTREAM) {
-            r->state = MR_RS_STREAM_GO;
-            resume(r);
-        }
-    } else {
+    if (r->committed) {
         resume(r);
+        return;
     }
+    if (r->state != MR_RS_UPSTREAM)
+        return;
+    if (!may_commit(r)) {
+        if (!r->hold_until_ms) {
+            r->hold_until_ms = now_of(r) + timeouts(r)->commit_hold_ms;
+            arm_timer(r, timeouts(r)->stream_idle_ms);
+        }
+        return;
+    }
+    r->hold_until_ms = 0;
+    r->state = MR_RS_STREAM_GO;
+    resume(r);
 }
 
 /* ---- attempts --------------------------------------------------------- */
@@ -461,6 +493,8 @@ static void next_or_fail(mr_request_t *r)
 {
     mr_attempt_free(r->att);
     r->att = NULL;
+    r->hold_until_ms = 0;
+    r->hold_expired = 0;
     if (r->state == MR_RS_STREAM_GO)
         r->state = MR_RS_UPSTREAM; /* resumed but not answered: the handler re-suspends */
     if (now_of(r) - r->start_ms >= timeouts(r)->request_ms)

@@ -91,6 +91,7 @@ struct mr_attempt {
     int paused;           /* the upstream waits for `out` to drain */
     int stream_errored;   /* the translator ended the stream with an error event */
     mr_failure_t failure; /* MR_FAIL_NONE until it fails */
+    unsigned resends;     /* the transport re-sent the request by itself */
     char error[160];      /* the failure for humans, "" when none or an HTTP status */
     uint64_t start_ns;    /* sent (or created) */
     uint32_t ms;          /* duration, set when it ends */
@@ -137,8 +138,13 @@ void mr_attempt_cancel(mr_attempt_t *a, mr_failure_t failure, const char *why);
  * attempt that failed in mr_attempt_build or mr_attempt_start. */
 void mr_attempt_end(mr_attempt_t *a);
 
+/* Whether a stream has written an event that carries content (text,
+ * reasoning, a tool call): the commit point (proxy.h). */
+bool mr_attempt_has_content(const mr_attempt_t *a);
+
 /* The client got the response head: a stream's outcome is decided here
- * (reported as a success), its bytes now belong to the client. */
+ * (reported as a success), its bytes now belong to the client; a failure
+ * after this is reported to the breaker when it happens. */
 void mr_attempt_commit(mr_attempt_t *a);
 
 /* The client's reader drained `out` below half: let the upstream go on. */

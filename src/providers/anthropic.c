@@ -359,6 +359,7 @@ const mr_adapter_t mr_adapter_anthropic = {
     .stream_feed = mr__xlate_stream_feed,
     .stream_end = mr__xlate_stream_end,
     .stream_usage = mr__xlate_stream_usage,
+    .stream_content = mr__xlate_stream_content,
     .stream_free = mr__xlate_stream_free,
     .retryable = anthropic_retryable,
     .translate_error = anthropic_translate_error,

@@ -388,6 +388,7 @@ const mr_adapter_t mr_adapter_gemini = {
     .stream_feed = mr__xlate_stream_feed,
     .stream_end = mr__xlate_stream_end,
     .stream_usage = mr__xlate_stream_usage,
+    .stream_content = mr__xlate_stream_content,
     .stream_free = mr__xlate_stream_free,
     .retryable = gemini_retryable,
     .translate_error = gemini_translate_error,

@@ -110,6 +110,11 @@ int mr__xlate_get_int(const json_t *obj, const char *key, long long lo, long lon
     return 1;
 }
 
+void mr__xlate_usage(const mr_conv_usage_t *u, mr_usage_t *out)
+{
+    *out = (mr_usage_t){u->prompt, u->completion, u->cached, u->cache_write, u->reasoning};
+}
+
 long mr__xlate_count(const json_t *obj, const char *key)
 {
     const json_t *v = json_object_get(obj, key);
@@ -378,7 +383,7 @@ int mr__xlate_translate(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in, 
     mr_conv_answer_t a;
     int rc = -1;
 
-    usage->prompt_tokens = usage->completion_tokens = -1;
+    *usage = MR_USAGE_UNKNOWN;
     if (mr_conv_answer_init(&a, root) < 0) {
         json_decref(root);
         return mr__xlate_oom(err);
@@ -391,8 +396,7 @@ int mr__xlate_translate(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in, 
                          in->provider->name, MR_CONV_MAX_BYTES >> 20);
         goto done;
     }
-    usage->prompt_tokens = a.usage.prompt;
-    usage->completion_tokens = a.usage.completion;
+    mr__xlate_usage(&a.usage, usage);
     if (out && mr_chat_write_answer(&a, mr__xlate_created(in), out) < 0) {
         mr_error_set(err, 502, "api_error", "upstream_too_large", NULL,
                      "provider %s: translated answer too large", in->provider->name);
@@ -432,6 +436,8 @@ mr_stream_xlate_t *mr__xlate_stream_new(const mr_xlate_parser_t *ps, const mr_ad
     mr_chat_writer_init(&x->w, mr__xlate_created(in), in->client_wants_usage);
     x->sink = (mr_conv_sink_t){mr_chat_write_event, &x->w};
     x->provider = in->provider ? in->provider->name : "?";
+    if (in->provider)
+        mr_chat_writer_origin(&x->w, mr_provider_kind_name(in->provider->kind), in->model);
     ps->stream_init(x->state, in);
     return x;
 }
@@ -451,19 +457,16 @@ static int fail(mr_stream_xlate_t *x, int rc, mr_buf_t *out)
     if (rc == MR_XLATE_UPSTREAM_ERROR)
         return -1; /* the parser sent it */
     if (rc == MR_SSE_TOO_LONG)
-        mr_chat_write_error(out, "api_error", "upstream_stream_error",
-                            "provider %s sent an event larger than %d bytes", x->provider,
-                            MR_XLATE_EVENT_MAX);
+        mr_adapter_stream_error(out, "provider %s sent an event larger than %d bytes", x->provider,
+                                MR_XLATE_EVENT_MAX);
     else if (rc == MR_XLATE_TRUNCATED)
-        mr_chat_write_error(out, "api_error", "upstream_stream_error", "provider %s %s",
-                            x->provider, x->ps->truncated);
+        mr_adapter_stream_error(out, "provider %s %s", x->provider, x->ps->truncated);
     else if (rc == MR_XLATE_MALFORMED)
-        mr_chat_write_error(out, "api_error", "upstream_stream_error", "provider %s sent %s",
-                            x->provider, x->ps->malformed);
+        mr_adapter_stream_error(out, "provider %s sent %s", x->provider, x->ps->malformed);
     else
-        mr_chat_write_error(out, "api_error", "upstream_stream_error",
-                            "provider %s: out of memory translating the stream", x->provider);
-    return -1;
+        mr_adapter_stream_error(out, "provider %s: out of memory translating the stream",
+                                x->provider);
+    return rc == MR_XLATE_TRUNCATED ? MR_ADAPTER_TRUNCATED : -1;
 }
 
 int mr__xlate_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *out)
@@ -495,8 +498,12 @@ int mr__xlate_stream_end(mr_stream_xlate_t *x, mr_buf_t *out)
 
 void mr__xlate_stream_usage(const mr_stream_xlate_t *x, mr_usage_t *usage)
 {
-    usage->prompt_tokens = x->w.usage.prompt;
-    usage->completion_tokens = x->w.usage.completion;
+    mr__xlate_usage(&x->w.usage, usage);
+}
+
+int mr__xlate_stream_content(const mr_stream_xlate_t *x)
+{
+    return x->w.content;
 }
 
 void mr__xlate_stream_free(mr_stream_xlate_t *x)

@@ -77,6 +77,7 @@ mr_stream_xlate_t *mr__xlate_stream_new(const mr_xlate_parser_t *ps, const mr_ad
 int mr__xlate_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *out);
 int mr__xlate_stream_end(mr_stream_xlate_t *x, mr_buf_t *out);
 void mr__xlate_stream_usage(const mr_stream_xlate_t *x, mr_usage_t *usage);
+int mr__xlate_stream_content(const mr_stream_xlate_t *x);
 void mr__xlate_stream_free(mr_stream_xlate_t *x);
 
 /* Sends one event to a sink. */
@@ -131,6 +132,9 @@ void mr__xlate_model(const json_t *upstream, const char *fallback, char *dst, si
 /* Appends j (compact) to out, respecting out's limit; takes the reference.
  * 0, or -1 (too large / out of memory). */
 int mr__xlate_append_json(mr_buf_t *out, json_t *j);
+
+/* The model's counts as the gateway's (same conventions, see adapter.h). */
+void mr__xlate_usage(const mr_conv_usage_t *u, mr_usage_t *out);
 
 /* A non-negative integer member (a token count), -1 when absent or not one. */
 long mr__xlate_count(const json_t *obj, const char *key);
