@@ -257,9 +257,7 @@ json_t *mr__xlate_str(mr_conv_str_t s)
     return json_stringn(s.p ? s.p : "", s.n);
 }
 
-/* The text of every system and developer turn, in order, joined by a blank
- * line (empty ones skipped). */
-static int system_text(const mr_conv_req_t *conv, mr_buf_t *out)
+int mr__xlate_system_text(const mr_conv_req_t *conv, mr_buf_t *out)
 {
     for (size_t i = 0; i < conv->n_turns; i++) {
         const mr_conv_turn_t *t = &conv->turns[i];
@@ -295,7 +293,15 @@ static int push_turn(json_t *turns, const char *role, const char *key, json_t *i
     return json_array_append_new(turns, json_pack("{s:s, s:o}", "role", role, key, items));
 }
 
-json_t *mr__xlate_turns(const mr_conv_req_t *conv, const mr_xlate_turns_t *d, mr_buf_t *system)
+int mr__xlate_origin_ok(mr_xlate_emit_t *e, const mr_conv_origin_t *o)
+{
+    if (mr_conv_origin_ok(o, e->kind, e->in->model))
+        return 1;
+    e->dropped++;
+    return 0;
+}
+
+json_t *mr__xlate_turns(mr_xlate_emit_t *e, const mr_conv_req_t *conv, const mr_xlate_turns_t *d)
 {
     json_t *turns = json_array();
     int rc = turns ? 0 : -1;
@@ -307,19 +313,17 @@ json_t *mr__xlate_turns(const mr_conv_req_t *conv, const mr_xlate_turns_t *d, mr
         if (!items)
             rc = -1;
         else if (t->role == MR_CONV_ROLE_USER)
-            rc = d->user(t->parts, t->n_parts, items);
+            rc = d->user(e, t, items);
         else if (t->role == MR_CONV_ROLE_ASSISTANT)
-            rc = d->assistant_items(t, items);
+            rc = d->assistant_items(e, t, items);
         else if (t->role == MR_CONV_ROLE_TOOL)
-            rc = d->result(&t->parts[0].u.result, items);
+            rc = d->result(e, t, items);
         /* system turns: joined below; other roles were refused by the check */
         if (rc == 0)
             rc = push_turn(turns, role, d->key, items);
         else
             json_decref(items);
     }
-    if (rc == 0)
-        rc = system_text(conv, system);
     if (rc < 0) {
         json_decref(turns);
         return NULL;
@@ -348,25 +352,27 @@ json_t *mr__xlate_tools(const mr_conv_req_t *conv, const char *schema_key,
 }
 
 int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const mr_adapter_in_t *in,
-                   char **body, size_t *len, mr_error_t *err)
+                   mr_adapter_req_t *out, mr_error_t *err)
 {
     mr_conv_req_t *own = NULL;
     const mr_conv_req_t *conv = in->conv;
+    mr_xlate_emit_t e = {.in = in, .kind = caps->name};
     json_t *root = NULL;
     int rc = -1;
 
-    *body = NULL;
+    out->body = NULL;
     if (!conv && mr_chat_parse(in->json, &own, err) < 0)
         return -1;
     if (!conv)
         conv = own;
-    if (mr_conv_check(conv, caps, err) < 0 || emit(in, conv, &root, err) < 0)
+    if (mr_conv_check(conv, caps, err) < 0 || emit(&e, conv, &root, err) < 0)
         goto done;
-    if (!(*body = json_dumps(root, MR_CONV_JSON_FLAGS))) {
+    if (!(out->body = json_dumps(root, MR_CONV_JSON_FLAGS))) {
         mr__xlate_oom(err);
         goto done;
     }
-    *len = strlen(*body);
+    out->body_len = strlen(out->body);
+    out->signatures_dropped = e.dropped;
     rc = 0;
 done:
     json_decref(root);
