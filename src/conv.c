@@ -1,5 +1,7 @@
 #include "meridian/conv.h"
 
+#include "meridian/catalogue.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -192,6 +194,66 @@ const char *mr_conv_finish_name(mr_conv_finish_t f)
         break;
     }
     return "stop";
+}
+
+/* ------------------------------------------------------------ needs */
+
+static uint32_t part_needs(const mr_conv_part_t *p)
+{
+    uint32_t n = p->cache.type.p ? MR_CAP_PROMPT_CACHE : 0;
+
+    switch (p->kind) {
+    case MR_CONV_IMAGE:
+        return n | MR_CAP_VISION;
+    case MR_CONV_AUDIO:
+        return n | MR_CAP_AUDIO;
+    case MR_CONV_FILE:
+        return n | MR_CAP_FILES;
+    case MR_CONV_TOOL_CALL:
+        return n | MR_CAP_TOOLS;
+    case MR_CONV_TOOL_RESULT:
+        n |= MR_CAP_TOOLS;
+        for (size_t k = 0; k < p->u.result.n_content; k++)
+            n |= part_needs(&p->u.result.content[k]);
+        return n;
+    default:
+        return n;
+    }
+}
+
+static uint32_t reasoning_needs(const mr_conv_reasoning_req_t *r)
+{
+    int off = r->effort == MR_CONV_EFFORT_NONE || r->budget == 0;
+    int on = (r->effort != MR_CONV_EFFORT_UNSET && r->effort != MR_CONV_EFFORT_BAD) ||
+             r->budget > 0 || r->anthropic || r->gemini;
+    return on && !off ? MR_CAP_REASONING : 0;
+}
+
+uint32_t mr_conv_needs(const mr_conv_req_t *r)
+{
+    uint32_t n = reasoning_needs(&r->reasoning);
+
+    if (r->n_tools)
+        n |= MR_CAP_TOOLS;
+    if (r->format.kind == MR_CONV_FORMAT_JSON_OBJECT)
+        n |= MR_CAP_JSON_OBJECT;
+    if (r->format.kind == MR_CONV_FORMAT_JSON_SCHEMA)
+        n |= MR_CAP_JSON_SCHEMA;
+    if (r->audio_out)
+        n |= MR_CAP_AUDIO;
+    if (r->cache.type.p || r->cached_content.p)
+        n |= MR_CAP_PROMPT_CACHE;
+    for (size_t i = 0; i < r->n_tools; i++)
+        if (r->tools[i].cache.type.p)
+            n |= MR_CAP_PROMPT_CACHE;
+    for (size_t i = 0; i < r->n_turns; i++) {
+        const mr_conv_turn_t *t = &r->turns[i];
+        if (t->cache.type.p)
+            n |= MR_CAP_PROMPT_CACHE;
+        for (size_t k = 0; k < t->n_parts; k++)
+            n |= part_needs(&t->parts[k]);
+    }
+    return n;
 }
 
 int mr_conv_origin_ok(const mr_conv_origin_t *o, const char *kind, const char *model)

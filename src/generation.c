@@ -73,7 +73,8 @@ mr_snapshot_t *mr_snapshot_new(mr_config_t *cfg, unsigned id)
     s->cfg = cfg;
     s->id = id;
     atomic_init(&s->refs, 1);
-    if (build_models(s) < 0) {
+    if (build_models(s) < 0 || !(s->affinity = mr_affinity_new(MR_AFFINITY_MAX))) {
+        free(s->models_body);
         mr_config_free(cfg);
         free(s);
         return NULL;
@@ -93,6 +94,7 @@ void mr_snapshot_release(mr_snapshot_t *s)
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
     free(s->models_body);
+    mr_affinity_free(s->affinity);
     mr_config_free(s->cfg);
     free(s);
 }

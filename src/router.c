@@ -609,6 +609,21 @@ static void fail_denied(const mr_plan_t *plan, mr_error_t *err)
                  list);
 }
 
+/* The candidate on target `id` first, the others in their order after it:
+ * false when it is none of them. */
+static bool pin_first(group_t *g, uint32_t id)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        if (g->c[i].target && g->c[i].target->id == id) {
+            mr_candidate_t c = g->c[i];
+            memmove(&g->c[1], &g->c[0], i * sizeof(c));
+            g->c[0] = c;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Build and order the group of model `gi`; append it to the plan. Returns the
  * group's attempt cap contribution. */
 static unsigned plan_group(planner_t *pl, unsigned gi, const resolved_t *res, bool last)
@@ -630,12 +645,16 @@ static unsigned plan_group(planner_t *pl, unsigned gi, const resolved_t *res, bo
         mr_target_t tmp = {.provider = res->direct,
                            .model = (char *)res->direct_model,
                            .creator = res->direct->vendor,
-                           .weight = 1};
+                           .weight = 1,
+                           .capabilities = res->direct->capabilities};
         admit(pl, &g, gi, res->direct, res->direct_model, t, t ? t : &tmp);
         cap = 1;
     }
 
-    switch (plan->strategy) {
+    /* cache affinity: a pinned session stays put; the strategy decides new ones */
+    bool pinned = gi == 0 && rp && rp->has_pin && pin_first(&g, rp->pin);
+    plan->pinned |= pinned;
+    switch (pinned ? MR_STRATEGY_PRIORITY : plan->strategy) {
     case MR_STRATEGY_PRIORITY:
         break;
     case MR_STRATEGY_WEIGHTED:
@@ -651,7 +670,8 @@ static unsigned plan_group(planner_t *pl, unsigned gi, const resolved_t *res, bo
         order_cheapest(&g);
         break;
     }
-    order_vendor_share(pl, &g);
+    if (!pinned)
+        order_vendor_share(pl, &g);
     order_diversity(&g, plan->diversity,
                     plan->n_candidates ? &plan->candidates[plan->n_candidates - 1] : NULL);
     if (rp)
@@ -899,6 +919,8 @@ static json_t *plan_json(const mr_plan_t *plan, mr_softstate_t *ss, uint64_t now
         json_object_set_new(e, "creator", json_string(c->target ? c->target->creator : p->vendor));
         json_object_set_new(e, "open_weights", json_boolean(c->target && c->target->open_weights));
         json_object_set_new(e, "demoted", json_boolean(c->demoted));
+        if (i == 0 && plan->pinned)
+            json_object_set_new(e, "pinned", json_true());
         if (c->target && mr_softstate_ttfb(ss, c->target->id, now_ms, &ttfb))
             json_object_set_new(e, "ttfb_ms", json_real(ttfb));
         if (c->target && c->target->has_input_price)
@@ -1013,6 +1035,8 @@ void mr_router_explain_print(const json_t *ex, FILE *out)
             fprintf(out, " ttfb=%.0fms", json_number_value(json_object_get(e, "ttfb_ms")));
         if (json_is_true(json_object_get(e, "demoted")))
             fprintf(out, " [over max_vendor_share: moved behind]");
+        if (json_is_true(json_object_get(e, "pinned")))
+            fprintf(out, " [session pinned here: cache affinity]");
         fputc('\n', out);
     }
 

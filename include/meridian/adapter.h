@@ -129,6 +129,11 @@ typedef struct mr_adapter {
      * appended to `out` (keeping the provider's message). */
     void (*translate_error)(const mr_provider_t *p, long status, const char *body, size_t len,
                             mr_buf_t *out);
+    /* The first parameter of a chat request this dialect would not carry
+     * (refused, or dropped), NULL when it carries every one: what
+     * provider.require_parameters skips targets for. NULL function: the
+     * dialect passes the client's bytes (it carries everything). */
+    const char *(*unsupported)(const mr_conv_req_t *conv);
     /* Set when complete 2xx bodies are already OpenAI's: the gateway then
      * forwards the upstream bytes untouched and calls translate with
      * out == NULL only to read the usage. */
@@ -155,6 +160,10 @@ typedef struct mr_adapter_conv {
     int tried;      /* the parse ran */
     mr_error_t err; /* its error when it failed */
 } mr_adapter_conv_t;
+
+/* The chat body `json` as a conversation in *cache, parsed on the first
+ * call (later calls return the same result). 0, or -1 with *err. */
+int mr_adapter_conv_parse(mr_adapter_conv_t *cache, const json_t *json, mr_error_t *err);
 
 /* Sets in->conv when `ad` uses the model for in->endpoint, parsing in->json
  * into *cache on the first call. 0, or -1 with *err (the client's 400 when

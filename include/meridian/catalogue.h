@@ -271,6 +271,9 @@ typedef struct mr_config {
     const char **vendors;  /* distinct provider vendors, borrowed from providers */
     size_t n_vendors;
     size_t n_share_policies; /* policies with max_vendor_share */
+    /* What every provider and target can do: a request needing nothing
+     * beyond it is not checked against capabilities (MR_CAP_*). */
+    uint32_t common_capabilities;
 } mr_config_t;
 
 /* ---- names and lookups -------------------------------------------------- */

@@ -36,6 +36,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define MR_CONV_MAX_TURNS 65536
 #define MR_CONV_MAX_PARTS 262144
@@ -401,6 +402,12 @@ typedef struct mr_conv_caps {
  * client's 400 in *err. Parameters a dialect does not read are not looked
  * at (a BAD value the target ignores is no error). */
 int mr_conv_check(const mr_conv_req_t *req, const mr_conv_caps_t *caps, mr_error_t *err);
+
+/* What a request needs of a target, as catalogue.h's MR_CAP_* bits: tools
+ * (tools, calls, results), vision (images), audio (audio in or out), files,
+ * json_object / json_schema (response_format), reasoning (asked for and not
+ * "none"), prompt_cache (a cache marker anywhere, or Gemini cachedContent). */
+uint32_t mr_conv_needs(const mr_conv_req_t *r);
 
 /* Whether a signature made at `o` validates on a target of provider kind
  * `kind` and model `model`: the kinds match, and the models when o says. */

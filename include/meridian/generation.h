@@ -2,7 +2,8 @@
  * generation — one loaded config and what each worker derives from it.
  *
  * A snapshot (mr_snapshot_t) is the immutable part: a validated config and
- * the GET /v1/models body built from it. It is made once per start or
+ * the GET /v1/models body built from it (plus the process-wide cache
+ * affinity table of its targets, which locks itself). It is made once per start or
  * reload and shared by every worker; its reference count is atomic, so any
  * thread may acquire or release it, and the last release frees the config.
  *
@@ -16,6 +17,7 @@
 #ifndef MERIDIAN_GENERATION_H
 #define MERIDIAN_GENERATION_H
 
+#include "meridian/affinity.h"
 #include "meridian/config.h"
 #include "meridian/health.h"
 #include "meridian/metrics.h"
@@ -31,6 +33,9 @@ typedef struct mr_snapshot {
     size_t models_len;
     unsigned id; /* 0 for the start-up config, then 1, 2, ... per reload */
     atomic_uint refs;
+    /* Cache affinity pins of this config's targets, shared by the workers
+     * (affinity.h: locked inside); a reload starts an empty table. */
+    mr_affinity_t *affinity;
 } mr_snapshot_t;
 
 /* Takes ownership of cfg (freed here even on failure). One reference for the

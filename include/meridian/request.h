@@ -106,6 +106,8 @@ struct mr_request {
     int client_wants_usage;
     int planned;
     mr_plan_t plan;
+    uint64_t session_key;    /* cache affinity: the conversation's key, 0 when none */
+    uint32_t session_ttl_ms; /* ... and how long a served turn pins it */
     size_t next_candidate;
     mr_attempt_rec_t *attempts; /* history: plan.max_attempts slots */
     unsigned n_attempts;

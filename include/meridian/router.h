@@ -93,6 +93,7 @@ typedef struct mr_plan {
     const char *strategy_from; /* "request", a policy name, or "default" */
     mr_diversity_t diversity;
     const char *diversity_from;
+    bool pinned; /* the first candidate is the session's pinned target (cache affinity) */
 } mr_plan_t;
 
 /*
@@ -162,7 +163,8 @@ void mr_router_record_ttfb(mr_softstate_t *ss, const mr_candidate_t *c, uint32_t
  *    "fallback_diversity", "diversity_from", "max_attempts",
  *    "candidates": [{"rank", "provider", "model", "for_model", "vendor",
  *                    "region", "jurisdiction", "creator", "open_weights",
- *                    "demoted", ["ttfb_ms"], ["input_per_mtok", "output_per_mtok"]}],
+ *                    "demoted", ["pinned"], ["ttfb_ms"], ["input_per_mtok",
+ *                    "output_per_mtok"]}],
  *    "excluded": [{"provider", "model", "for_model", "kind", "rule",
  *                  "policy", "reason"}], "excluded_total",
  *    "status": 200|403|503, ["error": {"code", "message"}]}

@@ -32,6 +32,16 @@ static const mr_conv_caps_t caps = {
     .schema_value_ok = mr__anthropic_schema_value_ok,
 };
 
+/* Members of the model Anthropic has no field for. */
+static const char *const ignored[] = {
+    "presence_penalty", "frequency_penalty", "seed",           "top_logprobs",
+    "metadata",         "prompt_cache_key",  "cached_content", NULL};
+
+static const char *anthropic_unsupported(const mr_conv_req_t *conv)
+{
+    return mr__xlate_unsupported(&caps, conv, ignored);
+}
+
 static int anthropic_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_error_t *err)
 {
     const mr_provider_t *p = in->provider;
@@ -125,6 +135,7 @@ const mr_adapter_t mr_adapter_anthropic = {
     .stream_free = mr__xlate_stream_free,
     .retryable = anthropic_retryable,
     .translate_error = anthropic_translate_error,
+    .unsupported = anthropic_unsupported,
     .passthrough = 0,
     .uses_conv = 1,
 };

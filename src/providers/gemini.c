@@ -54,6 +54,15 @@ static int gemini_url(const mr_adapter_in_t *in, const char *method, char **url,
     return *url ? 0 : mr__xlate_oom(err);
 }
 
+/* Members of the model Gemini has no field for. */
+static const char *const ignored[] = {"top_logprobs",        "metadata",         "user",
+                                      "parallel_tool_calls", "prompt_cache_key", NULL};
+
+static const char *gemini_unsupported(const mr_conv_req_t *conv)
+{
+    return mr__xlate_unsupported(&caps, conv, ignored);
+}
+
 static int gemini_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_error_t *err)
 {
     const mr_provider_t *p = in->provider;
@@ -169,6 +178,7 @@ const mr_adapter_t mr_adapter_gemini = {
     .stream_free = mr__xlate_stream_free,
     .retryable = gemini_retryable,
     .translate_error = gemini_translate_error,
+    .unsupported = gemini_unsupported,
     .passthrough = 0,
     .uses_conv = 1,
 };

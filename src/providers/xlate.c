@@ -380,6 +380,43 @@ done:
     return rc;
 }
 
+/* Whether the request uses the model member `name`. */
+static int uses(const mr_conv_req_t *r, const char *name)
+{
+    const mr_conv_num_t *nums[] = {&r->presence_penalty, &r->frequency_penalty, &r->seed,
+                                   &r->top_logprobs};
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
+        if (!strcmp(name, nums[i]->param ? nums[i]->param : ""))
+            return nums[i]->state != MR_CONV_UNSET;
+    if (!strcmp(name, "metadata"))
+        return r->metadata && !json_is_null(r->metadata);
+    if (!strcmp(name, "user"))
+        return r->user.p != NULL;
+    if (!strcmp(name, "parallel_tool_calls"))
+        return r->parallel_tool_calls >= 0;
+    if (!strcmp(name, "prompt_cache_key"))
+        return r->prompt_cache_key.p != NULL;
+    if (!strcmp(name, "cached_content"))
+        return r->cached_content.p != NULL;
+    return 0;
+}
+
+const char *mr__xlate_unsupported(const mr_conv_caps_t *caps, const mr_conv_req_t *conv,
+                                  const char *const *ignored)
+{
+    mr_error_t err;
+
+    if (mr_conv_check(conv, caps, &err) < 0)
+        return err.param ? err.param : conv->turns_param;
+    for (size_t i = 0; i < conv->n_dropped; i++)
+        if (!mr_conv_eq(conv->dropped[i], "provider") && !mr_conv_eq(conv->dropped[i], "models"))
+            return conv->dropped[i].p; /* the gateway's own members are no parameters */
+    for (; *ignored; ignored++)
+        if (uses(conv, *ignored))
+            return *ignored;
+    return NULL;
+}
+
 /* ------------------------------------------------------------ answers */
 
 int mr__xlate_translate(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in, const char *body,

@@ -91,6 +91,13 @@ void mr__xlate_stream_free(mr_stream_xlate_t *x);
 /* Sends one event to a sink. */
 int mr__xlate_send(const mr_conv_sink_t *sink, mr_conv_event_t ev);
 
+/* mr_adapter_t.unsupported for a dialect with capabilities `caps` that
+ * leaves out the model's members named in `ignored` (NULL-terminated:
+ * presence_penalty, frequency_penalty, seed, top_logprobs, metadata, user,
+ * parallel_tool_calls, prompt_cache_key, cached_content). */
+const char *mr__xlate_unsupported(const mr_conv_caps_t *caps, const mr_conv_req_t *conv,
+                                  const char *const *ignored);
+
 /* ---- emitting requests -------------------------------------------------- */
 
 /* How a dialect with one system field and merged user / assistant turns
