@@ -603,13 +603,20 @@ static int check_schema(schema_walk_t *w, const json_t *s, int depth)
                                 w->caps->name);
         if (listed(sub_one, k) && check_sub(w, v, depth, ".%s", k) < 0)
             return -1;
-        if (listed(sub_array, k))
-            json_array_foreach(v, i,
-                               item) if (check_sub(w, item, depth, ".%s[%zu]", k, i) < 0) return -1;
+        if (listed(sub_array, k)) {
+            json_array_foreach(v, i, item)
+            {
+                if (check_sub(w, item, depth, ".%s[%zu]", k, i) < 0)
+                    return -1;
+            }
+        }
         if (listed(sub_map, k)) {
             const char *name;
-            json_object_foreach((json_t *)v, name, item) if (check_sub(w, item, depth, ".%s.%.40s",
-                                                                       k, name) < 0) return -1;
+            json_object_foreach((json_t *)v, name, item)
+            {
+                if (check_sub(w, item, depth, ".%s.%.40s", k, name) < 0)
+                    return -1;
+            }
         }
     }
     return 0;

@@ -734,18 +734,20 @@ void mr_metrics_usage(mr_metrics_view_t *v, const mr_provider_t *p, const long c
     static const char *const types[MR_TOK_COUNT] = {"prompt", "completion", "cached", "cache_write",
                                                     "reasoning"};
     size_t pk = provider_key(v, p);
-    const char *one[] = {p->name};
 
     for (int t = 0; t < MR_TOK_COUNT; t++) {
-        const char *values[] = {p->name, types[t]};
-        if (counts[t] > 0)
+        if (counts[t] > 0) {
+            const char *values[] = {p->name, types[t]};
             mr_metrics_add(v->m, v->w,
                            cached(v, &v->tok[pk * MR_TOK_COUNT + (size_t)t], MR_MF_TOKENS, values),
                            (uint64_t)counts[t]);
+        }
     }
-    if (cost_usd > 0)
+    if (cost_usd > 0) {
+        const char *one[] = {p->name};
         mr_metrics_add(v->m, v->w, cached(v, &v->cost[pk], MR_MF_COST, one),
                        (uint64_t)(cost_usd * 1e9 + 0.5));
+    }
 }
 
 void mr_metrics_resend(mr_metrics_view_t *v, const mr_provider_t *p)

@@ -197,10 +197,10 @@ static const char *fmt_names(char *buf, size_t n, const mr_name_list_t *l)
 static int check_needs(const mr_request_policy_t *rp, const mr_target_t *t, char *reason, size_t n,
                        char *rule, size_t rule_n)
 {
-    char need[160], has[160];
     const char *param = rp->unsupported[t->provider->kind];
 
     if (rp->needs & ~t->capabilities) {
+        char need[160], has[160];
         setf(rule, rule_n, "capabilities");
         setf(reason, n, "needs %s; the target has %s (capabilities)",
              mr_capabilities_format(rp->needs & ~t->capabilities, need, sizeof(need)),

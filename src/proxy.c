@@ -777,8 +777,8 @@ static int plan_request(mr_request_t *r, const json_t *models, const json_t *pro
 static bool only_needs_excluded(const mr_plan_t *plan)
 {
     for (size_t i = 0; i < plan->n_excluded; i++)
-        if (strcmp(plan->excluded[i].rule, "capabilities") &&
-            strcmp(plan->excluded[i].rule, "provider.require_parameters"))
+        if (strcmp(plan->excluded[i].rule, "capabilities") != 0 &&
+            strcmp(plan->excluded[i].rule, "provider.require_parameters") != 0)
             return false;
     return plan->n_excluded > 0 && plan->n_excluded == plan->n_excluded_total;
 }

@@ -460,11 +460,17 @@ static json_t *closed_schema(const json_t *s)
         json_t *item;
         if (!strcmp(k, "properties") || !strcmp(k, "$defs") || !strcmp(k, "definitions")) {
             const char *name;
-            json_object_foreach(v, name, item) json_object_set_new(v, name, closed_schema(item));
+            json_object_foreach(v, name, item)
+            {
+                json_object_set_new(v, name, closed_schema(item));
+            }
         } else if (!strcmp(k, "items")) {
             json_object_set_new(out, k, closed_schema(v));
         } else if (!strcmp(k, "anyOf") || !strcmp(k, "allOf")) {
-            json_array_foreach(v, i, item) json_array_set_new(v, i, closed_schema(item));
+            json_array_foreach(v, i, item)
+            {
+                json_array_set_new(v, i, closed_schema(item));
+            }
         }
     }
     return out;

@@ -97,7 +97,6 @@ static int answer_part(mr_conv_arena_t *arena, const json_t *part, const char *s
     mr_conv_str_t sig = mr_conv_str(json_object_get(part, "thoughtSignature"));
     mr_conv_origin_t origin = {{"gemini", 6}, model};
     char id[MR_XLATE_ID_MAX + 32], *a;
-    int n = 0;
 
     if (json_is_true(json_object_get(part, "thought"))) {
         p->kind = MR_CONV_REASONING;
@@ -107,6 +106,7 @@ static int answer_part(mr_conv_arena_t *arena, const json_t *part, const char *s
         return 1;
     }
     if (json_is_string(t)) {
+        int n = 0;
         if (sig.p)
             p[n++] = (mr_conv_part_t){.kind = MR_CONV_REASONING,
                                       .u.reasoning = {.data = sig, .origin = origin}};

@@ -38,7 +38,10 @@ static json_t *schema_copy(const json_t *s)
     if (json_is_array(s)) {
         size_t i;
         out = json_array();
-        json_array_foreach(s, i, v) json_array_append_new(out, schema_copy(v));
+        json_array_foreach(s, i, v)
+        {
+            json_array_append_new(out, schema_copy(v));
+        }
         return out;
     }
     if (!json_is_object(s))
@@ -54,7 +57,10 @@ static json_t *schema_copy(const json_t *s)
             json_t *props = json_object();
             const char *pk;
             json_t *pv;
-            json_object_foreach(v, pk, pv) json_object_set_new(props, pk, schema_copy(pv));
+            json_object_foreach(v, pk, pv)
+            {
+                json_object_set_new(props, pk, schema_copy(pv));
+            }
             json_object_set_new(out, k, props);
         } else if (json_is_object(v) || json_is_array(v)) {
             json_object_set_new(out, k, schema_copy(v));
@@ -102,7 +108,6 @@ static int needs_call_signatures(const char *model)
 static size_t text_run(const mr_conv_turn_t *t, size_t k, mr_conv_str_t *sig, json_t *out, int *rc)
 {
     mr_buf_t text;
-    json_t *g;
 
     mr_buf_init(&text, (size_t)-1);
     for (; k < t->n_parts && *rc == 0; k++) {
@@ -112,7 +117,7 @@ static size_t text_run(const mr_conv_turn_t *t, size_t k, mr_conv_str_t *sig, js
         *rc = mr_buf_append(&text, p->u.text.p, p->u.text.n);
     }
     if (*rc == 0 && (mr_buf_len(&text) || sig->p)) {
-        g = json_pack("{s:s%}", "text", mr_buf_ptr(&text), mr_buf_len(&text));
+        json_t *g = json_pack("{s:s%}", "text", mr_buf_ptr(&text), mr_buf_len(&text));
         if (g && sig->p)
             json_object_set_new(g, "thoughtSignature", mr__xlate_str(*sig));
         *sig = (mr_conv_str_t){NULL, 0};
@@ -370,11 +375,14 @@ static json_t *json_schema_copy(const json_t *s)
 {
     json_t *out, *v;
     const char *k;
-    size_t i;
 
     if (json_is_array(s)) {
+        size_t i;
         out = json_array();
-        json_array_foreach(s, i, v) json_array_append_new(out, json_schema_copy(v));
+        json_array_foreach(s, i, v)
+        {
+            json_array_append_new(out, json_schema_copy(v));
+        }
         return out;
     }
     if (!json_is_object(s))
@@ -388,7 +396,10 @@ static json_t *json_schema_copy(const json_t *s)
             json_t *m = json_object();
             const char *name;
             json_t *sub;
-            json_object_foreach(v, name, sub) json_object_set_new(m, name, json_schema_copy(sub));
+            json_object_foreach(v, name, sub)
+            {
+                json_object_set_new(m, name, json_schema_copy(sub));
+            }
             json_object_set_new(out, k, m);
         } else if (!strcmp(k, "enum") || !strcmp(k, "required") || !strcmp(k, "propertyOrdering")) {
             json_object_set(out, k, v);

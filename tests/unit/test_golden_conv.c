@@ -112,7 +112,10 @@ static json_t *message_of_stream(const char *p, size_t n)
     }
     json_decref(events);
     /* drop the merge's index members from calls, as SDKs do */
-    json_array_foreach(json_object_get(msg, "tool_calls"), i, ev) json_object_del(ev, "index");
+    json_array_foreach(json_object_get(msg, "tool_calls"), i, ev)
+    {
+        json_object_del(ev, "index");
+    }
     if (!json_array_size(json_object_get(msg, "tool_calls")))
         json_object_del(msg, "tool_calls");
     if (!json_array_size(json_object_get(msg, "reasoning_details")))
