@@ -26,10 +26,10 @@ static int schema_key_dropped(const char *k)
     return 0;
 }
 
-/* A copy of an OpenAI (JSON Schema) parameters object that Gemini accepts:
- * unsupported keywords are removed wherever a schema may appear (property
- * names themselves are kept). Depth is bounded by the parser (2048). */
-static json_t *schema_copy(const json_t *s)
+/* A copy of a JSON Schema without the keywords `dropped` names, wherever a
+ * schema may appear (property names themselves are kept). Depth is bounded
+ * by the parser (2048). */
+static json_t *schema_copy(const json_t *s, int (*dropped)(const char *k))
 {
     json_t *out;
     const char *k;
@@ -40,7 +40,7 @@ static json_t *schema_copy(const json_t *s)
         out = json_array();
         json_array_foreach(s, i, v)
         {
-            json_array_append_new(out, schema_copy(v));
+            json_array_append_new(out, schema_copy(v, dropped));
         }
         return out;
     }
@@ -49,7 +49,7 @@ static json_t *schema_copy(const json_t *s)
     out = json_object();
     json_object_foreach((json_t *)s, k, v)
     {
-        if (schema_key_dropped(k))
+        if (dropped(k))
             continue;
         if ((strcmp(k, "properties") == 0 || strcmp(k, "$defs") == 0 ||
              strcmp(k, "definitions") == 0) &&
@@ -59,11 +59,11 @@ static json_t *schema_copy(const json_t *s)
             json_t *pv;
             json_object_foreach(v, pk, pv)
             {
-                json_object_set_new(props, pk, schema_copy(pv));
+                json_object_set_new(props, pk, schema_copy(pv, dropped));
             }
             json_object_set_new(out, k, props);
         } else if (json_is_object(v) || json_is_array(v)) {
-            json_object_set_new(out, k, schema_copy(v));
+            json_object_set_new(out, k, schema_copy(v, dropped));
         } else {
             json_object_set(out, k, v);
         }
@@ -256,7 +256,7 @@ static json_t *parameters(const json_t *p)
 {
     if (!json_is_object(p) || json_object_size(json_object_get(p, "properties")) == 0)
         return NULL;
-    return schema_copy(p);
+    return schema_copy(p, schema_key_dropped);
 }
 
 static int emit_tools(const mr_conv_req_t *conv, json_t *root)
@@ -364,50 +364,12 @@ const char *const mr__gemini_schema_keywords[] = {"$id",
                                                   "deprecated",
                                                   NULL};
 
+/* The annotations responseJsonSchema is sent without: they constrain
+ * nothing. */
 static int annotation(const char *k)
 {
     return !strcmp(k, "$schema") || !strcmp(k, "$comment") || !strcmp(k, "examples") ||
            !strcmp(k, "default") || !strcmp(k, "deprecated");
-}
-
-/* A copy of a checked schema without its annotations. */
-static json_t *json_schema_copy(const json_t *s)
-{
-    json_t *out, *v;
-    const char *k;
-
-    if (json_is_array(s)) {
-        size_t i;
-        out = json_array();
-        json_array_foreach(s, i, v)
-        {
-            json_array_append_new(out, json_schema_copy(v));
-        }
-        return out;
-    }
-    if (!json_is_object(s))
-        return json_deep_copy(s);
-    out = json_object();
-    json_object_foreach((json_t *)s, k, v)
-    {
-        if (annotation(k))
-            continue;
-        if (!strcmp(k, "properties") || !strcmp(k, "$defs")) {
-            json_t *m = json_object();
-            const char *name;
-            json_t *sub;
-            json_object_foreach(v, name, sub)
-            {
-                json_object_set_new(m, name, json_schema_copy(sub));
-            }
-            json_object_set_new(out, k, m);
-        } else if (!strcmp(k, "enum") || !strcmp(k, "required") || !strcmp(k, "propertyOrdering")) {
-            json_object_set(out, k, v);
-        } else {
-            json_object_set_new(out, k, json_schema_copy(v));
-        }
-    }
-    return out;
 }
 
 static int generation_config(const mr_conv_req_t *conv, json_t *root)
@@ -434,7 +396,7 @@ static int generation_config(const mr_conv_req_t *conv, json_t *root)
     if (f->kind == MR_CONV_FORMAT_JSON_OBJECT || f->kind == MR_CONV_FORMAT_JSON_SCHEMA)
         json_object_set_new(gc, "responseMimeType", json_string("application/json"));
     if (f->kind == MR_CONV_FORMAT_JSON_SCHEMA && json_is_object(f->schema))
-        json_object_set_new(gc, "responseJsonSchema", json_schema_copy(f->schema));
+        json_object_set_new(gc, "responseJsonSchema", schema_copy(f->schema, annotation));
     thinking_config(&conv->reasoning, gc);
     if (json_object_size(gc))
         json_object_set(root, "generationConfig", gc);
