@@ -109,10 +109,14 @@ bool mr_attempt_has_content(const mr_attempt_t *a)
     return a->_xl && a->adapter->stream_content(a->_xl);
 }
 
+/* A committed stream tells its breaker how it ended (a cut or broken
+ * stream is a failure), when it ends; a half-open probe tells it at once,
+ * so that its slot is not held for the length of a stream. */
 void mr_attempt_commit(mr_attempt_t *a)
 {
     a->committed = 1;
-    report(a);
+    if (a->_args.probe)
+        report(a);
 }
 
 /* ---- the transfer ------------------------------------------------------- */
@@ -285,18 +289,6 @@ static void take_answer(mr_attempt_t *a)
     }
 }
 
-/* A committed stream already told its breaker "success"; a failure after
- * that (cut short, an error event, a reset) is counted as well. */
-static void report_late_failure(mr_attempt_t *a)
-{
-    if (a->_args.health_id == SIZE_MAX || !mr_failure_reaches_breaker(a->failure))
-        return;
-    mr_health_report_attempt(&a->_args.gen->health, a->_args.health_id, false,
-                             mr_failure_breaker(a->failure), -1, ms_since_ns(a->start_ns),
-                             now_ms(a));
-    publish(a);
-}
-
 /* After commit there is no failover: the stream ends with an SSE error
  * event rather than leave the client hanging. */
 static void end_committed(mr_attempt_t *a, mr_failure_t failure, const char *error)
@@ -312,7 +304,6 @@ static void end_committed(mr_attempt_t *a, mr_failure_t failure, const char *err
         stream_end_failure(a, rc);
     else if (failure != MR_FAIL_NONE)
         set_failure(a, a->stream_errored ? MR_FAIL_STREAM_ERROR : failure, error);
-    report_late_failure(a);
 }
 
 static void on_done(void *ud, mr_failure_t failure, const char *error, unsigned resends)

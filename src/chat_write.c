@@ -3,6 +3,7 @@
 #include "meridian/error.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +21,9 @@ static json_t *str_json(mr_conv_str_t s)
 static json_t *usage_json(const mr_conv_usage_t *u)
 {
     long p = u->prompt > 0 ? u->prompt : 0, c = u->completion > 0 ? u->completion : 0;
+    json_int_t total = p > LONG_MAX - c ? LONG_MAX : (json_int_t)p + c; /* counts are untrusted */
     json_t *j = json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)p, "completion_tokens",
-                          (json_int_t)c, "total_tokens", (json_int_t)p + (json_int_t)c);
+                          (json_int_t)c, "total_tokens", total);
     json_t *pd = json_object();
 
     if (pd && u->cached > 0)

@@ -404,9 +404,13 @@ static enum MHD_Result queue_stream(mr_request_t *r)
 static bool may_commit(mr_request_t *r)
 {
     const mr_attempt_t *a = r->att;
+    size_t hold = r->gen->cfg->limits.commit_hold_bytes;
 
+    /* never hold more than the buffer takes: a paused upstream would wait */
+    if (hold > a->out.limit)
+        hold = a->out.limit;
     return r->upstream_done || r->hold_expired || mr_attempt_has_content(a) ||
-           mr_buf_len(&a->out) >= r->gen->cfg->limits.commit_hold_bytes;
+           mr_buf_len(&a->out) >= hold;
 }
 
 /* Output is ready for the client: commit when it may, else wake the reader

@@ -12,8 +12,9 @@
  * client has read its buffer.
  *
  * Breaker rule: every attempt either reports one outcome to its target's
- * breaker (sent, ended for a reason mr_failure_reaches_breaker accepts, or
- * committed) or gives its probe slot back; mr_attempt_free guarantees it.
+ * breaker (sent and ended for a reason mr_failure_reaches_breaker accepts —
+ * a committed stream when it ends —, or a committed probe) or gives its
+ * probe slot back; mr_attempt_free guarantees it.
  *
  * Fields without `_` are read-only for the owner. Loop thread only. Events
  * other than DONE come from inside libcurl: the owner must not free, cancel
@@ -142,9 +143,9 @@ void mr_attempt_end(mr_attempt_t *a);
  * reasoning, a tool call): the commit point (proxy.h). */
 bool mr_attempt_has_content(const mr_attempt_t *a);
 
-/* The client got the response head: a stream's outcome is decided here
- * (reported as a success), its bytes now belong to the client; a failure
- * after this is reported to the breaker when it happens. */
+/* The client got the response head: its bytes now belong to the client.
+ * The breaker hears the stream's outcome when it ends (success, or the
+ * failure that cut it), a half-open probe's at once (a success). */
 void mr_attempt_commit(mr_attempt_t *a);
 
 /* The client's reader drained `out` below half: let the upstream go on. */

@@ -370,8 +370,9 @@ static void inspect(mr_stream_xlate_t *x, const char *p, size_t n)
         return;
     }
     if (!x->content) {
+        /* data the gateway cannot read is not held back either */
         json_t *chunk = json_loadb(d, len, 0, NULL);
-        x->content = chunk_has_content(chunk);
+        x->content = !chunk || chunk_has_content(chunk);
         json_decref(chunk);
     }
 }
