@@ -1,6 +1,7 @@
 #include "meridian/dispatch.h"
 
 #include "meridian/auth.h"
+#include "meridian/intent.h"
 #include "meridian/policy.h"
 #include "meridian/proxy.h"
 #include "meridian/status_page.h"
@@ -102,7 +103,7 @@ static json_t *explain_session(mr_request_t *r, const char *model, mr_policy_sta
         s = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-meridian-session");
     if (!s || !*s)
         return NULL;
-    if (!mr_proxy_session_pin(r, model, s, strlen(s), &key, &id, &expires))
+    if (!mr_intent_session_pin(r, model, s, strlen(s), &key, &id, &expires))
         return json_pack("{s:b}", "pinned", 0);
     st->request.has_pin = true;
     st->request.pin = id;

@@ -48,13 +48,6 @@ void mr_proxy_abort(mr_request_t *r, mr_failure_t why);
  * still in flight (recorded as client_gone), before it is observed. */
 void mr_proxy_finish(mr_request_t *r);
 
-/* Cache affinity: the session key of conversation `name` (n bytes) for
- * `model` in r's scope (its gateway key), and the target it is pinned to
- * now: 1 with *target_id and *expires_ms (uv_now's clock), 0 when not
- * pinned. The key is returned in *key either way. */
-int mr_proxy_session_pin(const mr_request_t *r, const char *model, const char *name, size_t n,
-                         uint64_t *key, uint32_t *target_id, uint64_t *expires_ms);
-
 /* Frees what the proxy allocated in the request (attempt, plan, history,
  * parsed body). */
 void mr_proxy_free(mr_request_t *r);
