@@ -106,10 +106,19 @@ void mr_attempt_end(mr_attempt_t *a)
     report(a);
 }
 
+bool mr_attempt_has_content(const mr_attempt_t *a)
+{
+    return a->_xl && a->adapter->stream_content(a->_xl);
+}
+
+/* A committed stream tells its breaker how it ended (a cut or broken
+ * stream is a failure), when it ends; a half-open probe tells it at once,
+ * so that its slot is not held for the length of a stream. */
 void mr_attempt_commit(mr_attempt_t *a)
 {
     a->committed = 1;
-    report(a);
+    if (a->_args.probe)
+        report(a);
 }
 
 /* ---- the transfer ------------------------------------------------------- */
@@ -211,17 +220,36 @@ static void read_usage(mr_attempt_t *a)
         a->adapter->stream_usage(a->_xl, &a->usage);
 }
 
+/* A 2xx body that is not one complete JSON text: cut short (the text
+ * ends where a JSON parser still wanted more: an upstream that closed a
+ * Connection: close answer early) or not JSON at all. 0 when it is one. */
+static int body_unusable(mr_attempt_t *a)
+{
+    const char *p = mr_buf_ptr(&a->out);
+    size_t n = mr_buf_len(&a->out);
+    json_error_t je;
+    json_t *j;
+
+    if (mr_json_validate(p, n) == 0)
+        return 0;
+    j = json_loadb(p, n, 0, &je);
+    json_decref(j);
+    if (n == 0 || (!j && (size_t)je.position >= n))
+        set_failure(a, MR_FAIL_TRUNCATED, "upstream response body ends before its JSON does");
+    else
+        set_failure(a, MR_FAIL_INVALID_BODY, "invalid JSON in upstream response");
+    return -1;
+}
+
 /* A complete 2xx body: kept as is when the dialect is OpenAI's, else
  * translated; a failure when the answer is unusable. */
 static void take_body(mr_attempt_t *a)
 {
     mr_error_t e;
 
+    if (body_unusable(a) < 0)
+        return;
     if (a->adapter->passthrough) {
-        if (mr_json_validate(mr_buf_ptr(&a->out), mr_buf_len(&a->out)) != 0) {
-            set_failure(a, MR_FAIL_INVALID_BODY, "invalid JSON in upstream response");
-            return;
-        }
         a->adapter->translate(&a->_in, mr_buf_ptr(&a->out), mr_buf_len(&a->out), NULL, &a->usage,
                               &e);
         return;
@@ -240,16 +268,27 @@ static void take_body(mr_attempt_t *a)
     a->out = out;
 }
 
+/* The failure a stream's end reports (stream_end's result). */
+static void stream_end_failure(mr_attempt_t *a, int rc)
+{
+    if (rc == MR_ADAPTER_TRUNCATED)
+        set_failure(a, MR_FAIL_TRUNCATED, "upstream stream ended before its terminal event");
+    else
+        set_failure(a, MR_FAIL_STREAM_ERROR, "upstream stream ended with an error");
+}
+
 /* A complete 2xx answer before commit: the body, or the whole stream. */
 static void take_answer(mr_attempt_t *a)
 {
+    int rc;
+
     if (!a->stream) {
         take_body(a);
-    } else if (a->adapter->stream_end(a->_xl, &a->out) < 0) {
+    } else if ((rc = a->adapter->stream_end(a->_xl, &a->out)) < 0) {
         /* ended in an error (or truncated) before anything reached the
          * client: a failed attempt, not a broken stream */
         mr_buf_reset(&a->out);
-        set_failure(a, MR_FAIL_STREAM_ERROR, "upstream stream ended with an error");
+        stream_end_failure(a, rc);
     } else if (mr_buf_len(&a->out) == 0) {
         set_failure(a, MR_FAIL_EMPTY_STREAM, "empty event stream");
     } else {
@@ -261,19 +300,24 @@ static void take_answer(mr_attempt_t *a)
  * event rather than leave the client hanging. */
 static void end_committed(mr_attempt_t *a, mr_failure_t failure, const char *error)
 {
+    int rc = 0;
+
     if (failure == MR_FAIL_NONE)
-        a->adapter->stream_end(a->_xl, &a->out);
+        rc = a->adapter->stream_end(a->_xl, &a->out);
     else if (!a->stream_errored)
         mr_attempt_stream_error(a, failure, error);
     read_usage(a);
-    if (failure != MR_FAIL_NONE)
+    if (rc < 0)
+        stream_end_failure(a, rc);
+    else if (failure != MR_FAIL_NONE)
         set_failure(a, a->stream_errored ? MR_FAIL_STREAM_ERROR : failure, error);
 }
 
-static void on_done(void *ud, mr_failure_t failure, const char *error)
+static void on_done(void *ud, mr_failure_t failure, const char *error, unsigned resends)
 {
     mr_attempt_t *a = ud;
 
+    a->resends = resends;
     transfer_gone(a);
     if (a->committed) {
         end_committed(a, failure, error);
@@ -323,7 +367,7 @@ mr_attempt_t *mr_attempt_new(const mr_attempt_args_t *args)
     a->health_id = args->health_id;
     a->stream = args->stream;
     a->retry_after = -1;
-    a->usage.prompt_tokens = a->usage.completion_tokens = -1;
+    a->usage = MR_USAGE_UNKNOWN;
     a->start_ns = uv_hrtime();
     mr_buf_init(&a->out, args->stream ? l->stream_buffer_bytes : l->max_response_bytes);
     return a;
@@ -400,6 +444,7 @@ int mr_attempt_start(mr_attempt_t *a, mr_upstream_t *u, long connect_timeout_ms)
         .connect_timeout_ms = connect_timeout_ms,
         .http2 = p->http2,
         .ca_file = p->ca_file,
+        .keepalive_s = p->keepalive_s,
     };
     if (!(a->_xfer = mr_upstream_start(u, &req, &handler, a, err, sizeof(err)))) {
         set_failure(a, MR_FAIL_TRANSPORT, err); /* nothing was sent */
@@ -472,6 +517,8 @@ void mr_attempt_record(const mr_attempt_t *a, mr_attempt_rec_t *rec)
     rec->ms = a->ms;
     rec->failure = a->failure;
     rec->outcome = mr_failure_metric(a->failure);
+    rec->signatures_dropped = a->_req.signatures_dropped;
+    rec->resends = a->resends;
     size_t n = strnlen(a->error, sizeof(rec->error) - 1);
     memcpy(rec->error, a->error, n);
     rec->error[n] = '\0';

@@ -68,9 +68,9 @@ static void reasoning_part(const answer_t *x, mr_conv_choice_t *ch, mr_conv_str_
     p->u.reasoning.text = text;
     p->u.reasoning.data = data;
     p->u.reasoning.signature = sig;
-    p->u.reasoning.origin_kind =
+    p->u.reasoning.origin.kind =
         (mr_conv_str_t){x->in->kind, x->in->kind ? strlen(x->in->kind) : 0};
-    p->u.reasoning.origin_model = x->a->model;
+    p->u.reasoning.origin.model = x->a->model;
 }
 
 /* reasoning_details when the upstream gives them (they carry signatures),

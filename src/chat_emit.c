@@ -303,7 +303,7 @@ static void sampling(const mr_conv_req_t *r, const mr_chat_emit_opts_t *o, json_
     set_num(root, "top_logprobs", &r->top_logprobs);
     if ((j = response_format(&r->format)))
         json_object_set_new(root, "response_format", j);
-    if (r->reasoning_effort.p && (j = effort(r->reasoning_effort)))
+    if (r->reasoning.effort_name.p && (j = effort(r->reasoning.effort_name)))
         json_object_set_new(root, "reasoning_effort", j);
 }
 

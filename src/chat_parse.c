@@ -188,6 +188,13 @@ static int content_part(parser_t *ps, const json_t *part, mr_conv_part_t *p)
     } else if (strcmp(type.p, "file") == 0) {
         p->kind = MR_CONV_FILE;
         return file_part(ps, part, &p->u.media);
+    } else if (strcmp(type.p, "thinking") == 0 || strcmp(type.p, "redacted_thinking") == 0) {
+        /* Anthropic's own blocks, sent back as they came */
+        p->kind = MR_CONV_REASONING;
+        p->u.reasoning.text = mr_conv_str(json_object_get(part, "thinking"));
+        p->u.reasoning.signature = mr_conv_str(json_object_get(part, "signature"));
+        p->u.reasoning.data = mr_conv_str(json_object_get(part, "data"));
+        p->u.reasoning.origin.kind = (mr_conv_str_t){"anthropic", 9};
     } else {
         p->kind = MR_CONV_OTHER;
         p->u.other.type = type;
@@ -243,6 +250,11 @@ static int tool_call(parser_t *ps, const json_t *c, mr_conv_tool_call_t *call)
 
     call->id = mr_conv_str(json_object_get(c, "id"));
     call->name = mr_conv_str(json_object_get(fn, "name"));
+    /* Gemini's thought signature, as Google's OpenAI-compatible API sends it */
+    call->signature = mr_conv_str(json_object_get(
+        json_object_get(json_object_get(c, "extra_content"), "google"), "thought_signature"));
+    if (call->signature.p)
+        call->origin.kind = (mr_conv_str_t){"gemini", 6};
     call->type_ok = !type || strcmp(type, "function") == 0;
     call->args = mr_conv_str(args);
     if (!args || json_is_null(args) || json_string_length(args) == 0)
@@ -258,22 +270,162 @@ static int tool_call(parser_t *ps, const json_t *c, mr_conv_tool_call_t *call)
     return 0;
 }
 
+/* OpenRouter's reasoning_details formats -> provider kinds. */
+static mr_conv_str_t format_kind(const char *format)
+{
+    if (format && strncmp(format, "anthropic-", 10) == 0)
+        return (mr_conv_str_t){"anthropic", 9};
+    if (format && strncmp(format, "google-", 7) == 0)
+        return (mr_conv_str_t){"gemini", 6};
+    return (mr_conv_str_t){NULL, 0};
+}
+
+/* One reasoning_details item: reasoning.text (text, signature),
+ * reasoning.summary, reasoning.encrypted (data); 0 when it is none. */
+static int detail_part(const json_t *d, mr_conv_part_t *p)
+{
+    const char *type = json_string_value(json_object_get(d, "type"));
+    mr_conv_reasoning_t *r = &p->u.reasoning;
+
+    if (!type)
+        return 0;
+    if (!strcmp(type, "reasoning.text")) {
+        r->text = mr_conv_str(json_object_get(d, "text"));
+        r->signature = mr_conv_str(json_object_get(d, "signature"));
+    } else if (!strcmp(type, "reasoning.summary")) {
+        r->text = mr_conv_str(json_object_get(d, "summary"));
+    } else if (!strcmp(type, "reasoning.encrypted")) {
+        r->data = mr_conv_str(json_object_get(d, "data"));
+    } else {
+        return 0;
+    }
+    p->kind = MR_CONV_REASONING;
+    r->origin.kind = format_kind(json_string_value(json_object_get(d, "format")));
+    r->origin.model = mr_conv_str(json_object_get(d, "model"));
+    return 1;
+}
+
+/* OpenRouter carries a Gemini function call's thought signature as a
+ * reasoning.encrypted item whose id is the call's id: such an item belongs
+ * to the call (returned), not to the reasoning. */
+static const json_t *call_signature_item(const json_t *m, const char *call_id)
+{
+    const json_t *d;
+    size_t k;
+
+    json_array_foreach(json_object_get(m, "reasoning_details"), k, d)
+    {
+        const char *id = json_string_value(json_object_get(d, "id"));
+        const char *type = json_string_value(json_object_get(d, "type"));
+        if (call_id && id && type && !strcmp(id, call_id) && !strcmp(type, "reasoning.encrypted") &&
+            json_is_string(json_object_get(d, "data")))
+            return d;
+    }
+    return NULL;
+}
+
+static int is_call_signature(const json_t *m, const json_t *d)
+{
+    const char *id = json_string_value(json_object_get(d, "id"));
+    const json_t *c;
+    size_t k;
+
+    json_array_foreach(json_object_get(m, "tool_calls"), k, c)
+    {
+        const char *cid = json_string_value(json_object_get(c, "id"));
+        if (id && cid && !strcmp(id, cid) && call_signature_item(m, cid) == d)
+            return 1;
+    }
+    return 0;
+}
+
+/* The reasoning of an assistant message, before its content: its
+ * reasoning_details, else its unsigned reasoning_content / reasoning text. */
+static size_t reasoning_parts(const json_t *m, mr_conv_part_t *parts)
+{
+    const json_t *details = json_object_get(m, "reasoning_details"), *d;
+    mr_conv_str_t text = mr_conv_str(json_object_get(m, "reasoning_content"));
+    size_t k, n = 0;
+
+    json_array_foreach(details, k, d)
+    {
+        if (!is_call_signature(m, d))
+            n += (size_t)detail_part(d, &parts[n]);
+    }
+    if (n == 0 && (text.p || (text = mr_conv_str(json_object_get(m, "reasoning"))).p)) {
+        parts[0].kind = MR_CONV_REASONING;
+        parts[0].u.reasoning.text = text;
+        n = 1;
+    }
+    return n;
+}
+
+/* A call without extra_content takes its signature from reasoning_details. */
+static void call_signature(const json_t *m, mr_conv_tool_call_t *call)
+{
+    const json_t *d = call->signature.p ? NULL : call_signature_item(m, call->id.p);
+
+    if (!d)
+        return;
+    call->signature = mr_conv_str(json_object_get(d, "data"));
+    call->origin.kind = format_kind(json_string_value(json_object_get(d, "format")));
+    if (!call->origin.kind.p)
+        call->origin.kind = (mr_conv_str_t){"gemini", 6};
+    call->origin.model = mr_conv_str(json_object_get(d, "model"));
+}
+
+/* A call's Gemini signature whose model is not said gets the model of the
+ * message's Gemini reasoning, when that says it (same answer, same model). */
+static void model_of_calls(mr_conv_turn_t *t)
+{
+    mr_conv_str_t model = {NULL, 0};
+
+    for (size_t i = 0; i < t->n_parts && !model.p; i++)
+        if (t->parts[i].kind == MR_CONV_REASONING &&
+            mr_conv_eq(t->parts[i].u.reasoning.origin.kind, "gemini"))
+            model = t->parts[i].u.reasoning.origin.model;
+    for (size_t i = 0; i < t->n_parts && model.p; i++) {
+        mr_conv_tool_call_t *c = &t->parts[i].u.call;
+        if (t->parts[i].kind == MR_CONV_TOOL_CALL && c->signature.p && !c->origin.model.p &&
+            mr_conv_eq(c->origin.kind, "gemini"))
+            c->origin.model = model;
+    }
+}
+
 static int assistant_turn(parser_t *ps, const json_t *m, mr_conv_turn_t *t)
 {
-    const json_t *calls = json_object_get(m, "tool_calls");
-    size_t n_calls = json_array_size(calls), k;
-    const json_t *c;
+    const json_t *calls = json_object_get(m, "tool_calls"), *c;
+    const json_t *details = json_object_get(m, "reasoning_details");
+    size_t n_calls = json_array_size(calls), n_reason = json_array_size(details) + 1, k;
+    mr_conv_part_t *content_parts;
+    size_t n_content;
 
     if (calls && !json_is_null(calls) && !json_is_array(calls))
         return mr_error_bad(ps->err, "invalid_type", ps->r->turns_param,
                             "%s[%zu].tool_calls must be an array", ps->r->turns_param, ps->turn);
-    if (n_calls > MR_CONV_MAX_PARTS)
+    if (n_calls > MR_CONV_MAX_PARTS || n_reason > MR_CONV_MAX_PARTS)
         return mr_error_bad(ps->err, "conversation_too_large", ps->r->turns_param,
-                            "%s[%zu].tool_calls: more than %d calls", ps->r->turns_param, ps->turn,
-                            MR_CONV_MAX_PARTS);
-    if (content(ps, t->has_content ? json_object_get(m, "content") : NULL, n_calls, &t->parts,
-                &t->n_parts) < 0)
+                            "%s[%zu]: more than %d tool calls or reasoning details",
+                            ps->r->turns_param, ps->turn, MR_CONV_MAX_PARTS);
+    if (!(t->parts = new_parts(ps, n_reason)))
         return -1;
+    t->n_parts = reasoning_parts(m, t->parts);
+    if (content(ps, t->has_content ? json_object_get(m, "content") : NULL, n_calls, &content_parts,
+                &n_content) < 0)
+        return -1;
+    /* reasoning first, then the content parts and calls, in one array */
+    if (t->n_parts) {
+        mr_conv_part_t *all = new_parts(ps, t->n_parts + n_content + n_calls);
+        if (!all)
+            return -1;
+        memcpy(all, t->parts, t->n_parts * sizeof(*all));
+        memcpy(all + t->n_parts, content_parts, n_content * sizeof(*all));
+        t->parts = all;
+        t->n_parts += n_content;
+    } else {
+        t->parts = content_parts;
+        t->n_parts = n_content;
+    }
     json_array_foreach(calls, k, c)
     {
         mr_conv_part_t *p = &t->parts[t->n_parts++];
@@ -281,7 +433,9 @@ static int assistant_turn(parser_t *ps, const json_t *m, mr_conv_turn_t *t)
         cache_marker(c, &p->cache);
         if (tool_call(ps, c, &p->u.call) < 0)
             return -1;
+        call_signature(m, &p->u.call);
     }
+    model_of_calls(t);
     return 0;
 }
 
@@ -503,9 +657,13 @@ static int cmp_key(const void *key, const void *item)
  * for bsearch. */
 static const char *const carried_members[] = {"audio",
                                               "cache_control",
+                                              "cachedContent",
+                                              "cached_content",
+                                              "extra_body",
                                               "frequency_penalty",
                                               "function_call",
                                               "functions",
+                                              "google",
                                               "logprobs",
                                               "max_completion_tokens",
                                               "max_tokens",
@@ -517,6 +675,7 @@ static const char *const carried_members[] = {"audio",
                                               "parallel_tool_calls",
                                               "presence_penalty",
                                               "prompt_cache_key",
+                                              "reasoning",
                                               "reasoning_effort",
                                               "response_format",
                                               "seed",
@@ -524,6 +683,7 @@ static const char *const carried_members[] = {"audio",
                                               "stream",
                                               "stream_options",
                                               "temperature",
+                                              "thinking",
                                               "tool_choice",
                                               "tools",
                                               "top_logprobs",
@@ -552,6 +712,43 @@ static int dropped(parser_t *ps, const json_t *body)
             r->dropped[r->n_dropped++] = (mr_conv_str_t){key, strlen(key)};
     }
     return 0;
+}
+
+/* A member of Google's extension object, in the spellings its OpenAI-
+ * compatible API documents ("google" merged from the SDKs' extra_body, or
+ * "extra_body.google"), else at the top level; snake or camel case. */
+static const json_t *google_member(const json_t *body, const char *snake, const char *camel)
+{
+    const json_t *homes[] = {json_object_get(body, "google"),
+                             json_object_get(json_object_get(body, "extra_body"), "google"), body};
+    for (size_t i = 0; i < sizeof(homes) / sizeof(homes[0]); i++) {
+        const json_t *v = json_object_get(homes[i], snake);
+        if ((v || (v = json_object_get(homes[i], camel))) && !json_is_null(v))
+            return v;
+    }
+    return NULL;
+}
+
+/* reasoning_effort, OpenRouter's reasoning {effort, max_tokens}, and the
+ * dialects' own fields: Anthropic's thinking, Gemini's thinking_config. */
+static void reasoning(const json_t *body, mr_conv_reasoning_req_t *rr)
+{
+    const json_t *opt = json_object_get(body, "reasoning");
+    const json_t *effort = json_object_get(body, "reasoning_effort");
+    const json_t *max = json_object_get(opt, "max_tokens");
+    const json_t *thinking = json_object_get(body, "thinking");
+    const json_t *tc = google_member(body, "thinking_config", "thinkingConfig");
+
+    if (!effort || json_is_null(effort))
+        effort = json_object_get(opt, "effort");
+    rr->effort_name = mr_conv_str(effort);
+    rr->effort = effort && !json_is_null(effort) && !json_is_string(effort)
+                     ? MR_CONV_EFFORT_BAD
+                     : mr_conv_effort_of(rr->effort_name);
+    if (json_is_integer(max) && json_integer_value(max) >= 0 && json_integer_value(max) < 1 << 30)
+        rr->budget = (long)json_integer_value(max);
+    rr->anthropic = json_is_object(thinking) ? thinking : NULL;
+    rr->gemini = json_is_object(tc) ? tc : NULL;
 }
 
 static int parameters(parser_t *ps, const json_t *body)
@@ -588,8 +785,9 @@ static int parameters(parser_t *ps, const json_t *body)
     r->parallel_tool_calls = json_is_boolean(ptc) ? json_is_true(ptc) : -1;
     r->user = mr_conv_str(json_object_get(body, "user"));
     r->metadata = json_object_get(body, "metadata");
-    r->reasoning_effort = mr_conv_str(json_object_get(body, "reasoning_effort"));
+    reasoning(body, &r->reasoning);
     r->prompt_cache_key = mr_conv_str(json_object_get(body, "prompt_cache_key"));
+    r->cached_content = mr_conv_str(google_member(body, "cached_content", "cachedContent"));
     cache_marker(body, &r->cache);
     tool_choice(json_object_get(body, "tool_choice"), &r->tool_choice);
     if (stop(ps, json_object_get(body, "stop")) < 0 || tools(ps, body) < 0)

@@ -213,6 +213,34 @@ static const char *const never_forwarded[] = {"authorization",
                                               "proxy-connection",
                                               NULL};
 
+/* "capabilities": ["tools", "vision", ...], replacing *caps when given. */
+static int load_capabilities(mr_loader_t *ld, json_t *obj, uint32_t *caps)
+{
+    json_t *arr = json_object_get(obj, "capabilities");
+    size_t saved;
+    uint32_t out = 0, bit;
+    char all[160];
+
+    if (!arr)
+        return 0;
+    saved = mr_loader_key(ld, "capabilities");
+    if (!json_is_array(arr))
+        return mr_loader_fail(ld, "must be an array of capability names (got %s)",
+                              mr_loader_type_name(arr));
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const char *name = json_string_value(json_array_get(arr, i));
+        size_t si = mr_loader_index(ld, i);
+        if (!name || mr_capability_parse(name, &bit) < 0)
+            return mr_loader_fail(ld, "must be one of: %s",
+                                  mr_capabilities_format(MR_CAP_ALL, all, sizeof(all)));
+        out |= bit;
+        mr_loader_pop(ld, si);
+    }
+    mr_loader_pop(ld, saved);
+    *caps = out;
+    return 0;
+}
+
 static int load_forward_headers(mr_loader_t *ld, json_t *obj, mr_provider_t *p)
 {
     json_t *arr = json_object_get(obj, "forward_headers");
@@ -372,16 +400,19 @@ static int load_models(mr_loader_t *ld, json_t *obj, mr_provider_t *p)
 }
 
 /* Dialect settings: the anthropic-version header / Azure api-version query
- * and Anthropic's max_tokens fallback; plus the process's transfer cap. */
+ * and Anthropic's max_tokens fallback; plus the process's transfer cap and
+ * how long an idle connection may be reused. */
 static int load_dialect(mr_loader_t *ld, json_t *obj, mr_provider_t *p)
 {
-    json_int_t max_tokens = 0, inflight = 0;
+    json_int_t max_tokens = 0, inflight = 0, keepalive = MR_KEEPALIVE_S;
 
     if (mr_loader_expanded(ld, obj, "api_version", false, &p->api_version) < 0 ||
         (p->api_version && mr_loader_label(ld, "api_version", p->api_version, false) < 0) ||
         mr_loader_int(ld, obj, "default_max_tokens", 1, 1000000, &max_tokens) < 0 ||
-        mr_loader_int(ld, obj, "max_inflight", 1, 1000000, &inflight) < 0)
+        mr_loader_int(ld, obj, "max_inflight", 1, 1000000, &inflight) < 0 ||
+        mr_loader_int(ld, obj, "keepalive_s", 1, 3600, &keepalive) < 0)
         return -1;
+    p->keepalive_s = (unsigned)keepalive;
     p->default_max_tokens = (long)max_tokens;
     p->max_inflight = (unsigned)inflight;
     return 0;
@@ -398,7 +429,8 @@ static int load_provider(mr_loader_t *ld, const char *name, json_t *obj, mr_prov
                                        "api_version",  "default_max_tokens",
                                        "max_inflight", "ca_file",
                                        "budget_usd",   "budget_period",
-                                       "allow_direct", NULL};
+                                       "allow_direct", "capabilities",
+                                       "keepalive_s",  NULL};
 
     p->allow_direct = true;
     if (mr_loader_name(ld, "provider", name, &p->name) < 0 || mr_loader_object(ld, obj) < 0)
@@ -414,6 +446,9 @@ static int load_provider(mr_loader_t *ld, const char *name, json_t *obj, mr_prov
         mr_loader_bool(ld, obj, "allow_direct", &p->allow_direct) < 0 ||
         load_tags(ld, obj, true, &p->tags, &p->n_tags) < 0 ||
         mr_config_check_budget(ld, obj, &p->budget_usd, &p->budget_period) < 0)
+        return -1;
+    p->capabilities = mr_capabilities_default(p->kind);
+    if (load_capabilities(ld, obj, &p->capabilities) < 0)
         return -1;
     /* api_key last: it may add a warning, which should only happen for an
      * otherwise valid provider. */
@@ -449,11 +484,45 @@ static bool valid_route_name(const char *s)
     return true;
 }
 
+/* cached_input_per_mtok and cache_write_per_mtok: given, else derived from
+ * input_per_mtok by the provider kind's factors. */
+static int load_cache_prices(mr_loader_t *ld, json_t *obj, mr_target_t *t)
+{
+    bool has_read = false, has_write = false;
+    double read, write;
+
+    mr_cache_price_factors(t->provider->kind, &read, &write);
+    t->cached_input_per_mtok = t->input_per_mtok * read;
+    t->cache_write_per_mtok = t->input_per_mtok * write;
+    if (mr_loader_number(ld, obj, "cached_input_per_mtok", 0, MR_PRICE_MAX, false, &has_read,
+                         &read) < 0 ||
+        mr_loader_number(ld, obj, "cache_write_per_mtok", 0, MR_PRICE_MAX, false, &has_write,
+                         &write) < 0)
+        return -1;
+    if ((has_read || has_write) && !t->has_input_price)
+        return mr_loader_fail(ld, "%s needs input_per_mtok: the cache prices refine it",
+                              has_read ? "cached_input_per_mtok" : "cache_write_per_mtok");
+    if (has_read)
+        t->cached_input_per_mtok = read;
+    if (has_write)
+        t->cache_write_per_mtok = write;
+    return 0;
+}
+
 static int load_target(mr_loader_t *ld, json_t *obj, mr_target_t *t)
 {
-    static const char *const keys[] = {"provider",     "model",          "creator",
-                                       "open_weights", "input_per_mtok", "output_per_mtok",
-                                       "weight",       "tags",           NULL};
+    static const char *const keys[] = {"provider",
+                                       "model",
+                                       "creator",
+                                       "open_weights",
+                                       "input_per_mtok",
+                                       "output_per_mtok",
+                                       "cached_input_per_mtok",
+                                       "cache_write_per_mtok",
+                                       "weight",
+                                       "tags",
+                                       "capabilities",
+                                       NULL};
     json_int_t weight = 1;
     const char *prov, *model;
     size_t saved;
@@ -496,10 +565,11 @@ static int load_target(mr_loader_t *ld, json_t *obj, mr_target_t *t)
         mr_loader_number(ld, obj, "output_per_mtok", 0, MR_PRICE_MAX, false, &t->has_output_price,
                          &t->output_per_mtok) < 0 ||
         mr_loader_int(ld, obj, "weight", 1, 1000000, &weight) < 0 ||
-        load_tags(ld, obj, false, &t->tags, &t->n_tags) < 0)
+        load_tags(ld, obj, false, &t->tags, &t->n_tags) < 0 || load_cache_prices(ld, obj, t) < 0)
         return -1;
     t->weight = (uint32_t)weight;
-    return 0;
+    t->capabilities = t->provider->capabilities;
+    return load_capabilities(ld, obj, &t->capabilities);
 }
 
 static int load_route(mr_loader_t *ld, const char *name, json_t *obj, mr_route_t *r)

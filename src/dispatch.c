@@ -3,6 +3,7 @@
 #include "meridian/admit.h"
 #include "meridian/auth.h"
 #include "meridian/guard.h"
+#include "meridian/intent.h"
 #include "meridian/policy.h"
 #include "meridian/proxy.h"
 #include "meridian/router_explain.h"
@@ -79,13 +80,50 @@ static enum MHD_Result answer_json(mr_request_t *r, json_t *root, size_t flags)
     return mr_request_queue(r, 200, body, strlen(body), "application/json");
 }
 
+/* ?needs=tools,vision: the capabilities a request would need. */
+static int explain_needs(const char *list, uint32_t *needs)
+{
+    char name[32];
+
+    for (const char *p = list; p && *p;) {
+        size_t n = strcspn(p, ",");
+        uint32_t bit;
+        snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) ? n : sizeof(name) - 1), p);
+        if (mr_capability_parse(name, &bit) < 0)
+            return -1;
+        *needs |= bit;
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
+/* ?session= (or x-meridian-session): the conversation's pin, if any. */
+static json_t *explain_session(mr_request_t *r, const char *model, mr_policy_stack_t *st)
+{
+    const char *s = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "session");
+    uint64_t key, expires;
+    uint32_t id;
+
+    if (!s)
+        s = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-meridian-session");
+    if (!s || !*s)
+        return NULL;
+    if (!mr_intent_session_pin(r, model, s, strlen(s), &key, &id, &expires))
+        return json_pack("{s:b}", "pinned", 0);
+    st->request.has_pin = true;
+    st->request.pin = id;
+    return json_pack("{s:b, s:I}", "pinned", 1, "expires_in_ms",
+                     (json_int_t)(expires - uv_now(r->env->loop)));
+}
+
 static enum MHD_Result answer_explain(mr_request_t *r)
 {
     mr_policy_stack_t st;
     mr_error_t e;
-    json_t *out = NULL;
+    json_t *out = NULL, *session;
     const char *model = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "model");
     const char *policy = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "policy");
+    const char *needs = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "needs");
 
     if (!policy)
         policy = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-meridian-policy");
@@ -93,10 +131,20 @@ static enum MHD_Result answer_explain(mr_request_t *r)
         return mr_request_errorf(r, 400, "missing_required_parameter", "model",
                                  "GET /v1/gateway/route needs ?model=ROUTE_OR_PROVIDER/MODEL");
     const char *models[1] = {model};
-    if (mr_policy_stack_init(&st, r->gen->cfg, r->key, policy, NULL, &e) < 0 ||
-        mr_router_explain(r->gen->cfg, &st, models, 1, r->gen->ss, uv_now(r->env->loop), &out, &e) <
-            0)
+    if (mr_policy_stack_init(&st, r->gen->cfg, r->key, policy, NULL, &e) < 0)
         return mr_request_error(r, &e);
+    if (explain_needs(needs, &st.request.needs) < 0)
+        return mr_request_errorf(r, 400, "invalid_value", "needs",
+                                 "needs must list capabilities: tools, vision, audio, files, "
+                                 "json_object, json_schema, reasoning, prompt_cache");
+    session = explain_session(r, model, &st);
+    if (mr_router_explain(r->gen->cfg, &st, models, 1, r->gen->ss, uv_now(r->env->loop), &out, &e) <
+        0) {
+        json_decref(session);
+        return mr_request_error(r, &e);
+    }
+    if (session)
+        json_object_set_new(out, "session", session);
     return answer_json(r, out, 0);
 }
 

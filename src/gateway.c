@@ -138,7 +138,7 @@ static mr_request_t *request_new(mr_gateway_t *gw, struct MHD_Connection *conn)
     r->start_ns = uv_hrtime();
     r->endpoint = MR_EP_COUNT;
     r->last_target_id = SIZE_MAX;
-    r->usage.prompt_tokens = r->usage.completion_tokens = -1;
+    r->usage = MR_USAGE_UNKNOWN;
     r->audit = mr_reqlog_wants_audit(gw->env.reqlog);
     if (r->audit)
         mr_sha256_init(&r->resp_sha);

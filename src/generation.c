@@ -515,7 +515,8 @@ static mr_snapshot_t *snapshot_make(mr_config_t *cfg, unsigned id, const mr_snap
     s->id = id;
     s->env = *env;
     atomic_init(&s->refs, 1);
-    if (build_models(s) < 0 || make_soft(s, prev) < 0) {
+    if (build_models(s) < 0 || make_soft(s, prev) < 0 ||
+        !(s->affinity = mr_affinity_new(MR_AFFINITY_MAX))) {
         free_soft(s);
         free(s->models_body);
         mr_config_free(cfg);
@@ -547,6 +548,7 @@ void mr_snapshot_release(mr_snapshot_t *s)
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
     free_soft(s);
+    mr_affinity_free(s->affinity);
     free(s->models_body);
     mr_config_free(s->cfg);
     free(s);

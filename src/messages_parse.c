@@ -414,8 +414,9 @@ static int parameters(parser_t *ps, const json_t *body)
     mr_codec_num(body, "top_k", "top_k", 1, &r->top_k);
     mr_codec_num(think, "budget_tokens", "thinking.budget_tokens", 1, &r->thinking_budget);
     r->thinking_type = mr_conv_str(json_object_get(think, "type"));
-    r->reasoning_effort =
+    r->reasoning.effort_name =
         mr_conv_str(json_object_get(json_object_get(body, "output_config"), "effort"));
+    r->reasoning.effort = mr_conv_effort_of(r->reasoning.effort_name);
     r->stream = json_is_true(json_object_get(body, "stream"));
     r->include_usage = 1; /* Messages answers always carry usage */
     r->user = mr_conv_str(json_object_get(json_object_get(body, "metadata"), "user_id"));

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { BLOCK_NONE, BLOCK_TEXT, BLOCK_THINKING, BLOCK_TOOL };
+enum { BLOCK_NONE, BLOCK_TEXT, BLOCK_THINKING, BLOCK_REDACTED, BLOCK_TOOL };
 
 static const char *stop_reason(mr_conv_finish_t f)
 {
@@ -409,6 +409,12 @@ int mr_messages_write_event(void *ctx, const mr_conv_event_t *ev)
         return on_text(w, BLOCK_THINKING, ev->text);
     case MR_CONV_EV_SIGNATURE:
         return w->_kind == BLOCK_THINKING ? delta(w, "signature_delta", "signature", ev->text) : 0;
+    case MR_CONV_EV_REASONING_DATA:
+        /* redacted thinking arrives whole, in its content_block_start */
+        return ev->text.n ? open_block(w, BLOCK_REDACTED,
+                                       json_pack("{s:s, s:o}", "type", "redacted_thinking", "data",
+                                                 mr_codec_str(ev->text)))
+                          : 0;
     case MR_CONV_EV_TOOL_START:
         return on_tool(w, ev);
     case MR_CONV_EV_TOOL_ARGS:

@@ -95,6 +95,12 @@ static const family_t families[MR_MF_COUNT] = {
                             K_COUNTER,
                             0,
                             {NULL}},
+    [MR_MF_RESENDS] = {"meridian_upstream_resends_total",
+                       "Requests libcurl sent a second time on a fresh connection after a reused "
+                       "one died before answering (invisible to breakers and retry budget).",
+                       K_COUNTER,
+                       1,
+                       {"provider"}},
 };
 
 static unsigned family_slots(const family_t *f)
@@ -594,13 +600,14 @@ struct mr_metrics_view {
     uint32_t *req; /* [nr][np][MR_SC_COUNT] */
     uint32_t *dur; /* [nr][np][2] */
     uint32_t *ttfb;
-    uint32_t *att;  /* [np][MR_AO_COUNT] */
-    uint32_t *fb;   /* [nr][np][MR_AO_COUNT] */
-    uint32_t *skip; /* [np][MR_SKIP_COUNT] */
-    uint32_t *tok;  /* [np][2] */
-    uint32_t *cost; /* [np] */
-    uint32_t *infl; /* [np] */
-    uint32_t *deny; /* [n_policies + 1] */
+    uint32_t *att;    /* [np][MR_AO_COUNT] */
+    uint32_t *fb;     /* [nr][np][MR_AO_COUNT] */
+    uint32_t *skip;   /* [np][MR_SKIP_COUNT] */
+    uint32_t *tok;    /* [np][MR_TOK_COUNT] */
+    uint32_t *cost;   /* [np] */
+    uint32_t *infl;   /* [np] */
+    uint32_t *deny;   /* [n_policies + 1] */
+    uint32_t *resend; /* [np] */
     uint32_t retry;
     uint32_t cells[]; /* every array above */
 };
@@ -614,10 +621,11 @@ mr_metrics_view_t *mr_metrics_view_new(mr_metrics_t *m, unsigned worker, const m
                       np * MR_AO_COUNT,
                       nr * np * MR_AO_COUNT,
                       np * MR_SKIP_COUNT,
-                      np * 2,
+                      np * MR_TOK_COUNT,
                       np,
                       np,
-                      cfg->n_policies + 1};
+                      cfg->n_policies + 1,
+                      np};
     size_t total = 0;
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
         total += sizes[i];
@@ -629,8 +637,8 @@ mr_metrics_view_t *mr_metrics_view_new(mr_metrics_t *m, unsigned worker, const m
     v->cfg = cfg;
     v->nr = nr;
     v->np = np;
-    uint32_t **arrays[] = {&v->req,  &v->dur, &v->ttfb, &v->att,  &v->fb,
-                           &v->skip, &v->tok, &v->cost, &v->infl, &v->deny};
+    uint32_t **arrays[] = {&v->req, &v->dur,  &v->ttfb, &v->att,  &v->fb,    &v->skip,
+                           &v->tok, &v->cost, &v->infl, &v->deny, &v->resend};
     uint32_t *at = v->cells;
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         *arrays[i] = at;
@@ -741,20 +749,32 @@ void mr_metrics_skipped(mr_metrics_view_t *v, const mr_provider_t *p, mr_skip_re
         cached(v, &v->skip[provider_key(v, p) * MR_SKIP_COUNT + why], MR_MF_SKIPPED, values), 1);
 }
 
-void mr_metrics_usage(mr_metrics_view_t *v, const mr_provider_t *p, long prompt, long completion,
+void mr_metrics_usage(mr_metrics_view_t *v, const mr_provider_t *p, const long counts[MR_TOK_COUNT],
                       double cost_usd)
 {
+    static const char *const types[MR_TOK_COUNT] = {"prompt", "completion", "cached", "cache_write",
+                                                    "reasoning"};
     size_t pk = provider_key(v, p);
-    const char *pv[] = {p->name, "prompt"}, *cv[] = {p->name, "completion"}, *one[] = {p->name};
 
-    if (prompt > 0)
-        mr_metrics_add(v->m, v->w, cached(v, &v->tok[pk * 2], MR_MF_TOKENS, pv), (uint64_t)prompt);
-    if (completion > 0)
-        mr_metrics_add(v->m, v->w, cached(v, &v->tok[pk * 2 + 1], MR_MF_TOKENS, cv),
-                       (uint64_t)completion);
-    if (cost_usd > 0)
+    for (int t = 0; t < MR_TOK_COUNT; t++) {
+        if (counts[t] > 0) {
+            const char *values[] = {p->name, types[t]};
+            mr_metrics_add(v->m, v->w,
+                           cached(v, &v->tok[pk * MR_TOK_COUNT + (size_t)t], MR_MF_TOKENS, values),
+                           (uint64_t)counts[t]);
+        }
+    }
+    if (cost_usd > 0) {
+        const char *one[] = {p->name};
         mr_metrics_add(v->m, v->w, cached(v, &v->cost[pk], MR_MF_COST, one),
                        (uint64_t)(cost_usd * 1e9 + 0.5));
+    }
+}
+
+void mr_metrics_resend(mr_metrics_view_t *v, const mr_provider_t *p)
+{
+    const char *values[] = {p->name};
+    mr_metrics_add(v->m, v->w, cached(v, &v->resend[provider_key(v, p)], MR_MF_RESENDS, values), 1);
 }
 
 void mr_metrics_inflight(mr_metrics_view_t *v, const mr_provider_t *p, unsigned n)

@@ -2,6 +2,7 @@
 
 #include "meridian/admit.h"
 #include "meridian/candidate.h"
+#include "meridian/intent.h"
 #include "meridian/json_span.h"
 #include "meridian/log.h"
 #include "meridian/policy.h"
@@ -19,6 +20,8 @@
 #define DISCONNECT_WATCH_DELAY_MS 25
 
 static void start_attempt(mr_request_t *r);
+static void output_ready(mr_request_t *r);
+static void arm_timer(mr_request_t *r, uint64_t ms);
 
 static uint64_t now_of(const mr_request_t *r)
 {
@@ -113,6 +116,14 @@ static void on_timer(uv_timer_t *t)
 
     if (!a || !mr_attempt_running(a))
         return;
+    if (!r->committed && r->hold_until_ms && now_of(r) >= r->hold_until_ms) {
+        /* held long enough without content: the client gets what there is */
+        r->hold_until_ms = 0;
+        r->hold_expired = 1;
+        output_ready(r);
+        arm_timer(r, to->stream_idle_ms);
+        return;
+    }
     if (r->committed) {
         snprintf(why, sizeof(why), "no data for %u ms (timeouts.stream_idle_ms)",
                  to->stream_idle_ms);
@@ -155,6 +166,8 @@ static void arm_timer(mr_request_t *r, uint64_t ms)
         uint64_t left = deadline > now ? deadline - now : 0;
         if (ms > left)
             ms = left;
+        if (r->hold_until_ms && r->hold_until_ms - now < ms)
+            ms = r->hold_until_ms > now ? r->hold_until_ms - now : 0;
     }
     if (uv_timer_start(&r->timer, on_timer, ms, 0) != 0)
         mr_error("%s: cannot arm the attempt timer", r->id);
@@ -165,6 +178,10 @@ static void arm_timer(mr_request_t *r, uint64_t ms)
 static void record_served(mr_request_t *r, const mr_attempt_t *a)
 {
     mr_router_record_served(r->gen->ss, &r->plan, a->cand, now_of(r));
+    /* the conversation stays with whoever served this turn */
+    if (r->session_key && a->cand->target)
+        mr_affinity_put(r->gen->snap->affinity, r->session_key, a->cand->target->id, now_of(r),
+                        r->session_ttl_ms);
     r->served_by = a->cand->provider;
     r->served_cand = a->cand;
 }
@@ -411,20 +428,44 @@ static enum MHD_Result queue_stream(mr_request_t *r)
     return ret;
 }
 
-/* Output is ready for the client: commit on the first bytes, else wake the
- * reader parked in stream_reader. */
+/* The commit point: nothing reaches the client before an event that
+ * carries content, the whole stream, or a bounded hold (bytes, time), so an
+ * upstream that fails after a role-only first chunk is failed over as if it
+ * had failed before its first byte. */
+static bool may_commit(mr_request_t *r)
+{
+    const mr_attempt_t *a = r->att;
+    size_t hold = r->gen->cfg->limits.commit_hold_bytes;
+
+    /* never hold more than the buffer takes: a paused upstream would wait */
+    if (hold > a->out.limit)
+        hold = a->out.limit;
+    return r->upstream_done || r->hold_expired || mr_attempt_has_content(a) ||
+           mr_buf_len(&a->out) >= hold;
+}
+
+/* Output is ready for the client: commit when it may, else wake the reader
+ * parked in stream_reader. */
 static void output_ready(mr_request_t *r)
 {
     if (mr_buf_len(&r->att->out) == 0)
         return;
-    if (!r->committed) {
-        if (r->state == MR_RS_UPSTREAM) {
-            r->state = MR_RS_STREAM_GO;
-            resume(r);
-        }
-    } else {
+    if (r->committed) {
         resume(r);
+        return;
     }
+    if (r->state != MR_RS_UPSTREAM)
+        return;
+    if (!may_commit(r)) {
+        if (!r->hold_until_ms) {
+            r->hold_until_ms = now_of(r) + timeouts(r)->commit_hold_ms;
+            arm_timer(r, timeouts(r)->stream_idle_ms);
+        }
+        return;
+    }
+    r->hold_until_ms = 0;
+    r->state = MR_RS_STREAM_GO;
+    resume(r);
 }
 
 /* ---- attempts --------------------------------------------------------- */
@@ -500,6 +541,8 @@ static void free_attempt(mr_request_t *r)
 static void next_or_fail(mr_request_t *r)
 {
     free_attempt(r);
+    r->hold_until_ms = 0;
+    r->hold_expired = 0;
     if (r->state == MR_RS_STREAM_GO)
         r->state = MR_RS_UPSTREAM; /* resumed but not answered: the handler re-suspends */
     if (now_of(r) - r->start_ms >= timeouts(r)->request_ms)
@@ -677,19 +720,36 @@ static int plan_request(mr_request_t *r, const json_t *models, json_t *provider,
     if (mr_router_models_from_request(r->model, models, r->models, &r->n_models, e) < 0 ||
         mr_policy_stack_init(&st, r->gen->cfg, r->key, header, provider, e) < 0)
         return -1;
+    mr_intent_needs(r, &st.request);
+    mr_intent_session(r, &st);
     r->planned = 1;
     return mr_router_plan_policy(r->gen->cfg, &st, r->models, r->n_models, r->gen->ss, now_of(r),
                                  &r->plan, e);
+}
+
+/* Whether every exclusion is the request's own needs (capabilities,
+ * require_parameters): then no target can serve it, which is a 400. */
+static bool only_needs_excluded(const mr_plan_t *plan)
+{
+    for (size_t i = 0; i < plan->n_excluded; i++)
+        if (strcmp(plan->excluded[i].rule, "capabilities") != 0 &&
+            strcmp(plan->excluded[i].rule, "provider.require_parameters") != 0)
+            return false;
+    return plan->n_excluded > 0 && plan->n_excluded == plan->n_excluded_total;
 }
 
 /* A 403 lists every target the policies excluded and why. */
 static enum MHD_Result respond_plan_error(mr_request_t *r, mr_error_t *e)
 {
     mr_debug("%s: not routed: %d %s: %s", r->id, e->status, e->code ? e->code : "-", e->message);
-    if (e->status != 403)
+    if (e->status == 403 && only_needs_excluded(&r->plan))
+        mr_error_set(e, 400, "invalid_request_error", "no_capable_target", NULL,
+                     "no target of \"%.200s\" can serve this request: %s", r->model,
+                     r->plan.excluded[0].reason);
+    else if (e->status != 403)
         return mr_request_error(r, e);
     /* one denial per policy layer that excluded something */
-    for (size_t i = 0; i < r->plan.n_excluded; i++) {
+    for (size_t i = 0; e->status == 403 && i < r->plan.n_excluded; i++) {
         const mr_exclusion_t *x = &r->plan.excluded[i];
         size_t k = 0;
         if (x->kind != MR_EXCLUDED_POLICY)

@@ -280,6 +280,19 @@ static void kv_cost(mr_buf_t *b, double cost, int *first)
     kv_num(b, "cost_usd", num, first);
 }
 
+/* The counts (null when unknown), where they come from, and the cost. */
+static void usage_members(mr_buf_t *b, const mr_request_rec_t *r, int *first)
+{
+    kv_tokens(b, "prompt_tokens", r->usage.prompt_tokens, first);
+    kv_tokens(b, "completion_tokens", r->usage.completion_tokens, first);
+    kv_tokens(b, "cached_tokens", r->usage.cached_tokens, first);
+    kv_tokens(b, "cache_write_tokens", r->usage.cache_write_tokens, first);
+    kv_tokens(b, "reasoning_tokens", r->usage.reasoning_tokens, first);
+    kv_str(b, "usage", r->usage_source, first);
+    kv_cost(b, r->cost_usd, first);
+    kv_str(b, "outcome", r->outcome, first);
+}
+
 /* "{" and the members both records start with. */
 static void request_head(mr_buf_t *b, const mr_request_rec_t *r, int *first)
 {
@@ -320,9 +333,7 @@ static void access_line(mr_buf_t *b, const mr_request_rec_t *r)
     kv_str(b, "upstream_model", p ? r->served_model : NULL, &first);
     kv_ms(b, "latency_ms", r->total_us, &first);
     kv_ms(b, "ttfb_ms", r->ttfb_us, &first);
-    kv_tokens(b, "prompt_tokens", r->usage.prompt_tokens, &first);
-    kv_tokens(b, "completion_tokens", r->usage.completion_tokens, &first);
-    kv_cost(b, r->cost_usd, &first);
+    usage_members(b, r, &first);
     put(b, "}");
 }
 
@@ -338,6 +349,14 @@ static void policy_member(mr_buf_t *b, const char *k, const mr_policy_t *pol, in
     kv_str(b, "name", pol->name, &f);
     kv_str(b, "sha256", pol->hash, &f);
     put(b, "}");
+}
+
+static unsigned signatures_dropped(const mr_request_rec_t *r)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < r->n_attempts; i++)
+        n += r->attempts[i].signatures_dropped;
+    return n;
 }
 
 static void audit_record(mr_buf_t *b, const mr_request_rec_t *r)
@@ -395,9 +414,13 @@ static void audit_record(mr_buf_t *b, const mr_request_rec_t *r)
         kv_str(b, "outcome", mr_attempt_outcome_name(a->outcome), &f);
         kv_str(b, "failure", a->failure ? mr_failure_name(a->failure) : NULL, &f);
         kv_int(b, "ms", a->ms, &f);
+        kv_int(b, "signatures_dropped", a->signatures_dropped, &f);
+        if (a->resends)
+            kv_int(b, "resends", a->resends, &f);
         put(b, "}");
     }
     put(b, "]");
+    kv_int(b, "signatures_dropped", signatures_dropped(r), &first);
     kv_int(b, "skipped_circuit_open", r->skipped_open, &first);
     kv_int(b, "skipped_max_inflight", r->skipped_busy, &first);
     key(b, "served", &first);
@@ -410,9 +433,7 @@ static void audit_record(mr_buf_t *b, const mr_request_rec_t *r)
         put(b, "null");
     }
     kv_int(b, "status", r->status, &first);
-    kv_tokens(b, "prompt_tokens", r->usage.prompt_tokens, &first);
-    kv_tokens(b, "completion_tokens", r->usage.completion_tokens, &first);
-    kv_cost(b, r->cost_usd, &first);
+    usage_members(b, r, &first);
     kv_ms(b, "latency_ms", r->total_us, &first);
     kv_hash(b, "request_sha256", r->request_sha256, &first);
     kv_hash(b, "response_sha256", r->response_sha256, &first);

@@ -51,10 +51,10 @@ void mr_request_common_headers(const mr_request_t *r, struct MHD_Response *resp)
 
 void mr_request_audit_bytes(mr_request_t *r, const char *p, size_t n)
 {
+    r->resp_bytes += n; /* also sizes an estimate of unreported usage */
     if (!r->audit || n == 0)
         return;
     mr_sha256_update(&r->resp_sha, p, n);
-    r->resp_bytes += n;
     /* a prefix: what fits of a piece, nothing after it (reqlog marks the cut) */
     if (mr_reqlog_wants_bodies(r->env->reqlog))
         mr_buf_append(&r->resp_copy, p,

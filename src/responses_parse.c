@@ -64,10 +64,10 @@ char *mr_responses_seal(const mr_conv_reasoning_t *r, mr_conv_str_t call_id)
     j = json_object();
     if (j && call_id.p)
         json_object_set_new(j, "c", mr_codec_str(call_id));
-    if (j && r->origin_kind.p)
-        json_object_set_new(j, "k", mr_codec_str(r->origin_kind));
-    if (j && r->origin_model.p)
-        json_object_set_new(j, "m", mr_codec_str(r->origin_model));
+    if (j && r->origin.kind.p)
+        json_object_set_new(j, "k", mr_codec_str(r->origin.kind));
+    if (j && r->origin.model.p)
+        json_object_set_new(j, "m", mr_codec_str(r->origin.model));
     if (j && r->signature.p)
         json_object_set_new(j, "s", mr_codec_str(r->signature));
     if (j && r->data.p)
@@ -111,13 +111,13 @@ static int unseal(parser_t *ps, mr_conv_str_t enc, mr_conv_reasoning_t *r, mr_co
     if (!json_is_object(j)) {
         json_decref(j);
         r->data = enc;
-        r->origin_kind = lit("openai");
+        r->origin.kind = lit("openai");
         return 0;
     }
     if (!mr_conv_keep(ps->b.r->_arena, j))
         return mr_codec_oom(&ps->b);
-    r->origin_kind = mr_conv_str(json_object_get(j, "k"));
-    r->origin_model = mr_conv_str(json_object_get(j, "m"));
+    r->origin.kind = mr_conv_str(json_object_get(j, "k"));
+    r->origin.model = mr_conv_str(json_object_get(j, "m"));
     r->signature = mr_conv_str(json_object_get(j, "s"));
     r->data = mr_conv_str(json_object_get(j, "d"));
     *call = mr_conv_str(json_object_get(j, "c"));
@@ -575,7 +575,8 @@ static int parameters(parser_t *ps, const json_t *body)
     mr_codec_num(body, "temperature", "temperature", 0, &r->temperature);
     mr_codec_num(body, "top_p", "top_p", 0, &r->top_p);
     mr_codec_num(body, "top_logprobs", "top_logprobs", 1, &r->top_logprobs);
-    r->reasoning_effort = mr_conv_str(json_object_get(rsn, "effort"));
+    r->reasoning.effort_name = mr_conv_str(json_object_get(rsn, "effort"));
+    r->reasoning.effort = mr_conv_effort_of(r->reasoning.effort_name);
     r->reasoning_summary =
         mr_conv_str(json_is_string(summary) ? summary : json_object_get(rsn, "generate_summary"));
     r->parallel_tool_calls = json_is_boolean(ptc) ? json_is_true(ptc) : -1;

@@ -167,8 +167,8 @@ static char *seal_of(const mr_conv_reasoning_t *r, mr_conv_str_t model, mr_conv_
 {
     mr_conv_reasoning_t with = *r;
 
-    if (!with.origin_model.p)
-        with.origin_model = model;
+    if (!with.origin.model.p)
+        with.origin.model = model;
     return r->signature.p || r->data.p ? mr_responses_seal(&with, call_id) : NULL;
 }
 
@@ -176,7 +176,7 @@ static char *seal_of(const mr_conv_reasoning_t *r, mr_conv_str_t model, mr_conv_
 static int answer_item(const mr_responses_ctx_t *ctx, const mr_conv_answer_t *a,
                        const mr_conv_part_t *p, const char *status, json_t *items)
 {
-    mr_conv_reasoning_t sig = {.origin_kind = {ctx->origin, ctx->origin ? strlen(ctx->origin) : 0}};
+    mr_conv_reasoning_t sig = {.origin.kind = {ctx->origin, ctx->origin ? strlen(ctx->origin) : 0}};
     json_t *last = json_array_get(items, json_array_size(items) - 1), *c;
     size_t n = json_array_size(items);
     char id[MR_CODEC_ID_MAX + 32], *seal;
@@ -429,11 +429,11 @@ static json_t *close_reasoning(mr_responses_writer_t *w)
         emit_part(w, "response.reasoning_summary_part.done", "summary_index", summary_part(t, n)) <
             0)
         return NULL;
-    r.origin_kind = (mr_conv_str_t){w->ctx.origin, w->ctx.origin ? strlen(w->ctx.origin) : 0};
-    r.origin_model = (mr_conv_str_t){w->_model, strlen(w->_model)};
+    r.origin.kind = (mr_conv_str_t){w->ctx.origin, w->ctx.origin ? strlen(w->ctx.origin) : 0};
+    r.origin.model = (mr_conv_str_t){w->_model, strlen(w->_model)};
     if (!r.signature.n)
         r.signature.p = NULL;
-    seal = seal_of(&r, r.origin_model, (mr_conv_str_t){0});
+    seal = seal_of(&r, r.origin.model, (mr_conv_str_t){0});
     item = reasoning_item(w->_item_id, t, n, seal);
     free(seal);
     return item;

@@ -20,6 +20,7 @@ struct mr_transfer {
     int head_done;
     int paused;
     int unpause_queued;
+    unsigned sends; /* requests put on the wire (PREREQFUNCTION calls) */
     mr_transfer_t *unpause_next;
     char errbuf[CURL_ERROR_SIZE];
 };
@@ -291,6 +292,21 @@ static size_t header_cb(char *p, size_t size, size_t n, void *userp)
     return len;
 }
 
+/* Called each time a request is about to go out on a connection: more than
+ * once per transfer means libcurl re-sent it. */
+static int prereq_cb(void *userp, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                     int conn_local_port)
+{
+    mr_transfer_t *t = userp;
+
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    t->sends++;
+    return CURL_PREREQFUNC_OK;
+}
+
 static size_t write_cb(char *p, size_t size, size_t n, void *userp)
 {
     mr_transfer_t *t = userp;
@@ -325,6 +341,7 @@ static CURL *acquire_easy(mr_upstream_t *u)
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
     /* curl keeps a receive buffer per handle (16 KiB by default) for the
      * handle's life: with thousands of open streams that is most of their
      * memory, and upstream answers arrive in small pieces anyway. */
@@ -372,6 +389,8 @@ mr_transfer_t *mr_upstream_start(mr_upstream_t *u, const mr_transfer_req_t *req,
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
+    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, req->keepalive_s > 0 ? req->keepalive_s : 118L);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
     mc = curl_multi_add_handle(u->multi, e);
     if (mc != CURLM_OK) {
@@ -436,9 +455,10 @@ static void process_done(mr_upstream_t *u)
                      t->errbuf[0] ? t->errbuf : curl_easy_strerror(code));
         mr_transfer_handler_t h = t->h;
         void *ud = t->ud;
+        unsigned resends = t->sends > 1 ? t->sends - 1 : 0;
         /* Free first: on_done may start a new transfer on a pooled handle. */
         transfer_free(t);
-        h.on_done(ud, mr_upstream_failure(code), error);
+        h.on_done(ud, mr_upstream_failure(code), error, resends);
     }
 }
 

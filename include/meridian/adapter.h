@@ -40,10 +40,18 @@ typedef enum {
     MR_EP_COUNT,
 } mr_endpoint_t;
 
+/* Token counts of one answer, -1 when the upstream did not say. OpenAI's
+ * conventions: prompt_tokens includes the input read from and written to a
+ * prompt cache, completion_tokens includes reasoning. */
 typedef struct mr_usage {
-    long prompt_tokens;     /* -1 when unknown */
-    long completion_tokens; /* -1 when unknown */
+    long prompt_tokens;
+    long completion_tokens;
+    long cached_tokens;      /* input read from a prompt cache */
+    long cache_write_tokens; /* input written to a prompt cache */
+    long reasoning_tokens;
 } mr_usage_t;
+
+#define MR_USAGE_UNKNOWN ((mr_usage_t){-1, -1, -1, -1, -1})
 
 /* What the gateway knows about one attempt. All pointers are borrowed and
  * stay valid for the whole request (across every call for this attempt). */
@@ -75,6 +83,10 @@ typedef struct mr_adapter_req {
     struct curl_slist *headers; /* includes the provider's credentials */
     char *body;
     size_t body_len;
+    /* Reasoning signatures (thinking blocks, thought signatures) of the
+     * conversation that were not sent: made by another provider kind or
+     * model, they would be rejected (docs/providers.md). */
+    unsigned signatures_dropped;
 } mr_adapter_req_t;
 
 void mr_adapter_req_free(mr_adapter_req_t *r);
@@ -97,11 +109,18 @@ typedef struct mr_adapter {
      * error — in that case an OpenAI-shaped SSE error event has already
      * been appended and the stream must end. end is called once when the
      * upstream finished cleanly and appends what remains (final chunk,
-     * usage chunk when the client asked, "data: [DONE]"). */
+     * usage chunk when the client asked, "data: [DONE]"); it returns
+     * MR_ADAPTER_TRUNCATED (after an error event) when the stream ended
+     * without its dialect's terminal event (OpenAI [DONE], Anthropic
+     * message_stop, every Gemini candidate's finishReason).
+     * stream_content says whether an event that carries content (text,
+     * reasoning, a tool call) has been written: the gateway holds what comes
+     * before (a role-only chunk) so that a failure there can fail over. */
     mr_stream_xlate_t *(*stream_new)(const mr_adapter_in_t *in);
     int (*stream_feed)(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *out);
     int (*stream_end)(mr_stream_xlate_t *x, mr_buf_t *out);
     void (*stream_usage)(const mr_stream_xlate_t *x, mr_usage_t *usage);
+    int (*stream_content)(const mr_stream_xlate_t *x);
     void (*stream_free)(mr_stream_xlate_t *x);
     /* Whether a non-2xx answer may be retried on another target (429, 5xx,
      * 529, Anthropic overloaded_error...). */
@@ -110,6 +129,11 @@ typedef struct mr_adapter {
      * appended to `out` (keeping the provider's message). */
     void (*translate_error)(const mr_provider_t *p, long status, const char *body, size_t len,
                             mr_buf_t *out);
+    /* The first parameter of a chat request this dialect would not carry
+     * (refused, or dropped), NULL when it carries every one: what
+     * provider.require_parameters skips targets for. NULL function: the
+     * dialect passes the client's bytes (it carries everything). */
+    const char *(*unsupported)(const mr_conv_req_t *conv);
     /* Set when complete 2xx bodies are already OpenAI's: the gateway then
      * forwards the upstream bytes untouched and calls translate with
      * out == NULL only to read the usage. */
@@ -117,6 +141,14 @@ typedef struct mr_adapter {
     /* Set when chat requests are built from the conversation model. */
     int uses_conv;
 } mr_adapter_t;
+
+/* stream_end's result for a stream cut before its terminal event. */
+#define MR_ADAPTER_TRUNCATED (-2)
+
+/* Appends one OpenAI-shaped SSE error event (type api_error, code
+ * upstream_stream_error) with the printf message. */
+void mr_adapter_stream_error(mr_buf_t *out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* The adapter of a provider kind; NULL when this build has none. */
 const mr_adapter_t *mr_adapter_for(mr_provider_kind_t kind);
@@ -128,6 +160,10 @@ typedef struct mr_adapter_conv {
     int tried;      /* the parse ran */
     mr_error_t err; /* its error when it failed */
 } mr_adapter_conv_t;
+
+/* The chat body `json` as a conversation in *cache, parsed on the first
+ * call (later calls return the same result). 0, or -1 with *err. */
+int mr_adapter_conv_parse(mr_adapter_conv_t *cache, const json_t *json, mr_error_t *err);
 
 /* Sets in->conv when `ad` uses the model for in->endpoint, parsing in->json
  * into *cache on the first call. 0, or -1 with *err (the client's 400 when

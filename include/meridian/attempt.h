@@ -12,8 +12,9 @@
  * client has read its buffer.
  *
  * Breaker rule: every attempt either reports one outcome to its target's
- * breaker (sent, ended for a reason mr_failure_reaches_breaker accepts, or
- * committed) or gives its probe slot back; mr_attempt_free guarantees it.
+ * breaker (sent and ended for a reason mr_failure_reaches_breaker accepts —
+ * a committed stream when it ends —, or a committed probe) or gives its
+ * probe slot back; mr_attempt_free guarantees it.
  * The same for the provider's max_inflight slot the owner took for it:
  * given back when the transfer ends, or by mr_attempt_free.
  *
@@ -94,6 +95,7 @@ struct mr_attempt {
     int paused;           /* the upstream waits for `out` to drain */
     int stream_errored;   /* the translator ended the stream with an error event */
     mr_failure_t failure; /* MR_FAIL_NONE until it fails */
+    unsigned resends;     /* the transport re-sent the request by itself */
     char error[160];      /* the failure for the log and audit (key scrubbed), "" when none */
     uint64_t start_ns;    /* sent (or created) */
     uint32_t ms;          /* duration, set when it ends */
@@ -140,8 +142,13 @@ void mr_attempt_cancel(mr_attempt_t *a, mr_failure_t failure, const char *why);
  * attempt that failed in mr_attempt_build or mr_attempt_start. */
 void mr_attempt_end(mr_attempt_t *a);
 
-/* The client got the response head: a stream's outcome is decided here
- * (reported as a success), its bytes now belong to the client. */
+/* Whether a stream has written an event that carries content (text,
+ * reasoning, a tool call): the commit point (proxy.h). */
+bool mr_attempt_has_content(const mr_attempt_t *a);
+
+/* The client got the response head: its bytes now belong to the client.
+ * The breaker hears the stream's outcome when it ends (success, or the
+ * failure that cut it), a half-open probe's at once (a success). */
 void mr_attempt_commit(mr_attempt_t *a);
 
 /* The client's reader drained `out` below half: let the upstream go on. */

@@ -37,7 +37,9 @@ typedef struct mr_attempt_rec {
     char error[128]; /* transport or validation failure, "" when none */
     uint32_t ms;
     mr_attempt_outcome_t outcome;
-    mr_failure_t failure; /* why it ended (MR_FAIL_NONE: used as answered) */
+    mr_failure_t failure;        /* why it ended (MR_FAIL_NONE: used as answered) */
+    unsigned signatures_dropped; /* foreign reasoning signatures not sent to it */
+    unsigned resends;            /* times the transport re-sent it by itself */
 } mr_attempt_rec_t;
 
 typedef struct mr_request_rec {
@@ -54,7 +56,9 @@ typedef struct mr_request_rec {
     const mr_provider_t *served_by; /* NULL: the gateway answered */
     const char *served_model;
     mr_usage_t usage;
-    double cost_usd; /* -1 when the target has no price */
+    const char *usage_source; /* "reported", "estimated"; NULL: no answer served */
+    const char *outcome;      /* failure name of the last attempt ("none"); NULL: none */
+    double cost_usd;          /* -1 when the target has no price */
     uint64_t total_us;
     uint64_t ttfb_us;               /* UINT64_MAX when no byte went out */
     double unix_time;               /* arrival */

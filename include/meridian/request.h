@@ -110,6 +110,8 @@ struct mr_request {
     int client_wants_usage;
     int planned;
     mr_plan_t plan;
+    uint64_t session_key;    /* cache affinity: the conversation's key, 0 when none */
+    uint32_t session_ttl_ms; /* ... and how long a served turn pins it */
     size_t next_candidate;
     mr_attempt_rec_t *attempts; /* history: plan.max_attempts slots */
     unsigned n_attempts;
@@ -125,8 +127,10 @@ struct mr_request {
     int has_build_error;        /* a candidate's dialect cannot express this request */
     mr_error_t build_error;
     int suspended;
-    int committed;     /* stream: the client has the response head */
-    int upstream_done; /* stream: nothing more will be added to att->out */
+    int committed;          /* stream: the client has the response head */
+    uint64_t hold_until_ms; /* stream: output held before content until then; 0 none */
+    int hold_expired;       /* ... and the hold is over: commit what there is */
+    int upstream_done;      /* stream: nothing more will be added to att->out */
 
     /* admit: limits and budgets (admit.h) */
     mr_limits_req_t lim;
@@ -141,6 +145,7 @@ struct mr_request {
     const mr_provider_t *served_by;    /* whose answer the client got; NULL: the gateway's */
     const mr_candidate_t *served_cand; /* ... and which target */
     mr_usage_t usage;                  /* of the served answer; -1 when unknown */
+    int usage_estimated;               /* observe estimated it: the upstream said nothing */
     long retry_after_out;              /* Retry-After to send, 0 for none */
     int out_status;                    /* a prepared answer (MR_RS_RESPOND) */
     char *out_body;
@@ -153,7 +158,7 @@ struct mr_request {
     int audit;              /* hash what the client receives */
     mr_sha256_t resp_sha;
     mr_buf_t resp_copy;  /* audit.bodies: the first bytes the client received */
-    uint64_t resp_bytes; /* all the bytes the client received */
+    uint64_t resp_bytes; /* all the bytes the client received (counted without audit too) */
 };
 
 /* Queues `body` (ownership passes to MHD, freed with free) with the headers

@@ -56,6 +56,7 @@ const mr_adapter_t mr_adapter_azure = {
     .stream_feed = mr__openai_stream_feed,
     .stream_end = mr__openai_stream_end,
     .stream_usage = mr__openai_stream_usage,
+    .stream_content = mr__openai_stream_content,
     .stream_free = mr__openai_stream_free,
     .retryable = mr__openai_retryable,
     .translate_error = mr__openai_translate_error,

@@ -14,6 +14,7 @@ mr_stream_xlate_t *mr__openai_stream_new(const mr_adapter_in_t *in);
 int mr__openai_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *out);
 int mr__openai_stream_end(mr_stream_xlate_t *x, mr_buf_t *out);
 void mr__openai_stream_usage(const mr_stream_xlate_t *x, mr_usage_t *usage);
+int mr__openai_stream_content(const mr_stream_xlate_t *x);
 void mr__openai_stream_free(mr_stream_xlate_t *x);
 int mr__openai_retryable(long status, const char *body, size_t len);
 void mr__openai_translate_error(const mr_provider_t *p, long status, const char *body, size_t len,

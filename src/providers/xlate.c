@@ -110,6 +110,11 @@ int mr__xlate_get_int(const json_t *obj, const char *key, long long lo, long lon
     return 1;
 }
 
+void mr__xlate_usage(const mr_conv_usage_t *u, mr_usage_t *out)
+{
+    *out = (mr_usage_t){u->prompt, u->completion, u->cached, u->cache_write, u->reasoning};
+}
+
 long mr__xlate_count(const json_t *obj, const char *key)
 {
     const json_t *v = json_object_get(obj, key);
@@ -252,9 +257,7 @@ json_t *mr__xlate_str(mr_conv_str_t s)
     return json_stringn(s.p ? s.p : "", s.n);
 }
 
-/* The text of every system and developer turn, in order, joined by a blank
- * line (empty ones skipped). */
-static int system_text(const mr_conv_req_t *conv, mr_buf_t *out)
+int mr__xlate_system_text(const mr_conv_req_t *conv, mr_buf_t *out)
 {
     for (size_t i = 0; i < conv->n_turns; i++) {
         const mr_conv_turn_t *t = &conv->turns[i];
@@ -290,7 +293,15 @@ static int push_turn(json_t *turns, const char *role, const char *key, json_t *i
     return json_array_append_new(turns, json_pack("{s:s, s:o}", "role", role, key, items));
 }
 
-json_t *mr__xlate_turns(const mr_conv_req_t *conv, const mr_xlate_turns_t *d, mr_buf_t *system)
+int mr__xlate_origin_ok(mr_xlate_emit_t *e, const mr_conv_origin_t *o)
+{
+    if (mr_conv_origin_ok(o, e->kind, e->in->model))
+        return 1;
+    e->dropped++;
+    return 0;
+}
+
+json_t *mr__xlate_turns(mr_xlate_emit_t *e, const mr_conv_req_t *conv, const mr_xlate_turns_t *d)
 {
     json_t *turns = json_array();
     int rc = turns ? 0 : -1;
@@ -302,19 +313,17 @@ json_t *mr__xlate_turns(const mr_conv_req_t *conv, const mr_xlate_turns_t *d, mr
         if (!items)
             rc = -1;
         else if (t->role == MR_CONV_ROLE_USER)
-            rc = d->user(t->parts, t->n_parts, items);
+            rc = d->user(e, t, items);
         else if (t->role == MR_CONV_ROLE_ASSISTANT)
-            rc = d->assistant_items(t, items);
+            rc = d->assistant_items(e, t, items);
         else if (t->role == MR_CONV_ROLE_TOOL)
-            rc = d->result(&t->parts[0].u.result, items);
+            rc = d->result(e, t, items);
         /* system turns: joined below; other roles were refused by the check */
         if (rc == 0)
             rc = push_turn(turns, role, d->key, items);
         else
             json_decref(items);
     }
-    if (rc == 0)
-        rc = system_text(conv, system);
     if (rc < 0) {
         json_decref(turns);
         return NULL;
@@ -343,30 +352,69 @@ json_t *mr__xlate_tools(const mr_conv_req_t *conv, const char *schema_key,
 }
 
 int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const mr_adapter_in_t *in,
-                   char **body, size_t *len, mr_error_t *err)
+                   mr_adapter_req_t *out, mr_error_t *err)
 {
     mr_conv_req_t *own = NULL;
     const mr_conv_req_t *conv = in->conv;
+    mr_xlate_emit_t e = {.in = in, .kind = caps->name};
     json_t *root = NULL;
     int rc = -1;
 
-    *body = NULL;
+    out->body = NULL;
     if (!conv && mr_chat_parse(in->json, &own, err) < 0)
         return -1;
     if (!conv)
         conv = own;
-    if (mr_conv_check(conv, caps, err) < 0 || emit(in, conv, &root, err) < 0)
+    if (mr_conv_check(conv, caps, err) < 0 || emit(&e, conv, &root, err) < 0)
         goto done;
-    if (!(*body = json_dumps(root, MR_CONV_JSON_FLAGS))) {
+    if (!(out->body = json_dumps(root, MR_CONV_JSON_FLAGS))) {
         mr__xlate_oom(err);
         goto done;
     }
-    *len = strlen(*body);
+    out->body_len = strlen(out->body);
+    out->signatures_dropped = e.dropped;
     rc = 0;
 done:
     json_decref(root);
     mr_conv_req_free(own);
     return rc;
+}
+
+/* Whether the request uses the model member `name`. */
+static int uses(const mr_conv_req_t *r, const char *name)
+{
+    const mr_conv_num_t *nums[] = {&r->presence_penalty, &r->frequency_penalty, &r->seed,
+                                   &r->top_logprobs};
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
+        if (!strcmp(name, nums[i]->param ? nums[i]->param : ""))
+            return nums[i]->state != MR_CONV_UNSET;
+    if (!strcmp(name, "metadata"))
+        return r->metadata && !json_is_null(r->metadata);
+    if (!strcmp(name, "user"))
+        return r->user.p != NULL;
+    if (!strcmp(name, "parallel_tool_calls"))
+        return r->parallel_tool_calls >= 0;
+    if (!strcmp(name, "prompt_cache_key"))
+        return r->prompt_cache_key.p != NULL;
+    if (!strcmp(name, "cached_content"))
+        return r->cached_content.p != NULL;
+    return 0;
+}
+
+const char *mr__xlate_unsupported(const mr_conv_caps_t *caps, const mr_conv_req_t *conv,
+                                  const char *const *ignored)
+{
+    mr_error_t err;
+
+    if (mr_conv_check(conv, caps, &err) < 0)
+        return err.param ? err.param : conv->turns_param;
+    for (size_t i = 0; i < conv->n_dropped; i++)
+        if (!mr_conv_eq(conv->dropped[i], "provider") && !mr_conv_eq(conv->dropped[i], "models"))
+            return conv->dropped[i].p; /* the gateway's own members are no parameters */
+    for (; *ignored; ignored++)
+        if (uses(conv, *ignored))
+            return *ignored;
+    return NULL;
 }
 
 /* ------------------------------------------------------------ answers */
@@ -378,7 +426,7 @@ int mr__xlate_translate(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in, 
     mr_conv_answer_t a;
     int rc = -1;
 
-    usage->prompt_tokens = usage->completion_tokens = -1;
+    *usage = MR_USAGE_UNKNOWN;
     if (mr_conv_answer_init(&a, root) < 0) {
         json_decref(root);
         return mr__xlate_oom(err);
@@ -391,8 +439,7 @@ int mr__xlate_translate(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in, 
                          in->provider->name, MR_CONV_MAX_BYTES >> 20);
         goto done;
     }
-    usage->prompt_tokens = a.usage.prompt;
-    usage->completion_tokens = a.usage.completion;
+    mr__xlate_usage(&a.usage, usage);
     if (out && mr_chat_write_answer(&a, mr__xlate_created(in), out) < 0) {
         mr_error_set(err, 502, "api_error", "upstream_too_large", NULL,
                      "provider %s: translated answer too large", in->provider->name);
@@ -432,6 +479,8 @@ mr_stream_xlate_t *mr__xlate_stream_new(const mr_xlate_parser_t *ps, const mr_ad
     mr_chat_writer_init(&x->w, mr__xlate_created(in), in->client_wants_usage);
     x->sink = (mr_conv_sink_t){mr_chat_write_event, &x->w};
     x->provider = in->provider ? in->provider->name : "?";
+    if (in->provider)
+        mr_chat_writer_origin(&x->w, mr_provider_kind_name(in->provider->kind), in->model);
     ps->stream_init(x->state, in);
     return x;
 }
@@ -451,19 +500,16 @@ static int fail(mr_stream_xlate_t *x, int rc, mr_buf_t *out)
     if (rc == MR_XLATE_UPSTREAM_ERROR)
         return -1; /* the parser sent it */
     if (rc == MR_SSE_TOO_LONG)
-        mr_chat_write_error(out, "api_error", "upstream_stream_error",
-                            "provider %s sent an event larger than %d bytes", x->provider,
-                            MR_XLATE_EVENT_MAX);
+        mr_adapter_stream_error(out, "provider %s sent an event larger than %d bytes", x->provider,
+                                MR_XLATE_EVENT_MAX);
     else if (rc == MR_XLATE_TRUNCATED)
-        mr_chat_write_error(out, "api_error", "upstream_stream_error", "provider %s %s",
-                            x->provider, x->ps->truncated);
+        mr_adapter_stream_error(out, "provider %s %s", x->provider, x->ps->truncated);
     else if (rc == MR_XLATE_MALFORMED)
-        mr_chat_write_error(out, "api_error", "upstream_stream_error", "provider %s sent %s",
-                            x->provider, x->ps->malformed);
+        mr_adapter_stream_error(out, "provider %s sent %s", x->provider, x->ps->malformed);
     else
-        mr_chat_write_error(out, "api_error", "upstream_stream_error",
-                            "provider %s: out of memory translating the stream", x->provider);
-    return -1;
+        mr_adapter_stream_error(out, "provider %s: out of memory translating the stream",
+                                x->provider);
+    return rc == MR_XLATE_TRUNCATED ? MR_ADAPTER_TRUNCATED : -1;
 }
 
 int mr__xlate_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *out)
@@ -495,8 +541,12 @@ int mr__xlate_stream_end(mr_stream_xlate_t *x, mr_buf_t *out)
 
 void mr__xlate_stream_usage(const mr_stream_xlate_t *x, mr_usage_t *usage)
 {
-    usage->prompt_tokens = x->w.usage.prompt;
-    usage->completion_tokens = x->w.usage.completion;
+    mr__xlate_usage(&x->w.usage, usage);
+}
+
+int mr__xlate_stream_content(const mr_stream_xlate_t *x)
+{
+    return x->w.content;
 }
 
 void mr__xlate_stream_free(mr_stream_xlate_t *x)

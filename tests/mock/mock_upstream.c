@@ -28,6 +28,13 @@
  *                               GenerateContentResponse (a JSON array without
  *                               alt=sse, as Google does)
  *   POST .../models/{m}:embedContent, :batchEmbedContents
+ * Reasoning and caching, deterministically: an Anthropic request with an
+ * enabled "thinking" gets a thinking block first (text "Mock thinking about
+ * it.", signature "mock-sig-NAME"; streamed as thinking and signature
+ * deltas); an Anthropic request that contains "cache_control" reports
+ * cache_read_input_tokens 1000 and cache_creation_input_tokens 200 besides
+ * input_tokens 5. Gemini function calls carry thoughtSignature
+ * "mock-sig-NAME" (as Gemini 3 does).
  * Tools, deterministically: when an Anthropic/Gemini request declares tools
  * and its last turn is not a tool result, the answer calls the first tool
  * (after a short text) with arguments made from its schema (string
@@ -69,6 +76,15 @@
  *        body_base64 (none)      the same given as base64, for bytes that are not
  *                                UTF-8 (a JSON string cannot carry them)
  *        content_type            Content-Type of "body" (application/json)
+ *        close_after_events (-1) streams only: send this many SSE events,
+ *                                then end the response cleanly with
+ *                                Connection: close (no chunked framing: the
+ *                                close is the end, as HTTP allows) — a stream
+ *                                cut before its terminal event that no
+ *                                transport error reveals
+ *        role_first (false)      OpenAI chat streams: a role-only first chunk
+ *                                ({"role":"assistant","content":""}) before
+ *                                the content chunks
  *        hold (false)            with body: send it chunked, then keep the
  *                                response open (no end) until the client
  *                                leaves, the mock stops or 120 s pass: a
@@ -176,6 +192,8 @@ typedef struct scenario {
     int error_after_chunks; /* -1 = none */
     long stream_bytes;      /* 0 = a `chunks` stream */
     long count;             /* 0 = persistent default */
+    int close_after_events; /* -1 = none */
+    bool role_first;
     json_t *headers;
     const char *body;
     size_t body_len;
@@ -340,6 +358,7 @@ static void scenario_default(scenario_t *s)
     s->chunks = 5;
     s->reset_after_chunks = 1;
     s->error_after_chunks = -1;
+    s->close_after_events = -1;
     s->fault = FAULT_NONE;
 }
 
@@ -425,6 +444,8 @@ static int scenario_parse(json_t *o, scenario_t *s, char *err, size_t errlen)
                                        "stream_bytes",
                                        "body_base64",
                                        "hold",
+                                       "close_after_events",
+                                       "role_first",
                                        NULL};
     scenario_default(s);
     if (!json_is_object(o)) {
@@ -465,6 +486,11 @@ static int scenario_parse(json_t *o, scenario_t *s, char *err, size_t errlen)
     if (get_long(o, "error_after_chunks", -1, MOCK_MAX_CHUNKS, &v, err, errlen))
         return -1;
     s->error_after_chunks = (int)v;
+    v = s->close_after_events;
+    if (get_long(o, "close_after_events", -1, MOCK_MAX_CHUNKS, &v, err, errlen))
+        return -1;
+    s->close_after_events = (int)v;
+    s->role_first = json_is_true(json_object_get(o, "role_first"));
 
     json_t *ra = json_object_get(o, "retry_after");
     if (json_is_string(ra) && json_string_length(ra) < sizeof(s->retry_after) &&
@@ -722,12 +748,17 @@ static enum MHD_Result queue_reader(struct MHD_Connection *c, int status, const 
                                     uint64_t size, MHD_ContentReaderCallback crc, reader_t *rd,
                                     const scenario_t *sc)
 {
+    bool cut = crc == sse_read && sc->close_after_events >= 0;
+    while (cut && rd->n > (size_t)sc->close_after_events)
+        free(rd->events[--rd->n]);
     struct MHD_Response *r =
         MHD_create_response_from_callback(size, 16 * 1024, crc, rd, reader_free);
     if (!r) {
         reader_free(rd);
         return MHD_NO;
     }
+    if (cut) /* HTTP/1.0 style: no chunked framing, the close is the end */
+        MHD_set_response_options(r, MHD_RF_HTTP_1_0_COMPATIBLE_STRICT, MHD_RO_END);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(r, "x-mock-name", g.name);
     if (size == MHD_SIZE_UNKNOWN)
@@ -859,6 +890,11 @@ static enum MHD_Result send_stream(struct MHD_Connection *c, bool chat, const ch
         int sndbuf = 256 * 1024;
         setsockopt(conn_fd(c), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     }
+    if (chat && sc->stream_bytes == 0 && sc->role_first)
+        add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:{s:s, s:s}, s:n}]}", "id", id,
+                                "object", object, "created", 1700000000, "model", model, "choices",
+                                "index", 0, "delta", "role", "assistant", "content", "",
+                                "finish_reason"));
     for (int i = 0; sc->stream_bytes == 0 && i < sc->chunks; i++) {
         if (i == sc->error_after_chunks) {
             add_event(rd,
@@ -869,8 +905,9 @@ static enum MHD_Result send_stream(struct MHD_Connection *c, bool chat, const ch
         snprintf(tok, sizeof(tok), "tok%d ", i);
         json_t *choice;
         if (chat) {
-            json_t *delta = i == 0 ? json_pack("{s:s, s:s}", "role", "assistant", "content", tok)
-                                   : json_pack("{s:s}", "content", tok);
+            json_t *delta = i == 0 && !sc->role_first
+                                ? json_pack("{s:s, s:s}", "role", "assistant", "content", tok)
+                                : json_pack("{s:s}", "content", tok);
             choice = json_pack("{s:i, s:o, s:n}", "index", 0, "delta", delta, "finish_reason");
         } else {
             choice = json_pack("{s:i, s:s, s:n, s:n}", "index", 0, "text", tok, "logprobs",
@@ -1095,11 +1132,42 @@ static char *hello_text(const char *tool_result)
     return s;
 }
 
-static void add_partial_json(reader_t *rd, const char *p, size_t n)
+static void add_partial_json(reader_t *rd, int index, const char *p, size_t n)
 {
     add_named_event(rd, "content_block_delta",
                     json_pack("{s:s, s:i, s:{s:s, s:s%}}", "type", "content_block_delta", "index",
-                              1, "delta", "type", "input_json_delta", "partial_json", p, n));
+                              index, "delta", "type", "input_json_delta", "partial_json", p, n));
+}
+
+/* Anthropic usage: cache reads and writes reported when the request marked
+ * something for caching. */
+static json_t *anthropic_usage(bool cached, int output)
+{
+    json_t *u = json_pack("{s:i, s:i}", "input_tokens", 5, "output_tokens", output);
+    if (cached) {
+        json_object_set_new(u, "cache_read_input_tokens", json_integer(1000));
+        json_object_set_new(u, "cache_creation_input_tokens", json_integer(200));
+    }
+    return u;
+}
+
+/* The thinking block of an answer to a request with thinking enabled,
+ * streamed as a start, a thinking delta and a signature delta. */
+static void add_thinking_events(reader_t *rd, const char *sig)
+{
+    add_named_event(rd, "content_block_start",
+                    json_pack("{s:s, s:i, s:{s:s, s:s, s:s}}", "type", "content_block_start",
+                              "index", 0, "content_block", "type", "thinking", "thinking", "",
+                              "signature", ""));
+    add_named_event(rd, "content_block_delta",
+                    json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta", "index", 0,
+                              "delta", "type", "thinking_delta", "thinking",
+                              "Mock thinking about it."));
+    add_named_event(rd, "content_block_delta",
+                    json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta", "index", 0,
+                              "delta", "type", "signature_delta", "signature", sig));
+    add_named_event(rd, "content_block_stop",
+                    json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
 }
 
 static enum MHD_Result serve_anthropic(struct MHD_Connection *c, const char *method,
@@ -1138,36 +1206,48 @@ static enum MHD_Result serve_anthropic(struct MHD_Connection *c, const char *met
             result = result_text(json_object_get(b, "content"));
     }
     bool call = tool_name && !result;
+    const char *tt = json_string_value(json_object_get(json_object_get(in, "thinking"), "type"));
+    bool thinking = tt && strcmp(tt, "enabled") == 0;
+    bool cached = rq->body && memmem(rq->body, rq->len, "\"cache_control\"", 15);
+    int base = thinking ? 1 : 0; /* index of the text block */
     char *hello = hello_text(result);
     json_t *args = call ? mock_args(json_object_get(tool, "input_schema")) : NULL;
-    char id[160];
+    char id[160], sig[160];
     snprintf(id, sizeof(id), "msg_mock_%s", g.name);
+    snprintf(sig, sizeof(sig), "mock-sig-%s", g.name);
 
     enum MHD_Result ret;
     if (!stream) {
-        json_t *content =
-            json_pack("[{s:s, s:s}]", "type", "text", "text", call ? "Calling a tool." : hello);
+        json_t *content = json_array();
+        if (thinking)
+            json_array_append_new(content,
+                                  json_pack("{s:s, s:s, s:s}", "type", "thinking", "thinking",
+                                            "Mock thinking about it.", "signature", sig));
+        json_array_append_new(content, json_pack("{s:s, s:s}", "type", "text", "text",
+                                                 call ? "Calling a tool." : hello));
         if (call)
             json_array_append_new(content,
                                   json_pack("{s:s, s:s, s:s, s:O}", "type", "tool_use", "id",
                                             "toolu_mock_1", "name", tool_name, "input", args));
-        json_t *out = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:n, s:{s:i, s:i}}", "id", id,
-                                "type", "message", "role", "assistant", "model", model, "content",
-                                content, "stop_reason", call ? "tool_use" : "end_turn",
-                                "stop_sequence", "usage", "input_tokens", 5, "output_tokens", 4);
+        json_t *out = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:n, s:o}", "id", id, "type",
+                                "message", "role", "assistant", "model", model, "content", content,
+                                "stop_reason", call ? "tool_use" : "end_turn", "stop_sequence",
+                                "usage", anthropic_usage(cached, 4));
         size_t len;
         char *body = dump_take(out, &len);
         ret = send_body(c, 200, "application/json", body, len, sc);
     } else {
         reader_t *rd = stream_reader_new(c, sc);
         add_named_event(rd, "message_start",
-                        json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:[], s:n, s:n, s:{s:i, s:i}}}",
-                                  "type", "message_start", "message", "id", id, "type", "message",
-                                  "role", "assistant", "model", model, "content", "stop_reason",
-                                  "stop_sequence", "usage", "input_tokens", 5, "output_tokens", 1));
+                        json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:[], s:n, s:n, s:o}}", "type",
+                                  "message_start", "message", "id", id, "type", "message", "role",
+                                  "assistant", "model", model, "content", "stop_reason",
+                                  "stop_sequence", "usage", anthropic_usage(cached, 1)));
+        if (thinking)
+            add_thinking_events(rd, sig);
         add_named_event(rd, "content_block_start",
                         json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start",
-                                  "index", 0, "content_block", "type", "text", "text", ""));
+                                  "index", base, "content_block", "type", "text", "text", ""));
         add_named_event(rd, "ping", json_pack("{s:s}", "type", "ping"));
         int n = result ? 1 : sc->chunks;
         bool failed = false;
@@ -1183,32 +1263,33 @@ static enum MHD_Result serve_anthropic(struct MHD_Connection *c, const char *met
             snprintf(tok, sizeof(tok), "tok%d ", k);
             add_named_event(rd, "content_block_delta",
                             json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta",
-                                      "index", 0, "delta", "type", "text_delta", "text",
+                                      "index", base, "delta", "type", "text_delta", "text",
                                       result ? hello : tok));
         }
         if (!failed) {
             add_named_event(rd, "content_block_stop",
-                            json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
+                            json_pack("{s:s, s:i}", "type", "content_block_stop", "index", base));
             if (call) {
                 add_named_event(rd, "content_block_start",
                                 json_pack("{s:s, s:i, s:{s:s, s:s, s:s, s:{}}}", "type",
-                                          "content_block_start", "index", 1, "content_block",
+                                          "content_block_start", "index", base + 1, "content_block",
                                           "type", "tool_use", "id", "toolu_mock_1", "name",
                                           tool_name, "input"));
                 /* an empty first delta, then pieces of about 5 bytes (whole
                  * UTF-8 characters), as Anthropic does */
                 char *js = dump_take(json_incref(args), NULL);
                 size_t jl = strlen(js), piece;
-                add_partial_json(rd, js, 0);
+                add_partial_json(rd, base + 1, js, 0);
                 for (size_t at = 0; at < jl; at += piece) {
                     piece = jl - at < 5 ? jl - at : 5;
                     while (at + piece < jl && ((unsigned char)js[at + piece] & 0xC0) == 0x80)
                         piece++;
-                    add_partial_json(rd, js + at, piece);
+                    add_partial_json(rd, base + 1, js + at, piece);
                 }
                 free(js);
-                add_named_event(rd, "content_block_stop",
-                                json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 1));
+                add_named_event(
+                    rd, "content_block_stop",
+                    json_pack("{s:s, s:i}", "type", "content_block_stop", "index", base + 1));
             }
             add_named_event(rd, "message_delta",
                             json_pack("{s:s, s:{s:s, s:n}, s:{s:i}}", "type", "message_delta",
@@ -1318,9 +1399,12 @@ static enum MHD_Result serve_gemini(struct MHD_Connection *c, const char *url, c
     }
     bool call = tool_name && !result;
     char *hello = hello_text(result);
-    json_t *fcall = call ? json_pack("{s:{s:s, s:o}}", "functionCall", "name", tool_name, "args",
-                                     mock_args(json_object_get(decl, "parameters")))
-                         : NULL;
+    char sig[160];
+    snprintf(sig, sizeof(sig), "mock-sig-%s", g.name);
+    json_t *fcall =
+        call ? json_pack("{s:{s:s, s:o}, s:s}", "functionCall", "name", tool_name, "args",
+                         mock_args(json_object_get(decl, "parameters")), "thoughtSignature", sig)
+             : NULL;
 
     if (!stream) {
         json_t *parts = json_pack("[{s:s}]", "text", call ? "Calling a tool." : hello);

@@ -1,7 +1,9 @@
 /*
  * Fault soak: the real meridian binary (two workers) in front of five mock
  * upstreams that fail on purpose, under thousands of concurrent mixed
- * stream / non-stream chat requests. Bounded: it stops by itself.
+ * stream / non-stream chat requests, a quarter of them asking for reasoning
+ * with a tool declared (thinking blocks, thought signatures and streamed tool
+ * calls from the Anthropic and Gemini mocks). Bounded: it stops by itself.
  *
  *   soak [--long] [--requests N] [--seed S] [--concurrency C]
  *
@@ -444,7 +446,7 @@ typedef enum { K_ROUTE, K_DIRECT, K_BAD_JSON, K_UNKNOWN_MODEL, K_WRONG_KEY } kin
 typedef struct job {
     CURL *h;
     struct curl_slist *hdrs;
-    char body_in[512];
+    char body_in[1024];
     char model[64];
     kind_t kind;
     int stream;
@@ -733,11 +735,18 @@ static void launch(soak_t *so, stats_t *s, job_t *j, traffic_t mode, long seq)
     }
     if (j->kind == K_ROUTE || j->kind == K_DIRECT)
         s->proxied++;
+    /* one in four asks for reasoning and declares a tool: Anthropic thinking
+     * blocks with signatures, Gemini thought signatures, streamed tool calls */
+    int reasoning = rnd(4) == 0;
     snprintf(j->body_in, sizeof(j->body_in),
-             "{\"model\":\"%s\",\"max_tokens\":64,\"messages\":[{\"role\":\"user\","
-             "\"content\":\"soak request %ld\"}]%s%s%s",
-             j->model, seq, j->stream ? ",\"stream\":true" : "",
+             "{\"model\":\"%s\",\"max_tokens\":%d,\"messages\":[{\"role\":\"user\","
+             "\"content\":\"soak request %ld\"}]%s%s%s%s",
+             j->model, reasoning ? 4096 : 64, seq, j->stream ? ",\"stream\":true" : "",
              j->stream && rnd(4) == 0 ? ",\"stream_options\":{\"include_usage\":true}" : "",
+             reasoning ? ",\"reasoning_effort\":\"low\",\"tools\":[{\"type\":\"function\","
+                         "\"function\":{\"name\":\"lookup\",\"parameters\":{\"type\":"
+                         "\"object\",\"properties\":{\"q\":{\"type\":\"string\"}}}}}]"
+                       : "",
              j->kind == K_BAD_JSON ? ",\"oops\":" : "}");
 
     if (!j->h && !(j->h = curl_easy_init()))

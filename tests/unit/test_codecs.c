@@ -466,8 +466,10 @@ static void test_responses_chain(void **state)
     assert_int_equal(r->turns[1].parts[0].kind, MR_CONV_REASONING);
     assert_string_equal(r->turns[1].parts[0].u.reasoning.text.p, "plan");
     assert_string_equal(r->turns[1].parts[0].u.reasoning.signature.p, "c2lnMQ");
-    assert_string_equal(r->turns[1].parts[0].u.reasoning.origin_kind.p, "gemini");
-    assert_string_equal(r->turns[1].parts[0].u.reasoning.origin_model.p, "gemini-3-pro");
+    assert_string_equal(r->turns[1].parts[0].u.reasoning.origin.kind.p, "gemini");
+    /* the origin is the target as configured (its model "m"), which is
+     * where the signature validates: the answer's modelVersion is not */
+    assert_string_equal(r->turns[1].parts[0].u.reasoning.origin.model.p, "m");
     assert_int_equal(r->turns[1].parts[1].kind, MR_CONV_TOOL_CALL);
     assert_string_equal(r->turns[1].parts[1].u.call.signature.p, "c2lnMg");
     assert_string_equal(r->turns[2].parts[0].u.result.name.p, "w");

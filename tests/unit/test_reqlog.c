@@ -152,7 +152,7 @@ static mr_request_rec_t plain_rec(const char *id)
         .ttfb_us = UINT64_MAX,
         .unix_time = 1700000000.5,
     };
-    rec.usage.prompt_tokens = rec.usage.completion_tokens = -1;
+    rec.usage = MR_USAGE_UNKNOWN;
     return rec;
 }
 
