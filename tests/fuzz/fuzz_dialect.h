@@ -48,8 +48,8 @@ static size_t parts_ok(const mr_conv_part_t *parts, size_t n)
             view_ok(p->u.reasoning.text);
             view_ok(p->u.reasoning.signature);
             view_ok(p->u.reasoning.data);
-            view_ok(p->u.reasoning.origin_kind);
-            view_ok(p->u.reasoning.origin_model);
+            view_ok(p->u.reasoning.origin.kind);
+            view_ok(p->u.reasoning.origin.model);
         } else if (p->kind == MR_CONV_TOOL_RESULT) {
             FUZZ_CHECK(0, "a tool result outside a tool turn");
         } else {

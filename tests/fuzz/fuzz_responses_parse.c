@@ -14,7 +14,7 @@
 /* A sealed signature parsed back from a one-item history is the same. */
 static void seal_ok(const uint8_t *data, size_t size)
 {
-    mr_conv_reasoning_t r = {.signature = {(const char *)data, size}, .origin_kind = {"k", 1}};
+    mr_conv_reasoning_t r = {.signature = {(const char *)data, size}, .origin.kind = {"k", 1}};
     json_t *body = json_pack("{s:s}", "model", "m"), *hist;
     json_t *utf8 = json_stringn((const char *)data, size);
     mr_conv_req_t *out;
