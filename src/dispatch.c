@@ -447,13 +447,14 @@ enum MHD_Result mr_dispatch_first(mr_request_t *r, const char *url, const char *
     mr_error_t e;
 
     mr_server_request_begins(r->env->server, r->conn);
+    /* known first: every answer, refusals included, takes the row's shape */
+    const row_t *row = find_row(r, url);
+    r->inbound = mr_inbound_of(row ? row->endpoint : MR_EP_COUNT);
     if (over_limits(r, &ret) < 0 || check_browser(r, method, &ret) < 0)
         return ret;
     /* known early: refusals of API calls are counted too */
-    const row_t *row = find_row(r, url);
     r->row = row;
     r->endpoint = row && !r->preflight ? row->endpoint : MR_EP_COUNT;
-    r->inbound = mr_inbound_of(row ? row->endpoint : MR_EP_COUNT); /* the shape of every answer */
     r->allow = row && (row->methods & M_POST) ? "POST" : "GET";
     if (r->preflight)
         return row ? MHD_YES

@@ -18,6 +18,7 @@
  * header (else 401).
  * Anthropic Messages (x-api-key and anthropic-version required, else 401/400;
  * max_tokens and messages required, else 400):
+ *   POST .../messages/count_tokens  {"input_tokens": body bytes / 10}
  *   POST .../messages           a message, or the real SSE event sequence
  *                               (message_start, content_block_start, ping,
  *                               content_block_delta..., content_block_stop,
@@ -1028,7 +1029,7 @@ static dialect_t dialect_of(const char *url)
     const char *slash = strrchr(url, '/');
     if (strncmp(url, "/openai/deployments/", 20) == 0)
         return D_AZURE;
-    if (has_suffix(url, "/messages"))
+    if (has_suffix(url, "/messages") || has_suffix(url, "/messages/count_tokens"))
         return D_ANTHROPIC;
     if (strstr(url, "/models/") && slash && strchr(slash, ':'))
         return D_GEMINI;
@@ -1170,8 +1171,18 @@ static void add_thinking_events(reader_t *rd, const char *sig)
                     json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
 }
 
-static enum MHD_Result serve_anthropic(struct MHD_Connection *c, const char *method,
-                                       const req_t *rq, const scenario_t *sc)
+/* count_tokens: {"input_tokens": the body's bytes / 10}, deterministic and
+ * unlike the gateway's own estimate (bytes / 4). */
+static enum MHD_Result serve_count_tokens(struct MHD_Connection *c, const req_t *rq,
+                                          const scenario_t *sc)
+{
+    char body[64];
+    int n = snprintf(body, sizeof(body), "{\"input_tokens\":%zu}", rq->len / 10);
+    return send_body(c, 200, "application/json", xstrdup(body), (size_t)n, sc);
+}
+
+static enum MHD_Result serve_anthropic(struct MHD_Connection *c, const char *url,
+                                       const char *method, const req_t *rq, const scenario_t *sc)
 {
     char msg[300];
     if (strcmp(method, "POST") != 0)
@@ -1181,6 +1192,8 @@ static enum MHD_Result serve_anthropic(struct MHD_Connection *c, const char *met
     if (!MHD_lookup_connection_value(c, MHD_HEADER_KIND, "anthropic-version"))
         return queue_dialect_error(c, D_ANTHROPIC, 400, "anthropic-version: header is required",
                                    sc);
+    if (has_suffix(url, "/count_tokens"))
+        return serve_count_tokens(c, rq, sc);
     json_t *in = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
     const char *model = json_string_value(json_object_get(in, "model"));
     json_t *messages = json_object_get(in, "messages");
@@ -1721,7 +1734,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     switch (dialect_of(url)) {
     case D_ANTHROPIC:
-        return serve_anthropic(c, method, rq, sc);
+        return serve_anthropic(c, url, method, rq, sc);
     case D_GEMINI:
         return serve_gemini(c, url, method, rq, sc);
     case D_AZURE:
