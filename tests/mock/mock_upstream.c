@@ -42,7 +42,8 @@
  * properties "mock", numbers 1, booleans true); streamed, those arguments
  * arrive split over several deltas (Anthropic) or whole (Gemini). When the
  * last turn carries tool results, the text quotes the first one: "Hello from
- * NAME (tool result: ...)". OpenAI-dialect answers never call tools.
+ * NAME (tool result: ...)". OpenAI-dialect answers call tools only with
+ * the call_tools scenario.
  * Errors (scenario status) and streamed errors come in each dialect's shape.
  * Bodies are deterministic (no counters, no clocks): the same request always
  * gets the same bytes.
