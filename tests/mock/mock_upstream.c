@@ -956,13 +956,13 @@ static enum MHD_Result send_tool_call(struct MHD_Connection *c, const char *mode
     if (!stream) {
         json_object_del(call, "index");
         size_t len;
-        char *s = dump_take(
-            json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:{s:s, s:s, s:[o]}, s:s}], s:o}", "id",
-                      "chatcmpl-mock", "object", "chat.completion", "created", 1700000000, "model",
-                      model, "choices", "index", 0, "message", "role", "assistant", "content",
-                      "Calling a tool.", "tool_calls", call, "finish_reason", "tool_calls",
-                      "usage", usage_json()),
-            &len);
+        char *s =
+            dump_take(json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:{s:s, s:s, s:[o]}, s:s}], s:o}",
+                                "id", "chatcmpl-mock", "object", "chat.completion", "created",
+                                1700000000, "model", model, "choices", "index", 0, "message",
+                                "role", "assistant", "content", "Calling a tool.", "tool_calls",
+                                call, "finish_reason", "tool_calls", "usage", usage_json()),
+                      &len);
         free(a);
         return send_body(c, 200, "application/json", s, len, sc);
     }
@@ -971,11 +971,11 @@ static enum MHD_Result send_tool_call(struct MHD_Connection *c, const char *mode
     json_t *d1 = json_pack("{s:[o]}", "tool_calls", call);
     json_t *fin = json_pack("{s:i, s:{}, s:s}", "index", 0, "delta", "finish_reason", "tool_calls");
     add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:n}]}", "id", "chatcmpl-mock",
-                            "object", "chat.completion.chunk", "created", 1700000000, "model", model,
-                            "choices", "index", 0, "delta", d0, "finish_reason"));
+                            "object", "chat.completion.chunk", "created", 1700000000, "model",
+                            model, "choices", "index", 0, "delta", d0, "finish_reason"));
     add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:n}]}", "id", "chatcmpl-mock",
-                            "object", "chat.completion.chunk", "created", 1700000000, "model", model,
-                            "choices", "index", 0, "delta", d1, "finish_reason"));
+                            "object", "chat.completion.chunk", "created", 1700000000, "model",
+                            model, "choices", "index", 0, "delta", d1, "finish_reason"));
     add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", "chatcmpl-mock", "object",
                             "chat.completion.chunk", "created", 1700000000, "model", model,
                             "choices", fin));
@@ -1051,7 +1051,8 @@ static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, c
          * the conversation ends with a tool result, which is then quoted */
         const json_t *msgs = json_object_get(in, "messages");
         const json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
-        const json_t *fn = json_object_get(json_array_get(json_object_get(in, "tools"), 0), "function");
+        const json_t *fn =
+            json_object_get(json_array_get(json_object_get(in, "tools"), 0), "function");
         const char *name = json_string_value(json_object_get(fn, "name"));
         const char *role = json_string_value(json_object_get(last, "role"));
         if (role && strcmp(role, "tool") == 0) {
