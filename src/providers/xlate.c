@@ -436,7 +436,8 @@ void mr__xlate_flags(const mr_adapter_in_t *in, char *kept, size_t cap, mr_adapt
         n = t = strcspn(v, ",");
         while (t && (v[t - 1] == ' ' || v[t - 1] == '\t'))
             t--;
-        if ((cut = t > MR_XLATE_FLAG_MAX))
+        cut = t > MR_XLATE_FLAG_MAX;
+        if (cut)
             t = MR_XLATE_FLAG_MAX; /* recorded cut, never sent */
         memcpy(flag, v, t);
         flag[t] = '\0';
