@@ -555,6 +555,22 @@ static void test_count_tokens(void **state)
     assert_string_equal(r.body, want);
     assert_int_equal(th_mock_stat(&mock_o, "requests"), 0);
     th_response_free(&r);
+    /* keys, the guard and policies apply as to /v1/messages */
+    const char *const none[] = {"anthropic-version: 2023-06-01", NULL};
+    const char *const text[] = {"x-api-key: " KEY_OPS, "Content-Type: text/plain", NULL};
+    const char *const eu[] = {"x-api-key: " KEY_EU, NULL};
+    post("/v1/messages/count_tokens", none, body, &r);
+    assert_error(&r, 401, "authentication_error");
+    th_response_free(&r);
+    post("/v1/messages/count_tokens", text, body, &r);
+    assert_error(&r, 415, "invalid_request_error");
+    th_response_free(&r);
+    post("/v1/messages/count_tokens", eu,
+         "{\"model\":\"mixed\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(th_mock_stat(&mock_e, "requests"), 1);
+    assert_int_equal(th_mock_stat(&mock_a, "requests"), 1); /* the first one only */
+    th_response_free(&r);
 }
 
 static void test_models_and_metrics(void **state)
