@@ -53,7 +53,8 @@ static int group_setup(void **state)
         "          \"api_key\":\"sk-ant-up\",\"region\":\"us\",\"jurisdiction\":\"US\","
         "          \"anthropic_beta\":[\"claude-code-*\",\"interleaved-thinking-2025-05-14\"]},"
         "  \"ant-eu\":{\"kind\":\"anthropic\",\"base_url\":\"http://127.0.0.1:%d/v1\","
-        "             \"api_key\":\"sk-ant-eu\",\"region\":\"eu\",\"jurisdiction\":\"DE\"},"
+        "             \"api_key\":\"sk-ant-eu\",\"region\":\"eu\",\"jurisdiction\":\"DE\","
+        "             \"api_version\":\"2023-01-01\"},"
         "  \"oai\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/v1\","
         "          \"api_key\":\"sk-oai-up\",\"region\":\"us\"},"
         "  \"oai-b\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/v1\","
@@ -503,7 +504,7 @@ static void test_limits(void **state)
 static void test_eu_policy(void **state)
 {
     (void)state;
-    const char *const eu[] = {"x-api-key: " KEY_EU, NULL};
+    const char *const eu[] = {"x-api-key: " KEY_EU, "anthropic-version: 2023-06-01", NULL};
     char p[32];
 
     for (int stream = 0; stream < 2; stream++) {
@@ -523,6 +524,10 @@ static void test_eu_policy(void **state)
     th_response_free(&r);
     assert_int_equal(th_mock_stat(&mock_a, "requests"), 0);
     assert_int_equal(th_mock_stat(&mock_e, "requests"), 2);
+    /* the provider's api_version wins over the client's anthropic-version */
+    json_t *seen = th_mock_requests(&mock_e);
+    assert_string_equal(rec_header(json_array_get(seen, 0), "anthropic-version"), "2023-01-01");
+    json_decref(seen);
 }
 
 static void test_count_tokens(void **state)
