@@ -5,8 +5,8 @@
 
 #include <stdarg.h>
 #include <stdio.h>
-
 #include <stdlib.h>
+#include <string.h>
 
 void mr_adapter_req_free(mr_adapter_req_t *r)
 {
@@ -30,6 +30,15 @@ void mr_adapter_stream_error(mr_buf_t *out, const char *fmt, ...)
     mr_chat_write_error(out, "api_error", "upstream_stream_error", "%s", msg);
 }
 
+void mr_adapter_drop(mr_adapter_req_t *out, const char *name)
+{
+    for (unsigned i = 0; i < out->n_dropped; i++)
+        if (strcmp(out->dropped[i], name) == 0)
+            return;
+    if (out->n_dropped < MR_ADAPTER_DROPPED_MAX)
+        out->dropped[out->n_dropped++] = name;
+}
+
 const mr_adapter_t *mr_adapter_for(mr_provider_kind_t kind)
 {
     switch (kind) {
@@ -49,7 +58,7 @@ int mr_adapter_conv_parse(mr_adapter_conv_t *cache, const json_t *json, mr_error
 {
     if (!cache->tried) {
         cache->tried = 1;
-        if (mr_chat_parse(json, &cache->req, &cache->err) < 0)
+        if ((cache->parse ? cache->parse : mr_chat_parse)(json, &cache->req, &cache->err) < 0)
             cache->req = NULL;
     }
     if (!cache->req) {

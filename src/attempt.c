@@ -31,6 +31,11 @@ static const mr_provider_t *provider_of(const mr_attempt_t *a)
     return a->cand->provider;
 }
 
+static const mr_inbound_t *inbound_of(const mr_attempt_t *a)
+{
+    return a->_args.inbound ? a->_args.inbound : &mr_inbound_chat;
+}
+
 static int is_2xx(long s)
 {
     return s >= 200 && s < 300;
@@ -373,6 +378,15 @@ mr_attempt_t *mr_attempt_new(const mr_attempt_args_t *args)
     return a;
 }
 
+/* Whether the client dialect's adapters set header `name` themselves. */
+static bool own_header(const mr_attempt_t *a, const char *name)
+{
+    for (const char *const *h = inbound_of(a)->own_headers; h && *h; h++)
+        if (strcmp(*h, name) == 0)
+            return true;
+    return false;
+}
+
 /* The client headers this provider accepts (forward_headers), as lines for
  * the adapter. Everything else the client sent stays here. */
 static int collect_forwarded(mr_attempt_t *a)
@@ -383,7 +397,7 @@ static int collect_forwarded(mr_attempt_t *a)
     for (size_t i = 0; i < p->n_forward_headers && n < MR_ATTEMPT_MAX_FORWARD; i++) {
         const char *name = p->forward_headers[i];
         const char *v = a->_args.header(a->_args.header_ud, name);
-        if (!v)
+        if (!v || own_header(a, name))
             continue;
         size_t len = strlen(name) + strlen(v) + 3;
         if (!(a->_fwd[n] = malloc(len)))
@@ -397,7 +411,7 @@ int mr_attempt_build(mr_attempt_t *a, mr_error_t *e)
 {
     const mr_provider_t *p = provider_of(a);
 
-    if (!(a->adapter = mr_adapter_for(p->kind))) {
+    if (!(a->adapter = inbound_of(a)->adapter(a->_args.endpoint, p->kind))) {
         char why[160];
         snprintf(why, sizeof(why), "provider kind %s is not supported by this build",
                  mr_provider_kind_name(p->kind));
@@ -406,7 +420,9 @@ int mr_attempt_build(mr_attempt_t *a, mr_error_t *e)
     }
     a->_in = (mr_adapter_in_t){
         .provider = p,
-        .endpoint = a->_args.endpoint,
+        /* a conversation is a chat generation to the adapters, whatever
+         * the client's dialect (in->client says which) */
+        .endpoint = mr_inbound_is_conversation(a->_args.endpoint) ? MR_EP_CHAT : a->_args.endpoint,
         .model = a->cand->model,
         .stream = a->stream,
         .client_wants_usage = a->_args.client_wants_usage,
@@ -415,6 +431,9 @@ int mr_attempt_build(mr_attempt_t *a, mr_error_t *e)
         .json = a->_args.json,
         .strip = gateway_only_members,
         .extra_headers = (const char *const *)a->_fwd,
+        .client = inbound_of(a),
+        .client_header = a->_args.header,
+        .client_header_ud = a->_args.header_ud,
     };
     if (collect_forwarded(a) < 0) {
         set_failure(a, MR_FAIL_NO_MEMORY, "out of memory");
@@ -482,18 +501,11 @@ void mr_attempt_unpause(mr_attempt_t *a)
 void mr_attempt_stream_error(mr_attempt_t *a, mr_failure_t failure, const char *why)
 {
     const char *name = provider_of(a)->name;
-    mr_error_t e;
-    size_t len;
+    char msg[160];
 
-    mr_error_set(&e, 502, "api_error", "upstream_stream_error", NULL,
-                 "upstream %s failed mid-stream (%s)", name, mr_failure_name(failure));
-    char *body = mr_error_body(&e, NULL, NULL, &len);
-    if (body) {
-        mr_buf_append_force(&a->out, "data: ", 6);
-        mr_buf_append_force(&a->out, body, len);
-        mr_buf_append_force(&a->out, "\n\n", 2);
-        free(body);
-    }
+    snprintf(msg, sizeof(msg), "upstream %s failed mid-stream (%s)", name,
+             mr_failure_name(failure));
+    inbound_of(a)->stream_error(&a->out, "api_error", "upstream_stream_error", msg);
     mr_warn("%s: stream from %s ended early: %s", a->_args.request_id, name, why);
 }
 
@@ -504,8 +516,13 @@ char *mr_attempt_error_body(mr_attempt_t *a, size_t *len)
     mr_buf_init(&out, MR_ATTEMPT_ERROR_BODY_MAX);
     a->adapter->translate_error(provider_of(a), a->status, mr_buf_ptr(&a->out), mr_buf_len(&a->out),
                                 &out);
-    char *body = mr_buf_steal(&out, len);
+    char *body = mr_buf_steal(&out, len), *shaped;
     mr_buf_free(&out);
+    if (body && inbound_of(a)->reshape_error &&
+        (shaped = inbound_of(a)->reshape_error(body, *len, (int)a->status, len))) {
+        free(body);
+        body = shaped;
+    }
     return body;
 }
 
@@ -519,6 +536,9 @@ void mr_attempt_record(const mr_attempt_t *a, mr_attempt_rec_t *rec)
     rec->outcome = mr_failure_metric(a->failure);
     rec->signatures_dropped = a->_req.signatures_dropped;
     rec->resends = a->resends;
+    rec->n_dropped = a->_req.n_dropped;
+    memcpy(rec->dropped, a->_req.dropped, sizeof(rec->dropped));
+    memcpy(rec->betas_dropped, a->_req.betas_dropped, sizeof(rec->betas_dropped));
     size_t n = strnlen(a->error, sizeof(rec->error) - 1);
     memcpy(rec->error, a->error, n);
     rec->error[n] = '\0';

@@ -247,6 +247,7 @@ static void free_provider(mr_provider_t *p)
     free(p->jurisdiction);
     free_strings(p->models, p->n_models);
     free_strings(p->forward_headers, p->n_forward_headers);
+    free_strings(p->anthropic_beta, p->n_anthropic_beta);
     free(p->key_env);
     free(p->disabled_reason);
     free_tags(p->tags, p->n_tags);
@@ -255,6 +256,7 @@ static void free_provider(mr_provider_t *p)
 static void free_route(mr_route_t *r)
 {
     free(r->name);
+    free_strings(r->aliases, r->n_aliases);
     for (size_t j = 0; j < r->n_targets; j++) {
         free(r->targets[j].model);
         free(r->targets[j].creator);

@@ -53,10 +53,14 @@ static enum MHD_Result answer_proxy(mr_request_t *r)
     return mr_proxy_begin(r);
 }
 
+/* Anthropic's SDKs and Claude Code send anthropic-version: their list shape. */
 static enum MHD_Result answer_models(mr_request_t *r)
 {
-    const mr_snapshot_t *s = r->gen->snap; /* held by the request: outlives the response */
-    return mr_request_queue_static(r, 200, s->models_body, s->models_len, "application/json");
+    const mr_models_bodies_t *m = &r->gen->snap->models; /* held by the request */
+
+    if (MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "anthropic-version"))
+        return mr_request_queue_static(r, 200, m->anthropic, m->anthropic_len, "application/json");
+    return mr_request_queue_static(r, 200, m->openai, m->openai_len, "application/json");
 }
 
 static enum MHD_Result answer_healthz(mr_request_t *r)
@@ -272,6 +276,8 @@ static const row_t rows[] = {
     {"/chat/completions", PATH_API, M_POST, AUTH_KEY, MR_EP_CHAT, answer_proxy},
     {"/completions", PATH_API, M_POST, AUTH_KEY, MR_EP_COMPLETIONS, answer_proxy},
     {"/embeddings", PATH_API, M_POST, AUTH_KEY, MR_EP_EMBEDDINGS, answer_proxy},
+    {"/messages", PATH_API, M_POST, AUTH_KEY, MR_EP_MESSAGES, answer_proxy},
+    {"/messages/count_tokens", PATH_API, M_POST, AUTH_KEY, MR_EP_COUNT_TOKENS, answer_proxy},
     {"/models", PATH_API, M_GET | M_HEAD, AUTH_KEY, MR_EP_COUNT, answer_models},
     {"/gateway/route", PATH_API, M_GET, AUTH_KEY, MR_EP_COUNT, answer_explain},
     {"/gateway/providers", PATH_API, M_GET, AUTH_KEY, MR_EP_COUNT, answer_providers},
@@ -441,10 +447,12 @@ enum MHD_Result mr_dispatch_first(mr_request_t *r, const char *url, const char *
     mr_error_t e;
 
     mr_server_request_begins(r->env->server, r->conn);
+    /* known first: every answer, refusals included, takes the row's shape */
+    const row_t *row = find_row(r, url);
+    r->inbound = mr_inbound_of(row ? row->endpoint : MR_EP_COUNT);
     if (over_limits(r, &ret) < 0 || check_browser(r, method, &ret) < 0)
         return ret;
     /* known early: refusals of API calls are counted too */
-    const row_t *row = find_row(r, url);
     r->row = row;
     r->endpoint = row && !r->preflight ? row->endpoint : MR_EP_COUNT;
     r->allow = row && (row->methods & M_POST) ? "POST" : "GET";
@@ -453,15 +461,17 @@ enum MHD_Result mr_dispatch_first(mr_request_t *r, const char *url, const char *
                    : mr_request_errorf(r, 404, "unknown_url", NULL, "unknown path %s", url);
     auth_t auth = row ? row->auth : AUTH_KEY;
     if (auth == AUTH_KEY || (auth == AUTH_OBSERVE && !r->gen->cfg->public_metrics)) {
-        const char *h =
-            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-        if (mr_auth_check(r->gen->cfg, h, &r->key, &e) < 0)
+        /* Bearer (OpenAI SDKs, ANTHROPIC_AUTH_TOKEN) or x-api-key
+         * (Anthropic SDKs, ANTHROPIC_API_KEY) */
+        if (mr_auth_check_request(r->gen->cfg, header(r, MHD_HTTP_HEADER_AUTHORIZATION),
+                                  header(r, "x-api-key"), &r->key, &e) < 0)
             return mr_request_error(r, &e);
     }
     if (!row)
         return mr_request_errorf(r, 404, "unknown_url", NULL,
                                  "unknown path %s; Meridian serves /v1/chat/completions, "
-                                 "/v1/completions, /v1/embeddings and /v1/models",
+                                 "/v1/completions, /v1/embeddings, /v1/messages, "
+                                 "/v1/messages/count_tokens and /v1/models",
                                  url);
     if (!(row->methods & method_bit(method)))
         return mr_request_errorf(r, 405, "method_not_allowed", NULL,

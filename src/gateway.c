@@ -137,6 +137,7 @@ static mr_request_t *request_new(mr_gateway_t *gw, struct MHD_Connection *conn)
     r->start_ms = uv_now(gw->env.loop);
     r->start_ns = uv_hrtime();
     r->endpoint = MR_EP_COUNT;
+    r->inbound = &mr_inbound_chat;
     r->last_target_id = SIZE_MAX;
     r->usage = MR_USAGE_UNKNOWN;
     r->audit = mr_reqlog_wants_audit(gw->env.reqlog);

@@ -1,6 +1,7 @@
 #include "meridian/intent.h"
 
 #include "meridian/adapter.h"
+#include "meridian/inbound.h"
 
 #include <string.h>
 
@@ -19,13 +20,13 @@ void mr_intent_needs(mr_request_t *r, mr_request_policy_t *rp)
     const mr_config_t *cfg = r->gen->cfg;
     mr_error_t e;
 
-    if (r->endpoint != MR_EP_CHAT ||
+    if (!mr_inbound_is_conversation(r->endpoint) ||
         (cfg->common_capabilities == MR_CAP_ALL && !rp->require_parameters) ||
         mr_adapter_conv_parse(&r->conv, r->json, &e) < 0)
         return;
     rp->needs = mr_conv_needs(r->conv.req);
     for (int k = 0; rp->require_parameters && k < MR_PROVIDER_KIND_COUNT; k++) {
-        const mr_adapter_t *ad = mr_adapter_for((mr_provider_kind_t)k);
+        const mr_adapter_t *ad = r->inbound->adapter(r->endpoint, (mr_provider_kind_t)k);
         rp->unsupported[k] = ad && ad->unsupported ? ad->unsupported(r->conv.req) : NULL;
     }
 }
@@ -50,18 +51,17 @@ static uint32_t session_ttl_s(const mr_policy_stack_t *st)
     return MR_SESSION_TTL_S;
 }
 
-/* Cache affinity: the conversation the request belongs to — named by its
- * prompt_cache_key, else its user, else the x-meridian-session header —
- * and the target that conversation is pinned to. */
+/* Cache affinity: the conversation the request belongs to — named by the
+ * client dialect's member (chat: prompt_cache_key, else user; messages:
+ * metadata.user_id), else the x-meridian-session header — and the target
+ * that conversation is pinned to. */
 void mr_intent_session(mr_request_t *r, mr_policy_stack_t *st)
 {
-    const json_t *v = json_object_get(r->json, "prompt_cache_key");
+    const json_t *v = r->inbound->session(r->json);
     const char *name;
     size_t n;
     uint64_t expires;
 
-    if (!json_string_length(v))
-        v = json_object_get(r->json, "user");
     if (json_string_length(v)) {
         name = json_string_value(v);
         n = json_string_length(v);

@@ -232,7 +232,7 @@ static int message(parser_t *ps, const json_t *m, mr_conv_turn_t *t, size_t *use
         t->role_name.n = 0;
         return 0;
     }
-    if (!mr_conv_eq(role, "user") && !mr_conv_eq(role, "assistant"))
+    if (!mr_conv_eq(role, "user") && !mr_conv_eq(role, "assistant") && !mr_conv_eq(role, "system"))
         return 0; /* refused by every dialect: its content is not looked at */
     if (!json_is_string(c) && !json_is_array(c))
         return mr_error_bad(ps->b.err, "invalid_type", "messages",
@@ -240,6 +240,13 @@ static int message(parser_t *ps, const json_t *m, mr_conv_turn_t *t, size_t *use
                             ps->msg);
     snprintf(ps->where, sizeof(ps->where), "messages[%zu].content", ps->msg);
     ps->assistant = mr_conv_eq(role, "assistant");
+    if (mr_conv_eq(role, "system")) {
+        /* a system turn in the conversation (Claude Code sends them): a
+         * SYSTEM turn where it stands */
+        t->role = MR_CONV_ROLE_SYSTEM;
+        t->has_content = 1;
+        return blocks(ps, c, 0, &t->parts, &t->n_parts);
+    }
     if (!ps->assistant)
         return user(ps, m, t, used);
     t->role = MR_CONV_ROLE_ASSISTANT;

@@ -224,6 +224,16 @@ void mr_messages_writer_free(mr_messages_writer_t *w)
     mr_buf_free(&w->_held);
 }
 
+int mr_messages_writer_content(const mr_messages_writer_t *w)
+{
+    return w->_n_blocks > 0;
+}
+
+void mr_messages_writer_usage(const mr_messages_writer_t *w, mr_conv_usage_t *u)
+{
+    *u = w->_usage;
+}
+
 int mr_messages_writer_failed(const mr_messages_writer_t *w)
 {
     return w->_failed;

@@ -13,7 +13,7 @@
 #define SERIES_BLOCK 1024u
 #define MAX_SERIES (MR_METRICS_MAX_SLOTS / 2)
 #define MAX_BLOCKS (MAX_SERIES / SERIES_BLOCK)
-#define MAX_LABELS 6
+#define MAX_LABELS 7
 #define UNRESOLVED 0u
 #define NOWHERE UINT32_MAX /* resolution failed: updates go to slot 0 */
 
@@ -37,10 +37,12 @@ typedef struct family {
 
 static const family_t families[MR_MF_COUNT] = {
     [MR_MF_REQUESTS] = {"meridian_requests_total",
-                        "Client API requests by route, serving provider and status class.",
+                        "Client API requests by route, endpoint, serving provider and status "
+                        "class.",
                         K_COUNTER,
-                        6,
-                        {"route", "provider", "vendor", "region", "jurisdiction", "status_class"}},
+                        7,
+                        {"route", "endpoint", "provider", "vendor", "region", "jurisdiction",
+                         "status_class"}},
     [MR_MF_DURATION] = {"meridian_request_duration_seconds",
                         "Time from a request's arrival to its last response byte.",
                         K_HISTOGRAM,
@@ -597,7 +599,7 @@ struct mr_metrics_view {
     unsigned w;
     const mr_config_t *cfg;
     size_t nr, np; /* routes + direct + none; providers + none */
-    uint32_t *req; /* [nr][np][MR_SC_COUNT] */
+    uint32_t *req; /* [MR_METRICS_ENDPOINTS][nr][np][MR_SC_COUNT] */
     uint32_t *dur; /* [nr][np][2] */
     uint32_t *ttfb;
     uint32_t *att;    /* [np][MR_AO_COUNT] */
@@ -615,7 +617,7 @@ struct mr_metrics_view {
 mr_metrics_view_t *mr_metrics_view_new(mr_metrics_t *m, unsigned worker, const mr_config_t *cfg)
 {
     size_t nr = cfg->n_routes + 2, np = cfg->n_providers + 1;
-    size_t sizes[] = {nr * np * MR_SC_COUNT,
+    size_t sizes[] = {MR_METRICS_ENDPOINTS * nr * np * MR_SC_COUNT,
                       nr * np * 2,
                       nr * np * 2,
                       np * MR_AO_COUNT,
@@ -711,12 +713,18 @@ static uint32_t latency_series(mr_metrics_view_t *v, uint32_t *arr, mr_metric_fa
 void mr_metrics_request(mr_metrics_view_t *v, const mr_metrics_req_t *rq)
 {
     size_t rk = route_key(v, rq->route), pk = provider_key(v, rq->provider);
+    size_t ek = rq->endpoint < MR_METRICS_ENDPOINTS ? rq->endpoint : MR_METRICS_ENDPOINTS - 1;
     const mr_provider_t *p = rq->provider;
-    const char *values[] = {
-        route_name(v, rk),      p ? p->name : "none",         p ? p->vendor : "none",
-        p ? p->region : "none", p ? p->jurisdiction : "none", status_class_names[rq->status_class]};
-    uint32_t s = cached(v, &v->req[(rk * v->np + pk) * MR_SC_COUNT + rq->status_class],
-                        MR_MF_REQUESTS, values);
+    const char *values[] = {route_name(v, rk),
+                            rq->endpoint_name ? rq->endpoint_name : "none",
+                            p ? p->name : "none",
+                            p ? p->vendor : "none",
+                            p ? p->region : "none",
+                            p ? p->jurisdiction : "none",
+                            status_class_names[rq->status_class]};
+    uint32_t s =
+        cached(v, &v->req[((ek * v->nr + rk) * v->np + pk) * MR_SC_COUNT + rq->status_class],
+               MR_MF_REQUESTS, values);
 
     mr_metrics_add(v->m, v->w, s, 1);
     mr_metrics_observe_us(v->m, v->w, latency_series(v, v->dur, MR_MF_DURATION, rk, pk, rq->stream),

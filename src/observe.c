@@ -1,5 +1,7 @@
 #include "meridian/observe.h"
 
+_Static_assert(MR_EP_COUNT <= MR_METRICS_ENDPOINTS, "every endpoint has its metrics row");
+
 static size_t route_key(const mr_request_t *r)
 {
     if (!r->planned)
@@ -63,6 +65,7 @@ static void write_records(mr_request_t *r, int completed, const mr_provider_t *p
         .id = r->id,
         .key = r->key ? r->key->name : NULL,
         .endpoint = mr_endpoint_path(r->endpoint),
+        .dialect = r->inbound->name,
         .model = r->model,
         .plan = r->planned ? &r->plan : NULL,
         .stream = r->stream,
@@ -105,6 +108,8 @@ void mr_observe_request(mr_request_t *r, int completed)
         return;
     mr_metrics_req_t rq = {
         .route = route,
+        .endpoint = (unsigned)r->endpoint,
+        .endpoint_name = mr_endpoint_name(r->endpoint),
         .provider = p,
         .status_class = completed ? mr_status_class(r->final_status) : MR_SC_ABORTED,
         .stream = r->stream,

@@ -6,7 +6,7 @@
 #include "meridian/json_span.h"
 #include "meridian/log.h"
 #include "meridian/policy.h"
-#include "meridian/router_explain.h"
+#include "meridian/unserved.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,160 +192,25 @@ static void respond_prepared(mr_request_t *r)
     resume(r);
 }
 
-static json_t *attempts_json(const mr_request_t *r)
+/* count_tokens without a target that counts (none of the route's speaks
+ * Anthropic, or each failed): the gateway's estimate, marked as such. */
+static void prepare_estimate(mr_request_t *r)
 {
-    json_t *arr = json_array();
-    for (unsigned i = 0; i < r->n_attempts; i++) {
-        const mr_attempt_rec_t *a = &r->attempts[i];
-        json_t *o = json_object();
-        json_object_set_new(o, "provider", json_string(a->provider->name));
-        json_object_set_new(o, "model", json_string(a->model));
-        json_object_set_new(o, "status", a->status ? json_integer(a->status) : json_null());
-        /* the stable name only: curl's text may hold internal addresses */
-        json_object_set_new(o, "error",
-                            a->failure ? json_string(mr_failure_name(a->failure)) : json_null());
-        json_object_set_new(o, "ms", json_integer(a->ms));
-        json_array_append_new(arr, o);
-    }
-    return arr;
+    free(r->out_body);
+    r->out_body = mr_inbound_token_estimate(mr_buf_len(&r->body), &r->out_len);
+    r->out_status = 200;
+    r->out_ctype = "application/json";
+    r->token_estimate = 1;
 }
 
-static void describe_attempt(const mr_attempt_rec_t *a, char *out, size_t n)
-{
-    if (a->status)
-        snprintf(out, n, "%s (%s, HTTP %ld, %u ms)", a->provider->name, mr_failure_name(a->failure),
-                 a->status, a->ms);
-    else
-        snprintf(out, n, "%s (%s, %u ms)", a->provider->name, mr_failure_name(a->failure), a->ms);
-}
-
-/* Targets the policy stack kept out of this request. */
-static size_t policy_excluded(const mr_request_t *r)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < r->plan.n_excluded; i++)
-        n += r->plan.excluded[i].kind == MR_EXCLUDED_POLICY;
-    return n;
-}
-
-/* No attempt was made: a dialect could not express the request, every
- * provider is at max_inflight, or every circuit is open. */
-static void finish_unattempted(mr_request_t *r)
-{
-    mr_error_t e;
-
-    if (r->has_build_error && r->n_skipped == 0 && r->n_busy == 0 && r->n_over_budget == 0) {
-        mr_request_prepare_error(r, &r->build_error, NULL, NULL);
-    } else if (r->n_over_budget && !r->n_skipped && !r->n_busy) {
-        /* every candidate's provider is over its budget (or its check is
-         * unavailable under on_outage "deny") */
-        if (r->lim.verdict.outcome == MR_LIMITS_UNAVAILABLE)
-            mr_admit_refusal(r, &e);
-        else
-            mr_error_set(&e, 503, NULL, "provider_budget_exhausted", NULL,
-                         "every provider that may serve \"%s\" has used its budget_usd for this "
-                         "period",
-                         r->model);
-        mr_request_prepare_error(r, &e, NULL, NULL);
-    } else if (r->n_skipped == 0) {
-        /* every candidate's provider is saturated (max_inflight): shed load */
-        r->retry_after_out = 1;
-        mr_error_set(&e, 429, NULL, "providers_busy", NULL,
-                     "every provider for \"%s\" is at its max_inflight limit; retry shortly",
-                     r->model);
-        mr_request_prepare_error(r, &e, NULL, NULL);
-    } else {
-        /* every candidate's circuit is open: fail fast, tell the client when */
-        r->retry_after_out = (long)((r->skipped_retry_ms + 999) / 1000);
-        if (r->retry_after_out < 1)
-            r->retry_after_out = 1;
-        mr_error_set(&e, 503, NULL, "targets_unavailable", NULL,
-                     "all %u candidate target%s of \"%s\" are failing (circuit open); retry in "
-                     "%ld s%s%s",
-                     r->n_skipped, r->n_skipped == 1 ? "" : "s", r->model, r->retry_after_out,
-                     r->plan.policy_label[0] ? " under policy " : "", r->plan.policy_label);
-        mr_request_prepare_error(r, &e, NULL, NULL);
-    }
-    respond_prepared(r);
-}
-
-/* The status and code of "every attempt failed", read from their failures. */
-static int failed_status(const mr_request_t *r, const char **code)
-{
-    unsigned n429 = 0, ntimeout = 0, noverload = 0, nauth = 0;
-
-    for (unsigned i = 0; i < r->n_attempts; i++) {
-        mr_failure_t f = r->attempts[i].failure;
-        nauth += f == MR_FAIL_HTTP_AUTH;
-        n429 += f == MR_FAIL_HTTP_429;
-        noverload += f == MR_FAIL_HTTP_429 || f == MR_FAIL_HTTP_OVERLOADED;
-        ntimeout += mr_failure_is_timeout(f);
-    }
-    if (r->deadline_hit || ntimeout == r->n_attempts) {
-        *code = "upstream_timeout";
-        return 504;
-    }
-    if (n429 == r->n_attempts) {
-        *code = "upstream_rate_limited";
-        return 429;
-    }
-    if (nauth == r->n_attempts) {
-        *code = "upstream_auth_failed";
-        return 502;
-    }
-    /* Every host overloaded, or others exist but the policy forbids them:
-     * the service the client may use is unavailable, not merely broken. */
-    if (noverload == r->n_attempts || policy_excluded(r)) {
-        *code = "upstream_unavailable";
-        return 503;
-    }
-    *code = "upstream_failed";
-    return 502;
-}
-
-/* Every candidate failed (or the deadline passed): one OpenAI-shaped error
- * that lists each attempt. */
+/* Every candidate failed, was skipped, or the deadline passed: the error
+ * (unserved.h) — or for count_tokens, the gateway's estimate. */
 static void finish_failed(mr_request_t *r)
 {
-    if (r->n_attempts == 0) {
-        finish_unattempted(r);
-        return;
-    }
-    char list[MR_ERROR_MESSAGE_MAX];
-    size_t used = 0;
-    for (unsigned i = 0; i < r->n_attempts; i++) {
-        char one[256];
-        describe_attempt(&r->attempts[i], one, sizeof(one));
-        used += (size_t)snprintf(list + used, used < sizeof(list) ? sizeof(list) - used : 0, "%s%s",
-                                 i ? "; " : "", one);
-        if (used >= sizeof(list))
-            used = sizeof(list) - 1;
-    }
-    const char *code;
-    int status = failed_status(r, &code);
-    size_t excluded = policy_excluded(r);
-    char policy[MR_POLICY_LABEL_MAX + 96] = "";
-    if (r->plan.policy_label[0] && excluded)
-        snprintf(policy, sizeof(policy),
-                 " under policy %s (%zu other target%s excluded by the policy)",
-                 r->plan.policy_label, excluded, excluded == 1 ? "" : "s");
-    else if (r->plan.policy_label[0])
-        snprintf(policy, sizeof(policy), " under policy %s", r->plan.policy_label);
-    char notes[96] = "";
-    if (r->n_skipped || r->n_busy || r->budget_denied)
-        snprintf(notes, sizeof(notes), " [skipped: %u circuit open, %u at max_inflight%s]",
-                 r->n_skipped, r->n_busy, r->budget_denied ? "; retry budget exhausted" : "");
-    mr_error_t e;
-    mr_error_set(&e, status, "api_error", code, NULL, "%s after %u attempt%s%s: %s%s",
-                 r->deadline_hit                         ? "request deadline exceeded"
-                 : !strcmp(code, "upstream_auth_failed") ? "the provider refused the gateway's "
-                                                           "credentials (the operator must fix "
-                                                           "its api_key)"
-                                                         : "upstream failed",
-                 r->n_attempts, r->n_attempts == 1 ? "" : "s", policy, list, notes);
-    json_t *extra = attempts_json(r);
-    mr_request_prepare_error(r, &e, "attempts", extra);
-    json_decref(extra);
+    if (r->endpoint == MR_EP_COUNT_TOKENS)
+        prepare_estimate(r);
+    else
+        mr_unserved_prepare(r);
     respond_prepared(r);
 }
 
@@ -355,6 +220,10 @@ static void finish_passthrough_error(mr_request_t *r)
 {
     mr_attempt_t *a = r->att;
 
+    if (r->endpoint == MR_EP_COUNT_TOKENS && (a->status == 404 || a->status == 405)) {
+        finish_failed(r); /* an Anthropic-compatible target without count_tokens */
+        return;
+    }
     r->served_by = a->cand->provider;
     free(r->out_body);
     r->out_body = mr_attempt_error_body(a, &r->out_len);
@@ -644,6 +513,7 @@ static void try_candidate(mr_request_t *r, const mr_candidate_t *c, size_t id, b
         .inflight_taken = true,
         .gen = r->gen,
         .loop = r->env->loop,
+        .inbound = r->inbound,
         .endpoint = r->endpoint,
         .stream = r->stream,
         .client_wants_usage = r->client_wants_usage,
@@ -727,50 +597,6 @@ static int plan_request(mr_request_t *r, const json_t *models, json_t *provider,
                                  &r->plan, e);
 }
 
-/* Whether every exclusion is the request's own needs (capabilities,
- * require_parameters): then no target can serve it, which is a 400. */
-static bool only_needs_excluded(const mr_plan_t *plan)
-{
-    for (size_t i = 0; i < plan->n_excluded; i++)
-        if (strcmp(plan->excluded[i].rule, "capabilities") != 0 &&
-            strcmp(plan->excluded[i].rule, "provider.require_parameters") != 0)
-            return false;
-    return plan->n_excluded > 0 && plan->n_excluded == plan->n_excluded_total;
-}
-
-/* A 403 lists every target the policies excluded and why. */
-static enum MHD_Result respond_plan_error(mr_request_t *r, mr_error_t *e)
-{
-    mr_debug("%s: not routed: %d %s: %s", r->id, e->status, e->code ? e->code : "-", e->message);
-    if (e->status == 403 && only_needs_excluded(&r->plan))
-        mr_error_set(e, 400, "invalid_request_error", "no_capable_target", NULL,
-                     "no target of \"%.200s\" can serve this request: %s", r->model,
-                     r->plan.excluded[0].reason);
-    else if (e->status != 403)
-        return mr_request_error(r, e);
-    /* one denial per policy layer that excluded something */
-    for (size_t i = 0; e->status == 403 && i < r->plan.n_excluded; i++) {
-        const mr_exclusion_t *x = &r->plan.excluded[i];
-        size_t k = 0;
-        if (x->kind != MR_EXCLUDED_POLICY)
-            continue;
-        while (k < i && !(r->plan.excluded[k].kind == MR_EXCLUDED_POLICY &&
-                          strcmp(r->plan.excluded[k].policy ? r->plan.excluded[k].policy : "",
-                                 x->policy ? x->policy : "") == 0))
-            k++;
-        if (k == i)
-            mr_metrics_denial(r->gen->mv,
-                              x->policy && strcmp(x->policy, "request") != 0 ? x->policy : NULL);
-    }
-    json_t *excluded = mr_plan_exclusions_json(&r->plan);
-    size_t len = 0;
-    char *body = mr_error_body(e, "excluded", excluded, &len);
-    json_decref(excluded);
-    if (!body)
-        return MHD_NO;
-    return mr_request_queue(r, e->status, body, len, "application/json");
-}
-
 /* The body as JSON: a 400 answered (and -1) when it is not a usable one. */
 static int parse_body(mr_request_t *r, enum MHD_Result *ret)
 {
@@ -827,7 +653,8 @@ static int read_members(mr_request_t *r, enum MHD_Result *ret)
         *ret = mr_request_errorf(r, 400, "invalid_type", "stream", "stream must be a boolean");
         return -1;
     }
-    r->stream = r->endpoint != MR_EP_EMBEDDINGS && json_is_true(stream);
+    r->stream = (mr_inbound_is_conversation(r->endpoint) || r->endpoint == MR_EP_COMPLETIONS) &&
+                json_is_true(stream);
     r->client_wants_usage =
         json_is_true(json_object_get(json_object_get(r->json, "stream_options"), "include_usage"));
     if (!(r->model = strdup(json_string_value(model)))) {
@@ -863,9 +690,10 @@ enum MHD_Result mr_proxy_begin(mr_request_t *r)
 
     if (parse_body(r, &ret) < 0 || read_members(r, &ret) < 0)
         return ret;
+    r->conv.parse = r->inbound->parse; /* the conversation in the client's dialect */
     if (plan_request(r, json_object_get(r->json, "models"), json_object_get(r->json, "provider"),
                      &e) < 0)
-        return respond_plan_error(r, &e);
+        return mr_unserved_plan_error(r, &e);
     if (!(r->attempts =
               calloc(r->plan.max_attempts ? r->plan.max_attempts : 1, sizeof(*r->attempts))))
         return MHD_NO;

@@ -301,6 +301,7 @@ static void request_head(mr_buf_t *b, const mr_request_rec_t *r, int *first)
     kv_str(b, "id", r->id, first);
     kv_str(b, "key", r->key, first);
     kv_str(b, "endpoint", r->endpoint, first);
+    kv_str(b, "dialect", r->dialect, first);
     kv_str(b, "model", r->model, first);
     kv_str(b, "route", route_of(r), first);
 }
@@ -349,6 +350,32 @@ static void policy_member(mr_buf_t *b, const char *k, const mr_policy_t *pol, in
     kv_str(b, "name", pol->name, &f);
     kv_str(b, "sha256", pol->hash, &f);
     put(b, "}");
+}
+
+/* What an attempt's target did not get: "dropped" (members) and, when
+ * the client sent flags, "betas_dropped" (anthropic-beta), as arrays. */
+static void dropped_members(mr_buf_t *b, const mr_attempt_rec_t *a, int *first)
+{
+    const char *f = a->betas_dropped;
+
+    key(b, "dropped", first);
+    put(b, "[");
+    for (unsigned i = 0; i < a->n_dropped; i++) {
+        put(b, i ? "," : "");
+        put_str(b, a->dropped[i], strlen(a->dropped[i]));
+    }
+    put(b, "]");
+    if (!*f)
+        return;
+    key(b, "betas_dropped", first);
+    put(b, "[");
+    for (int n = 0; *f; n++) {
+        size_t len = strcspn(f, ",");
+        put(b, n ? "," : "");
+        put_str(b, f, len);
+        f += len + (f[len] == ',');
+    }
+    put(b, "]");
 }
 
 static unsigned signatures_dropped(const mr_request_rec_t *r)
@@ -415,6 +442,7 @@ static void audit_record(mr_buf_t *b, const mr_request_rec_t *r)
         kv_str(b, "failure", a->failure ? mr_failure_name(a->failure) : NULL, &f);
         kv_int(b, "ms", a->ms, &f);
         kv_int(b, "signatures_dropped", a->signatures_dropped, &f);
+        dropped_members(b, a, &f);
         if (a->resends)
             kv_int(b, "resends", a->resends, &f);
         put(b, "}");

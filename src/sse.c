@@ -132,3 +132,16 @@ int mr_sse_finish(mr_sse_t *s, mr_sse_cb cb, void *ctx)
         s->failed = rc;
     return rc;
 }
+
+size_t mr_sse_event_end(const char *p, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (p[i] != '\n')
+            continue;
+        if (p[i + 1] == '\n')
+            return i + 2;
+        if (p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n')
+            return i + 3;
+    }
+    return 0;
+}

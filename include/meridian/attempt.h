@@ -31,6 +31,7 @@
 #include "meridian/error.h"
 #include "meridian/failure.h"
 #include "meridian/generation.h"
+#include "meridian/inbound.h"
 #include "meridian/reqlog.h"
 #include "meridian/router.h"
 #include "meridian/upstream.h"
@@ -66,6 +67,7 @@ typedef struct mr_attempt_args {
     mr_generation_t *gen;
     uv_loop_t *loop;
     /* the client's request; all borrowed for the attempt's life */
+    const mr_inbound_t *inbound; /* its dialect (NULL: chat) */
     mr_endpoint_t endpoint;
     int stream;
     int client_wants_usage;
@@ -154,12 +156,14 @@ void mr_attempt_commit(mr_attempt_t *a);
 /* The client's reader drained `out` below half: let the upstream go on. */
 void mr_attempt_unpause(mr_attempt_t *a);
 
-/* After commit: ends the client's stream with an SSE error event naming the
- * provider and the failure (for one the translator did not already report);
- * `why`, which may quote curl, goes to the log only. */
+/* After commit: ends the client's stream with an SSE error event (in the
+ * client's dialect) naming the provider and the failure (for one the
+ * translator did not already report); `why`, which may quote curl, goes to
+ * the log only. */
 void mr_attempt_stream_error(mr_attempt_t *a, mr_failure_t failure, const char *why);
 
-/* A non-2xx answer as the OpenAI error body the client gets (malloc'd). */
+/* A non-2xx answer as the error body the client gets, in its dialect's
+ * shape (malloc'd). */
 char *mr_attempt_error_body(mr_attempt_t *a, size_t *len);
 
 /* The history record of the attempt (provider, model, status, failure...). */

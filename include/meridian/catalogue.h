@@ -33,6 +33,8 @@
 #define MR_TAGS_MAX 32        /* tags of one provider or target */
 #define MR_TAG_VALUE_MAX 128  /* bytes of one tag value */
 #define MR_FORWARD_HEADERS_MAX 32
+#define MR_ALIASES_MAX 64        /* routes.NAME.aliases */
+#define MR_ANTHROPIC_BETA_MAX 64 /* providers.NAME.anthropic_beta */
 #define MR_POLICIES_MAX 256
 #define MR_RULE_VALUES_MAX 256 /* values of one allow/deny list */
 #define MR_RULE_VALUE_MAX 256  /* bytes of one such value */
@@ -115,6 +117,11 @@ typedef struct mr_provider {
     unsigned keepalive_s;    /* idle connections older than this are not reused */
     char **forward_headers;  /* client headers passed upstream, lower-case (may be 0) */
     size_t n_forward_headers;
+    /* anthropic-beta flags a Messages client may send it (patterns with
+     * `*`, glob.h): given, else ["*"] for kind anthropic and none for the
+     * other kinds, which are translated (may be 0) */
+    char **anthropic_beta;
+    size_t n_anthropic_beta;
     bool enabled;          /* false when its key variable is unset */
     char *key_env;         /* variable named by api_key ("${X}" -> "X"), else NULL */
     char *disabled_reason; /* set when !enabled: "MISTRAL_API_KEY is not set" */
@@ -156,6 +163,10 @@ typedef struct mr_route {
     char *name;
     mr_target_t *targets;
     size_t n_targets;
+    /* other names clients may use for it: exact, or patterns with `*`
+     * (glob.h); no name matches two routes or aliases (checked at load) */
+    char **aliases;
+    size_t n_aliases;
     unsigned max_attempts; /* route override, else the global value */
     size_t index;          /* position in mr_config_t.routes (soft-state key) */
 } mr_route_t;

@@ -34,6 +34,7 @@
 #include "meridian/health.h"
 #include "meridian/limits.h"
 #include "meridian/metrics.h"
+#include "meridian/models.h"
 #include "meridian/softstate.h"
 #include "meridian/state.h"
 
@@ -50,10 +51,9 @@ typedef struct mr_snapshot_env {
 } mr_snapshot_env_t;
 
 typedef struct mr_snapshot {
-    mr_config_t *cfg;  /* owned */
-    char *models_body; /* GET /v1/models, built once */
-    size_t models_len;
-    unsigned id; /* 0 for the start-up config, then 1, 2, ... per reload */
+    mr_config_t *cfg;          /* owned */
+    mr_models_bodies_t models; /* GET /v1/models, built once */
+    unsigned id;               /* 0 for the start-up config, then 1, 2, ... per reload */
     atomic_uint refs;
     mr_snapshot_env_t env;
 

@@ -4,6 +4,8 @@
  * (Anthropic targets get the client's bytes; this parser is for the rest.)
  *
  *   system (string or text blocks, with cache_control)  -> a SYSTEM turn
+ *   messages[] with role system (string or text blocks) -> a SYSTEM turn
+ *     where it stands (mid-conversation system messages)
  *   messages[].content blocks                          -> parts, in order:
  *     text, image (base64 / url / file), document (base64 PDF / url / file;
  *     a plain-text document is text), tool_use, thinking (with its

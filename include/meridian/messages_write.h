@@ -72,6 +72,12 @@ int mr_messages_write_event(void *w, const mr_conv_event_t *ev);
  * what it held go out. 0 / -1. */
 int mr_messages_writer_flush(mr_messages_writer_t *w);
 
+/* Whether a content block went out (text, thinking, a tool call): the
+ * gateway's commit point. */
+int mr_messages_writer_content(const mr_messages_writer_t *w);
+/* The counts of the last usage event (MR_CONV_USAGE_UNKNOWN before). */
+void mr_messages_writer_usage(const mr_messages_writer_t *w, mr_conv_usage_t *u);
+
 /* Whether the writer ended the stream with an error event of its own (an
  * event sequence Messages cannot express: arguments for a tool call after
  * another began). The stream must then end. */

@@ -33,7 +33,8 @@
 #define MR_METRICS_BUCKETS 17
 
 typedef enum {
-    MR_MF_REQUESTS = 0, /* counter {route,provider,vendor,region,jurisdiction,status_class} */
+    MR_MF_REQUESTS = 0, /* counter {route,endpoint,provider,vendor,region,jurisdiction,
+                           status_class} */
     MR_MF_DURATION,     /* histogram {route,provider,stream}: request start to last byte */
     MR_MF_TTFB,         /* histogram {route,provider,stream}: start to first response byte */
     MR_MF_ATTEMPTS,     /* counter {provider,vendor,region,jurisdiction,outcome} */
@@ -144,8 +145,14 @@ void mr_metrics_view_free(mr_metrics_view_t *v);
 #define MR_ROUTE_DIRECT ((size_t)-1) /* provider/model addressed directly */
 #define MR_ROUTE_NONE ((size_t)-2)   /* no route resolved (bad request, unknown model) */
 
+/* Values of the `endpoint` label: the API endpoints (adapter.h's
+ * mr_endpoint_t, named by mr_endpoint_name) fit in this many. */
+#define MR_METRICS_ENDPOINTS 8
+
 typedef struct mr_metrics_req {
     size_t route;                  /* route index, MR_ROUTE_DIRECT or MR_ROUTE_NONE */
+    unsigned endpoint;             /* < MR_METRICS_ENDPOINTS */
+    const char *endpoint_name;     /* its label value: "chat", "messages" ... (static) */
     const mr_provider_t *provider; /* whose answer the client got; NULL: the gateway's */
     mr_status_class_t status_class;
     int stream;

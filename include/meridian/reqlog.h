@@ -40,12 +40,17 @@ typedef struct mr_attempt_rec {
     mr_failure_t failure;        /* why it ended (MR_FAIL_NONE: used as answered) */
     unsigned signatures_dropped; /* foreign reasoning signatures not sent to it */
     unsigned resends;            /* times the transport re-sent it by itself */
+    /* what the target did not get of the client's request (adapter.h) */
+    const char *dropped[MR_ADAPTER_DROPPED_MAX];
+    unsigned n_dropped;
+    char betas_dropped[MR_ADAPTER_BETAS_MAX];
 } mr_attempt_rec_t;
 
 typedef struct mr_request_rec {
     const char *id;
     const char *key;       /* gateway key name, NULL without keys */
     const char *endpoint;  /* "/v1/chat/completions" ... */
+    const char *dialect;   /* the client's: "chat", "messages" (inbound.h) */
     const char *model;     /* as the client asked, NULL when absent */
     const mr_plan_t *plan; /* NULL when the request was refused before routing */
     int stream;

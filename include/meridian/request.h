@@ -30,6 +30,7 @@
 #include "meridian/error.h"
 #include "meridian/generation.h"
 #include "meridian/health.h"
+#include "meridian/inbound.h"
 #include "meridian/metrics.h"
 #include "meridian/reqlog.h"
 #include "meridian/router.h"
@@ -90,6 +91,7 @@ struct mr_request {
     /* dispatch: what was asked */
     const struct mr_dispatch_row *row; /* NULL: refused before a row matched */
     mr_endpoint_t endpoint;            /* MR_EP_COUNT for the gateway's own answers */
+    const mr_inbound_t *inbound;       /* the client's dialect: its errors' shape (never NULL) */
     const char *allow;                 /* the Allow header of a 405 */
     const mr_key_t *key;               /* the gateway key that authenticated it, if keys are on */
     char path_arg[MR_NAME_MAX + 1];    /* what follows a prefix row's path ("" when too long) */
@@ -146,6 +148,7 @@ struct mr_request {
     const mr_candidate_t *served_cand; /* ... and which target */
     mr_usage_t usage;                  /* of the served answer; -1 when unknown */
     int usage_estimated;               /* observe estimated it: the upstream said nothing */
+    int token_estimate;                /* count_tokens answered by the gateway's estimate */
     long retry_after_out;              /* Retry-After to send, 0 for none */
     int out_status;                    /* a prepared answer (MR_RS_RESPOND) */
     char *out_body;
@@ -170,8 +173,9 @@ enum MHD_Result mr_request_queue(mr_request_t *r, int status, char *body, size_t
  * request's generation): no copy. */
 enum MHD_Result mr_request_queue_static(mr_request_t *r, int status, const char *body, size_t len,
                                         const char *ctype);
-/* An OpenAI-shaped error, queued now / prepared for MR_RS_RESPOND (with an
- * optional extra member such as "attempts"; borrowed). */
+/* An error in the client dialect's shape (r->inbound), queued now /
+ * prepared for MR_RS_RESPOND (with an optional extra member such as
+ * "attempts"; borrowed). */
 enum MHD_Result mr_request_error(mr_request_t *r, const mr_error_t *e);
 enum MHD_Result mr_request_errorf(mr_request_t *r, int status, const char *code, const char *param,
                                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));

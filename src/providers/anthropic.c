@@ -52,7 +52,7 @@ static int anthropic_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_
         return mr_error_bad(err, "unsupported_endpoint", NULL,
                             "provider %s (anthropic) serves only /v1/chat/completions, not /v1%s",
                             p->name, mr_endpoint_path(in->endpoint));
-    if (mr__xlate_body(&caps, mr__anthropic_emit, in, out, err) < 0)
+    if (mr__xlate_body(&caps, mr__anthropic_emit, ignored, in, out, err) < 0)
         return -1;
     if (!(out->url = mr__xlate_url(p->base_url, "/messages")))
         goto oom;
@@ -73,7 +73,7 @@ oom:
 
 /* ------------------------------------------------------------ errors */
 
-static int anthropic_retryable(long status, const char *body, size_t len)
+int mr__anthropic_retryable(long status, const char *body, size_t len)
 {
     json_t *root;
     const char *type;
@@ -133,7 +133,7 @@ const mr_adapter_t mr_adapter_anthropic = {
     .stream_usage = mr__xlate_stream_usage,
     .stream_content = mr__xlate_stream_content,
     .stream_free = mr__xlate_stream_free,
-    .retryable = anthropic_retryable,
+    .retryable = mr__anthropic_retryable,
     .translate_error = anthropic_translate_error,
     .unsupported = anthropic_unsupported,
     .passthrough = 0,

@@ -15,6 +15,14 @@ extern const mr_xlate_parser_t mr__anthropic_parser;
 int mr__anthropic_emit(mr_xlate_emit_t *e, const mr_conv_req_t *conv, json_t **out,
                        mr_error_t *err);
 
+/* An Anthropic usage object's counts (input_tokens excludes cached input;
+ * the model's prompt includes it). */
+void mr__anthropic_usage(const json_t *u, mr_conv_usage_t *o);
+
+/* mr_adapter_t.retryable: 408, 409, 429, 5xx, and overloaded_error,
+ * rate_limit_error or api_error bodies whatever the status. */
+int mr__anthropic_retryable(long status, const char *body, size_t len);
+
 /* The JSON Schema keywords structured outputs take, and their value rules. */
 extern const char *const mr__anthropic_schema_keywords[];
 int mr__anthropic_schema_value_ok(const char *keyword, const json_t *v);

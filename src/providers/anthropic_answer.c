@@ -26,7 +26,7 @@ static mr_conv_finish_t finish_reason(const char *stop_reason)
 
 /* Anthropic's input_tokens excludes cached input; OpenAI's prompt_tokens
  * includes it. Cache reads and writes are kept apart as well. */
-static void read_usage(const json_t *u, mr_conv_usage_t *o)
+void mr__anthropic_usage(const json_t *u, mr_conv_usage_t *o)
 {
     long in = mr__xlate_count(u, "input_tokens"),
          cr = mr__xlate_count(u, "cache_read_input_tokens");
@@ -112,7 +112,7 @@ static int parse_answer(const mr_adapter_in_t *in, const json_t *root, const cha
         ch->n_parts += (size_t)rc;
     }
     ch->finish = finish_reason(json_string_value(json_object_get(root, "stop_reason")));
-    read_usage(json_object_get(root, "usage"), &a->usage);
+    mr__anthropic_usage(json_object_get(root, "usage"), &a->usage);
     mr__xlate_safe_id(json_string_value(jid), json_string_length(jid), "msg_", id, sizeof(id));
     mr__xlate_model(json_object_get(root, "model"), in->model, model, sizeof(model));
     a->id = mr_conv_copy(a->_arena, id, strlen(id));
@@ -199,7 +199,7 @@ static int on_message_start(stream_t *x, const json_t *ev, const mr_conv_sink_t 
     mr__xlate_safe_id(json_string_value(jid), json_string_length(jid), "msg_", x->id,
                       sizeof(x->id));
     mr__xlate_model(json_object_get(m, "model"), x->fallback_model, x->model, sizeof(x->model));
-    read_usage(json_object_get(m, "usage"), &x->usage);
+    mr__anthropic_usage(json_object_get(m, "usage"), &x->usage);
     if (send_usage(x, sink) < 0)
         return -1;
     return mr__xlate_send(sink, (mr_conv_event_t){.kind = MR_CONV_EV_START,
@@ -325,7 +325,7 @@ static int on_message_delta(stream_t *x, const json_t *ev, const mr_conv_sink_t 
         x->usage.completion = v;
     if (mr__xlate_count(u, "input_tokens") >= 0) {
         mr_conv_usage_t n = x->usage;
-        read_usage(u, &n);
+        mr__anthropic_usage(u, &n);
         x->usage.prompt = n.prompt;
         if (n.cached >= 0)
             x->usage.cached = n.cached;

@@ -58,6 +58,12 @@ static int gemini_url(const mr_adapter_in_t *in, const char *method, char **url,
 static const char *const ignored[] = {"top_logprobs",        "metadata",         "user",
                                       "parallel_tool_calls", "prompt_cache_key", NULL};
 
+/* ... and what it leaves out besides (recorded; hints whose absence
+ * changes no answer's shape are no reason to skip it). */
+static const char *const leaves_out[] = {
+    "top_logprobs", "metadata",      "user", "parallel_tool_calls", "prompt_cache_key", "top_k",
+    "thinking",     "cache_control", NULL};
+
 static const char *gemini_unsupported(const mr_conv_req_t *conv)
 {
     return mr__xlate_unsupported(&caps, conv, ignored);
@@ -75,7 +81,7 @@ static int gemini_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_err
         return mr_error_bad(err, "invalid_type", NULL, "the body must be a JSON object");
     if (in->endpoint == MR_EP_CHAT) {
         method = in->stream ? "streamGenerateContent?alt=sse" : "generateContent";
-        if (mr__xlate_body(&caps, mr__gemini_emit, in, out, err) < 0)
+        if (mr__xlate_body(&caps, mr__gemini_emit, leaves_out, in, out, err) < 0)
             return -1;
     } else if (in->endpoint == MR_EP_EMBEDDINGS) {
         if (mr__gemini_embed_body(in, &root, &method, err) < 0)

@@ -7,6 +7,7 @@
 #include "meridian/adapter.h"
 #include "meridian/health.h"
 #include "meridian/json_span.h"
+#include "meridian/sse.h"
 #include "openai.h"
 
 #include <stdio.h>
@@ -15,12 +16,20 @@
 
 #define EVENT_MAX (1024 * 1024) /* one SSE event; providers send a few KiB */
 
-static const char *const endpoint_paths[MR_EP_COUNT] = {"/chat/completions", "/completions",
-                                                        "/embeddings"};
+static const char *const endpoint_paths[MR_EP_COUNT] = {
+    "/chat/completions", "/completions", "/embeddings", "/messages", "/messages/count_tokens"};
+
+static const char *const endpoint_names[MR_EP_COUNT] = {"chat", "completions", "embeddings",
+                                                        "messages", "count_tokens"};
 
 const char *mr_endpoint_path(mr_endpoint_t ep)
 {
     return ep < MR_EP_COUNT ? endpoint_paths[ep] : "";
+}
+
+const char *mr_endpoint_name(mr_endpoint_t ep)
+{
+    return ep < MR_EP_COUNT ? endpoint_names[ep] : "none";
 }
 
 struct curl_slist *mr_adapter_header(struct curl_slist *list, const char *name, const char *value)
@@ -167,14 +176,14 @@ done:
     return rc;
 }
 
-static int openai_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_error_t *err)
+int mr__openai_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_error_t *err)
 {
     const mr_provider_t *p = in->provider;
     size_t blen = strlen(p->base_url), plen = strlen(mr_endpoint_path(in->endpoint));
     struct curl_slist *h;
 
     memset(out, 0, sizeof(*out));
-    if (mr_openai_body(in, 1, &out->body, &out->body_len, err) < 0)
+    if (mr__openai_request_body(in, out, err) < 0)
         return -1;
     out->url = malloc(blen + plen + 1);
     if (!out->url)
@@ -271,21 +280,6 @@ mr_stream_xlate_t *mr__openai_stream_new(const mr_adapter_in_t *in)
     x->usage = MR_USAGE_UNKNOWN;
     x->provider = in->provider ? in->provider->name : "?";
     return x;
-}
-
-/* End of the first event in p[0, n): the offset just past its blank line,
- * or 0 when the event is not complete yet. */
-static size_t event_end(const char *p, size_t n)
-{
-    for (size_t i = 0; i + 1 < n; i++) {
-        if (p[i] != '\n')
-            continue;
-        if (p[i + 1] == '\n')
-            return i + 2;
-        if (p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n')
-            return i + 3;
-    }
-    return 0;
 }
 
 /* Whether the event carries a usage object ("usage": { ...), cheaply. */
@@ -411,7 +405,7 @@ int mr__openai_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf
 
     if (mr_buf_len(&x->ev) == 0) {
         /* common case: whole events in this chunk, no copy into ev */
-        while (n && (end = event_end(p, n)) > 0) {
+        while (n && (end = mr_sse_event_end(p, n)) > 0) {
             if (emit_event(x, p, end, out) < 0)
                 return -1;
             p += end;
@@ -423,7 +417,7 @@ int mr__openai_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf
     }
     if (mr_buf_append(&x->ev, p, n) < 0)
         goto too_big;
-    while ((end = event_end(mr_buf_ptr(&x->ev), mr_buf_len(&x->ev))) > 0) {
+    while ((end = mr_sse_event_end(mr_buf_ptr(&x->ev), mr_buf_len(&x->ev))) > 0) {
         char tmp[256];
         /* copy out piecewise: ev is consumed as it is emitted */
         if (usage_object(mr_buf_ptr(&x->ev), end) || is_error_event(mr_buf_ptr(&x->ev), end)) {
@@ -518,7 +512,7 @@ void mr__openai_translate_error(const mr_provider_t *p, long status, const char 
 
 const mr_adapter_t mr_adapter_openai = {
     .name = "openai",
-    .build = openai_build,
+    .build = mr__openai_build,
     .translate = mr__openai_translate,
     .stream_new = mr__openai_stream_new,
     .stream_feed = mr__openai_stream_feed,

@@ -8,6 +8,15 @@
 
 #include "meridian/adapter.h"
 
+/* The adapters' build functions, shared with the targets of other client
+ * dialects (chat_conv.c). */
+int mr__openai_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_error_t *err);
+int mr__azure_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_error_t *err);
+/* The upstream body: the client's bytes for a chat client
+ * (mr_openai_body), a chat request emitted from the conversation model for
+ * the others. */
+int mr__openai_request_body(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_error_t *err);
+
 int mr__openai_translate(const mr_adapter_in_t *in, const char *body, size_t len, mr_buf_t *out,
                          mr_usage_t *usage, mr_error_t *err);
 mr_stream_xlate_t *mr__openai_stream_new(const mr_adapter_in_t *in);

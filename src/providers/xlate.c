@@ -1,11 +1,13 @@
 #include "xlate.h"
 
 #include "meridian/chat_parse.h"
-#include "meridian/chat_write.h"
+#include "meridian/glob.h"
+#include "meridian/inbound.h"
 #include "meridian/sse.h"
 
 #include <ctype.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,8 +353,14 @@ json_t *mr__xlate_tools(const mr_conv_req_t *conv, const char *schema_key,
     return out;
 }
 
-int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const mr_adapter_in_t *in,
-                   mr_adapter_req_t *out, mr_error_t *err)
+/* The client dialect of an adapter's input (OpenAI chat when unset). */
+static const mr_inbound_t *client_of(const mr_adapter_in_t *in)
+{
+    return in && in->client ? in->client : &mr_inbound_chat;
+}
+
+int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const char *const *leaves_out,
+                   const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_error_t *err)
 {
     mr_conv_req_t *own = NULL;
     const mr_conv_req_t *conv = in->conv;
@@ -361,7 +369,7 @@ int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const mr_a
     int rc = -1;
 
     out->body = NULL;
-    if (!conv && mr_chat_parse(in->json, &own, err) < 0)
+    if (!conv && client_of(in)->parse(in->json, &own, err) < 0)
         return -1;
     if (!conv)
         conv = own;
@@ -373,11 +381,85 @@ int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const mr_a
     }
     out->body_len = strlen(out->body);
     out->signatures_dropped = e.dropped;
+    if (!own) /* the request's model outlives the attempt's record */
+        mr__xlate_record_dropped(conv, leaves_out, out);
+    mr__xlate_flags(in, NULL, 0, out); /* a translated target takes none */
     rc = 0;
 done:
     json_decref(root);
     mr_conv_req_free(own);
     return rc;
+}
+
+/* Appends `flag` (n bytes) to a comma-separated list of cap bytes; false
+ * when it does not fit. */
+static bool list_add(char *list, size_t cap, const char *flag, size_t n)
+{
+    size_t len = strlen(list), sep = len > 0;
+
+    if (len + sep + n + 1 > cap)
+        return false;
+    if (sep)
+        list[len++] = ',';
+    memcpy(list + len, flag, n);
+    list[len + n] = '\0';
+    return true;
+}
+
+/* A flag the provider's allow-list names; only plain names ever go into
+ * the upstream's header. */
+static bool flag_accepted(const mr_provider_t *p, const char *flag)
+{
+    for (const char *c = flag; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_' && *c != '.')
+            return false;
+    for (size_t i = 0; p && i < p->n_anthropic_beta; i++)
+        if (mr_glob_match(p->anthropic_beta[i], flag))
+            return true;
+    return false;
+}
+
+void mr__xlate_flags(const mr_adapter_in_t *in, char *kept, size_t cap, mr_adapter_req_t *out)
+{
+    const char *name = in->client ? in->client->flags_header : NULL;
+    const char *v =
+        name && in->client_header ? in->client_header(in->client_header_ud, name) : NULL;
+    char flag[MR_XLATE_FLAG_MAX + 1];
+
+    if (kept)
+        kept[0] = '\0';
+    out->betas_dropped[0] = '\0';
+    while (v && *v) {
+        size_t n, t;
+        bool cut;
+        v += strspn(v, " \t,");
+        n = t = strcspn(v, ",");
+        while (t && (v[t - 1] == ' ' || v[t - 1] == '\t'))
+            t--;
+        cut = t > MR_XLATE_FLAG_MAX;
+        if (cut)
+            t = MR_XLATE_FLAG_MAX; /* recorded cut, never sent */
+        memcpy(flag, v, t);
+        flag[t] = '\0';
+        v += n;
+        if (t == 0)
+            continue;
+        if (cut || !kept || !flag_accepted(in->provider, flag) || !list_add(kept, cap, flag, t))
+            list_add(out->betas_dropped, sizeof(out->betas_dropped), flag, t);
+    }
+}
+
+/* Whether a turn, part or tool of the request carries a cache marker. */
+static int any_cache_marker(const mr_conv_req_t *r)
+{
+    int found = r->cache.type.p != NULL;
+
+    for (size_t i = 0; !found && i < r->n_turns; i++)
+        for (size_t k = 0; !found && k < r->turns[i].n_parts; k++)
+            found = r->turns[i].parts[k].cache.type.p != NULL;
+    for (size_t i = 0; !found && i < r->n_tools; i++)
+        found = r->tools[i].cache.type.p != NULL;
+    return found;
 }
 
 /* Whether the request uses the model member `name`. */
@@ -398,7 +480,24 @@ static int uses(const mr_conv_req_t *r, const char *name)
         return r->prompt_cache_key.p != NULL;
     if (!strcmp(name, "cached_content"))
         return r->cached_content.p != NULL;
+    if (!strcmp(name, "top_k"))
+        return r->top_k.state != MR_CONV_UNSET;
+    if (!strcmp(name, "thinking"))
+        return r->thinking_type.p != NULL;
+    if (!strcmp(name, "cache_control"))
+        return any_cache_marker(r);
     return 0;
+}
+
+void mr__xlate_record_dropped(const mr_conv_req_t *conv, const char *const *leaves_out,
+                              mr_adapter_req_t *out)
+{
+    for (size_t i = 0; i < conv->n_dropped; i++)
+        if (!mr_conv_eq(conv->dropped[i], "provider") && !mr_conv_eq(conv->dropped[i], "models"))
+            mr_adapter_drop(out, conv->dropped[i].p);
+    for (; leaves_out && *leaves_out; leaves_out++)
+        if (uses(conv, *leaves_out))
+            mr_adapter_drop(out, *leaves_out);
 }
 
 const char *mr__xlate_unsupported(const mr_conv_caps_t *caps, const mr_conv_req_t *conv,
@@ -440,11 +539,8 @@ int mr__xlate_translate(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in, 
         goto done;
     }
     mr__xlate_usage(&a.usage, usage);
-    if (out && mr_chat_write_answer(&a, mr__xlate_created(in), out) < 0) {
-        mr_error_set(err, 502, "api_error", "upstream_too_large", NULL,
-                     "provider %s: translated answer too large", in->provider->name);
+    if (out && client_of(in)->write_answer(&a, mr__xlate_created(in), out, err) < 0)
         goto done;
-    }
     rc = 0;
 done:
     mr_conv_answer_free(&a);
@@ -455,12 +551,13 @@ done:
 
 struct mr_stream_xlate {
     const mr_xlate_parser_t *ps;
+    const mr_inbound_t *client;
     mr_sse_t sse;
-    mr_chat_writer_t w;
     mr_conv_sink_t sink;
+    void *writer; /* the client dialect's, after the parser's state */
     const char *provider;
     int failed, ended;
-    max_align_t state[]; /* the dialect parser's */
+    max_align_t state[]; /* the dialect parser's, then the writer's */
 };
 
 int mr__xlate_send(const mr_conv_sink_t *sink, mr_conv_event_t ev)
@@ -468,47 +565,75 @@ int mr__xlate_send(const mr_conv_sink_t *sink, mr_conv_event_t ev)
     return sink->event(sink->ctx, &ev);
 }
 
+static size_t aligned(size_t n)
+{
+    return (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+}
+
 mr_stream_xlate_t *mr__xlate_stream_new(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in)
 {
-    mr_stream_xlate_t *x = calloc(1, sizeof(*x) + ps->stream_size);
+    const mr_inbound_t *client = client_of(in);
+    mr_stream_xlate_t *x =
+        calloc(1, sizeof(*x) + aligned(ps->stream_size) + aligned(client->writer_size));
+    mr_inbound_stream_opts_t o = {
+        .created = mr__xlate_created(in),
+        .wants_usage = in->client_wants_usage,
+        /* message_start's input before the upstream reports it */
+        .input_estimate = in->body_len ? (long)((in->body_len + 3) / 4) : -1,
+    };
 
     if (!x)
         return NULL;
     x->ps = ps;
+    x->client = client;
+    x->writer = (char *)x->state + aligned(ps->stream_size);
     mr_sse_init(&x->sse, MR_XLATE_LINE_MAX, MR_XLATE_EVENT_MAX);
-    mr_chat_writer_init(&x->w, mr__xlate_created(in), in->client_wants_usage);
-    x->sink = (mr_conv_sink_t){mr_chat_write_event, &x->w};
+    if (in->provider) {
+        o.origin_kind = mr_provider_kind_name(in->provider->kind);
+        o.origin_model = in->model;
+    }
+    client->writer_init(x->writer, &o);
+    x->sink = (mr_conv_sink_t){client->writer_event, x->writer};
     x->provider = in->provider ? in->provider->name : "?";
-    if (in->provider)
-        mr_chat_writer_origin(&x->w, mr_provider_kind_name(in->provider->kind), in->model);
     ps->stream_init(x->state, in);
     return x;
 }
 
+/* One upstream event through the parser into the writer; the writer may
+ * end the stream itself (an event sequence its dialect cannot carry). */
 static int on_sse(void *ctx, const char *event, const char *data, size_t len)
 {
     mr_stream_xlate_t *x = ctx;
-    return x->ps->stream_event(x->state, event, data, len, &x->sink);
+    int rc = x->ps->stream_event(x->state, event, data, len, &x->sink);
+
+    if (rc == 0 && x->client->writer_flush(x->writer) < 0)
+        rc = -1;
+    if (rc == 0 && x->client->writer_failed(x->writer))
+        rc = MR_XLATE_UPSTREAM_ERROR;
+    return rc;
 }
 
 /* Turns a failure into the one error event the client sees. */
 static int fail(mr_stream_xlate_t *x, int rc, mr_buf_t *out)
 {
+    char msg[MR_ERROR_MESSAGE_MAX];
+
     if (x->failed)
         return -1;
     x->failed = 1;
     if (rc == MR_XLATE_UPSTREAM_ERROR)
-        return -1; /* the parser sent it */
+        return -1; /* the parser (or the writer) sent it */
     if (rc == MR_SSE_TOO_LONG)
-        mr_adapter_stream_error(out, "provider %s sent an event larger than %d bytes", x->provider,
-                                MR_XLATE_EVENT_MAX);
+        snprintf(msg, sizeof(msg), "provider %s sent an event larger than %d bytes", x->provider,
+                 MR_XLATE_EVENT_MAX);
     else if (rc == MR_XLATE_TRUNCATED)
-        mr_adapter_stream_error(out, "provider %s %s", x->provider, x->ps->truncated);
+        snprintf(msg, sizeof(msg), "provider %s %s", x->provider, x->ps->truncated);
     else if (rc == MR_XLATE_MALFORMED)
-        mr_adapter_stream_error(out, "provider %s sent %s", x->provider, x->ps->malformed);
+        snprintf(msg, sizeof(msg), "provider %s sent %s", x->provider, x->ps->malformed);
     else
-        mr_adapter_stream_error(out, "provider %s: out of memory translating the stream",
-                                x->provider);
+        snprintf(msg, sizeof(msg), "provider %s: out of memory translating the stream",
+                 x->provider);
+    x->client->stream_error(out, "api_error", "upstream_stream_error", msg);
     return rc == MR_XLATE_TRUNCATED ? MR_ADAPTER_TRUNCATED : -1;
 }
 
@@ -518,9 +643,9 @@ int mr__xlate_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_
 
     if (x->failed || x->ended)
         return x->failed ? -1 : 0;
-    x->w.out = out;
+    x->client->writer_set_out(x->writer, out);
     rc = mr_sse_feed(&x->sse, p, n, on_sse, x);
-    x->w.out = NULL;
+    x->client->writer_set_out(x->writer, NULL);
     return rc ? fail(x, rc, out) : 0;
 }
 
@@ -530,23 +655,26 @@ int mr__xlate_stream_end(mr_stream_xlate_t *x, mr_buf_t *out)
 
     if (x->failed || x->ended)
         return x->failed ? -1 : 0;
-    x->w.out = out;
+    x->client->writer_set_out(x->writer, out);
     rc = mr_sse_finish(&x->sse, on_sse, x);
     if (rc == 0)
         rc = x->ps->stream_end(x->state, &x->sink);
-    x->w.out = NULL;
+    x->client->writer_set_out(x->writer, NULL);
     x->ended = rc == 0;
     return rc ? fail(x, rc, out) : 0;
 }
 
 void mr__xlate_stream_usage(const mr_stream_xlate_t *x, mr_usage_t *usage)
 {
-    mr__xlate_usage(&x->w.usage, usage);
+    mr_conv_usage_t u;
+
+    x->client->writer_usage(x->writer, &u);
+    mr__xlate_usage(&u, usage);
 }
 
 int mr__xlate_stream_content(const mr_stream_xlate_t *x)
 {
-    return x->w.content;
+    return x->client->writer_content(x->writer);
 }
 
 void mr__xlate_stream_free(mr_stream_xlate_t *x)
@@ -554,5 +682,6 @@ void mr__xlate_stream_free(mr_stream_xlate_t *x)
     if (!x)
         return;
     mr_sse_free(&x->sse);
+    x->client->writer_free(x->writer);
     free(x);
 }

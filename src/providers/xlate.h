@@ -9,8 +9,9 @@
  * turn these into the adapter's build / translate / stream entries: the
  * model is checked against the capabilities (mr_conv_check, the one place
  * where a request the dialect cannot express becomes a 400), answers and
- * events are written in the client's dialect by chat_write.h, and stream
- * failures become one error event. Everything else here is a pure helper
+ * events are written by the client dialect's writer (in->client,
+ * inbound.h; chat_write.h when unset), and stream failures become one error
+ * event in that dialect. Everything else here is a pure helper
  * (no global state).
  */
 #ifndef MERIDIAN_PROVIDERS_XLATE_H
@@ -71,12 +72,31 @@ typedef struct mr_xlate_parser {
     const char *truncated; /* "ended the stream before the message was complete" */
 } mr_xlate_parser_t;
 
-/* The upstream body of a chat request: in->conv (or the client's body
- * parsed here when the caller has no model), checked against caps, then
- * emitted and serialised into out (body, body_len, signatures_dropped).
- * 0, or -1 with *err. */
-int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const mr_adapter_in_t *in,
-                   mr_adapter_req_t *out, mr_error_t *err);
+/* The upstream body of a conversation request: in->conv (or the client's
+ * body parsed here, with the client dialect's parser, when the caller has
+ * no model), checked against caps, then emitted and serialised into out
+ * (body, body_len, signatures_dropped; with in->conv also `dropped`: the
+ * members the model does not carry and those of leaves_out the request
+ * uses). 0, or -1 with *err. */
+int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const char *const *leaves_out,
+                   const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_error_t *err);
+/* The longest feature flag (anthropic-beta) kept by name; longer ones
+ * are never forwarded. */
+#define MR_XLATE_FLAG_MAX 128
+
+/* The client's feature-flag header (in->client->flags_header, read with
+ * in->client_header) split at commas: the flags the provider accepts
+ * (providers.NAME.anthropic_beta patterns) into kept (comma-separated,
+ * cap bytes; NULL: none is sent, as for a translated target), the others
+ * into out->betas_dropped. */
+void mr__xlate_flags(const mr_adapter_in_t *in, char *kept, size_t cap, mr_adapter_req_t *out);
+
+/* Records in out->dropped what the target does not get of conv: the
+ * members the model does not carry, then those of leaves_out (names as in
+ * mr__xlate_unsupported, plus top_k, thinking and cache_control) that the
+ * request uses. */
+void mr__xlate_record_dropped(const mr_conv_req_t *conv, const char *const *leaves_out,
+                              mr_adapter_req_t *out);
 /* mr_adapter_t.translate for a chat answer. */
 int mr__xlate_translate(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in, const char *body,
                         size_t len, mr_buf_t *out, mr_usage_t *usage, mr_error_t *err);

@@ -18,6 +18,7 @@
  * header (else 401).
  * Anthropic Messages (x-api-key and anthropic-version required, else 401/400;
  * max_tokens and messages required, else 400):
+ *   POST .../messages/count_tokens  {"input_tokens": body bytes / 10}
  *   POST .../messages           a message, or the real SSE event sequence
  *                               (message_start, content_block_start, ping,
  *                               content_block_delta..., content_block_stop,
@@ -41,7 +42,8 @@
  * properties "mock", numbers 1, booleans true); streamed, those arguments
  * arrive split over several deltas (Anthropic) or whole (Gemini). When the
  * last turn carries tool results, the text quotes the first one: "Hello from
- * NAME (tool result: ...)". OpenAI-dialect answers never call tools.
+ * NAME (tool result: ...)". OpenAI-dialect answers call tools only with
+ * the call_tools scenario.
  * Errors (scenario status) and streamed errors come in each dialect's shape.
  * Bodies are deterministic (no counters, no clocks): the same request always
  * gets the same bytes.
@@ -82,6 +84,9 @@
  *                                close is the end, as HTTP allows) — a stream
  *                                cut before its terminal event that no
  *                                transport error reveals
+ *        call_tools (false)      OpenAI chat: call tools as the Anthropic and
+ *                                Gemini answers do (below); a tool result
+ *                                is quoted in the text
  *        role_first (false)      OpenAI chat streams: a role-only first chunk
  *                                ({"role":"assistant","content":""}) before
  *                                the content chunks
@@ -194,6 +199,7 @@ typedef struct scenario {
     long count;             /* 0 = persistent default */
     int close_after_events; /* -1 = none */
     bool role_first;
+    bool call_tools;
     json_t *headers;
     const char *body;
     size_t body_len;
@@ -446,6 +452,7 @@ static int scenario_parse(json_t *o, scenario_t *s, char *err, size_t errlen)
                                        "hold",
                                        "close_after_events",
                                        "role_first",
+                                       "call_tools",
                                        NULL};
     scenario_default(s);
     if (!json_is_object(o)) {
@@ -491,6 +498,7 @@ static int scenario_parse(json_t *o, scenario_t *s, char *err, size_t errlen)
         return -1;
     s->close_after_events = (int)v;
     s->role_first = json_is_true(json_object_get(o, "role_first"));
+    s->call_tools = json_is_true(json_object_get(o, "call_tools"));
 
     json_t *ra = json_object_get(o, "retry_after");
     if (json_is_string(ra) && json_string_length(ra) < sizeof(s->retry_after) &&
@@ -931,6 +939,54 @@ static enum MHD_Result send_stream(struct MHD_Connection *c, bool chat, const ch
                         sc->stream_bytes > 0 ? bulk_read : sse_read, rd, sc);
 }
 
+static json_t *mock_args(const json_t *schema);
+static char *result_text(const json_t *content);
+static char *hello_text(const char *tool_result);
+
+/* A chat completion (or its chunk stream) calling tool `name` with args
+ * (taken), after a short text: what call_tools answers. */
+static enum MHD_Result send_tool_call(struct MHD_Connection *c, const char *model, bool stream,
+                                      const char *name, json_t *args, const scenario_t *sc)
+{
+    char id[160], *a = dump_take(args, NULL);
+    json_t *call;
+    snprintf(id, sizeof(id), "call_mock_%s", g.name);
+    call = json_pack("{s:i, s:s, s:s, s:{s:s, s:s}}", "index", 0, "id", id, "type", "function",
+                     "function", "name", name, "arguments", a);
+    if (!stream) {
+        json_object_del(call, "index");
+        size_t len;
+        char *s =
+            dump_take(json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:{s:s, s:s, s:[o]}, s:s}], s:o}",
+                                "id", "chatcmpl-mock", "object", "chat.completion", "created",
+                                1700000000, "model", model, "choices", "index", 0, "message",
+                                "role", "assistant", "content", "Calling a tool.", "tool_calls",
+                                call, "finish_reason", "tool_calls", "usage", usage_json()),
+                      &len);
+        free(a);
+        return send_body(c, 200, "application/json", s, len, sc);
+    }
+    reader_t *rd = stream_reader_new(c, sc);
+    json_t *d0 = json_pack("{s:s, s:s}", "role", "assistant", "content", "Calling a tool.");
+    json_t *d1 = json_pack("{s:[o]}", "tool_calls", call);
+    json_t *fin = json_pack("{s:i, s:{}, s:s}", "index", 0, "delta", "finish_reason", "tool_calls");
+    add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:n}]}", "id", "chatcmpl-mock",
+                            "object", "chat.completion.chunk", "created", 1700000000, "model",
+                            model, "choices", "index", 0, "delta", d0, "finish_reason"));
+    add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:n}]}", "id", "chatcmpl-mock",
+                            "object", "chat.completion.chunk", "created", 1700000000, "model",
+                            model, "choices", "index", 0, "delta", d1, "finish_reason"));
+    add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", "chatcmpl-mock", "object",
+                            "chat.completion.chunk", "created", 1700000000, "model", model,
+                            "choices", fin));
+    add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[], s:o}", "id", "chatcmpl-mock", "object",
+                            "chat.completion.chunk", "created", 1700000000, "model", model,
+                            "choices", "usage", usage_json()));
+    push_event(rd, xstrdup("data: [DONE]\n\n"), 14);
+    free(a);
+    return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
+}
+
 /* Serves one OpenAI endpoint (no scenario status/body/garbage override). */
 static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, const char *method,
                                     const req_t *rq, const scenario_t *sc)
@@ -988,8 +1044,30 @@ static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, c
     bool stream = json_is_true(json_object_get(in, "stream"));
     bool include_usage =
         json_is_true(json_object_get(json_object_get(in, "stream_options"), "include_usage"));
-    char hello[200];
+    char hello[400];
     snprintf(hello, sizeof(hello), "Hello from %s", g.name);
+    if (sc->call_tools && ep == EP_CHAT) {
+        /* Anthropic's and Gemini's answers' rule: call the first tool unless
+         * the conversation ends with a tool result, which is then quoted */
+        const json_t *msgs = json_object_get(in, "messages");
+        const json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
+        const json_t *fn =
+            json_object_get(json_array_get(json_object_get(in, "tools"), 0), "function");
+        const char *name = json_string_value(json_object_get(fn, "name"));
+        const char *role = json_string_value(json_object_get(last, "role"));
+        if (role && strcmp(role, "tool") == 0) {
+            char *result = result_text(json_object_get(last, "content"));
+            char *h = hello_text(result);
+            snprintf(hello, sizeof(hello), "%s", h);
+            free(h);
+            free(result);
+        } else if (name) {
+            enum MHD_Result r = send_tool_call(c, model, stream, name,
+                                               mock_args(json_object_get(fn, "parameters")), sc);
+            json_decref(in);
+            return r;
+        }
+    }
 
     enum MHD_Result ret;
     if (stream && ep != EP_EMBEDDINGS) {
@@ -1028,7 +1106,7 @@ static dialect_t dialect_of(const char *url)
     const char *slash = strrchr(url, '/');
     if (strncmp(url, "/openai/deployments/", 20) == 0)
         return D_AZURE;
-    if (has_suffix(url, "/messages"))
+    if (has_suffix(url, "/messages") || has_suffix(url, "/messages/count_tokens"))
         return D_ANTHROPIC;
     if (strstr(url, "/models/") && slash && strchr(slash, ':'))
         return D_GEMINI;
@@ -1170,8 +1248,18 @@ static void add_thinking_events(reader_t *rd, const char *sig)
                     json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
 }
 
-static enum MHD_Result serve_anthropic(struct MHD_Connection *c, const char *method,
-                                       const req_t *rq, const scenario_t *sc)
+/* count_tokens: {"input_tokens": the body's bytes / 10}, deterministic and
+ * unlike the gateway's own estimate (bytes / 4). */
+static enum MHD_Result serve_count_tokens(struct MHD_Connection *c, const req_t *rq,
+                                          const scenario_t *sc)
+{
+    char body[64];
+    int n = snprintf(body, sizeof(body), "{\"input_tokens\":%zu}", rq->len / 10);
+    return send_body(c, 200, "application/json", xstrdup(body), (size_t)n, sc);
+}
+
+static enum MHD_Result serve_anthropic(struct MHD_Connection *c, const char *url,
+                                       const char *method, const req_t *rq, const scenario_t *sc)
 {
     char msg[300];
     if (strcmp(method, "POST") != 0)
@@ -1181,6 +1269,8 @@ static enum MHD_Result serve_anthropic(struct MHD_Connection *c, const char *met
     if (!MHD_lookup_connection_value(c, MHD_HEADER_KIND, "anthropic-version"))
         return queue_dialect_error(c, D_ANTHROPIC, 400, "anthropic-version: header is required",
                                    sc);
+    if (has_suffix(url, "/count_tokens"))
+        return serve_count_tokens(c, rq, sc);
     json_t *in = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
     const char *model = json_string_value(json_object_get(in, "model"));
     json_t *messages = json_object_get(in, "messages");
@@ -1721,7 +1811,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     switch (dialect_of(url)) {
     case D_ANTHROPIC:
-        return serve_anthropic(c, method, rq, sc);
+        return serve_anthropic(c, url, method, rq, sc);
     case D_GEMINI:
         return serve_gemini(c, url, method, rq, sc);
     case D_AZURE:
