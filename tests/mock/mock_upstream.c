@@ -13,6 +13,13 @@
  *   POST .../completions        legacy text completions (same streaming rule)
  *   POST .../embeddings
  *   GET  .../models
+ *   POST .../responses          OpenAI Responses (native): a response object
+ *                               (id "resp_mock_NAME", one message "Hello from
+ *                               NAME"), or the typed SSE events with
+ *                               sequence_number (response.created ...
+ *                               output_text.delta x chunks ...
+ *                               response.completed) when "stream"; a streamed
+ *                               error (error_after_chunks) is an "error" event
  * Azure OpenAI: the same endpoints under /openai/deployments/{d}/..., which
  * also require an api-version query argument (else 404) and an api-key
  * header (else 401).
@@ -932,13 +939,91 @@ static enum MHD_Result send_stream(struct MHD_Connection *c, bool chat, const ch
                         sc->stream_bytes > 0 ? bulk_read : sse_read, rd, sc);
 }
 
+static void add_resp_event(reader_t *rd, int *seq, const char *type, json_t *ev)
+{
+    json_object_set_new(ev, "type", json_string(type));
+    json_object_set_new(ev, "sequence_number", json_integer((*seq)++));
+    add_named_event(rd, type, ev);
+}
+
+/* A Responses response object: status, output (taken) and usage. */
+static json_t *resp_object(const char *model, const char *status, json_t *output)
+{
+    char id[160];
+    snprintf(id, sizeof(id), "resp_mock_%s", g.name);
+    return json_pack(
+        "{s:s, s:s, s:i, s:s, s:s, s:o, s:o}", "id", id, "object", "response", "created_at",
+        1700000000, "status", status, "model", model, "output", output, "usage",
+        strcmp(status, "completed")
+            ? json_null()
+            : json_pack("{s:i, s:{s:i}, s:i, s:{s:i}, s:i}", "input_tokens", 5,
+                        "input_tokens_details", "cached_tokens", 0, "output_tokens", 4,
+                        "output_tokens_details", "reasoning_tokens", 0, "total_tokens", 9));
+}
+
+static json_t *resp_message(const char *text)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s, s:[]}]}", "id", "msg_mock", "type",
+                     "message", "status", "completed", "role", "assistant", "content", "type",
+                     "output_text", "text", text, "annotations");
+}
+
+/* POST .../responses, streamed: the typed events, numbered. */
+static enum MHD_Result send_responses_stream(struct MHD_Connection *c, const char *model,
+                                             const scenario_t *sc)
+{
+    reader_t *rd = stream_reader_new(c, sc);
+    char text[1024] = "";
+    int seq = 0;
+
+    add_resp_event(rd, &seq, "response.created",
+                   json_pack("{s:o}", "response", resp_object(model, "in_progress", json_array())));
+    add_resp_event(rd, &seq, "response.in_progress",
+                   json_pack("{s:o}", "response", resp_object(model, "in_progress", json_array())));
+    add_resp_event(rd, &seq, "response.output_item.added",
+                   json_pack("{s:i, s:{s:s, s:s, s:s, s:s, s:[]}}", "output_index", 0, "item", "id",
+                             "msg_mock", "type", "message", "status", "in_progress", "role",
+                             "assistant", "content"));
+    add_resp_event(rd, &seq, "response.content_part.added",
+                   json_pack("{s:s, s:i, s:i, s:{s:s, s:s, s:[]}}", "item_id", "msg_mock",
+                             "output_index", 0, "content_index", 0, "part", "type", "output_text",
+                             "text", "", "annotations"));
+    for (int i = 0; i < sc->chunks; i++) {
+        char tok[32];
+        if (i == sc->error_after_chunks) {
+            add_resp_event(rd, &seq, "error",
+                           json_pack("{s:s, s:s, s:n}", "code", "server_error", "message",
+                                     "mock: error mid-stream", "param"));
+            return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
+        }
+        snprintf(tok, sizeof(tok), "tok%d ", i);
+        if (strlen(text) + strlen(tok) < sizeof(text))
+            strcat(text, tok);
+        add_resp_event(rd, &seq, "response.output_text.delta",
+                       json_pack("{s:s, s:i, s:i, s:s}", "item_id", "msg_mock", "output_index", 0,
+                                 "content_index", 0, "delta", tok));
+    }
+    add_resp_event(rd, &seq, "response.output_text.done",
+                   json_pack("{s:s, s:i, s:i, s:s}", "item_id", "msg_mock", "output_index", 0,
+                             "content_index", 0, "text", text));
+    add_resp_event(rd, &seq, "response.output_item.done",
+                   json_pack("{s:i, s:o}", "output_index", 0, "item", resp_message(text)));
+    add_resp_event(
+        rd, &seq, "response.completed",
+        json_pack("{s:o}", "response",
+                  resp_object(model, "completed", json_pack("[o]", resp_message(text)))));
+    return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
+}
+
 /* Serves one OpenAI endpoint (no scenario status/body/garbage override). */
 static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, const char *method,
                                     const req_t *rq, const scenario_t *sc)
 {
-    enum { EP_CHAT, EP_COMPLETIONS, EP_EMBEDDINGS, EP_MODELS } ep;
+    enum { EP_CHAT, EP_COMPLETIONS, EP_EMBEDDINGS, EP_MODELS, EP_RESPONSES } ep;
     if (has_suffix(url, "/chat/completions"))
         ep = EP_CHAT;
+    else if (has_suffix(url, "/responses"))
+        ep = EP_RESPONSES;
     else if (has_suffix(url, "/completions"))
         ep = EP_COMPLETIONS;
     else if (has_suffix(url, "/embeddings"))
@@ -993,7 +1078,9 @@ static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, c
     snprintf(hello, sizeof(hello), "Hello from %s", g.name);
 
     enum MHD_Result ret;
-    if (stream && ep != EP_EMBEDDINGS) {
+    if (stream && ep == EP_RESPONSES) {
+        ret = send_responses_stream(c, model, sc);
+    } else if (stream && ep != EP_EMBEDDINGS) {
         ret = send_stream(c, ep == EP_CHAT, model, include_usage, sc);
     } else {
         json_t *out;
@@ -1002,6 +1089,8 @@ static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, c
                             "chatcmpl-mock", "object", "chat.completion", "created", 1700000000,
                             "model", model, "choices", "index", 0, "message", "role", "assistant",
                             "content", hello, "finish_reason", "stop", "usage", usage_json());
+        else if (ep == EP_RESPONSES)
+            out = resp_object(model, "completed", json_pack("[o]", resp_message(hello)));
         else if (ep == EP_COMPLETIONS)
             out = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:s, s:n, s:s}], s:o}", "id",
                             "cmpl-mock", "object", "text_completion", "created", 1700000000,
