@@ -55,7 +55,7 @@ static int lookup(mr_request_t *r, const char *id, const char *param, json_t **e
         return 0;
     }
     json_decref(f.entry);
-    if (be && (!f.answered || f.st == MR_RESPSTORE_UNAVAILABLE))
+    if (be && mr_respstore_id_ok(id) && (!f.answered || f.st == MR_RESPSTORE_UNAVAILABLE))
         *ret = mr_request_errorf(r, 503, "store_unavailable", param,
                                  "the response store cannot answer now; retry shortly");
     else if (param)
