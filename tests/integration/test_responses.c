@@ -350,9 +350,14 @@ static void test_native_passthrough(void **state)
     assert_int_equal(r.body_len, direct.body_len);
     assert_memory_equal(r.body, direct.body, r.body_len);
     th_response_free(&direct);
-    th_response_free(&r);
     /* kept under the provider's id */
-    call(&gw, "GET", "/v1/responses/resp_mock_n", ops, NULL, &g);
+    json_t *dj = th_json(&r);
+    char *path = th_strf("/v1/responses/%s", json_string_value(json_object_get(dj, "id")));
+    assert_int_equal(strncmp(path, "/v1/responses/resp_mock_n_", 26), 0);
+    call(&gw, "GET", path, ops, NULL, &g);
+    free(path);
+    json_decref(dj);
+    th_response_free(&r);
     assert_int_equal(g.status, 200);
     th_response_free(&g);
 

@@ -14,7 +14,8 @@
  *   POST .../embeddings
  *   GET  .../models
  *   POST .../responses          OpenAI Responses (native): a response object
- *                               (id "resp_mock_NAME", one message "Hello from
+ *                               (id "resp_mock_NAME_" + a hash of the request
+ *                               body, one message "Hello from
  *                               NAME"), or the typed SSE events with
  *                               sequence_number (response.created ...
  *                               output_text.delta x chunks ...
@@ -946,11 +947,19 @@ static void add_resp_event(reader_t *rd, int *seq, const char *type, json_t *ev)
     add_named_event(rd, type, ev);
 }
 
-/* A Responses response object: status, output (taken) and usage. */
-static json_t *resp_object(const char *model, const char *status, json_t *output)
+/* A response id made from the request body (FNV-1a): deterministic, and
+ * different requests get different ids, as a real store needs. */
+static void resp_id(const req_t *rq, char *id, size_t n)
 {
-    char id[160];
-    snprintf(id, sizeof(id), "resp_mock_%s", g.name);
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; rq && rq->body && i < rq->len; i++)
+        h = (h ^ (unsigned char)rq->body[i]) * 1099511628211ull;
+    snprintf(id, n, "resp_mock_%s_%016" PRIx64, g.name, h);
+}
+
+/* A Responses response object: status, output (taken) and usage. */
+static json_t *resp_object(const char *id, const char *model, const char *status, json_t *output)
+{
     return json_pack(
         "{s:s, s:s, s:i, s:s, s:s, s:o, s:o}", "id", id, "object", "response", "created_at",
         1700000000, "status", status, "model", model, "output", output, "usage",
@@ -970,16 +979,20 @@ static json_t *resp_message(const char *text)
 
 /* POST .../responses, streamed: the typed events, numbered. */
 static enum MHD_Result send_responses_stream(struct MHD_Connection *c, const char *model,
-                                             const scenario_t *sc)
+                                             const req_t *rq, const scenario_t *sc)
 {
     reader_t *rd = stream_reader_new(c, sc);
+    char id[200];
     char text[1024] = "";
     int seq = 0;
 
-    add_resp_event(rd, &seq, "response.created",
-                   json_pack("{s:o}", "response", resp_object(model, "in_progress", json_array())));
-    add_resp_event(rd, &seq, "response.in_progress",
-                   json_pack("{s:o}", "response", resp_object(model, "in_progress", json_array())));
+    resp_id(rq, id, sizeof(id));
+    add_resp_event(
+        rd, &seq, "response.created",
+        json_pack("{s:o}", "response", resp_object(id, model, "in_progress", json_array())));
+    add_resp_event(
+        rd, &seq, "response.in_progress",
+        json_pack("{s:o}", "response", resp_object(id, model, "in_progress", json_array())));
     add_resp_event(rd, &seq, "response.output_item.added",
                    json_pack("{s:i, s:{s:s, s:s, s:s, s:s, s:[]}}", "output_index", 0, "item", "id",
                              "msg_mock", "type", "message", "status", "in_progress", "role",
@@ -1011,7 +1024,7 @@ static enum MHD_Result send_responses_stream(struct MHD_Connection *c, const cha
     add_resp_event(
         rd, &seq, "response.completed",
         json_pack("{s:o}", "response",
-                  resp_object(model, "completed", json_pack("[o]", resp_message(text)))));
+                  resp_object(id, model, "completed", json_pack("[o]", resp_message(text)))));
     return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
 }
 
@@ -1079,7 +1092,7 @@ static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, c
 
     enum MHD_Result ret;
     if (stream && ep == EP_RESPONSES) {
-        ret = send_responses_stream(c, model, sc);
+        ret = send_responses_stream(c, model, rq, sc);
     } else if (stream && ep != EP_EMBEDDINGS) {
         ret = send_stream(c, ep == EP_CHAT, model, include_usage, sc);
     } else {
@@ -1089,9 +1102,11 @@ static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, c
                             "chatcmpl-mock", "object", "chat.completion", "created", 1700000000,
                             "model", model, "choices", "index", 0, "message", "role", "assistant",
                             "content", hello, "finish_reason", "stop", "usage", usage_json());
-        else if (ep == EP_RESPONSES)
-            out = resp_object(model, "completed", json_pack("[o]", resp_message(hello)));
-        else if (ep == EP_COMPLETIONS)
+        else if (ep == EP_RESPONSES) {
+            char id[200];
+            resp_id(rq, id, sizeof(id));
+            out = resp_object(id, model, "completed", json_pack("[o]", resp_message(hello)));
+        } else if (ep == EP_COMPLETIONS)
             out = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:s, s:n, s:s}], s:o}", "id",
                             "cmpl-mock", "object", "text_completion", "created", 1700000000,
                             "model", model, "choices", "index", 0, "text", hello, "logprobs",
