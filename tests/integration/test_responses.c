@@ -39,31 +39,41 @@ static const char *const ops[] = {"Authorization: Bearer " KEY_OPS, NULL};
 static const char *const other[] = {"Authorization: Bearer " KEY_LIM, NULL};
 static const char *const eu[] = {"Authorization: Bearer " KEY_EU, NULL};
 
+/* An upstream of `kind` on the mock at `port`, with extra members. */
+static char *provider(const char *name, const char *kind, int port, const char *path,
+                      const char *extra)
+{
+    return th_strf("\"%s\":{\"kind\":\"%s\",\"base_url\":\"http://127.0.0.1:%d%s\","
+                   "\"api_key\":\"sk-%s\",%s}",
+                   name, kind, port, path, name, extra);
+}
+
 static char *providers_json(void)
 {
-    return th_strf("\"providers\":{"
-                   " \"oai\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/"
-                   "v1\",\"api_key\":\"sk-o\","
-                   "         \"region\":\"us\"},"
-                   " \"ant\":{\"kind\":\"anthropic\",\"base_url\":\"http://127.0.0.1:%d/v1\","
-                   "         \"api_key\":\"sk-a\",\"region\":\"us\"},"
-                   " \"ant-eu\":{\"kind\":\"anthropic\",\"base_url\":\"http://127.0.0.1:%d/v1\","
-                   "            \"api_key\":\"sk-e\",\"region\":\"eu\"},"
-                   " \"nat\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/"
-                   "v1\",\"api_key\":\"sk-n\","
-                   "         \"responses_api\":true,\"region\":\"us\"},"
-                   " \"bad\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/"
-                   "v1\",\"api_key\":\"sk-b\","
-                   "         \"region\":\"us\"}},"
-                   "\"routes\":{"
-                   " \"gpt\":{\"targets\":[{\"provider\":\"oai\",\"model\":\"gpt-up\"}]},"
-                   " \"claude\":{\"targets\":[{\"provider\":\"ant\",\"model\":\"claude-up\"}]},"
-                   " \"native\":{\"targets\":[{\"provider\":\"nat\",\"model\":\"gpt-nat\"}]},"
-                   " \"fo\":{\"targets\":[{\"provider\":\"bad\",\"model\":\"gpt-bad\"},"
-                   "                     {\"provider\":\"oai\",\"model\":\"gpt-up\"}]},"
-                   " \"mixed\":{\"targets\":[{\"provider\":\"ant\",\"model\":\"claude-up\"},"
-                   "                        {\"provider\":\"ant-eu\",\"model\":\"claude-eu\"}]}}",
-                   mock_o.port, mock_a.port, mock_e.port, mock_n.port, mock_b.port);
+    char *p[7] = {
+        provider("oai", "openai", mock_o.port, "/v1", "\"region\":\"us\""),
+        provider("ant", "anthropic", mock_a.port, "/v1", "\"region\":\"us\""),
+        provider("ant-eu", "anthropic", mock_e.port, "/v1", "\"region\":\"eu\""),
+        provider("nat", "openai", mock_n.port, "/v1", "\"region\":\"us\",\"responses_api\":true"),
+        provider("bad", "openai", mock_b.port, "/v1", "\"region\":\"us\""),
+        provider("gem", "gemini", mock_o.port, "/v1beta", "\"region\":\"us\""),
+        provider("az", "azure", mock_o.port, "", "\"region\":\"us\""),
+    };
+    char *out =
+        th_strf("\"providers\":{%s,%s,%s,%s,%s,%s,%s},\"routes\":{"
+                " \"gpt\":{\"targets\":[{\"provider\":\"oai\",\"model\":\"gpt-up\"}]},"
+                " \"claude\":{\"targets\":[{\"provider\":\"ant\",\"model\":\"claude-up\"}]},"
+                " \"native\":{\"targets\":[{\"provider\":\"nat\",\"model\":\"gpt-nat\"}]},"
+                " \"gemini\":{\"targets\":[{\"provider\":\"gem\",\"model\":\"gemini-up\"}]},"
+                " \"azure\":{\"targets\":[{\"provider\":\"az\",\"model\":\"az-dep\"}]},"
+                " \"fo\":{\"targets\":[{\"provider\":\"bad\",\"model\":\"gpt-bad\"},"
+                "                     {\"provider\":\"oai\",\"model\":\"gpt-up\"}]},"
+                " \"mixed\":{\"targets\":[{\"provider\":\"ant\",\"model\":\"claude-up\"},"
+                "                        {\"provider\":\"ant-eu\",\"model\":\"claude-eu\"}]}}",
+                p[0], p[1], p[2], p[3], p[4], p[5], p[6]);
+    for (size_t i = 0; i < 7; i++)
+        free(p[i]);
+    return out;
 }
 
 static int group_setup(void **state)
@@ -320,6 +330,42 @@ static void test_translated_anthropic_stream(void **state)
     th_response_free(&r);
 }
 
+/* Gemini and Azure chat: the same object and events, their own upstream. */
+static void test_translated_gemini_azure(void **state)
+{
+    (void)state;
+    const char *models[] = {"gemini", "azure"};
+    const char *paths[] = {"/v1beta/models/gemini-up:generateContent",
+                           "/openai/deployments/az-dep/chat/completions"};
+    th_response_t r;
+    char id[160], types[2048];
+    int contiguous;
+
+    for (size_t i = 0; i < 2; i++) {
+        char *body = th_strf("{\"model\":\"%s\",\"input\":\"hi\"}", models[i]);
+        th_mock_reset(&mock_o);
+        call(&gw, "POST", "/v1/responses", ops, body, &r);
+        json_t *j = response_ok(&r, id, sizeof(id));
+        const json_t *item = json_array_get(json_object_get(j, "output"), 0);
+        assert_string_equal(json_string_value(json_object_get(item, "type")), "message");
+        json_t *all = requests_of(&mock_o);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(all, 0), "path")),
+                            paths[i]);
+        json_decref(all);
+        json_decref(j);
+        th_response_free(&r);
+        free(body);
+        body = th_strf("{\"model\":\"%s\",\"input\":\"hi\",\"stream\":true}", models[i]);
+        call(&gw, "POST", "/v1/responses", ops, body, &r);
+        assert_int_equal(r.status, 200);
+        stream_types(&r, types, sizeof(types), &contiguous);
+        assert_string_equal(types, TYPES_TEXT);
+        assert_true(contiguous);
+        th_response_free(&r);
+        free(body);
+    }
+}
+
 /* ---- native passthrough ----------------------------------------------- */
 
 #define NATIVE_BODY(MODEL, STREAM)                                                                 \
@@ -331,7 +377,7 @@ static void test_native_passthrough(void **state)
 {
     (void)state;
     const char *sent = NATIVE_BODY("native", ""), *want = NATIVE_BODY("gpt-nat", "");
-    const char *const nh[] = {"Authorization: Bearer sk-n", NULL};
+    const char *const nh[] = {"Authorization: Bearer sk-nat", NULL};
     th_response_t r, direct, g;
     char url[256], types[2048], dtypes[2048];
     int contiguous;
@@ -753,6 +799,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_translated_chat, reset_mocks),
         cmocka_unit_test_setup(test_translated_anthropic_stream, reset_mocks),
+        cmocka_unit_test_setup(test_translated_gemini_azure, reset_mocks),
         cmocka_unit_test_setup(test_native_passthrough, reset_mocks),
         cmocka_unit_test_setup(test_chain_immediately, reset_mocks),
         cmocka_unit_test_setup(test_chain_native, reset_mocks),
