@@ -207,23 +207,28 @@ static int emit_event(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *o
     return x->error ? -1 : 0;
 }
 
+/* The stream being fed: where its events go. */
+typedef struct feed {
+    mr_stream_xlate_t *x;
+    mr_buf_t *out;
+} feed_t;
+
+/* 1 when the stream must end (an error event, out of memory): -1 is the
+ * splitter's own "too large". */
+static int each_event(void *ctx, const char *ev, size_t len)
+{
+    feed_t *f = ctx;
+    return emit_event(f->x, ev, len, f->out) < 0;
+}
+
 static int stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *out)
 {
-    size_t end;
+    feed_t f = {x, out};
+    int rc = mr_sse_whole_events(&x->ev, p, n, each_event, &f);
 
-    if (mr_buf_append(&x->ev, p, n) < 0) {
+    if (rc == -1)
         mr_responses_native_failed(x->q, out, "the provider sent an event larger than 1 MiB");
-        return -1;
-    }
-    while ((end = mr_sse_event_end(mr_buf_ptr(&x->ev), mr_buf_len(&x->ev))) > 0) {
-        int rc = emit_event(x, mr_buf_ptr(&x->ev), end, out);
-        x->ev.start += end;
-        if (rc < 0)
-            return -1;
-    }
-    if (x->ev.start == x->ev.end)
-        mr_buf_reset(&x->ev);
-    return 0;
+    return rc ? -1 : 0;
 }
 
 static int stream_end(mr_stream_xlate_t *x, mr_buf_t *out)

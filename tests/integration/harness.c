@@ -373,6 +373,27 @@ const char *th_header(const th_response_t *r, const char *name, char *buf, size_
     return buf;
 }
 
+json_t *th_log_record(const char *path, const char *id)
+{
+    for (int waited = 0; waited <= 5000; waited += 10) {
+        char *s = th_read_file(path, NULL);
+        for (char *p = s; p && *p;) {
+            char *nl = strchr(p, '\n');
+            json_t *j = json_loadb(p, nl ? (size_t)(nl - p) : strlen(p), 0, NULL);
+            const char *jid = json_string_value(json_object_get(j, "id"));
+            if (jid && !strcmp(jid, id)) {
+                free(s);
+                return j;
+            }
+            json_decref(j);
+            p = nl ? nl + 1 : NULL;
+        }
+        free(s);
+        th_pause_ms(10);
+    }
+    return NULL;
+}
+
 json_t *th_json(const th_response_t *r)
 {
     if (!r->body)

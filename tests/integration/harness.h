@@ -244,6 +244,11 @@ const char *th_header(const th_response_t *r, const char *name, char *buf, size_
 /* The body parsed as JSON (caller json_decrefs), NULL if it is not JSON. */
 json_t *th_json(const th_response_t *r);
 
+/* The line of a JSON-lines log (access log, audit file) whose "id" is id,
+ * parsed (caller json_decrefs); polled for up to 5 s, since the daemon's
+ * writer thread is asynchronous. NULL when none appeared. */
+json_t *th_log_record(const char *path, const char *id);
+
 /*
  * Splits an SSE stream into events' data: the "data:" lines of each event
  * (one optional space after the colon removed; several lines joined with

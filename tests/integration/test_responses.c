@@ -227,24 +227,10 @@ static json_t *last_event(const th_response_t *r)
 
 static json_t *audit_record(const char *id)
 {
-    for (int waited = 0; waited <= 5000; waited += 10) {
-        char *s = th_read_file(audit_path, NULL);
-        for (char *p = s; p && *p;) {
-            char *nl = strchr(p, '\n');
-            json_t *j = json_loadb(p, nl ? (size_t)(nl - p) : strlen(p), 0, NULL);
-            const char *jid = json_string_value(json_object_get(j, "id"));
-            if (jid && !strcmp(jid, id)) {
-                free(s);
-                return j;
-            }
-            json_decref(j);
-            p = nl ? nl + 1 : NULL;
-        }
-        free(s);
-        th_pause_ms(10);
-    }
-    fail_msg("no audit record of %s", id);
-    return NULL;
+    json_t *j = th_log_record(audit_path, id);
+    if (!j)
+        fail_msg("no audit record of %s", id);
+    return j;
 }
 
 #define TYPES_TEXT                                                                                 \

@@ -275,8 +275,11 @@ static void test_paths(void **state)
                    "\"f\",\"input\":{}},{\"type\":\"image\",\"source\":{\"type\":\"url\","
                    "\"url\":\"https://x.test/a.png\"}}]}]}",
                    "messages[1].content[1]: only text parts are allowed here");
-    expect_refusal(mr_messages_parse, "{\"messages\":[{\"role\":\"system\",\"content\":\"x\"}]}",
-                   "messages[0]: role \"system\" cannot be sent to openai");
+    /* a system message in the conversation is a SYSTEM turn (Claude Code
+     * sends them, golden messages-openai/request/system_role); other roles
+     * are refused */
+    expect_refusal(mr_messages_parse, "{\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}",
+                   "messages[0]: role \"tool\" cannot be sent to openai");
     expect_refusal(parse_responses,
                    "{\"instructions\":\"i\",\"input\":[{\"role\":\"user\",\"content\":\"a\"},"
                    "{\"type\":\"item_reference\",\"id\":\"msg_1\"}]}",
