@@ -101,12 +101,12 @@ test-normal: $(BUILD)/.tests-configured
 test-asan: build-asan
 	$(ASAN_ENV) ./scripts/ctest-run $(BUILD_ASAN) -j $(JOBS)
 
-# Unit and integration tests (the SDK, Codex CLI, browser and soak runs add no thread
+# Unit and integration tests (the SDK, browser and soak runs add no thread
 # the daemon does not already have in the integration tests); the daemon's
 # tests run one at a time there (RUN_SERIAL, tests/CMakeLists.txt).
 test-tsan: build-tsan
 	$(TSAN_ENV) ./scripts/ctest-run $(BUILD_TSAN) -j $(JOBS) -L "unit|integration" \
-	  -E "^(sdk|codex|browser)\."
+	  -E "^(sdk|browser)\."
 
 # Every C source and header of the project: the daemon (src/, src/providers/),
 # its headers and the tests. format and format-check read the same list.

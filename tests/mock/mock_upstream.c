@@ -860,86 +860,6 @@ static json_t *usage_json(void)
                      9);
 }
 
-/* Builds and queues the SSE stream for chat (chat=true) or legacy completions. */
-static enum MHD_Result send_stream(struct MHD_Connection *c, bool chat, const char *model,
-                                   bool include_usage, const scenario_t *sc)
-{
-    const char *id = chat ? "chatcmpl-mock" : "cmpl-mock";
-    const char *object = chat ? "chat.completion.chunk" : "text_completion";
-    reader_t *rd = stream_reader_new(c, sc);
-    if (sc->stream_bytes > 0) {
-        /* the same chunk as below with the text cut out: pre + text + suf */
-        json_t *choice = chat ? json_pack("{s:i, s:{s:s}, s:n}", "index", 0, "delta", "content",
-                                          "\x01", "finish_reason")
-                              : json_pack("{s:i, s:s, s:n, s:n}", "index", 0, "text", "\x01",
-                                          "logprobs", "finish_reason");
-        char *js = dump_take(json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", id, "object", object,
-                                       "created", 1700000000, "model", model, "choices", choice),
-                             NULL);
-        char *mark = strstr(js, "\\u0001");
-        if (!mark)
-            abort();
-        size_t head = (size_t)(mark - js);
-        rd->pre = xmalloc(head + 7);
-        memcpy(rd->pre, "data: ", 6);
-        memcpy(rd->pre + 6, js, head);
-        rd->pre[head + 6] = '\0';
-        size_t tail = strlen(mark + 6);
-        rd->suf = xmalloc(tail + 3);
-        memcpy(rd->suf, mark + 6, tail);
-        memcpy(rd->suf + tail, "\n\n", 3);
-        free(js);
-        if (strlen(rd->pre) + strlen(rd->suf) + 128 >= sizeof(rd->cur)) {
-            reader_free(rd); /* a model name too long for the event buffer */
-            return queue_error(c, 400, "invalid_request_error", "model name too long", sc);
-        }
-        rd->bulk_left = sc->stream_bytes;
-        /* A fixed send buffer (no autotuning to 4 MiB): what a paused
-         * reader leaves unsent piles up here, not in the kernel. */
-        int sndbuf = 256 * 1024;
-        setsockopt(conn_fd(c), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-    }
-    if (chat && sc->stream_bytes == 0 && sc->role_first)
-        add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:{s:s, s:s}, s:n}]}", "id", id,
-                                "object", object, "created", 1700000000, "model", model, "choices",
-                                "index", 0, "delta", "role", "assistant", "content", "",
-                                "finish_reason"));
-    for (int i = 0; sc->stream_bytes == 0 && i < sc->chunks; i++) {
-        if (i == sc->error_after_chunks) {
-            add_event(rd,
-                      openai_error("server_error", "mock %s: error after %d chunks", g.name, i));
-            return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
-        }
-        char tok[32];
-        snprintf(tok, sizeof(tok), "tok%d ", i);
-        json_t *choice;
-        if (chat) {
-            json_t *delta = i == 0 && !sc->role_first
-                                ? json_pack("{s:s, s:s}", "role", "assistant", "content", tok)
-                                : json_pack("{s:s}", "content", tok);
-            choice = json_pack("{s:i, s:o, s:n}", "index", 0, "delta", delta, "finish_reason");
-        } else {
-            choice = json_pack("{s:i, s:s, s:n, s:n}", "index", 0, "text", tok, "logprobs",
-                               "finish_reason");
-        }
-        add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", id, "object", object,
-                                "created", 1700000000, "model", model, "choices", choice));
-    }
-    json_t *last = chat
-                       ? json_pack("{s:i, s:{}, s:s}", "index", 0, "delta", "finish_reason", "stop")
-                       : json_pack("{s:i, s:s, s:n, s:s}", "index", 0, "text", "", "logprobs",
-                                   "finish_reason", "stop");
-    add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", id, "object", object, "created",
-                            1700000000, "model", model, "choices", last));
-    if (include_usage)
-        add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[], s:o}", "id", id, "object", object,
-                                "created", 1700000000, "model", model, "choices", "usage",
-                                usage_json()));
-    push_event(rd, xstrdup("data: [DONE]\n\n"), 14);
-    return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN,
-                        sc->stream_bytes > 0 ? bulk_read : sse_read, rd, sc);
-}
-
 static void add_resp_event(reader_t *rd, int *seq, const char *type, json_t *ev)
 {
     json_object_set_new(ev, "type", json_string(type));
@@ -1028,6 +948,115 @@ static enum MHD_Result send_responses_stream(struct MHD_Connection *c, const cha
     return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
 }
 
+/* POST .../responses: the body read, then the object or its stream. */
+static enum MHD_Result serve_responses(struct MHD_Connection *c, const req_t *rq,
+                                       const scenario_t *sc)
+{
+    json_t *in = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
+    const char *model = json_string_value(json_object_get(in, "model"));
+    char id[200], hello[200];
+    enum MHD_Result ret;
+
+    if (!json_is_object(in)) {
+        json_decref(in);
+        return queue_error(c, 400, "invalid_request_error", "mock: body must be a JSON object", sc);
+    }
+    if (!model)
+        model = "mock-model";
+    if (json_is_true(json_object_get(in, "stream"))) {
+        ret = send_responses_stream(c, model, rq, sc);
+    } else {
+        size_t len;
+        snprintf(hello, sizeof(hello), "Hello from %s", g.name);
+        resp_id(rq, id, sizeof(id));
+        char *s = dump_take(
+            resp_object(id, model, "completed", json_pack("[o]", resp_message(hello))), &len);
+        ret = send_body(c, 200, "application/json", s, len, sc);
+    }
+    json_decref(in);
+    return ret;
+}
+
+/* Builds and queues the SSE stream for chat (chat=true) or legacy completions. */
+static enum MHD_Result send_stream(struct MHD_Connection *c, bool chat, const char *model,
+                                   bool include_usage, const scenario_t *sc)
+{
+    const char *id = chat ? "chatcmpl-mock" : "cmpl-mock";
+    const char *object = chat ? "chat.completion.chunk" : "text_completion";
+    reader_t *rd = stream_reader_new(c, sc);
+    if (sc->stream_bytes > 0) {
+        /* the same chunk as below with the text cut out: pre + text + suf */
+        json_t *choice = chat ? json_pack("{s:i, s:{s:s}, s:n}", "index", 0, "delta", "content",
+                                          "\x01", "finish_reason")
+                              : json_pack("{s:i, s:s, s:n, s:n}", "index", 0, "text", "\x01",
+                                          "logprobs", "finish_reason");
+        char *js = dump_take(json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", id, "object", object,
+                                       "created", 1700000000, "model", model, "choices", choice),
+                             NULL);
+        char *mark = strstr(js, "\\u0001");
+        if (!mark)
+            abort();
+        size_t head = (size_t)(mark - js);
+        rd->pre = xmalloc(head + 7);
+        memcpy(rd->pre, "data: ", 6);
+        memcpy(rd->pre + 6, js, head);
+        rd->pre[head + 6] = '\0';
+        size_t tail = strlen(mark + 6);
+        rd->suf = xmalloc(tail + 3);
+        memcpy(rd->suf, mark + 6, tail);
+        memcpy(rd->suf + tail, "\n\n", 3);
+        free(js);
+        if (strlen(rd->pre) + strlen(rd->suf) + 128 >= sizeof(rd->cur)) {
+            reader_free(rd); /* a model name too long for the event buffer */
+            return queue_error(c, 400, "invalid_request_error", "model name too long", sc);
+        }
+        rd->bulk_left = sc->stream_bytes;
+        /* A fixed send buffer (no autotuning to 4 MiB): what a paused
+         * reader leaves unsent piles up here, not in the kernel. */
+        int sndbuf = 256 * 1024;
+        setsockopt(conn_fd(c), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    }
+    if (chat && sc->stream_bytes == 0 && sc->role_first)
+        add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:{s:s, s:s}, s:n}]}", "id", id,
+                                "object", object, "created", 1700000000, "model", model, "choices",
+                                "index", 0, "delta", "role", "assistant", "content", "",
+                                "finish_reason"));
+    for (int i = 0; sc->stream_bytes == 0 && i < sc->chunks; i++) {
+        if (i == sc->error_after_chunks) {
+            add_event(rd,
+                      openai_error("server_error", "mock %s: error after %d chunks", g.name, i));
+            return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
+        }
+        char tok[32];
+        snprintf(tok, sizeof(tok), "tok%d ", i);
+        json_t *choice;
+        if (chat) {
+            json_t *delta = i == 0 && !sc->role_first
+                                ? json_pack("{s:s, s:s}", "role", "assistant", "content", tok)
+                                : json_pack("{s:s}", "content", tok);
+            choice = json_pack("{s:i, s:o, s:n}", "index", 0, "delta", delta, "finish_reason");
+        } else {
+            choice = json_pack("{s:i, s:s, s:n, s:n}", "index", 0, "text", tok, "logprobs",
+                               "finish_reason");
+        }
+        add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", id, "object", object,
+                                "created", 1700000000, "model", model, "choices", choice));
+    }
+    json_t *last = chat
+                       ? json_pack("{s:i, s:{}, s:s}", "index", 0, "delta", "finish_reason", "stop")
+                       : json_pack("{s:i, s:s, s:n, s:s}", "index", 0, "text", "", "logprobs",
+                                   "finish_reason", "stop");
+    add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", id, "object", object, "created",
+                            1700000000, "model", model, "choices", last));
+    if (include_usage)
+        add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[], s:o}", "id", id, "object", object,
+                                "created", 1700000000, "model", model, "choices", "usage",
+                                usage_json()));
+    push_event(rd, xstrdup("data: [DONE]\n\n"), 14);
+    return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN,
+                        sc->stream_bytes > 0 ? bulk_read : sse_read, rd, sc);
+}
+
 /* Serves one OpenAI endpoint (no scenario status/body/garbage override). */
 static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, const char *method,
                                     const req_t *rq, const scenario_t *sc)
@@ -1069,6 +1098,8 @@ static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, c
         char *s = dump_take(m, &len);
         return send_body(c, 200, "application/json", s, len, sc);
     }
+    if (ep == EP_RESPONSES)
+        return serve_responses(c, rq, sc);
 
     json_error_t jerr;
     json_t *in = json_loadb(rq->body ? rq->body : "", rq->len, 0, &jerr);
@@ -1091,9 +1122,7 @@ static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, c
     snprintf(hello, sizeof(hello), "Hello from %s", g.name);
 
     enum MHD_Result ret;
-    if (stream && ep == EP_RESPONSES) {
-        ret = send_responses_stream(c, model, rq, sc);
-    } else if (stream && ep != EP_EMBEDDINGS) {
+    if (stream && ep != EP_EMBEDDINGS) {
         ret = send_stream(c, ep == EP_CHAT, model, include_usage, sc);
     } else {
         json_t *out;
@@ -1102,11 +1131,7 @@ static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, c
                             "chatcmpl-mock", "object", "chat.completion", "created", 1700000000,
                             "model", model, "choices", "index", 0, "message", "role", "assistant",
                             "content", hello, "finish_reason", "stop", "usage", usage_json());
-        else if (ep == EP_RESPONSES) {
-            char id[200];
-            resp_id(rq, id, sizeof(id));
-            out = resp_object(id, model, "completed", json_pack("[o]", resp_message(hello)));
-        } else if (ep == EP_COMPLETIONS)
+        else if (ep == EP_COMPLETIONS)
             out = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:s, s:n, s:s}], s:o}", "id",
                             "cmpl-mock", "object", "text_completion", "created", 1700000000,
                             "model", model, "choices", "index", 0, "text", hello, "logprobs",
