@@ -92,7 +92,7 @@ static int group_setup(void **state)
                 " \"policies\":{\"eu-only\":{\"allow\":{\"region\":[\"eu\"]}}},"
                 " \"keys\":{\"team-eu\":{\"sha256\":\"" KEY_EU_SHA "\",\"policy\":\"eu-only\"},"
                 "          \"ops\":{\"sha256\":\"" KEY_OPS_SHA "\"},"
-                "          \"other\":{\"sha256\":\"" KEY_LIM_SHA "\"}},"
+                "          \"other\":{\"sha256\":\"" KEY_LIM_SHA "\",\"limits\":{\"rpm\":30}}},"
                 " \"timeouts\":{\"connect_ms\":1000,\"first_byte_ms\":3000,\"request_ms\":10000,"
                 "               \"stream_idle_ms\":1000}}",
                 audit_path, prov);
@@ -692,6 +692,70 @@ static void test_errors(void **state)
     assert_int_equal(th_mock_stat(&mock_o, "requests"), 0);
 }
 
+/* Reasoning signed by Anthropic, chained onto a chat target: the signature
+ * is left out on purpose and counted; the same chain back to Anthropic
+ * gives it back. */
+static void test_signatures(void **state)
+{
+    (void)state;
+    th_response_t r, f;
+    char id[160], body[512], rid[96];
+
+    call(&gw, "POST", "/v1/responses", ops,
+         "{\"model\":\"claude\",\"input\":\"think\",\"reasoning\":{\"effort\":\"high\"},"
+         "\"include\":[\"reasoning.encrypted_content\"]}",
+         &r);
+    json_t *j = response_ok(&r, id, sizeof(id));
+    const json_t *rs = json_array_get(json_object_get(j, "output"), 0);
+    assert_string_equal(json_string_value(json_object_get(rs, "type")), "reasoning");
+    assert_int_equal(
+        strncmp(json_string_value(json_object_get(rs, "encrypted_content")), "mr1.", 4), 0);
+    snprintf(body, sizeof(body),
+             "{\"model\":\"gpt\",\"input\":\"next\",\"previous_response_id\":\"%s\"}", id);
+    call(&gw, "POST", "/v1/responses", ops, body, &f);
+    assert_int_equal(f.status, 200);
+    json_t *rec = audit_record(header(&f, "x-request-id", rid, sizeof(rid)));
+    assert_int_equal(json_integer_value(json_object_get(rec, "signatures_dropped")), 1);
+    json_decref(rec);
+    th_response_free(&f);
+    snprintf(body, sizeof(body),
+             "{\"model\":\"claude\",\"input\":\"next\",\"previous_response_id\":\"%s\"}", id);
+    call(&gw, "POST", "/v1/responses", ops, body, &f);
+    assert_int_equal(f.status, 200);
+    json_t *up = last_body(&mock_a);
+    char *sent = json_dumps(up, JSON_COMPACT);
+    assert_non_null(strstr(sent, "\"signature\":\"mock-sig-a\""));
+    free(sent);
+    json_decref(up);
+    rec = audit_record(header(&f, "x-request-id", rid, sizeof(rid)));
+    assert_int_equal(json_integer_value(json_object_get(rec, "signatures_dropped")), 0);
+    json_decref(rec);
+    th_response_free(&f);
+    json_decref(j);
+    th_response_free(&r);
+}
+
+/* A key's rpm: the refusal in OpenAI's shape, nothing upstream. */
+static void test_limits(void **state)
+{
+    (void)state;
+    th_response_t r;
+    long refused = 0;
+
+    for (int i = 0; i < 40 && !refused; i++) {
+        call(&gw, "POST", "/v1/responses", other, "{\"model\":\"gpt\",\"input\":\"x\"}", &r);
+        if (r.status == 429) {
+            assert_error(&r, 429, NULL, NULL);
+            refused = i + 1;
+        } else {
+            assert_int_equal(r.status, 200);
+        }
+        th_response_free(&r);
+    }
+    assert_true(refused > 0);
+    assert_int_equal(th_mock_stat(&mock_o, "requests"), refused - 1);
+}
+
 static void test_metrics(void **state)
 {
     (void)state;
@@ -795,7 +859,9 @@ int main(void)
         cmocka_unit_test_setup(test_failover, reset_mocks),
         cmocka_unit_test_setup(test_response_failed, reset_mocks),
         cmocka_unit_test_setup(test_errors, reset_mocks),
+        cmocka_unit_test_setup(test_signatures, reset_mocks),
         cmocka_unit_test_setup(test_metrics, reset_mocks),
+        cmocka_unit_test_setup(test_limits, reset_mocks),
         cmocka_unit_test_setup(test_store_bounds, reset_mocks),
     };
     th_init();
