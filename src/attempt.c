@@ -411,7 +411,10 @@ int mr_attempt_build(mr_attempt_t *a, mr_error_t *e)
 {
     const mr_provider_t *p = provider_of(a);
 
-    if (!(a->adapter = inbound_of(a)->adapter(a->_args.endpoint, p->kind))) {
+    const mr_inbound_t *in = inbound_of(a);
+
+    if (!(in->native && (a->adapter = in->native(a->_args.endpoint, p))) &&
+        !(a->adapter = in->adapter(a->_args.endpoint, p->kind))) {
         char why[160];
         snprintf(why, sizeof(why), "provider kind %s is not supported by this build",
                  mr_provider_kind_name(p->kind));
@@ -434,6 +437,7 @@ int mr_attempt_build(mr_attempt_t *a, mr_error_t *e)
         .client = inbound_of(a),
         .client_header = a->_args.header,
         .client_header_ud = a->_args.header_ud,
+        .client_ctx = a->_args.client_ctx,
     };
     if (collect_forwarded(a) < 0) {
         set_failure(a, MR_FAIL_NO_MEMORY, "out of memory");
@@ -505,7 +509,10 @@ void mr_attempt_stream_error(mr_attempt_t *a, mr_failure_t failure, const char *
 
     snprintf(msg, sizeof(msg), "upstream %s failed mid-stream (%s)", name,
              mr_failure_name(failure));
-    inbound_of(a)->stream_error(&a->out, "api_error", "upstream_stream_error", msg);
+    if (inbound_of(a)->stream_fail && a->_args.client_ctx)
+        inbound_of(a)->stream_fail(a->_args.client_ctx, &a->out, msg);
+    else
+        inbound_of(a)->stream_error(&a->out, "api_error", "upstream_stream_error", msg);
     mr_warn("%s: stream from %s ended early: %s", a->_args.request_id, name, why);
 }
 

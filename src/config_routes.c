@@ -473,31 +473,36 @@ static int load_anthropic_beta(mr_loader_t *ld, json_t *obj, mr_provider_t *p)
     return 0;
 }
 
+/* responses_api: the provider serves the Responses API itself, at
+ * {base_url}/responses (docs/providers.md); OpenAI-style kinds only. */
+static int load_responses_api(mr_loader_t *ld, json_t *obj, mr_provider_t *p)
+{
+    if (mr_loader_bool(ld, obj, "responses_api", &p->responses_api) < 0)
+        return -1;
+    if (p->responses_api && p->kind != MR_KIND_OPENAI && p->kind != MR_KIND_AZURE) {
+        mr_loader_key(ld, "responses_api");
+        return mr_loader_fail(ld,
+                              "only openai and azure providers serve the Responses API "
+                              "(this one is %s)",
+                              mr_provider_kind_name(p->kind));
+    }
+    return 0;
+}
+
 static int load_provider(mr_loader_t *ld, const char *name, json_t *obj, mr_provider_t *p)
 {
-    static const char *const keys[] = {"kind",
-                                       "base_url",
-                                       "api_key",
-                                       "vendor",
-                                       "region",
-                                       "jurisdiction",
-                                       "models",
-                                       "retains_data",
-                                       "zdr",
-                                       "http2",
-                                       "tags",
-                                       "forward_headers",
-                                       "api_version",
-                                       "default_max_tokens",
-                                       "max_inflight",
-                                       "ca_file",
-                                       "budget_usd",
-                                       "budget_period",
-                                       "allow_direct",
-                                       "capabilities",
-                                       "keepalive_s",
-                                       "anthropic_beta",
-                                       NULL};
+    static const char *const keys[] = {"kind",          "base_url",
+                                       "api_key",       "vendor",
+                                       "region",        "jurisdiction",
+                                       "models",        "retains_data",
+                                       "zdr",           "http2",
+                                       "tags",          "forward_headers",
+                                       "api_version",   "default_max_tokens",
+                                       "max_inflight",  "ca_file",
+                                       "budget_usd",    "budget_period",
+                                       "allow_direct",  "capabilities",
+                                       "keepalive_s",   "anthropic_beta",
+                                       "responses_api", NULL};
 
     p->allow_direct = true;
     if (mr_loader_name(ld, "provider", name, &p->name) < 0 || mr_loader_object(ld, obj) < 0)
@@ -512,7 +517,7 @@ static int load_provider(mr_loader_t *ld, const char *name, json_t *obj, mr_prov
         mr_loader_bool(ld, obj, "retains_data", &p->retains_data) < 0 ||
         mr_loader_bool(ld, obj, "zdr", &p->zdr) < 0 || load_http2(ld, obj, p) < 0 ||
         mr_loader_bool(ld, obj, "allow_direct", &p->allow_direct) < 0 ||
-        load_tags(ld, obj, true, &p->tags, &p->n_tags) < 0 ||
+        load_responses_api(ld, obj, p) < 0 || load_tags(ld, obj, true, &p->tags, &p->n_tags) < 0 ||
         mr_config_check_budget(ld, obj, &p->budget_usd, &p->budget_period) < 0)
         return -1;
     p->capabilities = mr_capabilities_default(p->kind);

@@ -6,6 +6,7 @@
 #include "meridian/intent.h"
 #include "meridian/policy.h"
 #include "meridian/proxy.h"
+#include "meridian/responses.h"
 #include "meridian/router_explain.h"
 #include "meridian/status_page.h"
 
@@ -17,6 +18,7 @@
 #define M_GET 1u
 #define M_HEAD 2u
 #define M_POST 4u
+#define M_DELETE 8u
 
 typedef enum {
     AUTH_KEY,     /* a gateway key when keys are configured */
@@ -25,9 +27,10 @@ typedef enum {
 } auth_t;
 
 typedef enum {
-    PATH_API,    /* "/v1" + path, or path alone */
-    PATH_EXACT,  /* path as written */
-    PATH_PREFIX, /* as PATH_API, followed by one more segment (r->path_arg) */
+    PATH_API,     /* "/v1" + path, or path alone */
+    PATH_EXACT,   /* path as written */
+    PATH_PREFIX,  /* as PATH_API, followed by one more segment (r->path_arg) */
+    PATH_PREFIX2, /* ... by one or two more segments */
 } path_match_t;
 
 typedef struct mr_dispatch_row {
@@ -51,6 +54,22 @@ static enum MHD_Result answer_proxy(mr_request_t *r)
         return mr_request_error(r, &e);
     }
     return mr_proxy_begin(r);
+}
+
+/* POST /v1/responses: the response's id and store, previous_response_id's
+ * history (responses.h), then the proxy as for every generation. */
+static enum MHD_Result answer_responses(mr_request_t *r)
+{
+    enum MHD_Result ret;
+
+    if (!r->body_too_large && mr_responses_prepare(r, &ret) < 0)
+        return ret;
+    return answer_proxy(r);
+}
+
+static enum MHD_Result answer_response_item(mr_request_t *r)
+{
+    return mr_responses_item(r, r->method == M_DELETE);
 }
 
 /* Anthropic's SDKs and Claude Code send anthropic-version: their list shape. */
@@ -278,6 +297,9 @@ static const row_t rows[] = {
     {"/embeddings", PATH_API, M_POST, AUTH_KEY, MR_EP_EMBEDDINGS, answer_proxy},
     {"/messages", PATH_API, M_POST, AUTH_KEY, MR_EP_MESSAGES, answer_proxy},
     {"/messages/count_tokens", PATH_API, M_POST, AUTH_KEY, MR_EP_COUNT_TOKENS, answer_proxy},
+    {"/responses", PATH_API, M_POST, AUTH_KEY, MR_EP_RESPONSES, answer_responses},
+    {"/responses/", PATH_PREFIX2, M_GET | M_DELETE, AUTH_KEY, MR_EP_RESPONSES,
+     answer_response_item},
     {"/models", PATH_API, M_GET | M_HEAD, AUTH_KEY, MR_EP_COUNT, answer_models},
     {"/gateway/route", PATH_API, M_GET, AUTH_KEY, MR_EP_COUNT, answer_explain},
     {"/gateway/providers", PATH_API, M_GET, AUTH_KEY, MR_EP_COUNT, answer_providers},
@@ -288,12 +310,15 @@ static const row_t rows[] = {
     {"/status.json", PATH_EXACT, M_GET | M_HEAD, AUTH_OBSERVE, MR_EP_COUNT, answer_status_json},
 };
 
-/* A prefix row's last segment: one segment, not empty. */
-static bool prefix_match(const char *path, const char *prefix, char *arg, size_t cap)
+/* A prefix row's last segments: `segments` of them, none empty. */
+static bool prefix_match(const char *path, const char *prefix, int segments, char *arg, size_t cap)
 {
     size_t n = strlen(prefix), rest;
+    const char *slash = strchr(path + (strncmp(path, prefix, n) ? 0 : n), '/');
 
-    if (strncmp(path, prefix, n) != 0 || !path[n] || strchr(path + n, '/'))
+    if (strncmp(path, prefix, n) != 0 || !path[n] || path[n] == '/')
+        return false;
+    if (slash && (segments < 2 || !slash[1] || strchr(slash + 1, '/')))
         return false;
     rest = strlen(path + n);
     snprintf(arg, cap, "%s", rest < cap ? path + n : "");
@@ -306,8 +331,9 @@ static const row_t *find_row(mr_request_t *r, const char *url)
     const char *api = strncmp(url, "/v1/", 4) == 0 ? url + 3 : url;
 
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        if (rows[i].match == PATH_PREFIX) {
-            if (prefix_match(api, rows[i].path, r->path_arg, sizeof(r->path_arg)))
+        if (rows[i].match == PATH_PREFIX || rows[i].match == PATH_PREFIX2) {
+            if (prefix_match(api, rows[i].path, rows[i].match == PATH_PREFIX2 ? 2 : 1, r->path_arg,
+                             sizeof(r->path_arg)))
                 return &rows[i];
         } else if (strcmp(rows[i].match == PATH_API ? api : url, rows[i].path) == 0) {
             return &rows[i];
@@ -324,6 +350,8 @@ static unsigned method_bit(const char *method)
         return M_HEAD;
     if (strcmp(method, MHD_HTTP_METHOD_POST) == 0)
         return M_POST;
+    if (strcmp(method, MHD_HTTP_METHOD_DELETE) == 0)
+        return M_DELETE;
     return 0;
 }
 
@@ -415,7 +443,10 @@ static enum MHD_Result answer_preflight(mr_request_t *r)
     char allowed[512];
 
     return mr_request_queue_preflight(
-        r, r->row->methods & M_POST ? "POST" : "GET, HEAD",
+        r,
+        r->row->methods & M_POST     ? "POST"
+        : r->row->methods & M_DELETE ? "GET, DELETE"
+                                     : "GET, HEAD",
         mr_guard_allow_headers(header(r, "Access-Control-Request-Headers"), allowed,
                                sizeof(allowed)));
 }
@@ -455,7 +486,10 @@ enum MHD_Result mr_dispatch_first(mr_request_t *r, const char *url, const char *
     /* known early: refusals of API calls are counted too */
     r->row = row;
     r->endpoint = row && !r->preflight ? row->endpoint : MR_EP_COUNT;
-    r->allow = row && (row->methods & M_POST) ? "POST" : "GET";
+    r->allow = row && (row->methods & M_POST)     ? "POST"
+               : row && (row->methods & M_DELETE) ? "GET, DELETE"
+                                                  : "GET";
+    r->method = method_bit(method);
     if (r->preflight)
         return row ? MHD_YES
                    : mr_request_errorf(r, 404, "unknown_url", NULL, "unknown path %s", url);
@@ -471,7 +505,7 @@ enum MHD_Result mr_dispatch_first(mr_request_t *r, const char *url, const char *
         return mr_request_errorf(r, 404, "unknown_url", NULL,
                                  "unknown path %s; Meridian serves /v1/chat/completions, "
                                  "/v1/completions, /v1/embeddings, /v1/messages, "
-                                 "/v1/messages/count_tokens and /v1/models",
+                                 "/v1/messages/count_tokens, /v1/responses and /v1/models",
                                  url);
     if (!(row->methods & method_bit(method)))
         return mr_request_errorf(r, 405, "method_not_allowed", NULL,

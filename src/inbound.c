@@ -11,7 +11,7 @@
 
 int mr_inbound_is_conversation(mr_endpoint_t ep)
 {
-    return ep == MR_EP_CHAT || ep == MR_EP_MESSAGES;
+    return ep == MR_EP_CHAT || ep == MR_EP_MESSAGES || ep == MR_EP_RESPONSES;
 }
 
 char *mr_inbound_token_estimate(size_t body_len, size_t *len)
@@ -33,8 +33,10 @@ static const json_t *chat_session(const json_t *body)
     return json_string_length(v) ? v : json_object_get(body, "user");
 }
 
-static int chat_answer(const mr_conv_answer_t *a, long long created, mr_buf_t *out, mr_error_t *err)
+static int chat_answer(const mr_conv_answer_t *a, long long created, void *client_ctx,
+                       mr_buf_t *out, mr_error_t *err)
 {
+    (void)client_ctx;
     if (mr_chat_write_answer(a, created, out) == 0)
         return 0;
     mr_error_set(err, 502, "api_error", "upstream_too_large", NULL,
@@ -135,10 +137,11 @@ static const json_t *messages_session(const json_t *body)
     return json_object_get(json_object_get(body, "metadata"), "user_id");
 }
 
-static int messages_answer(const mr_conv_answer_t *a, long long created, mr_buf_t *out,
-                           mr_error_t *err)
+static int messages_answer(const mr_conv_answer_t *a, long long created, void *client_ctx,
+                           mr_buf_t *out, mr_error_t *err)
 {
     (void)created; /* a message has no creation time */
+    (void)client_ctx;
     return mr_messages_write_answer(a, out, err);
 }
 
@@ -276,6 +279,8 @@ const mr_inbound_t mr_inbound_messages = {
 
 const mr_inbound_t *mr_inbound_of(mr_endpoint_t ep)
 {
+    if (ep == MR_EP_RESPONSES)
+        return &mr_inbound_responses;
     return ep == MR_EP_MESSAGES || ep == MR_EP_COUNT_TOKENS ? &mr_inbound_messages
                                                             : &mr_inbound_chat;
 }

@@ -134,6 +134,22 @@ static int open_state(const mr_config_t *cfg, mr_state_t **out, char *err, size_
     return mr_state_new(&o, out, err, errlen);
 }
 
+/* The stored Responses: in this process, bounded by the config's
+ * `responses` (read once: a reload keeps the running store). */
+static int open_responses(const mr_config_t *cfg, mr_shared_t *sh)
+{
+    mr_respstore_mem_opts_t o = {
+        .max_entries = (size_t)cfg->responses.max_entries,
+        .max_bytes = (size_t)cfg->responses.max_bytes,
+        .max_ttl_ms = (uint64_t)cfg->responses.ttl_s * 1000u,
+    };
+
+    if (!(sh->responses = mr_respstore_mem_new(&o)))
+        return -1;
+    sh->responses_be = mr_respstore_mem_backend(sh->responses);
+    return 0;
+}
+
 /* Metrics, the shared state and the first snapshot (which uses both), then
  * the access log / audit file, the status sampler and the reload hub: one
  * each for the whole process. Takes ownership of cfg. */
@@ -154,7 +170,12 @@ static int open_shared(mr_config_t *cfg, const char *path, const char *listen, u
     }
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
         seed = (uint64_t)time(NULL);
-    mr_snapshot_env_t env = {sh->state, sh->metrics, seed};
+    if (open_responses(cfg, sh) < 0) {
+        snprintf(err, errlen, "out of memory");
+        mr_config_free(cfg);
+        goto fail;
+    }
+    mr_snapshot_env_t env = {sh->state, sh->metrics, seed, &sh->responses_be};
     if (!(*snap = mr_snapshot_new(cfg, &env)) || mr_status_new(sh->metrics, &sh->status) < 0 ||
         mr_reload_new(path, listen, *snap, workers, &sh->reload) < 0) {
         snprintf(err, errlen, "out of memory");
@@ -169,6 +190,7 @@ fail:
     mr_status_free(sh->status);
     mr_snapshot_release(*snap);
     *snap = NULL;
+    mr_respstore_mem_free(sh->responses);
     mr_state_free(sh->state);
     mr_metrics_free(sh->metrics);
     return -1;
@@ -182,6 +204,7 @@ static void close_shared(mr_shared_t *sh, mr_snapshot_t *snap)
     mr_reload_free(sh->reload);
     mr_status_free(sh->status);
     mr_snapshot_release(snap);
+    mr_respstore_mem_free(sh->responses);
     mr_state_free(sh->state);
     mr_metrics_free(sh->metrics);
 }
@@ -322,7 +345,7 @@ static int run(int argc, char **argv)
         return 1;
     }
     mr_snapshot_t *snap = NULL;
-    mr_shared_t shared = {NULL, NULL, NULL, NULL, NULL};
+    mr_shared_t shared = {0};
     /* the snapshot owns cfg from here */
     if (open_shared(cfg, config_path, listen, (unsigned)workers, &shared, &snap, err, sizeof(err)) <
         0) {

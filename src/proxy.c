@@ -521,6 +521,7 @@ static void try_candidate(mr_request_t *r, const mr_candidate_t *c, size_t id, b
         .body_len = mr_buf_len(&r->body),
         .json = r->json,
         .conv = &r->conv,
+        .client_ctx = r->client_ctx,
         .header = client_header,
         .header_ud = r,
         .request_id = r->id,
@@ -778,4 +779,7 @@ void mr_proxy_free(mr_request_t *r)
     mr_plan_release(&r->plan);
     mr_adapter_conv_free(&r->conv);
     json_decref(r->json);
+    if (r->client_ctx_free)
+        r->client_ctx_free(r->client_ctx);
+    r->client_ctx = NULL;
 }

@@ -504,11 +504,27 @@ static int failed(mr_responses_writer_t *w, const char *code, mr_conv_str_t mess
     if (start(w) < 0)
         return -1;
     w->_kind = ITEM_NONE; /* an item cut short is not part of the output */
+    w->_failed = 1;
     if (!(msg = json_stringn(message.p ? message.p : "", message.n)))
         msg = json_string("the upstream's error message is not valid UTF-8");
     return finish(w, "response.failed", "failed",
                   json_pack("{s:s, s:o}", "code", code ? code : "server_error", "message", msg),
                   NULL);
+}
+
+int mr_responses_writer_content(const mr_responses_writer_t *w)
+{
+    return w->_kind != ITEM_NONE || json_array_size(w->_output) > 0;
+}
+
+int mr_responses_writer_failed(const mr_responses_writer_t *w)
+{
+    return w->_failed;
+}
+
+mr_conv_usage_t mr_responses_writer_usage(const mr_responses_writer_t *w)
+{
+    return w->_usage;
 }
 
 int mr_responses_write_failed(mr_responses_writer_t *w, const char *code, const char *message)

@@ -145,3 +145,20 @@ size_t mr_sse_event_end(const char *p, size_t n)
     }
     return 0;
 }
+
+int mr_sse_whole_events(mr_buf_t *pending, const char *p, size_t n, mr_sse_raw_cb each, void *ctx)
+{
+    size_t end;
+
+    if (mr_buf_append(pending, p, n) < 0)
+        return -1;
+    while ((end = mr_sse_event_end(mr_buf_ptr(pending), mr_buf_len(pending))) > 0) {
+        int rc = each(ctx, mr_buf_ptr(pending), end);
+        pending->start += end;
+        if (rc)
+            return rc;
+    }
+    if (pending->start == pending->end)
+        mr_buf_reset(pending);
+    return 0;
+}

@@ -44,6 +44,7 @@ typedef enum {
     MR_EP_EMBEDDINGS,
     MR_EP_MESSAGES,     /* Anthropic Messages (inbound.h) */
     MR_EP_COUNT_TOKENS, /* Anthropic Messages count_tokens */
+    MR_EP_RESPONSES,    /* OpenAI Responses (responses_inbound.h) */
     MR_EP_COUNT,
 } mr_endpoint_t;
 
@@ -96,6 +97,9 @@ typedef struct mr_adapter_in {
     /* The client's request header `name` (NULL when absent); may be NULL. */
     const char *(*client_header)(void *ud, const char *name);
     void *client_header_ud;
+    /* The client dialect's state of this request (Responses: the response
+     * id and its store), passed to its writers; NULL when it has none. */
+    void *client_ctx;
 } mr_adapter_in_t;
 
 /* The upstream request an adapter builds; everything owned by it. */
@@ -221,10 +225,10 @@ struct curl_slist *mr_adapter_extra_headers(struct curl_slist *list, const mr_ad
 struct curl_slist *mr_adapter_headers(const mr_adapter_in_t *in, const char *auth_name,
                                       const char *auth_prefix);
 /* Endpoint path suffix: "/chat/completions", "/completions", "/embeddings",
- * "/messages", "/messages/count_tokens". */
+ * "/messages", "/messages/count_tokens", "/responses". */
 const char *mr_endpoint_path(mr_endpoint_t ep);
 /* Its metrics label: "chat", "completions", "embeddings", "messages",
- * "count_tokens" ("none" past them). */
+ * "count_tokens", "responses" ("none" past them). */
 const char *mr_endpoint_name(mr_endpoint_t ep);
 
 /* Records `name` in out->dropped (once; past the bound it is not listed). */
@@ -235,7 +239,8 @@ void mr_adapter_drop(mr_adapter_req_t *out, const char *name);
  * emit chat requests from the conversation model and translate answers
  * back; anthropic_messages passes a Messages client's bytes through;
  * anthropic_count forwards count_tokens, none_count refuses it (a target
- * that has no count_tokens). */
+ * that has no count_tokens); openai_responses passes a Responses client's
+ * bytes to a provider that serves the Responses API. */
 extern const mr_adapter_t mr_adapter_openai;
 extern const mr_adapter_t mr_adapter_anthropic;
 extern const mr_adapter_t mr_adapter_gemini;
@@ -245,5 +250,8 @@ extern const mr_adapter_t mr_adapter_azure_conv;
 extern const mr_adapter_t mr_adapter_anthropic_messages;
 extern const mr_adapter_t mr_adapter_anthropic_count;
 extern const mr_adapter_t mr_adapter_none_count;
+/* A Responses client's bytes to a provider with responses_api (openai or
+ * azure credentials by its kind), at {base_url}/responses. */
+extern const mr_adapter_t mr_adapter_openai_responses;
 
 #endif

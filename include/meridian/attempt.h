@@ -75,6 +75,7 @@ typedef struct mr_attempt_args {
     size_t body_len;
     const json_t *json;
     mr_adapter_conv_t *conv; /* the request's conversation model, parsed at most once */
+    void *client_ctx;        /* the dialect's request state (mr_adapter_in_t.client_ctx) */
     mr_header_fn header;
     void *header_ud;
     const char *request_id; /* for log lines */

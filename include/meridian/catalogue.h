@@ -128,6 +128,7 @@ typedef struct mr_provider {
     bool retains_data;     /* stores prompts/completions beyond the request (default false) */
     bool zdr;              /* zero data retention guaranteed (default false) */
     bool http2;            /* offer HTTP/2 upstream (TLS ALPN; https only) */
+    bool responses_api;    /* serves POST {base_url}/responses (Responses clients pass through) */
     bool allow_direct;     /* "NAME/model" may address it (default true) */
     char *ca_file;         /* PEM bundle that verifies the upstream; NULL: the system's */
     mr_tag_t *tags;        /* inherited by every target on this provider */
@@ -280,6 +281,14 @@ typedef struct mr_state_cfg {
     unsigned on_outage; /* 0 "local", 1 "deny" */
     char *file;         /* memory backend: where spend is kept; NULL: not kept */
 } mr_state_cfg_t;
+/* Stored Responses (respstore.h): the in-process store's bounds, fixed at
+ * start (a reload keeps the running store). */
+typedef struct mr_responses_cfg {
+    uint64_t max_entries;
+    uint64_t max_bytes;
+    uint32_t ttl_s;
+} mr_responses_cfg_t;
+
 /* What the x-meridian-policy request header may do (policy_header). */
 typedef enum {
     MR_POLICY_HEADER_NARROW_ONLY = 0, /* adds a layer under the default policy */
@@ -325,6 +334,7 @@ typedef struct mr_config {
     char *access_log; /* "stdout" or a path; NULL when "off" (the default) */
     mr_audit_cfg_t audit;
     mr_state_cfg_t state;
+    mr_responses_cfg_t responses;
 
     /* Derived indexes (soft-state keys), fixed for the life of the config. */
     uint32_t n_target_ids; /* distinct (provider, model) pairs over all routes */

@@ -35,6 +35,7 @@
 #include "meridian/limits.h"
 #include "meridian/metrics.h"
 #include "meridian/models.h"
+#include "meridian/respstore.h"
 #include "meridian/softstate.h"
 #include "meridian/state.h"
 
@@ -48,6 +49,9 @@ typedef struct mr_snapshot_env {
     mr_state_t *state;     /* borrowed; NULL: no limits, budgets or breaker hints */
     mr_metrics_t *metrics; /* borrowed; NULL: breaker gauges are not published */
     uint64_t seed;         /* the soft state's PRNG */
+    /* Stored Responses (respstore.h), process-wide and kept across reloads;
+     * borrowed; NULL: nothing is stored (previous_response_id gets 404). */
+    const mr_respstore_backend_t *responses;
 } mr_snapshot_env_t;
 
 typedef struct mr_snapshot {

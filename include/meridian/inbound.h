@@ -2,11 +2,14 @@
  * inbound — the client dialects the gateway serves, one descriptor each:
  * its endpoints, how its request body becomes the conversation model, how
  * answers, stream events and errors are written back in it, and which
- * adapter serves an attempt of it on each provider kind.
+ * adapter serves an attempt of it on each provider kind (or, with
+ * `native`, on a provider flagged as serving the dialect itself).
  *
  *   dialect   endpoints                                   passthrough kinds
  *   chat      /v1/chat/completions, completions, embeddings  openai, azure
  *   messages  /v1/messages, /v1/messages/count_tokens       anthropic
+ *   responses /v1/responses                                 providers with
+ *                                                           responses_api
  *
  * On a passthrough kind the client's bytes go upstream with only `model`
  * changed and the answer comes back unchanged (watched for its usage, its
@@ -38,6 +41,7 @@
 typedef enum mr_dialect {
     MR_DIALECT_CHAT = 0,
     MR_DIALECT_MESSAGES,
+    MR_DIALECT_RESPONSES,
     MR_DIALECT_COUNT,
 } mr_dialect_t;
 
@@ -48,6 +52,7 @@ typedef struct mr_inbound_stream_opts {
     const char *origin_kind;  /* the provider kind that signs the stream's reasoning; may be NULL */
     const char *origin_model; /* ... and its target model */
     long input_estimate;      /* messages: message_start's input before the upstream says; -1 */
+    void *client_ctx;         /* the dialect's request state (mr_adapter_in_t.client_ctx) */
 } mr_inbound_stream_opts_t;
 
 typedef struct mr_inbound {
@@ -61,10 +66,11 @@ typedef struct mr_inbound {
      * metadata.user_id). */
     const json_t *(*session)(const json_t *body);
 
-    /* A complete answer in this dialect, appended to out. 0, or -1 with a
-     * 502 in *err (an answer it cannot express, or too large). */
-    int (*write_answer)(const mr_conv_answer_t *a, long long created, mr_buf_t *out,
-                        mr_error_t *err);
+    /* A complete answer in this dialect, appended to out (client_ctx: the
+     * request's state, may be NULL). 0, or -1 with a 502 in *err (an answer
+     * it cannot express, or too large). */
+    int (*write_answer)(const mr_conv_answer_t *a, long long created, void *client_ctx,
+                        mr_buf_t *out, mr_error_t *err);
 
     /* The stream writer: init, then one writer_event per model event, with
      * writer_set_out around them; writer_flush at the end of each upstream
@@ -88,6 +94,10 @@ typedef struct mr_inbound {
     /* One SSE error event appended to out (ignoring its limit); type is
      * an OpenAI error type, code may be NULL. */
     void (*stream_error)(mr_buf_t *out, const char *type, const char *code, const char *message);
+    /* When set, a gateway-side failure of a stream already under way is
+     * written by this instead (Responses: response.failed, numbered after
+     * the events sent), with the request's client_ctx (not NULL). */
+    void (*stream_fail)(void *client_ctx, mr_buf_t *out, const char *message);
     /* An upstream error body as translate_error left it (OpenAI's shape, or
      * already this dialect's) in this dialect's shape: malloc'd, or NULL
      * when it is kept as it is. */
@@ -108,15 +118,20 @@ typedef struct mr_inbound {
     const mr_adapter_t *(*adapter)(mr_endpoint_t ep, mr_provider_kind_t kind);
     /* Whether a target of kind gets the client's bytes (the dialect's own). */
     int (*passthrough)(mr_provider_kind_t kind);
+    /* When set: the adapter of a provider that serves this dialect itself
+     * (a provider flag), tried before `adapter`; NULL when p does not. */
+    const mr_adapter_t *(*native)(mr_endpoint_t ep, const mr_provider_t *p);
 } mr_inbound_t;
 
 extern const mr_inbound_t mr_inbound_chat;
 extern const mr_inbound_t mr_inbound_messages;
+extern const mr_inbound_t mr_inbound_responses; /* responses_inbound.c */
 
 /* The dialect of an endpoint; chat for the gateway's own answers. */
 const mr_inbound_t *mr_inbound_of(mr_endpoint_t ep);
 
-/* Whether requests of ep are conversations (chat, messages) and may stream. */
+/* Whether requests of ep are conversations (chat, messages, responses)
+ * and may stream. */
 int mr_inbound_is_conversation(mr_endpoint_t ep);
 
 /* count_tokens for a target without one: {"input_tokens":N}, N the

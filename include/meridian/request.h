@@ -93,11 +93,13 @@ struct mr_request {
     mr_endpoint_t endpoint;            /* MR_EP_COUNT for the gateway's own answers */
     const mr_inbound_t *inbound;       /* the client's dialect: its errors' shape (never NULL) */
     const char *allow;                 /* the Allow header of a 405 */
+    unsigned method;                   /* dispatch's method bit (GET, HEAD, POST, DELETE) */
     const mr_key_t *key;               /* the gateway key that authenticated it, if keys are on */
-    char path_arg[MR_NAME_MAX + 1];    /* what follows a prefix row's path ("" when too long) */
-    size_t info_key;                   /* GET /v1/gateway/keys/NAME: NAME's index */
-    const char *cors_origin;           /* an allowed Origin, echoed in answers (MHD's copy) */
-    int preflight;                     /* a CORS preflight, answered after the (empty) body */
+    char path_arg[160];      /* what follows a prefix row's path: a key name, a response id
+                              * [+ "/input_items"] ("" when too long) */
+    size_t info_key;         /* GET /v1/gateway/keys/NAME: NAME's index */
+    const char *cors_origin; /* an allowed Origin, echoed in answers (MHD's copy) */
+    int preflight;           /* a CORS preflight, answered after the (empty) body */
     mr_buf_t body;
     int body_too_large;
     int close_connection; /* answer with Connection: close */
@@ -105,7 +107,9 @@ struct mr_request {
     /* proxy: the body, the plan and the attempts */
     json_t *json;           /* the parsed body, kept for dialect adapters */
     mr_adapter_conv_t conv; /* the body as a conversation, built by the first translating attempt */
-    char *model;            /* the client's model; the plan points into it */
+    void *client_ctx;       /* the dialect's state of this request (Responses), or NULL ... */
+    void (*client_ctx_free)(void *ctx); /* ... and who frees it (mr_proxy_free) */
+    char *model;                        /* the client's model; the plan points into it */
     const char *models[MR_MAX_MODELS];
     size_t n_models;
     int stream;

@@ -93,7 +93,7 @@ typedef struct mr_responses_writer {
     size_t final_at; /* offset in *out where the terminal event starts */
     /* private */
     long _seq;
-    int _started, _ended, _include, _kind, _tool;
+    int _started, _ended, _failed, _include, _kind, _tool;
     json_t *_output; /* finished items, sealed */
     mr_buf_t _text;  /* the open item's text, reasoning or arguments */
     mr_buf_t _sig;   /* the open reasoning's signature */
@@ -114,6 +114,14 @@ void mr_responses_writer_free(mr_responses_writer_t *w);
 /* An mr_conv_sink_t event function (ctx: the writer). 0, or -1 when out of
  * memory. Events of choices other than 0 are not written. */
 int mr_responses_write_event(void *w, const mr_conv_event_t *ev);
+
+/* Whether an event carrying content (an output item) was written: the
+ * commit point (before it, the gateway may still fail over). */
+int mr_responses_writer_content(const mr_responses_writer_t *w);
+/* Whether the writer ended the stream with response.failed. */
+int mr_responses_writer_failed(const mr_responses_writer_t *w);
+/* The usage the stream reported (MR_CONV_USAGE_UNKNOWN's fields when none). */
+mr_conv_usage_t mr_responses_writer_usage(const mr_responses_writer_t *w);
 
 /* A gateway-side failure after the stream began (the upstream went away,
  * a timeout): response.failed with this code ("server_error") and message.

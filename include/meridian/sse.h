@@ -56,4 +56,11 @@ int mr_sse_finish(mr_sse_t *s, mr_sse_cb cb, void *ctx);
  * passthrough streams, which forward events whole and byte for byte. */
 size_t mr_sse_event_end(const char *p, size_t n);
 
+/* Passthrough streams: p[0, n) appended to `pending` (within its limit),
+ * then each(ctx, event, len) once per complete event in it, whole and byte
+ * for byte, each consumed. 0; -1 when pending would pass its limit
+ * (nothing appended); or each's non-zero result (that event consumed). */
+typedef int (*mr_sse_raw_cb)(void *ctx, const char *event, size_t len);
+int mr_sse_whole_events(mr_buf_t *pending, const char *p, size_t n, mr_sse_raw_cb each, void *ctx);
+
 #endif

@@ -21,9 +21,28 @@ static const char *const ignored[] = {"top_k", "thinking", "metadata", "cached_c
 static const char *const leaves_out[] = {"top_k",          "thinking",      "metadata",
                                          "cached_content", "cache_control", NULL};
 
+/* Chat has no field for a signature: every one in the conversation (a
+ * reasoning part's signature or opaque data, a call's thought signature)
+ * is left out on purpose, and counted for the audit record. */
+static unsigned signatures_in(const mr_conv_req_t *conv)
+{
+    unsigned n = 0;
+
+    for (size_t i = 0; i < conv->n_turns; i++)
+        for (size_t k = 0; k < conv->turns[i].n_parts; k++) {
+            const mr_conv_part_t *p = &conv->turns[i].parts[k];
+            if (p->kind == MR_CONV_REASONING)
+                n += p->u.reasoning.signature.p || p->u.reasoning.data.p;
+            else if (p->kind == MR_CONV_TOOL_CALL)
+                n += p->u.call.signature.p != NULL;
+        }
+    return n;
+}
+
 static int chat_emit(mr_xlate_emit_t *e, const mr_conv_req_t *conv, json_t **root, mr_error_t *err)
 {
     mr_chat_emit_opts_t o = {.model = e->in->model, .stream = e->in->stream};
+    e->dropped += signatures_in(conv);
     return mr_chat_emit(conv, &o, root, err);
 }
 

@@ -17,10 +17,11 @@
 #define EVENT_MAX (1024 * 1024) /* one SSE event; providers send a few KiB */
 
 static const char *const endpoint_paths[MR_EP_COUNT] = {
-    "/chat/completions", "/completions", "/embeddings", "/messages", "/messages/count_tokens"};
+    "/chat/completions", "/completions",           "/embeddings",
+    "/messages",         "/messages/count_tokens", "/responses"};
 
-static const char *const endpoint_names[MR_EP_COUNT] = {"chat", "completions", "embeddings",
-                                                        "messages", "count_tokens"};
+static const char *const endpoint_names[MR_EP_COUNT] = {"chat",     "completions",  "embeddings",
+                                                        "messages", "count_tokens", "responses"};
 
 const char *mr_endpoint_path(mr_endpoint_t ep)
 {

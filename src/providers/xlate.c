@@ -539,7 +539,7 @@ int mr__xlate_translate(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in, 
         goto done;
     }
     mr__xlate_usage(&a.usage, usage);
-    if (out && client_of(in)->write_answer(&a, mr__xlate_created(in), out, err) < 0)
+    if (out && client_of(in)->write_answer(&a, mr__xlate_created(in), in->client_ctx, out, err) < 0)
         goto done;
     rc = 0;
 done:
@@ -556,6 +556,7 @@ struct mr_stream_xlate {
     mr_conv_sink_t sink;
     void *writer; /* the client dialect's, after the parser's state */
     const char *provider;
+    void *client_ctx;
     int failed, ended;
     max_align_t state[]; /* the dialect parser's, then the writer's */
 };
@@ -580,6 +581,7 @@ mr_stream_xlate_t *mr__xlate_stream_new(const mr_xlate_parser_t *ps, const mr_ad
         .wants_usage = in->client_wants_usage,
         /* message_start's input before the upstream reports it */
         .input_estimate = in->body_len ? (long)((in->body_len + 3) / 4) : -1,
+        .client_ctx = in->client_ctx,
     };
 
     if (!x)
@@ -595,6 +597,7 @@ mr_stream_xlate_t *mr__xlate_stream_new(const mr_xlate_parser_t *ps, const mr_ad
     client->writer_init(x->writer, &o);
     x->sink = (mr_conv_sink_t){client->writer_event, x->writer};
     x->provider = in->provider ? in->provider->name : "?";
+    x->client_ctx = in->client_ctx;
     ps->stream_init(x->state, in);
     return x;
 }
@@ -633,7 +636,10 @@ static int fail(mr_stream_xlate_t *x, int rc, mr_buf_t *out)
     else
         snprintf(msg, sizeof(msg), "provider %s: out of memory translating the stream",
                  x->provider);
-    x->client->stream_error(out, "api_error", "upstream_stream_error", msg);
+    if (x->client->stream_fail && x->client_ctx)
+        x->client->stream_fail(x->client_ctx, out, msg);
+    else
+        x->client->stream_error(out, "api_error", "upstream_stream_error", msg);
     return rc == MR_XLATE_TRUNCATED ? MR_ADAPTER_TRUNCATED : -1;
 }
 

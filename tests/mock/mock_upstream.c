@@ -13,6 +13,14 @@
  *   POST .../completions        legacy text completions (same streaming rule)
  *   POST .../embeddings
  *   GET  .../models
+ *   POST .../responses          OpenAI Responses (native): a response object
+ *                               (id "resp_mock_NAME_" + a hash of the request
+ *                               body, one message "Hello from
+ *                               NAME"), or the typed SSE events with
+ *                               sequence_number (response.created ...
+ *                               output_text.delta x chunks ...
+ *                               response.completed) when "stream"; a streamed
+ *                               error (error_after_chunks) is an "error" event
  * Azure OpenAI: the same endpoints under /openai/deployments/{d}/..., which
  * also require an api-version query argument (else 404) and an api-key
  * header (else 401).
@@ -859,6 +867,123 @@ static json_t *usage_json(void)
                      9);
 }
 
+static void add_resp_event(reader_t *rd, int *seq, const char *type, json_t *ev)
+{
+    json_object_set_new(ev, "type", json_string(type));
+    json_object_set_new(ev, "sequence_number", json_integer((*seq)++));
+    add_named_event(rd, type, ev);
+}
+
+/* A response id made from the request body (FNV-1a): deterministic, and
+ * different requests get different ids, as a real store needs. */
+static void resp_id(const req_t *rq, char *id, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; rq && rq->body && i < rq->len; i++)
+        h = (h ^ (unsigned char)rq->body[i]) * 1099511628211ull;
+    snprintf(id, n, "resp_mock_%s_%016" PRIx64, g.name, h);
+}
+
+/* A Responses response object: status, output (taken) and usage. */
+static json_t *resp_object(const char *id, const char *model, const char *status, json_t *output)
+{
+    return json_pack(
+        "{s:s, s:s, s:i, s:s, s:s, s:o, s:o}", "id", id, "object", "response", "created_at",
+        1700000000, "status", status, "model", model, "output", output, "usage",
+        strcmp(status, "completed")
+            ? json_null()
+            : json_pack("{s:i, s:{s:i}, s:i, s:{s:i}, s:i}", "input_tokens", 5,
+                        "input_tokens_details", "cached_tokens", 0, "output_tokens", 4,
+                        "output_tokens_details", "reasoning_tokens", 0, "total_tokens", 9));
+}
+
+static json_t *resp_message(const char *text)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s, s:[]}]}", "id", "msg_mock", "type",
+                     "message", "status", "completed", "role", "assistant", "content", "type",
+                     "output_text", "text", text, "annotations");
+}
+
+/* POST .../responses, streamed: the typed events, numbered. */
+static enum MHD_Result send_responses_stream(struct MHD_Connection *c, const char *model,
+                                             const req_t *rq, const scenario_t *sc)
+{
+    reader_t *rd = stream_reader_new(c, sc);
+    char id[200];
+    char text[1024] = "";
+    int seq = 0;
+
+    resp_id(rq, id, sizeof(id));
+    add_resp_event(
+        rd, &seq, "response.created",
+        json_pack("{s:o}", "response", resp_object(id, model, "in_progress", json_array())));
+    add_resp_event(
+        rd, &seq, "response.in_progress",
+        json_pack("{s:o}", "response", resp_object(id, model, "in_progress", json_array())));
+    add_resp_event(rd, &seq, "response.output_item.added",
+                   json_pack("{s:i, s:{s:s, s:s, s:s, s:s, s:[]}}", "output_index", 0, "item", "id",
+                             "msg_mock", "type", "message", "status", "in_progress", "role",
+                             "assistant", "content"));
+    add_resp_event(rd, &seq, "response.content_part.added",
+                   json_pack("{s:s, s:i, s:i, s:{s:s, s:s, s:[]}}", "item_id", "msg_mock",
+                             "output_index", 0, "content_index", 0, "part", "type", "output_text",
+                             "text", "", "annotations"));
+    for (int i = 0; i < sc->chunks; i++) {
+        char tok[32];
+        if (i == sc->error_after_chunks) {
+            add_resp_event(rd, &seq, "error",
+                           json_pack("{s:s, s:s, s:n}", "code", "server_error", "message",
+                                     "mock: error mid-stream", "param"));
+            return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
+        }
+        snprintf(tok, sizeof(tok), "tok%d ", i);
+        if (strlen(text) + strlen(tok) < sizeof(text))
+            strcat(text, tok);
+        add_resp_event(rd, &seq, "response.output_text.delta",
+                       json_pack("{s:s, s:i, s:i, s:s}", "item_id", "msg_mock", "output_index", 0,
+                                 "content_index", 0, "delta", tok));
+    }
+    add_resp_event(rd, &seq, "response.output_text.done",
+                   json_pack("{s:s, s:i, s:i, s:s}", "item_id", "msg_mock", "output_index", 0,
+                             "content_index", 0, "text", text));
+    add_resp_event(rd, &seq, "response.output_item.done",
+                   json_pack("{s:i, s:o}", "output_index", 0, "item", resp_message(text)));
+    add_resp_event(
+        rd, &seq, "response.completed",
+        json_pack("{s:o}", "response",
+                  resp_object(id, model, "completed", json_pack("[o]", resp_message(text)))));
+    return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
+}
+
+/* POST .../responses: the body read, then the object or its stream. */
+static enum MHD_Result serve_responses(struct MHD_Connection *c, const req_t *rq,
+                                       const scenario_t *sc)
+{
+    json_t *in = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
+    const char *model = json_string_value(json_object_get(in, "model"));
+    char id[200], hello[200];
+    enum MHD_Result ret;
+
+    if (!json_is_object(in)) {
+        json_decref(in);
+        return queue_error(c, 400, "invalid_request_error", "mock: body must be a JSON object", sc);
+    }
+    if (!model)
+        model = "mock-model";
+    if (json_is_true(json_object_get(in, "stream"))) {
+        ret = send_responses_stream(c, model, rq, sc);
+    } else {
+        size_t len;
+        snprintf(hello, sizeof(hello), "Hello from %s", g.name);
+        resp_id(rq, id, sizeof(id));
+        char *s = dump_take(
+            resp_object(id, model, "completed", json_pack("[o]", resp_message(hello))), &len);
+        ret = send_body(c, 200, "application/json", s, len, sc);
+    }
+    json_decref(in);
+    return ret;
+}
+
 /* Builds and queues the SSE stream for chat (chat=true) or legacy completions. */
 static enum MHD_Result send_stream(struct MHD_Connection *c, bool chat, const char *model,
                                    bool include_usage, const scenario_t *sc)
@@ -991,9 +1116,11 @@ static enum MHD_Result send_tool_call(struct MHD_Connection *c, const char *mode
 static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, const char *method,
                                     const req_t *rq, const scenario_t *sc)
 {
-    enum { EP_CHAT, EP_COMPLETIONS, EP_EMBEDDINGS, EP_MODELS } ep;
+    enum { EP_CHAT, EP_COMPLETIONS, EP_EMBEDDINGS, EP_MODELS, EP_RESPONSES } ep;
     if (has_suffix(url, "/chat/completions"))
         ep = EP_CHAT;
+    else if (has_suffix(url, "/responses"))
+        ep = EP_RESPONSES;
     else if (has_suffix(url, "/completions"))
         ep = EP_COMPLETIONS;
     else if (has_suffix(url, "/embeddings"))
@@ -1026,6 +1153,8 @@ static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, c
         char *s = dump_take(m, &len);
         return send_body(c, 200, "application/json", s, len, sc);
     }
+    if (ep == EP_RESPONSES)
+        return serve_responses(c, rq, sc);
 
     json_error_t jerr;
     json_t *in = json_loadb(rq->body ? rq->body : "", rq->len, 0, &jerr);

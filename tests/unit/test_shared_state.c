@@ -80,7 +80,7 @@ static int setup(void **state)
     if (!cfg || mr_state_new(&o, &f->st, err, sizeof(err)) != 0 ||
         mr_metrics_new(THREADS, &f->metrics) != 0)
         return -1;
-    mr_snapshot_env_t env = {f->st, f->metrics, 7};
+    mr_snapshot_env_t env = {f->st, f->metrics, 7, NULL};
     if (!(f->snap = mr_snapshot_new(cfg, &env)))
         return -1;
     for (int w = 0; w < 2; w++) {
