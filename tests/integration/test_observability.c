@@ -406,9 +406,13 @@ static void test_audit_records_chain_and_tamper(void **state)
 
     const char *ok_body =
         "{\"model\":\"chat\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    /* each record is waited for before the next request: two workers'
+     * queues reach the file in no fixed order */
     assert_int_equal(status_of(&gw, ok_body, NULL), 200);
+    assert_int_equal(wait_lines(audit, 1, 5000), 0);
     th_mock_scenario(&mock_fr, "{\"status\":502,\"count\":1}");
     assert_int_equal(status_of(&gw, "{\"model\":\"chat\"}", NULL), 200);
+    assert_int_equal(wait_lines(audit, 2, 5000), 0);
     const char *const deny[] = {"Authorization: Bearer " KEY_OPS, "x-meridian-policy: us-only",
                                 NULL};
     assert_int_equal(status_of(&gw, "{\"model\":\"eu\"}", deny), 403);
