@@ -277,21 +277,39 @@ mr_stream_xlate_t *mr__openai_stream_new(const mr_adapter_in_t *in)
  * or 0 when the event is not complete yet. */
 static size_t event_end(const char *p, size_t n)
 {
-    for (size_t i = 0; i + 1 < n; i++) {
-        if (p[i] != '\n')
-            continue;
-        if (p[i + 1] == '\n')
-            return i + 2;
-        if (p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n')
-            return i + 3;
+    /* memchr from line end to line end: an event has a line or two, and a
+     * byte-by-byte loop here was the passthrough's largest cost per event */
+    const char *q = p, *end = p + n;
+
+    while ((q = memchr(q, '\n', (size_t)(end - q))) && q + 1 < end) {
+        if (q[1] == '\n')
+            return (size_t)(q + 2 - p);
+        if (q[1] == '\r' && q + 2 < end && q[2] == '\n')
+            return (size_t)(q + 3 - p);
+        q++;
     }
     return 0;
+}
+
+/* The first "usage" in p[0, n), as memmem would find it: memchr for its
+ * 'u' is several times cheaper on every event than memmem's set-up and
+ * two-byte hashing (a chunk has few u's outside its text). */
+static const char *usage_key(const char *p, size_t n)
+{
+    const char *q = p, *end = p + n;
+
+    while ((q = memchr(q, 'u', (size_t)(end - q)))) {
+        if (q > p && q[-1] == '"' && (size_t)(end - q) >= 6 && !memcmp(q, "usage\"", 6))
+            return q - 1;
+        q++;
+    }
+    return NULL;
 }
 
 /* Whether the event carries a usage object ("usage": { ...), cheaply. */
 static const char *usage_object(const char *p, size_t n)
 {
-    const char *u = memmem(p, n, "\"usage\"", 7);
+    const char *u = usage_key(p, n);
     if (!u)
         return NULL;
     const char *q = u + 7, *end = p + n;
