@@ -322,7 +322,8 @@ static const char *usage_object(const char *p, size_t n)
  * failures inside a 200 stream this way. */
 static int is_error_event(const char *p, size_t n)
 {
-    const char *data = memmem(p, n, "data:", 5);
+    /* nearly every event starts with its data line: no memmem set-up then */
+    const char *data = n >= 5 && !memcmp(p, "data:", 5) ? p : memmem(p, n, "data:", 5);
     if (!data)
         return 0;
     const char *s = data + 5, *end = p + n;
