@@ -124,6 +124,13 @@ static void on_timer(uv_timer_t *t)
         arm_timer(r, to->stream_idle_ms);
         return;
     }
+    if (r->committed && now_of(r) - r->idle_from_ms < to->stream_idle_ms) {
+        /* data came since the timer was armed: wait out the rest */
+        if (uv_timer_start(&r->timer, on_timer, to->stream_idle_ms - (now_of(r) - r->idle_from_ms),
+                           0) != 0)
+            mr_error("%s: cannot arm the attempt timer", r->id);
+        return;
+    }
     if (r->committed) {
         snprintf(why, sizeof(why), "no data for %u ms (timeouts.stream_idle_ms)",
                  to->stream_idle_ms);
@@ -169,6 +176,7 @@ static void arm_timer(mr_request_t *r, uint64_t ms)
         if (r->hold_until_ms && r->hold_until_ms - now < ms)
             ms = r->hold_until_ms > now ? r->hold_until_ms - now : 0;
     }
+    r->idle_from_ms = now;
     if (uv_timer_start(&r->timer, on_timer, ms, 0) != 0)
         mr_error("%s: cannot arm the attempt timer", r->id);
 }
@@ -383,7 +391,12 @@ static void on_attempt(void *owner, mr_attempt_t *a, mr_attempt_event_t ev)
             arm_timer(r, timeouts(r)->stream_idle_ms);
         break;
     case MR_ATTEMPT_PROGRESS:
-        arm_timer(r, timeouts(r)->stream_idle_ms);
+        /* committed, the idle timer is lazy: a chunk only moves its start
+         * (a re-arm per event is a timer-heap removal and insertion) */
+        if (r->committed && uv_is_active((uv_handle_t *)&r->timer))
+            r->idle_from_ms = now_of(r);
+        else
+            arm_timer(r, timeouts(r)->stream_idle_ms);
         break;
     case MR_ATTEMPT_PAUSED:
         /* the client is the slow side: the idle timeout must not blame the

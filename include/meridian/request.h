@@ -135,6 +135,7 @@ struct mr_request {
     int suspended;
     int committed;          /* stream: the client has the response head */
     uint64_t hold_until_ms; /* stream: output held before content until then; 0 none */
+    uint64_t idle_from_ms;  /* stream: the idle timeout counts from here (last chunk) */
     int hold_expired;       /* ... and the hold is over: commit what there is */
     int upstream_done;      /* stream: nothing more will be added to att->out */
 

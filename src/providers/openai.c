@@ -283,10 +283,25 @@ mr_stream_xlate_t *mr__openai_stream_new(const mr_adapter_in_t *in)
     return x;
 }
 
+/* The first "usage" in p[0, n), as memmem would find it: memchr for its
+ * 'u' is several times cheaper on every event than memmem's set-up and
+ * two-byte hashing (a chunk has few u's outside its text). */
+static const char *usage_key(const char *p, size_t n)
+{
+    const char *q = p, *end = p + n;
+
+    while ((q = memchr(q, 'u', (size_t)(end - q)))) {
+        if (q > p && q[-1] == '"' && (size_t)(end - q) >= 6 && !memcmp(q, "usage\"", 6))
+            return q - 1;
+        q++;
+    }
+    return NULL;
+}
+
 /* Whether the event carries a usage object ("usage": { ...), cheaply. */
 static const char *usage_object(const char *p, size_t n)
 {
-    const char *u = memmem(p, n, "\"usage\"", 7);
+    const char *u = usage_key(p, n);
     if (!u)
         return NULL;
     const char *q = u + 7, *end = p + n;
@@ -299,7 +314,8 @@ static const char *usage_object(const char *p, size_t n)
  * failures inside a 200 stream this way. */
 static int is_error_event(const char *p, size_t n)
 {
-    const char *data = memmem(p, n, "data:", 5);
+    /* nearly every event starts with its data line: no memmem set-up then */
+    const char *data = n >= 5 && !memcmp(p, "data:", 5) ? p : memmem(p, n, "data:", 5);
     if (!data)
         return 0;
     const char *s = data + 5, *end = p + n;

@@ -462,6 +462,23 @@ static void test_stream_idle_timeout_ends_stream(void **state)
     th_response_free(&r);
 }
 
+/* The idle timer is not re-armed per event: a stream whose events come
+ * closer than stream_idle_ms runs past that bound many times over. */
+static void test_stream_steady_outlives_idle_timeout(void **state)
+{
+    th_response_t r;
+    (void)state;
+    /* 4 content events 900 ms apart (~3.6 s in all); stream_idle_ms is 1500 */
+    assert_int_equal(th_mock_scenario(&mock_a, "{\"chunks\":4,\"chunk_delay_ms\":900,\"count\":1}"),
+                     0);
+    post("/v1/chat/completions", "{\"model\":\"chat\",\"stream\":true}", &r);
+    assert_int_equal(r.curl_code, CURLE_OK);
+    assert_true(r.t_total_ms > 2000);
+    assert_null(strstr(r.body, "stream_idle"));
+    assert_non_null(strstr(r.body, "data: [DONE]"));
+    th_response_free(&r);
+}
+
 /* ---- everything fails ------------------------------------------------ */
 
 static void test_all_attempts_fail(void **state)
@@ -823,6 +840,7 @@ int main(void)
         cmocka_unit_test_setup(test_failover_connect_refused, reset_mocks),
         cmocka_unit_test_setup(test_stream_failure_after_first_byte, reset_mocks),
         cmocka_unit_test_setup(test_stream_idle_timeout_ends_stream, reset_mocks),
+        cmocka_unit_test_setup(test_stream_steady_outlives_idle_timeout, reset_mocks),
         cmocka_unit_test_setup(test_all_attempts_fail, reset_mocks),
         cmocka_unit_test_setup(test_attempt_cap, reset_mocks),
         cmocka_unit_test_setup(test_client_error_not_retried, reset_mocks),

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "meridian/state.h"
+#include "../../src/state_int.h" /* the sweep, driven directly */
 
 typedef struct fx {
     uint64_t now;
@@ -397,6 +398,42 @@ static void test_kv_and_hints(void **state)
     assert_false(mr_state_hint_get(f->st, "openai/gpt", &until));
 }
 
+/* The sweep skips shards with nothing in them: entries created, deleted
+ * and expired must keep each shard's count right, or expired ones stay. */
+static void test_sweep_frees_expired(void **state)
+{
+    (void)state;
+    mr_mem_opts_t o = {0};
+    mr_mem_t *m = NULL;
+    char err[128], key[16];
+    size_t len;
+    assert_int_equal(mr_mem_new(&o, 1000, &m, err, sizeof(err)), 0);
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        assert_int_equal(mr_mem_kv_set(m, key, "v", 1, i % 2 ? 5000 : 3000), 0);
+    }
+    for (int i = 0; i < 300; i += 3) {
+        snprintf(key, sizeof(key), "k%d", i);
+        mr_mem_kv_del(m, key);
+    }
+    mr_mem_sweep(m, 4000); /* the even ones expire */
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        char *v = mr_mem_kv_get(m, key, 1000, &len); /* a clock before any expiry */
+        if (i % 2 && i % 3)
+            assert_non_null(v);
+        else
+            assert_null(v);
+        free(v);
+    }
+    mr_mem_sweep(m, 6000);
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        assert_null(mr_mem_kv_get(m, key, 1000, &len));
+    }
+    mr_mem_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -412,6 +449,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_file_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_threads_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kv_and_hints, setup, teardown),
+        cmocka_unit_test(test_sweep_frees_expired),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
