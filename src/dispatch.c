@@ -40,8 +40,19 @@ typedef struct mr_dispatch_row {
 
 /* ---- handlers ---------------------------------------------------------- */
 
+/* The worker holds as much in-flight data as limits.worker_memory_bytes lets it. */
+static enum MHD_Result answer_overloaded(mr_request_t *r)
+{
+    r->retry_after_out = 1;
+    return mr_request_errorf(r, 503, "overloaded", NULL,
+                             "the gateway is holding as much request and answer data as it may "
+                             "(limits.worker_memory_bytes); retry shortly");
+}
+
 static enum MHD_Result answer_proxy(mr_request_t *r)
 {
+    if (r->body_refused)
+        return answer_overloaded(r);
     if (r->body_too_large) {
         mr_error_t e;
         mr_error_set(&e, 413, NULL, "request_too_large", NULL,
@@ -377,12 +388,19 @@ static enum MHD_Result check_upload(mr_request_t *r)
                                  "Content-Type must be application/json");
     const char *cl =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && strtoull(cl, NULL, 10) > max) {
+    unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0;
+    if (n > max) {
         mr_error_t e;
         r->body_too_large = 1;
         mr_error_set(&e, 413, NULL, "request_too_large", NULL,
                      "request body exceeds %zu bytes (limits.max_body_bytes)", max);
         return mr_request_error(r, &e);
+    }
+    /* a declared body is taken from the budget whole, at once, and held
+     * in one allocation of its size */
+    if (n && mr_buf_reserve(&r->body, (size_t)n) < 0) {
+        r->body_refused = 1;
+        return answer_overloaded(r);
     }
     return MHD_YES;
 }
@@ -426,8 +444,13 @@ enum MHD_Result mr_dispatch_first(mr_request_t *r, const char *url, const char *
 enum MHD_Result mr_dispatch_body(mr_request_t *r, const char *data, size_t *size)
 {
     if (*size) {
-        if (!r->body_too_large && mr_buf_append(&r->body, data, *size) < 0)
-            r->body_too_large = 1;
+        if (!r->body_too_large && !r->body_refused && mr_buf_append(&r->body, data, *size) < 0) {
+            /* past the limit, or the budget refused to grow the buffer */
+            if (*size > mr_buf_room(&r->body))
+                r->body_too_large = 1;
+            else
+                r->body_refused = 1;
+        }
         *size = 0;
         return MHD_YES;
     }

@@ -22,6 +22,7 @@ void mr_gateway_init(mr_gateway_t *gw, const mr_gateway_opts_t *o, mr_generation
         .metrics = o->metrics,
         .reqlog = o->reqlog,
         .status = o->status,
+        .mem = &gw->mem,
         .backoff_rng = &gw->backoff_rng,
         .worker = o->worker,
         .on_freed = o->on_request_freed,
@@ -34,6 +35,7 @@ void mr_gateway_init(mr_gateway_t *gw, const mr_gateway_opts_t *o, mr_generation
     gw->rng[1] |= 1; /* xorshift needs a non-zero state */
     gw->backoff_rng = gw->rng[0] | 1;
     gw->gen = gen;
+    mr_memacct_init(&gw->mem, gen->cfg->limits.worker_memory_bytes);
 }
 
 void mr_gateway_free(mr_gateway_t *gw)
@@ -46,6 +48,8 @@ void mr_gateway_use(mr_gateway_t *gw, mr_generation_t *gen)
 {
     mr_generation_release(gw->gen);
     gw->gen = gen;
+    /* what requests in flight hold stays counted against the new limit */
+    gw->mem.limit = gen->cfg->limits.worker_memory_bytes;
 }
 
 const mr_generation_t *mr_gateway_generation(const mr_gateway_t *gw)
@@ -147,8 +151,11 @@ static mr_request_t *request_new(mr_gateway_t *gw, struct MHD_Connection *conn)
         clock_gettime(CLOCK_REALTIME, &ts);
         r->unix_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
     }
+    r->mem.acct = &gw->mem;
     mr_buf_init(&r->body, l->max_body_bytes);
+    r->body.hold = &r->mem;
     mr_buf_init(&r->resp_copy, l->max_response_bytes);
+    r->resp_copy.hold = &r->mem;
     set_id(gw, r);
     link_request(gw, r);
     return r;
@@ -181,6 +188,7 @@ static void request_free(mr_gateway_t *gw, mr_request_t *r)
     mr_buf_free(&r->body);
     mr_buf_free(&r->resp_copy);
     free(r->out_body);
+    mr_mem_release_all(&r->mem); /* with what stolen buffers and trees held */
     uv_close((uv_handle_t *)&r->timer, request_closed);
     uv_close((uv_handle_t *)&r->watch_timer, request_closed);
     if (r->poll_inited)

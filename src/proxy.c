@@ -2,6 +2,7 @@
 
 #include "meridian/admit.h"
 #include "meridian/candidate.h"
+#include "meridian/intake.h"
 #include "meridian/json_span.h"
 #include "meridian/log.h"
 #include "meridian/policy.h"
@@ -14,6 +15,8 @@
 /* MHD's buffer per streamed response (malloc'd for the stream's life): SSE
  * events are small, and 10,000 open streams must not cost 16 KiB each. */
 #define STREAM_BLOCK 2048
+/* ... and per relayed large answer: bulk data, fewer writes */
+#define RELAY_BLOCK 16384
 /* A suspended request starts watching its client socket only after this
  * long: most answers come sooner, and the watch costs several syscalls. */
 #define DISCONNECT_WATCH_DELAY_MS 25
@@ -117,7 +120,8 @@ static void on_timer(uv_timer_t *t)
         snprintf(why, sizeof(why), "no data for %u ms (timeouts.stream_idle_ms)",
                  to->stream_idle_ms);
         mr_attempt_cancel(a, MR_FAIL_STREAM_IDLE, why);
-        mr_attempt_stream_error(a, MR_FAIL_STREAM_IDLE, why);
+        if (r->stream) /* a relayed answer ends cut short */
+            mr_attempt_stream_error(a, MR_FAIL_STREAM_IDLE, why);
         r->upstream_done = 1;
         record_history(r);
         resume(r);
@@ -218,6 +222,8 @@ static void finish_unattempted(mr_request_t *r)
     mr_error_t e;
 
     if (r->has_build_error && r->n_skipped == 0 && r->n_busy == 0 && r->n_over_budget == 0) {
+        if (r->build_error.status == 503) /* the worker's memory budget: soon */
+            r->retry_after_out = 1;
         mr_request_prepare_error(r, &r->build_error, NULL, NULL);
     } else if (r->n_over_budget && !r->n_skipped && !r->n_busy) {
         /* every candidate's provider is over its budget (or its check is
@@ -253,12 +259,13 @@ static void finish_unattempted(mr_request_t *r)
 }
 
 /* The status and code of "every attempt failed", read from their failures. */
-static int failed_status(const mr_request_t *r, const char **code)
+static int failed_status(mr_request_t *r, const char **code)
 {
-    unsigned n429 = 0, ntimeout = 0, noverload = 0, nauth = 0;
+    unsigned n429 = 0, ntimeout = 0, noverload = 0, nauth = 0, nmem = 0;
 
     for (unsigned i = 0; i < r->n_attempts; i++) {
         mr_failure_t f = r->attempts[i].failure;
+        nmem += f == MR_FAIL_NO_MEMORY;
         nauth += f == MR_FAIL_HTTP_AUTH;
         n429 += f == MR_FAIL_HTTP_429;
         noverload += f == MR_FAIL_HTTP_429 || f == MR_FAIL_HTTP_OVERLOADED;
@@ -271,6 +278,11 @@ static int failed_status(const mr_request_t *r, const char **code)
     if (n429 == r->n_attempts) {
         *code = "upstream_rate_limited";
         return 429;
+    }
+    if (nmem == r->n_attempts) { /* the worker's memory budget, not the providers */
+        *code = "overloaded";
+        r->retry_after_out = 1;
+        return 503;
     }
     if (nauth == r->n_attempts) {
         *code = "upstream_auth_failed";
@@ -375,32 +387,40 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max)
         mr_request_audit_bytes(r, out, n);
         if (r->first_byte_ns == 0)
             r->first_byte_ns = uv_hrtime();
-        if (a->paused && mr_attempt_running(a) && mr_buf_len(&a->out) <= a->out.limit / 2) {
+        if (a->paused && mr_attempt_running(a) && mr_buf_len(&a->out) <= a->relay_max / 2) {
             mr_attempt_unpause(a);
             arm_timer(r, timeouts(r)->stream_idle_ms);
         }
         return (ssize_t)n;
     }
+    /* a relayed answer cut short has no way to say so but the cut */
     if (r->upstream_done)
-        return MHD_CONTENT_READER_END_OF_STREAM;
+        return r->stream || a->failure == MR_FAIL_NONE ? MHD_CONTENT_READER_END_OF_STREAM
+                                                       : MHD_CONTENT_READER_END_WITH_ERROR;
     /* Nothing buffered: park the connection until the upstream sends more
      * (returning 0 without suspending would make MHD spin). */
     suspend(r);
     return 0;
 }
 
-/* The commit: the client gets the head, the attempt's outcome is decided. */
+/* The commit: the client gets the head, the attempt's outcome is decided.
+ * A relayed non-streamed answer keeps the upstream's length when it has
+ * one (its bytes pass unchanged). */
 static enum MHD_Result queue_stream(mr_request_t *r)
 {
     mr_attempt_t *a = r->att;
-    struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_reader, r, NULL);
+    uint64_t size =
+        !r->stream && a->content_length >= 0 ? (uint64_t)a->content_length : MHD_SIZE_UNKNOWN;
+    struct MHD_Response *resp = MHD_create_response_from_callback(
+        size, r->stream ? STREAM_BLOCK : RELAY_BLOCK, stream_reader, r, NULL);
 
     if (!resp)
         return MHD_NO;
     record_served(r, a);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            r->stream ? "text/event-stream" : "application/json");
+    if (r->stream)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     mr_request_common_headers(r, resp);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)a->status, resp);
     MHD_destroy_response(resp);
@@ -593,7 +613,9 @@ static bool backoff(mr_request_t *r, size_t health_id)
 /* An attempt on candidate c, whose slots and reservation are taken. */
 static void try_candidate(mr_request_t *r, const mr_candidate_t *c, size_t id, bool probe)
 {
-    mr_error_t e;
+    mr_error_t e, pe;
+    /* a translating dialect needs the parse tree: built (and charged) now */
+    int prepared = mr_intake_prepare(r, mr_adapter_for(c->provider->kind), &pe);
     mr_attempt_args_t args = {
         .cand = c,
         .health_id = id,
@@ -606,10 +628,12 @@ static void try_candidate(mr_request_t *r, const mr_candidate_t *c, size_t id, b
         .client_wants_usage = r->client_wants_usage,
         .body = mr_buf_ptr(&r->body),
         .body_len = mr_buf_len(&r->body),
+        .scan = &r->scan,
         .json = r->json,
         .conv = &r->conv,
         .header = client_header,
         .header_ud = r,
+        .mem = &r->mem,
         .request_id = r->id,
         .cb = on_attempt,
         .owner = r,
@@ -619,7 +643,9 @@ static void try_candidate(mr_request_t *r, const mr_candidate_t *c, size_t id, b
         return;
     }
     r->attempts[r->n_attempts++] = (mr_attempt_rec_t){.provider = c->provider, .model = c->model};
-    int rc = mr_attempt_build(r->att, &e);
+    int rc = prepared < 0 ? -2 : mr_attempt_build(r->att, &e);
+    if (prepared < 0)
+        e = pe;
     if (rc == -2) {
         /* not an upstream attempt: nothing was sent. Another candidate may
          * speak a dialect that can carry the request; if none can, the
@@ -712,72 +738,6 @@ static enum MHD_Result respond_plan_error(mr_request_t *r, mr_error_t *e)
     return mr_request_queue(r, e->status, body, len, "application/json");
 }
 
-/* The body as JSON: a 400 answered (and -1) when it is not a usable one. */
-static int parse_body(mr_request_t *r, enum MHD_Result *ret)
-{
-    const char *p = mr_buf_ptr(&r->body);
-    size_t len = mr_buf_len(&r->body);
-    json_error_t jerr;
-    mr_error_t e;
-
-    if (len == 0) {
-        *ret = mr_request_errorf(r, 400, "invalid_request_error", NULL,
-                                 "request body is empty: expected a JSON object");
-        return -1;
-    }
-    r->json = json_loadb(p, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (r->json && mr_json_validate(p, len) != 0) {
-        /* jansson tolerates a few non-JSON bytes (a NUL after a number) that
-         * would make the forwarded body differ from what was validated */
-        *ret = mr_request_errorf(r, 400, "invalid_json", NULL,
-                                 "request body is not strict JSON (RFC 8259)");
-        return -1;
-    }
-    if (!r->json) {
-        mr_error_set(&e, 400, NULL, "invalid_json", NULL,
-                     "request body is not valid JSON: %s (line %d, column %d)", jerr.text,
-                     jerr.line, jerr.column);
-        *ret = mr_request_error(r, &e);
-        return -1;
-    }
-    if (!json_is_object(r->json)) {
-        *ret = mr_request_errorf(r, 400, "invalid_request_error", NULL,
-                                 "request body must be a JSON object");
-        return -1;
-    }
-    return 0;
-}
-
-/* `model` and `stream`: a 400 answered (and -1) when malformed. */
-static int read_members(mr_request_t *r, enum MHD_Result *ret)
-{
-    const json_t *model = json_object_get(r->json, "model");
-    const json_t *stream = json_object_get(r->json, "stream");
-
-    if (!model || json_is_null(model)) {
-        *ret = mr_request_errorf(r, 400, "missing_required_parameter", "model",
-                                 "you must provide a model parameter");
-        return -1;
-    }
-    if (!json_is_string(model) || json_string_length(model) == 0) {
-        *ret =
-            mr_request_errorf(r, 400, "invalid_type", "model", "model must be a non-empty string");
-        return -1;
-    }
-    if (stream && !json_is_boolean(stream) && !json_is_null(stream)) {
-        *ret = mr_request_errorf(r, 400, "invalid_type", "stream", "stream must be a boolean");
-        return -1;
-    }
-    r->stream = r->endpoint != MR_EP_EMBEDDINGS && json_is_true(stream);
-    r->client_wants_usage =
-        json_is_true(json_object_get(json_object_get(r->json, "stream_options"), "include_usage"));
-    if (!(r->model = strdup(json_string_value(model)))) {
-        *ret = MHD_NO;
-        return -1;
-    }
-    return 0;
-}
-
 static void start_upstream(mr_request_t *r)
 {
     mr_retry_budget_request(&r->gen->snap->retry_budget, now_of(r));
@@ -799,13 +759,12 @@ static void on_admitted(mr_request_t *r)
 
 enum MHD_Result mr_proxy_begin(mr_request_t *r)
 {
-    enum MHD_Result ret;
+    const json_t *models, *provider;
     mr_error_t e;
 
-    if (parse_body(r, &ret) < 0 || read_members(r, &ret) < 0)
-        return ret;
-    if (plan_request(r, json_object_get(r->json, "models"), json_object_get(r->json, "provider"),
-                     &e) < 0)
+    if (mr_intake_read(r, &e) < 0 || mr_intake_routing(r, &models, &provider, &e) < 0)
+        return mr_request_error(r, &e);
+    if (plan_request(r, models, provider, &e) < 0)
         return respond_plan_error(r, &e);
     if (!(r->attempts =
               calloc(r->plan.max_attempts ? r->plan.max_attempts : 1, sizeof(*r->attempts))))
@@ -891,4 +850,6 @@ void mr_proxy_free(mr_request_t *r)
     mr_plan_release(&r->plan);
     mr_adapter_conv_free(&r->conv);
     json_decref(r->json);
+    json_decref(r->models_json);
+    json_decref(r->provider_json);
 }

@@ -2,6 +2,8 @@
 
 #include "meridian/log.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -239,6 +241,20 @@ void mr_upstream_close(mr_upstream_t *u)
     uv_close((uv_handle_t *)&u->unpause, NULL);
 }
 
+/* A header value that is a non-negative decimal number, -1 when it is not. */
+static long long header_number(const char *v, size_t vlen)
+{
+    char tmp[24], *e;
+
+    if (vlen == 0 || vlen >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, v, vlen);
+    tmp[vlen] = '\0';
+    errno = 0;
+    long long n = strtoll(tmp, &e, 10);
+    return *e == '\0' && errno == 0 && n >= 0 ? n : -1;
+}
+
 static size_t header_cb(char *p, size_t size, size_t n, void *userp)
 {
     mr_transfer_t *t = userp;
@@ -251,6 +267,7 @@ static size_t header_cb(char *p, size_t size, size_t n, void *userp)
         t->head.status = sp ? strtol(sp + 1, NULL, 10) : 0;
         t->content_type[0] = '\0';
         t->head.retry_after_s = -1;
+        t->head.content_length = -1;
         return len;
     }
     if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
@@ -278,15 +295,11 @@ static size_t header_cb(char *p, size_t size, size_t n, void *userp)
         memcpy(t->content_type, v, vlen);
         t->content_type[vlen] = '\0';
     } else if (nlen == 11 && strncasecmp(p, "retry-after", 11) == 0) {
-        char tmp[16];
-        char *e;
-        if (vlen > 0 && vlen < sizeof(tmp)) {
-            memcpy(tmp, v, vlen);
-            tmp[vlen] = '\0';
-            long s = strtol(tmp, &e, 10);
-            if (*e == '\0' && s >= 0)
-                t->head.retry_after_s = s;
-        }
+        long long s = header_number(v, vlen);
+        if (s >= 0 && s <= LONG_MAX)
+            t->head.retry_after_s = (long)s;
+    } else if (nlen == 14 && strncasecmp(p, "content-length", 14) == 0) {
+        t->head.content_length = header_number(v, vlen);
     }
     return len;
 }
@@ -359,6 +372,7 @@ mr_transfer_t *mr_upstream_start(mr_upstream_t *u, const mr_transfer_req_t *req,
     t->h = *h;
     t->ud = ud;
     t->head.retry_after_s = -1;
+    t->head.content_length = -1;
     t->head.content_type = t->content_type;
     curl_easy_setopt(e, CURLOPT_URL, req->url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);

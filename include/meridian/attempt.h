@@ -17,6 +17,13 @@
  * The same for the provider's max_inflight slot the owner took for it:
  * given back when the transfer ends, or by mr_attempt_free.
  *
+ * A non-streamed 2xx answer is buffered whole (validated, usage read, a
+ * failover possible) up to relay_max (limits.stream_buffer_bytes) or what
+ * the memory budget lets it hold; a larger one from a passthrough dialect
+ * is relayed like a stream: OUTPUT asks the owner to commit, the client
+ * drains `out` and the upstream is paused while `out` is full. Such an
+ * answer is not checked as JSON; its usage is read from its last bytes.
+ *
  * Fields without `_` are read-only for the owner. Loop thread only. Events
  * other than DONE come from inside libcurl: the owner must not free, cancel
  * or unpause the attempt there. DONE comes from outside: the owner may free
@@ -30,6 +37,7 @@
 #include "meridian/error.h"
 #include "meridian/failure.h"
 #include "meridian/generation.h"
+#include "meridian/memacct.h"
 #include "meridian/reqlog.h"
 #include "meridian/router.h"
 #include "meridian/upstream.h"
@@ -41,6 +49,7 @@
 
 #define MR_ATTEMPT_MAX_FORWARD 32                     /* client headers forwarded per attempt */
 #define MR_ATTEMPT_ERROR_BODY_MAX ((size_t)64 * 1024) /* upstream error bodies kept */
+#define MR_ATTEMPT_TAIL 4096 /* a relayed answer's last bytes, kept for its usage */
 
 typedef struct mr_attempt mr_attempt_t;
 
@@ -70,10 +79,13 @@ typedef struct mr_attempt_args {
     int client_wants_usage;
     const char *body;
     size_t body_len;
-    const json_t *json;
-    mr_adapter_conv_t *conv; /* the request's conversation model, parsed at most once */
+    const mr_json_scan_t *scan; /* the body's scan (adapter.h) */
+    const json_t *json;         /* NULL unless a translating adapter needs it */
+    mr_adapter_conv_t *conv;    /* the request's conversation model, parsed at most once */
     mr_header_fn header;
     void *header_ud;
+    mr_memhold_t *mem;      /* the request's share of the worker's budget: the upstream
+                               copy of the body and the answer buffer are charged to it */
     const char *request_id; /* for log lines */
     mr_attempt_cb cb;
     void *owner;
@@ -88,29 +100,37 @@ struct mr_attempt {
     long retry_after; /* the answer's Retry-After seconds, -1 when none */
     char ctype[128];  /* the answer's Content-Type, "" when none */
     int got_head;
-    mr_buf_t out;         /* the buffered body, or the client-bound stream buffer */
-    mr_usage_t usage;     /* once the answer is complete; -1 when unknown */
-    int committed;        /* the client has the head: `out` is the client's */
-    int paused;           /* the upstream waits for `out` to drain */
-    int stream_errored;   /* the translator ended the stream with an error event */
-    mr_failure_t failure; /* MR_FAIL_NONE until it fails */
-    char error[160];      /* the failure for the log and audit (key scrubbed), "" when none */
-    uint64_t start_ns;    /* sent (or created) */
-    uint32_t ms;          /* duration, set when it ends */
+    mr_buf_t out;             /* the buffered body, or the client-bound stream buffer */
+    size_t relay_max;         /* what `out` holds for a client before the upstream is paused */
+    int relaying;             /* a non-streamed 2xx answer larger than relay_max: relayed as it
+                                 comes (passthrough dialects), the client reading `out` */
+    long long content_length; /* the answer's Content-Length, -1 when not given */
+    mr_usage_t usage;         /* once the answer is complete; -1 when unknown */
+    int committed;            /* the client has the head: `out` is the client's */
+    int paused;               /* the upstream waits for `out` to drain */
+    int stream_errored;       /* the translator ended the stream with an error event */
+    mr_failure_t failure;     /* MR_FAIL_NONE until it fails */
+    char error[160];          /* the failure for the log and audit (key scrubbed), "" when none */
+    uint64_t start_ns;        /* sent (or created) */
+    uint32_t ms;              /* duration, set when it ends */
 
     /* private */
     mr_attempt_args_t _args;
     mr_adapter_in_t _in;
     char *_fwd[MR_ATTEMPT_MAX_FORWARD + 1];
     mr_adapter_req_t _req;
+    size_t _req_charge; /* the upstream body's bytes charged to _args.mem */
     mr_stream_xlate_t *_xl;
     mr_transfer_t *_xfer;
     const mr_provider_t *_inflight_on;
-    int _sent;             /* the transfer started: the upstream got the request */
-    int _reported;         /* the breaker heard the outcome, or the probe went back */
-    int _ended;            /* mr_attempt_end ran */
-    mr_failure_t _invalid; /* why on_data aborted the transfer, read in DONE */
-    int _paused_once;      /* debug log once per attempt */
+    int _sent;                   /* the transfer started: the upstream got the request */
+    int _reported;               /* the breaker heard the outcome, or the probe went back */
+    int _ended;                  /* mr_attempt_end ran */
+    mr_failure_t _invalid;       /* why on_data aborted the transfer, read in DONE */
+    int _paused_once;            /* debug log once per attempt */
+    uint64_t _relayed;           /* bytes of a relayed answer received */
+    char _tail[MR_ATTEMPT_TAIL]; /* its last bytes: where its usage is */
+    size_t _tail_len;
 };
 
 /* A new attempt on args->cand, owning the breaker and max_inflight slots in
@@ -121,8 +141,10 @@ mr_attempt_t *mr_attempt_new(const mr_attempt_args_t *args);
  *   0   ready to start
  *   -1  failed before anything was sent (a->failure: UNSUPPORTED,
  *       NO_MEMORY): an attempt, to record and free
- *   -2  this dialect cannot express the request: *e is the client's 400;
- *       not an attempt (free it, try another candidate) */
+ *   -2  this dialect cannot express the request: *e is the client's 400
+ *       (or a 503 `overloaded`: the worker's budget cannot take the
+ *       upstream copy of the body now); not an attempt (free it, try
+ *       another candidate) */
 int mr_attempt_build(mr_attempt_t *a, mr_error_t *e);
 
 /* Sends it. 0, or -1 with a->failure set (curl refused the transfer). */
@@ -141,7 +163,8 @@ void mr_attempt_cancel(mr_attempt_t *a, mr_failure_t failure, const char *why);
 void mr_attempt_end(mr_attempt_t *a);
 
 /* The client got the response head: a stream's outcome is decided here
- * (reported as a success), its bytes now belong to the client. */
+ * (reported as a success; a relayed answer's when it ends), its bytes now
+ * belong to the client. */
 void mr_attempt_commit(mr_attempt_t *a);
 
 /* The client's reader drained `out` below half: let the upstream go on. */

@@ -6,7 +6,9 @@
  * jitter.
  *
  * The worker embeds one mr_gateway_t, hands it the loop, server, upstream
- * and shared services (mr_gateway_init) and passes it as MHD's `cls`. The
+ * and shared services (mr_gateway_init) and passes it as MHD's `cls`. It
+ * owns the worker's memory budget (memacct.h), sized from the generation
+ * new requests use. The
  * gateway includes the layers below it (dispatch, proxy, observe, request,
  * attempt) and nothing above: it calls the worker back only through
  * `on_request_freed` (after each request's memory is gone), so that a drain
@@ -27,6 +29,7 @@
 
 typedef struct mr_gateway {
     mr_request_env_t env;   /* what every request borrows */
+    mr_memacct_t mem;       /* limits.worker_memory_bytes: bytes its requests hold */
     mr_generation_t *gen;   /* new requests use it; one reference */
     mr_request_t *requests; /* in flight */
     size_t n_requests;

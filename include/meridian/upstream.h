@@ -53,6 +53,7 @@ typedef struct mr_upstream_head {
     long status;
     const char *content_type; /* "" when absent */
     long retry_after_s;       /* -1 when absent or not delta-seconds */
+    long long content_length; /* -1 when absent (chunked, or not a number) */
 } mr_upstream_head_t;
 
 typedef struct mr_transfer_handler {
