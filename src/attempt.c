@@ -248,6 +248,7 @@ static mr_data_result_t on_body_data(mr_attempt_t *a, const char *p, size_t n)
     a->relaying = 1;
     a->_relayed = have;
     keep_tail(a, mr_buf_ptr(&a->out), have);
+    emit(a, MR_ATTEMPT_OUTPUT); /* the owner commits, even if `out` is full already */
     return relay(a, p, n);
 }
 

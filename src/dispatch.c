@@ -3,6 +3,7 @@
 #include "meridian/admit.h"
 #include "meridian/auth.h"
 #include "meridian/guard.h"
+#include "meridian/intake.h"
 #include "meridian/policy.h"
 #include "meridian/proxy.h"
 #include "meridian/router_explain.h"
@@ -396,9 +397,9 @@ static enum MHD_Result check_upload(mr_request_t *r)
                      "request body exceeds %zu bytes (limits.max_body_bytes)", max);
         return mr_request_error(r, &e);
     }
-    /* a declared body is taken from the budget whole, at once, and held
-     * in one allocation of its size */
-    if (n && mr_buf_reserve(&r->body, (size_t)n) < 0) {
+    /* a declared body is taken from the budget whole, at once, with its
+     * upstream copy, and held in one allocation of its size */
+    if (n && (mr_buf_reserve(&r->body, (size_t)n) < 0 || mr_intake_hold_copy(r, (size_t)n) < 0)) {
         r->body_refused = 1;
         return answer_overloaded(r);
     }

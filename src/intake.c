@@ -25,6 +25,26 @@ static const char *const scanned_keys[] = {
     NULL,
 };
 
+/* What an upstream copy may add to the body: the model's name, an inserted
+ * stream_options member. */
+#define COPY_SLACK 256
+
+int mr_intake_hold_copy(mr_request_t *r, size_t len)
+{
+    if (r->copy_credit)
+        return 0;
+    if (mr_mem_charge(&r->mem, len + COPY_SLACK) < 0)
+        return -1;
+    r->copy_credit = len + COPY_SLACK;
+    return 0;
+}
+
+void mr_intake_release_copy(mr_request_t *r)
+{
+    mr_mem_release(&r->mem, r->copy_credit);
+    r->copy_credit = 0;
+}
+
 size_t mr_intake_tree_estimate(size_t values, size_t members, size_t string_bytes)
 {
     /* jansson: a json_t per value (32-48 bytes with malloc's header), a

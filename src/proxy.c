@@ -614,6 +614,8 @@ static bool backoff(mr_request_t *r, size_t health_id)
 static void try_candidate(mr_request_t *r, const mr_candidate_t *c, size_t id, bool probe)
 {
     mr_error_t e, pe;
+    /* the copy's share, held since admission, is the attempt's to charge */
+    mr_intake_release_copy(r);
     /* a translating dialect needs the parse tree: built (and charged) now */
     int prepared = mr_intake_prepare(r, mr_adapter_for(c->provider->kind), &pe);
     mr_attempt_args_t args = {
@@ -762,6 +764,13 @@ enum MHD_Result mr_proxy_begin(mr_request_t *r)
     const json_t *models, *provider;
     mr_error_t e;
 
+    if (mr_intake_hold_copy(r, mr_buf_len(&r->body)) < 0) {
+        /* a body sent without a length: its copy is taken now */
+        r->retry_after_out = 1;
+        return mr_request_errorf(r, 503, "overloaded", NULL,
+                                 "the gateway is holding as much request and answer data as it "
+                                 "may (limits.worker_memory_bytes); retry shortly");
+    }
     if (mr_intake_read(r, &e) < 0 || mr_intake_routing(r, &models, &provider, &e) < 0)
         return mr_request_error(r, &e);
     if (plan_request(r, models, provider, &e) < 0)

@@ -22,6 +22,14 @@
 #include "meridian/error.h"
 #include "meridian/request.h"
 
+/* The upstream copy of a body of `len` bytes is taken from the budget with
+ * the body itself (when a request is admitted, not when its attempt is
+ * built), so that admitted requests cannot starve each other of their
+ * copies. 0, or -1 when the budget cannot take it (answer 503). Idempotent. */
+int mr_intake_hold_copy(mr_request_t *r, size_t len);
+/* ... handed to the attempt about to charge its copy. */
+void mr_intake_release_copy(mr_request_t *r);
+
 /* Scans the body and reads the members routing needs. 0, or -1 with the
  * client's 400 in *e (empty, not JSON, a duplicate member, not an object,
  * `model` missing or not a string, `stream` not a boolean). */

@@ -113,6 +113,7 @@ struct mr_request {
     json_t *models_json; /* the body's `models` and `provider`, for routing */
     json_t *provider_json;
     size_t tree_charge;         /* the trees' estimated size, charged to `mem` */
+    size_t copy_credit;         /* the body's upstream copy, charged ahead (intake.h) */
     size_t conv_charge;         /* ... and the conversation model's */
     uint32_t max_output_tokens; /* max_tokens & co., 0 when absent (admit.c) */
     mr_adapter_conv_t conv; /* the body as a conversation, built by the first translating attempt */

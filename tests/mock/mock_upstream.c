@@ -65,7 +65,8 @@
  *                                A non-streamed chat answer with it is one
  *                                chat.completion whose content is this many
  *                                bytes, generated as the socket takes them,
- *                                with its Content-Length (large answers)
+ *                                with its Content-Length (large answers;
+ *                                reset_mid_body cuts it at half)
  *        count (none)            apply to the next N requests only (FIFO queue);
  *                                without it, replace the persistent default
  *        headers ({})            extra response headers {"name":"value"}
@@ -689,6 +690,8 @@ static ssize_t padded_read(void *cls, uint64_t pos, char *buf, size_t max)
     reader_t *r = cls;
     size_t lp = strlen(r->pre), n = 0;
 
+    if (r->stop_at && pos >= r->stop_at)
+        return MHD_CONTENT_READER_END_WITH_ERROR; /* reset_mid_body */
     while (n < max) {
         uint64_t at = pos + n;
         size_t take;
@@ -791,11 +794,12 @@ static enum MHD_Result send_padded(struct MHD_Connection *c, json_t *out, const 
     *mark = '\0';
     rd->pre = js;
     rd->bulk_left = sc->stream_bytes;
+    uint64_t total = strlen(rd->pre) + (uint64_t)sc->stream_bytes + strlen(rd->suf);
+    if (sc->fault == FAULT_RESET_MID_BODY)
+        rd->stop_at = (size_t)(total / 2);
     /* as for streams: what the client leaves unread piles up here */
     setsockopt(conn_fd(c), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-    return queue_reader(c, 200, "application/json",
-                        strlen(rd->pre) + (uint64_t)sc->stream_bytes + strlen(rd->suf), padded_read,
-                        rd, sc);
+    return queue_reader(c, 200, "application/json", total, padded_read, rd, sc);
 }
 
 /* Sends `body` (taking ownership) honouring the reset_mid_body fault and
