@@ -5,9 +5,13 @@
  * Ownership: mr_upstream_t is embedded in the worker and used only from the
  * worker's loop thread. Each mr_transfer_t belongs to the upstream from
  * mr_upstream_start until its on_done callback has returned, or until
- * mr_transfer_cancel; the caller's pointer is dead after either. Easy handles
- * are pooled and connections kept alive in the multi handle's cache, so
- * consecutive requests to one provider reuse a TCP/TLS connection.
+ * mr_transfer_cancel; the caller's pointer is dead after either. Transfers
+ * are pooled with their easy handles (no allocation per transfer; options
+ * whose value did not change are not set again) and connections kept alive
+ * in the multi handle's cache, so consecutive requests to one provider
+ * reuse a TCP/TLS connection. A stream's handle keeps a 1 KiB receive
+ * buffer for its whole life (SSE events are small, and thousands may be
+ * open); a whole answer's 16 KiB.
  *
  * Callback rules (curl's): on_head and on_data run inside libcurl. Inside them
  * never cancel or unpause *this* transfer — return MR_DATA_ABORT or
@@ -35,8 +39,10 @@ typedef struct mr_upstream {
     mr_upstream_sock_t *socks;  /* every socket context, for shutdown */
     mr_upstream_sock_t **by_fd; /* the same, indexed by fd (NULL: none) */
     size_t by_fd_cap;
-    CURL **pool; /* idle easy handles */
-    size_t n_pool;
+    /* idle transfers, each with its easy handle: [0] for streams (small
+     * receive buffers), [1] for whole answers */
+    mr_transfer_t **pool[2];
+    size_t n_pool[2];
     size_t pool_cap;
     size_t active;              /* transfers in flight */
     const char *default_cainfo; /* libcurl's built-in CA bundle (static), NULL when none */
@@ -72,6 +78,7 @@ typedef struct mr_transfer_req {
     long connect_timeout_ms;
     int http2;           /* offer HTTP/2 (TLS ALPN); else HTTP/1.1 */
     const char *ca_file; /* verify the upstream with this PEM bundle; NULL: the system's */
+    int stream;          /* an event stream is expected: a small receive buffer */
 } mr_transfer_req_t;
 
 /* 0, or -1 (nothing to close) when curl or libuv refused. */
