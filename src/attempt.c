@@ -199,6 +199,8 @@ static mr_data_result_t on_stream_data(mr_attempt_t *a, const char *p, size_t n)
 
 static void keep_tail(mr_attempt_t *a, const char *p, size_t n)
 {
+    if (!a->_tail)
+        return; /* no usage then: the answer still goes through */
     if (n >= MR_ATTEMPT_TAIL) {
         memcpy(a->_tail, p + n - MR_ATTEMPT_TAIL, MR_ATTEMPT_TAIL);
         a->_tail_len = MR_ATTEMPT_TAIL;
@@ -247,6 +249,8 @@ static mr_data_result_t on_body_data(mr_attempt_t *a, const char *p, size_t n)
     }
     a->relaying = 1;
     a->_relayed = have;
+    a->_tail =
+        a->_args.pool ? mr_pool_alloc(a->_args.pool, MR_ATTEMPT_TAIL) : malloc(MR_ATTEMPT_TAIL);
     keep_tail(a, mr_buf_ptr(&a->out), have);
     emit(a, MR_ATTEMPT_OUTPUT); /* the owner commits, even if `out` is full already */
     return relay(a, p, n);
@@ -337,7 +341,7 @@ static void relayed_usage(mr_attempt_t *a)
     char obj[MR_ATTEMPT_TAIL + 16];
     mr_error_t e;
 
-    for (q = t; (q = memmem(q, (size_t)(end - q), "\"usage\"", 7)); q += 7)
+    for (q = t; t && (q = memmem(q, (size_t)(end - q), "\"usage\"", 7)); q += 7)
         u = q;
     if (!u)
         return;
@@ -405,7 +409,8 @@ static const mr_transfer_handler_t handler = {on_head, on_data, on_done};
 
 mr_attempt_t *mr_attempt_new(const mr_attempt_args_t *args)
 {
-    mr_attempt_t *a = calloc(1, sizeof(*a));
+    mr_attempt_t *a =
+        args->pool ? mr_pool_calloc(args->pool, 1, sizeof(*a)) : calloc(1, sizeof(*a));
     const mr_limits_t *l = &args->gen->cfg->limits;
 
     if (!a) {
@@ -443,7 +448,7 @@ static int collect_forwarded(mr_attempt_t *a)
         if (!v)
             continue;
         size_t len = strlen(name) + strlen(v) + 3;
-        if (!(a->_fwd[n] = malloc(len)))
+        if (!(a->_fwd[n] = a->_args.pool ? mr_pool_alloc(a->_args.pool, len) : malloc(len)))
             return -1;
         snprintf(a->_fwd[n++], len, "%s: %s", name, v);
     }
@@ -510,6 +515,7 @@ int mr_attempt_start(mr_attempt_t *a, mr_upstream_t *u, long connect_timeout_ms)
         .connect_timeout_ms = connect_timeout_ms,
         .http2 = p->http2,
         .ca_file = p->ca_file,
+        .stream = a->stream,
     };
     if (!(a->_xfer = mr_upstream_start(u, &req, &handler, a, err, sizeof(err)))) {
         set_failure(a, MR_FAIL_TRANSPORT, err); /* nothing was sent */
@@ -597,13 +603,16 @@ void mr_attempt_free(mr_attempt_t *a)
     }
     give_inflight(a);
     release_slot(a);
-    for (size_t i = 0; a->_fwd[i]; i++)
+    for (size_t i = 0; !a->_args.pool && a->_fwd[i]; i++)
         free(a->_fwd[i]);
+    if (!a->_args.pool)
+        free(a->_tail);
     mr_adapter_req_free(&a->_req);
     if (a->_args.mem)
         mr_mem_release(a->_args.mem, a->_req_charge);
     if (a->_xl)
         a->adapter->stream_free(a->_xl);
     mr_buf_free(&a->out);
-    free(a);
+    if (!a->_args.pool)
+        free(a);
 }

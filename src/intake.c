@@ -114,8 +114,10 @@ static int read_model(mr_request_t *r, mr_error_t *e)
                             "you must provide a model parameter");
     if (*span_text(r, sp) != '"' || sp->value_len <= 2)
         return mr_error_bad(e, "invalid_type", "model", "model must be a non-empty string");
-    if (!(r->model = malloc(sp->value_len))) {
-        mr_error_set(e, 503, NULL, "overloaded", NULL, "out of memory");
+    if (!(r->model = mr_pool_alloc(&r->pool, sp->value_len))) {
+        mr_error_set(e, 503, NULL, "overloaded", NULL,
+                     "the gateway is holding as much request and answer data as it may "
+                     "(limits.worker_memory_bytes); retry shortly");
         return -1;
     }
     n = mr_json_string_decode(span_text(r, sp), sp->value_len, r->model);

@@ -636,6 +636,7 @@ static void try_candidate(mr_request_t *r, const mr_candidate_t *c, size_t id, b
         .header = client_header,
         .header_ud = r,
         .mem = &r->mem,
+        .pool = &r->pool,
         .request_id = r->id,
         .cb = on_attempt,
         .owner = r,
@@ -775,8 +776,8 @@ enum MHD_Result mr_proxy_begin(mr_request_t *r)
         return mr_request_error(r, &e);
     if (plan_request(r, models, provider, &e) < 0)
         return respond_plan_error(r, &e);
-    if (!(r->attempts =
-              calloc(r->plan.max_attempts ? r->plan.max_attempts : 1, sizeof(*r->attempts))))
+    if (!(r->attempts = mr_pool_calloc(&r->pool, r->plan.max_attempts ? r->plan.max_attempts : 1,
+                                       sizeof(*r->attempts))))
         return MHD_NO;
     r->n_attempts = 0; /* the history starts with the allocation */
     r->state = MR_RS_UPSTREAM;
@@ -854,8 +855,6 @@ void mr_proxy_finish(mr_request_t *r)
 void mr_proxy_free(mr_request_t *r)
 {
     free_attempt(r);
-    free(r->model);
-    free(r->attempts);
     mr_plan_release(&r->plan);
     mr_adapter_conv_free(&r->conv);
     json_decref(r->json);

@@ -38,6 +38,7 @@
 #include "meridian/failure.h"
 #include "meridian/generation.h"
 #include "meridian/memacct.h"
+#include "meridian/pool.h"
 #include "meridian/reqlog.h"
 #include "meridian/router.h"
 #include "meridian/upstream.h"
@@ -84,8 +85,10 @@ typedef struct mr_attempt_args {
     mr_adapter_conv_t *conv;    /* the request's conversation model, parsed at most once */
     mr_header_fn header;
     void *header_ud;
-    mr_memhold_t *mem;      /* the request's share of the worker's budget: the upstream
-                               copy of the body and the answer buffer are charged to it */
+    mr_memhold_t *mem; /* the request's share of the worker's budget: the upstream
+                          copy of the body and the answer buffer are charged to it */
+    mr_pool_t *pool;   /* the request's arena: the attempt, its header lines and a relay's tail come
+                          from it (NULL: malloc'd) and outlive mr_attempt_free */
     const char *request_id; /* for log lines */
     mr_attempt_cb cb;
     void *owner;
@@ -123,13 +126,13 @@ struct mr_attempt {
     mr_stream_xlate_t *_xl;
     mr_transfer_t *_xfer;
     const mr_provider_t *_inflight_on;
-    int _sent;                   /* the transfer started: the upstream got the request */
-    int _reported;               /* the breaker heard the outcome, or the probe went back */
-    int _ended;                  /* mr_attempt_end ran */
-    mr_failure_t _invalid;       /* why on_data aborted the transfer, read in DONE */
-    int _paused_once;            /* debug log once per attempt */
-    uint64_t _relayed;           /* bytes of a relayed answer received */
-    char _tail[MR_ATTEMPT_TAIL]; /* its last bytes: where its usage is */
+    int _sent;             /* the transfer started: the upstream got the request */
+    int _reported;         /* the breaker heard the outcome, or the probe went back */
+    int _ended;            /* mr_attempt_end ran */
+    mr_failure_t _invalid; /* why on_data aborted the transfer, read in DONE */
+    int _paused_once;      /* debug log once per attempt */
+    uint64_t _relayed;     /* bytes of a relayed answer received */
+    char *_tail;           /* its last MR_ATTEMPT_TAIL bytes: where its usage is */
     size_t _tail_len;
 };
 

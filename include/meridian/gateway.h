@@ -30,6 +30,9 @@
 typedef struct mr_gateway {
     mr_request_env_t env;   /* what every request borrows */
     mr_memacct_t mem;       /* limits.worker_memory_bytes: bytes its requests hold */
+    mr_pool_cache_t chunks; /* idle arena chunks, reused by the next requests */
+    mr_request_t *spare;    /* freed request objects kept for reuse (a list) */
+    size_t n_spare;
     mr_generation_t *gen;   /* new requests use it; one reference */
     mr_request_t *requests; /* in flight */
     size_t n_requests;

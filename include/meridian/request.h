@@ -35,6 +35,7 @@
 #include "meridian/json_span.h"
 #include "meridian/memacct.h"
 #include "meridian/metrics.h"
+#include "meridian/pool.h"
 #include "meridian/reqlog.h"
 #include "meridian/router.h"
 #include "meridian/server.h"
@@ -56,6 +57,7 @@ typedef struct mr_request_env {
     mr_reqlog_t *reqlog;
     mr_status_t *status;
     mr_memacct_t *mem;          /* the worker's budget for bytes in flight */
+    mr_pool_cache_t *chunks;    /* the worker's idle arena chunks (pool.h) */
     uint64_t *backoff_rng;      /* jitter for retries of the same target */
     unsigned worker;            /* index, for logs, metrics rows and /providers */
     void (*on_freed)(void *ud); /* after a request's memory is gone (drain) */
@@ -92,6 +94,7 @@ struct mr_request {
     int poll_inited;
     int open_handles;
     mr_memhold_t mem; /* what it holds of the worker's budget, given back when it ends */
+    mr_pool_t pool;   /* its arena: pieces that live as long as it does */
 
     /* dispatch: what was asked */
     const struct mr_dispatch_row *row; /* NULL: refused before a row matched */
