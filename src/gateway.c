@@ -6,6 +6,7 @@
 #include "meridian/proxy.h"
 
 #include <ctype.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,10 +49,8 @@ void mr_gateway_init(mr_gateway_t *gw, const mr_gateway_opts_t *o, mr_generation
     mr_pool_cache_init(&gw->chunks, SPARE_CHUNKS);
 }
 
-void mr_gateway_free(mr_gateway_t *gw)
+static void free_spares(mr_gateway_t *gw)
 {
-    mr_generation_release(gw->gen);
-    gw->gen = NULL;
     mr_pool_cache_free(&gw->chunks);
     while (gw->spare) {
         mr_request_t *r = gw->spare;
@@ -59,6 +58,30 @@ void mr_gateway_free(mr_gateway_t *gw)
         free(r);
     }
     gw->n_spare = 0;
+}
+
+void mr_gateway_free(mr_gateway_t *gw)
+{
+    mr_generation_release(gw->gen);
+    gw->gen = NULL;
+    free_spares(gw);
+}
+
+int mr_gateway_trim(mr_gateway_t *gw)
+{
+    size_t peak = gw->peak_requests;
+
+    gw->peak_requests = gw->n_requests;
+    if (gw->n_requests > peak / 2 || gw->started == gw->trimmed_at)
+        return 0;
+    free_spares(gw);
+    /* glibc keeps freed heap on purpose (main.c's trim threshold); trimming
+     * walks every arena, so it is worth it only for a burst's worth */
+    if (mallinfo2().fordblks < MR_GATEWAY_TRIM_MIN)
+        return 0;
+    gw->trimmed_at = gw->started;
+    malloc_trim(0);
+    return 1;
 }
 
 void mr_gateway_use(mr_gateway_t *gw, mr_generation_t *gen)
@@ -119,7 +142,9 @@ static void link_request(mr_gateway_t *gw, mr_request_t *r)
     if (gw->requests)
         gw->requests->prev = r;
     gw->requests = r;
-    gw->n_requests++;
+    if (++gw->n_requests > gw->peak_requests)
+        gw->peak_requests = gw->n_requests;
+    gw->started++;
 }
 
 static void unlink_request(mr_gateway_t *gw, mr_request_t *r)

@@ -36,7 +36,10 @@ typedef struct mr_gateway {
     mr_generation_t *gen;   /* new requests use it; one reference */
     mr_request_t *requests; /* in flight */
     size_t n_requests;
-    uint64_t rng[2]; /* request ids */
+    size_t peak_requests; /* most in flight since the last mr_gateway_trim */
+    uint64_t started;     /* requests ever started */
+    uint64_t trimmed_at;  /* `started` at the last trim */
+    uint64_t rng[2];      /* request ids */
     uint64_t backoff_rng;
 } mr_gateway_t;
 
@@ -62,6 +65,14 @@ void mr_gateway_free(mr_gateway_t *gw);
 void mr_gateway_use(mr_gateway_t *gw, mr_generation_t *gen);
 const mr_generation_t *mr_gateway_generation(const mr_gateway_t *gw);
 size_t mr_gateway_in_flight(const mr_gateway_t *gw);
+/* Gives memory back once traffic has fallen (call from a timer, off the
+ * request path): when at most half the requests of the last period's peak
+ * are in flight and requests came since the last trim, frees the spare
+ * request objects and idle arena chunks and, when glibc holds at least
+ * MR_GATEWAY_TRIM_MIN bytes free, returns free heap to the system
+ * (malloc_trim: every arena, so every worker's). 1 when it trimmed. */
+#define MR_GATEWAY_TRIM_MIN (16u << 20)
+int mr_gateway_trim(mr_gateway_t *gw);
 
 /* MHD_AccessHandlerCallback; cls is the mr_gateway_t. */
 enum MHD_Result mr_gateway_handle(void *cls, struct MHD_Connection *conn, const char *url,
