@@ -532,13 +532,22 @@ bool mr_attempt_running(const mr_attempt_t *a)
 
 void mr_attempt_cancel(mr_attempt_t *a, mr_failure_t failure, const char *why)
 {
+    /* A relayed answer with a Content-Length is complete for the client
+     * (who may be gone already) once its last byte is relayed, even if curl
+     * has not reported the transfer's end yet: a success, usage read. */
+    bool whole = a->relaying && a->content_length >= 0 &&
+                 a->_relayed == (uint64_t)a->content_length && a->failure == MR_FAIL_NONE;
+
     if (a->_xfer) {
         mr_transfer_cancel(a->_xfer);
         transfer_gone(a);
     }
     if (a->_ended)
         return;
-    set_failure(a, failure, why);
+    if (whole)
+        relayed_usage(a);
+    else
+        set_failure(a, failure, why);
     mr_attempt_end(a);
 }
 

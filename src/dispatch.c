@@ -401,7 +401,16 @@ static enum MHD_Result check_upload(mr_request_t *r)
      * upstream copy, and held in one allocation of its size */
     if (n && (mr_buf_reserve(&r->body, (size_t)n) < 0 || mr_intake_hold_copy(r, (size_t)n) < 0)) {
         r->body_refused = 1;
-        return answer_overloaded(r);
+        mr_buf_free(&r->body); /* with its charge: nothing of the body is kept */
+        /* Answered now only to a client waiting for "100 Continue". Any
+         * other is already sending its body, and answering then closing
+         * with body bytes unread makes the kernel reset the connection,
+         * which can destroy the 503 before the client reads it: its body is
+         * read and dropped, then answered (answer_proxy). */
+        const char *expect =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+        if (expect && !strcasecmp(expect, "100-continue"))
+            return answer_overloaded(r);
     }
     return MHD_YES;
 }
