@@ -160,6 +160,8 @@ int mr_intake_read(mr_request_t *r, mr_error_t *e)
         !span_is(r, stream, "null"))
         return mr_error_bad(e, "invalid_type", "stream", "stream must be a boolean");
     r->stream = r->endpoint != MR_EP_EMBEDDINGS && span_is(r, stream, "true");
+    if (r->stream)
+        mr_server_stream_socket(r->conn);
     so = mr_json_scan_get(&r->scan, K_STREAM_OPTIONS);
     r->client_wants_usage =
         so && *span_text(r, so) == '{' &&

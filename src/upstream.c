@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define POOL_MAX 1024
@@ -34,6 +35,21 @@ struct mr_transfer {
 
 /* CURLOPT_BUFFERSIZE by pool: what a handle keeps allocated for its life. */
 static const long buffer_size[2] = {1024, 16384};
+
+/* A stream's upstream socket: what the kernel may hold for it while the
+ * transfer is paused behind a slow client (SO_RCVBUF, set before connect;
+ * Linux doubles it). Without a cap it grows to tcp_rmem's maximum (6 MiB).
+ * A connection opened for a stream keeps it when reused. */
+#define STREAM_RCVBUF (64 * 1024)
+
+static int stream_sockopt(void *ud, curl_socket_t fd, curlsocktype purpose)
+{
+    int v = STREAM_RCVBUF;
+    (void)ud;
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+    return CURL_SOCKOPT_OK;
+}
 
 /* One per socket curl asks us to watch, kept until curl closes the socket
  * (close_cb): a keep-alive connection between two transfers keeps its poll
@@ -373,6 +389,8 @@ static mr_transfer_t *acquire(mr_upstream_t *u, int kind)
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, buffer_size[kind]);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
+    if (kind == 0)
+        curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, stream_sockopt);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);

@@ -25,7 +25,9 @@
  *   - budget refusal: connections that declare 8 MiB bodies are taken
  *     (body and upstream copy charged at once) until the budget is full;
  *     the next gets 503 `overloaded` with Retry-After at once, a small
- *     request still fits, and once they close the budget is back.
+ *     request still fits, and once they close the budget is back;
+ *   - an event stream's client socket has its send buffer capped (what the
+ *     kernel holds behind a client that stops reading).
  * PEAK_SLACK, the documented constant (docs/security.md, finding 5), covers
  * what the budget does not count: allocator slack, MHD connection pools,
  * curl handles, the transient scratch of a scan. The figures are printed.
@@ -438,6 +440,54 @@ static void test_large_answer_relayed(void **state)
     assert_int_equal(th_mock_reset(&mock), 0);
 }
 
+/* The send buffers (SO_SNDBUF, "tb" in `ss -tm`) of the gateway's
+ * established client connections, at most `cap`; how many. */
+static size_t client_sndbufs(long *out, size_t cap)
+{
+    char cmd[128], line[1024];
+    size_t n = 0;
+    snprintf(cmd, sizeof(cmd), "ss -tmnH state established '( sport = :%d )' 2>/dev/null", gw.port);
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return 0;
+    while (n < cap && fgets(line, sizeof(line), f)) {
+        const char *tb = strstr(line, ",tb");
+        if (tb)
+            out[n++] = strtol(tb + 3, NULL, 10);
+    }
+    pclose(f);
+    return n;
+}
+
+/* A client that stops reading an event stream makes the kernel hold at
+ * most 2 x MR_SERVER_STREAM_SNDBUF (64 KiB; Linux doubles it) for it, not
+ * tcp_wmem's maximum: the socket's send buffer is capped once the request
+ * is known to stream. */
+static void test_stream_socket_capped(void **state)
+{
+    static const char body[] = "{\"model\":\"chat\",\"stream\":true,"
+                               "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    char *head = post_head(sizeof(body) - 1, ""), answer[256];
+    long tb[8];
+    (void)state;
+
+    if (system("ss -V >/dev/null 2>&1") != 0) {
+        print_message("skipped: no ss (iproute2)\n");
+        free(head);
+        return;
+    }
+    int fd = raw_client(head, body, sizeof(body) - 1);
+    assert_true(read_answer(fd, answer, 64, 5000) > 0); /* the stream began */
+    size_t n = client_sndbufs(tb, 8), capped = 0;
+    for (size_t i = 0; i < n; i++) {
+        print_message("client connection %zu: SO_SNDBUF %ld\n", i, tb[i]);
+        capped += tb[i] == 2 * 64 * 1024;
+    }
+    assert_int_equal(capped, 1);
+    close_clients();
+    free(head);
+}
+
 /* A body whose parse tree alone would pass the whole budget can never be
  * translated: 413, not a 503 to retry forever. */
 static void test_tree_never_fits(void **state)
@@ -473,6 +523,7 @@ int main(void)
         cmocka_unit_test(test_tree_never_fits),
         cmocka_unit_test_teardown(test_slow_readers, teardown_clients),
         cmocka_unit_test_teardown(test_budget_refusal, teardown_clients),
+        cmocka_unit_test_teardown(test_stream_socket_capped, teardown_clients),
     };
     th_init();
     if (th_start_mock(&mock, "a") < 0)
