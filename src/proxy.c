@@ -428,6 +428,7 @@ static enum MHD_Result queue_stream(mr_request_t *r)
     r->committed = 1;
     r->final_status = (int)a->status;
     mr_attempt_commit(a);
+    mr_intake_release(r); /* no failover now: the tree and conversation go, with their charge */
     return ret;
 }
 

@@ -27,7 +27,9 @@
  *     the next gets 503 `overloaded` with Retry-After at once, a small
  *     request still fits, and once they close the budget is back;
  *   - an event stream's client socket has its send buffer capped (what the
- *     kernel holds behind a client that stops reading).
+ *     kernel holds behind a client that stops reading);
+ *   - committed translated streams give their parse trees back: six stay
+ *     open where two trees at once would fill the budget.
  * PEAK_SLACK, the documented constant (docs/security.md, finding 5), covers
  * what the budget does not count: allocator slack, MHD connection pools,
  * curl handles, the transient scratch of a scan. The figures are printed.
@@ -336,6 +338,38 @@ static int taken(int fd, char *buf, size_t cap, int timeout_ms)
     return read_answer(fd, buf, cap, timeout_ms) == 0 || !strncmp(buf, "HTTP/1.1 100 ", 13);
 }
 
+/* A committed translated stream gives back its parse tree and conversation
+ * model (charged while it could still fail over): streams whose trees
+ * could not all be held at once can all stay open. */
+static void test_committed_streams_release(void **state)
+{
+    size_t len = MIB / 2;
+    char *plain = small_elements("claude", len), answer[256];
+    char *body = th_strf("{\"stream\":true,%s", plain + 1);
+    char *head = post_head(strlen(body), "");
+    int open = 0;
+    (void)state;
+
+    assert_int_equal(th_mock_reset(&mock), 0);
+    /* the first event at once, the next ones 5 s apart: they stay open */
+    assert_int_equal(th_mock_scenario(&mock, "{\"chunk_delay_ms\":5000,\"chunks\":3}"), 0);
+    for (int i = 0; i < 6; i++) {
+        int fd = raw_client(head, body, strlen(body));
+        size_t n = read_answer(fd, answer, 64, 10000);
+        if (n && strstr(answer, "HTTP/1.1 200"))
+            open++;
+    }
+    print_message("translated streams of 0.5 MiB small-element bodies open at once: %d of 6\n",
+                  open);
+    assert_int_equal(open, 6);
+    close_clients();
+    assert_int_equal(th_mock_wait_stat(&mock, "in_flight", 0, 20000), 0);
+    assert_int_equal(th_mock_reset(&mock), 0);
+    free(head);
+    free(body);
+    free(plain);
+}
+
 static void test_budget_refusal(void **state)
 {
     static const char body[] =
@@ -524,6 +558,7 @@ int main(void)
         cmocka_unit_test_teardown(test_slow_readers, teardown_clients),
         cmocka_unit_test_teardown(test_budget_refusal, teardown_clients),
         cmocka_unit_test_teardown(test_stream_socket_capped, teardown_clients),
+        cmocka_unit_test_teardown(test_committed_streams_release, teardown_clients),
     };
     th_init();
     if (th_start_mock(&mock, "a") < 0)
