@@ -1,8 +1,12 @@
 #include "meridian/adapter.h"
 
 #include "meridian/chat_parse.h"
+#include "meridian/chat_write.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void mr_adapter_req_free(mr_adapter_req_t *r)
 {
@@ -13,6 +17,26 @@ void mr_adapter_req_free(mr_adapter_req_t *r)
     r->headers = NULL;
     r->body = NULL;
     r->body_len = 0;
+}
+
+void mr_adapter_stream_error(mr_buf_t *out, const char *fmt, ...)
+{
+    char msg[MR_ERROR_MESSAGE_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    mr_chat_write_error(out, "api_error", "upstream_stream_error", "%s", msg);
+}
+
+void mr_adapter_drop(mr_adapter_req_t *out, const char *name)
+{
+    for (unsigned i = 0; i < out->n_dropped; i++)
+        if (strcmp(out->dropped[i], name) == 0)
+            return;
+    if (out->n_dropped < MR_ADAPTER_DROPPED_MAX)
+        out->dropped[out->n_dropped++] = name;
 }
 
 const mr_adapter_t *mr_adapter_for(mr_provider_kind_t kind)
@@ -30,20 +54,27 @@ const mr_adapter_t *mr_adapter_for(mr_provider_kind_t kind)
     return NULL;
 }
 
-int mr_adapter_conv(const mr_adapter_t *ad, mr_adapter_conv_t *cache, mr_adapter_in_t *in,
-                    mr_error_t *err)
+int mr_adapter_conv_parse(mr_adapter_conv_t *cache, const json_t *json, mr_error_t *err)
 {
-    if (!ad->uses_conv || in->endpoint != MR_EP_CHAT)
-        return 0;
     if (!cache->tried) {
         cache->tried = 1;
-        if (mr_chat_parse(in->json, &cache->req, &cache->err) < 0)
+        if ((cache->parse ? cache->parse : mr_chat_parse)(json, &cache->req, &cache->err) < 0)
             cache->req = NULL;
     }
     if (!cache->req) {
         *err = cache->err;
         return -1;
     }
+    return 0;
+}
+
+int mr_adapter_conv(const mr_adapter_t *ad, mr_adapter_conv_t *cache, mr_adapter_in_t *in,
+                    mr_error_t *err)
+{
+    if (!ad->uses_conv || in->endpoint != MR_EP_CHAT)
+        return 0;
+    if (mr_adapter_conv_parse(cache, in->json, err) < 0)
+        return -1;
     in->conv = cache->req;
     return 0;
 }

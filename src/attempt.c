@@ -31,6 +31,11 @@ static const mr_provider_t *provider_of(const mr_attempt_t *a)
     return a->cand->provider;
 }
 
+static const mr_inbound_t *inbound_of(const mr_attempt_t *a)
+{
+    return a->_args.inbound ? a->_args.inbound : &mr_inbound_chat;
+}
+
 static int is_2xx(long s)
 {
     return s >= 200 && s < 300;
@@ -106,10 +111,18 @@ void mr_attempt_end(mr_attempt_t *a)
     report(a);
 }
 
+bool mr_attempt_has_content(const mr_attempt_t *a)
+{
+    return a->_xl && a->adapter->stream_content(a->_xl);
+}
+
+/* A committed stream tells its breaker how it ended (a cut or broken
+ * stream is a failure), when it ends; a half-open probe tells it at once,
+ * so that its slot is not held for the length of a stream. */
 void mr_attempt_commit(mr_attempt_t *a)
 {
     a->committed = 1;
-    if (a->stream)
+    if (a->_args.probe)
         report(a);
 }
 
@@ -232,6 +245,15 @@ static mr_data_result_t relay(mr_attempt_t *a, const char *p, size_t n)
     return MR_DATA_OK;
 }
 
+/* Whether a large answer may reach the client as it arrives: a passthrough
+ * answer, except a Responses one, which is stored before it is sent
+ * (responses.h) and so is read whole — within max_response_bytes and
+ * charged to the budget like a translated answer. */
+static bool may_relay(const mr_attempt_t *a)
+{
+    return a->adapter->passthrough && a->_args.endpoint != MR_EP_RESPONSES;
+}
+
 /* A non-streamed 2xx answer: buffered whole while it is small and the
  * budget takes it; else relayed (passthrough), or a failure (a translation
  * needs the whole answer). */
@@ -241,9 +263,9 @@ static mr_data_result_t on_body_data(mr_attempt_t *a, const char *p, size_t n)
 
     if (a->relaying)
         return relay(a, p, n);
-    if ((have + n <= a->relay_max || !a->adapter->passthrough) && mr_buf_append(&a->out, p, n) == 0)
+    if ((have + n <= a->relay_max || !may_relay(a)) && mr_buf_append(&a->out, p, n) == 0)
         return MR_DATA_OK;
-    if (!a->adapter->passthrough) {
+    if (!may_relay(a)) {
         a->_invalid = have + n > a->out.limit ? MR_FAIL_TOO_LARGE : MR_FAIL_NO_MEMORY;
         return MR_DATA_ABORT;
     }
@@ -274,17 +296,36 @@ static void read_usage(mr_attempt_t *a)
         a->adapter->stream_usage(a->_xl, &a->usage);
 }
 
+/* A 2xx body that is not one complete JSON text: cut short (the text
+ * ends where a JSON parser still wanted more: an upstream that closed a
+ * Connection: close answer early) or not JSON at all. 0 when it is one. */
+static int body_unusable(mr_attempt_t *a)
+{
+    const char *p = mr_buf_ptr(&a->out);
+    size_t n = mr_buf_len(&a->out);
+    json_error_t je;
+    json_t *j;
+
+    if (mr_json_validate(p, n) == 0)
+        return 0;
+    j = json_loadb(p, n, 0, &je);
+    json_decref(j);
+    if (n == 0 || (!j && (size_t)je.position >= n))
+        set_failure(a, MR_FAIL_TRUNCATED, "upstream response body ends before its JSON does");
+    else
+        set_failure(a, MR_FAIL_INVALID_BODY, "invalid JSON in upstream response");
+    return -1;
+}
+
 /* A complete 2xx body: kept as is when the dialect is OpenAI's, else
  * translated; a failure when the answer is unusable. */
 static void take_body(mr_attempt_t *a)
 {
     mr_error_t e;
 
+    if (body_unusable(a) < 0)
+        return;
     if (a->adapter->passthrough) {
-        if (mr_json_validate(mr_buf_ptr(&a->out), mr_buf_len(&a->out)) != 0) {
-            set_failure(a, MR_FAIL_INVALID_BODY, "invalid JSON in upstream response");
-            return;
-        }
         a->adapter->translate(&a->_in, mr_buf_ptr(&a->out), mr_buf_len(&a->out), NULL, &a->usage,
                               &e);
         return;
@@ -303,16 +344,27 @@ static void take_body(mr_attempt_t *a)
     a->out = out;
 }
 
+/* The failure a stream's end reports (stream_end's result). */
+static void stream_end_failure(mr_attempt_t *a, int rc)
+{
+    if (rc == MR_ADAPTER_TRUNCATED)
+        set_failure(a, MR_FAIL_TRUNCATED, "upstream stream ended before its terminal event");
+    else
+        set_failure(a, MR_FAIL_STREAM_ERROR, "upstream stream ended with an error");
+}
+
 /* A complete 2xx answer before commit: the body, or the whole stream. */
 static void take_answer(mr_attempt_t *a)
 {
+    int rc;
+
     if (!a->stream) {
         take_body(a);
-    } else if (a->adapter->stream_end(a->_xl, &a->out) < 0) {
+    } else if ((rc = a->adapter->stream_end(a->_xl, &a->out)) < 0) {
         /* ended in an error (or truncated) before anything reached the
          * client: a failed attempt, not a broken stream */
         mr_buf_reset(&a->out);
-        set_failure(a, MR_FAIL_STREAM_ERROR, "upstream stream ended with an error");
+        stream_end_failure(a, rc);
     } else if (mr_buf_len(&a->out) == 0) {
         set_failure(a, MR_FAIL_EMPTY_STREAM, "empty event stream");
     } else {
@@ -324,12 +376,16 @@ static void take_answer(mr_attempt_t *a)
  * event rather than leave the client hanging. */
 static void end_committed(mr_attempt_t *a, mr_failure_t failure, const char *error)
 {
+    int rc = 0;
+
     if (failure == MR_FAIL_NONE)
-        a->adapter->stream_end(a->_xl, &a->out);
+        rc = a->adapter->stream_end(a->_xl, &a->out);
     else if (!a->stream_errored)
         mr_attempt_stream_error(a, failure, error);
     read_usage(a);
-    if (failure != MR_FAIL_NONE)
+    if (rc < 0)
+        stream_end_failure(a, rc);
+    else if (failure != MR_FAIL_NONE)
         set_failure(a, a->stream_errored ? MR_FAIL_STREAM_ERROR : failure, error);
 }
 
@@ -367,10 +423,11 @@ static void end_relayed(mr_attempt_t *a, mr_failure_t failure, const char *error
         set_failure(a, failure, error);
 }
 
-static void on_done(void *ud, mr_failure_t failure, const char *error)
+static void on_done(void *ud, mr_failure_t failure, const char *error, unsigned resends)
 {
     mr_attempt_t *a = ud;
 
+    a->resends = resends;
     transfer_gone(a);
     if (a->committed && !a->stream) {
         end_relayed(a, failure, error);
@@ -426,13 +483,22 @@ mr_attempt_t *mr_attempt_new(const mr_attempt_args_t *args)
     a->health_id = args->health_id;
     a->stream = args->stream;
     a->retry_after = -1;
-    a->usage.prompt_tokens = a->usage.completion_tokens = -1;
+    a->usage = MR_USAGE_UNKNOWN;
     a->start_ns = uv_hrtime();
     mr_buf_init(&a->out, args->stream ? l->stream_buffer_bytes : l->max_response_bytes);
     a->out.hold = args->mem;
     a->relay_max = l->stream_buffer_bytes;
     a->content_length = -1;
     return a;
+}
+
+/* Whether the client dialect's adapters set header `name` themselves. */
+static bool own_header(const mr_attempt_t *a, const char *name)
+{
+    for (const char *const *h = inbound_of(a)->own_headers; h && *h; h++)
+        if (strcmp(*h, name) == 0)
+            return true;
+    return false;
 }
 
 /* The client headers this provider accepts (forward_headers), as lines for
@@ -445,7 +511,7 @@ static int collect_forwarded(mr_attempt_t *a)
     for (size_t i = 0; i < p->n_forward_headers && n < MR_ATTEMPT_MAX_FORWARD; i++) {
         const char *name = p->forward_headers[i];
         const char *v = a->_args.header(a->_args.header_ud, name);
-        if (!v)
+        if (!v || own_header(a, name))
             continue;
         size_t len = strlen(name) + strlen(v) + 3;
         if (!(a->_fwd[n] = a->_args.pool ? mr_pool_alloc(a->_args.pool, len) : malloc(len)))
@@ -459,7 +525,7 @@ int mr_attempt_build(mr_attempt_t *a, mr_error_t *e)
 {
     const mr_provider_t *p = provider_of(a);
 
-    if (!(a->adapter = mr_adapter_for(p->kind))) {
+    if (!(a->adapter = mr_inbound_adapter(inbound_of(a), a->_args.endpoint, p))) {
         char why[160];
         snprintf(why, sizeof(why), "provider kind %s is not supported by this build",
                  mr_provider_kind_name(p->kind));
@@ -468,7 +534,9 @@ int mr_attempt_build(mr_attempt_t *a, mr_error_t *e)
     }
     a->_in = (mr_adapter_in_t){
         .provider = p,
-        .endpoint = a->_args.endpoint,
+        /* a conversation is a chat generation to the adapters, whatever
+         * the client's dialect (in->client says which) */
+        .endpoint = mr_inbound_is_conversation(a->_args.endpoint) ? MR_EP_CHAT : a->_args.endpoint,
         .model = a->cand->model,
         .stream = a->stream,
         .client_wants_usage = a->_args.client_wants_usage,
@@ -478,6 +546,10 @@ int mr_attempt_build(mr_attempt_t *a, mr_error_t *e)
         .json = a->_args.json,
         .strip = gateway_only_members,
         .extra_headers = (const char *const *)a->_fwd,
+        .client = inbound_of(a),
+        .client_header = a->_args.header,
+        .client_header_ud = a->_args.header_ud,
+        .client_ctx = a->_args.client_ctx,
     };
     if (collect_forwarded(a) < 0) {
         set_failure(a, MR_FAIL_NO_MEMORY, "out of memory");
@@ -516,6 +588,7 @@ int mr_attempt_start(mr_attempt_t *a, mr_upstream_t *u, long connect_timeout_ms)
         .http2 = p->http2,
         .ca_file = p->ca_file,
         .stream = a->stream,
+        .keepalive_s = p->keepalive_s,
     };
     if (!(a->_xfer = mr_upstream_start(u, &req, &handler, a, err, sizeof(err)))) {
         set_failure(a, MR_FAIL_TRANSPORT, err); /* nothing was sent */
@@ -562,18 +635,14 @@ void mr_attempt_unpause(mr_attempt_t *a)
 void mr_attempt_stream_error(mr_attempt_t *a, mr_failure_t failure, const char *why)
 {
     const char *name = provider_of(a)->name;
-    mr_error_t e;
-    size_t len;
+    char msg[160];
 
-    mr_error_set(&e, 502, "api_error", "upstream_stream_error", NULL,
-                 "upstream %s failed mid-stream (%s)", name, mr_failure_name(failure));
-    char *body = mr_error_body(&e, NULL, NULL, &len);
-    if (body) {
-        mr_buf_append_force(&a->out, "data: ", 6);
-        mr_buf_append_force(&a->out, body, len);
-        mr_buf_append_force(&a->out, "\n\n", 2);
-        free(body);
-    }
+    snprintf(msg, sizeof(msg), "upstream %s failed mid-stream (%s)", name,
+             mr_failure_name(failure));
+    if (inbound_of(a)->stream_fail && a->_args.client_ctx)
+        inbound_of(a)->stream_fail(a->_args.client_ctx, &a->out, msg);
+    else
+        inbound_of(a)->stream_error(&a->out, "api_error", "upstream_stream_error", msg);
     mr_warn("%s: stream from %s ended early: %s", a->_args.request_id, name, why);
 }
 
@@ -584,8 +653,13 @@ char *mr_attempt_error_body(mr_attempt_t *a, size_t *len)
     mr_buf_init(&out, MR_ATTEMPT_ERROR_BODY_MAX);
     a->adapter->translate_error(provider_of(a), a->status, mr_buf_ptr(&a->out), mr_buf_len(&a->out),
                                 &out);
-    char *body = mr_buf_steal(&out, len);
+    char *body = mr_buf_steal(&out, len), *shaped;
     mr_buf_free(&out);
+    if (body && inbound_of(a)->reshape_error &&
+        (shaped = inbound_of(a)->reshape_error(body, *len, (int)a->status, len))) {
+        free(body);
+        body = shaped;
+    }
     return body;
 }
 
@@ -597,6 +671,11 @@ void mr_attempt_record(const mr_attempt_t *a, mr_attempt_rec_t *rec)
     rec->ms = a->ms;
     rec->failure = a->failure;
     rec->outcome = mr_failure_metric(a->failure);
+    rec->signatures_dropped = a->_req.signatures_dropped;
+    rec->resends = a->resends;
+    rec->n_dropped = a->_req.n_dropped;
+    memcpy(rec->dropped, a->_req.dropped, sizeof(rec->dropped));
+    memcpy(rec->betas_dropped, a->_req.betas_dropped, sizeof(rec->betas_dropped));
     size_t n = strnlen(a->error, sizeof(rec->error) - 1);
     memcpy(rec->error, a->error, n);
     rec->error[n] = '\0';

@@ -23,6 +23,76 @@ static const char *const period_names[] = {"total", "day", "month"};
 static const char *const builtin_attrs[] = {"provider", "model",        "kind",    "vendor",
                                             "region",   "jurisdiction", "creator", NULL};
 
+static const char *const cap_names[MR_CAP_COUNT] = {
+    "tools", "vision", "audio", "files", "json_object", "json_schema", "reasoning", "prompt_cache"};
+
+const char *mr_capability_name(unsigned i)
+{
+    return i < MR_CAP_COUNT ? cap_names[i] : "unknown";
+}
+
+int mr_capability_parse(const char *name, uint32_t *bit)
+{
+    for (unsigned i = 0; i < MR_CAP_COUNT; i++)
+        if (!strcmp(name, cap_names[i])) {
+            *bit = 1u << i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *mr_capabilities_format(uint32_t caps, char *buf, size_t n)
+{
+    size_t o = 0;
+
+    if (n)
+        buf[0] = '\0';
+    for (unsigned i = 0; i < MR_CAP_COUNT && o < n; i++)
+        if (caps & (1u << i)) {
+            int w = snprintf(buf + o, n - o, "%s%s", o ? ", " : "", cap_names[i]);
+            o += w > 0 ? (size_t)w : 0;
+        }
+    return buf;
+}
+
+/* What each dialect can carry (docs/providers.md): OpenAI-compatible APIs
+ * get everything (the bytes pass through: the operator narrows). */
+uint32_t mr_capabilities_default(mr_provider_kind_t kind)
+{
+    switch (kind) {
+    case MR_KIND_ANTHROPIC:
+        return MR_CAP_TOOLS | MR_CAP_VISION | MR_CAP_FILES | MR_CAP_JSON_SCHEMA | MR_CAP_REASONING |
+               MR_CAP_PROMPT_CACHE;
+    case MR_KIND_GEMINI:
+        return MR_CAP_ALL;
+    case MR_KIND_OPENAI:
+    case MR_KIND_AZURE:
+        break;
+    }
+    return MR_CAP_ALL;
+}
+
+/* Anthropic: reads 0.1x, 5-minute writes 1.25x; Gemini: implicit cache
+ * reads 0.25x, no write surcharge; OpenAI-compatible: reads 0.5x (OpenAI's
+ * first discount), writes at the input price. */
+void mr_cache_price_factors(mr_provider_kind_t kind, double *read, double *write)
+{
+    *write = 1.0;
+    switch (kind) {
+    case MR_KIND_ANTHROPIC:
+        *read = 0.1;
+        *write = 1.25;
+        return;
+    case MR_KIND_GEMINI:
+        *read = 0.25;
+        return;
+    case MR_KIND_OPENAI:
+    case MR_KIND_AZURE:
+        break;
+    }
+    *read = 0.5;
+}
+
 const char *mr_provider_kind_name(mr_provider_kind_t kind)
 {
     return (unsigned)kind < MR_PROVIDER_KIND_COUNT ? kind_names[kind] : "unknown";
@@ -177,6 +247,7 @@ static void free_provider(mr_provider_t *p)
     free(p->jurisdiction);
     free_strings(p->models, p->n_models);
     free_strings(p->forward_headers, p->n_forward_headers);
+    free_strings(p->anthropic_beta, p->n_anthropic_beta);
     free(p->key_env);
     free(p->disabled_reason);
     free_tags(p->tags, p->n_tags);
@@ -185,6 +256,7 @@ static void free_provider(mr_provider_t *p)
 static void free_route(mr_route_t *r)
 {
     free(r->name);
+    free_strings(r->aliases, r->n_aliases);
     for (size_t j = 0; j < r->n_targets; j++) {
         free(r->targets[j].model);
         free(r->targets[j].creator);
@@ -261,10 +333,12 @@ static const mr_setting_t settings[] = {
     UINT("timeouts", "client_idle_s", timeouts.client_idle_s, 1, 86400, 60),
     UINT("timeouts", "keepalive_idle_s", timeouts.keepalive_idle_s, 1, 86400, 5),
     UINT("timeouts", "drain_ms", timeouts.drain_ms, 1, 3600000, 10000),
+    UINT("timeouts", "commit_hold_ms", timeouts.commit_hold_ms, 0, 600000, 10000),
     UINT("limits", "max_body_bytes", limits.max_body_bytes, KIB, GIB, 4 * MIB),
     UINT("limits", "max_header_bytes", limits.max_header_bytes, KIB, MIB, 16 * KIB),
     UINT("limits", "max_response_bytes", limits.max_response_bytes, KIB, GIB, 64 * MIB),
     UINT("limits", "stream_buffer_bytes", limits.stream_buffer_bytes, KIB, 64 * MIB, 256 * KIB),
+    UINT("limits", "commit_hold_bytes", limits.commit_hold_bytes, 0, 64 * MIB, 64 * KIB),
     UINT("limits", "worker_memory_bytes", limits.worker_memory_bytes, 2 * MIB, 1024 * GIB,
          256 * MIB),
     UINT("limits", "max_connections", limits.max_connections, 1, 1000000, 4096),
@@ -368,6 +442,31 @@ static const mr_setting_t settings[] = {
      .type = MR_SETTING_STRING,
      AT(state.file),
      .flags = MR_SETTING_NONEMPTY,
+     .stage = MR_STAGE_LAST},
+    /* stored Responses (respstore.h): created once at start, a reload keeps it */
+    {.section = "responses",
+     .key = "max_entries",
+     .type = MR_SETTING_UINT,
+     AT(responses.max_entries),
+     .min = 1,
+     .max = 100000000,
+     .def = 10000,
+     .stage = MR_STAGE_LAST},
+    {.section = "responses",
+     .key = "max_bytes",
+     .type = MR_SETTING_UINT,
+     AT(responses.max_bytes),
+     .min = 64 * KIB,
+     .max = 64 * GIB,
+     .def = 256 * MIB,
+     .stage = MR_STAGE_LAST},
+    {.section = "responses",
+     .key = "ttl_s",
+     .type = MR_SETTING_UINT,
+     AT(responses.ttl_s),
+     .min = 1,
+     .max = 365 * 86400,
+     .def = 30 * 86400,
      .stage = MR_STAGE_LAST},
 };
 

@@ -1,55 +1,14 @@
 #include "meridian/chat_parse.h"
 
-#include <ctype.h>
+#include "meridian/codec.h"
+
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 typedef struct parser {
-    mr_conv_req_t *r;
-    size_t turn;    /* the message being parsed, for messages */
-    size_t n_parts; /* allocated so far, bounded by MR_CONV_MAX_PARTS */
-    mr_error_t *err;
+    mr_codec_build_t b;
+    size_t turn; /* the message being parsed, for messages */
 } parser_t;
-
-/* An allocation failed: past the model's bound (400) or out of memory. */
-static int no_memory(parser_t *ps)
-{
-    if (mr_conv_arena_over(ps->r->_arena))
-        return mr_error_bad(ps->err, "conversation_too_large", NULL,
-                            "the conversation needs more than %zu MiB of gateway memory to "
-                            "translate",
-                            MR_CONV_MAX_BYTES >> 20);
-    mr_error_set(ps->err, 500, NULL, "internal_error", NULL, "out of memory");
-    return -1;
-}
-
-static mr_conv_part_t *new_parts(parser_t *ps, size_t n)
-{
-    mr_conv_part_t *p;
-
-    if (n > MR_CONV_MAX_PARTS - ps->n_parts) {
-        mr_error_bad(ps->err, "conversation_too_large", ps->r->turns_param,
-                     "more than %d content parts and tool calls in all: too many to translate",
-                     MR_CONV_MAX_PARTS);
-        return NULL;
-    }
-    if (n == 0)
-        n = 1; /* a non-NULL empty array */
-    if (!(p = mr_conv_alloc(ps->r->_arena, n, sizeof(*p))))
-        no_memory(ps);
-    ps->n_parts += n;
-    return p;
-}
-
-static void cache_marker(const json_t *obj, mr_conv_cache_t *c)
-{
-    const json_t *cc = json_object_get(obj, "cache_control");
-
-    c->type = mr_conv_str(json_object_get(cc, "type"));
-    c->ttl = mr_conv_str(json_object_get(cc, "ttl"));
-}
 
 /* A name -> value table, ended by {NULL, the value of any other name}. */
 typedef struct name_value {
@@ -67,54 +26,12 @@ static int lookup(const name_value_t *t, const char *name)
 
 /* ------------------------------------------------------------ content parts */
 
-/* "data:<mime>[;params];base64,<payload>": the media type (lower case,
- * copied) and the payload (a view up to the first NUL). 1 when url is one,
- * 0 when not, -1 on failure. */
-static int data_url(parser_t *ps, mr_conv_str_t url, mr_conv_media_t *m)
-{
-    const char *s = url.p, *comma, *semi;
-    size_t mlen;
-    char mime[64];
-
-    if (!s || strncasecmp(s, "data:", 5) != 0 || !(comma = strchr(s + 5, ',')))
-        return 0;
-    /* parameters such as charset are dropped; ";base64" must be the last */
-    if (comma - s < 12 || strncasecmp(comma - 7, ";base64", 7) != 0)
-        return 0;
-    semi = memchr(s + 5, ';', (size_t)(comma - (s + 5)));
-    mlen = (size_t)(semi - (s + 5));
-    if (mlen == 0 || mlen >= sizeof(mime))
-        return 0;
-    for (size_t i = 0; i < mlen; i++) {
-        unsigned char c = (unsigned char)s[5 + i];
-        if (!(isalnum(c) || c == '/' || c == '+' || c == '-' || c == '.'))
-            return 0;
-        mime[i] = (char)tolower(c);
-    }
-    m->media_type = mr_conv_copy(ps->r->_arena, mime, mlen);
-    if (!m->media_type.p)
-        return no_memory(ps);
-    m->source = MR_CONV_SRC_BASE64;
-    m->data = (mr_conv_str_t){comma + 1, strlen(comma + 1)};
-    return 1;
-}
-
 static int image_part(parser_t *ps, const json_t *part, mr_conv_media_t *m)
 {
     const json_t *iu = json_object_get(part, "image_url");
-    mr_conv_str_t url =
-        json_is_string(iu) ? mr_conv_str(iu) : mr_conv_str(json_object_get(iu, "url"));
-    int rc;
 
-    m->url = url;
-    if (!url.p)
-        return 0; /* MR_CONV_SRC_MISSING */
-    if ((rc = data_url(ps, url, m)) != 0)
-        return rc < 0 ? -1 : 0;
-    m->source = strncmp(url.p, "https://", 8) == 0 || strncmp(url.p, "http://", 7) == 0
-                    ? MR_CONV_SRC_URL
-                    : MR_CONV_SRC_OTHER;
-    return 0;
+    return mr_codec_media_url(
+        &ps->b, json_is_string(iu) ? mr_conv_str(iu) : mr_conv_str(json_object_get(iu, "url")), m);
 }
 
 static int audio_part(parser_t *ps, const json_t *part, mr_conv_media_t *m)
@@ -128,9 +45,9 @@ static int audio_part(parser_t *ps, const json_t *part, mr_conv_media_t *m)
     if (!d || !fmt || strlen(fmt) > 16 || strchr(fmt, '/'))
         return 0; /* MR_CONV_SRC_MISSING */
     snprintf(mime, sizeof(mime), "audio/%s", fmt);
-    m->media_type = mr_conv_copy(ps->r->_arena, mime, strlen(mime));
+    m->media_type = mr_conv_copy(ps->b.r->_arena, mime, strlen(mime));
     if (!m->media_type.p)
-        return no_memory(ps);
+        return mr_codec_oom(&ps->b);
     m->source = MR_CONV_SRC_BASE64;
     m->data = (mr_conv_str_t){d, strlen(d)};
     return 0;
@@ -140,8 +57,9 @@ static int file_part(parser_t *ps, const json_t *part, mr_conv_media_t *m)
 {
     mr_conv_str_t fd = mr_conv_str(json_object_get(json_object_get(part, "file"), "file_data"));
 
-    if (fd.p && data_url(ps, fd, m) < 0)
+    if (fd.p && mr_codec_media_url(&ps->b, fd, m) < 0)
         return -1;
+    m->url = (mr_conv_str_t){NULL, 0}; /* file_data is data, never a link */
     if (m->source != MR_CONV_SRC_BASE64)
         m->source = fd.p ? MR_CONV_SRC_OTHER : MR_CONV_SRC_MISSING;
     return 0;
@@ -168,7 +86,7 @@ static int content_part(parser_t *ps, const json_t *part, mr_conv_part_t *p)
 {
     mr_conv_str_t type = mr_conv_str(json_object_get(part, "type"));
 
-    cache_marker(part, &p->cache);
+    mr_codec_cache(part, &p->cache);
     if (!type.p) {
         p->kind = MR_CONV_OTHER;
         p->u.other.flaw = MR_CONV_FLAW_NO_TYPE;
@@ -187,6 +105,13 @@ static int content_part(parser_t *ps, const json_t *part, mr_conv_part_t *p)
     } else if (strcmp(type.p, "file") == 0) {
         p->kind = MR_CONV_FILE;
         return file_part(ps, part, &p->u.media);
+    } else if (strcmp(type.p, "thinking") == 0 || strcmp(type.p, "redacted_thinking") == 0) {
+        /* Anthropic's own blocks, sent back as they came */
+        p->kind = MR_CONV_REASONING;
+        p->u.reasoning.text = mr_conv_str(json_object_get(part, "thinking"));
+        p->u.reasoning.signature = mr_conv_str(json_object_get(part, "signature"));
+        p->u.reasoning.data = mr_conv_str(json_object_get(part, "data"));
+        p->u.reasoning.origin.kind = (mr_conv_str_t){"anthropic", 9};
     } else {
         p->kind = MR_CONV_OTHER;
         p->u.other.type = type;
@@ -203,9 +128,9 @@ static int content(parser_t *ps, const json_t *c, size_t extra, mr_conv_part_t *
 
     *n = 0;
     if (!c || json_is_null(c))
-        return (*parts = new_parts(ps, extra)) ? 0 : -1;
+        return (*parts = mr_codec_parts(&ps->b, extra)) ? 0 : -1;
     if (json_is_string(c)) {
-        if (!(*parts = new_parts(ps, 1 + extra)))
+        if (!(*parts = mr_codec_parts(&ps->b, 1 + extra)))
             return -1;
         (*parts)[0].kind = MR_CONV_TEXT;
         (*parts)[0].u.text = mr_conv_str(c);
@@ -213,14 +138,14 @@ static int content(parser_t *ps, const json_t *c, size_t extra, mr_conv_part_t *
         return 0;
     }
     if (!json_is_array(c))
-        return mr_error_bad(ps->err, "invalid_type", ps->r->turns_param,
+        return mr_error_bad(ps->b.err, "invalid_type", ps->b.r->turns_param,
                             "%s[%zu].content must be a string or an array of parts",
-                            ps->r->turns_param, ps->turn);
+                            ps->b.r->turns_param, ps->turn);
     if (json_array_size(c) > MR_CONV_MAX_PARTS)
-        return mr_error_bad(ps->err, "conversation_too_large", ps->r->turns_param,
-                            "%s[%zu].content: more than %d parts", ps->r->turns_param, ps->turn,
+        return mr_error_bad(ps->b.err, "conversation_too_large", ps->b.r->turns_param,
+                            "%s[%zu].content: more than %d parts", ps->b.r->turns_param, ps->turn,
                             MR_CONV_MAX_PARTS);
-    if (!(*parts = new_parts(ps, json_array_size(c) + extra)))
+    if (!(*parts = mr_codec_parts(&ps->b, json_array_size(c) + extra)))
         return -1;
     json_array_foreach(c, k, part)
     {
@@ -238,49 +163,184 @@ static int tool_call(parser_t *ps, const json_t *c, mr_conv_tool_call_t *call)
     const json_t *fn = json_object_get(c, "function");
     const json_t *args = json_object_get(fn, "arguments");
     const char *type = json_string_value(json_object_get(c, "type"));
-    json_t *obj = NULL;
 
     call->id = mr_conv_str(json_object_get(c, "id"));
     call->name = mr_conv_str(json_object_get(fn, "name"));
+    /* Gemini's thought signature, as Google's OpenAI-compatible API sends it */
+    call->signature = mr_conv_str(json_object_get(
+        json_object_get(json_object_get(c, "extra_content"), "google"), "thought_signature"));
+    if (call->signature.p)
+        call->origin.kind = (mr_conv_str_t){"gemini", 6};
     call->type_ok = !type || strcmp(type, "function") == 0;
-    call->args = mr_conv_str(args);
-    if (!args || json_is_null(args) || json_string_length(args) == 0)
-        obj = json_object();
-    else if (json_is_string(args))
-        obj = json_loadb(json_string_value(args), json_string_length(args), 0, NULL);
-    if (obj && !json_is_object(obj)) {
-        json_decref(obj);
-        return 0; /* args_json NULL: not an object text */
+    return mr_codec_args_text(&ps->b, args, call);
+}
+
+/* OpenRouter's reasoning_details formats -> provider kinds. */
+static mr_conv_str_t format_kind(const char *format)
+{
+    if (format && strncmp(format, "anthropic-", 10) == 0)
+        return (mr_conv_str_t){"anthropic", 9};
+    if (format && strncmp(format, "google-", 7) == 0)
+        return (mr_conv_str_t){"gemini", 6};
+    return (mr_conv_str_t){NULL, 0};
+}
+
+/* One reasoning_details item: reasoning.text (text, signature),
+ * reasoning.summary, reasoning.encrypted (data); 0 when it is none. */
+static int detail_part(const json_t *d, mr_conv_part_t *p)
+{
+    const char *type = json_string_value(json_object_get(d, "type"));
+    mr_conv_reasoning_t *r = &p->u.reasoning;
+
+    if (!type)
+        return 0;
+    if (!strcmp(type, "reasoning.text")) {
+        r->text = mr_conv_str(json_object_get(d, "text"));
+        r->signature = mr_conv_str(json_object_get(d, "signature"));
+    } else if (!strcmp(type, "reasoning.summary")) {
+        r->text = mr_conv_str(json_object_get(d, "summary"));
+    } else if (!strcmp(type, "reasoning.encrypted")) {
+        r->data = mr_conv_str(json_object_get(d, "data"));
+    } else {
+        return 0;
     }
-    if (obj && !(call->args_json = mr_conv_keep(ps->r->_arena, obj)))
-        return no_memory(ps);
+    p->kind = MR_CONV_REASONING;
+    r->origin.kind = format_kind(json_string_value(json_object_get(d, "format")));
+    r->origin.model = mr_conv_str(json_object_get(d, "model"));
+    return 1;
+}
+
+/* OpenRouter carries a Gemini function call's thought signature as a
+ * reasoning.encrypted item whose id is the call's id: such an item belongs
+ * to the call (returned), not to the reasoning. */
+static const json_t *call_signature_item(const json_t *m, const char *call_id)
+{
+    const json_t *d;
+    size_t k;
+
+    json_array_foreach(json_object_get(m, "reasoning_details"), k, d)
+    {
+        const char *id = json_string_value(json_object_get(d, "id"));
+        const char *type = json_string_value(json_object_get(d, "type"));
+        if (call_id && id && type && !strcmp(id, call_id) && !strcmp(type, "reasoning.encrypted") &&
+            json_is_string(json_object_get(d, "data")))
+            return d;
+    }
+    return NULL;
+}
+
+static int is_call_signature(const json_t *m, const json_t *d)
+{
+    const char *id = json_string_value(json_object_get(d, "id"));
+    const json_t *c;
+    size_t k;
+
+    json_array_foreach(json_object_get(m, "tool_calls"), k, c)
+    {
+        const char *cid = json_string_value(json_object_get(c, "id"));
+        if (id && cid && !strcmp(id, cid) && call_signature_item(m, cid) == d)
+            return 1;
+    }
     return 0;
+}
+
+/* The reasoning of an assistant message, before its content: its
+ * reasoning_details, else its unsigned reasoning_content / reasoning text. */
+static size_t reasoning_parts(const json_t *m, mr_conv_part_t *parts)
+{
+    const json_t *details = json_object_get(m, "reasoning_details"), *d;
+    mr_conv_str_t text = mr_conv_str(json_object_get(m, "reasoning_content"));
+    size_t k, n = 0;
+
+    json_array_foreach(details, k, d)
+    {
+        if (!is_call_signature(m, d))
+            n += (size_t)detail_part(d, &parts[n]);
+    }
+    if (n == 0 && (text.p || (text = mr_conv_str(json_object_get(m, "reasoning"))).p)) {
+        parts[0].kind = MR_CONV_REASONING;
+        parts[0].u.reasoning.text = text;
+        n = 1;
+    }
+    return n;
+}
+
+/* A call without extra_content takes its signature from reasoning_details. */
+static void call_signature(const json_t *m, mr_conv_tool_call_t *call)
+{
+    const json_t *d = call->signature.p ? NULL : call_signature_item(m, call->id.p);
+
+    if (!d)
+        return;
+    call->signature = mr_conv_str(json_object_get(d, "data"));
+    call->origin.kind = format_kind(json_string_value(json_object_get(d, "format")));
+    if (!call->origin.kind.p)
+        call->origin.kind = (mr_conv_str_t){"gemini", 6};
+    call->origin.model = mr_conv_str(json_object_get(d, "model"));
+}
+
+/* A call's Gemini signature whose model is not said gets the model of the
+ * message's Gemini reasoning, when that says it (same answer, same model). */
+static void model_of_calls(mr_conv_turn_t *t)
+{
+    mr_conv_str_t model = {NULL, 0};
+
+    for (size_t i = 0; i < t->n_parts && !model.p; i++)
+        if (t->parts[i].kind == MR_CONV_REASONING &&
+            mr_conv_eq(t->parts[i].u.reasoning.origin.kind, "gemini"))
+            model = t->parts[i].u.reasoning.origin.model;
+    for (size_t i = 0; i < t->n_parts && model.p; i++) {
+        mr_conv_tool_call_t *c = &t->parts[i].u.call;
+        if (t->parts[i].kind == MR_CONV_TOOL_CALL && c->signature.p && !c->origin.model.p &&
+            mr_conv_eq(c->origin.kind, "gemini"))
+            c->origin.model = model;
+    }
 }
 
 static int assistant_turn(parser_t *ps, const json_t *m, mr_conv_turn_t *t)
 {
-    const json_t *calls = json_object_get(m, "tool_calls");
-    size_t n_calls = json_array_size(calls), k;
-    const json_t *c;
+    const json_t *calls = json_object_get(m, "tool_calls"), *c;
+    const json_t *details = json_object_get(m, "reasoning_details");
+    size_t n_calls = json_array_size(calls), n_reason = json_array_size(details) + 1, k;
+    mr_conv_part_t *content_parts;
+    size_t n_content;
 
     if (calls && !json_is_null(calls) && !json_is_array(calls))
-        return mr_error_bad(ps->err, "invalid_type", ps->r->turns_param,
-                            "%s[%zu].tool_calls must be an array", ps->r->turns_param, ps->turn);
-    if (n_calls > MR_CONV_MAX_PARTS)
-        return mr_error_bad(ps->err, "conversation_too_large", ps->r->turns_param,
-                            "%s[%zu].tool_calls: more than %d calls", ps->r->turns_param, ps->turn,
-                            MR_CONV_MAX_PARTS);
-    if (content(ps, t->has_content ? json_object_get(m, "content") : NULL, n_calls, &t->parts,
-                &t->n_parts) < 0)
+        return mr_error_bad(ps->b.err, "invalid_type", ps->b.r->turns_param,
+                            "%s[%zu].tool_calls must be an array", ps->b.r->turns_param, ps->turn);
+    if (n_calls > MR_CONV_MAX_PARTS || n_reason > MR_CONV_MAX_PARTS)
+        return mr_error_bad(ps->b.err, "conversation_too_large", ps->b.r->turns_param,
+                            "%s[%zu]: more than %d tool calls or reasoning details",
+                            ps->b.r->turns_param, ps->turn, MR_CONV_MAX_PARTS);
+    if (!(t->parts = mr_codec_parts(&ps->b, n_reason)))
         return -1;
+    t->n_parts = reasoning_parts(m, t->parts);
+    if (content(ps, t->has_content ? json_object_get(m, "content") : NULL, n_calls, &content_parts,
+                &n_content) < 0)
+        return -1;
+    /* reasoning first, then the content parts and calls, in one array */
+    if (t->n_parts) {
+        mr_conv_part_t *all = mr_codec_parts(&ps->b, t->n_parts + n_content + n_calls);
+        if (!all)
+            return -1;
+        memcpy(all, t->parts, t->n_parts * sizeof(*all));
+        memcpy(all + t->n_parts, content_parts, n_content * sizeof(*all));
+        t->parts = all;
+        t->n_parts += n_content;
+    } else {
+        t->parts = content_parts;
+        t->n_parts = n_content;
+    }
     json_array_foreach(calls, k, c)
     {
         mr_conv_part_t *p = &t->parts[t->n_parts++];
         p->kind = MR_CONV_TOOL_CALL;
-        cache_marker(c, &p->cache);
+        mr_codec_cache(c, &p->cache);
         if (tool_call(ps, c, &p->u.call) < 0)
             return -1;
+        call_signature(m, &p->u.call);
     }
+    model_of_calls(t);
     return 0;
 }
 
@@ -289,7 +349,7 @@ static int tool_turn(parser_t *ps, const json_t *m, mr_conv_turn_t *t)
     const json_t *c = json_object_get(m, "content");
     mr_conv_tool_result_t *res;
 
-    if (!(t->parts = new_parts(ps, 1)))
+    if (!(t->parts = mr_codec_parts(&ps->b, 1)))
         return -1;
     t->n_parts = 1;
     t->parts[0].kind = MR_CONV_TOOL_RESULT;
@@ -318,7 +378,7 @@ static int turn(parser_t *ps, const json_t *m, size_t i, mr_conv_turn_t *t)
     }
     t->role = (mr_conv_role_t)lookup(roles, t->role_name.p);
     t->has_content = c && !json_is_null(c);
-    cache_marker(m, &t->cache);
+    mr_codec_cache(m, &t->cache);
     switch (t->role) {
     case MR_CONV_ROLE_ASSISTANT:
         return assistant_turn(ps, m, t);
@@ -336,7 +396,7 @@ static int turn(parser_t *ps, const json_t *m, size_t i, mr_conv_turn_t *t)
  * by function name. */
 static int resolve_names(parser_t *ps, const json_t *messages)
 {
-    mr_conv_req_t *r = ps->r;
+    mr_conv_req_t *r = ps->b.r;
     json_t *names; /* call id -> name, borrowed */
     size_t i, k;
     const json_t *m, *c;
@@ -368,39 +428,20 @@ static int resolve_names(parser_t *ps, const json_t *messages)
             res->name = mr_conv_str(json_object_get(names, res->call_id.p));
     }
     json_decref(names);
-    return rc < 0 ? no_memory(ps) : 0;
+    return rc < 0 ? mr_codec_oom(&ps->b) : 0;
 }
 
 /* ------------------------------------------------------------ parameters */
 
-/* A number (integer: an integral one) member; null is unset. */
+/* A number member named as the client spelt it. */
 static void num(const json_t *body, const char *key, int integer, mr_conv_num_t *v)
 {
-    const json_t *j = json_object_get(body, key);
-
-    v->param = key;
-    v->integer = integer;
-    if (!j || json_is_null(j))
-        return;
-    v->state = MR_CONV_SET;
-    if (!v->integer) {
-        if (json_is_number(j))
-            v->v = json_number_value(j);
-        else
-            v->state = MR_CONV_BAD;
-    } else if (json_is_integer(j)) {
-        v->v = (double)json_integer_value(j);
-    } else if (json_is_real(j) && json_real_value(j) > -9e15 && json_real_value(j) < 9e15 &&
-               (double)(long long)json_real_value(j) == json_real_value(j)) {
-        v->v = json_real_value(j); /* 1e2 */
-    } else {
-        v->state = MR_CONV_BAD;
-    }
+    mr_codec_num(body, key, key, integer, v);
 }
 
 static int stop(parser_t *ps, const json_t *v)
 {
-    mr_conv_req_t *r = ps->r;
+    mr_conv_req_t *r = ps->b.r;
     size_t i;
 
     if (!v || json_is_null(v))
@@ -418,7 +459,7 @@ static int stop(parser_t *ps, const json_t *v)
         return 0;
     r->n_stop = json_is_string(v) ? 1 : json_array_size(v);
     if (!(r->stop = mr_conv_alloc(r->_arena, r->n_stop, sizeof(*r->stop))))
-        return no_memory(ps);
+        return mr_codec_oom(&ps->b);
     for (i = 0; i < r->n_stop; i++)
         r->stop[i] = mr_conv_str(json_is_string(v) ? v : json_array_get(v, i));
     return 0;
@@ -444,7 +485,7 @@ static void format(const json_t *rf, mr_conv_format_t *f)
 
 static int tools(parser_t *ps, const json_t *body)
 {
-    mr_conv_req_t *r = ps->r;
+    mr_conv_req_t *r = ps->b.r;
     const json_t *v = json_object_get(body, "tools"), *t;
     size_t i;
 
@@ -455,11 +496,11 @@ static int tools(parser_t *ps, const json_t *body)
         return 0;
     }
     if (json_array_size(v) > MR_CONV_MAX_TOOLS)
-        return mr_error_bad(ps->err, "conversation_too_large", "tools",
+        return mr_error_bad(ps->b.err, "conversation_too_large", "tools",
                             "more than %d tools: too many to translate", MR_CONV_MAX_TOOLS);
     r->n_tools = json_array_size(v);
     if (r->n_tools && !(r->tools = mr_conv_alloc(r->_arena, r->n_tools, sizeof(*r->tools))))
-        return no_memory(ps);
+        return mr_codec_oom(&ps->b);
     json_array_foreach(v, i, t)
     {
         mr_conv_tool_t *tool = &r->tools[i];
@@ -471,7 +512,7 @@ static int tools(parser_t *ps, const json_t *body)
         tool->description = mr_conv_str(json_object_get(fn, "description"));
         tool->parameters = json_object_get(fn, "parameters");
         tool->strict = json_is_boolean(strict) ? json_is_true(strict) : -1;
-        cache_marker(t, &tool->cache);
+        mr_codec_cache(t, &tool->cache);
     }
     return 0;
 }
@@ -493,18 +534,17 @@ static void tool_choice(const json_t *v, mr_conv_tool_choice_t *tc)
     }
 }
 
-static int cmp_key(const void *key, const void *item)
-{
-    return strcmp(key, *(const char *const *)item);
-}
-
 /* Top-level members the model carries (or the gateway consumed), sorted
  * for bsearch. */
 static const char *const carried_members[] = {"audio",
                                               "cache_control",
+                                              "cachedContent",
+                                              "cached_content",
+                                              "extra_body",
                                               "frequency_penalty",
                                               "function_call",
                                               "functions",
+                                              "google",
                                               "logprobs",
                                               "max_completion_tokens",
                                               "max_tokens",
@@ -516,6 +556,7 @@ static const char *const carried_members[] = {"audio",
                                               "parallel_tool_calls",
                                               "presence_penalty",
                                               "prompt_cache_key",
+                                              "reasoning",
                                               "reasoning_effort",
                                               "response_format",
                                               "seed",
@@ -523,39 +564,53 @@ static const char *const carried_members[] = {"audio",
                                               "stream",
                                               "stream_options",
                                               "temperature",
+                                              "thinking",
                                               "tool_choice",
                                               "tools",
                                               "top_logprobs",
                                               "top_p",
                                               "user"};
 
-static int carried(const char *key)
+/* A member of Google's extension object, in the spellings its OpenAI-
+ * compatible API documents ("google" merged from the SDKs' extra_body, or
+ * "extra_body.google"), else at the top level; snake or camel case. */
+static const json_t *google_member(const json_t *body, const char *snake, const char *camel)
 {
-    return bsearch(key, carried_members, sizeof(carried_members) / sizeof(carried_members[0]),
-                   sizeof(carried_members[0]), cmp_key) != NULL;
+    const json_t *homes[] = {json_object_get(body, "google"),
+                             json_object_get(json_object_get(body, "extra_body"), "google"), body};
+    for (size_t i = 0; i < sizeof(homes) / sizeof(homes[0]); i++) {
+        const json_t *v = json_object_get(homes[i], snake);
+        if ((v || (v = json_object_get(homes[i], camel))) && !json_is_null(v))
+            return v;
+    }
+    return NULL;
 }
 
-static int dropped(parser_t *ps, const json_t *body)
+/* reasoning_effort, OpenRouter's reasoning {effort, max_tokens}, and the
+ * dialects' own fields: Anthropic's thinking, Gemini's thinking_config. */
+static void reasoning(const json_t *body, mr_conv_reasoning_req_t *rr)
 {
-    mr_conv_req_t *r = ps->r;
-    const char *key;
-    const json_t *v;
+    const json_t *opt = json_object_get(body, "reasoning");
+    const json_t *effort = json_object_get(body, "reasoning_effort");
+    const json_t *max = json_object_get(opt, "max_tokens");
+    const json_t *thinking = json_object_get(body, "thinking");
+    const json_t *tc = google_member(body, "thinking_config", "thinkingConfig");
 
-    r->dropped = mr_conv_alloc(r->_arena, json_object_size(body), sizeof(*r->dropped));
-    if (!r->dropped)
-        return no_memory(ps);
-    json_object_foreach((json_t *)body, key, v)
-    {
-        (void)v;
-        if (!carried(key))
-            r->dropped[r->n_dropped++] = (mr_conv_str_t){key, strlen(key)};
-    }
-    return 0;
+    if (!effort || json_is_null(effort))
+        effort = json_object_get(opt, "effort");
+    rr->effort_name = mr_conv_str(effort);
+    rr->effort = effort && !json_is_null(effort) && !json_is_string(effort)
+                     ? MR_CONV_EFFORT_BAD
+                     : mr_conv_effort_of(rr->effort_name);
+    if (json_is_integer(max) && json_integer_value(max) >= 0 && json_integer_value(max) < 1 << 30)
+        rr->budget = (long)json_integer_value(max);
+    rr->anthropic = json_is_object(thinking) ? thinking : NULL;
+    rr->gemini = json_is_object(tc) ? tc : NULL;
 }
 
 static int parameters(parser_t *ps, const json_t *body)
 {
-    mr_conv_req_t *r = ps->r;
+    mr_conv_req_t *r = ps->b.r;
     const json_t *mct = json_object_get(body, "max_completion_tokens");
     const json_t *ptc = json_object_get(body, "parallel_tool_calls");
     const json_t *audio = json_object_get(body, "audio");
@@ -587,19 +642,21 @@ static int parameters(parser_t *ps, const json_t *body)
     r->parallel_tool_calls = json_is_boolean(ptc) ? json_is_true(ptc) : -1;
     r->user = mr_conv_str(json_object_get(body, "user"));
     r->metadata = json_object_get(body, "metadata");
-    r->reasoning_effort = mr_conv_str(json_object_get(body, "reasoning_effort"));
+    reasoning(body, &r->reasoning);
     r->prompt_cache_key = mr_conv_str(json_object_get(body, "prompt_cache_key"));
-    cache_marker(body, &r->cache);
+    r->cached_content = mr_conv_str(google_member(body, "cached_content", "cachedContent"));
+    mr_codec_cache(body, &r->cache);
     tool_choice(json_object_get(body, "tool_choice"), &r->tool_choice);
     if (stop(ps, json_object_get(body, "stop")) < 0 || tools(ps, body) < 0)
         return -1;
-    return dropped(ps, body);
+    return mr_codec_dropped(&ps->b, body, carried_members,
+                            sizeof(carried_members) / sizeof(carried_members[0]));
 }
 
 int mr_chat_parse(const json_t *body, mr_conv_req_t **out, mr_error_t *err)
 {
     const json_t *messages = json_object_get(body, "messages"), *m;
-    parser_t ps = {.err = err};
+    parser_t ps = {.b = {.err = err}};
     size_t i;
 
     *out = NULL;
@@ -607,7 +664,7 @@ int mr_chat_parse(const json_t *body, mr_conv_req_t **out, mr_error_t *err)
         return mr_error_bad(err, "invalid_type", NULL, "the body must be a JSON object");
     if (!json_is_array(messages))
         return mr_error_bad(err, "invalid_type", "messages", "messages must be an array");
-    if (!(ps.r = mr_conv_req_new(body))) {
+    if (!(ps.b.r = mr_conv_req_new(body))) {
         mr_error_set(err, 500, NULL, "internal_error", NULL, "out of memory");
         return -1;
     }
@@ -616,22 +673,22 @@ int mr_chat_parse(const json_t *body, mr_conv_req_t **out, mr_error_t *err)
                      "more than %d messages: too many to translate", MR_CONV_MAX_TURNS);
         goto fail;
     }
-    ps.r->n_turns = json_array_size(messages);
-    if (ps.r->n_turns &&
-        !(ps.r->turns = mr_conv_alloc(ps.r->_arena, ps.r->n_turns, sizeof(*ps.r->turns)))) {
-        no_memory(&ps);
+    ps.b.r->n_turns = json_array_size(messages);
+    if (ps.b.r->n_turns &&
+        !(ps.b.r->turns = mr_conv_alloc(ps.b.r->_arena, ps.b.r->n_turns, sizeof(*ps.b.r->turns)))) {
+        mr_codec_oom(&ps.b);
         goto fail;
     }
     json_array_foreach(messages, i, m)
     {
-        if (turn(&ps, m, i, &ps.r->turns[i]) < 0)
+        if (turn(&ps, m, i, &ps.b.r->turns[i]) < 0)
             goto fail;
     }
     if (resolve_names(&ps, messages) < 0 || parameters(&ps, body) < 0)
         goto fail;
-    *out = ps.r;
+    *out = ps.b.r;
     return 0;
 fail:
-    mr_conv_req_free(ps.r);
+    mr_conv_req_free(ps.b.r);
     return -1;
 }

@@ -408,6 +408,7 @@ static int derive_indexes(mr_loader_t *ld)
 {
     mr_config_t *cfg = ld->cfg;
 
+    cfg->common_capabilities = MR_CAP_ALL;
     if (!(cfg->vendors = calloc(cfg->n_providers ? cfg->n_providers : 1, sizeof(char *))))
         return mr_loader_fail(ld, "out of memory");
     for (size_t i = 0; i < cfg->n_providers; i++) {
@@ -418,11 +419,13 @@ static int derive_indexes(mr_loader_t *ld)
         if (v == cfg->n_vendors)
             cfg->vendors[cfg->n_vendors++] = p->vendor;
         p->vendor_index = v;
+        cfg->common_capabilities &= p->capabilities;
     }
     for (size_t i = 0; i < cfg->n_routes; i++) {
         for (size_t j = 0; j < cfg->routes[i].n_targets; j++) {
             mr_target_t *t = &cfg->routes[i].targets[j];
             bool found = false;
+            cfg->common_capabilities &= t->capabilities;
             for (size_t a = 0; a <= i && !found; a++) {
                 size_t end = a == i ? j : cfg->routes[a].n_targets;
                 for (size_t b = 0; b < end && !found; b++) {

@@ -158,10 +158,11 @@ static int load_max_price(mr_loader_t *ld, json_t *obj, mr_policy_t *p)
     return 0;
 }
 
-/* strategy, fallback_diversity, max_vendor_share, share_window_s, min_vendors */
+/* strategy, fallback_diversity, max_vendor_share, share_window_s,
+ * min_vendors, session_ttl_s */
 static int load_ordering(mr_loader_t *ld, json_t *obj, mr_policy_t *p)
 {
-    json_int_t window = MR_SHARE_WINDOW_S, minv = 0;
+    json_int_t window = MR_SHARE_WINDOW_S, minv = 0, ttl = MR_SESSION_TTL_S;
     bool has_share;
     int e = 0;
 
@@ -176,8 +177,11 @@ static int load_ordering(mr_loader_t *ld, json_t *obj, mr_policy_t *p)
     if (mr_loader_number(ld, obj, "max_vendor_share", 0, 1, true, &has_share,
                          &p->max_vendor_share) < 0 ||
         mr_loader_int(ld, obj, "share_window_s", 1, 86400, &window) < 0 ||
-        mr_loader_int(ld, obj, "min_vendors", 1, 32, &minv) < 0)
+        mr_loader_int(ld, obj, "min_vendors", 1, 32, &minv) < 0 ||
+        mr_loader_int(ld, obj, "session_ttl_s", 1, 86400, &ttl) < 0)
         return -1;
+    p->session_ttl_set = json_object_get(obj, "session_ttl_s") != NULL;
+    p->session_ttl_s = (uint32_t)ttl;
     if (!has_share)
         p->max_vendor_share = 0;
     p->share_window_s = (uint32_t)window;
@@ -187,10 +191,19 @@ static int load_ordering(mr_loader_t *ld, json_t *obj, mr_policy_t *p)
 
 static int load_policy(mr_loader_t *ld, const char *name, json_t *obj, mr_policy_t *p)
 {
-    static const char *const keys[] = {
-        "allow",       "deny",     "open_weights_only",  "data_collection",  "zdr_only",
-        "max_price",   "strategy", "fallback_diversity", "max_vendor_share", "share_window_s",
-        "min_vendors", NULL};
+    static const char *const keys[] = {"allow",
+                                       "deny",
+                                       "open_weights_only",
+                                       "data_collection",
+                                       "zdr_only",
+                                       "max_price",
+                                       "strategy",
+                                       "fallback_diversity",
+                                       "max_vendor_share",
+                                       "share_window_s",
+                                       "min_vendors",
+                                       "session_ttl_s",
+                                       NULL};
     bool present;
     int e = 0;
 

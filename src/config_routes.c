@@ -10,8 +10,10 @@
 
 #include "meridian/config_check.h"
 #include "meridian/env.h"
+#include "meridian/glob.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +90,8 @@ static int load_tags(mr_loader_t *ld, json_t *obj, bool expand, mr_tag_t **tags,
 /* ------------------------------------------------------------------------ */
 /* Providers                                                                 */
 /* ------------------------------------------------------------------------ */
+
+static bool valid_route_name(const char *s);
 
 /* Validate and normalise base_url in place (trailing '/' stripped).
  * Credentials are looked for first, with or without a valid scheme: every
@@ -212,6 +216,34 @@ static const char *const never_forwarded[] = {"authorization",
                                               "expect",
                                               "proxy-connection",
                                               NULL};
+
+/* "capabilities": ["tools", "vision", ...], replacing *caps when given. */
+static int load_capabilities(mr_loader_t *ld, json_t *obj, uint32_t *caps)
+{
+    json_t *arr = json_object_get(obj, "capabilities");
+    size_t saved;
+    uint32_t out = 0, bit;
+    char all[160];
+
+    if (!arr)
+        return 0;
+    saved = mr_loader_key(ld, "capabilities");
+    if (!json_is_array(arr))
+        return mr_loader_fail(ld, "must be an array of capability names (got %s)",
+                              mr_loader_type_name(arr));
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const char *name = json_string_value(json_array_get(arr, i));
+        size_t si = mr_loader_index(ld, i);
+        if (!name || mr_capability_parse(name, &bit) < 0)
+            return mr_loader_fail(ld, "must be one of: %s",
+                                  mr_capabilities_format(MR_CAP_ALL, all, sizeof(all)));
+        out |= bit;
+        mr_loader_pop(ld, si);
+    }
+    mr_loader_pop(ld, saved);
+    *caps = out;
+    return 0;
+}
 
 static int load_forward_headers(mr_loader_t *ld, json_t *obj, mr_provider_t *p)
 {
@@ -372,33 +404,105 @@ static int load_models(mr_loader_t *ld, json_t *obj, mr_provider_t *p)
 }
 
 /* Dialect settings: the anthropic-version header / Azure api-version query
- * and Anthropic's max_tokens fallback; plus the process's transfer cap. */
+ * and Anthropic's max_tokens fallback; plus the process's transfer cap and
+ * how long an idle connection may be reused. */
 static int load_dialect(mr_loader_t *ld, json_t *obj, mr_provider_t *p)
 {
-    json_int_t max_tokens = 0, inflight = 0;
+    json_int_t max_tokens = 0, inflight = 0, keepalive = MR_KEEPALIVE_S;
 
     if (mr_loader_expanded(ld, obj, "api_version", false, &p->api_version) < 0 ||
         (p->api_version && mr_loader_label(ld, "api_version", p->api_version, false) < 0) ||
         mr_loader_int(ld, obj, "default_max_tokens", 1, 1000000, &max_tokens) < 0 ||
-        mr_loader_int(ld, obj, "max_inflight", 1, 1000000, &inflight) < 0)
+        mr_loader_int(ld, obj, "max_inflight", 1, 1000000, &inflight) < 0 ||
+        mr_loader_int(ld, obj, "keepalive_s", 1, 3600, &keepalive) < 0)
         return -1;
+    p->keepalive_s = (unsigned)keepalive;
     p->default_max_tokens = (long)max_tokens;
     p->max_inflight = (unsigned)inflight;
     return 0;
 }
 
+/* An array of 0 to max plain strings (not expanded), each 1 to MR_ROUTE_NAME_MAX
+ * bytes of printable text without spaces: route aliases, anthropic-beta
+ * patterns. *out is left NULL when the key is absent. */
+static int load_names(mr_loader_t *ld, json_t *obj, const char *key, size_t max, char ***out,
+                      size_t *n)
+{
+    json_t *arr = json_object_get(obj, key);
+    size_t saved, len;
+
+    if (!arr)
+        return 0;
+    saved = mr_loader_key(ld, key);
+    if (!json_is_array(arr))
+        return mr_loader_fail(ld, "must be an array of strings (got %s)", mr_loader_type_name(arr));
+    if ((len = json_array_size(arr)) > max)
+        return mr_loader_fail(ld, "at most %zu names (got %zu)", max, len);
+    if (!(*out = calloc(len ? len : 1, sizeof(char *))))
+        return mr_loader_fail(ld, "out of memory");
+    for (size_t i = 0; i < len; i++) {
+        const char *v = json_string_value(json_array_get(arr, i));
+        size_t si = mr_loader_index(ld, i);
+        if (!v || !valid_route_name(v))
+            return mr_loader_fail(ld,
+                                  "must be a string of 1 to %d bytes without spaces or control "
+                                  "characters",
+                                  MR_ROUTE_NAME_MAX);
+        if (!((*out)[i] = strdup(v)))
+            return mr_loader_fail(ld, "out of memory");
+        *n = i + 1;
+        mr_loader_pop(ld, si);
+    }
+    mr_loader_pop(ld, saved);
+    return 0;
+}
+
+/* anthropic_beta: the anthropic-beta flags (patterns with `*`) a Messages
+ * client's request may carry to it. Default: every flag for kind anthropic
+ * (the API they belong to), none for the others (translated). */
+static int load_anthropic_beta(mr_loader_t *ld, json_t *obj, mr_provider_t *p)
+{
+    if (load_names(ld, obj, "anthropic_beta", MR_ANTHROPIC_BETA_MAX, &p->anthropic_beta,
+                   &p->n_anthropic_beta) < 0)
+        return -1;
+    if (p->anthropic_beta || p->kind != MR_KIND_ANTHROPIC)
+        return 0;
+    if (!(p->anthropic_beta = calloc(1, sizeof(char *))) || !(p->anthropic_beta[0] = strdup("*")))
+        return mr_loader_fail(ld, "out of memory");
+    p->n_anthropic_beta = 1;
+    return 0;
+}
+
+/* responses_api: the provider serves the Responses API itself, at
+ * {base_url}/responses (docs/providers.md); OpenAI-style kinds only. */
+static int load_responses_api(mr_loader_t *ld, json_t *obj, mr_provider_t *p)
+{
+    if (mr_loader_bool(ld, obj, "responses_api", &p->responses_api) < 0)
+        return -1;
+    if (p->responses_api && p->kind != MR_KIND_OPENAI && p->kind != MR_KIND_AZURE) {
+        mr_loader_key(ld, "responses_api");
+        return mr_loader_fail(ld,
+                              "only openai and azure providers serve the Responses API "
+                              "(this one is %s)",
+                              mr_provider_kind_name(p->kind));
+    }
+    return 0;
+}
+
 static int load_provider(mr_loader_t *ld, const char *name, json_t *obj, mr_provider_t *p)
 {
-    static const char *const keys[] = {"kind",         "base_url",
-                                       "api_key",      "vendor",
-                                       "region",       "jurisdiction",
-                                       "models",       "retains_data",
-                                       "zdr",          "http2",
-                                       "tags",         "forward_headers",
-                                       "api_version",  "default_max_tokens",
-                                       "max_inflight", "ca_file",
-                                       "budget_usd",   "budget_period",
-                                       "allow_direct", NULL};
+    static const char *const keys[] = {"kind",          "base_url",
+                                       "api_key",       "vendor",
+                                       "region",        "jurisdiction",
+                                       "models",        "retains_data",
+                                       "zdr",           "http2",
+                                       "tags",          "forward_headers",
+                                       "api_version",   "default_max_tokens",
+                                       "max_inflight",  "ca_file",
+                                       "budget_usd",    "budget_period",
+                                       "allow_direct",  "capabilities",
+                                       "keepalive_s",   "anthropic_beta",
+                                       "responses_api", NULL};
 
     p->allow_direct = true;
     if (mr_loader_name(ld, "provider", name, &p->name) < 0 || mr_loader_object(ld, obj) < 0)
@@ -409,11 +513,15 @@ static int load_provider(mr_loader_t *ld, const char *name, json_t *obj, mr_prov
         load_label(ld, obj, "region", "", true, &p->region) < 0 ||
         load_jurisdiction(ld, obj, p) < 0 || load_models(ld, obj, p) < 0 ||
         load_forward_headers(ld, obj, p) < 0 || load_dialect(ld, obj, p) < 0 ||
+        load_anthropic_beta(ld, obj, p) < 0 ||
         mr_loader_bool(ld, obj, "retains_data", &p->retains_data) < 0 ||
         mr_loader_bool(ld, obj, "zdr", &p->zdr) < 0 || load_http2(ld, obj, p) < 0 ||
         mr_loader_bool(ld, obj, "allow_direct", &p->allow_direct) < 0 ||
-        load_tags(ld, obj, true, &p->tags, &p->n_tags) < 0 ||
+        load_responses_api(ld, obj, p) < 0 || load_tags(ld, obj, true, &p->tags, &p->n_tags) < 0 ||
         mr_config_check_budget(ld, obj, &p->budget_usd, &p->budget_period) < 0)
+        return -1;
+    p->capabilities = mr_capabilities_default(p->kind);
+    if (load_capabilities(ld, obj, &p->capabilities) < 0)
         return -1;
     /* api_key last: it may add a warning, which should only happen for an
      * otherwise valid provider. */
@@ -449,11 +557,45 @@ static bool valid_route_name(const char *s)
     return true;
 }
 
+/* cached_input_per_mtok and cache_write_per_mtok: given, else derived from
+ * input_per_mtok by the provider kind's factors. */
+static int load_cache_prices(mr_loader_t *ld, json_t *obj, mr_target_t *t)
+{
+    bool has_read = false, has_write = false;
+    double read, write;
+
+    mr_cache_price_factors(t->provider->kind, &read, &write);
+    t->cached_input_per_mtok = t->input_per_mtok * read;
+    t->cache_write_per_mtok = t->input_per_mtok * write;
+    if (mr_loader_number(ld, obj, "cached_input_per_mtok", 0, MR_PRICE_MAX, false, &has_read,
+                         &read) < 0 ||
+        mr_loader_number(ld, obj, "cache_write_per_mtok", 0, MR_PRICE_MAX, false, &has_write,
+                         &write) < 0)
+        return -1;
+    if ((has_read || has_write) && !t->has_input_price)
+        return mr_loader_fail(ld, "%s needs input_per_mtok: the cache prices refine it",
+                              has_read ? "cached_input_per_mtok" : "cache_write_per_mtok");
+    if (has_read)
+        t->cached_input_per_mtok = read;
+    if (has_write)
+        t->cache_write_per_mtok = write;
+    return 0;
+}
+
 static int load_target(mr_loader_t *ld, json_t *obj, mr_target_t *t)
 {
-    static const char *const keys[] = {"provider",     "model",          "creator",
-                                       "open_weights", "input_per_mtok", "output_per_mtok",
-                                       "weight",       "tags",           NULL};
+    static const char *const keys[] = {"provider",
+                                       "model",
+                                       "creator",
+                                       "open_weights",
+                                       "input_per_mtok",
+                                       "output_per_mtok",
+                                       "cached_input_per_mtok",
+                                       "cache_write_per_mtok",
+                                       "weight",
+                                       "tags",
+                                       "capabilities",
+                                       NULL};
     json_int_t weight = 1;
     const char *prov, *model;
     size_t saved;
@@ -496,15 +638,16 @@ static int load_target(mr_loader_t *ld, json_t *obj, mr_target_t *t)
         mr_loader_number(ld, obj, "output_per_mtok", 0, MR_PRICE_MAX, false, &t->has_output_price,
                          &t->output_per_mtok) < 0 ||
         mr_loader_int(ld, obj, "weight", 1, 1000000, &weight) < 0 ||
-        load_tags(ld, obj, false, &t->tags, &t->n_tags) < 0)
+        load_tags(ld, obj, false, &t->tags, &t->n_tags) < 0 || load_cache_prices(ld, obj, t) < 0)
         return -1;
     t->weight = (uint32_t)weight;
-    return 0;
+    t->capabilities = t->provider->capabilities;
+    return load_capabilities(ld, obj, &t->capabilities);
 }
 
 static int load_route(mr_loader_t *ld, const char *name, json_t *obj, mr_route_t *r)
 {
-    static const char *const keys[] = {"targets", "max_attempts", NULL};
+    static const char *const keys[] = {"targets", "max_attempts", "aliases", NULL};
     json_t *targets;
     json_int_t attempts = ld->cfg->max_attempts;
     size_t saved, n;
@@ -521,7 +664,8 @@ static int load_route(mr_loader_t *ld, const char *name, json_t *obj, mr_route_t
         return mr_loader_fail(ld, "out of memory");
     if (mr_loader_check_keys(ld, obj, keys) < 0)
         return -1;
-    if (mr_loader_int(ld, obj, "max_attempts", 1, MR_ATTEMPTS_MAX, &attempts) < 0)
+    if (mr_loader_int(ld, obj, "max_attempts", 1, MR_ATTEMPTS_MAX, &attempts) < 0 ||
+        load_names(ld, obj, "aliases", MR_ALIASES_MAX, &r->aliases, &r->n_aliases) < 0)
         return -1;
     r->max_attempts = (unsigned)attempts;
 
@@ -556,10 +700,81 @@ static int load_route_at(mr_loader_t *ld, const char *name, json_t *v, size_t i)
     return load_route(ld, name, v, &ld->cfg->routes[i]);
 }
 
+/* Fails at routes.R.aliases[i] with the printf message. */
+static int alias_fail(mr_loader_t *ld, const mr_route_t *r, size_t i, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int alias_fail(mr_loader_t *ld, const mr_route_t *r, size_t i, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    mr_loader_key(ld, "routes");
+    mr_loader_key(ld, r->name);
+    mr_loader_key(ld, "aliases");
+    mr_loader_index(ld, i);
+    return mr_loader_fail(ld, "%s", msg);
+}
+
+/* Alias `a` (routes[ri].aliases[ai]) against every earlier alias: no name
+ * may be claimed by two of them. */
+static int check_alias_pairs(mr_loader_t *ld, size_t ri, size_t ai)
+{
+    const mr_config_t *cfg = ld->cfg;
+    const mr_route_t *r = &cfg->routes[ri];
+    const char *a = r->aliases[ai];
+
+    for (size_t rj = 0; rj <= ri; rj++) {
+        const mr_route_t *o = &cfg->routes[rj];
+        for (size_t aj = 0; aj < (rj == ri ? ai : o->n_aliases); aj++)
+            if (mr_glob_overlap(a, o->aliases[aj]))
+                return alias_fail(ld, r, ai,
+                                  "alias \"%s\" of route \"%s\" and alias \"%s\" of route "
+                                  "\"%s\" can match the same model name; make them distinct",
+                                  a, r->name, o->aliases[aj], o->name);
+    }
+    return 0;
+}
+
+/* An alias must not claim a route's own name, nor the provider/model
+ * names that address a provider directly. */
+static int check_alias(mr_loader_t *ld, size_t ri, size_t ai)
+{
+    const mr_config_t *cfg = ld->cfg;
+    const mr_route_t *r = &cfg->routes[ri];
+    const char *a = r->aliases[ai];
+    char direct[MR_NAME_MAX + 3];
+
+    for (size_t k = 0; k < cfg->n_routes; k++)
+        if (mr_glob_match(a, cfg->routes[k].name))
+            return alias_fail(ld, r, ai,
+                              "alias \"%s\" of route \"%s\" matches the name of route "
+                              "\"%s\", which always wins: remove or narrow the alias",
+                              a, r->name, cfg->routes[k].name);
+    for (size_t k = 0; k < cfg->n_providers; k++) {
+        snprintf(direct, sizeof(direct), "%s/*", cfg->providers[k].name);
+        if (mr_glob_overlap(a, direct))
+            return alias_fail(ld, r, ai,
+                              "alias \"%s\" of route \"%s\" can match \"%s/MODEL\", which "
+                              "addresses provider \"%s\" directly",
+                              a, r->name, cfg->providers[k].name, cfg->providers[k].name);
+    }
+    return check_alias_pairs(ld, ri, ai);
+}
+
 int mr_config_routes_load(mr_loader_t *ld, json_t *root)
 {
     mr_config_t *cfg = ld->cfg;
-    return mr_loader_named(ld, root, "routes", "route", "routes", 0, SIZE_MAX,
-                           (void **)&cfg->routes, sizeof(*cfg->routes), &cfg->n_routes,
-                           load_route_at);
+
+    if (mr_loader_named(ld, root, "routes", "route", "routes", 0, SIZE_MAX, (void **)&cfg->routes,
+                        sizeof(*cfg->routes), &cfg->n_routes, load_route_at) < 0)
+        return -1;
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        for (size_t a = 0; a < cfg->routes[i].n_aliases; a++)
+            if (check_alias(ld, i, a) < 0)
+                return -1;
+    return 0;
 }

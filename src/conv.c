@@ -1,5 +1,8 @@
 #include "meridian/conv.h"
 
+#include <stdint.h>
+#include "meridian/catalogue.h"
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -44,7 +47,7 @@ static mr_conv_arena_t *arena_new(const json_t *src)
         return NULL;
     *a = (mr_conv_arena_t){.head = first_chunk(a), .total = FIRST_CHUNK};
     *a->head = (chunk_t){.size = FIRST_CHUNK};
-    if (src && !mr_conv_keep(a, json_incref((json_t *)src))) {
+    if (src && !mr_conv_keep(a, json_incref((json_t *)(uintptr_t)src))) {
         free(a);
         return NULL;
     }
@@ -142,6 +145,7 @@ mr_conv_req_t *mr_conv_req_new(const json_t *src)
     r->turns_param = "messages";
     r->parallel_tool_calls = -1;
     r->format.strict = -1;
+    r->reasoning.budget = -1;
     return r;
 }
 
@@ -193,6 +197,102 @@ const char *mr_conv_finish_name(mr_conv_finish_t f)
     return "stop";
 }
 
+/* ------------------------------------------------------------ needs */
+
+static uint32_t part_needs(const mr_conv_part_t *p)
+{
+    uint32_t n = p->cache.type.p ? MR_CAP_PROMPT_CACHE : 0;
+
+    switch (p->kind) {
+    case MR_CONV_IMAGE:
+        return n | MR_CAP_VISION;
+    case MR_CONV_AUDIO:
+        return n | MR_CAP_AUDIO;
+    case MR_CONV_FILE:
+        return n | MR_CAP_FILES;
+    case MR_CONV_TOOL_CALL:
+        return n | MR_CAP_TOOLS;
+    case MR_CONV_TOOL_RESULT:
+        n |= MR_CAP_TOOLS;
+        for (size_t k = 0; k < p->u.result.n_content; k++)
+            n |= part_needs(&p->u.result.content[k]);
+        return n;
+    default:
+        return n;
+    }
+}
+
+static uint32_t reasoning_needs(const mr_conv_reasoning_req_t *r)
+{
+    int off = r->effort == MR_CONV_EFFORT_NONE || r->budget == 0;
+    int on = (r->effort != MR_CONV_EFFORT_UNSET && r->effort != MR_CONV_EFFORT_BAD) ||
+             r->budget > 0 || r->anthropic || r->gemini;
+    return on && !off ? MR_CAP_REASONING : 0;
+}
+
+uint32_t mr_conv_needs(const mr_conv_req_t *r)
+{
+    uint32_t n = reasoning_needs(&r->reasoning);
+
+    if (r->n_tools)
+        n |= MR_CAP_TOOLS;
+    if (r->format.kind == MR_CONV_FORMAT_JSON_OBJECT)
+        n |= MR_CAP_JSON_OBJECT;
+    if (r->format.kind == MR_CONV_FORMAT_JSON_SCHEMA)
+        n |= MR_CAP_JSON_SCHEMA;
+    if (r->audio_out)
+        n |= MR_CAP_AUDIO;
+    if (r->cache.type.p || r->cached_content.p)
+        n |= MR_CAP_PROMPT_CACHE;
+    for (size_t i = 0; i < r->n_tools; i++)
+        if (r->tools[i].cache.type.p)
+            n |= MR_CAP_PROMPT_CACHE;
+    for (size_t i = 0; i < r->n_turns; i++) {
+        const mr_conv_turn_t *t = &r->turns[i];
+        if (t->cache.type.p)
+            n |= MR_CAP_PROMPT_CACHE;
+        for (size_t k = 0; k < t->n_parts; k++)
+            n |= part_needs(&t->parts[k]);
+    }
+    return n;
+}
+
+int mr_conv_origin_ok(const mr_conv_origin_t *o, const char *kind, const char *model)
+{
+    return mr_conv_eq(o->kind, kind) && (!o->model.p || (model && mr_conv_eq(o->model, model)));
+}
+
+/* Effort names in order of mr_conv_effort_t (UNSET and BAD have none). */
+static const char *const effort_names[] = {NULL, "none", "minimal", "low", "medium", "high"};
+
+const char *mr_conv_effort_name(mr_conv_effort_t e)
+{
+    return e > MR_CONV_EFFORT_UNSET && e < MR_CONV_EFFORT_BAD ? effort_names[e] : NULL;
+}
+
+mr_conv_effort_t mr_conv_effort_of(mr_conv_str_t name)
+{
+    if (!name.p)
+        return MR_CONV_EFFORT_UNSET;
+    for (int e = MR_CONV_EFFORT_UNSET + 1; e < MR_CONV_EFFORT_BAD; e++)
+        if (strlen(effort_names[e]) == name.n && memcmp(effort_names[e], name.p, name.n) == 0)
+            return (mr_conv_effort_t)e;
+    return MR_CONV_EFFORT_BAD;
+}
+
+mr_conv_effort_t mr_conv_effort_for_budget(long budget)
+{
+    if (budget <= 0)
+        return MR_CONV_EFFORT_NONE;
+    if (budget <= 1024)
+        return MR_CONV_EFFORT_MINIMAL;
+    if (budget <= 4096)
+        return MR_CONV_EFFORT_LOW;
+    if (budget <= 16384)
+        return MR_CONV_EFFORT_MEDIUM;
+    return MR_CONV_EFFORT_HIGH;
+}
+
 int mr_conv_join_text(const mr_conv_part_t *parts, size_t n, mr_buf_t *out)
 {
     for (size_t i = 0; i < n; i++) {
@@ -214,6 +314,7 @@ typedef struct check {
     const mr_conv_caps_t *caps;
     const char *param; /* the turns' member, "messages" */
     size_t turn;       /* the turn being checked: messages say "messages[3]" */
+    size_t part0;      /* the client's index of the turn's first part */
     mr_error_t *err;
 } check_t;
 
@@ -292,15 +393,17 @@ static int refuse_part(const check_t *ck, const char *code, size_t k, const char
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
-    return mr_error_bad(ck->err, code, ck->param, "%s[%zu].content[%zu]%s", ck->param, ck->turn, k,
-                        what);
+    return mr_error_bad(ck->err, code, ck->param, "%s[%zu].content[%zu]%s", ck->param, ck->turn,
+                        ck->part0 + k, what);
 }
 
-/* System, developer and assistant content, and text-only tool results. */
-static int check_text_only(const mr_conv_part_t *parts, size_t n, const check_t *ck)
+/* System, developer and assistant content (which may also hold reasoning),
+ * and text-only tool results. */
+static int check_text_only(const mr_conv_part_t *parts, size_t n, int reasoning, const check_t *ck)
 {
     for (size_t k = 0; k < n; k++)
-        if (parts[k].kind != MR_CONV_TEXT && parts[k].kind != MR_CONV_REFUSAL)
+        if (parts[k].kind != MR_CONV_TEXT && parts[k].kind != MR_CONV_REFUSAL &&
+            !(reasoning && parts[k].kind == MR_CONV_REASONING))
             return refuse_part(ck, "unsupported_content", k, ": only text parts are allowed here");
     return 0;
 }
@@ -417,24 +520,27 @@ static int check_result(const mr_conv_tool_result_t *res, const check_t *ck)
             ck->turn, res->call_id.p);
     if (ck->caps->rich_results && !res->as_string)
         return check_user_parts(res->content, res->n_content, ck);
-    return check_text_only(res->content, res->n_content, ck);
+    return check_text_only(res->content, res->n_content, 0, ck);
 }
 
 static int check_turn(const mr_conv_turn_t *t, check_t *ck)
 {
-    size_t n_text = 0;
-
     switch (t->role) {
     case MR_CONV_ROLE_SYSTEM:
     case MR_CONV_ROLE_DEVELOPER:
-        return check_text_only(t->parts, t->n_parts, ck);
+        return check_text_only(t->parts, t->n_parts, 0, ck);
     case MR_CONV_ROLE_USER:
         return check_user_parts(t->parts, t->n_parts, ck);
     case MR_CONV_ROLE_ASSISTANT:
-        while (n_text < t->n_parts && t->parts[n_text].kind != MR_CONV_TOOL_CALL)
-            n_text++;
-        if (check_text_only(t->parts, n_text, ck) < 0)
-            return -1;
+        /* reasoning the client sends back is the emitters' to keep or drop;
+         * parts after a call (other dialects keep their order) are checked too */
+        for (size_t k = 0; k < t->n_parts; k++) {
+            mr_conv_part_kind_t kind = t->parts[k].kind;
+            if (kind != MR_CONV_TEXT && kind != MR_CONV_REFUSAL && kind != MR_CONV_REASONING &&
+                kind != MR_CONV_TOOL_CALL)
+                return refuse_part(ck, "unsupported_content", k,
+                                   ": only text parts are allowed here");
+        }
         return check_calls(t, ck);
     case MR_CONV_ROLE_TOOL:
         return check_result(&t->parts[0].u.result, ck);
@@ -449,8 +555,106 @@ static int check_turn(const mr_conv_turn_t *t, check_t *ck)
                         t->role_name.p, ck->caps->name);
 }
 
+/* Whether `key` is in the NULL-terminated list. */
+static int listed(const char *const *list, const char *key)
+{
+    for (; *list; list++)
+        if (!strcmp(*list, key))
+            return 1;
+    return 0;
+}
+
+/* Members whose value is one subschema, an array or a map of them. */
+static const char *const sub_one[] = {"items", "additionalProperties", "not", "contains", NULL};
+static const char *const sub_array[] = {"anyOf", "oneOf", "allOf", "prefixItems", NULL};
+static const char *const sub_map[] = {"properties", "$defs", "definitions", "patternProperties",
+                                      NULL};
+
+typedef struct schema_walk {
+    const mr_conv_caps_t *caps;
+    char path[256];
+    mr_error_t *err;
+} schema_walk_t;
+
+static int check_schema(schema_walk_t *w, const json_t *s, int depth);
+
+/* Appends ".name" or "[i]" to the walk's path for the duration of a call. */
+static int check_sub(schema_walk_t *w, const json_t *s, int depth, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int check_sub(schema_walk_t *w, const json_t *s, int depth, const char *fmt, ...)
+{
+    size_t at = strlen(w->path);
+    va_list ap;
+    int rc;
+
+    va_start(ap, fmt);
+    vsnprintf(w->path + at, sizeof(w->path) - at, fmt, ap);
+    va_end(ap);
+    rc = check_schema(w, s, depth + 1);
+    w->path[at] = '\0';
+    return rc;
+}
+
+/* Every keyword of a schema (and of its subschemas) must be one the dialect
+ * can express: never silently dropped. Depth is bounded by the JSON parser. */
+static int check_schema(schema_walk_t *w, const json_t *s, int depth)
+{
+    const char *k;
+    const json_t *v, *item;
+    size_t i;
+
+    if (!json_is_object(s) || depth > 64)
+        return 0;
+    json_object_foreach((json_t *)(uintptr_t)s, k, v)
+    {
+        if (!listed(w->caps->schema_keywords, k) ||
+            (w->caps->schema_value_ok && !w->caps->schema_value_ok(k, v)))
+            return mr_error_bad(w->err, "unsupported_parameter", "response_format",
+                                "%s: the JSON Schema keyword \"%.64s\"%s is not supported by %s "
+                                "structured outputs",
+                                w->path, k,
+                                listed(w->caps->schema_keywords, k) ? " with this value" : "",
+                                w->caps->name);
+        if (listed(sub_one, k) && check_sub(w, v, depth, ".%s", k) < 0)
+            return -1;
+        if (listed(sub_array, k)) {
+            json_array_foreach(v, i, item)
+            {
+                if (check_sub(w, item, depth, ".%s[%zu]", k, i) < 0)
+                    return -1;
+            }
+        }
+        if (listed(sub_map, k)) {
+            const char *name;
+            json_object_foreach((json_t *)(uintptr_t)v, name, item)
+            {
+                if (check_sub(w, item, depth, ".%s.%.40s", k, name) < 0)
+                    return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int check_reasoning(const mr_conv_req_t *r, const mr_conv_caps_t *c, mr_error_t *err)
+{
+    if (!c->reasoning || r->reasoning.effort != MR_CONV_EFFORT_BAD)
+        return 0;
+    return mr_error_bad(err, "invalid_value", "reasoning_effort",
+                        "reasoning_effort \"%.40s\" must be none, minimal, low, medium or high",
+                        r->reasoning.effort_name.p ? r->reasoning.effort_name.p : "?");
+}
+
 static int check_sampling(const mr_conv_req_t *r, const mr_conv_caps_t *c, mr_error_t *err)
 {
+    if (check_reasoning(r, c, err) < 0)
+        return -1;
+    if (c->schema_keywords && r->format.kind == MR_CONV_FORMAT_JSON_SCHEMA) {
+        schema_walk_t w = {.caps = c, .path = "response_format.json_schema.schema", .err = err};
+        if (check_schema(&w, r->format.schema, 0) < 0)
+            return -1;
+    }
     if (check_int(&r->max_output, 1, c->max_output_limit, err) < 0 ||
         check_number(&r->temperature, err) < 0 || check_number(&r->top_p, err) < 0)
         return -1;
@@ -502,7 +706,8 @@ int mr_conv_check(const mr_conv_req_t *r, const mr_conv_caps_t *c, mr_error_t *e
     if (check_features(r, &ck) < 0)
         return -1;
     for (size_t i = 0; i < r->n_turns; i++) {
-        ck.turn = i;
+        ck.turn = r->turns[i].src ? r->turns[i].src - 1 : i;
+        ck.part0 = r->turns[i].src_part;
         if (check_turn(&r->turns[i], &ck) < 0)
             return -1;
     }

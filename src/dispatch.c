@@ -4,8 +4,10 @@
 #include "meridian/auth.h"
 #include "meridian/guard.h"
 #include "meridian/intake.h"
+#include "meridian/intent.h"
 #include "meridian/policy.h"
 #include "meridian/proxy.h"
+#include "meridian/responses.h"
 #include "meridian/router_explain.h"
 #include "meridian/status_page.h"
 
@@ -17,6 +19,7 @@
 #define M_GET 1u
 #define M_HEAD 2u
 #define M_POST 4u
+#define M_DELETE 8u
 
 typedef enum {
     AUTH_KEY,     /* a gateway key when keys are configured */
@@ -25,9 +28,10 @@ typedef enum {
 } auth_t;
 
 typedef enum {
-    PATH_API,    /* "/v1" + path, or path alone */
-    PATH_EXACT,  /* path as written */
-    PATH_PREFIX, /* as PATH_API, followed by one more segment (r->path_arg) */
+    PATH_API,     /* "/v1" + path, or path alone */
+    PATH_EXACT,   /* path as written */
+    PATH_PREFIX,  /* as PATH_API, followed by one more segment (r->path_arg) */
+    PATH_PREFIX2, /* ... by one or two more segments */
 } path_match_t;
 
 typedef struct mr_dispatch_row {
@@ -64,10 +68,30 @@ static enum MHD_Result answer_proxy(mr_request_t *r)
     return mr_proxy_begin(r);
 }
 
+/* POST /v1/responses: the response's id and store, previous_response_id's
+ * history (responses.h), then the proxy as for every generation. */
+static enum MHD_Result answer_responses(mr_request_t *r)
+{
+    enum MHD_Result ret;
+
+    if (!r->body_too_large && !r->body_refused && mr_responses_prepare(r, &ret) < 0)
+        return ret;
+    return answer_proxy(r);
+}
+
+static enum MHD_Result answer_response_item(mr_request_t *r)
+{
+    return mr_responses_item(r, r->method == M_DELETE);
+}
+
+/* Anthropic's SDKs and Claude Code send anthropic-version: their list shape. */
 static enum MHD_Result answer_models(mr_request_t *r)
 {
-    const mr_snapshot_t *s = r->gen->snap; /* held by the request: outlives the response */
-    return mr_request_queue_static(r, 200, s->models_body, s->models_len, "application/json");
+    const mr_models_bodies_t *m = &r->gen->snap->models; /* held by the request */
+
+    if (MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "anthropic-version"))
+        return mr_request_queue_static(r, 200, m->anthropic, m->anthropic_len, "application/json");
+    return mr_request_queue_static(r, 200, m->openai, m->openai_len, "application/json");
 }
 
 static enum MHD_Result answer_healthz(mr_request_t *r)
@@ -91,13 +115,50 @@ static enum MHD_Result answer_json(mr_request_t *r, json_t *root, size_t flags)
     return mr_request_queue(r, 200, body, strlen(body), "application/json");
 }
 
+/* ?needs=tools,vision: the capabilities a request would need. */
+static int explain_needs(const char *list, uint32_t *needs)
+{
+    char name[32];
+
+    for (const char *p = list; p && *p;) {
+        size_t n = strcspn(p, ",");
+        uint32_t bit;
+        snprintf(name, sizeof(name), "%.*s", (int)(n < sizeof(name) ? n : sizeof(name) - 1), p);
+        if (mr_capability_parse(name, &bit) < 0)
+            return -1;
+        *needs |= bit;
+        p += n + (p[n] == ',');
+    }
+    return 0;
+}
+
+/* ?session= (or x-meridian-session): the conversation's pin, if any. */
+static json_t *explain_session(mr_request_t *r, const char *model, mr_policy_stack_t *st)
+{
+    const char *s = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "session");
+    uint64_t key, expires;
+    uint32_t id;
+
+    if (!s)
+        s = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-meridian-session");
+    if (!s || !*s)
+        return NULL;
+    if (!mr_intent_session_pin(r, model, s, strlen(s), &key, &id, &expires))
+        return json_pack("{s:b}", "pinned", 0);
+    st->request.has_pin = true;
+    st->request.pin = id;
+    return json_pack("{s:b, s:I}", "pinned", 1, "expires_in_ms",
+                     (json_int_t)(expires - uv_now(r->env->loop)));
+}
+
 static enum MHD_Result answer_explain(mr_request_t *r)
 {
     mr_policy_stack_t st;
     mr_error_t e;
-    json_t *out = NULL;
+    json_t *out = NULL, *session;
     const char *model = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "model");
     const char *policy = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "policy");
+    const char *needs = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "needs");
 
     if (!policy)
         policy = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-meridian-policy");
@@ -105,10 +166,20 @@ static enum MHD_Result answer_explain(mr_request_t *r)
         return mr_request_errorf(r, 400, "missing_required_parameter", "model",
                                  "GET /v1/gateway/route needs ?model=ROUTE_OR_PROVIDER/MODEL");
     const char *models[1] = {model};
-    if (mr_policy_stack_init(&st, r->gen->cfg, r->key, policy, NULL, &e) < 0 ||
-        mr_router_explain(r->gen->cfg, &st, models, 1, r->gen->ss, uv_now(r->env->loop), &out, &e) <
-            0)
+    if (mr_policy_stack_init(&st, r->gen->cfg, r->key, policy, NULL, &e) < 0)
         return mr_request_error(r, &e);
+    if (explain_needs(needs, &st.request.needs) < 0)
+        return mr_request_errorf(r, 400, "invalid_value", "needs",
+                                 "needs must list capabilities: tools, vision, audio, files, "
+                                 "json_object, json_schema, reasoning, prompt_cache");
+    session = explain_session(r, model, &st);
+    if (mr_router_explain(r->gen->cfg, &st, models, 1, r->gen->ss, uv_now(r->env->loop), &out, &e) <
+        0) {
+        json_decref(session);
+        return mr_request_error(r, &e);
+    }
+    if (session)
+        json_object_set_new(out, "session", session);
     return answer_json(r, out, 0);
 }
 
@@ -236,6 +307,11 @@ static const row_t rows[] = {
     {"/chat/completions", PATH_API, M_POST, AUTH_KEY, MR_EP_CHAT, answer_proxy},
     {"/completions", PATH_API, M_POST, AUTH_KEY, MR_EP_COMPLETIONS, answer_proxy},
     {"/embeddings", PATH_API, M_POST, AUTH_KEY, MR_EP_EMBEDDINGS, answer_proxy},
+    {"/messages", PATH_API, M_POST, AUTH_KEY, MR_EP_MESSAGES, answer_proxy},
+    {"/messages/count_tokens", PATH_API, M_POST, AUTH_KEY, MR_EP_COUNT_TOKENS, answer_proxy},
+    {"/responses", PATH_API, M_POST, AUTH_KEY, MR_EP_RESPONSES, answer_responses},
+    {"/responses/", PATH_PREFIX2, M_GET | M_DELETE, AUTH_KEY, MR_EP_RESPONSES,
+     answer_response_item},
     {"/models", PATH_API, M_GET | M_HEAD, AUTH_KEY, MR_EP_COUNT, answer_models},
     {"/gateway/route", PATH_API, M_GET, AUTH_KEY, MR_EP_COUNT, answer_explain},
     {"/gateway/providers", PATH_API, M_GET, AUTH_KEY, MR_EP_COUNT, answer_providers},
@@ -246,12 +322,15 @@ static const row_t rows[] = {
     {"/status.json", PATH_EXACT, M_GET | M_HEAD, AUTH_OBSERVE, MR_EP_COUNT, answer_status_json},
 };
 
-/* A prefix row's last segment: one segment, not empty. */
-static bool prefix_match(const char *path, const char *prefix, char *arg, size_t cap)
+/* A prefix row's last segments: `segments` of them, none empty. */
+static bool prefix_match(const char *path, const char *prefix, int segments, char *arg, size_t cap)
 {
     size_t n = strlen(prefix), rest;
+    const char *slash = strchr(path + (strncmp(path, prefix, n) ? 0 : n), '/');
 
-    if (strncmp(path, prefix, n) != 0 || !path[n] || strchr(path + n, '/'))
+    if (strncmp(path, prefix, n) != 0 || !path[n] || path[n] == '/')
+        return false;
+    if (slash && (segments < 2 || !slash[1] || strchr(slash + 1, '/')))
         return false;
     rest = strlen(path + n);
     snprintf(arg, cap, "%s", rest < cap ? path + n : "");
@@ -264,8 +343,9 @@ static const row_t *find_row(mr_request_t *r, const char *url)
     const char *api = strncmp(url, "/v1/", 4) == 0 ? url + 3 : url;
 
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-        if (rows[i].match == PATH_PREFIX) {
-            if (prefix_match(api, rows[i].path, r->path_arg, sizeof(r->path_arg)))
+        if (rows[i].match == PATH_PREFIX || rows[i].match == PATH_PREFIX2) {
+            if (prefix_match(api, rows[i].path, rows[i].match == PATH_PREFIX2 ? 2 : 1, r->path_arg,
+                             sizeof(r->path_arg)))
                 return &rows[i];
         } else if (strcmp(rows[i].match == PATH_API ? api : url, rows[i].path) == 0) {
             return &rows[i];
@@ -282,6 +362,8 @@ static unsigned method_bit(const char *method)
         return M_HEAD;
     if (strcmp(method, MHD_HTTP_METHOD_POST) == 0)
         return M_POST;
+    if (strcmp(method, MHD_HTTP_METHOD_DELETE) == 0)
+        return M_DELETE;
     return 0;
 }
 
@@ -373,7 +455,10 @@ static enum MHD_Result answer_preflight(mr_request_t *r)
     char allowed[512];
 
     return mr_request_queue_preflight(
-        r, r->row->methods & M_POST ? "POST" : "GET, HEAD",
+        r,
+        r->row->methods & M_POST     ? "POST"
+        : r->row->methods & M_DELETE ? "GET, DELETE"
+                                     : "GET, HEAD",
         mr_guard_allow_headers(header(r, "Access-Control-Request-Headers"), allowed,
                                sizeof(allowed)));
 }
@@ -421,27 +506,34 @@ enum MHD_Result mr_dispatch_first(mr_request_t *r, const char *url, const char *
     mr_error_t e;
 
     mr_server_request_begins(r->env->server, r->conn);
+    /* known first: every answer, refusals included, takes the row's shape */
+    const row_t *row = find_row(r, url);
+    r->inbound = mr_inbound_of(row ? row->endpoint : MR_EP_COUNT);
     if (over_limits(r, &ret) < 0 || check_browser(r, method, &ret) < 0)
         return ret;
     /* known early: refusals of API calls are counted too */
-    const row_t *row = find_row(r, url);
     r->row = row;
     r->endpoint = row && !r->preflight ? row->endpoint : MR_EP_COUNT;
-    r->allow = row && (row->methods & M_POST) ? "POST" : "GET";
+    r->allow = row && (row->methods & M_POST)     ? "POST"
+               : row && (row->methods & M_DELETE) ? "GET, DELETE"
+                                                  : "GET";
+    r->method = method_bit(method);
     if (r->preflight)
         return row ? MHD_YES
                    : mr_request_errorf(r, 404, "unknown_url", NULL, "unknown path %s", url);
     auth_t auth = row ? row->auth : AUTH_KEY;
     if (auth == AUTH_KEY || (auth == AUTH_OBSERVE && !r->gen->cfg->public_metrics)) {
-        const char *h =
-            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-        if (mr_auth_check(r->gen->cfg, h, &r->key, &e) < 0)
+        /* Bearer (OpenAI SDKs, ANTHROPIC_AUTH_TOKEN) or x-api-key
+         * (Anthropic SDKs, ANTHROPIC_API_KEY) */
+        if (mr_auth_check_request(r->gen->cfg, header(r, MHD_HTTP_HEADER_AUTHORIZATION),
+                                  header(r, "x-api-key"), &r->key, &e) < 0)
             return mr_request_error(r, &e);
     }
     if (!row)
         return mr_request_errorf(r, 404, "unknown_url", NULL,
                                  "unknown path %s; Meridian serves /v1/chat/completions, "
-                                 "/v1/completions, /v1/embeddings and /v1/models",
+                                 "/v1/completions, /v1/embeddings, /v1/messages, "
+                                 "/v1/messages/count_tokens, /v1/responses and /v1/models",
                                  url);
     if (!(row->methods & method_bit(method)))
         return mr_request_errorf(r, 405, "method_not_allowed", NULL,

@@ -39,6 +39,7 @@ static const failure_row_t rows[MR_FAIL_COUNT] = {
     [MR_FAIL_NOT_SSE] = {"not_event_stream", true, false, true, FAILED, MR_AO_INVALID},
     [MR_FAIL_STREAM_ERROR] = {"stream_error", true, false, true, FAILED, MR_AO_INVALID},
     [MR_FAIL_EMPTY_STREAM] = {"empty_stream", true, false, true, FAILED, MR_AO_INVALID},
+    [MR_FAIL_TRUNCATED] = {"truncated", true, false, true, FAILED, MR_AO_INVALID},
     [MR_FAIL_TOO_LARGE] = {"too_large", true, false, true, FAILED, MR_AO_INVALID},
     [MR_FAIL_FIRST_BYTE] = {"first_byte_timeout", true, true, true, FAILED, MR_AO_TIMEOUT},
     [MR_FAIL_ANSWER_TIMEOUT] = {"answer_timeout", true, true, false, FAILED, MR_AO_TIMEOUT},

@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <malloc.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,8 +197,9 @@ static mr_request_t *request_new(mr_gateway_t *gw, struct MHD_Connection *conn)
     r->start_ms = uv_now(gw->env.loop);
     r->start_ns = uv_hrtime();
     r->endpoint = MR_EP_COUNT;
+    r->inbound = &mr_inbound_chat;
     r->last_target_id = SIZE_MAX;
-    r->usage.prompt_tokens = r->usage.completion_tokens = -1;
+    r->usage = MR_USAGE_UNKNOWN;
     r->audit = mr_reqlog_wants_audit(gw->env.reqlog);
     if (r->audit)
         mr_sha256_init(&r->resp_sha);
@@ -235,7 +237,7 @@ static void request_closed(uv_handle_t *h)
         return;
     const mr_request_env_t *env = r->env;
     /* env is the gateway's own: the request goes back to its spares */
-    mr_gateway_t *gw = (mr_gateway_t *)(void *)((char *)env - offsetof(mr_gateway_t, env));
+    mr_gateway_t *gw = (mr_gateway_t *)((uintptr_t)env - offsetof(mr_gateway_t, env));
     mr_generation_release(r->gen);
     if (gw->n_spare < SPARE_REQUESTS) {
         r->next = gw->spare;

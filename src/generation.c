@@ -2,6 +2,7 @@
 
 #include "meridian/log.h"
 
+#include <stdint.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,63 +11,6 @@
 /* Breaker hints name a target "provider/model"; longer names than a hint
  * holds are "provider/#" and a hash of the model (the same everywhere). */
 #define HINT_NAME_MAX MR_STATE_HINT_NAME_MAX
-
-/* ---- the snapshot: config + /v1/models body, shared ---------------------- */
-
-static int add_model(json_t *data, const char *id, const char *owner)
-{
-    json_t *m = json_pack("{s:s,s:s,s:i,s:s}", "id", id, "object", "model", "created", 0,
-                          "owned_by", owner);
-    return json_array_append_new(data, m);
-}
-
-static int has_model(const json_t *data, const char *id)
-{
-    size_t i;
-    const json_t *m;
-    json_array_foreach(data, i, m)
-    {
-        if (strcmp(json_string_value(json_object_get(m, "id")), id) == 0)
-            return 1;
-    }
-    return 0;
-}
-
-static int add_provider_model(json_t *data, const mr_provider_t *p, const char *model)
-{
-    char id[512];
-
-    if (!p->enabled || !p->allow_direct)
-        return 0;
-    snprintf(id, sizeof(id), "%s/%s", p->name, model);
-    return has_model(data, id) ? 0 : add_model(data, id, p->vendor);
-}
-
-/* GET /v1/models never changes while a config is live: build it once. */
-static int build_models(mr_snapshot_t *s)
-{
-    const mr_config_t *cfg = s->cfg;
-    json_t *data = json_array();
-    int rc = data ? 0 : -1;
-
-    for (size_t i = 0; rc == 0 && i < cfg->n_routes; i++)
-        rc = add_model(data, cfg->routes[i].name, "meridian");
-    for (size_t i = 0; rc == 0 && i < cfg->n_routes; i++)
-        for (size_t t = 0; rc == 0 && t < cfg->routes[i].n_targets; t++)
-            rc = add_provider_model(data, cfg->routes[i].targets[t].provider,
-                                    cfg->routes[i].targets[t].model);
-    for (size_t i = 0; rc == 0 && i < cfg->n_providers; i++)
-        for (size_t m = 0; rc == 0 && m < cfg->providers[i].n_models; m++)
-            rc = add_provider_model(data, &cfg->providers[i], cfg->providers[i].models[m]);
-    json_t *root = rc == 0 ? json_pack("{s:s,s:O}", "object", "list", "data", data) : NULL;
-    json_decref(data);
-    s->models_body = root ? json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(root);
-    if (!s->models_body)
-        return -1;
-    s->models_len = strlen(s->models_body);
-    return 0;
-}
 
 /* ---- the process-wide soft state ----------------------------------------- */
 
@@ -474,7 +418,7 @@ static int make_soft(mr_snapshot_t *s, const mr_snapshot_t *prev)
         carry_health(s, prev);
         /* the gauges follow this snapshot's breakers now: late reports to
          * the old ones (requests still in flight) must not overwrite them */
-        mr_health_set_listener((mr_health_t *)&prev->health, NULL, NULL);
+        mr_health_set_listener((mr_health_t *)(uintptr_t)&prev->health, NULL, NULL);
     }
     if (s->env.metrics) {
         mr_health_set_listener(&s->health, on_breaker, s);
@@ -514,9 +458,10 @@ static mr_snapshot_t *snapshot_make(mr_config_t *cfg, unsigned id, const mr_snap
     s->id = id;
     s->env = *env;
     atomic_init(&s->refs, 1);
-    if (build_models(s) < 0 || make_soft(s, prev) < 0) {
+    if (mr_models_build(cfg, &s->models) < 0 || make_soft(s, prev) < 0 ||
+        !(s->affinity = mr_affinity_new(MR_AFFINITY_MAX))) {
         free_soft(s);
-        free(s->models_body);
+        mr_models_free(&s->models);
         mr_config_free(cfg);
         free(s);
         return NULL;
@@ -546,7 +491,8 @@ void mr_snapshot_release(mr_snapshot_t *s)
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
     free_soft(s);
-    free(s->models_body);
+    mr_affinity_free(s->affinity);
+    mr_models_free(&s->models);
     mr_config_free(s->cfg);
     free(s);
 }

@@ -11,6 +11,7 @@
  */
 #include "meridian/health.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,7 +76,7 @@ void mr_health_set_listener(mr_health_t *h, mr_health_listener_t fn, void *ud)
 
 void mr_health_carry(mr_health_t *dst, const mr_health_t *src, const size_t *map)
 {
-    pthread_mutex_t *mu = (pthread_mutex_t *)&src->_mu; /* only the lock changes */
+    pthread_mutex_t *mu = (pthread_mutex_t *)(uintptr_t)&src->_mu; /* only the lock changes */
 
     pthread_mutex_lock(mu);
     for (size_t i = 0; i < dst->_n; i++) {
@@ -91,12 +92,12 @@ void mr_health_carry(mr_health_t *dst, const mr_health_t *src, const size_t *map
 
 static void lock(const mr_health_t *h)
 {
-    pthread_mutex_lock((pthread_mutex_t *)&h->_mu);
+    pthread_mutex_lock((pthread_mutex_t *)(uintptr_t)&h->_mu);
 }
 
 static void unlock(const mr_health_t *h)
 {
-    pthread_mutex_unlock((pthread_mutex_t *)&h->_mu);
+    pthread_mutex_unlock((pthread_mutex_t *)(uintptr_t)&h->_mu);
 }
 
 static void changed(const mr_health_t *h, const mr_health_target_t *t, uint64_t now)

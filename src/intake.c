@@ -1,5 +1,6 @@
 #include "meridian/intake.h"
 
+#include "meridian/inbound.h"
 #include "meridian/json_span.h"
 
 #include <errno.h>
@@ -18,10 +19,22 @@ enum {
     K_MAX_TOKENS,
     K_MAX_COMPLETION_TOKENS,
     K_MAX_OUTPUT_TOKENS,
+    K_PROMPT_CACHE_KEY,
+    K_USER,
+    K_METADATA,
 };
 static const char *const scanned_keys[] = {
-    "model",    "stream",     "stream_options",        "models",
-    "provider", "max_tokens", "max_completion_tokens", "max_output_tokens",
+    "model",
+    "stream",
+    "stream_options",
+    "models",
+    "provider",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "prompt_cache_key",
+    "user",
+    "metadata",
     NULL,
 };
 
@@ -153,13 +166,16 @@ int mr_intake_read(mr_request_t *r, mr_error_t *e)
     const mr_json_span_t *stream, *so;
     mr_json_span_t usage;
 
+    if (r->scan.keys) /* read already (a Responses request, before its store) */
+        return 0;
     if (scan_body(r, e) < 0 || read_model(r, e) < 0)
         return -1;
     stream = mr_json_scan_get(&r->scan, K_STREAM);
     if (stream && !span_is(r, stream, "true") && !span_is(r, stream, "false") &&
         !span_is(r, stream, "null"))
         return mr_error_bad(e, "invalid_type", "stream", "stream must be a boolean");
-    r->stream = r->endpoint != MR_EP_EMBEDDINGS && span_is(r, stream, "true");
+    r->stream = (mr_inbound_is_conversation(r->endpoint) || r->endpoint == MR_EP_COMPLETIONS) &&
+                span_is(r, stream, "true");
     if (r->stream)
         mr_server_stream_socket(r->conn);
     so = mr_json_scan_get(&r->scan, K_STREAM_OPTIONS);
@@ -224,8 +240,7 @@ static int routing_member(mr_request_t *r, int key, json_t **out, mr_error_t *e)
     return *out ? 0 : -1;
 }
 
-int mr_intake_routing(mr_request_t *r, const json_t **models, const json_t **provider,
-                      mr_error_t *e)
+int mr_intake_routing(mr_request_t *r, const json_t **models, json_t **provider, mr_error_t *e)
 {
     if (routing_member(r, K_MODELS, &r->models_json, e) < 0 ||
         routing_member(r, K_PROVIDER, &r->provider_json, e) < 0)
@@ -235,22 +250,57 @@ int mr_intake_routing(mr_request_t *r, const json_t **models, const json_t **pro
     return 0;
 }
 
+/* The conversation model holds about what the tree holds: charged once,
+ * before it is parsed. */
+static int charge_conv(mr_request_t *r, mr_error_t *e)
+{
+    size_t est = mr_intake_tree_estimate(r->scan.values, r->scan.members, r->scan.string_bytes);
+
+    if (r->conv_charge)
+        return 0;
+    if (mr_mem_charge(&r->mem, est) < 0)
+        return refuse_overloaded(r, est * 2, e);
+    r->conv_charge = est;
+    return 0;
+}
+
 int mr_intake_prepare(mr_request_t *r, const mr_adapter_t *ad, mr_error_t *e)
 {
-    size_t len, est;
+    size_t len;
     const char *p = body_of(r, &len);
 
     if (!ad || ad->passthrough)
         return 0;
     if (!r->json && !(r->json = charged_tree(r, p, len, &r->scan, &r->tree_charge, e)))
         return -1;
-    if (!ad->uses_conv || r->endpoint != MR_EP_CHAT || r->conv.tried || r->conv_charge)
+    if (!ad->uses_conv || !mr_inbound_is_conversation(r->endpoint) || r->conv.tried)
         return 0;
-    /* the conversation model holds about what the tree holds */
-    est = mr_intake_tree_estimate(r->scan.values, r->scan.members, r->scan.string_bytes);
-    if (mr_mem_charge(&r->mem, est) < 0)
-        return refuse_overloaded(r, est * 2, e);
-    r->conv_charge = est;
+    return charge_conv(r, e);
+}
+
+/* Whether routing must read the body's tree: a Responses request (its
+ * native passthrough reads the input items), or a session member naming
+ * the conversation for cache affinity. */
+static bool routing_needs_tree(const mr_request_t *r)
+{
+    return r->endpoint == MR_EP_RESPONSES || mr_json_scan_get(&r->scan, K_PROMPT_CACHE_KEY) ||
+           mr_json_scan_get(&r->scan, K_USER) || mr_json_scan_get(&r->scan, K_METADATA);
+}
+
+int mr_intake_routing_tree(mr_request_t *r, bool conv, mr_error_t *e)
+{
+    size_t len;
+    const char *p = body_of(r, &len);
+    bool need = routing_needs_tree(r);
+    mr_error_t ce;
+
+    conv = conv && mr_inbound_is_conversation(r->endpoint);
+    if (!need && !conv)
+        return 0;
+    if (!r->json && !(r->json = charged_tree(r, p, len, &r->scan, &r->tree_charge, need ? e : &ce)))
+        return need ? -1 : 0; /* capabilities unread: see the header */
+    if (conv && charge_conv(r, &ce) < 0 && !need)
+        mr_intake_release(r);
     return 0;
 }
 
@@ -267,4 +317,10 @@ void mr_intake_release(mr_request_t *r)
     mr_mem_release(&r->mem, est + r->conv_charge);
     r->tree_charge -= est < r->tree_charge ? est : r->tree_charge;
     r->conv_charge = 0;
+}
+
+void mr_intake_body_changed(mr_request_t *r)
+{
+    mr_intake_release(r);
+    memset(&r->scan, 0, sizeof(r->scan));
 }

@@ -19,6 +19,7 @@
  */
 #include "limits_int.h"
 
+#include <stdint.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -162,7 +163,7 @@ void mr_limits_free(mr_limits_engine_t *L)
 
 static void copy_counter(atomic_uint_fast64_t *to, const atomic_uint_fast64_t *from)
 {
-    atomic_store(to, atomic_load((atomic_uint_fast64_t *)from));
+    atomic_store(to, atomic_load((atomic_uint_fast64_t *)(uintptr_t)from));
 }
 
 static void carry_key(kcache_t *to, const kcache_t *from)

@@ -247,7 +247,7 @@ json_t *mr_limits_providers_json(const mr_limits_engine_t *L)
 
 /* ---- /status and /metrics ------------------------------------------------ */
 
-static json_t *state_json(const mr_state_t *st)
+static json_t *state_json(mr_state_t *st)
 {
     mr_state_stats_t s;
     mr_state_stats(st, &s);
@@ -373,7 +373,7 @@ static void one(mr_buf_t *out, const char *name, const char *type, const char *h
     mr_metrics_write_sample(out, name, NULL, v);
 }
 
-static void render_state(const mr_state_t *st, mr_buf_t *out)
+static void render_state(mr_state_t *st, mr_buf_t *out)
 {
     mr_state_stats_t s;
     mr_state_stats(st, &s);

@@ -134,6 +134,22 @@ static int open_state(const mr_config_t *cfg, mr_state_t **out, char *err, size_
     return mr_state_new(&o, out, err, errlen);
 }
 
+/* The stored Responses: in this process, bounded by the config's
+ * `responses` (read once: a reload keeps the running store). */
+static int open_responses(const mr_config_t *cfg, mr_shared_t *sh)
+{
+    mr_respstore_mem_opts_t o = {
+        .max_entries = (size_t)cfg->responses.max_entries,
+        .max_bytes = (size_t)cfg->responses.max_bytes,
+        .max_ttl_ms = (uint64_t)cfg->responses.ttl_s * 1000u,
+    };
+
+    if (!(sh->responses = mr_respstore_mem_new(&o)))
+        return -1;
+    sh->responses_be = mr_respstore_mem_backend(sh->responses);
+    return 0;
+}
+
 /* Metrics, the shared state and the first snapshot (which uses both), then
  * the access log / audit file, the status sampler and the reload hub: one
  * each for the whole process. Takes ownership of cfg. */
@@ -154,7 +170,12 @@ static int open_shared(mr_config_t *cfg, const char *path, const char *listen, u
     }
     if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
         seed = (uint64_t)time(NULL);
-    mr_snapshot_env_t env = {sh->state, sh->metrics, seed};
+    if (open_responses(cfg, sh) < 0) {
+        snprintf(err, errlen, "out of memory");
+        mr_config_free(cfg);
+        goto fail;
+    }
+    mr_snapshot_env_t env = {sh->state, sh->metrics, seed, &sh->responses_be};
     if (!(*snap = mr_snapshot_new(cfg, &env)) || mr_status_new(sh->metrics, &sh->status) < 0 ||
         mr_reload_new(path, listen, *snap, workers, &sh->reload) < 0) {
         snprintf(err, errlen, "out of memory");
@@ -169,6 +190,7 @@ fail:
     mr_status_free(sh->status);
     mr_snapshot_release(*snap);
     *snap = NULL;
+    mr_respstore_mem_free(sh->responses);
     mr_state_free(sh->state);
     mr_metrics_free(sh->metrics);
     return -1;
@@ -182,11 +204,12 @@ static void close_shared(mr_shared_t *sh, mr_snapshot_t *snap)
     mr_reload_free(sh->reload);
     mr_status_free(sh->status);
     mr_snapshot_release(snap);
+    mr_respstore_mem_free(sh->responses);
     mr_state_free(sh->state);
     mr_metrics_free(sh->metrics);
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
@@ -325,7 +348,7 @@ int main(int argc, char **argv)
         return 1;
     }
     mr_snapshot_t *snap = NULL;
-    mr_shared_t shared = {NULL, NULL, NULL, NULL, NULL};
+    mr_shared_t shared = {0};
     /* the snapshot owns cfg from here */
     if (open_shared(cfg, config_path, listen, (unsigned)workers, &shared, &snap, err, sizeof(err)) <
         0) {
@@ -375,5 +398,34 @@ int main(int argc, char **argv)
     free(slots);
     close_shared(&shared, snap);
     curl_global_cleanup();
+    return rc;
+}
+
+#ifdef MERIDIAN_TEST_HOOKS
+/*
+ * Sanitizer test builds only (CMake's MERIDIAN_TEST_HOOKS, never a release
+ * binary): the suite proves that it notices a daemon that exits badly
+ * (MERIDIAN_TEST_EXIT_CODE=N replaces the exit status) or leaks
+ * (MERIDIAN_TEST_LEAK=1 loses 64 bytes for LeakSanitizer to report).
+ */
+static int test_hooks(int rc)
+{
+    const char *code = getenv("MERIDIAN_TEST_EXIT_CODE");
+    const char *leak = getenv("MERIDIAN_TEST_LEAK");
+
+    /* printed, so the allocation is not optimised away; the leak is the point */
+    if (leak && !strcmp(leak, "1"))
+        // cppcheck-suppress leakNoVarFunctionCall
+        fprintf(stderr, "meridian: test hook: 64 bytes leaked at %p\n", malloc(64));
+    return code && *code ? atoi(code) : rc;
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    int rc = run(argc, argv);
+#ifdef MERIDIAN_TEST_HOOKS
+    rc = test_hooks(rc);
+#endif
     return rc;
 }

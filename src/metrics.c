@@ -13,7 +13,7 @@
 #define SERIES_BLOCK 1024u
 #define MAX_SERIES (MR_METRICS_MAX_SLOTS / 2)
 #define MAX_BLOCKS (MAX_SERIES / SERIES_BLOCK)
-#define MAX_LABELS 6
+#define MAX_LABELS 7
 #define UNRESOLVED 0u
 #define NOWHERE UINT32_MAX /* resolution failed: updates go to slot 0 */
 
@@ -37,10 +37,12 @@ typedef struct family {
 
 static const family_t families[MR_MF_COUNT] = {
     [MR_MF_REQUESTS] = {"meridian_requests_total",
-                        "Client API requests by route, serving provider and status class.",
+                        "Client API requests by route, endpoint, serving provider and status "
+                        "class.",
                         K_COUNTER,
-                        6,
-                        {"route", "provider", "vendor", "region", "jurisdiction", "status_class"}},
+                        7,
+                        {"route", "endpoint", "provider", "vendor", "region", "jurisdiction",
+                         "status_class"}},
     [MR_MF_DURATION] = {"meridian_request_duration_seconds",
                         "Time from a request's arrival to its last response byte.",
                         K_HISTOGRAM,
@@ -95,6 +97,12 @@ static const family_t families[MR_MF_COUNT] = {
                             K_COUNTER,
                             0,
                             {NULL}},
+    [MR_MF_RESENDS] = {"meridian_upstream_resends_total",
+                       "Requests libcurl sent a second time on a fresh connection after a reused "
+                       "one died before answering (invisible to breakers and retry budget).",
+                       K_COUNTER,
+                       1,
+                       {"provider"}},
 };
 
 static unsigned family_slots(const family_t *f)
@@ -591,16 +599,17 @@ struct mr_metrics_view {
     unsigned w;
     const mr_config_t *cfg;
     size_t nr, np; /* routes + direct + none; providers + none */
-    uint32_t *req; /* [nr][np][MR_SC_COUNT] */
+    uint32_t *req; /* [MR_METRICS_ENDPOINTS][nr][np][MR_SC_COUNT] */
     uint32_t *dur; /* [nr][np][2] */
     uint32_t *ttfb;
-    uint32_t *att;  /* [np][MR_AO_COUNT] */
-    uint32_t *fb;   /* [nr][np][MR_AO_COUNT] */
-    uint32_t *skip; /* [np][MR_SKIP_COUNT] */
-    uint32_t *tok;  /* [np][2] */
-    uint32_t *cost; /* [np] */
-    uint32_t *infl; /* [np] */
-    uint32_t *deny; /* [n_policies + 1] */
+    uint32_t *att;    /* [np][MR_AO_COUNT] */
+    uint32_t *fb;     /* [nr][np][MR_AO_COUNT] */
+    uint32_t *skip;   /* [np][MR_SKIP_COUNT] */
+    uint32_t *tok;    /* [np][MR_TOK_COUNT] */
+    uint32_t *cost;   /* [np] */
+    uint32_t *infl;   /* [np] */
+    uint32_t *deny;   /* [n_policies + 1] */
+    uint32_t *resend; /* [np] */
     uint32_t retry;
     uint32_t cells[]; /* every array above */
 };
@@ -608,16 +617,17 @@ struct mr_metrics_view {
 mr_metrics_view_t *mr_metrics_view_new(mr_metrics_t *m, unsigned worker, const mr_config_t *cfg)
 {
     size_t nr = cfg->n_routes + 2, np = cfg->n_providers + 1;
-    size_t sizes[] = {nr * np * MR_SC_COUNT,
+    size_t sizes[] = {MR_METRICS_ENDPOINTS * nr * np * MR_SC_COUNT,
                       nr * np * 2,
                       nr * np * 2,
                       np * MR_AO_COUNT,
                       nr * np * MR_AO_COUNT,
                       np * MR_SKIP_COUNT,
-                      np * 2,
+                      np * MR_TOK_COUNT,
                       np,
                       np,
-                      cfg->n_policies + 1};
+                      cfg->n_policies + 1,
+                      np};
     size_t total = 0;
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
         total += sizes[i];
@@ -629,8 +639,8 @@ mr_metrics_view_t *mr_metrics_view_new(mr_metrics_t *m, unsigned worker, const m
     v->cfg = cfg;
     v->nr = nr;
     v->np = np;
-    uint32_t **arrays[] = {&v->req,  &v->dur, &v->ttfb, &v->att,  &v->fb,
-                           &v->skip, &v->tok, &v->cost, &v->infl, &v->deny};
+    uint32_t **arrays[] = {&v->req, &v->dur,  &v->ttfb, &v->att,  &v->fb,    &v->skip,
+                           &v->tok, &v->cost, &v->infl, &v->deny, &v->resend};
     uint32_t *at = v->cells;
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         *arrays[i] = at;
@@ -703,12 +713,18 @@ static uint32_t latency_series(mr_metrics_view_t *v, uint32_t *arr, mr_metric_fa
 void mr_metrics_request(mr_metrics_view_t *v, const mr_metrics_req_t *rq)
 {
     size_t rk = route_key(v, rq->route), pk = provider_key(v, rq->provider);
+    size_t ek = rq->endpoint < MR_METRICS_ENDPOINTS ? rq->endpoint : MR_METRICS_ENDPOINTS - 1;
     const mr_provider_t *p = rq->provider;
-    const char *values[] = {
-        route_name(v, rk),      p ? p->name : "none",         p ? p->vendor : "none",
-        p ? p->region : "none", p ? p->jurisdiction : "none", status_class_names[rq->status_class]};
-    uint32_t s = cached(v, &v->req[(rk * v->np + pk) * MR_SC_COUNT + rq->status_class],
-                        MR_MF_REQUESTS, values);
+    const char *values[] = {route_name(v, rk),
+                            rq->endpoint_name ? rq->endpoint_name : "none",
+                            p ? p->name : "none",
+                            p ? p->vendor : "none",
+                            p ? p->region : "none",
+                            p ? p->jurisdiction : "none",
+                            status_class_names[rq->status_class]};
+    uint32_t s =
+        cached(v, &v->req[((ek * v->nr + rk) * v->np + pk) * MR_SC_COUNT + rq->status_class],
+               MR_MF_REQUESTS, values);
 
     mr_metrics_add(v->m, v->w, s, 1);
     mr_metrics_observe_us(v->m, v->w, latency_series(v, v->dur, MR_MF_DURATION, rk, pk, rq->stream),
@@ -741,20 +757,32 @@ void mr_metrics_skipped(mr_metrics_view_t *v, const mr_provider_t *p, mr_skip_re
         cached(v, &v->skip[provider_key(v, p) * MR_SKIP_COUNT + why], MR_MF_SKIPPED, values), 1);
 }
 
-void mr_metrics_usage(mr_metrics_view_t *v, const mr_provider_t *p, long prompt, long completion,
+void mr_metrics_usage(mr_metrics_view_t *v, const mr_provider_t *p, const long counts[MR_TOK_COUNT],
                       double cost_usd)
 {
+    static const char *const types[MR_TOK_COUNT] = {"prompt", "completion", "cached", "cache_write",
+                                                    "reasoning"};
     size_t pk = provider_key(v, p);
-    const char *pv[] = {p->name, "prompt"}, *cv[] = {p->name, "completion"}, *one[] = {p->name};
 
-    if (prompt > 0)
-        mr_metrics_add(v->m, v->w, cached(v, &v->tok[pk * 2], MR_MF_TOKENS, pv), (uint64_t)prompt);
-    if (completion > 0)
-        mr_metrics_add(v->m, v->w, cached(v, &v->tok[pk * 2 + 1], MR_MF_TOKENS, cv),
-                       (uint64_t)completion);
-    if (cost_usd > 0)
+    for (int t = 0; t < MR_TOK_COUNT; t++) {
+        if (counts[t] > 0) {
+            const char *values[] = {p->name, types[t]};
+            mr_metrics_add(v->m, v->w,
+                           cached(v, &v->tok[pk * MR_TOK_COUNT + (size_t)t], MR_MF_TOKENS, values),
+                           (uint64_t)counts[t]);
+        }
+    }
+    if (cost_usd > 0) {
+        const char *one[] = {p->name};
         mr_metrics_add(v->m, v->w, cached(v, &v->cost[pk], MR_MF_COST, one),
                        (uint64_t)(cost_usd * 1e9 + 0.5));
+    }
+}
+
+void mr_metrics_resend(mr_metrics_view_t *v, const mr_provider_t *p)
+{
+    const char *values[] = {p->name};
+    mr_metrics_add(v->m, v->w, cached(v, &v->resend[provider_key(v, p)], MR_MF_RESENDS, values), 1);
 }
 
 void mr_metrics_inflight(mr_metrics_view_t *v, const mr_provider_t *p, unsigned n)

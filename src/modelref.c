@@ -3,6 +3,8 @@
  */
 #include "meridian/modelref.h"
 
+#include "meridian/glob.h"
+
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -141,6 +143,17 @@ static const mr_provider_t *provider_named(const mr_config_t *cfg, const char *n
     return NULL;
 }
 
+/* The route one of whose aliases names `model` (exact, or a `*` pattern);
+ * the config guarantees at most one does. */
+static const mr_route_t *route_by_alias(const mr_config_t *cfg, const char *model)
+{
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        for (size_t a = 0; a < cfg->routes[i].n_aliases; a++)
+            if (mr_glob_match(cfg->routes[i].aliases[a], model))
+                return &cfg->routes[i];
+    return NULL;
+}
+
 int mr_modelref_resolve(const mr_config_t *cfg, const char *model, const char *what,
                         const char *param, mr_modelref_t *out, mr_error_t *err)
 {
@@ -156,7 +169,8 @@ int mr_modelref_resolve(const mr_config_t *cfg, const char *model, const char *w
     }
     if (check_text(model, what, param, err) < 0)
         return -1;
-    if ((out->route = mr_config_find_route(cfg, model)))
+    if ((out->route = mr_config_find_route(cfg, model)) ||
+        (out->route = route_by_alias(cfg, model)))
         return 0;
     if (!(slash = strchr(model, '/')))
         return not_found(cfg, model, what, param, err);

@@ -37,7 +37,7 @@ static const char *clip(char *buf, size_t n, const char *s, size_t max)
 }
 
 /* "[a, b, c]" bounded to LIST_MAX bytes ("[a, b, ...]" when cut). */
-static const char *fmt_list(char *buf, size_t n, char *const *vals, size_t nv)
+static const char *fmt_list(char *buf, size_t n, const char *const *vals, size_t nv)
 {
     size_t o = 0;
 
@@ -127,7 +127,7 @@ int mr_policy_check_target(const mr_policy_t *p, const mr_target_t *t, char *rea
         setf(rule, rule_n, "allow.%s", r->attr);
         if (!reason)
             return -1;
-        fmt_list(list, sizeof(list), r->values, r->n_values);
+        fmt_list(list, sizeof(list), (const char *const *)r->values, r->n_values);
         if (have && *have)
             setf(reason, n, "%s %s not in %s (policy %s)", r->attr,
                  clip(val, sizeof(val), have, QUOTE_MAX), list, p->name);
@@ -185,11 +185,37 @@ static bool in_names(const mr_name_list_t *l, const char *name)
 
 static const char *fmt_names(char *buf, size_t n, const mr_name_list_t *l)
 {
-    char *vals[MR_REQ_MAX_NAMES];
+    const char *vals[MR_REQ_MAX_NAMES];
 
     for (size_t i = 0; i < l->n; i++)
-        vals[i] = (char *)l->names[i];
+        vals[i] = l->names[i];
     return fmt_list(buf, n, vals, l->n);
+}
+
+/* What the request needs of a target: capabilities, and with
+ * require_parameters every parameter it sent. */
+static int check_needs(const mr_request_policy_t *rp, const mr_target_t *t, char *reason, size_t n,
+                       char *rule, size_t rule_n)
+{
+    const char *param = rp->unsupported[t->provider->kind];
+
+    if (rp->needs & ~t->capabilities) {
+        char need[160], has[160];
+        setf(rule, rule_n, "capabilities");
+        setf(reason, n, "needs %s; the target has %s (capabilities)",
+             mr_capabilities_format(rp->needs & ~t->capabilities, need, sizeof(need)),
+             t->capabilities ? mr_capabilities_format(t->capabilities, has, sizeof(has)) : "none");
+        return -1;
+    }
+    if (rp->require_parameters && param) {
+        setf(rule, rule_n, "provider.require_parameters");
+        setf(reason, n,
+             "%s targets do not support parameter %.64s (request: "
+             "provider.require_parameters)",
+             mr_provider_kind_name(t->provider->kind), param);
+        return -1;
+    }
+    return 0;
 }
 
 int mr_request_policy_check_target(const mr_request_policy_t *rp, const mr_target_t *t,
@@ -198,6 +224,8 @@ int mr_request_policy_check_target(const mr_request_policy_t *rp, const mr_targe
     const char *prov = t->provider->name;
     char list[LIST_MAX + 16];
 
+    if (check_needs(rp, t, reason, n, rule, rule_n) < 0)
+        return -1;
     if (!rp->present)
         return 0;
     if (rp->only.n && !in_names(&rp->only, prov)) {
@@ -341,7 +369,8 @@ mr_diversity_t mr_policy_stack_diversity(const mr_policy_stack_t *st, const char
 
 bool mr_policy_stack_empty(const mr_policy_stack_t *st)
 {
-    return !st->key && !st->chosen && !st->request.present;
+    return !st->key && !st->chosen && !st->request.present && !st->request.needs &&
+           !st->request.has_pin;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -397,7 +426,7 @@ static int parse_names(const char *key, const json_t *v, mr_name_list_t *l, mr_e
     return 0;
 }
 
-static int parse_max_price(const json_t *v, mr_request_policy_t *out, mr_error_t *err)
+static int parse_max_price(json_t *v, mr_request_policy_t *out, mr_error_t *err)
 {
     const char *k;
     json_t *e;
@@ -408,7 +437,7 @@ static int parse_max_price(const json_t *v, mr_request_policy_t *out, mr_error_t
                    "provider.max_price must be an object like {\"prompt\": 1, \"completion\": 2} "
                    "in USD per million tokens (got %s)",
                    json_kind(v));
-    json_object_foreach((json_t *)v, k, e)
+    json_object_foreach(v, k, e)
     {
         bool prompt = !strcmp(k, "prompt");
         if (!prompt && strcmp(k, "completion"))
@@ -433,7 +462,7 @@ static int parse_max_price(const json_t *v, mr_request_policy_t *out, mr_error_t
     return 0;
 }
 
-int mr_policy_from_request(const json_t *po, mr_request_policy_t *out, mr_error_t *err)
+int mr_policy_from_request(json_t *po, mr_request_policy_t *out, mr_error_t *err)
 {
     const char *k;
     json_t *v;
@@ -447,7 +476,7 @@ int mr_policy_from_request(const json_t *po, mr_request_policy_t *out, mr_error_
         return BAD(err, "provider must be an object of routing preferences (got %s)",
                    json_kind(po));
     out->present = true;
-    json_object_foreach((json_t *)po, k, v)
+    json_object_foreach(po, k, v)
     {
         int rc = 0;
 
@@ -487,13 +516,12 @@ int mr_policy_from_request(const json_t *po, mr_request_policy_t *out, mr_error_
             if (!json_is_boolean(v))
                 return BAD(err, "provider.require_parameters must be true or false (got %s)",
                            json_kind(v));
-            if (json_is_true(v))
-                return BAD(err, "provider.require_parameters true is not supported: Meridian "
-                                "does not track which parameters each provider supports");
+            out->require_parameters = json_is_true(v);
         } else {
             return BAD(err,
                        "provider.%s is not supported (supported: order, only, ignore, "
-                       "allow_fallbacks, data_collection, zdr, sort, max_price)",
+                       "allow_fallbacks, data_collection, zdr, sort, max_price, "
+                       "require_parameters)",
                        clip(q, sizeof(q), k, QUOTE_MAX));
         }
         if (rc < 0)
@@ -524,7 +552,7 @@ static void make_label(mr_policy_stack_t *st)
 }
 
 int mr_policy_stack_init(mr_policy_stack_t *st, const mr_config_t *cfg, const mr_key_t *key,
-                         const char *header_policy, const json_t *provider_obj, mr_error_t *err)
+                         const char *header_policy, json_t *provider_obj, mr_error_t *err)
 {
     memset(st, 0, sizeof(*st));
     st->key = key ? key->policy : NULL;
@@ -647,8 +675,12 @@ json_t *mr_policy_to_json(const mr_policy_t *p)
                         p->max_vendor_share > 0 ? json_integer(p->share_window_s) : json_null());
     json_object_set_new(o, "min_vendors",
                         p->min_vendors ? json_integer(p->min_vendors) : json_null());
+    /* added in 0.2.0: only when set, so that older policies keep their hash */
+    if (p->session_ttl_set)
+        json_object_set_new(o, "session_ttl_s", json_integer(p->session_ttl_s));
     /* any member that failed to allocate makes the form incomplete */
-    if (json_object_size(o) != 12 || !json_object_get(o, "allow") || !json_object_get(o, "deny")) {
+    if (json_object_size(o) != 12u + p->session_ttl_set || !json_object_get(o, "allow") ||
+        !json_object_get(o, "deny")) {
         json_decref(o);
         return NULL;
     }

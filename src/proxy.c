@@ -3,10 +3,11 @@
 #include "meridian/admit.h"
 #include "meridian/candidate.h"
 #include "meridian/intake.h"
+#include "meridian/intent.h"
 #include "meridian/json_span.h"
 #include "meridian/log.h"
 #include "meridian/policy.h"
-#include "meridian/router_explain.h"
+#include "meridian/unserved.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,8 @@
 #define DISCONNECT_WATCH_DELAY_MS 25
 
 static void start_attempt(mr_request_t *r);
+static void output_ready(mr_request_t *r);
+static void arm_timer(mr_request_t *r, uint64_t ms);
 
 static uint64_t now_of(const mr_request_t *r)
 {
@@ -116,6 +119,14 @@ static void on_timer(uv_timer_t *t)
 
     if (!a || !mr_attempt_running(a))
         return;
+    if (!r->committed && r->hold_until_ms && now_of(r) >= r->hold_until_ms) {
+        /* held long enough without content: the client gets what there is */
+        r->hold_until_ms = 0;
+        r->hold_expired = 1;
+        output_ready(r);
+        arm_timer(r, to->stream_idle_ms);
+        return;
+    }
     if (r->committed) {
         snprintf(why, sizeof(why), "no data for %u ms (timeouts.stream_idle_ms)",
                  to->stream_idle_ms);
@@ -159,6 +170,8 @@ static void arm_timer(mr_request_t *r, uint64_t ms)
         uint64_t left = deadline > now ? deadline - now : 0;
         if (ms > left)
             ms = left;
+        if (r->hold_until_ms && r->hold_until_ms - now < ms)
+            ms = r->hold_until_ms > now ? r->hold_until_ms - now : 0;
     }
     if (uv_timer_start(&r->timer, on_timer, ms, 0) != 0)
         mr_error("%s: cannot arm the attempt timer", r->id);
@@ -169,6 +182,10 @@ static void arm_timer(mr_request_t *r, uint64_t ms)
 static void record_served(mr_request_t *r, const mr_attempt_t *a)
 {
     mr_router_record_served(r->gen->ss, &r->plan, a->cand, now_of(r));
+    /* the conversation stays with whoever served this turn */
+    if (r->session_key && a->cand->target)
+        mr_affinity_put(r->gen->snap->affinity, r->session_key, a->cand->target->id, now_of(r),
+                        r->session_ttl_ms);
     r->served_by = a->cand->provider;
     r->served_cand = a->cand;
 }
@@ -179,168 +196,25 @@ static void respond_prepared(mr_request_t *r)
     resume(r);
 }
 
-static json_t *attempts_json(const mr_request_t *r)
+/* count_tokens without a target that counts (none of the route's speaks
+ * Anthropic, or each failed): the gateway's estimate, marked as such. */
+static void prepare_estimate(mr_request_t *r)
 {
-    json_t *arr = json_array();
-    for (unsigned i = 0; i < r->n_attempts; i++) {
-        const mr_attempt_rec_t *a = &r->attempts[i];
-        json_t *o = json_object();
-        json_object_set_new(o, "provider", json_string(a->provider->name));
-        json_object_set_new(o, "model", json_string(a->model));
-        json_object_set_new(o, "status", a->status ? json_integer(a->status) : json_null());
-        /* the stable name only: curl's text may hold internal addresses */
-        json_object_set_new(o, "error",
-                            a->failure ? json_string(mr_failure_name(a->failure)) : json_null());
-        json_object_set_new(o, "ms", json_integer(a->ms));
-        json_array_append_new(arr, o);
-    }
-    return arr;
+    free(r->out_body);
+    r->out_body = mr_inbound_token_estimate(mr_buf_len(&r->body), &r->out_len);
+    r->out_status = 200;
+    r->out_ctype = "application/json";
+    r->token_estimate = 1;
 }
 
-static void describe_attempt(const mr_attempt_rec_t *a, char *out, size_t n)
-{
-    if (a->status)
-        snprintf(out, n, "%s (%s, HTTP %ld, %u ms)", a->provider->name, mr_failure_name(a->failure),
-                 a->status, a->ms);
-    else
-        snprintf(out, n, "%s (%s, %u ms)", a->provider->name, mr_failure_name(a->failure), a->ms);
-}
-
-/* Targets the policy stack kept out of this request. */
-static size_t policy_excluded(const mr_request_t *r)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < r->plan.n_excluded; i++)
-        n += r->plan.excluded[i].kind == MR_EXCLUDED_POLICY;
-    return n;
-}
-
-/* No attempt was made: a dialect could not express the request, every
- * provider is at max_inflight, or every circuit is open. */
-static void finish_unattempted(mr_request_t *r)
-{
-    mr_error_t e;
-
-    if (r->has_build_error && r->n_skipped == 0 && r->n_busy == 0 && r->n_over_budget == 0) {
-        if (r->build_error.status == 503) /* the worker's memory budget: soon */
-            r->retry_after_out = 1;
-        mr_request_prepare_error(r, &r->build_error, NULL, NULL);
-    } else if (r->n_over_budget && !r->n_skipped && !r->n_busy) {
-        /* every candidate's provider is over its budget (or its check is
-         * unavailable under on_outage "deny") */
-        if (r->lim.verdict.outcome == MR_LIMITS_UNAVAILABLE)
-            mr_admit_refusal(r, &e);
-        else
-            mr_error_set(&e, 503, NULL, "provider_budget_exhausted", NULL,
-                         "every provider that may serve \"%s\" has used its budget_usd for this "
-                         "period",
-                         r->model);
-        mr_request_prepare_error(r, &e, NULL, NULL);
-    } else if (r->n_skipped == 0) {
-        /* every candidate's provider is saturated (max_inflight): shed load */
-        r->retry_after_out = 1;
-        mr_error_set(&e, 429, NULL, "providers_busy", NULL,
-                     "every provider for \"%s\" is at its max_inflight limit; retry shortly",
-                     r->model);
-        mr_request_prepare_error(r, &e, NULL, NULL);
-    } else {
-        /* every candidate's circuit is open: fail fast, tell the client when */
-        r->retry_after_out = (long)((r->skipped_retry_ms + 999) / 1000);
-        if (r->retry_after_out < 1)
-            r->retry_after_out = 1;
-        mr_error_set(&e, 503, NULL, "targets_unavailable", NULL,
-                     "all %u candidate target%s of \"%s\" are failing (circuit open); retry in "
-                     "%ld s%s%s",
-                     r->n_skipped, r->n_skipped == 1 ? "" : "s", r->model, r->retry_after_out,
-                     r->plan.policy_label[0] ? " under policy " : "", r->plan.policy_label);
-        mr_request_prepare_error(r, &e, NULL, NULL);
-    }
-    respond_prepared(r);
-}
-
-/* The status and code of "every attempt failed", read from their failures. */
-static int failed_status(mr_request_t *r, const char **code)
-{
-    unsigned n429 = 0, ntimeout = 0, noverload = 0, nauth = 0, nmem = 0;
-
-    for (unsigned i = 0; i < r->n_attempts; i++) {
-        mr_failure_t f = r->attempts[i].failure;
-        nmem += f == MR_FAIL_NO_MEMORY;
-        nauth += f == MR_FAIL_HTTP_AUTH;
-        n429 += f == MR_FAIL_HTTP_429;
-        noverload += f == MR_FAIL_HTTP_429 || f == MR_FAIL_HTTP_OVERLOADED;
-        ntimeout += mr_failure_is_timeout(f);
-    }
-    if (r->deadline_hit || ntimeout == r->n_attempts) {
-        *code = "upstream_timeout";
-        return 504;
-    }
-    if (n429 == r->n_attempts) {
-        *code = "upstream_rate_limited";
-        return 429;
-    }
-    if (nmem == r->n_attempts) { /* the worker's memory budget, not the providers */
-        *code = "overloaded";
-        r->retry_after_out = 1;
-        return 503;
-    }
-    if (nauth == r->n_attempts) {
-        *code = "upstream_auth_failed";
-        return 502;
-    }
-    /* Every host overloaded, or others exist but the policy forbids them:
-     * the service the client may use is unavailable, not merely broken. */
-    if (noverload == r->n_attempts || policy_excluded(r)) {
-        *code = "upstream_unavailable";
-        return 503;
-    }
-    *code = "upstream_failed";
-    return 502;
-}
-
-/* Every candidate failed (or the deadline passed): one OpenAI-shaped error
- * that lists each attempt. */
+/* Every candidate failed, was skipped, or the deadline passed: the error
+ * (unserved.h) — or for count_tokens, the gateway's estimate. */
 static void finish_failed(mr_request_t *r)
 {
-    if (r->n_attempts == 0) {
-        finish_unattempted(r);
-        return;
-    }
-    char list[MR_ERROR_MESSAGE_MAX];
-    size_t used = 0;
-    for (unsigned i = 0; i < r->n_attempts; i++) {
-        char one[256];
-        describe_attempt(&r->attempts[i], one, sizeof(one));
-        used += (size_t)snprintf(list + used, used < sizeof(list) ? sizeof(list) - used : 0, "%s%s",
-                                 i ? "; " : "", one);
-        if (used >= sizeof(list))
-            used = sizeof(list) - 1;
-    }
-    const char *code;
-    int status = failed_status(r, &code);
-    size_t excluded = policy_excluded(r);
-    char policy[MR_POLICY_LABEL_MAX + 96] = "";
-    if (r->plan.policy_label[0] && excluded)
-        snprintf(policy, sizeof(policy),
-                 " under policy %s (%zu other target%s excluded by the policy)",
-                 r->plan.policy_label, excluded, excluded == 1 ? "" : "s");
-    else if (r->plan.policy_label[0])
-        snprintf(policy, sizeof(policy), " under policy %s", r->plan.policy_label);
-    char notes[96] = "";
-    if (r->n_skipped || r->n_busy || r->budget_denied)
-        snprintf(notes, sizeof(notes), " [skipped: %u circuit open, %u at max_inflight%s]",
-                 r->n_skipped, r->n_busy, r->budget_denied ? "; retry budget exhausted" : "");
-    mr_error_t e;
-    mr_error_set(&e, status, "api_error", code, NULL, "%s after %u attempt%s%s: %s%s",
-                 r->deadline_hit                         ? "request deadline exceeded"
-                 : !strcmp(code, "upstream_auth_failed") ? "the provider refused the gateway's "
-                                                           "credentials (the operator must fix "
-                                                           "its api_key)"
-                                                         : "upstream failed",
-                 r->n_attempts, r->n_attempts == 1 ? "" : "s", policy, list, notes);
-    json_t *extra = attempts_json(r);
-    mr_request_prepare_error(r, &e, "attempts", extra);
-    json_decref(extra);
+    if (r->endpoint == MR_EP_COUNT_TOKENS)
+        prepare_estimate(r);
+    else
+        mr_unserved_prepare(r);
     respond_prepared(r);
 }
 
@@ -350,6 +224,10 @@ static void finish_passthrough_error(mr_request_t *r)
 {
     mr_attempt_t *a = r->att;
 
+    if (r->endpoint == MR_EP_COUNT_TOKENS && (a->status == 404 || a->status == 405)) {
+        finish_failed(r); /* an Anthropic-compatible target without count_tokens */
+        return;
+    }
     r->served_by = a->cand->provider;
     free(r->out_body);
     r->out_body = mr_attempt_error_body(a, &r->out_len);
@@ -432,20 +310,46 @@ static enum MHD_Result queue_stream(mr_request_t *r)
     return ret;
 }
 
-/* Output is ready for the client: commit on the first bytes, else wake the
- * reader parked in stream_reader. */
+/* The commit point: nothing reaches the client before an event that
+ * carries content, the whole stream, or a bounded hold (bytes, time), so an
+ * upstream that fails after a role-only first chunk is failed over as if it
+ * had failed before its first byte. */
+static bool may_commit(mr_request_t *r)
+{
+    const mr_attempt_t *a = r->att;
+    size_t hold = r->gen->cfg->limits.commit_hold_bytes;
+
+    if (!r->stream) /* a relayed 2xx answer: no events to wait for */
+        return true;
+    /* never hold more than the buffer takes: a paused upstream would wait */
+    if (hold > a->out.limit)
+        hold = a->out.limit;
+    return r->upstream_done || r->hold_expired || mr_attempt_has_content(a) ||
+           mr_buf_len(&a->out) >= hold;
+}
+
+/* Output is ready for the client: commit when it may, else wake the reader
+ * parked in stream_reader. */
 static void output_ready(mr_request_t *r)
 {
     if (mr_buf_len(&r->att->out) == 0)
         return;
-    if (!r->committed) {
-        if (r->state == MR_RS_UPSTREAM) {
-            r->state = MR_RS_STREAM_GO;
-            resume(r);
-        }
-    } else {
+    if (r->committed) {
         resume(r);
+        return;
     }
+    if (r->state != MR_RS_UPSTREAM)
+        return;
+    if (!may_commit(r)) {
+        if (!r->hold_until_ms) {
+            r->hold_until_ms = now_of(r) + timeouts(r)->commit_hold_ms;
+            arm_timer(r, timeouts(r)->stream_idle_ms);
+        }
+        return;
+    }
+    r->hold_until_ms = 0;
+    r->state = MR_RS_STREAM_GO;
+    resume(r);
 }
 
 /* ---- attempts --------------------------------------------------------- */
@@ -521,6 +425,8 @@ static void free_attempt(mr_request_t *r)
 static void next_or_fail(mr_request_t *r)
 {
     free_attempt(r);
+    r->hold_until_ms = 0;
+    r->hold_expired = 0;
     if (r->state == MR_RS_STREAM_GO)
         r->state = MR_RS_UPSTREAM; /* resumed but not answered: the handler re-suspends */
     if (now_of(r) - r->start_ms >= timeouts(r)->request_ms)
@@ -618,7 +524,8 @@ static void try_candidate(mr_request_t *r, const mr_candidate_t *c, size_t id, b
     /* the copy's share, held since admission, is the attempt's to charge */
     mr_intake_release_copy(r);
     /* a translating dialect needs the parse tree: built (and charged) now */
-    int prepared = mr_intake_prepare(r, mr_adapter_for(c->provider->kind), &pe);
+    int prepared =
+        mr_intake_prepare(r, mr_inbound_adapter(r->inbound, r->endpoint, c->provider), &pe);
     mr_attempt_args_t args = {
         .cand = c,
         .health_id = id,
@@ -626,6 +533,7 @@ static void try_candidate(mr_request_t *r, const mr_candidate_t *c, size_t id, b
         .inflight_taken = true,
         .gen = r->gen,
         .loop = r->env->loop,
+        .inbound = r->inbound,
         .endpoint = r->endpoint,
         .stream = r->stream,
         .client_wants_usage = r->client_wants_usage,
@@ -634,6 +542,7 @@ static void try_candidate(mr_request_t *r, const mr_candidate_t *c, size_t id, b
         .scan = &r->scan,
         .json = r->json,
         .conv = &r->conv,
+        .client_ctx = r->client_ctx,
         .header = client_header,
         .header_ud = r,
         .mem = &r->mem,
@@ -699,47 +608,22 @@ static void on_reserved(mr_request_t *r)
 /* Routing under the policy stack: the key's policy, the x-meridian-policy
  * header (or the default policy) and the body's OpenRouter `provider`
  * object all filter; the request can narrow what its key allows, never widen. */
-static int plan_request(mr_request_t *r, const json_t *models, const json_t *provider,
-                        mr_error_t *e)
+static int plan_request(mr_request_t *r, const json_t *models, json_t *provider, mr_error_t *e)
 {
     mr_policy_stack_t st;
     const char *header = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-meridian-policy");
 
     if (mr_router_models_from_request(r->model, models, r->models, &r->n_models, e) < 0 ||
-        mr_policy_stack_init(&st, r->gen->cfg, r->key, header, provider, e) < 0)
+        mr_policy_stack_init(&st, r->gen->cfg, r->key, header, provider, e) < 0 ||
+        mr_intake_routing_tree(
+            r, r->gen->cfg->common_capabilities != MR_CAP_ALL || st.request.require_parameters, e) <
+            0)
         return -1;
+    mr_intent_needs(r, &st.request);
+    mr_intent_session(r, &st);
     r->planned = 1;
     return mr_router_plan_policy(r->gen->cfg, &st, r->models, r->n_models, r->gen->ss, now_of(r),
                                  &r->plan, e);
-}
-
-/* A 403 lists every target the policies excluded and why. */
-static enum MHD_Result respond_plan_error(mr_request_t *r, mr_error_t *e)
-{
-    mr_debug("%s: not routed: %d %s: %s", r->id, e->status, e->code ? e->code : "-", e->message);
-    if (e->status != 403)
-        return mr_request_error(r, e);
-    /* one denial per policy layer that excluded something */
-    for (size_t i = 0; i < r->plan.n_excluded; i++) {
-        const mr_exclusion_t *x = &r->plan.excluded[i];
-        size_t k = 0;
-        if (x->kind != MR_EXCLUDED_POLICY)
-            continue;
-        while (k < i && !(r->plan.excluded[k].kind == MR_EXCLUDED_POLICY &&
-                          strcmp(r->plan.excluded[k].policy ? r->plan.excluded[k].policy : "",
-                                 x->policy ? x->policy : "") == 0))
-            k++;
-        if (k == i)
-            mr_metrics_denial(r->gen->mv,
-                              x->policy && strcmp(x->policy, "request") != 0 ? x->policy : NULL);
-    }
-    json_t *excluded = mr_plan_exclusions_json(&r->plan);
-    size_t len = 0;
-    char *body = mr_error_body(e, "excluded", excluded, &len);
-    json_decref(excluded);
-    if (!body)
-        return MHD_NO;
-    return mr_request_queue(r, e->status, body, len, "application/json");
 }
 
 static void start_upstream(mr_request_t *r)
@@ -763,7 +647,8 @@ static void on_admitted(mr_request_t *r)
 
 enum MHD_Result mr_proxy_begin(mr_request_t *r)
 {
-    const json_t *models, *provider;
+    const json_t *models;
+    json_t *provider;
     mr_error_t e;
 
     if (mr_intake_hold_copy(r, mr_buf_len(&r->body)) < 0) {
@@ -773,10 +658,11 @@ enum MHD_Result mr_proxy_begin(mr_request_t *r)
                                  "the gateway is holding as much request and answer data as it "
                                  "may (limits.worker_memory_bytes); retry shortly");
     }
+    r->conv.parse = r->inbound->parse; /* the conversation in the client's dialect */
     if (mr_intake_read(r, &e) < 0 || mr_intake_routing(r, &models, &provider, &e) < 0)
         return mr_request_error(r, &e);
     if (plan_request(r, models, provider, &e) < 0)
-        return respond_plan_error(r, &e);
+        return mr_unserved_plan_error(r, &e);
     if (!(r->attempts = mr_pool_calloc(&r->pool, r->plan.max_attempts ? r->plan.max_attempts : 1,
                                        sizeof(*r->attempts))))
         return MHD_NO;
@@ -861,4 +747,7 @@ void mr_proxy_free(mr_request_t *r)
     json_decref(r->json);
     json_decref(r->models_json);
     json_decref(r->provider_json);
+    if (r->client_ctx_free)
+        r->client_ctx_free(r->client_ctx);
+    r->client_ctx = NULL;
 }

@@ -162,11 +162,10 @@ static void kv_str(mr_buf_t *b, const char *k, const char *v, int *first)
         put(b, "null");
 }
 
-static void kv_num(mr_buf_t *b, const char *k, const char *fmt, double v, int *first)
+/* `num` is a JSON number already formatted by the caller. */
+static void kv_num(mr_buf_t *b, const char *k, const char *num, int *first)
 {
-    char num[48];
     key(b, k, first);
-    snprintf(num, sizeof(num), fmt, v);
     put(b, num);
 }
 
@@ -253,10 +252,13 @@ static const char *route_of(const mr_request_rec_t *r)
 
 static void kv_ms(mr_buf_t *b, const char *k, uint64_t us, int *first)
 {
-    if (us == UINT64_MAX)
+    char num[48];
+    if (us == UINT64_MAX) {
         kv_str(b, k, NULL, first);
-    else
-        kv_num(b, k, "%.3f", (double)us / 1000.0, first);
+        return;
+    }
+    snprintf(num, sizeof(num), "%.3f", (double)us / 1000.0);
+    kv_num(b, k, num, first);
 }
 
 static void kv_tokens(mr_buf_t *b, const char *k, long v, int *first)
@@ -269,10 +271,26 @@ static void kv_tokens(mr_buf_t *b, const char *k, long v, int *first)
 
 static void kv_cost(mr_buf_t *b, double cost, int *first)
 {
-    if (cost < 0)
+    char num[48];
+    if (cost < 0) {
         kv_str(b, "cost_usd", NULL, first);
-    else
-        kv_num(b, "cost_usd", "%.9g", cost, first);
+        return;
+    }
+    snprintf(num, sizeof(num), "%.9g", cost);
+    kv_num(b, "cost_usd", num, first);
+}
+
+/* The counts (null when unknown), where they come from, and the cost. */
+static void usage_members(mr_buf_t *b, const mr_request_rec_t *r, int *first)
+{
+    kv_tokens(b, "prompt_tokens", r->usage.prompt_tokens, first);
+    kv_tokens(b, "completion_tokens", r->usage.completion_tokens, first);
+    kv_tokens(b, "cached_tokens", r->usage.cached_tokens, first);
+    kv_tokens(b, "cache_write_tokens", r->usage.cache_write_tokens, first);
+    kv_tokens(b, "reasoning_tokens", r->usage.reasoning_tokens, first);
+    kv_str(b, "usage", r->usage_source, first);
+    kv_cost(b, r->cost_usd, first);
+    kv_str(b, "outcome", r->outcome, first);
 }
 
 /* "{" and the members both records start with. */
@@ -283,6 +301,7 @@ static void request_head(mr_buf_t *b, const mr_request_rec_t *r, int *first)
     kv_str(b, "id", r->id, first);
     kv_str(b, "key", r->key, first);
     kv_str(b, "endpoint", r->endpoint, first);
+    kv_str(b, "dialect", r->dialect, first);
     kv_str(b, "model", r->model, first);
     kv_str(b, "route", route_of(r), first);
 }
@@ -315,9 +334,7 @@ static void access_line(mr_buf_t *b, const mr_request_rec_t *r)
     kv_str(b, "upstream_model", p ? r->served_model : NULL, &first);
     kv_ms(b, "latency_ms", r->total_us, &first);
     kv_ms(b, "ttfb_ms", r->ttfb_us, &first);
-    kv_tokens(b, "prompt_tokens", r->usage.prompt_tokens, &first);
-    kv_tokens(b, "completion_tokens", r->usage.completion_tokens, &first);
-    kv_cost(b, r->cost_usd, &first);
+    usage_members(b, r, &first);
     put(b, "}");
 }
 
@@ -333,6 +350,40 @@ static void policy_member(mr_buf_t *b, const char *k, const mr_policy_t *pol, in
     kv_str(b, "name", pol->name, &f);
     kv_str(b, "sha256", pol->hash, &f);
     put(b, "}");
+}
+
+/* What an attempt's target did not get: "dropped" (members) and, when
+ * the client sent flags, "betas_dropped" (anthropic-beta), as arrays. */
+static void dropped_members(mr_buf_t *b, const mr_attempt_rec_t *a, int *first)
+{
+    const char *f = a->betas_dropped;
+
+    key(b, "dropped", first);
+    put(b, "[");
+    for (unsigned i = 0; i < a->n_dropped; i++) {
+        put(b, i ? "," : "");
+        put_str(b, a->dropped[i], strlen(a->dropped[i]));
+    }
+    put(b, "]");
+    if (!*f)
+        return;
+    key(b, "betas_dropped", first);
+    put(b, "[");
+    for (int n = 0; *f; n++) {
+        size_t len = strcspn(f, ",");
+        put(b, n ? "," : "");
+        put_str(b, f, len);
+        f += len + (f[len] == ',');
+    }
+    put(b, "]");
+}
+
+static unsigned signatures_dropped(const mr_request_rec_t *r)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < r->n_attempts; i++)
+        n += r->attempts[i].signatures_dropped;
+    return n;
 }
 
 static void audit_record(mr_buf_t *b, const mr_request_rec_t *r)
@@ -390,9 +441,14 @@ static void audit_record(mr_buf_t *b, const mr_request_rec_t *r)
         kv_str(b, "outcome", mr_attempt_outcome_name(a->outcome), &f);
         kv_str(b, "failure", a->failure ? mr_failure_name(a->failure) : NULL, &f);
         kv_int(b, "ms", a->ms, &f);
+        kv_int(b, "signatures_dropped", a->signatures_dropped, &f);
+        dropped_members(b, a, &f);
+        if (a->resends)
+            kv_int(b, "resends", a->resends, &f);
         put(b, "}");
     }
     put(b, "]");
+    kv_int(b, "signatures_dropped", signatures_dropped(r), &first);
     kv_int(b, "skipped_circuit_open", r->skipped_open, &first);
     kv_int(b, "skipped_max_inflight", r->skipped_busy, &first);
     key(b, "served", &first);
@@ -405,9 +461,7 @@ static void audit_record(mr_buf_t *b, const mr_request_rec_t *r)
         put(b, "null");
     }
     kv_int(b, "status", r->status, &first);
-    kv_tokens(b, "prompt_tokens", r->usage.prompt_tokens, &first);
-    kv_tokens(b, "completion_tokens", r->usage.completion_tokens, &first);
-    kv_cost(b, r->cost_usd, &first);
+    usage_members(b, r, &first);
     kv_ms(b, "latency_ms", r->total_us, &first);
     kv_hash(b, "request_sha256", r->request_sha256, &first);
     kv_hash(b, "response_sha256", r->response_sha256, &first);

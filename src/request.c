@@ -37,6 +37,8 @@ void mr_request_common_headers(const mr_request_t *r, struct MHD_Response *resp)
     }
     if (r->planned && r->plan.policy_label[0])
         MHD_add_response_header(resp, "x-meridian-policy", r->plan.policy_label);
+    if (r->token_estimate)
+        MHD_add_response_header(resp, "x-meridian-token-estimate", MR_INBOUND_ESTIMATE_METHOD);
     if (r->served_by) {
         const mr_provider_t *p = r->served_by;
         MHD_add_response_header(resp, "x-meridian-provider", p->name);
@@ -51,10 +53,10 @@ void mr_request_common_headers(const mr_request_t *r, struct MHD_Response *resp)
 
 void mr_request_audit_bytes(mr_request_t *r, const char *p, size_t n)
 {
+    r->resp_bytes += n; /* also sizes an estimate of unreported usage */
     if (!r->audit || n == 0)
         return;
     mr_sha256_update(&r->resp_sha, p, n);
-    r->resp_bytes += n;
     /* a prefix: what fits of a piece, nothing after it (reqlog marks the cut) */
     if (mr_reqlog_wants_bodies(r->env->reqlog))
         mr_buf_append(&r->resp_copy, p,
@@ -131,7 +133,7 @@ void mr_request_prepare_error(mr_request_t *r, const mr_error_t *e, const char *
     free(r->out_body);
     r->out_len = 0;
     r->out_status = e->status;
-    r->out_body = mr_error_body(e, extra ? extra_key : NULL, extra, &r->out_len);
+    r->out_body = r->inbound->error_body(e, extra_key, extra, &r->out_len);
     r->out_ctype = "application/json";
 }
 

@@ -21,6 +21,7 @@
 #include "meridian/modelref.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,9 +186,10 @@ static void admit(planner_t *pl, group_t *g, unsigned group, const mr_provider_t
 static void admit_direct(planner_t *pl, group_t *g, unsigned gi, const mr_modelref_t *res)
 {
     mr_target_t tmp = {.provider = res->direct,
-                       .model = (char *)res->model,
+                       .model = (char *)(uintptr_t)res->model,
                        .creator = res->direct->vendor,
-                       .weight = 1};
+                       .weight = 1,
+                       .capabilities = res->direct->capabilities};
     mr_candidate_t c = {.provider = res->direct, .model = res->model, .group = gi};
     char rule[MR_RULE_MAX], reason[MR_REASON_MAX];
     const char *policy;
@@ -569,6 +571,21 @@ static void fail_denied(const mr_plan_t *plan, mr_error_t *err)
                  list);
 }
 
+/* The candidate on target `id` first, the others in their order after it:
+ * false when it is none of them. */
+static bool pin_first(group_t *g, uint32_t id)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        if (g->c[i].target && g->c[i].target->id == id) {
+            mr_candidate_t c = g->c[i];
+            memmove(&g->c[1], &g->c[0], i * sizeof(c));
+            g->c[0] = c;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Build and order the group of model `gi`; append it to the plan. Returns the
  * group's attempt cap contribution. */
 static unsigned plan_group(planner_t *pl, unsigned gi, const mr_modelref_t *res, bool last)
@@ -589,7 +606,10 @@ static unsigned plan_group(planner_t *pl, unsigned gi, const mr_modelref_t *res,
         cap = 1;
     }
 
-    switch (plan->strategy) {
+    /* cache affinity: a pinned session stays put; the strategy decides new ones */
+    bool pinned = gi == 0 && rp && rp->has_pin && pin_first(&g, rp->pin);
+    plan->pinned |= pinned;
+    switch (pinned ? MR_STRATEGY_PRIORITY : plan->strategy) {
     case MR_STRATEGY_PRIORITY:
         break;
     case MR_STRATEGY_WEIGHTED:
@@ -605,7 +625,8 @@ static unsigned plan_group(planner_t *pl, unsigned gi, const mr_modelref_t *res,
         order_cheapest(&g);
         break;
     }
-    order_vendor_share(pl, &g);
+    if (!pinned)
+        order_vendor_share(pl, &g);
     order_diversity(&g, plan->diversity,
                     plan->n_candidates ? &plan->candidates[plan->n_candidates - 1] : NULL);
     if (rp)

@@ -102,6 +102,8 @@ static json_t *plan_json(const mr_plan_t *plan, mr_softstate_t *ss, uint64_t now
         json_object_set_new(e, "creator", json_string(c->target ? c->target->creator : p->vendor));
         json_object_set_new(e, "open_weights", json_boolean(c->target && c->target->open_weights));
         json_object_set_new(e, "demoted", json_boolean(c->demoted));
+        if (i == 0 && plan->pinned)
+            json_object_set_new(e, "pinned", json_true());
         if (c->target && mr_softstate_ttfb(ss, c->target->id, now_ms, &ttfb))
             json_object_set_new(e, "ttfb_ms", json_real(ttfb));
         if (c->target && c->target->has_input_price)
@@ -206,6 +208,8 @@ void mr_router_explain_print(const json_t *ex, FILE *out)
             fprintf(out, " ttfb=%.0fms", json_number_value(json_object_get(e, "ttfb_ms")));
         if (json_is_true(json_object_get(e, "demoted")))
             fprintf(out, " [over max_vendor_share: moved behind]");
+        if (json_is_true(json_object_get(e, "pinned")))
+            fprintf(out, " [session pinned here: cache affinity]");
         fputc('\n', out);
     }
 

@@ -122,7 +122,7 @@ static void run_mhd(mr_server_t *s)
         mr_error("http server: cannot arm MHD's timer");
 }
 
-static void mhd_logger(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
     size_t n;

@@ -132,3 +132,33 @@ int mr_sse_finish(mr_sse_t *s, mr_sse_cb cb, void *ctx)
         s->failed = rc;
     return rc;
 }
+
+size_t mr_sse_event_end(const char *p, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (p[i] != '\n')
+            continue;
+        if (p[i + 1] == '\n')
+            return i + 2;
+        if (p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n')
+            return i + 3;
+    }
+    return 0;
+}
+
+int mr_sse_whole_events(mr_buf_t *pending, const char *p, size_t n, mr_sse_raw_cb each, void *ctx)
+{
+    size_t end;
+
+    if (mr_buf_append(pending, p, n) < 0)
+        return -1;
+    while ((end = mr_sse_event_end(mr_buf_ptr(pending), mr_buf_len(pending))) > 0) {
+        int rc = each(ctx, mr_buf_ptr(pending), end);
+        pending->start += end;
+        if (rc)
+            return rc;
+    }
+    if (pending->start == pending->end)
+        mr_buf_reset(pending);
+    return 0;
+}

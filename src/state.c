@@ -15,6 +15,7 @@
 
 #include "meridian/log.h"
 
+#include <stdint.h>
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -531,7 +532,7 @@ void mr_state_hints_set(mr_state_t *st, const char *target, uint64_t until_ms)
 
 uint64_t mr_state_hints_version(const mr_state_t *st)
 {
-    return atomic_load(&((mr_state_t *)st)->hints_version);
+    return atomic_load(&((mr_state_t *)(uintptr_t)st)->hints_version);
 }
 
 bool mr_state_hint_get(mr_state_t *st, const char *target, uint64_t *until_ms)
@@ -594,25 +595,24 @@ int mr_state_kv_del(mr_state_loop_t *sl, const char *key)
     return 0;
 }
 
-void mr_state_stats(const mr_state_t *st, mr_state_stats_t *out)
+void mr_state_stats(mr_state_t *st, mr_state_stats_t *out)
 {
-    mr_state_t *m = (mr_state_t *)st; /* the mutex only; nothing is changed */
     memset(out, 0, sizeof(*out));
     out->backend = st->o.backend;
     out->on_outage = st->o.on_outage;
-    out->redis_up = atomic_load(&m->up);
-    out->outage_since_ms = atomic_load(&m->outage_since);
-    out->outages = atomic_load(&m->outages);
-    out->reconnects = atomic_load(&m->reconnects);
-    out->command_timeouts = atomic_load(&m->timeouts);
-    out->local_answers = atomic_load(&m->local_answers);
-    out->denied_unavailable = atomic_load(&m->denied_unavailable);
-    out->journal_dropped = atomic_load(&m->journal_dropped);
-    out->replayed = atomic_load(&m->replayed);
-    out->live_instances = atomic_load(&m->live);
-    pthread_mutex_lock(&m->mu);
+    out->redis_up = atomic_load(&st->up);
+    out->outage_since_ms = atomic_load(&st->outage_since);
+    out->outages = atomic_load(&st->outages);
+    out->reconnects = atomic_load(&st->reconnects);
+    out->command_timeouts = atomic_load(&st->timeouts);
+    out->local_answers = atomic_load(&st->local_answers);
+    out->denied_unavailable = atomic_load(&st->denied_unavailable);
+    out->journal_dropped = atomic_load(&st->journal_dropped);
+    out->replayed = atomic_load(&st->replayed);
+    out->live_instances = atomic_load(&st->live);
+    pthread_mutex_lock(&st->mu);
     out->journal_len = st->n_journal;
-    pthread_mutex_unlock(&m->mu);
+    pthread_mutex_unlock(&st->mu);
     mr_mem_file_stats(st->mem, &out->file_writes, &out->file_errors);
 }
 

@@ -99,19 +99,19 @@ typedef struct visit_ctx {
     reading_t *r;
 } visit_ctx_t;
 
-/* requests_total {route,provider,vendor,region,jurisdiction,status_class} */
+/* requests_total {route,endpoint,provider,vendor,region,jurisdiction,status_class} */
 static void visit_requests(void *ud, const char *const *v, uint32_t base)
 {
     visit_ctx_t *c = ud;
     double n = (double)mr_metrics_sum(c->m, base);
 
     reading_add(c->r, 't', "req", n);
-    if (strcmp(v[5], "5xx") == 0 || strcmp(v[5], "aborted") == 0)
+    if (strcmp(v[6], "5xx") == 0 || strcmp(v[6], "aborted") == 0)
         reading_add(c->r, 't', "err", n);
-    if (strcmp(v[1], "none") == 0)
+    if (strcmp(v[2], "none") == 0)
         return;
-    reading_add(c->r, 'v', v[2], n);
-    reading_add(c->r, 'j', v[4][0] ? v[4] : "unknown", n);
+    reading_add(c->r, 'v', v[3], n);
+    reading_add(c->r, 'j', v[5][0] ? v[5] : "unknown", n);
 }
 
 /* upstream_attempts_total {provider,vendor,region,jurisdiction,outcome} */

@@ -27,6 +27,7 @@ struct mr_transfer {
     int head_done;
     int paused;
     int unpause_queued;
+    unsigned sends; /* requests put on the wire (PREREQFUNCTION calls) */
     mr_transfer_t *unpause_next;
     char *url; /* CURLOPT_URL and CURLOPT_CAINFO as last set (curl copies them) */
     char *ca;
@@ -343,6 +344,21 @@ static size_t header_cb(char *p, size_t size, size_t n, void *userp)
     return len;
 }
 
+/* Called each time a request is about to go out on a connection: more than
+ * once per transfer means libcurl re-sent it. */
+static int prereq_cb(void *userp, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                     int conn_local_port)
+{
+    mr_transfer_t *t = userp;
+
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    t->sends++;
+    return CURL_PREREQFUNC_OK;
+}
+
 static size_t write_cb(char *p, size_t size, size_t n, void *userp)
 {
     mr_transfer_t *t = userp;
@@ -384,6 +400,7 @@ static mr_transfer_t *acquire(mr_upstream_t *u, int kind)
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
     /* curl keeps its receive buffer for the handle's life: with thousands
      * of open streams that is much of their memory, and events are small */
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, buffer_size[kind]);
@@ -394,6 +411,7 @@ static mr_transfer_t *acquire(mr_upstream_t *u, int kind)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
     return t;
 }
@@ -442,6 +460,7 @@ mr_transfer_t *mr_upstream_start(mr_upstream_t *u, const mr_transfer_req_t *req,
     t->head.content_type = t->content_type;
     t->content_type[0] = '\0';
     t->head_done = t->paused = t->unpause_queued = 0;
+    t->sends = 0;
     t->unpause_next = NULL;
     t->errbuf[0] = '\0';
     /* pooled handles: every transfer sets its provider's trust anchors */
@@ -458,6 +477,7 @@ mr_transfer_t *mr_upstream_start(mr_upstream_t *u, const mr_transfer_req_t *req,
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                      req->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, req->keepalive_s > 0 ? req->keepalive_s : 118L);
     mc = curl_multi_add_handle(u->multi, e);
     if (mc != CURLM_OK) {
         snprintf(err, errlen, "curl: %s", curl_multi_strerror(mc));
@@ -517,9 +537,10 @@ static void process_done(mr_upstream_t *u)
                      t->errbuf[0] ? t->errbuf : curl_easy_strerror(code));
         mr_transfer_handler_t h = t->h;
         void *ud = t->ud;
+        unsigned resends = t->sends > 1 ? t->sends - 1 : 0;
         /* Free first: on_done may start a new transfer on a pooled handle. */
         transfer_free(t);
-        h.on_done(ud, mr_upstream_failure(code), error);
+        h.on_done(ud, mr_upstream_failure(code), error, resends);
     }
 }
 

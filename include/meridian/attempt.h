@@ -12,8 +12,9 @@
  * client has read its buffer.
  *
  * Breaker rule: every attempt either reports one outcome to its target's
- * breaker (sent, ended for a reason mr_failure_reaches_breaker accepts, or
- * committed) or gives its probe slot back; mr_attempt_free guarantees it.
+ * breaker (sent and ended for a reason mr_failure_reaches_breaker accepts —
+ * a committed stream when it ends —, or a committed probe) or gives its
+ * probe slot back; mr_attempt_free guarantees it.
  * The same for the provider's max_inflight slot the owner took for it:
  * given back when the transfer ends, or by mr_attempt_free.
  *
@@ -39,6 +40,7 @@
 #include "meridian/generation.h"
 #include "meridian/memacct.h"
 #include "meridian/pool.h"
+#include "meridian/inbound.h"
 #include "meridian/reqlog.h"
 #include "meridian/router.h"
 #include "meridian/upstream.h"
@@ -75,6 +77,7 @@ typedef struct mr_attempt_args {
     mr_generation_t *gen;
     uv_loop_t *loop;
     /* the client's request; all borrowed for the attempt's life */
+    const mr_inbound_t *inbound; /* its dialect (NULL: chat) */
     mr_endpoint_t endpoint;
     int stream;
     int client_wants_usage;
@@ -83,6 +86,7 @@ typedef struct mr_attempt_args {
     const mr_json_scan_t *scan; /* the body's scan (adapter.h) */
     const json_t *json;         /* NULL unless a translating adapter needs it */
     mr_adapter_conv_t *conv;    /* the request's conversation model, parsed at most once */
+    void *client_ctx;           /* the dialect's request state (mr_adapter_in_t.client_ctx) */
     mr_header_fn header;
     void *header_ud;
     mr_memhold_t *mem; /* the request's share of the worker's budget: the upstream
@@ -113,6 +117,7 @@ struct mr_attempt {
     int paused;               /* the upstream waits for `out` to drain */
     int stream_errored;       /* the translator ended the stream with an error event */
     mr_failure_t failure;     /* MR_FAIL_NONE until it fails */
+    unsigned resends;         /* the transport re-sent the request by itself */
     char error[160];          /* the failure for the log and audit (key scrubbed), "" when none */
     uint64_t start_ns;        /* sent (or created) */
     uint32_t ms;              /* duration, set when it ends */
@@ -165,20 +170,26 @@ void mr_attempt_cancel(mr_attempt_t *a, mr_failure_t failure, const char *why);
  * attempt that failed in mr_attempt_build or mr_attempt_start. */
 void mr_attempt_end(mr_attempt_t *a);
 
-/* The client got the response head: a stream's outcome is decided here
- * (reported as a success; a relayed answer's when it ends), its bytes now
- * belong to the client. */
+/* Whether a stream has written an event that carries content (text,
+ * reasoning, a tool call): the commit point (proxy.h). */
+bool mr_attempt_has_content(const mr_attempt_t *a);
+
+/* The client got the response head: its bytes now belong to the client.
+ * The breaker hears the stream's (or relayed answer's) outcome when it ends
+ * (success, or the failure that cut it), a half-open probe's at once (a success). */
 void mr_attempt_commit(mr_attempt_t *a);
 
 /* The client's reader drained `out` below half: let the upstream go on. */
 void mr_attempt_unpause(mr_attempt_t *a);
 
-/* After commit: ends the client's stream with an SSE error event naming the
- * provider and the failure (for one the translator did not already report);
- * `why`, which may quote curl, goes to the log only. */
+/* After commit: ends the client's stream with an SSE error event (in the
+ * client's dialect) naming the provider and the failure (for one the
+ * translator did not already report); `why`, which may quote curl, goes to
+ * the log only. */
 void mr_attempt_stream_error(mr_attempt_t *a, mr_failure_t failure, const char *why);
 
-/* A non-2xx answer as the OpenAI error body the client gets (malloc'd). */
+/* A non-2xx answer as the error body the client gets, in its dialect's
+ * shape (malloc'd). */
 char *mr_attempt_error_body(mr_attempt_t *a, size_t *len);
 
 /* The history record of the attempt (provider, model, status, failure...). */

@@ -2,7 +2,8 @@
  * auth — gateway keys.
  *
  * The config holds only the SHA-256 of each key (keys.NAME.sha256). A request
- * presents `Authorization: Bearer <secret>`; the secret is hashed and the
+ * presents `Authorization: Bearer <secret>` (or `x-api-key: <secret>`, as
+ * Anthropic's clients do); the secret is hashed and the
  * digest compared with every configured digest in constant time: all keys are
  * always walked and all 32 bytes of each compared through an OR-accumulator,
  * so the time taken does not depend on which key (if any) matches or on where
@@ -29,6 +30,14 @@
  */
 int mr_auth_check(const mr_config_t *cfg, const char *authorization_header,
                   const mr_key_t **key_out, mr_error_t *err);
+
+/*
+ * The same for a request that may present its key either way: the
+ * Authorization header (Bearer) when it has one, else x-api-key (the raw
+ * key, as Anthropic's SDKs send it). Missing both: 401.
+ */
+int mr_auth_check_request(const mr_config_t *cfg, const char *authorization, const char *api_key,
+                          const mr_key_t **key_out, mr_error_t *err);
 
 /*
  * The constant-time core: compare `digest` with every configured key. Returns

@@ -33,6 +33,8 @@
 #define MR_TAGS_MAX 32        /* tags of one provider or target */
 #define MR_TAG_VALUE_MAX 128  /* bytes of one tag value */
 #define MR_FORWARD_HEADERS_MAX 32
+#define MR_ALIASES_MAX 64        /* routes.NAME.aliases */
+#define MR_ANTHROPIC_BETA_MAX 64 /* providers.NAME.anthropic_beta */
 #define MR_POLICIES_MAX 256
 #define MR_RULE_VALUES_MAX 256 /* values of one allow/deny list */
 #define MR_RULE_VALUE_MAX 256  /* bytes of one such value */
@@ -45,6 +47,8 @@
 #define MR_RPM_MAX 100000000   /* keys.NAME.limits.rpm */
 #define MR_TPM_MAX 4000000000u /* keys.NAME.limits.tpm */
 #define MR_PARALLEL_MAX 1000000
+#define MR_KEEPALIVE_S 4     /* default provider keepalive_s: below 5 s idle timeouts */
+#define MR_SESSION_TTL_S 300 /* default policy session_ttl_s (cache affinity) */
 
 /* ---- defaults shared with health.h -------------------------------------- */
 
@@ -76,6 +80,20 @@ typedef enum {
     MR_PERIOD_DAY,       /* resets at 00:00 UTC */
     MR_PERIOD_MONTH,     /* resets at 00:00 UTC on the first */
 } mr_budget_period_t;
+/* What a target can do for a request (target `capabilities`): a request that
+ * needs one skips targets without it (docs/routing.md). Bits of a uint32_t. */
+typedef enum {
+    MR_CAP_TOOLS = 1u << 0,        /* function tools and tool results */
+    MR_CAP_VISION = 1u << 1,       /* image parts */
+    MR_CAP_AUDIO = 1u << 2,        /* input_audio parts */
+    MR_CAP_FILES = 1u << 3,        /* file parts (PDF...) */
+    MR_CAP_JSON_OBJECT = 1u << 4,  /* response_format json_object */
+    MR_CAP_JSON_SCHEMA = 1u << 5,  /* response_format json_schema */
+    MR_CAP_REASONING = 1u << 6,    /* reasoning effort / thinking asked for */
+    MR_CAP_PROMPT_CACHE = 1u << 7, /* cache_control markers, cached content */
+} mr_capability_t;
+#define MR_CAP_COUNT 8
+#define MR_CAP_ALL ((uint32_t)((1u << MR_CAP_COUNT) - 1))
 
 /* A free-form attribute of a provider or target ("license": "apache-2.0"). */
 typedef struct mr_tag {
@@ -96,14 +114,21 @@ typedef struct mr_provider {
     char *api_version;       /* anthropic-version / Azure api-version; NULL: the adapter's */
     long default_max_tokens; /* anthropic max_tokens when the client gives none; 0: 4096 */
     unsigned max_inflight;   /* concurrent transfers, all workers; 0: unlimited */
+    unsigned keepalive_s;    /* idle connections older than this are not reused */
     char **forward_headers;  /* client headers passed upstream, lower-case (may be 0) */
     size_t n_forward_headers;
+    /* anthropic-beta flags a Messages client may send it (patterns with
+     * `*`, glob.h): given, else ["*"] for kind anthropic and none for the
+     * other kinds, which are translated (may be 0) */
+    char **anthropic_beta;
+    size_t n_anthropic_beta;
     bool enabled;          /* false when its key variable is unset */
     char *key_env;         /* variable named by api_key ("${X}" -> "X"), else NULL */
     char *disabled_reason; /* set when !enabled: "MISTRAL_API_KEY is not set" */
     bool retains_data;     /* stores prompts/completions beyond the request (default false) */
     bool zdr;              /* zero data retention guaranteed (default false) */
     bool http2;            /* offer HTTP/2 upstream (TLS ALPN; https only) */
+    bool responses_api;    /* serves POST {base_url}/responses (Responses clients pass through) */
     bool allow_direct;     /* "NAME/model" may address it (default true) */
     char *ca_file;         /* PEM bundle that verifies the upstream; NULL: the system's */
     mr_tag_t *tags;        /* inherited by every target on this provider */
@@ -111,6 +136,7 @@ typedef struct mr_provider {
     size_t vendor_index; /* index of `vendor` in mr_config_t.vendors */
     double budget_usd;   /* spend cap per budget_period; 0: none */
     mr_budget_period_t budget_period;
+    uint32_t capabilities; /* MR_CAP_* of its targets: given, else the kind's defaults */
 } mr_provider_t;
 
 typedef struct mr_target {
@@ -120,8 +146,13 @@ typedef struct mr_target {
     bool open_weights;                      /* default false */
     bool has_input_price, has_output_price; /* false: price unknown */
     double input_per_mtok, output_per_mtok; /* USD per million tokens, >= 0 */
-    uint32_t weight;                        /* 1..1000000, default 1 (strategy weighted) */
-    mr_tag_t *tags;                         /* own tags; shadow the provider's */
+    /* Input read from / written to a prompt cache, USD per million tokens:
+     * given, else input_per_mtok times the kind's factor
+     * (mr_cache_price_factors); meaningful when has_input_price. */
+    double cached_input_per_mtok, cache_write_per_mtok;
+    uint32_t capabilities; /* MR_CAP_*: given, else the provider's */
+    uint32_t weight;       /* 1..1000000, default 1 (strategy weighted) */
+    mr_tag_t *tags;        /* own tags; shadow the provider's */
     size_t n_tags;
     /* Stable id of the (provider, model) pair, shared by every target with
      * the same pair in any route: 0 <= id < mr_config_t.n_target_ids. Soft
@@ -133,6 +164,10 @@ typedef struct mr_route {
     char *name;
     mr_target_t *targets;
     size_t n_targets;
+    /* other names clients may use for it: exact, or patterns with `*`
+     * (glob.h); no name matches two routes or aliases (checked at load) */
+    char **aliases;
+    size_t n_aliases;
     unsigned max_attempts; /* route override, else the global value */
     size_t index;          /* position in mr_config_t.routes (soft-state key) */
 } mr_route_t;
@@ -178,6 +213,8 @@ typedef struct mr_policy {
     double max_vendor_share; /* (0,1]; 0 when not set */
     uint32_t share_window_s; /* default MR_SHARE_WINDOW_S */
     uint32_t min_vendors;    /* 0 when not set; checked at load (static filters) */
+    uint32_t session_ttl_s;  /* cache affinity pin lifetime (default MR_SESSION_TTL_S) */
+    bool session_ttl_set;    /* "session_ttl_s" given explicitly */
     int share_slot;          /* 0..n_share_policies-1 when max_vendor_share is set, else -1 */
     char hash[65];           /* hex SHA-256 of the canonical form (mr_policy_hash) */
 } mr_policy_t;
@@ -208,6 +245,7 @@ typedef struct mr_timeouts {
     uint32_t client_idle_s;    /* idle client connection timeout (MHD) */
     uint32_t keepalive_idle_s; /* a kept-alive connection between requests */
     uint32_t drain_ms;         /* SIGTERM/SIGINT: how long in-flight requests may finish */
+    uint32_t commit_hold_ms;   /* a stream is held this long at most before content */
 } mr_timeouts_t;
 
 typedef struct mr_limits {
@@ -215,6 +253,7 @@ typedef struct mr_limits {
     size_t max_header_bytes;         /* sum of request header lines; over it -> 431 */
     size_t max_response_bytes;       /* buffered non-stream upstream body; over it -> 502 */
     size_t stream_buffer_bytes;      /* per-stream buffer before the upstream is paused */
+    size_t commit_hold_bytes;        /* a stream is held before content until this many bytes */
     size_t worker_memory_bytes;      /* a worker's bytes in flight (memacct.h); over -> 503 */
     unsigned max_connections;        /* concurrent client connections */
     unsigned max_connections_per_ip; /* ... from one client address (per worker) */
@@ -243,6 +282,14 @@ typedef struct mr_state_cfg {
     unsigned on_outage; /* 0 "local", 1 "deny" */
     char *file;         /* memory backend: where spend is kept; NULL: not kept */
 } mr_state_cfg_t;
+/* Stored Responses (respstore.h): the in-process store's bounds, fixed at
+ * start (a reload keeps the running store). */
+typedef struct mr_responses_cfg {
+    uint64_t max_entries;
+    uint64_t max_bytes;
+    uint32_t ttl_s;
+} mr_responses_cfg_t;
+
 /* What the x-meridian-policy request header may do (policy_header). */
 typedef enum {
     MR_POLICY_HEADER_NARROW_ONLY = 0, /* adds a layer under the default policy */
@@ -288,12 +335,16 @@ typedef struct mr_config {
     char *access_log; /* "stdout" or a path; NULL when "off" (the default) */
     mr_audit_cfg_t audit;
     mr_state_cfg_t state;
+    mr_responses_cfg_t responses;
 
     /* Derived indexes (soft-state keys), fixed for the life of the config. */
     uint32_t n_target_ids; /* distinct (provider, model) pairs over all routes */
     const char **vendors;  /* distinct provider vendors, borrowed from providers */
     size_t n_vendors;
     size_t n_share_policies; /* policies with max_vendor_share */
+    /* What every provider and target can do: a request needing nothing
+     * beyond it is not checked against capabilities (MR_CAP_*). */
+    uint32_t common_capabilities;
 } mr_config_t;
 
 /* ---- names and lookups -------------------------------------------------- */
@@ -309,6 +360,18 @@ const char *mr_diversity_name(mr_diversity_t d);
 const char *mr_budget_period_name(mr_budget_period_t p);
 /* The period spelled `s` ("total", "day", "month"): 0, or -1. */
 int mr_budget_period_parse(const char *s, mr_budget_period_t *out);
+
+/* The name of capability bit `i` (0..MR_CAP_COUNT-1): "tools", "vision"... */
+const char *mr_capability_name(unsigned i);
+/* The bit spelled `name`: 0, or -1 when it names none. */
+int mr_capability_parse(const char *name, uint32_t *bit);
+/* "tools, vision, ..." of a mask into buf (n bytes); returns buf. */
+const char *mr_capabilities_format(uint32_t caps, char *buf, size_t n);
+/* What targets of a provider kind can do unless configured otherwise. */
+uint32_t mr_capabilities_default(mr_provider_kind_t kind);
+/* The default prices of cache reads and writes, as factors of the input
+ * price, by provider kind (docs/configuration.md). */
+void mr_cache_price_factors(mr_provider_kind_t kind, double *read, double *write);
 
 /* The kind spelled `name` into *out: 0, or -1 when it names none. */
 int mr_provider_kind_parse(const char *name, mr_provider_kind_t *out);

@@ -36,6 +36,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define MR_CONV_MAX_TURNS 65536
 #define MR_CONV_MAX_PARTS 262144
@@ -98,6 +99,14 @@ typedef struct mr_conv_media {
     mr_conv_str_t format;     /* audio: "wav", "mp3" as given */
 } mr_conv_media_t;
 
+/* Where a signature was made: the provider kind ("anthropic", "gemini")
+ * and the target model; either absent when unknown. A signature only
+ * validates where it was made (mr_conv_origin_ok). */
+typedef struct mr_conv_origin {
+    mr_conv_str_t kind;
+    mr_conv_str_t model;
+} mr_conv_origin_t;
+
 typedef struct mr_conv_tool_call {
     mr_conv_str_t id;        /* absent when not a string */
     mr_conv_str_t name;      /* absent when not a string */
@@ -105,7 +114,8 @@ typedef struct mr_conv_tool_call {
     mr_conv_str_t args;      /* the arguments' JSON text as given (absent: none) */
     json_t *args_json;       /* the arguments as an object (owned); NULL when
                               * they are not a JSON object text */
-    mr_conv_str_t signature; /* opaque, from the producing provider */
+    mr_conv_str_t signature; /* opaque (Gemini's thoughtSignature), or absent */
+    mr_conv_origin_t origin; /* of the signature */
 } mr_conv_tool_call_t;
 
 typedef struct mr_conv_part mr_conv_part_t;
@@ -120,15 +130,14 @@ typedef struct mr_conv_tool_result {
     int is_error;
 } mr_conv_tool_result_t;
 
-/* Thinking / reasoning: text and / or opaque (encrypted, redacted) data. A
- * signature only validates where it was made: origin names the provider
- * kind and model that produced it. */
+/* Thinking / reasoning: text (signed or not) and / or opaque data (Anthropic
+ * redacted_thinking, a Gemini text part's thought signature). Signatures and
+ * data only validate where they were made: origin. */
 typedef struct mr_conv_reasoning {
     mr_conv_str_t text;
     mr_conv_str_t data;
     mr_conv_str_t signature;
-    mr_conv_str_t origin_kind;
-    mr_conv_str_t origin_model;
+    mr_conv_origin_t origin;
 } mr_conv_reasoning_t;
 
 struct mr_conv_part {
@@ -170,6 +179,10 @@ typedef struct mr_conv_turn {
     size_t n_parts;
     int has_content; /* a content member was given (not null) */
     mr_conv_cache_t cache;
+    /* Where the client put it, for messages: the index of its item plus
+     * one (0: the turn's own index, as in chat, one message one turn), and
+     * the index of the item's content block that is parts[0]. */
+    size_t src, src_part;
 } mr_conv_turn_t;
 
 typedef struct mr_conv_tool {
@@ -214,6 +227,28 @@ typedef struct mr_conv_format {
     int strict;           /* -1 unset */
 } mr_conv_format_t;
 
+/* How hard the model should think (OpenAI reasoning_effort). */
+typedef enum mr_conv_effort {
+    MR_CONV_EFFORT_UNSET,
+    MR_CONV_EFFORT_NONE, /* no reasoning */
+    MR_CONV_EFFORT_MINIMAL,
+    MR_CONV_EFFORT_LOW,
+    MR_CONV_EFFORT_MEDIUM,
+    MR_CONV_EFFORT_HIGH,
+    MR_CONV_EFFORT_BAD, /* another value: refused by dialects that map it */
+} mr_conv_effort_t;
+
+/* The reasoning asked for, in every spelling the model knows. A dialect's
+ * own native field wins over the neutral ones (docs/providers.md has the
+ * mapping table). */
+typedef struct mr_conv_reasoning_req {
+    mr_conv_effort_t effort; /* reasoning_effort, else OpenRouter reasoning.effort */
+    mr_conv_str_t effort_name;
+    long budget;             /* OpenRouter reasoning.max_tokens; -1 unset */
+    const json_t *anthropic; /* Anthropic's own "thinking" object; NULL when absent */
+    const json_t *gemini;    /* Gemini's thinking_config / thinkingConfig object */
+} mr_conv_reasoning_req_t;
+
 /* A number parameter. Parsers keep a value of the wrong type as BAD rather
  * than failing: only a dialect that uses the parameter refuses it
  * (mr_conv_check), as each did before the model existed. */
@@ -249,7 +284,7 @@ typedef struct mr_conv_req {
     size_t n_stop;
     int stop_bad; /* neither a string nor an array of strings */
     int logprobs;
-    mr_conv_str_t reasoning_effort;
+    mr_conv_reasoning_req_t reasoning;
 
     /* output and delivery */
     int stream, include_usage;
@@ -260,7 +295,18 @@ typedef struct mr_conv_req {
     mr_conv_str_t user;
     const json_t *metadata;
     mr_conv_str_t prompt_cache_key;
-    mr_conv_cache_t cache; /* a request-level marker */
+    mr_conv_cache_t cache;        /* a request-level marker (automatic caching) */
+    mr_conv_str_t cached_content; /* Gemini cachedContent: a cache's resource name */
+
+    /* members of the other inbound dialects (messages_parse.h,
+     * responses_parse.h); chat leaves them unset */
+    mr_conv_num_t top_k;                /* Messages top_k */
+    mr_conv_str_t thinking_type;        /* Messages thinking.type: enabled, disabled, adaptive */
+    mr_conv_num_t thinking_budget;      /* Messages thinking.budget_tokens */
+    mr_conv_str_t reasoning_summary;    /* Responses reasoning.summary */
+    int no_store;                       /* Responses "store": false */
+    mr_conv_str_t previous_response_id; /* Responses: resolved by the gateway, not here */
+    int include_encrypted;              /* Responses include: reasoning.encrypted_content */
 
     /* top-level members the parser saw and the model does not carry */
     mr_conv_str_t *dropped;
@@ -308,23 +354,25 @@ typedef struct mr_conv_answer {
 /* What a dialect's stream parser reports, in order. Pointers are borrowed
  * for the duration of the sink call only. */
 typedef enum mr_conv_event_kind {
-    MR_CONV_EV_START,      /* choice begins: id, name = model */
-    MR_CONV_EV_TEXT,       /* text delta: text */
-    MR_CONV_EV_REASONING,  /* reasoning text delta: text */
-    MR_CONV_EV_SIGNATURE,  /* the current reasoning's signature: text */
-    MR_CONV_EV_TOOL_START, /* tool call `index`: id, name, text = first arguments */
-    MR_CONV_EV_TOOL_ARGS,  /* arguments delta of tool call `index`: text */
-    MR_CONV_EV_USAGE,      /* the counts so far: usage */
-    MR_CONV_EV_FINISH,     /* choice ends: finish */
-    MR_CONV_EV_END,        /* the answer is complete (after every FINISH) */
-    MR_CONV_EV_ERROR,      /* the upstream failed: err_type, err_code, text */
+    MR_CONV_EV_START,          /* choice begins: id, name = model */
+    MR_CONV_EV_TEXT,           /* text delta: text */
+    MR_CONV_EV_REASONING,      /* reasoning block `index`, text delta: text */
+    MR_CONV_EV_SIGNATURE,      /* reasoning block `index`'s signature: text */
+    MR_CONV_EV_REASONING_DATA, /* opaque reasoning block `index`: text = data */
+    MR_CONV_EV_TOOL_START,     /* tool call `index`: id, name, text = first arguments,
+                                * signature (Gemini's, may be absent) */
+    MR_CONV_EV_TOOL_ARGS,      /* arguments delta of tool call `index`: text */
+    MR_CONV_EV_USAGE,          /* the counts so far: usage */
+    MR_CONV_EV_FINISH,         /* choice ends: finish */
+    MR_CONV_EV_END,            /* the answer is complete (after every FINISH) */
+    MR_CONV_EV_ERROR,          /* the upstream failed: err_type, err_code, text */
 } mr_conv_event_kind_t;
 
 typedef struct mr_conv_event {
     mr_conv_event_kind_t kind;
     long choice;
     int index;
-    mr_conv_str_t id, name, text;
+    mr_conv_str_t id, name, text, signature;
     mr_conv_finish_t finish;
     const mr_conv_usage_t *usage;
     const char *err_type, *err_code;
@@ -356,12 +404,37 @@ typedef struct mr_conv_caps {
     unsigned char rich_results;    /* tool results may hold user parts (images) */
     unsigned char logprobs;        /* logprobs: true */
     unsigned char audio_out;       /* audio output, non-text modalities */
+    unsigned char reasoning;       /* maps reasoning_effort (a bad one is refused) */
+    /* The JSON Schema keywords a json_schema response format may use (NULL-
+     * terminated; NULL: any), and a check of a keyword's value (NULL: any):
+     * anything else is refused naming the keyword and its path. */
+    const char *const *schema_keywords;
+    int (*schema_value_ok)(const char *keyword, const json_t *value);
 } mr_conv_caps_t;
 
 /* 0 when every part of req can be expressed with caps, else -1 with the
  * client's 400 in *err. Parameters a dialect does not read are not looked
  * at (a BAD value the target ignores is no error). */
 int mr_conv_check(const mr_conv_req_t *req, const mr_conv_caps_t *caps, mr_error_t *err);
+
+/* What a request needs of a target, as catalogue.h's MR_CAP_* bits: tools
+ * (tools, calls, results), vision (images), audio (audio in or out), files,
+ * json_object / json_schema (response_format), reasoning (asked for and not
+ * "none"), prompt_cache (a cache marker anywhere, or Gemini cachedContent). */
+uint32_t mr_conv_needs(const mr_conv_req_t *r);
+
+/* Whether a signature made at `o` validates on a target of provider kind
+ * `kind` and model `model`: the kinds match, and the models when o says. */
+int mr_conv_origin_ok(const mr_conv_origin_t *o, const char *kind, const char *model);
+
+/* The effort a token budget stands for (thinking.budget_tokens ->
+ * reasoning_effort), the inverse of the dialects' tables. */
+mr_conv_effort_t mr_conv_effort_for_budget(long budget);
+/* An effort's name as dialects spell it ("none", "minimal", "low", "medium",
+ * "high"): UNSET when absent, BAD for any other value. */
+mr_conv_effort_t mr_conv_effort_of(mr_conv_str_t name);
+/* "minimal", "low"... ; NULL for UNSET and BAD. */
+const char *mr_conv_effort_name(mr_conv_effort_t e);
 
 /* ---- building (parsers) and releasing ---------------------------------- */
 

@@ -3,7 +3,8 @@
  * methods, under which authentication, and the handler that answers once
  * the request's body is in.
  *
- *   POST /v1/chat/completions, /v1/completions, /v1/embeddings  key   proxy
+ *   POST /v1/chat/completions, /v1/completions, /v1/embeddings  key   proxy (chat)
+ *   POST /v1/messages, /v1/messages/count_tokens                 key   proxy (messages)
  *   GET|HEAD /v1/models                                          key   models list
  *   GET /v1/gateway/route, /v1/gateway/providers                 key   explain, breakers
  *   GET /v1/gateway/keys/NAME                  the key itself or an admin   its limits, usage
@@ -11,7 +12,11 @@
  *   GET|HEAD /metrics, /status, /status.json                     key unless public_metrics
  *
  * "/v1" paths are also served without the prefix; the others only as
- * written. Before anything else a request must name the gateway in Host
+ * written (a query such as Claude Code's ?beta=true is not part of the
+ * path). Each API row speaks a client dialect (inbound.h): every answer to
+ * it, refusals included, takes that dialect's error shape. The key comes
+ * from Authorization: Bearer, else x-api-key. Before anything else a
+ * request must name the gateway in Host
  * (421) and, when it carries an Origin, come from an allowed one (403);
  * a CORS preflight from an allowed origin is answered 204 without a key
  * (guard.h). The key is checked before the path is looked at (an unknown

@@ -47,6 +47,7 @@ typedef enum {
     MR_FAIL_NOT_SSE,      /* a stream that is not an event stream */
     MR_FAIL_STREAM_ERROR, /* the stream reported an error or broke off */
     MR_FAIL_EMPTY_STREAM, /* the stream ended without an event */
+    MR_FAIL_TRUNCATED,    /* ended before the dialect's terminal event / complete JSON */
     MR_FAIL_TOO_LARGE,    /* over limits.max_response_bytes */
     /* the gateway's timers */
     MR_FAIL_FIRST_BYTE, /* a stream's response head not within timeouts.first_byte_ms */

@@ -7,7 +7,8 @@
  * that config: circuit breakers, vendor-share windows, latencies and the
  * round-robin counters, the retry budget, in-flight counts per provider, and
  * the limits engine (per-key limits, provider budgets) over the process's
- * shared state (state.h). It is made once per start or reload (breakers
+ * shared state (state.h), and the cache affinity table of its targets
+ * (affinity.h; a reload starts an empty one). It is made once per start or reload (breakers
  * and per-key counters carried over from the snapshot it replaces) and
  * shared by every worker; its reference count is atomic, so any thread may
  * acquire or release it, and the last release frees it. Each shared part is
@@ -28,10 +29,13 @@
 #ifndef MERIDIAN_GENERATION_H
 #define MERIDIAN_GENERATION_H
 
+#include "meridian/affinity.h"
 #include "meridian/config.h"
 #include "meridian/health.h"
 #include "meridian/limits.h"
 #include "meridian/metrics.h"
+#include "meridian/models.h"
+#include "meridian/respstore.h"
 #include "meridian/softstate.h"
 #include "meridian/state.h"
 
@@ -45,13 +49,15 @@ typedef struct mr_snapshot_env {
     mr_state_t *state;     /* borrowed; NULL: no limits, budgets or breaker hints */
     mr_metrics_t *metrics; /* borrowed; NULL: breaker gauges are not published */
     uint64_t seed;         /* the soft state's PRNG */
+    /* Stored Responses (respstore.h), process-wide and kept across reloads;
+     * borrowed; NULL: nothing is stored (previous_response_id gets 404). */
+    const mr_respstore_backend_t *responses;
 } mr_snapshot_env_t;
 
 typedef struct mr_snapshot {
-    mr_config_t *cfg;  /* owned */
-    char *models_body; /* GET /v1/models, built once */
-    size_t models_len;
-    unsigned id; /* 0 for the start-up config, then 1, 2, ... per reload */
+    mr_config_t *cfg;          /* owned */
+    mr_models_bodies_t models; /* GET /v1/models, built once */
+    unsigned id;               /* 0 for the start-up config, then 1, 2, ... per reload */
     atomic_uint refs;
     mr_snapshot_env_t env;
 
@@ -65,6 +71,9 @@ typedef struct mr_snapshot {
     char **hint_names;               /* per target id: its name in breaker hints */
     atomic_uint_fast64_t *hint_seen; /* per target id: the hints version last applied */
     struct mr_share_sync *share;     /* redis: vendor shares of every instance; else NULL */
+    /* Cache affinity pins of this config's targets, shared by the workers
+     * (affinity.h: locked inside); a reload starts an empty table. */
+    mr_affinity_t *affinity;
 } mr_snapshot_t;
 
 /* Takes ownership of cfg (freed here even on failure). The first snapshot

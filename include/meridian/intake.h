@@ -22,6 +22,8 @@
 #include "meridian/error.h"
 #include "meridian/request.h"
 
+#include <stdbool.h>
+
 /* The upstream copy of a body of `len` bytes is taken from the budget with
  * the body itself (when a request is admitted, not when its attempt is
  * built), so that admitted requests cannot starve each other of their
@@ -30,16 +32,29 @@ int mr_intake_hold_copy(mr_request_t *r, size_t len);
 /* ... handed to the attempt about to charge its copy. */
 void mr_intake_release_copy(mr_request_t *r);
 
-/* Scans the body and reads the members routing needs. 0, or -1 with the
+/* Scans the body and reads the members routing needs, once (a second call
+ * is a no-op until mr_intake_body_changed). 0, or -1 with the
  * client's 400 in *e (empty, not JSON, a duplicate member, not an object,
  * `model` missing or not a string, `stream` not a boolean). */
 int mr_intake_read(mr_request_t *r, mr_error_t *e);
 
+/* The body was replaced (a Responses history put before its input): the
+ * tree and conversation go with their charge, the next read scans it anew. */
+void mr_intake_body_changed(mr_request_t *r);
+
 /* The body's `models` and `provider` members as small trees (NULL when
  * absent), parsed once and kept for the request (the plan borrows from
  * them). 0, or -1 with *e (503 `overloaded` when they do not fit). */
-int mr_intake_routing(mr_request_t *r, const json_t **models, const json_t **provider,
-                      mr_error_t *e);
+int mr_intake_routing(mr_request_t *r, const json_t **models, json_t **provider, mr_error_t *e);
+
+/* The parse tree, built (and charged) before routing when routing reads
+ * it: a Responses request or a session member (cache affinity), else -1
+ * with *e as mr_intake_prepare's; and with `conv`, for the capabilities a
+ * target may lack (intent.h), the conversation model's charge too
+ * (r->conv_charge). For capabilities alone a body the budget cannot parse
+ * now is routed without them (never a refusal of a request whose targets
+ * need no tree): the attempts refuse what a target cannot carry. */
+int mr_intake_routing_tree(mr_request_t *r, bool conv, mr_error_t *e);
 
 /* Makes the body ready for an attempt with adapter `ad`: nothing for a
  * passthrough adapter; else the parse tree (and, for a chat request whose

@@ -33,7 +33,8 @@
 #define MR_METRICS_BUCKETS 17
 
 typedef enum {
-    MR_MF_REQUESTS = 0, /* counter {route,provider,vendor,region,jurisdiction,status_class} */
+    MR_MF_REQUESTS = 0, /* counter {route,endpoint,provider,vendor,region,jurisdiction,
+                           status_class} */
     MR_MF_DURATION,     /* histogram {route,provider,stream}: request start to last byte */
     MR_MF_TTFB,         /* histogram {route,provider,stream}: start to first response byte */
     MR_MF_ATTEMPTS,     /* counter {provider,vendor,region,jurisdiction,outcome} */
@@ -45,6 +46,7 @@ typedef enum {
     MR_MF_INFLIGHT,     /* gauge {provider}: upstream transfers now */
     MR_MF_DENIALS,      /* counter {policy}: requests refused by a policy (403) */
     MR_MF_RETRY_DENIED, /* counter {}: failovers the retry budget refused */
+    MR_MF_RESENDS,      /* counter {provider}: requests libcurl sent again by itself */
     MR_MF_COUNT,
 } mr_metric_family_t;
 
@@ -143,8 +145,14 @@ void mr_metrics_view_free(mr_metrics_view_t *v);
 #define MR_ROUTE_DIRECT ((size_t)-1) /* provider/model addressed directly */
 #define MR_ROUTE_NONE ((size_t)-2)   /* no route resolved (bad request, unknown model) */
 
+/* Values of the `endpoint` label: the API endpoints (adapter.h's
+ * mr_endpoint_t, named by mr_endpoint_name) fit in this many. */
+#define MR_METRICS_ENDPOINTS 8
+
 typedef struct mr_metrics_req {
     size_t route;                  /* route index, MR_ROUTE_DIRECT or MR_ROUTE_NONE */
+    unsigned endpoint;             /* < MR_METRICS_ENDPOINTS */
+    const char *endpoint_name;     /* its label value: "chat", "messages" ... (static) */
     const mr_provider_t *provider; /* whose answer the client got; NULL: the gateway's */
     mr_status_class_t status_class;
     int stream;
@@ -156,9 +164,21 @@ void mr_metrics_request(mr_metrics_view_t *v, const mr_metrics_req_t *rq);
 void mr_metrics_attempt(mr_metrics_view_t *v, size_t route, const mr_provider_t *p,
                         mr_attempt_outcome_t outcome, int fell_back);
 void mr_metrics_skipped(mr_metrics_view_t *v, const mr_provider_t *p, mr_skip_reason_t why);
-/* Token counts < 0 are unknown and skipped; cost in USD (0 when unpriced). */
-void mr_metrics_usage(mr_metrics_view_t *v, const mr_provider_t *p, long prompt, long completion,
+/* Values of the `type` label of meridian_tokens_total. */
+typedef enum {
+    MR_TOK_PROMPT = 0, /* includes cached input */
+    MR_TOK_COMPLETION, /* includes reasoning */
+    MR_TOK_CACHED,     /* input read from a prompt cache */
+    MR_TOK_CACHE_WRITE,
+    MR_TOK_REASONING,
+    MR_TOK_COUNT,
+} mr_token_type_t;
+
+/* counts[t] < 0 is unknown and skipped; cost in USD (0 when unpriced). */
+void mr_metrics_usage(mr_metrics_view_t *v, const mr_provider_t *p, const long counts[MR_TOK_COUNT],
                       double cost_usd);
+/* A request the transport re-sent on a fresh connection (upstream.h). */
+void mr_metrics_resend(mr_metrics_view_t *v, const mr_provider_t *p);
 void mr_metrics_inflight(mr_metrics_view_t *v, const mr_provider_t *p, unsigned n);
 /* policy: a configured policy's name, or NULL for the request's own layer. */
 void mr_metrics_denial(mr_metrics_view_t *v, const char *policy);

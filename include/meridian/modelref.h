@@ -6,7 +6,10 @@
  *      C1, U+2028/2029), no whitespace around it (400 invalid_model), so a
  *      name cannot differ from a configured one only by what a person or a
  *      log does not show;
- *   2. an exact route name wins (a route name may contain '/');
+ *   2. an exact route name wins (a route name may contain '/'); then a
+ *      route alias (routes.NAME.aliases: exact names or `*` patterns,
+ *      which the config keeps from overlapping each other, route names
+ *      and provider/ prefixes);
  *   3. else "provider/model", split at the first '/': the provider must exist
  *      (404) and allow direct addressing (providers.NAME.allow_direct, 403
  *      direct_model_not_allowed); the model is matched to the provider's

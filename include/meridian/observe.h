@@ -13,6 +13,15 @@
 
 #include "meridian/request.h"
 
+/* USD of `u` at target t's prices: uncached input at input_per_mtok, cache
+ * reads at cached_input_per_mtok, cache writes at cache_write_per_mtok,
+ * output at output_per_mtok; -1 when t has no input or output price. */
+double mr_observe_cost(const mr_target_t *t, const mr_usage_t *u);
+
+/* An answer without reported usage is estimated: a token per 4 bytes of
+ * the request body and of the answer the client received. */
+#define MR_OBSERVE_BYTES_PER_TOKEN 4
+
 /* `completed`: MHD delivered the whole answer (else the client left). */
 void mr_observe_request(mr_request_t *r, int completed);
 

@@ -62,6 +62,17 @@ typedef struct mr_request_policy {
     mr_sort_t sort;
     bool has_max_prompt, has_max_completion;
     double max_prompt, max_completion; /* USD per million tokens */
+    bool require_parameters; /* provider.require_parameters: skip targets that would drop one */
+    /* What the request itself asks of a target, set by the caller from the
+     * body after mr_policy_stack_init (present or not): capabilities it
+     * needs (MR_CAP_*), and per provider kind a parameter that kind would
+     * not carry (NULL: none; only with require_parameters). Borrowed. */
+    uint32_t needs;
+    const char *unsupported[MR_PROVIDER_KIND_COUNT];
+    /* Cache affinity (affinity.h): the target id the request's session is
+     * pinned to; the router tries it first when it is a candidate. */
+    bool has_pin;
+    uint32_t pin;
 } mr_request_policy_t;
 
 typedef struct mr_policy_stack {
@@ -80,10 +91,11 @@ typedef struct mr_policy_stack {
  * false). Accepted: order, only, ignore (arrays of provider names), allow_fallbacks
  * (bool), data_collection ("allow"|"deny"), zdr (bool), sort ("price"|"latency"|
  * "throughput"), max_price ({"prompt": N, "completion": N}, USD per million
- * tokens), require_parameters (false only). Anything else, or a bad shape, is
+ * tokens), require_parameters (bool). Anything else, or a bad shape, is
  * 400 invalid_request_error with param "provider" and a message naming the member.
+ * provider_obj is only read (non-const because jansson's iteration API is).
  */
-int mr_policy_from_request(const json_t *provider_obj, mr_request_policy_t *out, mr_error_t *err);
+int mr_policy_from_request(json_t *provider_obj, mr_request_policy_t *out, mr_error_t *err);
 
 /*
  * Build the stack for one request:
@@ -96,7 +108,7 @@ int mr_policy_from_request(const json_t *provider_obj, mr_request_policy_t *out,
  * the errors of mr_policy_from_request. The stack is a plain value (~7 KiB).
  */
 int mr_policy_stack_init(mr_policy_stack_t *st, const mr_config_t *cfg, const mr_key_t *key,
-                         const char *header_policy, const json_t *provider_obj, mr_error_t *err);
+                         const char *header_policy, json_t *provider_obj, mr_error_t *err);
 
 /* true when no layer filters or orders anything (routing as without policies). */
 bool mr_policy_stack_empty(const mr_policy_stack_t *st);

@@ -37,13 +37,20 @@ typedef struct mr_attempt_rec {
     char error[128]; /* transport or validation failure, "" when none */
     uint32_t ms;
     mr_attempt_outcome_t outcome;
-    mr_failure_t failure; /* why it ended (MR_FAIL_NONE: used as answered) */
+    mr_failure_t failure;        /* why it ended (MR_FAIL_NONE: used as answered) */
+    unsigned signatures_dropped; /* foreign reasoning signatures not sent to it */
+    unsigned resends;            /* times the transport re-sent it by itself */
+    /* what the target did not get of the client's request (adapter.h) */
+    const char *dropped[MR_ADAPTER_DROPPED_MAX];
+    unsigned n_dropped;
+    char betas_dropped[MR_ADAPTER_BETAS_MAX];
 } mr_attempt_rec_t;
 
 typedef struct mr_request_rec {
     const char *id;
     const char *key;       /* gateway key name, NULL without keys */
     const char *endpoint;  /* "/v1/chat/completions" ... */
+    const char *dialect;   /* the client's: "chat", "messages" (inbound.h) */
     const char *model;     /* as the client asked, NULL when absent */
     const mr_plan_t *plan; /* NULL when the request was refused before routing */
     int stream;
@@ -54,7 +61,9 @@ typedef struct mr_request_rec {
     const mr_provider_t *served_by; /* NULL: the gateway answered */
     const char *served_model;
     mr_usage_t usage;
-    double cost_usd; /* -1 when the target has no price */
+    const char *usage_source; /* "reported", "estimated"; NULL: no answer served */
+    const char *outcome;      /* failure name of the last attempt ("none"); NULL: none */
+    double cost_usd;          /* -1 when the target has no price */
     uint64_t total_us;
     uint64_t ttfb_us;               /* UINT64_MAX when no byte went out */
     double unix_time;               /* arrival */

@@ -34,6 +34,7 @@
 #include "meridian/health.h"
 #include "meridian/json_span.h"
 #include "meridian/memacct.h"
+#include "meridian/inbound.h"
 #include "meridian/metrics.h"
 #include "meridian/pool.h"
 #include "meridian/reqlog.h"
@@ -99,12 +100,15 @@ struct mr_request {
     /* dispatch: what was asked */
     const struct mr_dispatch_row *row; /* NULL: refused before a row matched */
     mr_endpoint_t endpoint;            /* MR_EP_COUNT for the gateway's own answers */
+    const mr_inbound_t *inbound;       /* the client's dialect: its errors' shape (never NULL) */
     const char *allow;                 /* the Allow header of a 405 */
+    unsigned method;                   /* dispatch's method bit (GET, HEAD, POST, DELETE) */
     const mr_key_t *key;               /* the gateway key that authenticated it, if keys are on */
-    char path_arg[MR_NAME_MAX + 1];    /* what follows a prefix row's path ("" when too long) */
-    size_t info_key;                   /* GET /v1/gateway/keys/NAME: NAME's index */
-    const char *cors_origin;           /* an allowed Origin, echoed in answers (MHD's copy) */
-    int preflight;                     /* a CORS preflight, answered after the (empty) body */
+    char path_arg[160];      /* what follows a prefix row's path: a key name, a response id
+                              * [+ "/input_items"] ("" when too long) */
+    size_t info_key;         /* GET /v1/gateway/keys/NAME: NAME's index */
+    const char *cors_origin; /* an allowed Origin, echoed in answers (MHD's copy) */
+    int preflight;           /* a CORS preflight, answered after the (empty) body */
     mr_buf_t body;
     int body_too_large;
     int body_refused;     /* the worker's budget could not take the body: 503 */
@@ -120,13 +124,17 @@ struct mr_request {
     size_t conv_charge;         /* ... and the conversation model's */
     uint32_t max_output_tokens; /* max_tokens & co., 0 when absent (admit.c) */
     mr_adapter_conv_t conv; /* the body as a conversation, built by the first translating attempt */
-    char *model;            /* the client's model; the plan points into it */
+    void *client_ctx;       /* the dialect's state of this request (Responses), or NULL ... */
+    void (*client_ctx_free)(void *ctx); /* ... and who frees it (mr_proxy_free) */
+    char *model;                        /* the client's model; the plan points into it */
     const char *models[MR_MAX_MODELS];
     size_t n_models;
     int stream;
     int client_wants_usage;
     int planned;
     mr_plan_t plan;
+    uint64_t session_key;    /* cache affinity: the conversation's key, 0 when none */
+    uint32_t session_ttl_ms; /* ... and how long a served turn pins it */
     size_t next_candidate;
     mr_attempt_rec_t *attempts; /* history: plan.max_attempts slots */
     unsigned n_attempts;
@@ -142,8 +150,10 @@ struct mr_request {
     int has_build_error;        /* a candidate's dialect cannot express this request */
     mr_error_t build_error;
     int suspended;
-    int committed;     /* stream: the client has the response head */
-    int upstream_done; /* stream: nothing more will be added to att->out */
+    int committed;          /* stream: the client has the response head */
+    uint64_t hold_until_ms; /* stream: output held before content until then; 0 none */
+    int hold_expired;       /* ... and the hold is over: commit what there is */
+    int upstream_done;      /* stream: nothing more will be added to att->out */
 
     /* admit: limits and budgets (admit.h) */
     mr_limits_req_t lim;
@@ -158,6 +168,8 @@ struct mr_request {
     const mr_provider_t *served_by;    /* whose answer the client got; NULL: the gateway's */
     const mr_candidate_t *served_cand; /* ... and which target */
     mr_usage_t usage;                  /* of the served answer; -1 when unknown */
+    int usage_estimated;               /* observe estimated it: the upstream said nothing */
+    int token_estimate;                /* count_tokens answered by the gateway's estimate */
     long retry_after_out;              /* Retry-After to send, 0 for none */
     int out_status;                    /* a prepared answer (MR_RS_RESPOND) */
     char *out_body;
@@ -170,7 +182,7 @@ struct mr_request {
     int audit;              /* hash what the client receives */
     mr_sha256_t resp_sha;
     mr_buf_t resp_copy;  /* audit.bodies: the first bytes the client received */
-    uint64_t resp_bytes; /* all the bytes the client received */
+    uint64_t resp_bytes; /* all the bytes the client received (counted without audit too) */
 };
 
 /* Queues `body` (ownership passes to MHD, freed with free) with the headers
@@ -182,8 +194,9 @@ enum MHD_Result mr_request_queue(mr_request_t *r, int status, char *body, size_t
  * request's generation): no copy. */
 enum MHD_Result mr_request_queue_static(mr_request_t *r, int status, const char *body, size_t len,
                                         const char *ctype);
-/* An OpenAI-shaped error, queued now / prepared for MR_RS_RESPOND (with an
- * optional extra member such as "attempts"; borrowed). */
+/* An error in the client dialect's shape (r->inbound), queued now /
+ * prepared for MR_RS_RESPOND (with an optional extra member such as
+ * "attempts"; borrowed). */
 enum MHD_Result mr_request_error(mr_request_t *r, const mr_error_t *e);
 enum MHD_Result mr_request_errorf(mr_request_t *r, int status, const char *code, const char *param,
                                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -97,6 +97,7 @@ typedef struct mr_plan {
     const char *strategy_from; /* "request", a policy name, or "default" */
     mr_diversity_t diversity;
     const char *diversity_from;
+    bool pinned; /* the first candidate is the session's pinned target (cache affinity) */
 } mr_plan_t;
 
 /*

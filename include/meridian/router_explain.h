@@ -25,7 +25,7 @@
  *    "fallback_diversity", "diversity_from", "max_attempts",
  *    "candidates": [{"rank", "provider", "model", "for_model", "vendor",
  *                    "region", "jurisdiction", "creator", "open_weights",
- *                    "demoted", ["ttfb_ms"], ["input_per_mtok", "output_per_mtok"]}],
+ *                    "demoted", ["pinned"], ["ttfb_ms"], ["input_per_mtok", "output_per_mtok"]}],
  *    "excluded": [{"provider", "model", "for_model", "kind", "rule",
  *                  "policy", "reason"}], "excluded_total",
  *    "status": 200|403|503, ["error": {"code", "message"}]}

@@ -51,4 +51,16 @@ int mr_sse_feed(mr_sse_t *s, const char *p, size_t n, mr_sse_cb cb, void *ctx);
  * some servers close right after the final data line). Same results. */
 int mr_sse_finish(mr_sse_t *s, mr_sse_cb cb, void *ctx);
 
+/* Where the first complete event of p[0, n) ends: the offset just past its
+ * blank line (LF LF or LF CR LF), or 0 when it is not complete yet. For
+ * passthrough streams, which forward events whole and byte for byte. */
+size_t mr_sse_event_end(const char *p, size_t n);
+
+/* Passthrough streams: p[0, n) appended to `pending` (within its limit),
+ * then each(ctx, event, len) once per complete event in it, whole and byte
+ * for byte, each consumed. 0; -1 when pending would pass its limit
+ * (nothing appended); or each's non-zero result (that event consumed). */
+typedef int (*mr_sse_raw_cb)(void *ctx, const char *event, size_t len);
+int mr_sse_whole_events(mr_buf_t *pending, const char *p, size_t n, mr_sse_raw_cb each, void *ctx);
+
 #endif

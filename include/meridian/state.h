@@ -264,7 +264,8 @@ typedef struct mr_state_stats {
     uint64_t file_errors;     /* memory: failed writes (logged) */
 } mr_state_stats_t;
 
-void mr_state_stats(const mr_state_t *st, mr_state_stats_t *out);
+/* Takes the engine's mutex for a moment (hence non-const); any thread. */
+void mr_state_stats(mr_state_t *st, mr_state_stats_t *out);
 
 const char *mr_state_backend_name(mr_state_backend_t b);
 const char *mr_state_outage_name(mr_state_outage_t o);

@@ -13,6 +13,13 @@
  * buffer for its whole life (SSE events are small, and thousands may be
  * open); a whole answer's 16 KiB.
  *
+ * Silent re-sends: when a *reused* connection dies before any response
+ * byte, libcurl sends the request again on a fresh connection by itself.
+ * Connections idle longer than the request's keepalive_s are not reused
+ * (CURLOPT_MAXAGE_CONN), which keeps them under providers' idle timeouts;
+ * the re-sends that still happen are counted (on_done's `resends`, from
+ * CURLOPT_PREREQFUNCTION: one call per request put on the wire).
+ *
  * Callback rules (curl's): on_head and on_data run inside libcurl. Inside them
  * never cancel or unpause *this* transfer — return MR_DATA_ABORT or
  * MR_DATA_PAUSE instead. on_done runs outside libcurl and may start or cancel
@@ -66,8 +73,9 @@ typedef struct mr_transfer_handler {
     void (*on_head)(void *ud, const mr_upstream_head_t *head);
     mr_data_result_t (*on_data)(void *ud, const char *p, size_t n);
     /* failure is curl's code mapped by mr_upstream_failure (MR_FAIL_NONE when
-     * the transfer completed); error a short human text ("" when none). */
-    void (*on_done)(void *ud, mr_failure_t failure, const char *error);
+     * the transfer completed); error a short human text ("" when none);
+     * resends: times libcurl put the request on the wire again by itself. */
+    void (*on_done)(void *ud, mr_failure_t failure, const char *error, unsigned resends);
 } mr_transfer_handler_t;
 
 typedef struct mr_transfer_req {
@@ -79,6 +87,7 @@ typedef struct mr_transfer_req {
     int http2;           /* offer HTTP/2 (TLS ALPN); else HTTP/1.1 */
     const char *ca_file; /* verify the upstream with this PEM bundle; NULL: the system's */
     int stream;          /* an event stream is expected: a small receive buffer */
+    long keepalive_s;    /* reuse only connections idle for less (0: curl's 118 s) */
 } mr_transfer_req_t;
 
 /* 0, or -1 (nothing to close) when curl or libuv refused. */

@@ -17,6 +17,7 @@
 #include "meridian/metrics.h"
 #include "meridian/reload.h"
 #include "meridian/reqlog.h"
+#include "meridian/respstore.h"
 #include "meridian/server.h"
 #include "meridian/state.h"
 #include "meridian/status.h"
@@ -34,6 +35,9 @@ typedef struct mr_shared {
     mr_status_t *status; /* sampled by worker 0 */
     mr_reload_t *reload; /* SIGHUP, handled by worker 0, posted to all */
     mr_state_t *state;   /* limits, budgets, breaker hints (state.h); each worker attaches */
+    /* stored Responses (respstore.h): the in-process store and its table */
+    mr_respstore_mem_t *responses;
+    mr_respstore_backend_t responses_be;
 } mr_shared_t;
 
 typedef struct mr_worker {

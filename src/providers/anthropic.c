@@ -1,12 +1,9 @@
 /*
- * The Anthropic Messages dialect (POST {base_url}/messages).
- *
- * Requests are emitted from the conversation model (conv.h): system and
- * developer turns become `system`, tool results user `tool_result` blocks,
- * assistant tool calls `tool_use` blocks, and consecutive turns of one role
- * are merged (Anthropic wants user and assistant turns to alternate).
- * Answers and event streams are parsed by anthropic_answer.c; every
- * parameter's fate is listed in docs/providers.md.
+ * The Anthropic Messages dialect (POST {base_url}/messages): its
+ * capabilities, the upstream request and the error mapping. Bodies are
+ * emitted from the conversation model by anthropic_request.c; answers and
+ * event streams are parsed by anthropic_answer.c; every parameter's fate is
+ * listed in docs/providers.md.
  */
 #include "meridian/adapter.h"
 #include "meridian/health.h"
@@ -17,10 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Provider settings the configuration does not carry (yet); see
- * docs/providers.md for the proposed keys. */
 #define ANTHROPIC_VERSION "2023-06-01"
-#define ANTHROPIC_DEFAULT_MAX_TOKENS 4096
 #define ANTHROPIC_MAX_TOKENS_LIMIT 1000000
 
 static const mr_conv_caps_t caps = {
@@ -32,242 +26,20 @@ static const mr_conv_caps_t caps = {
     .file_type = "application/pdf",
     .call_needs_id = 1,
     .rich_results = 1,
+    .json_schema = 1,
+    .reasoning = 1,
+    .schema_keywords = mr__anthropic_schema_keywords,
+    .schema_value_ok = mr__anthropic_schema_value_ok,
 };
 
-/* ------------------------------------------------------------ requests */
+/* Members of the model Anthropic has no field for. */
+static const char *const ignored[] = {
+    "presence_penalty", "frequency_penalty", "seed",           "top_logprobs",
+    "metadata",         "prompt_cache_key",  "cached_content", NULL};
 
-/* Anthropic ids must match ^[a-zA-Z0-9_-]+$: other bytes become '_' (the
- * same mapping on both sides, so tool_use and tool_result still pair). */
-static json_t *tool_id(mr_conv_str_t id)
+static const char *anthropic_unsupported(const mr_conv_req_t *conv)
 {
-    char *s = malloc(id.n + 1);
-    json_t *out;
-
-    if (!s)
-        return NULL;
-    for (size_t i = 0; i < id.n; i++) {
-        char c = id.p[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '_' || c == '-';
-        s[i] = ok ? c : '_';
-    }
-    out = json_stringn(s, id.n);
-    free(s);
-    return out;
-}
-
-static int add_text(json_t *blocks, const char *p, size_t n)
-{
-    if (n == 0) /* Anthropic rejects empty text blocks */
-        return 0;
-    return json_array_append_new(blocks, json_pack("{s:s, s:s%}", "type", "text", "text", p, n));
-}
-
-static json_t *source(const mr_conv_media_t *m)
-{
-    if (m->source == MR_CONV_SRC_URL)
-        return json_pack("{s:s, s:s}", "type", "url", "url", m->url.p);
-    return json_pack("{s:s, s:s, s:s}", "type", "base64", "media_type", m->media_type.p, "data",
-                     m->data.p);
-}
-
-/* User parts (checked: text, images, PDF files) -> blocks. */
-static int user_blocks(const mr_conv_part_t *parts, size_t n, json_t *blocks)
-{
-    for (size_t k = 0; k < n; k++) {
-        const mr_conv_part_t *p = &parts[k];
-        int rc = 0;
-        if (p->kind == MR_CONV_TEXT)
-            rc = add_text(blocks, p->u.text.p, p->u.text.n);
-        else if (p->kind == MR_CONV_IMAGE || p->kind == MR_CONV_FILE)
-            rc = json_array_append_new(blocks,
-                                       json_pack("{s:s, s:o}", "type",
-                                                 p->kind == MR_CONV_IMAGE ? "image" : "document",
-                                                 "source", source(&p->u.media)));
-        if (rc < 0)
-            return -1;
-    }
-    return 0;
-}
-
-/* Text parts joined into one block (assistant content), then tool_use blocks. */
-static int assistant_blocks(const mr_conv_turn_t *t, json_t *blocks)
-{
-    mr_buf_t text;
-    int rc;
-
-    mr_buf_init(&text, (size_t)-1);
-    rc = mr_conv_join_text(t->parts, t->n_parts, &text);
-    if (rc == 0)
-        rc = add_text(blocks, mr_buf_ptr(&text), mr_buf_len(&text));
-    mr_buf_free(&text);
-    for (size_t k = 0; rc == 0 && k < t->n_parts; k++) {
-        const mr_conv_tool_call_t *c = &t->parts[k].u.call;
-        if (t->parts[k].kind == MR_CONV_TOOL_CALL)
-            rc = json_array_append_new(
-                blocks, json_pack("{s:s, s:o, s:o, s:O}", "type", "tool_use", "id", tool_id(c->id),
-                                  "name", mr__xlate_str(c->name), "input", c->args_json));
-    }
-    return rc;
-}
-
-static int result_block(const mr_conv_tool_result_t *res, json_t *blocks)
-{
-    json_t *c;
-
-    if (res->as_string) {
-        mr_buf_t text;
-        mr_buf_init(&text, (size_t)-1);
-        c = mr_conv_join_text(res->content, res->n_content, &text) < 0
-                ? NULL
-                : json_stringn(mr_buf_ptr(&text), mr_buf_len(&text));
-        mr_buf_free(&text);
-    } else if ((c = json_array()) && user_blocks(res->content, res->n_content, c) < 0) {
-        json_decref(c);
-        c = NULL;
-    }
-    return json_array_append_new(blocks,
-                                 json_pack("{s:s, s:o, s:o}", "type", "tool_result", "tool_use_id",
-                                           tool_id(res->call_id), "content", c));
-}
-
-/* tool_result blocks must lead a user turn; a lone plain text block is
- * sent as a string. */
-static void tidy_turns(json_t *msgs)
-{
-    size_t i, k;
-    json_t *m;
-
-    json_array_foreach(msgs, i, m)
-    {
-        json_t *blocks = json_object_get(m, "content");
-        json_t *sorted = json_array();
-        const json_t *b;
-        for (int pass = 0; pass < 2 && sorted; pass++)
-            json_array_foreach(blocks, k, b)
-            {
-                int tr = strcmp(json_string_value(json_object_get(b, "type")), "tool_result") == 0;
-                if (tr == (pass == 0))
-                    json_array_append(sorted, (json_t *)b);
-            }
-        if (sorted)
-            json_object_set_new(m, "content", sorted);
-        blocks = json_object_get(m, "content");
-        b = json_array_get(blocks, 0);
-        if (json_array_size(blocks) == 1 && json_object_size(b) == 2 &&
-            strcmp(json_string_value(json_object_get(b, "type")), "text") == 0)
-            json_object_set(m, "content", json_object_get(b, "text"));
-    }
-}
-
-static int emit_messages(const mr_conv_req_t *conv, json_t *root)
-{
-    static const mr_xlate_turns_t turns = {"assistant", "content", user_blocks, assistant_blocks,
-                                           result_block};
-    mr_buf_t system;
-    json_t *msgs;
-
-    mr_buf_init(&system, (size_t)-1);
-    if ((msgs = mr__xlate_turns(conv, &turns, &system))) {
-        tidy_turns(msgs);
-        if (mr_buf_len(&system))
-            json_object_set_new(root, "system",
-                                json_stringn(mr_buf_ptr(&system), mr_buf_len(&system)));
-        json_object_set_new(root, "messages", msgs);
-    }
-    mr_buf_free(&system);
-    return msgs ? 0 : -1;
-}
-
-static json_t *tool_choice(const mr_conv_req_t *conv)
-{
-    const mr_conv_tool_choice_t *c = &conv->tool_choice;
-    json_t *tc = NULL;
-
-    switch (c->mode) {
-    case MR_CONV_CHOICE_AUTO:
-        tc = json_pack("{s:s}", "type", "auto");
-        break;
-    case MR_CONV_CHOICE_NONE:
-        tc = json_pack("{s:s}", "type", "none");
-        break;
-    case MR_CONV_CHOICE_REQUIRED:
-        tc = json_pack("{s:s}", "type", "any");
-        break;
-    case MR_CONV_CHOICE_FUNCTION:
-        tc = json_pack("{s:s, s:o}", "type", "tool", "name", mr__xlate_str(c->name));
-        break;
-    default:
-        break;
-    }
-    if (conv->parallel_tool_calls == 0 && c->mode != MR_CONV_CHOICE_NONE) {
-        if (!tc)
-            tc = json_pack("{s:s}", "type", "auto");
-        if (tc)
-            json_object_set_new(tc, "disable_parallel_tool_use", json_true());
-    }
-    return tc;
-}
-
-/* The tool's parameters, or a schema of no parameters. */
-static json_t *input_schema(const json_t *parameters)
-{
-    return json_is_object(parameters) ? json_incref((json_t *)parameters)
-                                      : json_pack("{s:s, s:{}}", "type", "object", "properties");
-}
-
-static int emit_tools(const mr_conv_req_t *conv, json_t *root)
-{
-    json_t *out, *tc;
-
-    if (conv->n_tools == 0)
-        return 0;
-    if (!(out = mr__xlate_tools(conv, "input_schema", input_schema)))
-        return -1;
-    json_object_set_new(root, "tools", out);
-    if ((tc = tool_choice(conv)))
-        json_object_set_new(root, "tool_choice", tc);
-    return 0;
-}
-
-static int anthropic_emit(const mr_adapter_in_t *in, const mr_conv_req_t *conv, json_t **out,
-                          mr_error_t *err)
-{
-    json_t *root = json_object();
-    long long max_tokens = in->provider->default_max_tokens > 0 ? in->provider->default_max_tokens
-                                                                : ANTHROPIC_DEFAULT_MAX_TOKENS;
-
-    if (!root || json_object_set_new(root, "model", json_string(in->model)) < 0 ||
-        emit_messages(conv, root) < 0)
-        goto oom;
-    if (conv->max_output.state == MR_CONV_SET)
-        max_tokens = (long long)conv->max_output.v;
-    json_object_set_new(root, "max_tokens", json_integer(max_tokens));
-    /* OpenAI's range is 0..2, Anthropic's 0..1 */
-    if (conv->temperature.state == MR_CONV_SET) {
-        double d = conv->temperature.v;
-        json_object_set_new(root, "temperature", json_real(d < 0 ? 0 : d > 1 ? 1 : d));
-    }
-    if (conv->top_p.state == MR_CONV_SET)
-        json_object_set_new(root, "top_p", json_real(conv->top_p.v));
-    if (conv->n_stop) {
-        json_t *stop = json_array();
-        for (size_t i = 0; stop && i < conv->n_stop; i++)
-            json_array_append_new(stop, mr__xlate_str(conv->stop[i]));
-        json_object_set_new(root, "stop_sequences", stop);
-    }
-    if (in->stream)
-        json_object_set_new(root, "stream", json_true());
-    if (emit_tools(conv, root) < 0)
-        goto oom;
-    if (conv->user.p)
-        json_object_set_new(root, "metadata",
-                            json_pack("{s:o}", "user_id", mr__xlate_str(conv->user)));
-    *out = root;
-    return 0;
-oom:
-    json_decref(root);
-    return mr__xlate_oom(err);
+    return mr__xlate_unsupported(&caps, conv, ignored);
 }
 
 static int anthropic_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_error_t *err)
@@ -280,7 +52,7 @@ static int anthropic_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_
         return mr_error_bad(err, "unsupported_endpoint", NULL,
                             "provider %s (anthropic) serves only /v1/chat/completions, not /v1%s",
                             p->name, mr_endpoint_path(in->endpoint));
-    if (mr__xlate_body(&caps, anthropic_emit, in, &out->body, &out->body_len, err) < 0)
+    if (mr__xlate_body(&caps, mr__anthropic_emit, ignored, in, out, err) < 0)
         return -1;
     if (!(out->url = mr__xlate_url(p->base_url, "/messages")))
         goto oom;
@@ -301,7 +73,7 @@ oom:
 
 /* ------------------------------------------------------------ errors */
 
-static int anthropic_retryable(long status, const char *body, size_t len)
+int mr__anthropic_retryable(long status, const char *body, size_t len)
 {
     json_t *root;
     const char *type;
@@ -359,9 +131,11 @@ const mr_adapter_t mr_adapter_anthropic = {
     .stream_feed = mr__xlate_stream_feed,
     .stream_end = mr__xlate_stream_end,
     .stream_usage = mr__xlate_stream_usage,
+    .stream_content = mr__xlate_stream_content,
     .stream_free = mr__xlate_stream_free,
-    .retryable = anthropic_retryable,
+    .retryable = mr__anthropic_retryable,
     .translate_error = anthropic_translate_error,
+    .unsupported = anthropic_unsupported,
     .passthrough = 0,
     .uses_conv = 1,
 };

@@ -26,7 +26,7 @@ static mr_conv_finish_t finish_reason(const char *stop_reason)
 
 /* Anthropic's input_tokens excludes cached input; OpenAI's prompt_tokens
  * includes it. Cache reads and writes are kept apart as well. */
-static void read_usage(const json_t *u, mr_conv_usage_t *o)
+void mr__anthropic_usage(const json_t *u, mr_conv_usage_t *o)
 {
     long in = mr__xlate_count(u, "input_tokens"),
          cr = mr__xlate_count(u, "cache_read_input_tokens");
@@ -56,8 +56,9 @@ static int tool_use(mr_conv_arena_t *arena, const json_t *b, mr_conv_tool_call_t
     return c->id.p && c->args.p ? 0 : -1;
 }
 
-/* One content block -> a part; 0 when it carries nothing for the model. */
-static int block_part(mr_conv_arena_t *arena, const json_t *b, mr_conv_part_t *p)
+/* One content block -> a part; 0 when it carries nothing for the model.
+ * Thinking is signed by this target (kind anthropic, model). */
+static int block_part(mr_conv_arena_t *arena, const json_t *b, const char *model, mr_conv_part_t *p)
 {
     const char *type = json_string_value(json_object_get(b, "type"));
     const json_t *text = json_object_get(b, "text");
@@ -75,7 +76,8 @@ static int block_part(mr_conv_arena_t *arena, const json_t *b, mr_conv_part_t *p
         p->u.reasoning.text = mr_conv_str(json_object_get(b, "thinking"));
         p->u.reasoning.data = mr_conv_str(json_object_get(b, "data"));
         p->u.reasoning.signature = mr_conv_str(json_object_get(b, "signature"));
-        p->u.reasoning.origin_kind = (mr_conv_str_t){"anthropic", 9};
+        p->u.reasoning.origin.kind = (mr_conv_str_t){"anthropic", 9};
+        p->u.reasoning.origin.model = (mr_conv_str_t){model, model ? strlen(model) : 0};
     } else {
         return 0; /* server tool blocks: not representable */
     }
@@ -104,13 +106,13 @@ static int parse_answer(const mr_adapter_in_t *in, const json_t *root, const cha
     a->n_choices = 1;
     json_array_foreach(content, i, b)
     {
-        int rc = block_part(a->_arena, b, &ch->parts[ch->n_parts]);
+        int rc = block_part(a->_arena, b, in->model, &ch->parts[ch->n_parts]);
         if (rc < 0)
             return mr__xlate_oom(err);
         ch->n_parts += (size_t)rc;
     }
     ch->finish = finish_reason(json_string_value(json_object_get(root, "stop_reason")));
-    read_usage(json_object_get(root, "usage"), &a->usage);
+    mr__anthropic_usage(json_object_get(root, "usage"), &a->usage);
     mr__xlate_safe_id(json_string_value(jid), json_string_length(jid), "msg_", id, sizeof(id));
     mr__xlate_model(json_object_get(root, "model"), in->model, model, sizeof(model));
     a->id = mr_conv_copy(a->_arena, id, strlen(id));
@@ -132,6 +134,7 @@ typedef struct stream {
     int tool;      /* OpenAI tool_calls index of the open tool block */
     int tool_args; /* argument pieces sent for it */
     int n_tools;
+    int n_reasoning; /* reasoning blocks started: the open one is n_reasoning - 1 */
     mr_conv_finish_t finish;
     mr_conv_usage_t usage;
 } stream_t;
@@ -196,7 +199,7 @@ static int on_message_start(stream_t *x, const json_t *ev, const mr_conv_sink_t 
     mr__xlate_safe_id(json_string_value(jid), json_string_length(jid), "msg_", x->id,
                       sizeof(x->id));
     mr__xlate_model(json_object_get(m, "model"), x->fallback_model, x->model, sizeof(x->model));
-    read_usage(json_object_get(m, "usage"), &x->usage);
+    mr__anthropic_usage(json_object_get(m, "usage"), &x->usage);
     if (send_usage(x, sink) < 0)
         return -1;
     return mr__xlate_send(sink, (mr_conv_event_t){.kind = MR_CONV_EV_START,
@@ -232,6 +235,28 @@ static int on_tool_start(stream_t *x, const json_t *b, const mr_conv_sink_t *sin
     return 0;
 }
 
+/* A thinking block: its text and signature follow as deltas (a start that
+ * already carries some is sent too); a redacted one is whole at its start. */
+static int on_thinking_start(stream_t *x, const json_t *b, const char *type,
+                             const mr_conv_sink_t *sink)
+{
+    const json_t *text = json_object_get(b, "thinking"), *sig = json_object_get(b, "signature");
+    int i = x->n_reasoning++, rc = 0;
+
+    x->kind = BLOCK_THINKING;
+    if (type[0] == 'r') {
+        const json_t *data = json_object_get(b, "data");
+        if (!json_is_string(data))
+            return MR_XLATE_MALFORMED;
+        return send_text(sink, MR_CONV_EV_REASONING_DATA, i, mr_conv_str(data));
+    }
+    if (json_string_length(text))
+        rc = send_text(sink, MR_CONV_EV_REASONING, i, mr_conv_str(text));
+    if (rc == 0 && json_string_length(sig))
+        rc = send_text(sink, MR_CONV_EV_SIGNATURE, i, mr_conv_str(sig));
+    return rc;
+}
+
 static int on_block_start(stream_t *x, const json_t *ev, const mr_conv_sink_t *sink)
 {
     const json_t *idx = json_object_get(ev, "index");
@@ -251,7 +276,9 @@ static int on_block_start(stream_t *x, const json_t *ev, const mr_conv_sink_t *s
     }
     if (strcmp(type, "tool_use") == 0)
         return on_tool_start(x, b, sink);
-    x->kind = strcmp(type, "thinking") == 0 ? BLOCK_THINKING : BLOCK_OTHER;
+    if (strcmp(type, "thinking") == 0 || strcmp(type, "redacted_thinking") == 0)
+        return on_thinking_start(x, b, type, sink);
+    x->kind = BLOCK_OTHER;
     return 0;
 }
 
@@ -281,8 +308,8 @@ static int on_block_delta(stream_t *x, const json_t *ev, const mr_conv_sink_t *s
     v = json_object_get(d, strcmp(type, "thinking_delta") == 0 ? "thinking" : "signature");
     if (x->kind == BLOCK_THINKING && json_is_string(v) &&
         (strcmp(type, "thinking_delta") == 0 || strcmp(type, "signature_delta") == 0))
-        return send_text(sink, type[0] == 't' ? MR_CONV_EV_REASONING : MR_CONV_EV_SIGNATURE, 0,
-                         mr_conv_str(v));
+        return send_text(sink, type[0] == 't' ? MR_CONV_EV_REASONING : MR_CONV_EV_SIGNATURE,
+                         x->n_reasoning - 1, mr_conv_str(v));
     return 0; /* citations_delta ... */
 }
 
@@ -298,7 +325,7 @@ static int on_message_delta(stream_t *x, const json_t *ev, const mr_conv_sink_t 
         x->usage.completion = v;
     if (mr__xlate_count(u, "input_tokens") >= 0) {
         mr_conv_usage_t n = x->usage;
-        read_usage(u, &n);
+        mr__anthropic_usage(u, &n);
         x->usage.prompt = n.prompt;
         if (n.cached >= 0)
             x->usage.cached = n.cached;
@@ -369,10 +396,13 @@ static int stream_end(void *st, const mr_conv_sink_t *sink)
 {
     stream_t *x = st;
 
+    (void)sink;
     if (x->stopped)
         return 0;
-    /* message_delta came but message_stop did not: the answer is complete */
-    return x->started && x->finish ? finish(x, sink) : MR_XLATE_TRUNCATED;
+    /* without message_stop the message may have been cut anywhere (an
+     * upstream closing a Connection: close response early looks like an
+     * ordinary end to HTTP): never passed off as complete */
+    return MR_XLATE_TRUNCATED;
 }
 
 const mr_xlate_parser_t mr__anthropic_parser = {
@@ -382,5 +412,5 @@ const mr_xlate_parser_t mr__anthropic_parser = {
     .stream_event = stream_event,
     .stream_end = stream_end,
     .malformed = "a malformed Anthropic event stream",
-    .truncated = "ended the stream before the message was complete",
+    .truncated = "ended the stream before message_stop",
 };

@@ -17,7 +17,7 @@
  * docs/providers.md for the proposed provider key). */
 #define AZURE_API_VERSION "2024-10-21"
 
-static int azure_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_error_t *err)
+int mr__azure_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_error_t *err)
 {
     const mr_provider_t *p = in->provider;
     char deployment[512];
@@ -30,7 +30,7 @@ static int azure_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_erro
                             "provider %s (azure): the deployment name must be 1 to 170 bytes, "
                             "and not \".\" or \"..\"",
                             p->name);
-    if (mr_openai_body(in, 1, &out->body, &out->body_len, err) < 0)
+    if (mr__openai_request_body(in, out, err) < 0)
         return -1;
     out->url =
         mr__xlate_url(p->base_url, "/openai/deployments/%s%s?api-version=%s", deployment,
@@ -50,12 +50,13 @@ oom:
 
 const mr_adapter_t mr_adapter_azure = {
     .name = "azure",
-    .build = azure_build,
+    .build = mr__azure_build,
     .translate = mr__openai_translate,
     .stream_new = mr__openai_stream_new,
     .stream_feed = mr__openai_stream_feed,
     .stream_end = mr__openai_stream_end,
     .stream_usage = mr__openai_stream_usage,
+    .stream_content = mr__openai_stream_content,
     .stream_free = mr__openai_stream_free,
     .retryable = mr__openai_retryable,
     .translate_error = mr__openai_translate_error,

@@ -86,25 +86,33 @@ static long cand_index(const json_t *c, size_t pos)
                : (long)pos;
 }
 
-/* One Gemini part -> a model part; 0 when it carries nothing for the model. */
+/* One Gemini part -> model parts (at most 2, returned): a thought is
+ * reasoning; a text part's thought signature is an opaque reasoning part
+ * before its text; a function call keeps its signature. Signatures are this
+ * target's (kind gemini, `model`). */
 static int answer_part(mr_conv_arena_t *arena, const json_t *part, const char *stem, long index,
-                       long n_calls, mr_conv_part_t *p)
+                       long n_calls, mr_conv_str_t model, mr_conv_part_t *p)
 {
     const json_t *t = json_object_get(part, "text"), *fc = json_object_get(part, "functionCall");
     mr_conv_str_t sig = mr_conv_str(json_object_get(part, "thoughtSignature"));
+    mr_conv_origin_t origin = {{"gemini", 6}, model};
     char id[MR_XLATE_ID_MAX + 32], *a;
 
     if (json_is_true(json_object_get(part, "thought"))) {
         p->kind = MR_CONV_REASONING;
         p->u.reasoning.text = mr_conv_str(t);
         p->u.reasoning.signature = sig;
-        p->u.reasoning.origin_kind = (mr_conv_str_t){"gemini", 6};
+        p->u.reasoning.origin = origin;
         return 1;
     }
     if (json_is_string(t)) {
-        p->kind = MR_CONV_TEXT;
-        p->u.text = mr_conv_str(t);
-        return 1;
+        int n = 0;
+        if (sig.p)
+            p[n++] = (mr_conv_part_t){.kind = MR_CONV_REASONING,
+                                      .u.reasoning = {.data = sig, .origin = origin}};
+        p[n].kind = MR_CONV_TEXT;
+        p[n].u.text = mr_conv_str(t);
+        return n + 1;
     }
     if (!json_is_object(fc) || !json_is_string(json_object_get(fc, "name")))
         return 0;
@@ -117,25 +125,27 @@ static int answer_part(mr_conv_arena_t *arena, const json_t *part, const char *s
     p->u.call.name = mr_conv_str(json_object_get(fc, "name"));
     p->u.call.args = a ? mr_conv_copy(arena, a, strlen(a)) : (mr_conv_str_t){"{}", 2};
     p->u.call.signature = sig;
+    if (sig.p)
+        p->u.call.origin = origin;
     free(a);
     return p->u.call.id.p && p->u.call.args.p ? 1 : -1;
 }
 
 /* One candidate -> one choice. */
 static int choice_of(mr_conv_arena_t *arena, const json_t *cand, long index, const char *stem,
-                     mr_conv_choice_t *ch)
+                     mr_conv_str_t model, mr_conv_choice_t *ch)
 {
     const json_t *parts = json_object_get(json_object_get(cand, "content"), "parts"), *part;
     long n_calls = 0;
     size_t k;
 
     ch->index = index;
-    if (!(ch->parts = mr_conv_alloc(arena, json_array_size(parts) + 1, sizeof(*ch->parts))))
+    if (!(ch->parts = mr_conv_alloc(arena, 2 * json_array_size(parts) + 1, sizeof(*ch->parts))))
         return -1;
     json_array_foreach(parts, k, part)
     {
         mr_conv_part_t *p = &ch->parts[ch->n_parts];
-        int rc = answer_part(arena, part, stem, index, n_calls, p);
+        int rc = answer_part(arena, part, stem, index, n_calls, model, p);
         if (rc < 0)
             return -1;
         ch->n_parts += (size_t)rc;
@@ -151,6 +161,7 @@ static int parse_answer(const mr_adapter_in_t *in, const json_t *root, const cha
 {
     const json_t *cands = json_object_get(root, "candidates"), *c;
     char stem[MR_XLATE_ID_MAX + 16], model[MR_XLATE_ID_MAX + 16];
+    mr_conv_str_t target = {in->model, in->model ? strlen(in->model) : 0};
     size_t i;
 
     if (!json_is_object(root) || (cands && !json_is_array(cands)))
@@ -166,7 +177,8 @@ static int parse_answer(const mr_adapter_in_t *in, const json_t *root, const cha
     {
         if (!json_is_object(c))
             goto malformed;
-        if (choice_of(a->_arena, c, cand_index(c, i), stem, &a->choices[a->n_choices++]) < 0)
+        if (choice_of(a->_arena, c, cand_index(c, i), stem, target, &a->choices[a->n_choices++]) <
+            0)
             return mr__xlate_oom(err);
     }
     if (a->n_choices == 0) {
@@ -189,6 +201,9 @@ malformed:
 typedef struct cand_state {
     long index;
     int n_tools;
+    int n_reasoning; /* reasoning blocks started */
+    int in_thought;  /* the last part was a thought: the block goes on */
+    int finished;    /* a finishReason came */
     mr_conv_finish_t finish;
 } cand_state_t;
 
@@ -228,26 +243,63 @@ static cand_state_t *cand_get(stream_t *x, long index, const mr_conv_sink_t *sin
     return *rc ? NULL : &x->cand[x->n_cand++];
 }
 
+/* A thought part: its text (and signature) in the current reasoning block,
+ * a new one after anything else. */
+static int on_thought(cand_state_t *cs, const json_t *t, mr_conv_str_t sig,
+                      const mr_conv_sink_t *sink)
+{
+    int rc = 0;
+
+    if (!cs->in_thought)
+        cs->n_reasoning++;
+    cs->in_thought = 1;
+    if (json_string_length(t))
+        rc = mr__xlate_send(sink, (mr_conv_event_t){.kind = MR_CONV_EV_REASONING,
+                                                    .choice = cs->index,
+                                                    .index = cs->n_reasoning - 1,
+                                                    .text = mr_conv_str(t)});
+    if (rc == 0 && sig.p)
+        rc = mr__xlate_send(sink, (mr_conv_event_t){.kind = MR_CONV_EV_SIGNATURE,
+                                                    .choice = cs->index,
+                                                    .index = cs->n_reasoning - 1,
+                                                    .text = sig});
+    return rc;
+}
+
+/* A text part; its thought signature first, as an opaque reasoning block. */
+static int on_text(cand_state_t *cs, const json_t *t, mr_conv_str_t sig, const mr_conv_sink_t *sink)
+{
+    int rc = 0;
+
+    cs->in_thought = 0;
+    if (sig.p)
+        rc = mr__xlate_send(sink, (mr_conv_event_t){.kind = MR_CONV_EV_REASONING_DATA,
+                                                    .choice = cs->index,
+                                                    .index = cs->n_reasoning++,
+                                                    .text = sig});
+    if (rc == 0 && json_string_length(t) > 0)
+        rc = mr__xlate_send(sink, (mr_conv_event_t){.kind = MR_CONV_EV_TEXT,
+                                                    .choice = cs->index,
+                                                    .text = mr_conv_str(t)});
+    return rc;
+}
+
 /* One part of a streamed candidate -> its event(s). */
 static int on_part(stream_t *x, cand_state_t *cs, const json_t *part, const mr_conv_sink_t *sink)
 {
     const json_t *t = json_object_get(part, "text"), *fc = json_object_get(part, "functionCall");
     const json_t *args = json_object_get(fc, "args");
+    mr_conv_str_t sig = mr_conv_str(json_object_get(part, "thoughtSignature"));
     char id[MR_XLATE_ID_MAX + 32], *a;
     int rc;
 
     if (json_is_true(json_object_get(part, "thought")))
-        return json_string_length(t)
-                   ? mr__xlate_send(sink, (mr_conv_event_t){.kind = MR_CONV_EV_REASONING,
-                                                            .choice = cs->index,
-                                                            .text = mr_conv_str(t)})
-                   : 0;
-    if (json_is_string(t) && json_string_length(t) > 0)
-        return mr__xlate_send(sink, (mr_conv_event_t){.kind = MR_CONV_EV_TEXT,
-                                                      .choice = cs->index,
-                                                      .text = mr_conv_str(t)});
+        return on_thought(cs, t, sig, sink);
+    if (json_is_string(t))
+        return on_text(cs, t, sig, sink);
     if (!json_is_object(fc) || !json_is_string(json_object_get(fc, "name")))
         return 0;
+    cs->in_thought = 0;
     /* Gemini sends a call whole: one start with all its arguments */
     if (!(a = json_is_object(args) ? json_dumps(args, MR_CONV_JSON_FLAGS) : strdup("{}")))
         return -1;
@@ -257,7 +309,8 @@ static int on_part(stream_t *x, cand_state_t *cs, const json_t *part, const mr_c
                                                 .index = cs->n_tools++,
                                                 .id = {id, strlen(id)},
                                                 .name = mr_conv_str(json_object_get(fc, "name")),
-                                                .text = {a, strlen(a)}});
+                                                .text = {a, strlen(a)},
+                                                .signature = sig});
     free(a);
     return rc;
 }
@@ -278,8 +331,10 @@ static int on_candidate(stream_t *x, const json_t *c, size_t pos, const mr_conv_
         if ((rc = on_part(x, cs, part, sink)) != 0)
             return rc;
     }
-    if (json_is_string(fr))
+    if (json_is_string(fr)) {
         cs->finish = finish_reason(json_string_value(fr));
+        cs->finished = 1;
+    }
     return 0;
 }
 
@@ -337,15 +392,19 @@ static int stream_event(void *st, const char *event, const char *data, size_t le
     return rc;
 }
 
-/* Gemini has no end-of-message event: the choices finish, and the answer
- * ends, when the upstream closes the stream. */
+/* Gemini has no end-of-message event: the answer ends when the upstream
+ * closes the stream — complete only if every candidate got its
+ * finishReason (or the prompt was blocked); else it was cut short. */
 static int stream_end(void *st, const mr_conv_sink_t *sink)
 {
     stream_t *x = st;
     int rc;
 
-    if (!x->seen)
+    if (!x->seen || (x->n_cand == 0 && !x->blocked))
         return MR_XLATE_TRUNCATED;
+    for (int i = 0; i < x->n_cand; i++)
+        if (!x->cand[i].finished)
+            return MR_XLATE_TRUNCATED;
     if (x->n_cand == 0) {
         cand_state_t *cs = cand_get(x, 0, sink, &rc);
         if (!cs)
@@ -370,5 +429,5 @@ const mr_xlate_parser_t mr__gemini_parser = {
     .stream_event = stream_event,
     .stream_end = stream_end,
     .malformed = "a malformed Gemini event stream",
-    .truncated = "ended the stream without an answer",
+    .truncated = "ended the stream before its final finishReason",
 };

@@ -144,6 +144,7 @@ static int translate(const mr_adapter_in_t *in, const json_t *root, mr_buf_t *ou
         json_array_append_new(data, json_pack("{s:s, s:I, s:o}", "object", "embedding", "index",
                                               (json_int_t)i, "embedding", emb));
     }
+    *usage = MR_USAGE_UNKNOWN;
     usage->prompt_tokens = prompt;
     usage->completion_tokens = 0;
     res = json_pack("{s:s, s:o, s:s, s:{s:I, s:I}}", "object", "list", "data", data, "model",
@@ -174,7 +175,7 @@ int mr__gemini_embeddings(const mr_adapter_in_t *in, const char *body, size_t le
     json_t *root = json_loadb(body, len, JSON_ALLOW_NUL, NULL);
     int rc;
 
-    usage->prompt_tokens = usage->completion_tokens = -1;
+    *usage = MR_USAGE_UNKNOWN;
     if (!json_is_object(root)) {
         json_decref(root);
         mr_error_set(err, 502, "api_error", "upstream_malformed", NULL,

@@ -7,21 +7,30 @@
 #include "meridian/adapter.h"
 #include "meridian/health.h"
 #include "meridian/json_span.h"
+#include "meridian/sse.h"
 #include "openai.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define EVENT_MAX (1024 * 1024) /* one SSE event; providers send a few KiB */
 
-static const char *const endpoint_paths[MR_EP_COUNT] = {"/chat/completions", "/completions",
-                                                        "/embeddings"};
+static const char *const endpoint_paths[MR_EP_COUNT] = {
+    "/chat/completions", "/completions",           "/embeddings",
+    "/messages",         "/messages/count_tokens", "/responses"};
+
+static const char *const endpoint_names[MR_EP_COUNT] = {"chat",     "completions",  "embeddings",
+                                                        "messages", "count_tokens", "responses"};
 
 const char *mr_endpoint_path(mr_endpoint_t ep)
 {
     return ep < MR_EP_COUNT ? endpoint_paths[ep] : "";
+}
+
+const char *mr_endpoint_name(mr_endpoint_t ep)
+{
+    return ep < MR_EP_COUNT ? endpoint_names[ep] : "none";
 }
 
 struct curl_slist *mr_adapter_header(struct curl_slist *list, const char *name, const char *value)
@@ -195,14 +204,14 @@ done:
     return rc;
 }
 
-static int openai_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_error_t *err)
+int mr__openai_build(const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_error_t *err)
 {
     const mr_provider_t *p = in->provider;
     size_t blen = strlen(p->base_url), plen = strlen(mr_endpoint_path(in->endpoint));
     struct curl_slist *h;
 
     memset(out, 0, sizeof(*out));
-    if (mr_openai_body(in, 1, &out->body, &out->body_len, err) < 0)
+    if (mr__openai_request_body(in, out, err) < 0)
         return -1;
     out->url = malloc(blen + plen + 1);
     if (!out->url)
@@ -220,32 +229,41 @@ oom:
     return -1;
 }
 
-/* Reads prompt/completion tokens from a usage object. */
-static void usage_from(const json_t *u, mr_usage_t *usage)
+/* A count member of obj, -1 when absent or not a non-negative integer. */
+static long count(const json_t *obj, const char *key)
 {
-    const json_t *pt = json_object_get(u, "prompt_tokens");
-    const json_t *ct = json_object_get(u, "completion_tokens");
-    if (json_is_integer(pt))
-        usage->prompt_tokens = (long)json_integer_value(pt);
-    if (json_is_integer(ct))
-        usage->completion_tokens = (long)json_integer_value(ct);
+    const json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) && json_integer_value(v) >= 0 ? (long)json_integer_value(v) : -1;
 }
 
-/* A non-negative integer member of a valid JSON object text, -1 when it is
- * absent or not one (as json_is_integer would say: 5.0 is not). */
-static long count_member(const char *obj, size_t len, const char *key)
+/* The first of two count members that is there. */
+static long count2(const json_t *obj, const char *a, const char *b)
 {
-    mr_json_span_t sp;
-    char num[24], *end;
+    long v = count(obj, a);
+    return v >= 0 ? v : count(obj, b);
+}
 
-    if (mr_json_find_member(obj, len, key, &sp) != 0 || sp.value_len == 0 ||
-        sp.value_len >= sizeof(num))
-        return -1;
-    memcpy(num, obj + sp.value_off, sp.value_len);
-    num[sp.value_len] = '\0';
-    errno = 0;
-    long v = strtol(num, &end, 10);
-    return *end == '\0' && errno == 0 && v >= 0 ? v : -1;
+/* The counts of an OpenAI usage object, with the extensions compatible
+ * servers use for cache reads (DeepSeek's prompt_cache_hit_tokens) and
+ * writes (OpenRouter's cache_write_tokens). Absent counts stay as they were. */
+static void usage_from(const json_t *u, mr_usage_t *usage)
+{
+    const json_t *pd = json_object_get(u, "prompt_tokens_details");
+    const json_t *cd = json_object_get(u, "completion_tokens_details");
+    long v;
+
+    if (!json_is_object(u))
+        return;
+    if ((v = count(u, "prompt_tokens")) >= 0)
+        usage->prompt_tokens = v;
+    if ((v = count(u, "completion_tokens")) >= 0)
+        usage->completion_tokens = v;
+    if ((v = count(pd, "cached_tokens")) >= 0 || (v = count(u, "prompt_cache_hit_tokens")) >= 0)
+        usage->cached_tokens = v;
+    if ((v = count2(pd, "cache_write_tokens", "cache_creation_tokens")) >= 0)
+        usage->cache_write_tokens = v;
+    if ((v = count(cd, "reasoning_tokens")) >= 0)
+        usage->reasoning_tokens = v;
 }
 
 int mr__openai_translate(const mr_adapter_in_t *in, const char *body, size_t len, mr_buf_t *out,
@@ -255,13 +273,13 @@ int mr__openai_translate(const mr_adapter_in_t *in, const char *body, size_t len
 
     (void)in;
     (void)err;
-    usage->prompt_tokens = usage->completion_tokens = -1;
-    /* Only the usage counts are read, in place (the body was validated and
-     * is forwarded as is): no parse, no allocation on the hot path. */
+    *usage = MR_USAGE_UNKNOWN;
+    /* Only the usage object is parsed (the body was validated and is
+     * forwarded as is): a few hundred bytes, never the whole answer. */
     if (mr_json_find_member(body, len, "usage", &sp) == 0) {
-        usage->prompt_tokens = count_member(body + sp.value_off, sp.value_len, "prompt_tokens");
-        usage->completion_tokens =
-            count_member(body + sp.value_off, sp.value_len, "completion_tokens");
+        json_t *u = json_loadb(body + sp.value_off, sp.value_len, 0, NULL);
+        usage_from(u, usage);
+        json_decref(u);
     }
     if (out && mr_buf_append(out, body, len) < 0) {
         mr_error_set(err, 502, "api_error", "upstream_too_large", NULL,
@@ -274,6 +292,9 @@ int mr__openai_translate(const mr_adapter_in_t *in, const char *body, size_t len
 struct mr_stream_xlate {
     mr_buf_t ev;    /* an event still missing its terminating blank line */
     int drop_usage; /* the gateway asked for usage, the client did not */
+    int done;       /* data: [DONE] came: the stream is complete */
+    int content;    /* an event carrying content came (the commit point) */
+    const char *provider;
     mr_usage_t usage;
 };
 
@@ -284,23 +305,9 @@ mr_stream_xlate_t *mr__openai_stream_new(const mr_adapter_in_t *in)
         return NULL;
     mr_buf_init(&x->ev, EVENT_MAX);
     x->drop_usage = !in->client_wants_usage;
-    x->usage.prompt_tokens = x->usage.completion_tokens = -1;
+    x->usage = MR_USAGE_UNKNOWN;
+    x->provider = in->provider ? in->provider->name : "?";
     return x;
-}
-
-/* End of the first event in p[0, n): the offset just past its blank line,
- * or 0 when the event is not complete yet. */
-static size_t event_end(const char *p, size_t n)
-{
-    for (size_t i = 0; i + 1 < n; i++) {
-        if (p[i] != '\n')
-            continue;
-        if (p[i + 1] == '\n')
-            return i + 2;
-        if (p[i + 1] == '\r' && i + 2 < n && p[i + 2] == '\n')
-            return i + 3;
-    }
-    return 0;
 }
 
 /* Whether the event carries a usage object ("usage": { ...), cheaply. */
@@ -328,8 +335,73 @@ static int is_error_event(const char *p, size_t n)
     return (size_t)(end - s) >= 8 && memcmp(s, "{\"error\"", 8) == 0;
 }
 
+/* The value of the event's first data line, or NULL. */
+static const char *data_of(const char *p, size_t n, size_t *len)
+{
+    const char *d = n >= 5 && !memcmp(p, "data:", 5) ? p : memmem(p, n, "\ndata:", 6);
+    const char *s, *end = p + n, *eol;
+
+    if (!d)
+        return NULL;
+    s = d + (d == p ? 5 : 6);
+    if (s < end && *s == ' ')
+        s++;
+    eol = memchr(s, '\n', (size_t)(end - s));
+    *len = (size_t)((eol ? eol : end) - s);
+    if (*len && s[*len - 1] == '\r')
+        (*len)--;
+    return s;
+}
+
+/* A non-empty string member, or a non-empty array. */
+static int has_some(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    return json_string_length(v) > 0 || json_array_size(v) > 0;
+}
+
+/* Whether a chunk carries content: text, reasoning, a refusal, a tool call
+ * (chat) or text (legacy completions). A role-only first chunk does not. */
+static int chunk_has_content(const json_t *chunk)
+{
+    const json_t *c;
+    size_t i;
+
+    json_array_foreach(json_object_get(chunk, "choices"), i, c)
+    {
+        const json_t *d = json_object_get(c, "delta");
+        if (has_some(d, "content") || has_some(d, "reasoning_content") ||
+            has_some(d, "reasoning") || has_some(d, "refusal") || has_some(d, "tool_calls") ||
+            has_some(d, "reasoning_details") || has_some(c, "text"))
+            return 1;
+    }
+    return 0;
+}
+
+/* What the gateway learns from an event on its way: the end of the stream,
+ * and until content came, whether this one carries some. */
+static void inspect(mr_stream_xlate_t *x, const char *p, size_t n)
+{
+    size_t len;
+    const char *d = data_of(p, n, &len);
+
+    if (!d)
+        return;
+    if (len == 6 && !memcmp(d, "[DONE]", 6)) {
+        x->done = 1;
+        return;
+    }
+    if (!x->content) {
+        /* data the gateway cannot read is not held back either */
+        json_t *chunk = json_loadb(d, len, 0, NULL);
+        x->content = !chunk || chunk_has_content(chunk);
+        json_decref(chunk);
+    }
+}
+
 static int emit_event(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *out)
 {
+    inspect(x, p, n);
     if (is_error_event(p, n)) {
         /* forwarded as is, and the stream ends here (or, when nothing has
          * reached the client yet, the gateway fails over) */
@@ -361,7 +433,7 @@ int mr__openai_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf
 
     if (mr_buf_len(&x->ev) == 0) {
         /* common case: whole events in this chunk, no copy into ev */
-        while (n && (end = event_end(p, n)) > 0) {
+        while (n && (end = mr_sse_event_end(p, n)) > 0) {
             if (emit_event(x, p, end, out) < 0)
                 return -1;
             p += end;
@@ -373,7 +445,7 @@ int mr__openai_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf
     }
     if (mr_buf_append(&x->ev, p, n) < 0)
         goto too_big;
-    while ((end = event_end(mr_buf_ptr(&x->ev), mr_buf_len(&x->ev))) > 0) {
+    while ((end = mr_sse_event_end(mr_buf_ptr(&x->ev), mr_buf_len(&x->ev))) > 0) {
         char tmp[256];
         /* copy out piecewise: ev is consumed as it is emitted */
         if (usage_object(mr_buf_ptr(&x->ev), end) || is_error_event(mr_buf_ptr(&x->ev), end)) {
@@ -383,6 +455,7 @@ int mr__openai_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf
                 return -1;
         } else {
             size_t left = end;
+            inspect(x, mr_buf_ptr(&x->ev), end);
             while (left) {
                 size_t k = mr_buf_read(&x->ev, tmp, left < sizeof(tmp) ? left : sizeof(tmp));
                 if (mr_buf_append_force(out, tmp, k) < 0)
@@ -394,11 +467,9 @@ int mr__openai_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf
             mr_buf_reset(&x->ev);
     }
     return 0;
-too_big:;
-    static const char e[] =
-        "data: {\"error\":{\"message\":\"upstream sent an event larger than 1 MiB\","
-        "\"type\":\"api_error\",\"param\":null,\"code\":\"upstream_stream_error\"}}\n\n";
-    mr_buf_append_force(out, e, sizeof(e) - 1);
+too_big:
+    mr_adapter_stream_error(out, "provider %s sent an event larger than %d bytes", x->provider,
+                            EVENT_MAX);
     return -1;
 }
 
@@ -408,7 +479,19 @@ int mr__openai_stream_end(mr_stream_xlate_t *x, mr_buf_t *out)
     if (mr_buf_len(&x->ev))
         rc = emit_event(x, mr_buf_ptr(&x->ev), mr_buf_len(&x->ev), out);
     mr_buf_reset(&x->ev);
+    if (rc == 0 && !x->done) {
+        /* HTTP cannot tell an early close of a Connection: close response
+         * from its end: without [DONE] the answer may be cut anywhere */
+        mr_adapter_stream_error(out, "provider %s ended the stream before data: [DONE]",
+                                x->provider);
+        return MR_ADAPTER_TRUNCATED;
+    }
     return rc;
+}
+
+int mr__openai_stream_content(const mr_stream_xlate_t *x)
+{
+    return x->content;
 }
 
 void mr__openai_stream_usage(const mr_stream_xlate_t *x, mr_usage_t *usage)
@@ -457,12 +540,13 @@ void mr__openai_translate_error(const mr_provider_t *p, long status, const char 
 
 const mr_adapter_t mr_adapter_openai = {
     .name = "openai",
-    .build = openai_build,
+    .build = mr__openai_build,
     .translate = mr__openai_translate,
     .stream_new = mr__openai_stream_new,
     .stream_feed = mr__openai_stream_feed,
     .stream_end = mr__openai_stream_end,
     .stream_usage = mr__openai_stream_usage,
+    .stream_content = mr__openai_stream_content,
     .stream_free = mr__openai_stream_free,
     .retryable = mr__openai_retryable,
     .translate_error = mr__openai_translate_error,

@@ -1,11 +1,13 @@
 #include "xlate.h"
 
 #include "meridian/chat_parse.h"
-#include "meridian/chat_write.h"
+#include "meridian/glob.h"
+#include "meridian/inbound.h"
 #include "meridian/sse.h"
 
 #include <ctype.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +110,11 @@ int mr__xlate_get_int(const json_t *obj, const char *key, long long lo, long lon
                             hi);
     *out = (long long)d;
     return 1;
+}
+
+void mr__xlate_usage(const mr_conv_usage_t *u, mr_usage_t *out)
+{
+    *out = (mr_usage_t){u->prompt, u->completion, u->cached, u->cache_write, u->reasoning};
 }
 
 long mr__xlate_count(const json_t *obj, const char *key)
@@ -252,9 +259,7 @@ json_t *mr__xlate_str(mr_conv_str_t s)
     return json_stringn(s.p ? s.p : "", s.n);
 }
 
-/* The text of every system and developer turn, in order, joined by a blank
- * line (empty ones skipped). */
-static int system_text(const mr_conv_req_t *conv, mr_buf_t *out)
+int mr__xlate_system_text(const mr_conv_req_t *conv, mr_buf_t *out)
 {
     for (size_t i = 0; i < conv->n_turns; i++) {
         const mr_conv_turn_t *t = &conv->turns[i];
@@ -290,7 +295,15 @@ static int push_turn(json_t *turns, const char *role, const char *key, json_t *i
     return json_array_append_new(turns, json_pack("{s:s, s:o}", "role", role, key, items));
 }
 
-json_t *mr__xlate_turns(const mr_conv_req_t *conv, const mr_xlate_turns_t *d, mr_buf_t *system)
+int mr__xlate_origin_ok(mr_xlate_emit_t *e, const mr_conv_origin_t *o)
+{
+    if (mr_conv_origin_ok(o, e->kind, e->in->model))
+        return 1;
+    e->dropped++;
+    return 0;
+}
+
+json_t *mr__xlate_turns(mr_xlate_emit_t *e, const mr_conv_req_t *conv, const mr_xlate_turns_t *d)
 {
     json_t *turns = json_array();
     int rc = turns ? 0 : -1;
@@ -302,19 +315,17 @@ json_t *mr__xlate_turns(const mr_conv_req_t *conv, const mr_xlate_turns_t *d, mr
         if (!items)
             rc = -1;
         else if (t->role == MR_CONV_ROLE_USER)
-            rc = d->user(t->parts, t->n_parts, items);
+            rc = d->user(e, t, items);
         else if (t->role == MR_CONV_ROLE_ASSISTANT)
-            rc = d->assistant_items(t, items);
+            rc = d->assistant_items(e, t, items);
         else if (t->role == MR_CONV_ROLE_TOOL)
-            rc = d->result(&t->parts[0].u.result, items);
+            rc = d->result(e, t, items);
         /* system turns: joined below; other roles were refused by the check */
         if (rc == 0)
             rc = push_turn(turns, role, d->key, items);
         else
             json_decref(items);
     }
-    if (rc == 0)
-        rc = system_text(conv, system);
     if (rc < 0) {
         json_decref(turns);
         return NULL;
@@ -342,31 +353,167 @@ json_t *mr__xlate_tools(const mr_conv_req_t *conv, const char *schema_key,
     return out;
 }
 
-int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const mr_adapter_in_t *in,
-                   char **body, size_t *len, mr_error_t *err)
+/* The client dialect of an adapter's input (OpenAI chat when unset). */
+static const mr_inbound_t *client_of(const mr_adapter_in_t *in)
+{
+    return in && in->client ? in->client : &mr_inbound_chat;
+}
+
+int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const char *const *leaves_out,
+                   const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_error_t *err)
 {
     mr_conv_req_t *own = NULL;
     const mr_conv_req_t *conv = in->conv;
+    mr_xlate_emit_t e = {.in = in, .kind = caps->name};
     json_t *root = NULL;
     int rc = -1;
 
-    *body = NULL;
-    if (!conv && mr_chat_parse(in->json, &own, err) < 0)
+    out->body = NULL;
+    if (!conv && client_of(in)->parse(in->json, &own, err) < 0)
         return -1;
     if (!conv)
         conv = own;
-    if (mr_conv_check(conv, caps, err) < 0 || emit(in, conv, &root, err) < 0)
+    if (mr_conv_check(conv, caps, err) < 0 || emit(&e, conv, &root, err) < 0)
         goto done;
-    if (!(*body = json_dumps(root, MR_CONV_JSON_FLAGS))) {
+    if (!(out->body = json_dumps(root, MR_CONV_JSON_FLAGS))) {
         mr__xlate_oom(err);
         goto done;
     }
-    *len = strlen(*body);
+    out->body_len = strlen(out->body);
+    out->signatures_dropped = e.dropped;
+    if (!own) /* the request's model outlives the attempt's record */
+        mr__xlate_record_dropped(conv, leaves_out, out);
+    mr__xlate_flags(in, NULL, 0, out); /* a translated target takes none */
     rc = 0;
 done:
     json_decref(root);
     mr_conv_req_free(own);
     return rc;
+}
+
+/* Appends `flag` (n bytes) to a comma-separated list of cap bytes; false
+ * when it does not fit. */
+static bool list_add(char *list, size_t cap, const char *flag, size_t n)
+{
+    size_t len = strlen(list), sep = len > 0;
+
+    if (len + sep + n + 1 > cap)
+        return false;
+    if (sep)
+        list[len++] = ',';
+    memcpy(list + len, flag, n);
+    list[len + n] = '\0';
+    return true;
+}
+
+/* A flag the provider's allow-list names; only plain names ever go into
+ * the upstream's header. */
+static bool flag_accepted(const mr_provider_t *p, const char *flag)
+{
+    for (const char *c = flag; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_' && *c != '.')
+            return false;
+    for (size_t i = 0; p && i < p->n_anthropic_beta; i++)
+        if (mr_glob_match(p->anthropic_beta[i], flag))
+            return true;
+    return false;
+}
+
+void mr__xlate_flags(const mr_adapter_in_t *in, char *kept, size_t cap, mr_adapter_req_t *out)
+{
+    const char *name = in->client ? in->client->flags_header : NULL;
+    const char *v =
+        name && in->client_header ? in->client_header(in->client_header_ud, name) : NULL;
+    char flag[MR_XLATE_FLAG_MAX + 1];
+
+    if (kept)
+        kept[0] = '\0';
+    out->betas_dropped[0] = '\0';
+    while (v && *v) {
+        size_t n, t;
+        bool cut;
+        v += strspn(v, " \t,");
+        n = t = strcspn(v, ",");
+        while (t && (v[t - 1] == ' ' || v[t - 1] == '\t'))
+            t--;
+        cut = t > MR_XLATE_FLAG_MAX;
+        if (cut)
+            t = MR_XLATE_FLAG_MAX; /* recorded cut, never sent */
+        memcpy(flag, v, t);
+        flag[t] = '\0';
+        v += n;
+        if (t == 0)
+            continue;
+        if (cut || !kept || !flag_accepted(in->provider, flag) || !list_add(kept, cap, flag, t))
+            list_add(out->betas_dropped, sizeof(out->betas_dropped), flag, t);
+    }
+}
+
+/* Whether a turn, part or tool of the request carries a cache marker. */
+static int any_cache_marker(const mr_conv_req_t *r)
+{
+    int found = r->cache.type.p != NULL;
+
+    for (size_t i = 0; !found && i < r->n_turns; i++)
+        for (size_t k = 0; !found && k < r->turns[i].n_parts; k++)
+            found = r->turns[i].parts[k].cache.type.p != NULL;
+    for (size_t i = 0; !found && i < r->n_tools; i++)
+        found = r->tools[i].cache.type.p != NULL;
+    return found;
+}
+
+/* Whether the request uses the model member `name`. */
+static int uses(const mr_conv_req_t *r, const char *name)
+{
+    const mr_conv_num_t *nums[] = {&r->presence_penalty, &r->frequency_penalty, &r->seed,
+                                   &r->top_logprobs};
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++)
+        if (!strcmp(name, nums[i]->param ? nums[i]->param : ""))
+            return nums[i]->state != MR_CONV_UNSET;
+    if (!strcmp(name, "metadata"))
+        return r->metadata && !json_is_null(r->metadata);
+    if (!strcmp(name, "user"))
+        return r->user.p != NULL;
+    if (!strcmp(name, "parallel_tool_calls"))
+        return r->parallel_tool_calls >= 0;
+    if (!strcmp(name, "prompt_cache_key"))
+        return r->prompt_cache_key.p != NULL;
+    if (!strcmp(name, "cached_content"))
+        return r->cached_content.p != NULL;
+    if (!strcmp(name, "top_k"))
+        return r->top_k.state != MR_CONV_UNSET;
+    if (!strcmp(name, "thinking"))
+        return r->thinking_type.p != NULL;
+    if (!strcmp(name, "cache_control"))
+        return any_cache_marker(r);
+    return 0;
+}
+
+void mr__xlate_record_dropped(const mr_conv_req_t *conv, const char *const *leaves_out,
+                              mr_adapter_req_t *out)
+{
+    for (size_t i = 0; i < conv->n_dropped; i++)
+        if (!mr_conv_eq(conv->dropped[i], "provider") && !mr_conv_eq(conv->dropped[i], "models"))
+            mr_adapter_drop(out, conv->dropped[i].p);
+    for (; leaves_out && *leaves_out; leaves_out++)
+        if (uses(conv, *leaves_out))
+            mr_adapter_drop(out, *leaves_out);
+}
+
+const char *mr__xlate_unsupported(const mr_conv_caps_t *caps, const mr_conv_req_t *conv,
+                                  const char *const *ignored)
+{
+    mr_error_t err;
+
+    if (mr_conv_check(conv, caps, &err) < 0)
+        return err.param ? err.param : conv->turns_param;
+    for (size_t i = 0; i < conv->n_dropped; i++)
+        if (!mr_conv_eq(conv->dropped[i], "provider") && !mr_conv_eq(conv->dropped[i], "models"))
+            return conv->dropped[i].p; /* the gateway's own members are no parameters */
+    for (; *ignored; ignored++)
+        if (uses(conv, *ignored))
+            return *ignored;
+    return NULL;
 }
 
 /* ------------------------------------------------------------ answers */
@@ -378,7 +525,7 @@ int mr__xlate_translate(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in, 
     mr_conv_answer_t a;
     int rc = -1;
 
-    usage->prompt_tokens = usage->completion_tokens = -1;
+    *usage = MR_USAGE_UNKNOWN;
     if (mr_conv_answer_init(&a, root) < 0) {
         json_decref(root);
         return mr__xlate_oom(err);
@@ -391,13 +538,9 @@ int mr__xlate_translate(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in, 
                          in->provider->name, MR_CONV_MAX_BYTES >> 20);
         goto done;
     }
-    usage->prompt_tokens = a.usage.prompt;
-    usage->completion_tokens = a.usage.completion;
-    if (out && mr_chat_write_answer(&a, mr__xlate_created(in), out) < 0) {
-        mr_error_set(err, 502, "api_error", "upstream_too_large", NULL,
-                     "provider %s: translated answer too large", in->provider->name);
+    mr__xlate_usage(&a.usage, usage);
+    if (out && client_of(in)->write_answer(&a, mr__xlate_created(in), in->client_ctx, out, err) < 0)
         goto done;
-    }
     rc = 0;
 done:
     mr_conv_answer_free(&a);
@@ -408,12 +551,14 @@ done:
 
 struct mr_stream_xlate {
     const mr_xlate_parser_t *ps;
+    const mr_inbound_t *client;
     mr_sse_t sse;
-    mr_chat_writer_t w;
     mr_conv_sink_t sink;
+    void *writer; /* the client dialect's, after the parser's state */
     const char *provider;
+    void *client_ctx;
     int failed, ended;
-    max_align_t state[]; /* the dialect parser's */
+    max_align_t state[]; /* the dialect parser's, then the writer's */
 };
 
 int mr__xlate_send(const mr_conv_sink_t *sink, mr_conv_event_t ev)
@@ -421,49 +566,81 @@ int mr__xlate_send(const mr_conv_sink_t *sink, mr_conv_event_t ev)
     return sink->event(sink->ctx, &ev);
 }
 
+static size_t aligned(size_t n)
+{
+    return (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+}
+
 mr_stream_xlate_t *mr__xlate_stream_new(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in)
 {
-    mr_stream_xlate_t *x = calloc(1, sizeof(*x) + ps->stream_size);
+    const mr_inbound_t *client = client_of(in);
+    mr_stream_xlate_t *x =
+        calloc(1, sizeof(*x) + aligned(ps->stream_size) + aligned(client->writer_size));
+    mr_inbound_stream_opts_t o = {
+        .created = mr__xlate_created(in),
+        .wants_usage = in->client_wants_usage,
+        /* message_start's input before the upstream reports it */
+        .input_estimate = in->body_len ? (long)((in->body_len + 3) / 4) : -1,
+        .client_ctx = in->client_ctx,
+    };
 
     if (!x)
         return NULL;
     x->ps = ps;
+    x->client = client;
+    x->writer = (char *)x->state + aligned(ps->stream_size);
     mr_sse_init(&x->sse, MR_XLATE_LINE_MAX, MR_XLATE_EVENT_MAX);
-    mr_chat_writer_init(&x->w, mr__xlate_created(in), in->client_wants_usage);
-    x->sink = (mr_conv_sink_t){mr_chat_write_event, &x->w};
+    if (in->provider) {
+        o.origin_kind = mr_provider_kind_name(in->provider->kind);
+        o.origin_model = in->model;
+    }
+    client->writer_init(x->writer, &o);
+    x->sink = (mr_conv_sink_t){client->writer_event, x->writer};
     x->provider = in->provider ? in->provider->name : "?";
+    x->client_ctx = in->client_ctx;
     ps->stream_init(x->state, in);
     return x;
 }
 
+/* One upstream event through the parser into the writer; the writer may
+ * end the stream itself (an event sequence its dialect cannot carry). */
 static int on_sse(void *ctx, const char *event, const char *data, size_t len)
 {
     mr_stream_xlate_t *x = ctx;
-    return x->ps->stream_event(x->state, event, data, len, &x->sink);
+    int rc = x->ps->stream_event(x->state, event, data, len, &x->sink);
+
+    if (rc == 0 && x->client->writer_flush(x->writer) < 0)
+        rc = -1;
+    if (rc == 0 && x->client->writer_failed(x->writer))
+        rc = MR_XLATE_UPSTREAM_ERROR;
+    return rc;
 }
 
 /* Turns a failure into the one error event the client sees. */
 static int fail(mr_stream_xlate_t *x, int rc, mr_buf_t *out)
 {
+    char msg[MR_ERROR_MESSAGE_MAX];
+
     if (x->failed)
         return -1;
     x->failed = 1;
     if (rc == MR_XLATE_UPSTREAM_ERROR)
-        return -1; /* the parser sent it */
+        return -1; /* the parser (or the writer) sent it */
     if (rc == MR_SSE_TOO_LONG)
-        mr_chat_write_error(out, "api_error", "upstream_stream_error",
-                            "provider %s sent an event larger than %d bytes", x->provider,
-                            MR_XLATE_EVENT_MAX);
+        snprintf(msg, sizeof(msg), "provider %s sent an event larger than %d bytes", x->provider,
+                 MR_XLATE_EVENT_MAX);
     else if (rc == MR_XLATE_TRUNCATED)
-        mr_chat_write_error(out, "api_error", "upstream_stream_error", "provider %s %s",
-                            x->provider, x->ps->truncated);
+        snprintf(msg, sizeof(msg), "provider %s %s", x->provider, x->ps->truncated);
     else if (rc == MR_XLATE_MALFORMED)
-        mr_chat_write_error(out, "api_error", "upstream_stream_error", "provider %s sent %s",
-                            x->provider, x->ps->malformed);
+        snprintf(msg, sizeof(msg), "provider %s sent %s", x->provider, x->ps->malformed);
     else
-        mr_chat_write_error(out, "api_error", "upstream_stream_error",
-                            "provider %s: out of memory translating the stream", x->provider);
-    return -1;
+        snprintf(msg, sizeof(msg), "provider %s: out of memory translating the stream",
+                 x->provider);
+    if (x->client->stream_fail && x->client_ctx)
+        x->client->stream_fail(x->client_ctx, out, msg);
+    else
+        x->client->stream_error(out, "api_error", "upstream_stream_error", msg);
+    return rc == MR_XLATE_TRUNCATED ? MR_ADAPTER_TRUNCATED : -1;
 }
 
 int mr__xlate_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *out)
@@ -472,9 +649,9 @@ int mr__xlate_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_
 
     if (x->failed || x->ended)
         return x->failed ? -1 : 0;
-    x->w.out = out;
+    x->client->writer_set_out(x->writer, out);
     rc = mr_sse_feed(&x->sse, p, n, on_sse, x);
-    x->w.out = NULL;
+    x->client->writer_set_out(x->writer, NULL);
     return rc ? fail(x, rc, out) : 0;
 }
 
@@ -484,19 +661,26 @@ int mr__xlate_stream_end(mr_stream_xlate_t *x, mr_buf_t *out)
 
     if (x->failed || x->ended)
         return x->failed ? -1 : 0;
-    x->w.out = out;
+    x->client->writer_set_out(x->writer, out);
     rc = mr_sse_finish(&x->sse, on_sse, x);
     if (rc == 0)
         rc = x->ps->stream_end(x->state, &x->sink);
-    x->w.out = NULL;
+    x->client->writer_set_out(x->writer, NULL);
     x->ended = rc == 0;
     return rc ? fail(x, rc, out) : 0;
 }
 
 void mr__xlate_stream_usage(const mr_stream_xlate_t *x, mr_usage_t *usage)
 {
-    usage->prompt_tokens = x->w.usage.prompt;
-    usage->completion_tokens = x->w.usage.completion;
+    mr_conv_usage_t u;
+
+    x->client->writer_usage(x->writer, &u);
+    mr__xlate_usage(&u, usage);
+}
+
+int mr__xlate_stream_content(const mr_stream_xlate_t *x)
+{
+    return x->client->writer_content(x->writer);
 }
 
 void mr__xlate_stream_free(mr_stream_xlate_t *x)
@@ -504,5 +688,6 @@ void mr__xlate_stream_free(mr_stream_xlate_t *x)
     if (!x)
         return;
     mr_sse_free(&x->sse);
+    x->client->writer_free(x->writer);
     free(x);
 }

@@ -9,8 +9,9 @@
  * turn these into the adapter's build / translate / stream entries: the
  * model is checked against the capabilities (mr_conv_check, the one place
  * where a request the dialect cannot express becomes a 400), answers and
- * events are written in the client's dialect by chat_write.h, and stream
- * failures become one error event. Everything else here is a pure helper
+ * events are written by the client dialect's writer (in->client,
+ * inbound.h; chat_write.h when unset), and stream failures become one error
+ * event in that dialect. Everything else here is a pure helper
  * (no global state).
  */
 #ifndef MERIDIAN_PROVIDERS_XLATE_H
@@ -41,8 +42,15 @@ enum {
     MR_XLATE_TRUNCATED = 3,      /* the stream ended before the answer did */
 };
 
+/* What an emitter works with: the attempt, and what it leaves out. */
+typedef struct mr_xlate_emit {
+    const mr_adapter_in_t *in;
+    const char *kind; /* the target's provider kind: "anthropic", "gemini" */
+    unsigned dropped; /* signatures (and signed reasoning) not sent: foreign */
+} mr_xlate_emit_t;
+
 /* The request half: the upstream body for a checked model, into *root. */
-typedef int (*mr_xlate_emit_fn)(const mr_adapter_in_t *in, const mr_conv_req_t *conv, json_t **root,
+typedef int (*mr_xlate_emit_fn)(mr_xlate_emit_t *e, const mr_conv_req_t *conv, json_t **root,
                                 mr_error_t *err);
 
 /* The answer half (<dialect>_answer.c). */
@@ -64,11 +72,31 @@ typedef struct mr_xlate_parser {
     const char *truncated; /* "ended the stream before the message was complete" */
 } mr_xlate_parser_t;
 
-/* The upstream body of a chat request: in->conv (or the client's body
- * parsed here when the caller has no model), checked against caps, then
- * emitted and serialised. 0 with a malloc'd *body, or -1 with *err. */
-int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const mr_adapter_in_t *in,
-                   char **body, size_t *len, mr_error_t *err);
+/* The upstream body of a conversation request: in->conv (or the client's
+ * body parsed here, with the client dialect's parser, when the caller has
+ * no model), checked against caps, then emitted and serialised into out
+ * (body, body_len, signatures_dropped; with in->conv also `dropped`: the
+ * members the model does not carry and those of leaves_out the request
+ * uses). 0, or -1 with *err. */
+int mr__xlate_body(const mr_conv_caps_t *caps, mr_xlate_emit_fn emit, const char *const *leaves_out,
+                   const mr_adapter_in_t *in, mr_adapter_req_t *out, mr_error_t *err);
+/* The longest feature flag (anthropic-beta) kept by name; longer ones
+ * are never forwarded. */
+#define MR_XLATE_FLAG_MAX 128
+
+/* The client's feature-flag header (in->client->flags_header, read with
+ * in->client_header) split at commas: the flags the provider accepts
+ * (providers.NAME.anthropic_beta patterns) into kept (comma-separated,
+ * cap bytes; NULL: none is sent, as for a translated target), the others
+ * into out->betas_dropped. */
+void mr__xlate_flags(const mr_adapter_in_t *in, char *kept, size_t cap, mr_adapter_req_t *out);
+
+/* Records in out->dropped what the target does not get of conv: the
+ * members the model does not carry, then those of leaves_out (names as in
+ * mr__xlate_unsupported, plus top_k, thinking and cache_control) that the
+ * request uses. */
+void mr__xlate_record_dropped(const mr_conv_req_t *conv, const char *const *leaves_out,
+                              mr_adapter_req_t *out);
 /* mr_adapter_t.translate for a chat answer. */
 int mr__xlate_translate(const mr_xlate_parser_t *ps, const mr_adapter_in_t *in, const char *body,
                         size_t len, mr_buf_t *out, mr_usage_t *usage, mr_error_t *err);
@@ -77,10 +105,18 @@ mr_stream_xlate_t *mr__xlate_stream_new(const mr_xlate_parser_t *ps, const mr_ad
 int mr__xlate_stream_feed(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *out);
 int mr__xlate_stream_end(mr_stream_xlate_t *x, mr_buf_t *out);
 void mr__xlate_stream_usage(const mr_stream_xlate_t *x, mr_usage_t *usage);
+int mr__xlate_stream_content(const mr_stream_xlate_t *x);
 void mr__xlate_stream_free(mr_stream_xlate_t *x);
 
 /* Sends one event to a sink. */
 int mr__xlate_send(const mr_conv_sink_t *sink, mr_conv_event_t ev);
+
+/* mr_adapter_t.unsupported for a dialect with capabilities `caps` that
+ * leaves out the model's members named in `ignored` (NULL-terminated:
+ * presence_penalty, frequency_penalty, seed, top_logprobs, metadata, user,
+ * parallel_tool_calls, prompt_cache_key, cached_content). */
+const char *mr__xlate_unsupported(const mr_conv_caps_t *caps, const mr_conv_req_t *conv,
+                                  const char *const *ignored);
 
 /* ---- emitting requests -------------------------------------------------- */
 
@@ -89,16 +125,24 @@ int mr__xlate_send(const mr_conv_sink_t *sink, mr_conv_event_t ev);
 typedef struct mr_xlate_turns {
     const char *assistant; /* the assistant's role name: "assistant", "model" */
     const char *key;       /* the turn's member holding the items: "content" */
-    int (*user)(const mr_conv_part_t *parts, size_t n, json_t *items);
-    int (*assistant_items)(const mr_conv_turn_t *t, json_t *items);
-    int (*result)(const mr_conv_tool_result_t *res, json_t *items);
+    int (*user)(mr_xlate_emit_t *e, const mr_conv_turn_t *t, json_t *items);
+    int (*assistant_items)(mr_xlate_emit_t *e, const mr_conv_turn_t *t, json_t *items);
+    int (*result)(mr_xlate_emit_t *e, const mr_conv_turn_t *t, json_t *items);
 } mr_xlate_turns_t;
 
 /* The checked conversation's user, assistant and tool turns as dialect
  * turns {"role", key: items}, consecutive ones of one role merged (tool
- * results are user items), and the system text joined into *system. The
- * array, or NULL when out of memory. */
-json_t *mr__xlate_turns(const mr_conv_req_t *conv, const mr_xlate_turns_t *d, mr_buf_t *system);
+ * results are user items); system turns are left to the caller
+ * (mr__xlate_system_text). The array, or NULL when out of memory. */
+json_t *mr__xlate_turns(mr_xlate_emit_t *e, const mr_conv_req_t *conv, const mr_xlate_turns_t *d);
+/* The text of every system and developer turn, in order, joined by a blank
+ * line (empty ones skipped), appended to out. 0 / -1. */
+int mr__xlate_system_text(const mr_conv_req_t *conv, mr_buf_t *out);
+
+/* Whether a reasoning part or a call's signature may go to this target (its
+ * origin is e->kind and the attempt's model); when not, it is counted in
+ * e->dropped: the caller leaves it out. */
+int mr__xlate_origin_ok(mr_xlate_emit_t *e, const mr_conv_origin_t *o);
 /* The function tools as [{"name", "description"?, <schema_key>: schema}]:
  * schema(parameters) gives the member's value, NULL to leave it out. NULL
  * when out of memory. */
@@ -131,6 +175,9 @@ void mr__xlate_model(const json_t *upstream, const char *fallback, char *dst, si
 /* Appends j (compact) to out, respecting out's limit; takes the reference.
  * 0, or -1 (too large / out of memory). */
 int mr__xlate_append_json(mr_buf_t *out, json_t *j);
+
+/* The model's counts as the gateway's (same conventions, see adapter.h). */
+void mr__xlate_usage(const mr_conv_usage_t *u, mr_usage_t *out);
 
 /* A non-negative integer member (a token count), -1 when absent or not one. */
 long mr__xlate_count(const json_t *obj, const char *key);

@@ -26,6 +26,7 @@ import {
   begin, children, fail, guardExit, http, launchChromium, log, openTab, run, startListening,
   stop, until,
 } from './lib.mjs';
+import { judgeExit } from '../integration/harness.mjs';
 
 const MERIDIAN = process.env.MERIDIAN_BIN;
 const MOCK = process.env.MOCK_BIN;
@@ -164,11 +165,11 @@ async function main() {
 
   await cdp.send('Browser.close').catch(() => {});
   await stop(chrome, 5000, 'SIGTERM');
-  for (const gw of [plain, cors]) {
-    const code = await stop(gw.child);
-    if (code !== 0) fail(`${gw.child.name} exited with ${code}`);
-  }
+  // the gateways and mocks must exit 0 without a sanitizer report
   for (const c of children) await stop(c);
+  const bad = children.filter((c) => !c.group)
+    .map((c) => judgeExit(c.name, c.proc.exitCode, c.proc.signalCode, c.out)).filter(Boolean);
+  if (bad.length) fail(bad.join('\n'));
   evil.server.close();
   app.server.close();
   log('PASS');

@@ -6,7 +6,8 @@
 //   node tests/browser/status_page.mjs BUILD_DIR
 //
 // Environment: MERIDIAN_BIN and MOCK_BIN (set by CTest), CHROMIUM (default
-// /usr/bin/chromium). Exit 0 pass, 1 fail, 77 skipped (no Chromium).
+// /usr/bin/chromium). Exit 0 pass, 1 fail (also when the daemon or a mock
+// exits badly or prints a sanitizer report), 77 skipped (no Chromium).
 //
 // Two mocks serve providers of different vendors and jurisdictions (mistral
 // in FR, openai in US); a third provider points at a refused port so its
@@ -24,6 +25,7 @@ import {
   begin, childEnv, children, fail, guardExit, http, launchChromium, log, openTab, refusedPort,
   run, sleep, startListening, stop, until,
 } from './lib.mjs';
+import { judgeExit } from '../integration/harness.mjs';
 
 const MERIDIAN = process.env.MERIDIAN_BIN;
 const MOCK = process.env.MOCK_BIN;
@@ -226,10 +228,14 @@ async function main() {
   await sess('Emulation.setEmulatedMedia', { features: [{ name: 'prefers-color-scheme', value: 'dark' }] });
   await shoot(join(BUILD_DIR, 'status-page-dark.png'));
 
-  // Orderly shutdown: the browser first, then the daemon and the mocks.
+  // Orderly shutdown: the browser first, then the daemon and the mocks, which
+  // must exit 0 without a sanitizer report (tests/integration/harness.mjs).
   await cdp.send('Browser.close').catch(() => {});
   await stop(chrome, 5000, 'SIGTERM');
   for (const c of children) await stop(c);
+  const bad = children.filter((c) => !c.group)
+    .map((c) => judgeExit(c.name, c.proc.exitCode, c.proc.signalCode, c.out)).filter(Boolean);
+  if (bad.length) fail(bad.join('\n'));
   log('PASS');
   return 0;
 }

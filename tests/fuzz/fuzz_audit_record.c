@@ -175,7 +175,7 @@ static void write_records(const input_t *in)
             .response_len = swap ? in->req_len : in->resp_len,
             .response_bytes = swap ? 0 : in->resp_bytes,
         };
-        rec.usage.prompt_tokens = rec.usage.completion_tokens = -1;
+        rec.usage = MR_USAGE_UNKNOWN;
         mr_reqlog_write(l, 0, &rec);
     }
     mr_reqlog_close(l);

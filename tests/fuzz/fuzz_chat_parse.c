@@ -8,7 +8,10 @@
  *   - a model stays within its bounds, every view is NUL-terminated, a tool
  *     turn holds exactly one result, an assistant turn its text parts
  *     before its calls;
- *   - mr_conv_check answers 0, or -1 with a 400 naming the dialect;
+ *   - mr_conv_check answers 0, or -1 with a 400 naming the dialect, also
+ *     with a schema keyword list (the structured-output walk);
+ *   - mr_conv_needs names only known capabilities, and each adapter's
+ *     `unsupported` is NULL or a parameter name;
  *   - parse once, use many: every translating adapter builds the same bytes
  *     (or fails with the same error) from the shared model as from its own
  *     parse of the body, and a body the parser refuses fails both adapters
@@ -48,11 +51,21 @@ static void check_parts(const mr_conv_part_t *parts, size_t n, size_t *total)
         case MR_CONV_TOOL_CALL:
             check_view(p->u.call.id);
             check_view(p->u.call.name);
+            check_view(p->u.call.signature);
+            check_view(p->u.call.origin.kind);
+            check_view(p->u.call.origin.model);
             FUZZ_CHECK(!p->u.call.args_json || json_is_object(p->u.call.args_json),
                        "arguments kept that are not an object");
             break;
         case MR_CONV_OTHER:
             check_view(p->u.other.type);
+            break;
+        case MR_CONV_REASONING:
+            check_view(p->u.reasoning.text);
+            check_view(p->u.reasoning.data);
+            check_view(p->u.reasoning.signature);
+            check_view(p->u.reasoning.origin.kind);
+            check_view(p->u.reasoning.origin.model);
             break;
         default:
             FUZZ_CHECK(0, "part kind %d in a request", (int)p->kind);
@@ -108,15 +121,30 @@ static void check_caps(const mr_conv_req_t *r)
                                        .result_by_name = 1,
                                        .rich_results = 1,
                                        .logprobs = 1,
-                                       .audio_out = 1};
-    const mr_conv_caps_t *caps[] = {&none, &all};
+                                       .audio_out = 1,
+                                       .reasoning = 1};
+    static const char *const keywords[] = {"type", "properties", "items", "anyOf", NULL};
+    static const mr_conv_caps_t schema = {.name = "schema",
+                                          .n_max = 1,
+                                          .choices_max = 1,
+                                          .max_output_limit = 1 << 30,
+                                          .json_schema = 1,
+                                          .reasoning = 1,
+                                          .schema_keywords = keywords};
+    const mr_conv_caps_t *caps[] = {&none, &all, &schema};
 
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < 3; i++) {
         mr_error_t err;
         memset(&err, 0, sizeof(err));
         int rc = mr_conv_check(r, caps[i], &err);
         FUZZ_CHECK(rc == 0 || (rc == -1 && err.status == 400 && err.message[0]), "check: %d %d", rc,
                    err.status);
+    }
+    FUZZ_CHECK((mr_conv_needs(r) & ~MR_CAP_ALL) == 0, "unknown capability needed");
+    const mr_adapter_t *ads[] = {&mr_adapter_anthropic, &mr_adapter_gemini};
+    for (size_t i = 0; i < 2; i++) {
+        const char *p = ads[i]->unsupported(r);
+        FUZZ_CHECK(!p || strlen(p) < 4096, "%s: unsupported() gave no name", ads[i]->name);
     }
 }
 
@@ -147,7 +175,8 @@ static void check_same_build(const mr_adapter_t *ad, mr_provider_kind_t kind, js
     rb = ad->build(&in, &b, &eb);
     FUZZ_CHECK(ra == rb, "%s: %d with its own parse, %d with the shared model", ad->name, ra, rb);
     if (ra == 0) {
-        FUZZ_CHECK(a.body_len == b.body_len && memcmp(a.body, b.body, a.body_len) == 0,
+        FUZZ_CHECK(a.body_len == b.body_len && memcmp(a.body, b.body, a.body_len) == 0 &&
+                       a.signatures_dropped == b.signatures_dropped,
                    "%s: bodies differ", ad->name);
         mr_adapter_req_free(&a);
         mr_adapter_req_free(&b);

@@ -5,7 +5,8 @@
  *
  * Input: one event per line, "<kind><choice><n><fields>" where kind is one
  * of S (start: id TAB model), T (text), R (reasoning), G (signature),
- * C (tool call start n: id TAB name TAB arguments), A (arguments of call n),
+ * D (opaque reasoning data), C (tool call start n: id TAB name TAB
+ * arguments; with n & 4 the id is also its signature), A (arguments of call n),
  * U (usage: five numbers), F (finish reason n), E (end), X (error: type TAB
  * code TAB message); choice and n are one digit each. As the parsers do,
  * nothing follows E or X.
@@ -71,10 +72,12 @@ static mr_conv_event_t event_of(const line_t *l, mr_conv_usage_t *u)
 {
     mr_conv_event_t ev = {.choice = l->choice, .index = l->n};
     static const mr_conv_event_kind_t kinds[] = {
-        ['S'] = MR_CONV_EV_START,     ['T'] = MR_CONV_EV_TEXT,       ['R'] = MR_CONV_EV_REASONING,
-        ['G'] = MR_CONV_EV_SIGNATURE, ['C'] = MR_CONV_EV_TOOL_START, ['A'] = MR_CONV_EV_TOOL_ARGS,
-        ['U'] = MR_CONV_EV_USAGE,     ['F'] = MR_CONV_EV_FINISH,     ['E'] = MR_CONV_EV_END,
-        ['X'] = MR_CONV_EV_ERROR};
+        ['S'] = MR_CONV_EV_START,         ['T'] = MR_CONV_EV_TEXT,
+        ['R'] = MR_CONV_EV_REASONING,     ['G'] = MR_CONV_EV_SIGNATURE,
+        ['C'] = MR_CONV_EV_TOOL_START,    ['A'] = MR_CONV_EV_TOOL_ARGS,
+        ['U'] = MR_CONV_EV_USAGE,         ['F'] = MR_CONV_EV_FINISH,
+        ['E'] = MR_CONV_EV_END,           ['X'] = MR_CONV_EV_ERROR,
+        ['D'] = MR_CONV_EV_REASONING_DATA};
 
     ev.kind = kinds[(unsigned char)l->kind];
     switch (l->kind) {
@@ -86,6 +89,8 @@ static mr_conv_event_t event_of(const line_t *l, mr_conv_usage_t *u)
         ev.id = l->f[0];
         ev.name = l->f[1];
         ev.text = l->f[2];
+        if (l->n & 4)
+            ev.signature = l->f[0];
         break;
     case 'U':
         sscanf(l->f[0].p, "%ld %ld %ld %ld %ld", &u->prompt, &u->completion, &u->cached,
@@ -108,7 +113,7 @@ static mr_conv_event_t event_of(const line_t *l, mr_conv_usage_t *u)
 
 static int known(char k)
 {
-    return k && strchr("STRGCAUFEX", k) != NULL;
+    return k && strchr("STRGDCAUFEX", k) != NULL;
 }
 
 /* The answer the same lines describe: texts, reasonings and calls per choice. */
@@ -129,15 +134,23 @@ static void check_answer(const line_t *lines, size_t n, size_t size)
     for (size_t i = 0; i < n; i++) {
         mr_conv_choice_t *ch = &a.choices[lines[i].choice];
         mr_conv_part_t *p = &ch->parts[ch->n_parts];
-        if (lines[i].kind == 'T' || lines[i].kind == 'R') {
-            p->kind = lines[i].kind == 'T' ? MR_CONV_TEXT : MR_CONV_REASONING;
+        if (lines[i].kind == 'T') {
+            p->kind = MR_CONV_TEXT;
             p->u.text = lines[i].f[0];
+            ch->n_parts++;
+        } else if (lines[i].kind == 'R' || lines[i].kind == 'D') {
+            p->kind = MR_CONV_REASONING;
+            *(lines[i].kind == 'R' ? &p->u.reasoning.text : &p->u.reasoning.data) = lines[i].f[0];
+            p->u.reasoning.signature = lines[i].n & 4 ? lines[i].f[1] : (mr_conv_str_t){NULL, 0};
+            p->u.reasoning.origin.kind = (mr_conv_str_t){"gemini", 6};
             ch->n_parts++;
         } else if (lines[i].kind == 'C') {
             p->kind = MR_CONV_TOOL_CALL;
             p->u.call.id = lines[i].f[0];
             p->u.call.name = lines[i].f[1];
             p->u.call.args = lines[i].f[2];
+            if (lines[i].n & 4)
+                p->u.call.signature = lines[i].f[0];
             ch->n_parts++;
         } else if (lines[i].kind == 'F') {
             ch->finish = (mr_conv_finish_t)(lines[i].n % 5);
@@ -168,6 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     n = parse_lines(text, size, lines);
     mr_buf_init(&out, 1);
     mr_chat_writer_init(&w, 1700000000, (int)(fuzz_hash(data, size) & 1));
+    mr_chat_writer_origin(&w, fuzz_hash(data, size) & 2 ? "anthropic" : "gemini", text);
     w.out = &out;
     for (size_t i = 0; i < n; i++) {
         mr_conv_event_t ev;
@@ -180,7 +194,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break; /* the parsers' contract: nothing follows */
     }
     fuzz_check_sse(mr_buf_ptr(&out), mr_buf_len(&out));
-    FUZZ_CHECK(mr_buf_len(&out) <= 640 * (sent + 1) + 8 * size, "%zu bytes out of %zu events",
+    FUZZ_CHECK(mr_buf_len(&out) <= 1024 * (sent + 1) + 16 * size, "%zu bytes out of %zu events",
                mr_buf_len(&out), sent);
     mr_buf_free(&out);
     check_answer(lines, n, size);

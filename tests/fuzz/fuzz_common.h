@@ -31,7 +31,7 @@
         }                                                                                          \
     } while (0)
 
-static uint64_t fuzz_hash(const uint8_t *p, size_t n)
+static inline uint64_t fuzz_hash(const uint8_t *p, size_t n)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (size_t i = 0; i < n; i++) {
@@ -41,7 +41,7 @@ static uint64_t fuzz_hash(const uint8_t *p, size_t n)
     return h;
 }
 
-static const mr_provider_t *fuzz_provider(void)
+static inline const mr_provider_t *fuzz_provider(void)
 {
     static const mr_provider_t p = {
         .name = (char *)"fuzz",
@@ -56,8 +56,8 @@ static const mr_provider_t *fuzz_provider(void)
     return &p;
 }
 
-static void fuzz_in(mr_adapter_in_t *in, mr_endpoint_t ep, int stream, int usage,
-                    const json_t *json, const char *body, size_t len)
+static inline void fuzz_in(mr_adapter_in_t *in, mr_endpoint_t ep, int stream, int usage,
+                           const json_t *json, const char *body, size_t len)
 {
     memset(in, 0, sizeof(*in));
     in->provider = fuzz_provider();
@@ -72,7 +72,7 @@ static void fuzz_in(mr_adapter_in_t *in, mr_endpoint_t ep, int stream, int usage
 }
 
 /* Whether p[0,n) is one JSON value (what every translated body must be). */
-static int fuzz_is_json(const char *p, size_t n)
+static inline int fuzz_is_json(const char *p, size_t n)
 {
     json_t *j = json_loadb(p, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
     json_decref(j);
@@ -80,7 +80,7 @@ static int fuzz_is_json(const char *p, size_t n)
 }
 
 /* Every event is "data: <JSON object>\n\n" or "data: [DONE]\n\n". */
-static void fuzz_check_sse(const char *p, size_t n)
+static inline void fuzz_check_sse(const char *p, size_t n)
 {
     const char *end = p + n;
     int done = 0;

@@ -10,6 +10,7 @@
 typedef struct fuzz_run {
     mr_buf_t out;
     int rc;
+    int content; /* stream_content at the end */
     mr_usage_t usage;
 } fuzz_run_t;
 
@@ -35,6 +36,9 @@ static void fuzz_translate(const mr_adapter_in_t *in, const uint8_t *data, size_
     }
     if (r->rc == 0)
         r->rc = FUZZ_ADAPTER.stream_end(x, &r->out);
+    FUZZ_CHECK(r->rc == 0 || r->rc == -1 || r->rc == MR_ADAPTER_TRUNCATED, "end returned %d",
+               r->rc);
+    r->content = FUZZ_ADAPTER.stream_content(x);
     FUZZ_ADAPTER.stream_usage(x, &r->usage);
     FUZZ_ADAPTER.stream_free(x);
 }
@@ -52,9 +56,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(mr_buf_len(&whole.out) == mr_buf_len(&cut.out) &&
                    memcmp(mr_buf_ptr(&whole.out), mr_buf_ptr(&cut.out), mr_buf_len(&cut.out)) == 0,
                "output depends on the split");
-    FUZZ_CHECK(whole.usage.prompt_tokens == cut.usage.prompt_tokens &&
-                   whole.usage.completion_tokens == cut.usage.completion_tokens,
+    FUZZ_CHECK(memcmp(&whole.usage, &cut.usage, sizeof(whole.usage)) == 0,
                "usage depends on the split");
+    FUZZ_CHECK(whole.content == cut.content, "the commit point depends on the split");
+    FUZZ_CHECK(!whole.content || mr_buf_len(&whole.out) > 0, "content without output");
     FUZZ_CHECK(mr_buf_len(&whole.out) <= FUZZ_OUT_BOUND(size), "%zu bytes out of %zu in",
                mr_buf_len(&whole.out), size);
     if (!FUZZ_ADAPTER.passthrough)

@@ -1,6 +1,7 @@
 /*
- * Integration-test harness: process control, HTTP client and mock control.
- * See harness.h for the contract.
+ * Integration-test harness: HTTP client, SSE splitting and mock control, plus
+ * the helpers both halves use. Processes are in harness_proc.c. See harness.h
+ * for the contract.
  */
 #include "harness.h"
 
@@ -25,28 +26,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef MERIDIAN_BIN
-#define MERIDIAN_BIN "meridian"
-#endif
-#ifndef MOCK_BIN
-#define MOCK_BIN "mock_upstream"
-#endif
+#include "harness_int.h"
 
-extern char **environ;
-
-#define TH_START_TIMEOUT_MS 10000
-#define TH_STOP_TIMEOUT_MS 10000
-#define TH_RUN_TIMEOUT_MS 30000 /* --verify-audit of 10,000 records under ASan on a loaded box */
 #define TH_HTTP_TIMEOUT_MS 30000L
-#define TH_POLL_MS 5
 #define TH_MAX_BODY ((size_t)256 * 1024 * 1024)
 #define TH_MAX_HEADERS ((size_t)1024 * 1024)
-#define TH_MAX_PROCS 64
-#define TH_MAX_ARGS 64
 
 /* ------------------------------------------------------------------ helpers */
 
-static void *xmalloc(size_t n)
+void *thi_xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
     if (!p) {
@@ -56,7 +44,7 @@ static void *xmalloc(size_t n)
     return p;
 }
 
-static void *xrealloc(void *p, size_t n)
+void *thi_xrealloc(void *p, size_t n)
 {
     p = realloc(p, n ? n : 1);
     if (!p) {
@@ -68,7 +56,7 @@ static void *xrealloc(void *p, size_t n)
 
 static char *xstrndup(const char *s, size_t n)
 {
-    char *d = xmalloc(n + 1);
+    char *d = thi_xmalloc(n + 1);
     memcpy(d, s, n);
     d[n] = '\0';
     return d;
@@ -82,14 +70,14 @@ char *th_strf(const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         abort();
-    char *s = xmalloc((size_t)n + 1);
+    char *s = thi_xmalloc((size_t)n + 1);
     va_start(ap, fmt);
     vsnprintf(s, (size_t)n + 1, fmt, ap);
     va_end(ap);
     return s;
 }
 
-static double mono_ms(void)
+double thi_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -101,607 +89,6 @@ void th_pause_ms(int ms)
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
-}
-
-static const char *tmp_dir(void)
-{
-    const char *d = getenv("TMPDIR");
-    return d && *d ? d : "/tmp";
-}
-
-static bool keep_logs(void)
-{
-    const char *v = getenv("MERIDIAN_TEST_KEEP_LOGS");
-    return v && *v;
-}
-
-/* Reads a whole file (NUL-terminated, malloc'd), NULL on error. */
-static char *slurp(const char *path, size_t *len_out)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    size_t len = 0, cap = 4096;
-    char *buf = xmalloc(cap);
-    for (;;) {
-        if (len + 1 >= cap) {
-            cap *= 2;
-            buf = xrealloc(buf, cap);
-        }
-        ssize_t n = read(fd, buf + len, cap - len - 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    buf[len] = '\0';
-    if (len_out)
-        *len_out = len;
-    return buf;
-}
-
-/* ------------------------------------------------------- process registry */
-
-/* Everything started and not yet stopped, so th_cleanup can clean up after a
- * test that failed half-way (cmocka longjmps out of failing tests). */
-static struct {
-    pid_t pid; /* 0 once reaped */
-    char log[256];
-    char config[256];
-} g_procs[TH_MAX_PROCS];
-
-static void reg_add(const th_proc_t *p)
-{
-    for (size_t i = 0; i < TH_MAX_PROCS; i++) {
-        if (g_procs[i].pid == 0 && !g_procs[i].log[0] && !g_procs[i].config[0]) {
-            g_procs[i].pid = p->pid;
-            snprintf(g_procs[i].log, sizeof(g_procs[i].log), "%s", p->log_path);
-            snprintf(g_procs[i].config, sizeof(g_procs[i].config), "%s", p->config_path);
-            return;
-        }
-    }
-    fprintf(stderr, "harness: more than %d live processes; th_cleanup will miss some\n",
-            TH_MAX_PROCS);
-}
-
-static int reg_find(const th_proc_t *p)
-{
-    for (int i = 0; i < TH_MAX_PROCS; i++) {
-        if (p->pid > 0 && g_procs[i].pid == p->pid)
-            return i;
-        if (p->pid <= 0 && g_procs[i].pid == 0 &&
-            ((p->log_path[0] && strcmp(g_procs[i].log, p->log_path) == 0) ||
-             (p->config_path[0] && strcmp(g_procs[i].config, p->config_path) == 0)))
-            return i;
-    }
-    return -1;
-}
-
-/* The process was reaped outside th_stop: th_cleanup must not kill the pid
- * (it may belong to someone else by then), only remove the files. */
-static void reg_forget_pid(pid_t pid)
-{
-    for (int i = 0; i < TH_MAX_PROCS; i++)
-        if (pid > 0 && g_procs[i].pid == pid)
-            g_procs[i].pid = 0;
-}
-
-static void remove_files(const char *log, const char *config)
-{
-    if (keep_logs()) {
-        if (log[0])
-            fprintf(stderr, "harness: kept log %s\n", log);
-        if (config[0])
-            fprintf(stderr, "harness: kept config %s\n", config);
-        return;
-    }
-    if (log[0])
-        unlink(log);
-    if (config[0])
-        unlink(config);
-}
-
-static int decode_status(int st)
-{
-    if (WIFEXITED(st))
-        return WEXITSTATUS(st);
-    if (WIFSIGNALED(st))
-        return 128 + WTERMSIG(st);
-    return -1;
-}
-
-/* Waits up to timeout_ms for pid. 1 reaped (*status set), 0 still running,
- * -1 error. */
-static int reap(pid_t pid, int timeout_ms, int *status)
-{
-    double deadline = mono_ms() + timeout_ms;
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid) {
-            *status = decode_status(st);
-            return 1;
-        }
-        if (r < 0 && errno != EINTR)
-            return -1;
-        if (mono_ms() >= deadline)
-            return 0;
-        th_pause_ms(TH_POLL_MS);
-    }
-}
-
-/* SIGKILL + blocking wait. */
-static int kill_reap(pid_t pid)
-{
-    int st;
-    kill(pid, SIGKILL);
-    while (waitpid(pid, &st, 0) < 0) {
-        if (errno != EINTR)
-            return -1;
-    }
-    return decode_status(st);
-}
-
-/* ---------------------------------------------------------------- spawning */
-
-static bool is_proxy_var(const char *entry)
-{
-    static const char *const names[] = {"http_proxy", "https_proxy", "all_proxy", "ftp_proxy",
-                                        NULL};
-    const char *eq = strchr(entry, '=');
-    size_t n = eq ? (size_t)(eq - entry) : strlen(entry);
-    for (size_t i = 0; names[i]; i++)
-        if (n == strlen(names[i]) && strncasecmp(entry, names[i], n) == 0)
-            return true;
-    return false;
-}
-
-static bool same_name(const char *a, const char *b)
-{
-    size_t na = strcspn(a, "="), nb = strcspn(b, "=");
-    return na == nb && strncmp(a, b, na) == 0;
-}
-
-/* Inherited environment minus proxy variables, with `extra` added/overriding.
- * The array is malloc'd; its strings are borrowed. */
-static char **build_env(const char *const *extra)
-{
-    size_t n = 0, m = 0;
-    for (char **e = environ; e && *e; e++)
-        n++;
-    for (const char *const *e = extra; e && *e; e++)
-        m++;
-    char **env = xmalloc((n + m + 1) * sizeof(char *));
-    size_t k = 0;
-    for (char **e = environ; e && *e; e++) {
-        bool overridden = is_proxy_var(*e);
-        for (const char *const *x = extra; x && *x && !overridden; x++)
-            overridden = same_name(*e, *x);
-        if (!overridden)
-            env[k++] = *e;
-    }
-    for (const char *const *x = extra; x && *x; x++)
-        env[k++] = (char *)*x;
-    env[k] = NULL;
-    return env;
-}
-
-/*
- * fork + execve. The child's stdin is /dev/null, stdout goes to out_fd and
- * stderr to err_fd (-1 = inherit), and it gets SIGKILL if the test dies.
- * Only async-signal-safe calls happen in the child.
- */
-static pid_t spawn(const char *bin, char *const argv[], const char *const *extra_env, int out_fd,
-                   int err_fd)
-{
-    char **env = build_env(extra_env);
-    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        signal(SIGPIPE, SIG_DFL);
-        if (devnull >= 0)
-            dup2(devnull, STDIN_FILENO);
-        if (out_fd >= 0)
-            dup2(out_fd, STDOUT_FILENO);
-        if (err_fd >= 0)
-            dup2(err_fd, STDERR_FILENO);
-        execve(bin, argv, env);
-        static const char msg[] = "harness: exec failed: ";
-        ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
-        w = write(STDERR_FILENO, bin, strlen(bin));
-        w = write(STDERR_FILENO, "\n", 1);
-        (void)w;
-        _exit(127);
-    }
-    if (devnull >= 0)
-        close(devnull);
-    free(env);
-    if (pid < 0)
-        perror("harness: fork");
-    return pid;
-}
-
-static const char *bin_path(const char *env_name, const char *dflt)
-{
-    const char *v = getenv(env_name);
-    return v && *v ? v : dflt;
-}
-
-char *th_write_temp(const char *content, const char *suffix)
-{
-    if (!suffix)
-        suffix = "";
-    char *path = th_strf("%s/meridian-test-XXXXXX%s", tmp_dir(), suffix);
-    int fd = mkostemps(path, (int)strlen(suffix), O_CLOEXEC);
-    if (fd < 0) {
-        fprintf(stderr, "harness: mkstemp %s: %s\n", path, strerror(errno));
-        free(path);
-        return NULL;
-    }
-    size_t len = content ? strlen(content) : 0, off = 0;
-    while (off < len) {
-        ssize_t n = write(fd, content + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            fprintf(stderr, "harness: write %s: %s\n", path, strerror(errno));
-            close(fd);
-            unlink(path);
-            free(path);
-            return NULL;
-        }
-        off += (size_t)n;
-    }
-    close(fd);
-    return path;
-}
-
-/* A new empty temp log; returns the fd (O_APPEND) and fills path. */
-static int open_temp_log(char *path, size_t pathlen)
-{
-    int n = snprintf(path, pathlen, "%s/meridian-test-XXXXXX.log", tmp_dir());
-    if (n < 0 || (size_t)n >= pathlen) {
-        path[0] = '\0';
-        return -1;
-    }
-    int fd = mkostemps(path, 4, O_CLOEXEC | O_APPEND);
-    if (fd < 0) {
-        fprintf(stderr, "harness: mkstemp %s: %s\n", path, strerror(errno));
-        path[0] = '\0';
-    }
-    return fd;
-}
-
-/* ------------------------------------------------------------------ mock */
-
-int th_start_mock(th_proc_t *p, const char *name)
-{
-    memset(p, 0, sizeof(*p));
-    const char *bin = bin_path("MERIDIAN_MOCK_BIN", MOCK_BIN);
-    int pfd[2];
-    if (pipe2(pfd, O_CLOEXEC) != 0) {
-        perror("harness: pipe");
-        return -1;
-    }
-    char *argv[] = {(char *)bin, "--name", (char *)(name ? name : "mock"), NULL};
-    pid_t pid = spawn(bin, argv, NULL, pfd[1], -1);
-    close(pfd[1]);
-    if (pid < 0) {
-        close(pfd[0]);
-        return -1;
-    }
-
-    char line[256];
-    size_t len = 0;
-    int port = 0;
-    double deadline = mono_ms() + TH_START_TIMEOUT_MS;
-    for (;;) {
-        int left = (int)(deadline - mono_ms());
-        if (left <= 0) {
-            fprintf(stderr, "harness: %s did not report its port within %d ms\n", bin,
-                    TH_START_TIMEOUT_MS);
-            break;
-        }
-        struct pollfd pf = {.fd = pfd[0], .events = POLLIN};
-        int rc = poll(&pf, 1, left);
-        if (rc < 0 && errno == EINTR)
-            continue;
-        if (rc <= 0)
-            continue;
-        ssize_t n = read(pfd[0], line + len, sizeof(line) - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            fprintf(stderr, "harness: %s exited before listening\n", bin);
-            break;
-        }
-        len += (size_t)n;
-        line[len] = '\0';
-        if (strchr(line, '\n')) {
-            if (sscanf(line, "listening on 127.0.0.1:%d", &port) != 1 || port <= 0 ||
-                port > 65535) {
-                fprintf(stderr, "harness: unexpected first line from %s: %s", bin, line);
-                port = 0;
-            }
-            break;
-        }
-        if (len == sizeof(line) - 1) {
-            fprintf(stderr, "harness: overlong first line from %s\n", bin);
-            break;
-        }
-    }
-    close(pfd[0]);
-    if (port == 0) {
-        kill_reap(pid);
-        return -1;
-    }
-    p->pid = pid;
-    p->port = port;
-    reg_add(p);
-    return 0;
-}
-
-/* --------------------------------------------------------------- meridian */
-
-/* Port of the first "listening on HOST:PORT<whitespace>" in log, 0 if none
- * (a token not yet followed by whitespace may still be being written). */
-static int parse_listen_port(const char *log)
-{
-    static const char key[] = "listening on ";
-    for (const char *s = strstr(log, key); s; s = strstr(s + 1, key)) {
-        const char *tok = s + sizeof(key) - 1;
-        size_t n = strcspn(tok, " \t\r\n");
-        if (n == 0 || tok[n] == '\0')
-            continue;
-        const char *colon = NULL;
-        for (size_t i = 0; i < n; i++)
-            if (tok[i] == ':')
-                colon = tok + i;
-        if (!colon || colon + 1 == tok + n)
-            continue;
-        long port = 0;
-        const char *d = colon + 1;
-        for (; d < tok + n && *d >= '0' && *d <= '9' && port <= 65535; d++)
-            port = port * 10 + (*d - '0');
-        if (d == tok + n && port > 0 && port <= 65535)
-            return (int)port;
-    }
-    return 0;
-}
-
-static void dump_log(const th_proc_t *p, const char *why)
-{
-    char *log = th_read_log(p);
-    fprintf(stderr, "harness: meridian %s; log %s:\n%s%s---- end of log ----\n", why, p->log_path,
-            log ? log : "(unreadable)\n", log && *log && log[strlen(log) - 1] != '\n' ? "\n" : "");
-    free(log);
-}
-
-int th_start_meridian_ex(th_proc_t *p, const char *config_json, const char *const *args,
-                         const char *const *env)
-{
-    memset(p, 0, sizeof(*p));
-    const char *bin = bin_path("MERIDIAN_BIN", MERIDIAN_BIN);
-    char *cfg = th_write_temp(config_json ? config_json : "", ".json");
-    if (!cfg)
-        return -1;
-    snprintf(p->config_path, sizeof(p->config_path), "%s", cfg);
-    free(cfg);
-    int logfd = open_temp_log(p->log_path, sizeof(p->log_path));
-    if (logfd < 0) {
-        unlink(p->config_path);
-        p->config_path[0] = '\0';
-        return -1;
-    }
-
-    char *argv[TH_MAX_ARGS + 8];
-    size_t k = 0;
-    argv[k++] = (char *)bin;
-    argv[k++] = "--config";
-    argv[k++] = p->config_path;
-    argv[k++] = "--listen";
-    argv[k++] = "127.0.0.1:0";
-    for (const char *const *a = args; a && *a && k < TH_MAX_ARGS; a++)
-        argv[k++] = (char *)*a;
-    argv[k] = NULL;
-
-    pid_t pid = spawn(bin, argv, env, logfd, logfd);
-    close(logfd);
-    if (pid < 0) {
-        remove_files(p->log_path, p->config_path);
-        return -1;
-    }
-    p->pid = pid;
-    reg_add(p);
-
-    double deadline = mono_ms() + TH_START_TIMEOUT_MS;
-    for (;;) {
-        char *log = th_read_log(p);
-        int port = log ? parse_listen_port(log) : 0;
-        free(log);
-        if (port > 0) {
-            p->port = port;
-            return 0;
-        }
-        int st;
-        int r = reap(pid, 0, &st);
-        if (r != 0) {
-            reg_forget_pid(pid);
-            p->pid = 0;
-            char why[64];
-            snprintf(why, sizeof(why), "exited with status %d before listening", st);
-            dump_log(p, r > 0 ? why : "could not be waited for");
-            break;
-        }
-        if (mono_ms() >= deadline) {
-            dump_log(p, "did not report \"listening on HOST:PORT\" within 10 s");
-            kill_reap(pid);
-            reg_forget_pid(pid);
-            p->pid = 0;
-            break;
-        }
-        th_pause_ms(TH_POLL_MS);
-    }
-    th_stop(p); /* removes the temp files and the registry entry */
-    p->port = 0;
-    return -1;
-}
-
-int th_start_meridian(th_proc_t *p, const char *config_json, const char *const *env)
-{
-    return th_start_meridian_ex(p, config_json, NULL, env);
-}
-
-int th_stop(th_proc_t *p)
-{
-    int status = -1;
-    if (p->pid > 0) {
-        kill(p->pid, SIGTERM);
-        int r = reap(p->pid, TH_STOP_TIMEOUT_MS, &status);
-        if (r == 0) {
-            fprintf(stderr, "harness: pid %d ignored SIGTERM for %d ms; SIGKILL\n", (int)p->pid,
-                    TH_STOP_TIMEOUT_MS);
-            status = kill_reap(p->pid);
-        } else if (r < 0) {
-            status = -1;
-        }
-    }
-    int i = reg_find(p);
-    if (i >= 0)
-        memset(&g_procs[i], 0, sizeof(g_procs[i]));
-    remove_files(p->log_path, p->config_path);
-    p->pid = 0;
-    return status;
-}
-
-int th_signal(const th_proc_t *p, int sig)
-{
-    if (p->pid <= 0)
-        return -1;
-    return kill(p->pid, sig) == 0 ? 0 : -1;
-}
-
-int th_wait_exit(th_proc_t *p, int timeout_ms)
-{
-    if (p->pid <= 0)
-        return -1;
-    int status;
-    if (reap(p->pid, timeout_ms, &status) != 1)
-        return -1;
-    reg_forget_pid(p->pid);
-    p->pid = 0;
-    return status;
-}
-
-char *th_read_log(const th_proc_t *p)
-{
-    if (!p->log_path[0])
-        return NULL;
-    return slurp(p->log_path, NULL);
-}
-
-int th_wait_log(const th_proc_t *p, const char *needle, int timeout_ms)
-{
-    return th_wait_log_count(p, needle, 1, timeout_ms);
-}
-
-int th_log_count(const th_proc_t *p, const char *needle)
-{
-    char *log = th_read_log(p);
-    int found = 0;
-    for (const char *q = log; q && (q = strstr(q, needle)) != NULL; q++)
-        found++;
-    free(log);
-    return found;
-}
-
-/* Polls the file at path (NULL: none, never found) until it holds `needle`
- * at least `count` times, or timeout_ms passed: 0 / -1. */
-static int wait_file_count(const char *path, const char *needle, size_t count, int timeout_ms)
-{
-    double deadline = mono_ms() + timeout_ms;
-    for (;;) {
-        char *s = path ? slurp(path, NULL) : NULL;
-        size_t found = 0;
-        for (const char *q = s; q && (q = strstr(q, needle)) != NULL; q++)
-            found++;
-        free(s);
-        if (found >= count)
-            return 0;
-        if (mono_ms() >= deadline)
-            return -1;
-        th_pause_ms(TH_POLL_MS);
-    }
-}
-
-int th_wait_log_count(const th_proc_t *p, const char *needle, int count, int timeout_ms)
-{
-    return wait_file_count(p->log_path[0] ? p->log_path : NULL, needle,
-                           count > 0 ? (size_t)count : 0, timeout_ms);
-}
-
-char *th_read_file(const char *path, size_t *len)
-{
-    return slurp(path, len);
-}
-
-int th_wait_lines(const char *path, size_t n, int timeout_ms)
-{
-    return wait_file_count(path, "\n", n, timeout_ms);
-}
-
-int th_run_meridian(const char *const *args, const char *const *env, char **output)
-{
-    if (output)
-        *output = NULL;
-    const char *bin = bin_path("MERIDIAN_BIN", MERIDIAN_BIN);
-    char log[256];
-    int fd = open_temp_log(log, sizeof(log));
-    if (fd < 0)
-        return -1;
-    char *argv[TH_MAX_ARGS + 2];
-    size_t k = 0;
-    argv[k++] = (char *)bin;
-    for (const char *const *a = args; a && *a && k < TH_MAX_ARGS; a++)
-        argv[k++] = (char *)*a;
-    argv[k] = NULL;
-    pid_t pid = spawn(bin, argv, env, fd, fd);
-    close(fd);
-    int status = -1;
-    if (pid > 0) {
-        int r = reap(pid, TH_RUN_TIMEOUT_MS, &status);
-        if (r == 0) {
-            fprintf(stderr, "harness: %s did not exit within %d ms; SIGKILL\n", bin,
-                    TH_RUN_TIMEOUT_MS);
-            status = kill_reap(pid);
-        } else if (r < 0) {
-            status = -1;
-        }
-    }
-    if (output)
-        *output = slurp(log, NULL);
-    unlink(log);
-    return status;
-}
-
-void th_cleanup(void)
-{
-    for (size_t i = 0; i < TH_MAX_PROCS; i++) {
-        if (g_procs[i].pid > 0) {
-            fprintf(stderr, "harness: killing leftover pid %d\n", (int)g_procs[i].pid);
-            kill_reap(g_procs[i].pid);
-        }
-        if (g_procs[i].pid > 0 || g_procs[i].log[0] || g_procs[i].config[0])
-            remove_files(g_procs[i].log, g_procs[i].config);
-        memset(&g_procs[i], 0, sizeof(g_procs[i]));
-    }
-    curl_global_cleanup();
 }
 
 void th_init(void)
@@ -764,7 +151,7 @@ static int buf_append(char **buf, size_t *len, size_t *cap, size_t max, const ch
         size_t c = *cap ? *cap : 1024;
         while (c < *len + n + 1)
             c *= 2;
-        *buf = xrealloc(*buf, c);
+        *buf = thi_xrealloc(*buf, c);
         *cap = c;
     }
     memcpy(*buf + *len, data, n);
@@ -778,7 +165,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     xfer_t *x = ud;
     size_t n = size * nmemb;
     if (x->out->t_first_byte_ms < 0 && n > 0)
-        x->out->t_first_byte_ms = mono_ms() - x->t0;
+        x->out->t_first_byte_ms = thi_mono_ms() - x->t0;
     if (buf_append(&x->out->body, &x->out->body_len, &x->bcap, TH_MAX_BODY, data, n) != 0)
         return 0;
     if (x->abort_after && x->out->body_len >= x->abort_after)
@@ -815,9 +202,9 @@ static void xfer_init(xfer_t *x, th_response_t *out, double t0)
     x->out = out;
     x->t0 = t0;
     out->t_first_byte_ms = -1;
-    out->body = xmalloc(1);
+    out->body = thi_xmalloc(1);
     out->body[0] = '\0';
-    out->headers = xmalloc(1);
+    out->headers = thi_xmalloc(1);
     out->headers[0] = '\0';
     x->bcap = x->hcap = 1;
 }
@@ -865,7 +252,7 @@ static void xfer_finish(CURL *h, xfer_t *x, CURLcode rc)
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
     x->out->status = status;
     x->out->curl_code = (int)rc;
-    x->out->t_total_ms = mono_ms() - x->t0;
+    x->out->t_total_ms = thi_mono_ms() - x->t0;
     curl_slist_free_all(x->hdrs);
     x->hdrs = NULL;
     x->done = true;
@@ -875,7 +262,7 @@ int th_http_ex(const th_http_opts_t *opts, const char *method, const char *url,
                const char *const *headers, const char *body, size_t body_len, th_response_t *out)
 {
     xfer_t x;
-    xfer_init(&x, out, mono_ms());
+    xfer_init(&x, out, thi_mono_ms());
     CURL *h = opts && opts->easy ? opts->easy : curl_easy_init();
     if (!h) {
         out->curl_code = CURLE_FAILED_INIT;
@@ -901,9 +288,9 @@ int th_http_parallel(const th_request_t *reqs, size_t n, th_response_t *outs)
     CURLM *m = curl_multi_init();
     if (!m)
         return -1;
-    xfer_t *xs = xmalloc(n * sizeof(*xs));
-    CURL **hs = xmalloc(n * sizeof(*hs));
-    double t0 = mono_ms();
+    xfer_t *xs = thi_xmalloc(n * sizeof(*xs));
+    CURL **hs = thi_xmalloc(n * sizeof(*hs));
+    double t0 = thi_mono_ms();
     for (size_t i = 0; i < n; i++) {
         xfer_init(&xs[i], &outs[i], t0);
         hs[i] = curl_easy_init();
@@ -986,6 +373,27 @@ const char *th_header(const th_response_t *r, const char *name, char *buf, size_
     return buf;
 }
 
+json_t *th_log_record(const char *path, const char *id)
+{
+    for (int waited = 0; waited <= 5000; waited += 10) {
+        char *s = th_read_file(path, NULL);
+        for (char *p = s; p && *p;) {
+            char *nl = strchr(p, '\n');
+            json_t *j = json_loadb(p, nl ? (size_t)(nl - p) : strlen(p), 0, NULL);
+            const char *jid = json_string_value(json_object_get(j, "id"));
+            if (jid && !strcmp(jid, id)) {
+                free(s);
+                return j;
+            }
+            json_decref(j);
+            p = nl ? nl + 1 : NULL;
+        }
+        free(s);
+        th_pause_ms(10);
+    }
+    return NULL;
+}
+
 json_t *th_json(const th_response_t *r)
 {
     if (!r->body)
@@ -1020,7 +428,7 @@ int th_sse_events(const char *body, size_t len, char ***events, size_t *n)
             if (has_data) {
                 if (*n == cap) {
                     cap = cap ? cap * 2 : 16;
-                    *events = xrealloc(*events, cap * sizeof(char *));
+                    *events = thi_xrealloc(*events, cap * sizeof(char *));
                 }
                 (*events)[(*n)++] = cur ? cur : xstrndup("", 0);
                 cur = NULL;
@@ -1121,11 +529,11 @@ long th_mock_stat(const th_proc_t *mock, const char *key)
 
 int th_mock_wait_stat(const th_proc_t *mock, const char *key, long value, int timeout_ms)
 {
-    double deadline = mono_ms() + timeout_ms;
+    double deadline = thi_mono_ms() + timeout_ms;
     for (;;) {
         if (th_mock_stat(mock, key) == value)
             return 0;
-        if (mono_ms() >= deadline)
+        if (thi_mono_ms() >= deadline)
             return -1;
         th_pause_ms(TH_POLL_MS);
     }

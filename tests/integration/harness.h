@@ -21,6 +21,18 @@
  * Deadlines: starting waits at most 10 s, stopping 10 s before SIGKILL, an
  * HTTP request 30 s; nothing sleeps for synchronisation except bounded polls.
  *
+ * Exits are judged: every process the harness started is, when it is reaped
+ * (th_stop, th_wait_exit, or th_cleanup for a leftover, which gets SIGTERM
+ * first), a failure if its exit status is not the expected one (0 unless
+ * th_expect_exit said otherwise; 137 when th_stop had to SIGKILL it) or if its
+ * log holds a sanitizer report (ASan, LSan, UBSan, TSan). A failure is told on
+ * stderr ("harness: FAIL: ...", with the log) and th_cleanup() then exits the
+ * program with status 1, whatever cmocka counted: cmocka 1.1.5 ignores a
+ * group teardown's result, and a teardown is where most tests stop their
+ * daemon. th_run_meridian's status is returned for its caller to check (only
+ * a sanitizer report in its output is judged); a th_start_* that fails
+ * returns -1, which the caller must check.
+ *
  * Binaries: MERIDIAN_BIN / MOCK_BIN are compiled-in absolute paths; the
  * environment variables MERIDIAN_BIN and MERIDIAN_MOCK_BIN override them.
  * Set MERIDIAN_TEST_KEEP_LOGS=1 to keep daemon logs and configs after th_stop.
@@ -38,8 +50,10 @@
 
 /* curl_global_init, SIGPIPE ignored. Call once at the start of main(). */
 void th_init(void);
-/* Kills and reaps any process still running, removes temp files,
- * curl_global_cleanup. Call once at the end of main(). */
+/* Stops (SIGTERM, then SIGKILL after 10 s) and judges any process still
+ * running, removes temp files, curl_global_cleanup. Call once at the end of
+ * main(): it exits the program with status 1 when any process was judged a
+ * failure (see "Exits are judged" above), else returns. */
 void th_cleanup(void);
 
 /* ---------------------------------------------------------------- processes */
@@ -59,6 +73,9 @@ typedef struct th_proc {
  * p->port, or -1 (with a message on stderr).
  */
 int th_start_mock(th_proc_t *p, const char *name);
+/* Same on `port` (mock_upstream --port), e.g. to bring a stopped mock back
+ * on the port a gateway knows; -1 when it cannot listen there. */
+int th_start_mock_on_port(th_proc_t *p, const char *name, int port);
 
 /*
  * Writes `config_json` to a temp file (p->config_path), starts
@@ -79,7 +96,8 @@ int th_start_meridian_ex(th_proc_t *p, const char *config_json, const char *cons
                          const char *const *env);
 
 /*
- * SIGTERM, then waits up to 10 s (WNOHANG polls), then SIGKILL. Returns the
+ * SIGTERM, then waits up to 10 s (WNOHANG polls), then SIGKILL, and judges
+ * the ending. Returns the
  * exit status (0..255), 128+signal if killed by a signal (137 when the
  * deadline forced SIGKILL), -1 if p holds no process. Removes p's temp files
  * unless MERIDIAN_TEST_KEEP_LOGS is set (then prints where they are); the
@@ -87,12 +105,23 @@ int th_start_meridian_ex(th_proc_t *p, const char *config_json, const char *cons
  */
 int th_stop(th_proc_t *p);
 
+/* The exit status that p's ending with is not a failure (default 0), for a
+ * test that makes the process fail on purpose. An unknown p is a failure. */
+void th_expect_exit(const th_proc_t *p, int status);
+
+/* How many processes were judged failures so far. */
+int th_failures(void);
+
+/* Where `log` (may be NULL) holds a sanitizer report: the start of the
+ * report's first line, or NULL when there is none. */
+const char *th_sanitizer_report(const char *log);
+
 /* kill(p->pid, sig). Returns 0 or -1. */
 int th_signal(const th_proc_t *p, int sig);
 
 /* Waits up to timeout_ms for p to exit by itself. Returns the exit status as
- * th_stop does (and forgets the pid, keeping temp files until th_stop or
- * th_cleanup), or -1 if still running at the deadline. */
+ * th_stop does, judged (and forgets the pid, keeping temp files until th_stop
+ * or th_cleanup), or -1 if still running at the deadline. */
 int th_wait_exit(th_proc_t *p, int timeout_ms);
 
 /* The whole log file (malloc'd, NUL-terminated; caller frees), or NULL. */
@@ -214,6 +243,11 @@ const char *th_header(const th_response_t *r, const char *name, char *buf, size_
 
 /* The body parsed as JSON (caller json_decrefs), NULL if it is not JSON. */
 json_t *th_json(const th_response_t *r);
+
+/* The line of a JSON-lines log (access log, audit file) whose "id" is id,
+ * parsed (caller json_decrefs); polled for up to 5 s, since the daemon's
+ * writer thread is asynchronous. NULL when none appeared. */
+json_t *th_log_record(const char *path, const char *id);
 
 /*
  * Splits an SSE stream into events' data: the "data:" lines of each event

@@ -186,7 +186,9 @@ static void test_retry_budget_caps_failovers(void **state)
     print_message("40 requests against a failing first target: %d failed over, %d denied\n", ok,
                   denied);
     assert_int_equal(ok + denied, 40);
-    assert_true(ok <= 5);
+    /* floor(0.1 x 40) = 4 retries in the window; one either way for where the
+     * window's slots fall. None at all would be a budget that denies everything. */
+    assert_true(ok >= 3 && ok <= 5);
     assert_int_equal(th_mock_stat(&mock_b, "requests"), ok);
     assert_int_equal(th_stop(&gw), 0);
 }

@@ -129,20 +129,20 @@ static void test_many_small_headers(void **state)
     enum { N = 500 };
     char url[256];
     th_response_t r;
-    const char **h = calloc(N + 1, sizeof(*h));
+    char **h = calloc(N + 1, sizeof(*h));
     (void)state;
     for (int i = 0; i < N; i++)
         h[i] = th_strf("X-H%d: vvvvvvvvvvvvvvvvvvvv", i); /* ~30 bytes: 15 KB in all */
-    th_http("POST", th_url_buf(&gw, "/v1/chat/completions", url, sizeof(url)), h,
-            "{\"model\":\"chat\"}", 16, &r);
+    th_http("POST", th_url_buf(&gw, "/v1/chat/completions", url, sizeof(url)),
+            (const char *const *)h, "{\"model\":\"chat\"}", 16, &r);
     assert_int_equal(r.status, 200);
     th_response_free(&r);
     for (int i = 0; i < N; i++)
-        free((char *)h[i]);
+        free(h[i]);
     /* just past the limit: 100 headers of ~180 bytes, 18 KB */
     for (int i = 0; i < N; i++)
         h[i] = i < 100 ? th_strf("X-H%d: %0170d", i, 0) : NULL;
-    th_http("POST", url, h, "{\"model\":\"chat\"}", 16, &r);
+    th_http("POST", url, (const char *const *)h, "{\"model\":\"chat\"}", 16, &r);
     assert_int_equal(r.status, 431);
     json_t *root = th_json(&r);
     assert_non_null(root);
@@ -151,7 +151,7 @@ static void test_many_small_headers(void **state)
     json_decref(root);
     th_response_free(&r);
     for (int i = 0; i < 100; i++)
-        free((char *)h[i]);
+        free(h[i]);
     free(h);
 }
 

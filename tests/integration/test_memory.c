@@ -351,7 +351,8 @@ static void test_committed_streams_release(void **state)
     (void)state;
 
     assert_int_equal(th_mock_reset(&mock), 0);
-    /* the first event at once, the next ones 5 s apart: they stay open */
+    /* the first event at once, the next ones 5 s apart: they stay open
+     * (committed at their first bytes: commit_hold_bytes 0 in the config) */
     assert_int_equal(th_mock_scenario(&mock, "{\"chunk_delay_ms\":5000,\"chunks\":3}"), 0);
     for (int i = 0; i < 6; i++) {
         int fd = raw_client(head, body, strlen(body));
@@ -571,7 +572,8 @@ int main(void)
         "   \"api_key\":\"sk-c\"}},"
         " \"routes\":{\"chat\":{\"targets\":[{\"provider\":\"a\",\"model\":\"m\"}]},"
         "   \"claude\":{\"targets\":[{\"provider\":\"c\",\"model\":\"claude-x\"}]}},"
-        " \"limits\":{\"max_body_bytes\":%ld,\"worker_memory_bytes\":%ld}}",
+        " \"limits\":{\"max_body_bytes\":%ld,\"worker_memory_bytes\":%ld,"
+        "   \"commit_hold_bytes\":0}}",
         mock.port, mock.port, BODY_BYTES, BUDGET_MIB * MIB);
     const char *args[] = {"--workers", "1", NULL};
     /* ASan's quarantine keeps freed memory resident on purpose: off in the

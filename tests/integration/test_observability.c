@@ -87,6 +87,9 @@ static void scrape(const th_proc_t *gw, prom_doc_t *doc, char **text)
     }
     int pt = prom_promtool_check(r.body, r.body_len);
     assert_true(pt == 0 || pt == 77);
+    if (pt == 77) /* a check left out: scripts/ctest-run lists it, CI=true fails it */
+        printf("meridian-skip: promtool not found (apt-get install prometheus): "
+               "GET /metrics was not linted by promtool\n");
     if (text)
         *text = strdup(r.body);
     th_response_free(&r);

@@ -237,6 +237,17 @@ static bool same_usd(double a, double b)
     return fabs(a - b) < 1e-9;
 }
 
+/* A settlement is written when its attempt ends, which may come just after
+ * the client has its answer (and, with Redis, one round trip later):
+ * poll (bounded) until `name`'s spend as g reports it is `want`. */
+static void wait_spent(const th_proc_t *g, const char *name, double want)
+{
+    double until = mono_ms() + WAIT_MS;
+    while (!same_usd(spent_of(g, name), want) && mono_ms() < until)
+        th_pause_ms(50);
+    assert_true(same_usd(spent_of(g, name), want));
+}
+
 /* ---- budgets ---------------------------------------------------------------- */
 
 static void budget_case(int inst, const char *key, const char *name, bool stream)
@@ -425,7 +436,7 @@ static void test_outage_local(void **state)
     free(st);
     int before = requests_during(2, 3, K_BUDGET, 429, &slowest);
     assert_int_equal(before, 6);
-    assert_true(same_usd(spent_of(&gw[0], "budget"), 6 * COST));
+    wait_spent(&gw[0], "budget", 6 * COST);
 
     th_redis_kill(&redis, SIGKILL);
     int during = requests_during(2, 10, K_BUDGET, 429, &slowest);
@@ -483,7 +494,7 @@ static void test_outage_deny(void **state)
     assert_int_equal(th_redis_start(&redis), 0);
     wait_metric(2, "meridian_state_up", 1);
     assert_int_equal(chat_status(&gw[0], K_BUDGET), 200);
-    assert_true(same_usd(spent_of(&gw[1], "budget"), 3 * COST));
+    wait_spent(&gw[1], "budget", 3 * COST);
     stop_all();
 }
 
@@ -494,12 +505,12 @@ static void restart_case(const char *state)
     start_n(1, state);
     for (int i = 0; i < 3; i++)
         assert_int_equal(chat_status(&gw[0], K_BUDGET), 200);
-    assert_true(same_usd(spent_of(&gw[0], "budget"), 3 * COST));
+    wait_spent(&gw[0], "budget", 3 * COST);
     stop_all();
     start_n(1, state);
-    assert_true(same_usd(spent_of(&gw[0], "budget"), 3 * COST));
+    wait_spent(&gw[0], "budget", 3 * COST);
     assert_int_equal(chat_status(&gw[0], K_BUDGET), 200);
-    assert_true(same_usd(spent_of(&gw[0], "budget"), 4 * COST));
+    wait_spent(&gw[0], "budget", 4 * COST);
     stop_all();
 }
 

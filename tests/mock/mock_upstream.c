@@ -13,11 +13,20 @@
  *   POST .../completions        legacy text completions (same streaming rule)
  *   POST .../embeddings
  *   GET  .../models
+ *   POST .../responses          OpenAI Responses (native): a response object
+ *                               (id "resp_mock_NAME_" + a hash of the request
+ *                               body, one message "Hello from
+ *                               NAME"), or the typed SSE events with
+ *                               sequence_number (response.created ...
+ *                               output_text.delta x chunks ...
+ *                               response.completed) when "stream"; a streamed
+ *                               error (error_after_chunks) is an "error" event
  * Azure OpenAI: the same endpoints under /openai/deployments/{d}/..., which
  * also require an api-version query argument (else 404) and an api-key
  * header (else 401).
  * Anthropic Messages (x-api-key and anthropic-version required, else 401/400;
  * max_tokens and messages required, else 400):
+ *   POST .../messages/count_tokens  {"input_tokens": body bytes / 10}
  *   POST .../messages           a message, or the real SSE event sequence
  *                               (message_start, content_block_start, ping,
  *                               content_block_delta..., content_block_stop,
@@ -28,13 +37,21 @@
  *                               GenerateContentResponse (a JSON array without
  *                               alt=sse, as Google does)
  *   POST .../models/{m}:embedContent, :batchEmbedContents
+ * Reasoning and caching, deterministically: an Anthropic request with an
+ * enabled "thinking" gets a thinking block first (text "Mock thinking about
+ * it.", signature "mock-sig-NAME"; streamed as thinking and signature
+ * deltas); an Anthropic request that contains "cache_control" reports
+ * cache_read_input_tokens 1000 and cache_creation_input_tokens 200 besides
+ * input_tokens 5. Gemini function calls carry thoughtSignature
+ * "mock-sig-NAME" (as Gemini 3 does).
  * Tools, deterministically: when an Anthropic/Gemini request declares tools
  * and its last turn is not a tool result, the answer calls the first tool
  * (after a short text) with arguments made from its schema (string
  * properties "mock", numbers 1, booleans true); streamed, those arguments
  * arrive split over several deltas (Anthropic) or whole (Gemini). When the
  * last turn carries tool results, the text quotes the first one: "Hello from
- * NAME (tool result: ...)". OpenAI-dialect answers never call tools.
+ * NAME (tool result: ...)". OpenAI-dialect answers call tools only with
+ * the call_tools scenario.
  * Errors (scenario status) and streamed errors come in each dialect's shape.
  * Bodies are deterministic (no counters, no clocks): the same request always
  * gets the same bytes.
@@ -74,10 +91,23 @@
  *        body_base64 (none)      the same given as base64, for bytes that are not
  *                                UTF-8 (a JSON string cannot carry them)
  *        content_type            Content-Type of "body" (application/json)
+ *        close_after_events (-1) streams only: send this many SSE events,
+ *                                then end the response cleanly with
+ *                                Connection: close (no chunked framing: the
+ *                                close is the end, as HTTP allows) — a stream
+ *                                cut before its terminal event that no
+ *                                transport error reveals
+ *        call_tools (false)      OpenAI chat: call tools as the Anthropic and
+ *                                Gemini answers do (below); a tool result
+ *                                is quoted in the text
+ *        role_first (false)      OpenAI chat streams: a role-only first chunk
+ *                                ({"role":"assistant","content":""}) before
+ *                                the content chunks
  *        hold (false)            with body: send it chunked, then keep the
  *                                response open (no end) until the client
  *                                leaves, the mock stops or 120 s pass: a
  *                                stream that stalls after its first events
+ *   POST /_mock/clear_queue  drop the queued scenarios only: {"ok","dropped"}
  *   POST /_mock/reset     clear queue, default scenario, records and counters
  *   GET  /_mock/requests  JSON array of recorded requests, arrival order:
  *        {"method","path","query":{name: value},"connection",
@@ -167,7 +197,7 @@ typedef enum {
 } fault_t;
 
 /* One scenario. `spec` owns the strings `headers`/`body`/`content_type`
- * point into; copies share it through json_incref. */
+ * point into; copies share it through json_incref, under g.mu. */
 typedef struct scenario {
     json_t *spec;
     int status;
@@ -181,6 +211,9 @@ typedef struct scenario {
     int error_after_chunks; /* -1 = none */
     long stream_bytes;      /* 0 = a `chunks` stream */
     long count;             /* 0 = persistent default */
+    int close_after_events; /* -1 = none */
+    bool role_first;
+    bool call_tools;
     json_t *headers;
     const char *body;
     size_t body_len;
@@ -345,6 +378,7 @@ static void scenario_default(scenario_t *s)
     s->chunks = 5;
     s->reset_after_chunks = 1;
     s->error_after_chunks = -1;
+    s->close_after_events = -1;
     s->fault = FAULT_NONE;
 }
 
@@ -430,6 +464,9 @@ static int scenario_parse(json_t *o, scenario_t *s, char *err, size_t errlen)
                                        "stream_bytes",
                                        "body_base64",
                                        "hold",
+                                       "close_after_events",
+                                       "role_first",
+                                       "call_tools",
                                        NULL};
     scenario_default(s);
     if (!json_is_object(o)) {
@@ -470,6 +507,12 @@ static int scenario_parse(json_t *o, scenario_t *s, char *err, size_t errlen)
     if (get_long(o, "error_after_chunks", -1, MOCK_MAX_CHUNKS, &v, err, errlen))
         return -1;
     s->error_after_chunks = (int)v;
+    v = s->close_after_events;
+    if (get_long(o, "close_after_events", -1, MOCK_MAX_CHUNKS, &v, err, errlen))
+        return -1;
+    s->close_after_events = (int)v;
+    s->role_first = json_is_true(json_object_get(o, "role_first"));
+    s->call_tools = json_is_true(json_object_get(o, "call_tools"));
 
     json_t *ra = json_object_get(o, "retry_after");
     if (json_is_string(ra) && json_string_length(ra) < sizeof(s->retry_after) &&
@@ -580,7 +623,7 @@ static enum MHD_Result queue_bytes(struct MHD_Connection *c, int status, const c
                                    const char *body, size_t len, const scenario_t *sc)
 {
     struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+        MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_MUST_COPY);
     if (!r)
         return MHD_NO;
     if (ctype)
@@ -758,12 +801,17 @@ static enum MHD_Result queue_reader(struct MHD_Connection *c, int status, const 
                                     uint64_t size, MHD_ContentReaderCallback crc, reader_t *rd,
                                     const scenario_t *sc)
 {
+    bool cut = crc == sse_read && sc->close_after_events >= 0;
+    while (cut && rd->n > (size_t)sc->close_after_events)
+        free(rd->events[--rd->n]);
     struct MHD_Response *r =
         MHD_create_response_from_callback(size, 16 * 1024, crc, rd, reader_free);
     if (!r) {
         reader_free(rd);
         return MHD_NO;
     }
+    if (cut) /* HTTP/1.0 style: no chunked framing, the close is the end */
+        MHD_set_response_options(r, MHD_RF_HTTP_1_0_COMPATIBLE_STRICT, MHD_RO_END);
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(r, "x-mock-name", g.name);
     if (size == MHD_SIZE_UNKNOWN)
@@ -880,6 +928,123 @@ static json_t *usage_json(void)
                      9);
 }
 
+static void add_resp_event(reader_t *rd, int *seq, const char *type, json_t *ev)
+{
+    json_object_set_new(ev, "type", json_string(type));
+    json_object_set_new(ev, "sequence_number", json_integer((*seq)++));
+    add_named_event(rd, type, ev);
+}
+
+/* A response id made from the request body (FNV-1a): deterministic, and
+ * different requests get different ids, as a real store needs. */
+static void resp_id(const req_t *rq, char *id, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; rq && rq->body && i < rq->len; i++)
+        h = (h ^ (unsigned char)rq->body[i]) * 1099511628211ull;
+    snprintf(id, n, "resp_mock_%s_%016" PRIx64, g.name, h);
+}
+
+/* A Responses response object: status, output (taken) and usage. */
+static json_t *resp_object(const char *id, const char *model, const char *status, json_t *output)
+{
+    return json_pack(
+        "{s:s, s:s, s:i, s:s, s:s, s:o, s:o}", "id", id, "object", "response", "created_at",
+        1700000000, "status", status, "model", model, "output", output, "usage",
+        strcmp(status, "completed")
+            ? json_null()
+            : json_pack("{s:i, s:{s:i}, s:i, s:{s:i}, s:i}", "input_tokens", 5,
+                        "input_tokens_details", "cached_tokens", 0, "output_tokens", 4,
+                        "output_tokens_details", "reasoning_tokens", 0, "total_tokens", 9));
+}
+
+static json_t *resp_message(const char *text)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s, s:[]}]}", "id", "msg_mock", "type",
+                     "message", "status", "completed", "role", "assistant", "content", "type",
+                     "output_text", "text", text, "annotations");
+}
+
+/* POST .../responses, streamed: the typed events, numbered. */
+static enum MHD_Result send_responses_stream(struct MHD_Connection *c, const char *model,
+                                             const req_t *rq, const scenario_t *sc)
+{
+    reader_t *rd = stream_reader_new(c, sc);
+    char id[200];
+    char text[1024] = "";
+    int seq = 0;
+
+    resp_id(rq, id, sizeof(id));
+    add_resp_event(
+        rd, &seq, "response.created",
+        json_pack("{s:o}", "response", resp_object(id, model, "in_progress", json_array())));
+    add_resp_event(
+        rd, &seq, "response.in_progress",
+        json_pack("{s:o}", "response", resp_object(id, model, "in_progress", json_array())));
+    add_resp_event(rd, &seq, "response.output_item.added",
+                   json_pack("{s:i, s:{s:s, s:s, s:s, s:s, s:[]}}", "output_index", 0, "item", "id",
+                             "msg_mock", "type", "message", "status", "in_progress", "role",
+                             "assistant", "content"));
+    add_resp_event(rd, &seq, "response.content_part.added",
+                   json_pack("{s:s, s:i, s:i, s:{s:s, s:s, s:[]}}", "item_id", "msg_mock",
+                             "output_index", 0, "content_index", 0, "part", "type", "output_text",
+                             "text", "", "annotations"));
+    for (int i = 0; i < sc->chunks; i++) {
+        char tok[32];
+        if (i == sc->error_after_chunks) {
+            add_resp_event(rd, &seq, "error",
+                           json_pack("{s:s, s:s, s:n}", "code", "server_error", "message",
+                                     "mock: error mid-stream", "param"));
+            return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
+        }
+        snprintf(tok, sizeof(tok), "tok%d ", i);
+        if (strlen(text) + strlen(tok) < sizeof(text))
+            strcat(text, tok);
+        add_resp_event(rd, &seq, "response.output_text.delta",
+                       json_pack("{s:s, s:i, s:i, s:s}", "item_id", "msg_mock", "output_index", 0,
+                                 "content_index", 0, "delta", tok));
+    }
+    add_resp_event(rd, &seq, "response.output_text.done",
+                   json_pack("{s:s, s:i, s:i, s:s}", "item_id", "msg_mock", "output_index", 0,
+                             "content_index", 0, "text", text));
+    add_resp_event(rd, &seq, "response.output_item.done",
+                   json_pack("{s:i, s:o}", "output_index", 0, "item", resp_message(text)));
+    add_resp_event(
+        rd, &seq, "response.completed",
+        json_pack("{s:o}", "response",
+                  resp_object(id, model, "completed", json_pack("[o]", resp_message(text)))));
+    return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
+}
+
+/* POST .../responses: the body read, then the object or its stream. */
+static enum MHD_Result serve_responses(struct MHD_Connection *c, const req_t *rq,
+                                       const scenario_t *sc)
+{
+    json_t *in = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
+    const char *model = json_string_value(json_object_get(in, "model"));
+    char id[200], hello[200];
+    enum MHD_Result ret;
+
+    if (!json_is_object(in)) {
+        json_decref(in);
+        return queue_error(c, 400, "invalid_request_error", "mock: body must be a JSON object", sc);
+    }
+    if (!model)
+        model = "mock-model";
+    if (json_is_true(json_object_get(in, "stream"))) {
+        ret = send_responses_stream(c, model, rq, sc);
+    } else {
+        size_t len;
+        snprintf(hello, sizeof(hello), "Hello from %s", g.name);
+        resp_id(rq, id, sizeof(id));
+        char *s = dump_take(
+            resp_object(id, model, "completed", json_pack("[o]", resp_message(hello))), &len);
+        ret = send_body(c, 200, "application/json", s, len, sc);
+    }
+    json_decref(in);
+    return ret;
+}
+
 /* Builds and queues the SSE stream for chat (chat=true) or legacy completions. */
 static enum MHD_Result send_stream(struct MHD_Connection *c, bool chat, const char *model,
                                    bool include_usage, const scenario_t *sc)
@@ -919,6 +1084,11 @@ static enum MHD_Result send_stream(struct MHD_Connection *c, bool chat, const ch
         int sndbuf = 256 * 1024;
         setsockopt(conn_fd(c), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     }
+    if (chat && sc->stream_bytes == 0 && sc->role_first)
+        add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:{s:s, s:s}, s:n}]}", "id", id,
+                                "object", object, "created", 1700000000, "model", model, "choices",
+                                "index", 0, "delta", "role", "assistant", "content", "",
+                                "finish_reason"));
     for (int i = 0; sc->stream_bytes == 0 && i < sc->chunks; i++) {
         if (i == sc->error_after_chunks) {
             add_event(rd,
@@ -929,8 +1099,9 @@ static enum MHD_Result send_stream(struct MHD_Connection *c, bool chat, const ch
         snprintf(tok, sizeof(tok), "tok%d ", i);
         json_t *choice;
         if (chat) {
-            json_t *delta = i == 0 ? json_pack("{s:s, s:s}", "role", "assistant", "content", tok)
-                                   : json_pack("{s:s}", "content", tok);
+            json_t *delta = i == 0 && !sc->role_first
+                                ? json_pack("{s:s, s:s}", "role", "assistant", "content", tok)
+                                : json_pack("{s:s}", "content", tok);
             choice = json_pack("{s:i, s:o, s:n}", "index", 0, "delta", delta, "finish_reason");
         } else {
             choice = json_pack("{s:i, s:s, s:n, s:n}", "index", 0, "text", tok, "logprobs",
@@ -954,13 +1125,63 @@ static enum MHD_Result send_stream(struct MHD_Connection *c, bool chat, const ch
                         sc->stream_bytes > 0 ? bulk_read : sse_read, rd, sc);
 }
 
+static json_t *mock_args(const json_t *schema);
+static char *result_text(const json_t *content);
+static char *hello_text(const char *tool_result);
+
+/* A chat completion (or its chunk stream) calling tool `name` with args
+ * (taken), after a short text: what call_tools answers. */
+static enum MHD_Result send_tool_call(struct MHD_Connection *c, const char *model, bool stream,
+                                      const char *name, json_t *args, const scenario_t *sc)
+{
+    char id[160], *a = dump_take(args, NULL);
+    json_t *call;
+    snprintf(id, sizeof(id), "call_mock_%s", g.name);
+    call = json_pack("{s:i, s:s, s:s, s:{s:s, s:s}}", "index", 0, "id", id, "type", "function",
+                     "function", "name", name, "arguments", a);
+    if (!stream) {
+        json_object_del(call, "index");
+        size_t len;
+        char *s =
+            dump_take(json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:{s:s, s:s, s:[o]}, s:s}], s:o}",
+                                "id", "chatcmpl-mock", "object", "chat.completion", "created",
+                                1700000000, "model", model, "choices", "index", 0, "message",
+                                "role", "assistant", "content", "Calling a tool.", "tool_calls",
+                                call, "finish_reason", "tool_calls", "usage", usage_json()),
+                      &len);
+        free(a);
+        return send_body(c, 200, "application/json", s, len, sc);
+    }
+    reader_t *rd = stream_reader_new(c, sc);
+    json_t *d0 = json_pack("{s:s, s:s}", "role", "assistant", "content", "Calling a tool.");
+    json_t *d1 = json_pack("{s:[o]}", "tool_calls", call);
+    json_t *fin = json_pack("{s:i, s:{}, s:s}", "index", 0, "delta", "finish_reason", "tool_calls");
+    add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:n}]}", "id", "chatcmpl-mock",
+                            "object", "chat.completion.chunk", "created", 1700000000, "model",
+                            model, "choices", "index", 0, "delta", d0, "finish_reason"));
+    add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:o, s:n}]}", "id", "chatcmpl-mock",
+                            "object", "chat.completion.chunk", "created", 1700000000, "model",
+                            model, "choices", "index", 0, "delta", d1, "finish_reason"));
+    add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[o]}", "id", "chatcmpl-mock", "object",
+                            "chat.completion.chunk", "created", 1700000000, "model", model,
+                            "choices", fin));
+    add_event(rd, json_pack("{s:s, s:s, s:i, s:s, s:[], s:o}", "id", "chatcmpl-mock", "object",
+                            "chat.completion.chunk", "created", 1700000000, "model", model,
+                            "choices", "usage", usage_json()));
+    push_event(rd, xstrdup("data: [DONE]\n\n"), 14);
+    free(a);
+    return queue_reader(c, 200, "text/event-stream", MHD_SIZE_UNKNOWN, sse_read, rd, sc);
+}
+
 /* Serves one OpenAI endpoint (no scenario status/body/garbage override). */
 static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, const char *method,
                                     const req_t *rq, const scenario_t *sc)
 {
-    enum { EP_CHAT, EP_COMPLETIONS, EP_EMBEDDINGS, EP_MODELS } ep;
+    enum { EP_CHAT, EP_COMPLETIONS, EP_EMBEDDINGS, EP_MODELS, EP_RESPONSES } ep;
     if (has_suffix(url, "/chat/completions"))
         ep = EP_CHAT;
+    else if (has_suffix(url, "/responses"))
+        ep = EP_RESPONSES;
     else if (has_suffix(url, "/completions"))
         ep = EP_COMPLETIONS;
     else if (has_suffix(url, "/embeddings"))
@@ -993,6 +1214,8 @@ static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, c
         char *s = dump_take(m, &len);
         return send_body(c, 200, "application/json", s, len, sc);
     }
+    if (ep == EP_RESPONSES)
+        return serve_responses(c, rq, sc);
 
     json_error_t jerr;
     json_t *in = json_loadb(rq->body ? rq->body : "", rq->len, 0, &jerr);
@@ -1011,8 +1234,30 @@ static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, c
     bool stream = json_is_true(json_object_get(in, "stream"));
     bool include_usage =
         json_is_true(json_object_get(json_object_get(in, "stream_options"), "include_usage"));
-    char hello[200];
+    char hello[400];
     snprintf(hello, sizeof(hello), "Hello from %s", g.name);
+    if (sc->call_tools && ep == EP_CHAT) {
+        /* Anthropic's and Gemini's answers' rule: call the first tool unless
+         * the conversation ends with a tool result, which is then quoted */
+        const json_t *msgs = json_object_get(in, "messages");
+        const json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
+        const json_t *fn =
+            json_object_get(json_array_get(json_object_get(in, "tools"), 0), "function");
+        const char *name = json_string_value(json_object_get(fn, "name"));
+        const char *role = json_string_value(json_object_get(last, "role"));
+        if (role && strcmp(role, "tool") == 0) {
+            char *result = result_text(json_object_get(last, "content"));
+            char *h = hello_text(result);
+            snprintf(hello, sizeof(hello), "%s", h);
+            free(h);
+            free(result);
+        } else if (name) {
+            enum MHD_Result r = send_tool_call(c, model, stream, name,
+                                               mock_args(json_object_get(fn, "parameters")), sc);
+            json_decref(in);
+            return r;
+        }
+    }
 
     enum MHD_Result ret;
     if (stream && ep != EP_EMBEDDINGS) {
@@ -1056,7 +1301,7 @@ static dialect_t dialect_of(const char *url)
     const char *slash = strrchr(url, '/');
     if (strncmp(url, "/openai/deployments/", 20) == 0)
         return D_AZURE;
-    if (has_suffix(url, "/messages"))
+    if (has_suffix(url, "/messages") || has_suffix(url, "/messages/count_tokens"))
         return D_ANTHROPIC;
     if (strstr(url, "/models/") && slash && strchr(slash, ':'))
         return D_GEMINI;
@@ -1160,15 +1405,56 @@ static char *hello_text(const char *tool_result)
     return s;
 }
 
-static void add_partial_json(reader_t *rd, const char *p, size_t n)
+static void add_partial_json(reader_t *rd, int index, const char *p, size_t n)
 {
     add_named_event(rd, "content_block_delta",
                     json_pack("{s:s, s:i, s:{s:s, s:s%}}", "type", "content_block_delta", "index",
-                              1, "delta", "type", "input_json_delta", "partial_json", p, n));
+                              index, "delta", "type", "input_json_delta", "partial_json", p, n));
 }
 
-static enum MHD_Result serve_anthropic(struct MHD_Connection *c, const char *method,
-                                       const req_t *rq, const scenario_t *sc)
+/* Anthropic usage: cache reads and writes reported when the request marked
+ * something for caching. */
+static json_t *anthropic_usage(bool cached, int output)
+{
+    json_t *u = json_pack("{s:i, s:i}", "input_tokens", 5, "output_tokens", output);
+    if (cached) {
+        json_object_set_new(u, "cache_read_input_tokens", json_integer(1000));
+        json_object_set_new(u, "cache_creation_input_tokens", json_integer(200));
+    }
+    return u;
+}
+
+/* The thinking block of an answer to a request with thinking enabled,
+ * streamed as a start, a thinking delta and a signature delta. */
+static void add_thinking_events(reader_t *rd, const char *sig)
+{
+    add_named_event(rd, "content_block_start",
+                    json_pack("{s:s, s:i, s:{s:s, s:s, s:s}}", "type", "content_block_start",
+                              "index", 0, "content_block", "type", "thinking", "thinking", "",
+                              "signature", ""));
+    add_named_event(rd, "content_block_delta",
+                    json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta", "index", 0,
+                              "delta", "type", "thinking_delta", "thinking",
+                              "Mock thinking about it."));
+    add_named_event(rd, "content_block_delta",
+                    json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta", "index", 0,
+                              "delta", "type", "signature_delta", "signature", sig));
+    add_named_event(rd, "content_block_stop",
+                    json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
+}
+
+/* count_tokens: {"input_tokens": the body's bytes / 10}, deterministic and
+ * unlike the gateway's own estimate (bytes / 4). */
+static enum MHD_Result serve_count_tokens(struct MHD_Connection *c, const req_t *rq,
+                                          const scenario_t *sc)
+{
+    char body[64];
+    int n = snprintf(body, sizeof(body), "{\"input_tokens\":%zu}", rq->len / 10);
+    return send_body(c, 200, "application/json", xstrdup(body), (size_t)n, sc);
+}
+
+static enum MHD_Result serve_anthropic(struct MHD_Connection *c, const char *url,
+                                       const char *method, const req_t *rq, const scenario_t *sc)
 {
     char msg[300];
     if (strcmp(method, "POST") != 0)
@@ -1178,6 +1464,8 @@ static enum MHD_Result serve_anthropic(struct MHD_Connection *c, const char *met
     if (!MHD_lookup_connection_value(c, MHD_HEADER_KIND, "anthropic-version"))
         return queue_dialect_error(c, D_ANTHROPIC, 400, "anthropic-version: header is required",
                                    sc);
+    if (has_suffix(url, "/count_tokens"))
+        return serve_count_tokens(c, rq, sc);
     json_t *in = json_loadb(rq->body ? rq->body : "", rq->len, 0, NULL);
     const char *model = json_string_value(json_object_get(in, "model"));
     json_t *messages = json_object_get(in, "messages");
@@ -1203,36 +1491,48 @@ static enum MHD_Result serve_anthropic(struct MHD_Connection *c, const char *met
             result = result_text(json_object_get(b, "content"));
     }
     bool call = tool_name && !result;
+    const char *tt = json_string_value(json_object_get(json_object_get(in, "thinking"), "type"));
+    bool thinking = tt && strcmp(tt, "enabled") == 0;
+    bool cached = rq->body && memmem(rq->body, rq->len, "\"cache_control\"", 15);
+    int base = thinking ? 1 : 0; /* index of the text block */
     char *hello = hello_text(result);
     json_t *args = call ? mock_args(json_object_get(tool, "input_schema")) : NULL;
-    char id[160];
+    char id[160], sig[160];
     snprintf(id, sizeof(id), "msg_mock_%s", g.name);
+    snprintf(sig, sizeof(sig), "mock-sig-%s", g.name);
 
     enum MHD_Result ret;
     if (!stream) {
-        json_t *content =
-            json_pack("[{s:s, s:s}]", "type", "text", "text", call ? "Calling a tool." : hello);
+        json_t *content = json_array();
+        if (thinking)
+            json_array_append_new(content,
+                                  json_pack("{s:s, s:s, s:s}", "type", "thinking", "thinking",
+                                            "Mock thinking about it.", "signature", sig));
+        json_array_append_new(content, json_pack("{s:s, s:s}", "type", "text", "text",
+                                                 call ? "Calling a tool." : hello));
         if (call)
             json_array_append_new(content,
                                   json_pack("{s:s, s:s, s:s, s:O}", "type", "tool_use", "id",
                                             "toolu_mock_1", "name", tool_name, "input", args));
-        json_t *out = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:n, s:{s:i, s:i}}", "id", id,
-                                "type", "message", "role", "assistant", "model", model, "content",
-                                content, "stop_reason", call ? "tool_use" : "end_turn",
-                                "stop_sequence", "usage", "input_tokens", 5, "output_tokens", 4);
+        json_t *out = json_pack("{s:s, s:s, s:s, s:s, s:o, s:s, s:n, s:o}", "id", id, "type",
+                                "message", "role", "assistant", "model", model, "content", content,
+                                "stop_reason", call ? "tool_use" : "end_turn", "stop_sequence",
+                                "usage", anthropic_usage(cached, 4));
         size_t len;
         char *body = dump_take(out, &len);
         ret = send_body(c, 200, "application/json", body, len, sc);
     } else {
         reader_t *rd = stream_reader_new(c, sc);
         add_named_event(rd, "message_start",
-                        json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:[], s:n, s:n, s:{s:i, s:i}}}",
-                                  "type", "message_start", "message", "id", id, "type", "message",
-                                  "role", "assistant", "model", model, "content", "stop_reason",
-                                  "stop_sequence", "usage", "input_tokens", 5, "output_tokens", 1));
+                        json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:[], s:n, s:n, s:o}}", "type",
+                                  "message_start", "message", "id", id, "type", "message", "role",
+                                  "assistant", "model", model, "content", "stop_reason",
+                                  "stop_sequence", "usage", anthropic_usage(cached, 1)));
+        if (thinking)
+            add_thinking_events(rd, sig);
         add_named_event(rd, "content_block_start",
                         json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start",
-                                  "index", 0, "content_block", "type", "text", "text", ""));
+                                  "index", base, "content_block", "type", "text", "text", ""));
         add_named_event(rd, "ping", json_pack("{s:s}", "type", "ping"));
         int n = result ? 1 : sc->chunks;
         bool failed = false;
@@ -1248,32 +1548,33 @@ static enum MHD_Result serve_anthropic(struct MHD_Connection *c, const char *met
             snprintf(tok, sizeof(tok), "tok%d ", k);
             add_named_event(rd, "content_block_delta",
                             json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_delta",
-                                      "index", 0, "delta", "type", "text_delta", "text",
+                                      "index", base, "delta", "type", "text_delta", "text",
                                       result ? hello : tok));
         }
         if (!failed) {
             add_named_event(rd, "content_block_stop",
-                            json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
+                            json_pack("{s:s, s:i}", "type", "content_block_stop", "index", base));
             if (call) {
                 add_named_event(rd, "content_block_start",
                                 json_pack("{s:s, s:i, s:{s:s, s:s, s:s, s:{}}}", "type",
-                                          "content_block_start", "index", 1, "content_block",
+                                          "content_block_start", "index", base + 1, "content_block",
                                           "type", "tool_use", "id", "toolu_mock_1", "name",
                                           tool_name, "input"));
                 /* an empty first delta, then pieces of about 5 bytes (whole
                  * UTF-8 characters), as Anthropic does */
                 char *js = dump_take(json_incref(args), NULL);
                 size_t jl = strlen(js), piece;
-                add_partial_json(rd, js, 0);
+                add_partial_json(rd, base + 1, js, 0);
                 for (size_t at = 0; at < jl; at += piece) {
                     piece = jl - at < 5 ? jl - at : 5;
                     while (at + piece < jl && ((unsigned char)js[at + piece] & 0xC0) == 0x80)
                         piece++;
-                    add_partial_json(rd, js + at, piece);
+                    add_partial_json(rd, base + 1, js + at, piece);
                 }
                 free(js);
-                add_named_event(rd, "content_block_stop",
-                                json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 1));
+                add_named_event(
+                    rd, "content_block_stop",
+                    json_pack("{s:s, s:i}", "type", "content_block_stop", "index", base + 1));
             }
             add_named_event(rd, "message_delta",
                             json_pack("{s:s, s:{s:s, s:n}, s:{s:i}}", "type", "message_delta",
@@ -1383,9 +1684,12 @@ static enum MHD_Result serve_gemini(struct MHD_Connection *c, const char *url, c
     }
     bool call = tool_name && !result;
     char *hello = hello_text(result);
-    json_t *fcall = call ? json_pack("{s:{s:s, s:o}}", "functionCall", "name", tool_name, "args",
-                                     mock_args(json_object_get(decl, "parameters")))
-                         : NULL;
+    char sig[160];
+    snprintf(sig, sizeof(sig), "mock-sig-%s", g.name);
+    json_t *fcall =
+        call ? json_pack("{s:{s:s, s:o}, s:s}", "functionCall", "name", tool_name, "args",
+                         mock_args(json_object_get(decl, "parameters")), "thoughtSignature", sig)
+             : NULL;
 
     if (!stream) {
         json_t *parts = json_pack("[{s:s}]", "text", call ? "Calling a tool." : hello);
@@ -1513,6 +1817,16 @@ static void record_request(struct MHD_Connection *c, const char *url, const char
 
 /* ---------------------------------------------------------------- control */
 
+/* Drops every queued scenario (caller holds g.mu). */
+static void clear_queue(void)
+{
+    while (g.q_len > 0) {
+        scenario_clear(&g.queue[g.q_head]);
+        g.q_head = (g.q_head + 1) % MOCK_MAX_QUEUE;
+        g.q_len--;
+    }
+}
+
 static enum MHD_Result serve_control(struct MHD_Connection *c, const char *url, const char *method,
                                      const req_t *rq)
 {
@@ -1542,9 +1856,10 @@ static enum MHD_Result serve_control(struct MHD_Connection *c, const char *url, 
                 g.has_def = true;
             }
             size_t queued = g.q_len;
+            json_decref(o); /* s holds its own reference, counted under the mutex */
+            o = NULL;
             pthread_mutex_unlock(&g.mu);
             if (!err[0]) {
-                json_decref(o);
                 return queue_json(
                     c, 200, json_pack("{s:b, s:I}", "ok", 1, "queued", (json_int_t)queued), NULL);
             }
@@ -1552,13 +1867,16 @@ static enum MHD_Result serve_control(struct MHD_Connection *c, const char *url, 
         json_decref(o);
         return queue_error(c, 400, "invalid_request_error", err, NULL);
     }
+    if (strcmp(url, "/_mock/clear_queue") == 0 && post) {
+        pthread_mutex_lock(&g.mu);
+        json_int_t dropped = (json_int_t)g.q_len;
+        clear_queue();
+        pthread_mutex_unlock(&g.mu);
+        return queue_json(c, 200, json_pack("{s:b, s:I}", "ok", 1, "dropped", dropped), NULL);
+    }
     if (strcmp(url, "/_mock/reset") == 0 && post) {
         pthread_mutex_lock(&g.mu);
-        while (g.q_len > 0) {
-            scenario_clear(&g.queue[g.q_head]);
-            g.q_head = (g.q_head + 1) % MOCK_MAX_QUEUE;
-            g.q_len--;
-        }
+        clear_queue();
         if (g.has_def)
             scenario_clear(&g.def);
         g.has_def = false;
@@ -1688,7 +2006,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     switch (dialect_of(url)) {
     case D_ANTHROPIC:
-        return serve_anthropic(c, method, rq, sc);
+        return serve_anthropic(c, url, method, rq, sc);
     case D_GEMINI:
         return serve_gemini(c, url, method, rq, sc);
     case D_AZURE:
@@ -1726,8 +2044,14 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
             g.aborted++;
         pthread_mutex_unlock(&g.mu);
     }
-    if (rq->has_sc)
+    if (rq->has_sc) {
+        /* specs are shared between threads by reference count: every incref
+         * and decref happens under the mutex (jansson reads the count
+         * without an atomic before decrementing it) */
+        pthread_mutex_lock(&g.mu);
         scenario_clear(&rq->sc);
+        pthread_mutex_unlock(&g.mu);
+    }
     free(rq->body);
     free(rq);
     *con_cls = NULL;

@@ -6,39 +6,16 @@
 // `node --test` (tests/sdk/run dialects.test.mjs).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
+import { startAndWait, stopAll } from './procs.mjs';
 
 const MERIDIAN = process.env.MERIDIAN_BIN;
 const MOCK = process.env.MOCK_BIN;
 const CLIENT_KEY = 'sk-client-key-must-not-be-forwarded';
-const procs = [];
 let dir, mockPort, client;
-
-// Starts a process and resolves with the port from its "listening on" line,
-// within a bounded deadline.
-function startAndWait(cmd, args, env) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    procs.push(p);
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`${cmd} not ready in 10 s:\n${out}`)), 10000);
-    const onData = (d) => {
-      out += d;
-      const m = out.match(/listening on \S*:(\d+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    };
-    p.stdout.on('data', onData);
-    p.stderr.on('data', onData);
-    p.on('exit', (code) => reject(new Error(`${cmd} exited with ${code}:\n${out}`)));
-  });
-}
 
 async function mock(path, body) {
   const r = await fetch(`http://127.0.0.1:${mockPort}/_mock/${path}`, {
@@ -87,9 +64,9 @@ before(async () => {
   client = new OpenAI({ apiKey: CLIENT_KEY, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0, timeout: 20000 });
 });
 
-after(() => {
-  for (const p of procs) p.kill('SIGTERM');
+after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
+  await stopAll(); // a daemon that exits badly or reports a sanitizer error fails the suite
 });
 
 for (const k of KINDS) {

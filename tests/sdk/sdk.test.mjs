@@ -2,41 +2,18 @@
 // and the C mock upstream. Run by CTest through `node --test`.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import OpenAI from 'openai';
+import { startAndWait, stopAll } from './procs.mjs';
 
 const MERIDIAN = process.env.MERIDIAN_BIN;
 const MOCK = process.env.MOCK_BIN;
 const CLIENT_KEY = 'sk-client-key-must-not-be-forwarded';
 const PROVIDER_KEY = 'sk-provider-key-a';
-const procs = [];
 let dir, mockPort, client, base;
-
-// Starts a process and resolves with the port from its "listening on" line,
-// within a bounded deadline.
-function startAndWait(cmd, args, env) {
-  return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    procs.push(p);
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`${cmd} not ready in 10 s:\n${out}`)), 10000);
-    const onData = (d) => {
-      out += d;
-      const m = out.match(/listening on \S*:(\d+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    };
-    p.stdout.on('data', onData);
-    p.stderr.on('data', onData);
-    p.on('exit', (code) => reject(new Error(`${cmd} exited with ${code}:\n${out}`)));
-  });
-}
 
 function refusedPort() {
   return new Promise((resolve) => {
@@ -78,9 +55,9 @@ before(async () => {
   client = new OpenAI({ apiKey: CLIENT_KEY, baseURL: base, maxRetries: 0, timeout: 20000 });
 });
 
-after(() => {
-  for (const p of procs) p.kill('SIGTERM');
+after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
+  await stopAll(); // a daemon that exits badly or reports a sanitizer error fails the suite
 });
 
 test('non-stream chat fails over and returns the provider answer', async () => {

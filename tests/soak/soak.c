@@ -1,7 +1,9 @@
 /*
  * Fault soak: the real meridian binary (two workers) in front of five mock
  * upstreams that fail on purpose, under thousands of concurrent mixed
- * stream / non-stream chat requests. Bounded: it stops by itself.
+ * stream / non-stream chat requests, a quarter of them asking for reasoning
+ * with a tool declared (thinking blocks, thought signatures and streamed tool
+ * calls from the Anthropic and Gemini mocks). Bounded: it stops by itself.
  *
  *   soak [--long] [--requests N] [--seed S] [--concurrency C]
  *
@@ -72,15 +74,10 @@
 #include <dirent.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
-
-#ifndef MOCK_BIN
-#define MOCK_BIN "mock_upstream"
-#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 #define SOAK_ASAN 1
@@ -291,79 +288,6 @@ static const char *find_secret(const char *p, size_t n)
 
 /* ---- a mock on a fixed port ---------------------------------------------- */
 
-/* th_start_mock picks an ephemeral port; the stoppable upstream must come
- * back on the same one, so it is started here with --port. */
-static int start_mock_on_port(th_proc_t *p, const char *name, int port)
-{
-    memset(p, 0, sizeof(*p));
-    const char *bin = getenv("MERIDIAN_MOCK_BIN");
-    if (!bin || !*bin)
-        bin = MOCK_BIN;
-    char port_s[16];
-    snprintf(port_s, sizeof(port_s), "%d", port);
-    int pfd[2];
-    if (pipe2(pfd, O_CLOEXEC) != 0) {
-        perror("soak: pipe");
-        return -1;
-    }
-    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        signal(SIGPIPE, SIG_DFL);
-        if (devnull >= 0)
-            dup2(devnull, STDIN_FILENO);
-        dup2(pfd[1], STDOUT_FILENO);
-        /* libcurl's sockets are not close-on-exec: a mock restarted while
-         * clients are connected must not hold their connections open */
-        close_range(3, ~0U, 0);
-        execl(bin, bin, "--port", port_s, "--name", name, (char *)NULL);
-        _exit(127);
-    }
-    close(pfd[1]);
-    if (devnull >= 0)
-        close(devnull);
-    if (pid < 0) {
-        close(pfd[0]);
-        perror("soak: fork");
-        return -1;
-    }
-    char line[256];
-    size_t len = 0;
-    int got = 0;
-    double deadline = now_ms() + 10000;
-    while (!got && now_ms() < deadline) {
-        struct pollfd pf = {.fd = pfd[0], .events = POLLIN};
-        int rc = poll(&pf, 1, 100);
-        if (rc <= 0)
-            continue;
-        ssize_t n = read(pfd[0], line + len, sizeof(line) - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        line[len] = '\0';
-        int at = 0;
-        if (strchr(line, '\n'))
-            got = sscanf(line, "listening on 127.0.0.1:%d", &at) == 1 && at == port ? 1 : -1;
-        if (got < 0 || len == sizeof(line) - 1)
-            break;
-    }
-    close(pfd[0]);
-    p->pid = pid;
-    p->port = port;
-    if (got != 1) {
-        fprintf(stderr, "soak: mock %s did not start on port %d\n", name, port);
-        th_stop(p);
-        return -1;
-    }
-    return 0;
-}
-
 /* A free 127.0.0.1 port below the kernel's ephemeral range: while echo is
  * down no outgoing connection (ours, the gateway's, anyone's) can take it
  * as its local port, so echo can always come back on it. */
@@ -522,12 +446,13 @@ typedef enum { K_ROUTE, K_DIRECT, K_BAD_JSON, K_UNKNOWN_MODEL, K_WRONG_KEY } kin
 typedef struct job {
     CURL *h;
     struct curl_slist *hdrs;
-    char body_in[512];
+    char body_in[1024];
     char model[64];
     kind_t kind;
     int stream;
     buf_t head, body;
     double t0;
+    double not_before; /* a client told to retry later waits until then */
     int busy;
 } job_t;
 
@@ -810,11 +735,18 @@ static void launch(soak_t *so, stats_t *s, job_t *j, traffic_t mode, long seq)
     }
     if (j->kind == K_ROUTE || j->kind == K_DIRECT)
         s->proxied++;
+    /* one in four asks for reasoning and declares a tool: Anthropic thinking
+     * blocks with signatures, Gemini thought signatures, streamed tool calls */
+    int reasoning = rnd(4) == 0;
     snprintf(j->body_in, sizeof(j->body_in),
-             "{\"model\":\"%s\",\"max_tokens\":64,\"messages\":[{\"role\":\"user\","
-             "\"content\":\"soak request %ld\"}]%s%s%s",
-             j->model, seq, j->stream ? ",\"stream\":true" : "",
+             "{\"model\":\"%s\",\"max_tokens\":%d,\"messages\":[{\"role\":\"user\","
+             "\"content\":\"soak request %ld\"}]%s%s%s%s",
+             j->model, reasoning ? 4096 : 64, seq, j->stream ? ",\"stream\":true" : "",
              j->stream && rnd(4) == 0 ? ",\"stream_options\":{\"include_usage\":true}" : "",
+             reasoning ? ",\"reasoning_effort\":\"low\",\"tools\":[{\"type\":\"function\","
+                         "\"function\":{\"name\":\"lookup\",\"parameters\":{\"type\":"
+                         "\"object\",\"properties\":{\"q\":{\"type\":\"string\"}}}}}]"
+                       : "",
              j->kind == K_BAD_JSON ? ",\"oops\":" : "}");
 
     if (!j->h && !(j->h = curl_easy_init()))
@@ -867,12 +799,27 @@ typedef void (*hook_fn)(soak_t *so, long issued);
 
 /* Runs `n` requests keeping `concurrency` in flight; `hook` runs after each
  * launch (fault injection events). Returns when all finished. */
+/* Every candidate's breaker was open (503 targets_unavailable, with
+ * Retry-After). An SDK waits before it tries again; a closed-loop client
+ * that does not would burn a whole phase in the breakers' cooldown, and the
+ * share of requests that reach an upstream would measure the client, not
+ * the gateway. The wait is capped well below the cooldowns to keep the
+ * soak short. */
+#define RETRY_AFTER_WAIT_MS 400
+
+static bool told_to_wait(const job_t *j)
+{
+    long status = 0;
+    curl_easy_getinfo(j->h, CURLINFO_RESPONSE_CODE, &status);
+    return status == 503 && j->body.p && strstr(j->body.p, "\"targets_unavailable\"");
+}
+
 static void run(soak_t *so, stats_t *s, long n, traffic_t mode, long seq0, hook_fn hook)
 {
     long issued = 0, done = 0;
     while (done < n) {
         for (int i = 0; i < so->concurrency && issued < n; i++) {
-            if (!so->jobs[i].busy) {
+            if (!so->jobs[i].busy && so->jobs[i].not_before <= now_ms()) {
                 launch(so, s, &so->jobs[i], mode, seq0 + issued);
                 issued++;
                 if (hook)
@@ -891,6 +838,7 @@ static void run(soak_t *so, stats_t *s, long n, traffic_t mode, long seq0, hook_
             CURLcode rc = m->data.result;
             curl_multi_remove_handle(so->multi, j->h);
             judge(s, j, rc);
+            j->not_before = told_to_wait(j) ? now_ms() + RETRY_AFTER_WAIT_MS : 0;
             j->busy = 0;
             done++;
         }
@@ -970,6 +918,17 @@ static int push(CURL *easy, upstream_t *u, const char *json)
     th_response_free(&r);
     pushes++;
     return rc;
+}
+
+static void clear_queue(upstream_t *u)
+{
+    char url[128];
+    th_response_t r;
+    if (th_http("POST", th_url_buf(&u->proc, "/_mock/clear_queue", url, sizeof(url)), NULL, "{}", 2,
+                &r) != 0 ||
+        r.status != 200)
+        fprintf(stderr, "soak: clearing %s's scenario queue failed (%ld)\n", u->name, r.status);
+    th_response_free(&r);
 }
 
 /* Queues about `slots` upstream requests' worth of scenarios on u: each
@@ -1095,7 +1054,7 @@ static void restart_upstream(upstream_t *u, int port)
 {
     /* the kernel may hold the port for a moment: retry briefly */
     for (int tries = 0; tries < 20; tries++) {
-        if (start_mock_on_port(&u->proc, u->name, port) == 0) {
+        if (th_start_mock_on_port(&u->proc, u->name, port) == 0) {
             u->up = 1;
             restarts++;
             printf("  - restarted %s on the same port %d\n", u->name, port);
@@ -1248,7 +1207,7 @@ static int start_all(soak_t *so)
             rc = -1;
             for (int tries = 0; tries < 10 && rc != 0; tries++)
                 rc = (echo_port = fixed_port()) > 0
-                         ? start_mock_on_port(&u->proc, u->name, echo_port)
+                         ? th_start_mock_on_port(&u->proc, u->name, echo_port)
                          : -1;
         } else {
             rc = th_start_mock(&u->proc, u->name);
@@ -1334,6 +1293,10 @@ static void fault_traffic(soak_t *so, results_t *res)
             if (!ups[i].up)
                 continue;
             book(&ups[i], true);
+            /* this phase's mix only: faults the last phase queued but its
+             * requests never took (breakers open, they failed fast) would
+             * pile up and turn every later probe into a failure */
+            clear_queue(&ups[i]);
             inject(&ups[i], storm ? PHASE_REQUESTS / 2 : PHASE_REQUESTS / 4,
                    storm ? STORM_PERCENT : FAULT_PERCENT, storm);
         }
@@ -1425,9 +1388,7 @@ static void shut_down(soak_t *so, results_t *res)
     char *log = th_read_log(&so->gw);
     res->log_len = log ? strlen(log) : 0;
     res->log_secret = find_secret(log, res->log_len);
-    res->sanitizer_report =
-        log && (strstr(log, "ERROR: AddressSanitizer") || strstr(log, "ERROR: LeakSanitizer") ||
-                strstr(log, "runtime error:"));
+    res->sanitizer_report = th_sanitizer_report(log) != NULL;
     for (const char *p = log; p && (p = strstr(p, " warn ")); p++)
         res->warn_lines++;
     for (const char *p = log; p && (p = strchr(p, '\n')); p++)

@@ -457,6 +457,8 @@ static void test_budget_and_rpm(void **state)
     static const int split64[N_INST] = {22, 21, 21}, split60[N_INST] = {20, 20, 20};
     int allowed = 0;
 
+    /* connected first: an instance not yet connected answers locally */
+    assert_true(until_ms(is_up, in, N_INST, 10000));
     set_burst(in, 0, split64, 2000, 1000); /* every request spends its whole reservation */
     run_all(in, job_burst);
     for (int i = 0; i < N_INST; i++)
@@ -629,6 +631,13 @@ static void test_kv_and_noscript(void **state)
     }
 }
 
+/* An identical SETTLE for the same id as the first request's. */
+static void job_settle_again(inst_t *in)
+{
+    mr_limits_finish(&in->reqs[0]);
+    job_finish(in);
+}
+
 /* A settle or charge sent twice counts once; an instance restarted reads
  * the same spend. */
 static void test_idempotent_and_restart(void **state)
@@ -648,7 +657,8 @@ static void test_idempotent_and_restart(void **state)
     snprintf(id, sizeof(id), "%s", r->_id);
     r->_finished = false;
     r->_admitted = true;
-    mr_limits_finish(r); /* an identical SETTLE for the same id */
+    post(&in[0], job_settle_again); /* on the instance's loop, as any call */
+    assert_true(wait_job(&in[0]));
     post(&in[0], job_read_spent);
     assert_true(wait_job(&in[0]));
     assert_int_equal(in[0].spent, before);

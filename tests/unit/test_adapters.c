@@ -100,13 +100,13 @@ static void test_sse_limits(void **state)
 
 /* ---------------------------------------------------------------- helpers */
 
-static mr_provider_t provider(mr_provider_kind_t kind, const char *base)
+static mr_provider_t provider(mr_provider_kind_t kind, char *base)
 {
     mr_provider_t p;
     memset(&p, 0, sizeof(p));
     p.name = (char *)"prov";
     p.kind = kind;
-    p.base_url = (char *)base;
+    p.base_url = base;
     p.api_key = (char *)"sk-secret-key";
     p.vendor = (char *)"v";
     p.region = p.jurisdiction = (char *)"";

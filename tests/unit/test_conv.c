@@ -323,6 +323,11 @@ static void test_writer_events(void **state)
         "\"model\":\"m1\",\"choices\":[{\"index\":1,\"delta\":{\"role\":\"assistant\","
         "\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
         "data: {\"id\":\"chatcmpl-r1\",\"object\":\"chat.completion.chunk\",\"created\":7,"
+        "\"model\":\"m1\",\"choices\":[{\"index\":1,\"delta\":{\"reasoning_content\":\"hmm\","
+        "\"reasoning_details\":[{\"type\":\"reasoning.text\",\"text\":\"hmm\",\"index\":0,"
+        "\"format\":\"anthropic-claude-v1\",\"model\":\"m0\"}]},\"logprobs\":null,"
+        "\"finish_reason\":null}]}\n\n"
+        "data: {\"id\":\"chatcmpl-r1\",\"object\":\"chat.completion.chunk\",\"created\":7,"
         "\"model\":\"m1\",\"choices\":[{\"index\":1,\"delta\":{\"tool_calls\":[{\"index\":0,"
         "\"id\":\"t\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]},"
         "\"logprobs\":null,\"finish_reason\":null}]}\n\n"
@@ -334,7 +339,8 @@ static void test_writer_events(void **state)
         "\"finish_reason\":\"tool_calls\"}]}\n\n"
         "data: {\"id\":\"chatcmpl-r1\",\"object\":\"chat.completion.chunk\",\"created\":7,"
         "\"model\":\"m1\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,"
-        "\"total_tokens\":5,\"prompt_tokens_details\":{\"cached_tokens\":1}}}\n\n"
+        "\"total_tokens\":5,\"prompt_tokens_details\":{\"cached_tokens\":1,\"cache_write_tokens\":"
+        "4}}}\n\n"
         "data: [DONE]\n\n";
     mr_conv_usage_t u = {3, 2, 1, 4, -1};
     mr_chat_writer_t w;
@@ -343,13 +349,14 @@ static void test_writer_events(void **state)
 
     mr_buf_init(&out, 16); /* stream output ignores the limit */
     mr_chat_writer_init(&w, 7, 1);
+    mr_chat_writer_origin(&w, "anthropic", "m0");
     w.out = &out;
     assert_int_equal(emit(&w, (mr_conv_event_t){.kind = MR_CONV_EV_START,
                                                 .choice = 1,
                                                 .id = {"r1", 2},
                                                 .name = {"m1", 2}}),
                      0);
-    /* reasoning has no chat member yet: nothing is written */
+    /* reasoning: reasoning_content and a reasoning_details item */
     assert_int_equal(
         emit(&w, (mr_conv_event_t){.kind = MR_CONV_EV_REASONING, .choice = 1, .text = {"hmm", 3}}),
         0);

@@ -48,6 +48,7 @@ static const expected_t want[] = {
     {MR_FAIL_NOT_SSE, "not_event_stream", true, false, MR_OUTCOME_FAILURE, "invalid"},
     {MR_FAIL_STREAM_ERROR, "stream_error", true, false, MR_OUTCOME_FAILURE, "invalid"},
     {MR_FAIL_EMPTY_STREAM, "empty_stream", true, false, MR_OUTCOME_FAILURE, "invalid"},
+    {MR_FAIL_TRUNCATED, "truncated", true, false, MR_OUTCOME_FAILURE, "invalid"},
     {MR_FAIL_TOO_LARGE, "too_large", true, false, MR_OUTCOME_FAILURE, "invalid"},
     {MR_FAIL_FIRST_BYTE, "first_byte_timeout", true, true, MR_OUTCOME_FAILURE, "timeout"},
     {MR_FAIL_ANSWER_TIMEOUT, "answer_timeout", true, true, NO_REPORT, "timeout"},

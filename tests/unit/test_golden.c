@@ -14,6 +14,13 @@
  *   stream/<case>.out.sse     the OpenAI event stream the client must get
  *   {response,stream}/<case>.req.json   optional: the client's request (for
  *                             stream_options.include_usage, encoding_format...)
+ *   <dir>/<case>.target       optional: the target's model instead of
+ *                             "test-model" (one line)
+ *   request/<case>.dropped    optional: how many reasoning signatures the
+ *                             build must leave out (signatures_dropped)
+ *   conversation/<case>/      a two-turn conversation (run_conversations):
+ *                             turn1.req.json, turn1.answer.{json,sse},
+ *                             turn2.tail.json, turn2.out.json
  *
  * The endpoint is chat unless the case name starts with "embed" or
  * "completions". Every attempt gets model "test-model" and created
@@ -39,196 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GOLDEN_DIR MERIDIAN_SOURCE_DIR "/tests/golden"
-#define OUT_LIMIT (8u * 1024 * 1024)
-#define MAX_CASES 256
-
-static int update_mode(void)
-{
-    const char *v = getenv("MERIDIAN_GOLDEN_UPDATE");
-    return v && *v && strcmp(v, "0") != 0;
-}
-
-/* ---------------------------------------------------------------- files */
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-
-    if (!f)
-        return NULL;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    if (len)
-        *len = n;
-    return buf;
-}
-
-static void write_file(const char *path, const char *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(p, 1, n, f), n);
-    fclose(f);
-}
-
-static void write_json(const char *path, const json_t *j)
-{
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
-    assert_non_null(s);
-    size_t n = strlen(s);
-    s = realloc(s, n + 2);
-    assert_non_null(s);
-    s[n] = '\n';
-    write_file(path, s, n + 1);
-    free(s);
-}
-
-static json_t *load_json(const char *path)
-{
-    json_error_t e;
-    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &e);
-    if (!j)
-        fail_msg("%s: %s (line %d)", path, e.text, e.line);
-    return j;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Case names in dir (files ending in `suffix`, suffix removed), sorted. */
-static size_t list_cases(const char *dir, const char *suffix, char **names)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    size_t n = 0, sl = strlen(suffix);
-
-    if (!d)
-        return 0;
-    while ((e = readdir(d)) && n < MAX_CASES) {
-        size_t l = strlen(e->d_name);
-        if (l > sl && strcmp(e->d_name + l - sl, suffix) == 0) {
-            names[n] = strndup(e->d_name, l - sl);
-            assert_non_null(names[n]);
-            n++;
-        }
-    }
-    closedir(d);
-    qsort(names, n, sizeof(*names), cmp_str);
-    return n;
-}
-
-static void free_cases(char **names, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-}
-
-/* ---------------------------------------------------------------- set-up */
-
-typedef struct dialect {
-    const char *name;
-    const mr_adapter_t *ad;
-    mr_provider_t prov;
-} dialect_t;
-
-static dialect_t *dialect(const char *name)
-{
-    static const struct {
-        const char *name;
-        const mr_adapter_t *ad;
-        mr_provider_kind_t kind;
-        const char *base;
-    } table[] = {
-        {"anthropic", &mr_adapter_anthropic, MR_KIND_ANTHROPIC, "https://api.anthropic.test/v1"},
-        {"gemini", &mr_adapter_gemini, MR_KIND_GEMINI, "https://gemini.test/v1beta"},
-        {"azure", &mr_adapter_azure, MR_KIND_AZURE, "https://res.openai.azure.test"},
-    };
-    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-        if (strcmp(table[i].name, name) != 0)
-            continue;
-        dialect_t *d = calloc(1, sizeof(*d));
-        assert_non_null(d);
-        d->name = table[i].name;
-        d->ad = table[i].ad;
-        d->prov.name = (char *)"test-provider";
-        d->prov.kind = table[i].kind;
-        d->prov.base_url = (char *)table[i].base;
-        d->prov.api_key = (char *)"test-key";
-        d->prov.vendor = (char *)"test-vendor";
-        d->prov.region = (char *)"";
-        d->prov.jurisdiction = (char *)"";
-        d->prov.enabled = true;
-        return d;
-    }
-    fail_msg("unknown dialect %s", name);
-    return NULL;
-}
-
-static mr_endpoint_t endpoint_of(const char *name)
-{
-    if (strncmp(name, "embed", 5) == 0)
-        return MR_EP_EMBEDDINGS;
-    if (strncmp(name, "completions", 11) == 0)
-        return MR_EP_COMPLETIONS;
-    return MR_EP_CHAT;
-}
-
-/* Fills *in from the client body `json` (borrowed; raw text in `raw`). */
-static void make_in(mr_adapter_in_t *in, const dialect_t *d, const char *name, const json_t *json,
-                    const char *raw, size_t raw_len)
-{
-    memset(in, 0, sizeof(*in));
-    in->provider = &d->prov;
-    in->endpoint = endpoint_of(name);
-    in->model = "test-model";
-    in->stream = json_is_true(json_object_get(json, "stream"));
-    in->client_wants_usage =
-        json_is_true(json_object_get(json_object_get(json, "stream_options"), "include_usage"));
-    in->body = raw;
-    in->body_len = raw_len;
-    in->json = json;
-    in->created = 1700000000;
-}
-
-/* The client request of a response/stream case: <case>.req.json or a default. */
-static json_t *case_request(const char *dir, const char *name, int stream, char **raw)
-{
-    char path[1024];
-    json_t *j;
-
-    if (snprintf(path, sizeof(path), "%s/%s.req.json", dir, name) >= (int)sizeof(path))
-        fail_msg("path too long: %s/%s", dir, name);
-    j = json_load_file(path, 0, NULL);
-    if (!j)
-        j = stream ? json_pack("{s:s, s:[], s:b}", "model", "m", "messages", "stream", 1)
-                   : json_pack("{s:s, s:[]}", "model", "m", "messages");
-    *raw = json_dumps(j, JSON_COMPACT);
-    return j;
-}
-
-static void free_req(mr_adapter_req_t *r)
-{
-    free(r->url);
-    curl_slist_free_all(r->headers);
-    free(r->body);
-    memset(r, 0, sizeof(*r));
-}
+#include "golden_util.h"
 
 /* ---------------------------------------------------------------- requests */
 
@@ -273,6 +91,7 @@ static void run_requests(const char *dname)
         assert_non_null(raw);
         json_t *json = load_json(path);
         make_in(&in, d, names[i], json, raw, raw_len);
+        in.model = case_target(dir, names[i]);
         memset(&err, 0, sizeof(err));
         int rc = d->ad->build(&in, &req, &err);
 
@@ -307,6 +126,12 @@ static void run_requests(const char *dname)
             }
             snprintf(path, sizeof(path), "%s/%s.http", dir, names[i]);
             check_http(path, names[i], &req);
+            snprintf(path, sizeof(path), "%s/%s.dropped", dir, names[i]);
+            char *dropped = read_file(path, NULL);
+            if ((unsigned)(dropped ? atoi(dropped) : 0) != req.signatures_dropped)
+                fail_msg("%s/%s: %u signatures dropped, expected %s", dname, names[i],
+                         req.signatures_dropped, dropped ? dropped : "0");
+            free(dropped);
             /* the key goes into a header, never into the URL or the body */
             assert_null(strstr(req.url, "test-key"));
             assert_null(strstr(req.body, "test-key"));
@@ -343,6 +168,7 @@ static void run_responses(const char *dname)
 
         json_t *creq = case_request(dir, names[i], 0, &raw);
         make_in(&in, d, names[i], creq, raw, strlen(raw));
+        in.model = case_target(dir, names[i]);
         snprintf(path, sizeof(path), "%s/%s.in.json", dir, names[i]);
         char *body = read_file(path, &len);
         assert_non_null(body);
@@ -414,36 +240,6 @@ static void feed_run(const mr_adapter_t *ad, const mr_adapter_in_t *in, const ch
         r->rc = ad->stream_end(x, &r->out);
     ad->stream_usage(x, &r->usage);
     ad->stream_free(x);
-}
-
-/* Splits an SSE text into its events' data (LF-separated, as we write). */
-static json_t *events_of(const char *p, size_t n, const char *what)
-{
-    json_t *arr = json_array();
-    const char *end = p + n;
-
-    while (p < end) {
-        const char *sep = strstr(p, "\n\n");
-        if (!sep || sep > end)
-            fail_msg("%s: event without a blank line: %.*s", what, (int)(end - p), p);
-        if (strncmp(p, "data: ", 6) != 0)
-            fail_msg("%s: event not starting with \"data: \": %.*s", what, (int)(sep - p), p);
-        const char *d = p + 6;
-        if (memchr(d, '\n', (size_t)(sep - d)))
-            fail_msg("%s: multi-line event: %.*s", what, (int)(sep - p), p);
-        if ((size_t)(sep - d) == 6 && memcmp(d, "[DONE]", 6) == 0) {
-            json_array_append_new(arr, json_string("[DONE]"));
-        } else {
-            json_error_t e;
-            json_t *j = json_loadb(d, (size_t)(sep - d), JSON_REJECT_DUPLICATES, &e);
-            if (!json_is_object(j))
-                fail_msg("%s: event is not a JSON object (%s): %.*s", what, e.text, (int)(sep - d),
-                         d);
-            json_array_append_new(arr, j);
-        }
-        p = sep + 2;
-    }
-    return arr;
 }
 
 static void assert_same_run(const run_t *a, const run_t *b, const char *what)
@@ -527,6 +323,7 @@ static void run_streams(const char *dname)
 
         json_t *creq = case_request(dir, names[i], 1, &raw);
         make_in(&in, d, names[i], creq, raw, strlen(raw));
+        in.model = case_target(dir, names[i]);
         snprintf(path, sizeof(path), "%s/%s.in.sse", dir, names[i]);
         char *input = read_file(path, &len);
         assert_non_null(input);
@@ -551,16 +348,20 @@ static void run_streams(const char *dname)
         json_t *last = json_array_get(ge, json_array_size(ge) - 1);
         int ends_in_error = json_is_object(last) && json_object_get(last, "error");
         /* (passthrough dialects forward upstream error events as they are) */
-        if (!d->ad->passthrough && whole.rc != (ends_in_error ? -1 : 0))
-            fail_msg("%s/%s: result %d, expected %d", dname, names[i], whole.rc,
-                     ends_in_error ? -1 : 0);
+        if (!d->ad->passthrough && (whole.rc < 0) != ends_in_error)
+            fail_msg("%s/%s: result %d, expected %s", dname, names[i], whole.rc,
+                     ends_in_error ? "a failure" : "0");
+        /* a stream cut before its terminal event says so */
+        if (whole.rc < 0 && (strstr(names[i], "truncated") || strstr(names[i], "cut")) &&
+            whole.rc != MR_ADAPTER_TRUNCATED)
+            fail_msg("%s/%s: result %d, expected MR_ADAPTER_TRUNCATED", dname, names[i], whole.rc);
         snprintf(what, sizeof(what), "%s/%s", dname, names[i]);
         if (whole.rc == 0)
             check_stream_shape(ge, what);
         /* the usage the gateway records is the one the client sees */
-        size_t k;
+        size_t ei;
         json_t *ev;
-        json_array_foreach(ge, k, ev)
+        json_array_foreach(ge, ei, ev)
         {
             json_t *u = json_object_get(ev, "usage");
             if (json_is_object(u)) {

@@ -897,7 +897,7 @@ static void test_write_errors_dev_full(void **state)
         wait_settled(s, 0, 1);
         mr_logsink_stats(s, &st);
         assert_int_equal(st.written, 0);
-        assert_true(st.write_errors >= 1);
+        assert_true(st.write_errors >= 1 && st.write_errors <= 3); /* at most one per record */
         assert_int_equal(st.dropped, 0);
         mr_logsink_close(s);
     }

@@ -556,8 +556,7 @@ static void test_request_parsing(void **state)
          "provider.max_price.request is not supported (supported: prompt, completion)"},
         {"{\"quantizations\":[\"fp8\"]}",
          "provider.quantizations is not supported (supported: order, only, ignore, "
-         "allow_fallbacks, data_collection, zdr, sort, max_price)"},
-        {"{\"require_parameters\":true}", "provider.require_parameters true is not supported"},
+         "allow_fallbacks, data_collection, zdr, sort, max_price, require_parameters)"},
         {"{\"require_parameters\":1}", "provider.require_parameters must be true or false"},
     };
     mr_request_policy_t rp;

@@ -66,14 +66,14 @@ static void assert_contains(const char *hay, const char *needle)
         fail_msg("\"%s\" does not contain \"%s\"", hay, needle);
 }
 
-static mr_reqlog_t *open_audit(const char *path, int bodies, size_t queue_bytes)
+static mr_reqlog_t *open_audit(char *path, int bodies, size_t queue_bytes)
 {
     mr_config_t cfg;
     mr_reqlog_t *l;
     char err[256];
 
     memset(&cfg, 0, sizeof(cfg));
-    cfg.audit.path = (char *)path;
+    cfg.audit.path = path;
     cfg.audit.bodies = bodies;
     cfg.audit.queue_bytes = queue_bytes;
     if (mr_reqlog_open(&cfg, 1, &l, err, sizeof(err)) != 0)
@@ -152,7 +152,7 @@ static mr_request_rec_t plain_rec(const char *id)
         .ttfb_us = UINT64_MAX,
         .unix_time = 1700000000.5,
     };
-    rec.usage.prompt_tokens = rec.usage.completion_tokens = -1;
+    rec.usage = MR_USAGE_UNKNOWN;
     return rec;
 }
 
@@ -349,7 +349,7 @@ static char *capture_stderr(void (*fn)(void *), void *arg)
 }
 
 typedef struct refuse_run {
-    const char *path;
+    char *path;
     mr_logsink_stats_t st;
 } refuse_run_t;
 

@@ -78,9 +78,9 @@ static int setup(void **state)
     f->utc = UTC0;
     mono0 = mr_metrics_now_ms();
     if (!cfg || mr_state_new(&o, &f->st, err, sizeof(err)) != 0 ||
-        mr_metrics_new(2, &f->metrics) != 0)
+        mr_metrics_new(THREADS, &f->metrics) != 0)
         return -1;
-    mr_snapshot_env_t env = {f->st, f->metrics, 7};
+    mr_snapshot_env_t env = {f->st, f->metrics, 7, NULL};
     if (!(f->snap = mr_snapshot_new(cfg, &env)))
         return -1;
     for (int w = 0; w < 2; w++) {
@@ -180,7 +180,7 @@ static void test_hint_from_another_instance(void **state)
 
 typedef struct hammer {
     fx_t *f;
-    int worker;
+    mr_generation_t *g;
     atomic_uint *peak;
     unsigned taken;
 } hammer_t;
@@ -189,7 +189,7 @@ typedef struct hammer {
 static void *hammer_main(void *arg)
 {
     hammer_t *h = arg;
-    mr_generation_t *g = h->f->g[h->worker % 2];
+    mr_generation_t *g = h->g;
     const mr_provider_t *a = &h->f->snap->cfg->providers[0];
     size_t id = target_of(h->f->snap, "only", 0)->id;
 
@@ -206,8 +206,8 @@ static void *hammer_main(void *arg)
     return NULL;
 }
 
-/* Exact across threads: the counters, the cap. (Each thread plays a worker
- * on one of two generations; their own gauges are not touched here.) */
+/* Exact across threads: the counters, the cap. Each thread plays a worker
+ * with its own generation over the one snapshot, as workers do. */
 static void test_exact_across_threads(void **state)
 {
     fx_t *f = *state;
@@ -217,13 +217,15 @@ static void test_exact_across_threads(void **state)
     size_t id = target_of(f->snap, "only", 0)->id;
 
     for (int i = 0; i < THREADS; i++) {
-        h[i] = (hammer_t){f, i, &peak, 0};
+        h[i] = (hammer_t){f, mr_generation_new(f->snap, f->metrics, (unsigned)i, NULL), &peak, 0};
+        assert_non_null(h[i].g);
         assert_int_equal(pthread_create(&t[i], NULL, hammer_main, &h[i]), 0);
     }
     unsigned taken = 0;
     for (int i = 0; i < THREADS; i++) {
         pthread_join(t[i], NULL);
         taken += h[i].taken;
+        mr_generation_release(h[i].g);
     }
     print_message("%u slot takes over %d threads, peak in flight %u (max_inflight 5)\n", taken,
                   THREADS, atomic_load(&peak));

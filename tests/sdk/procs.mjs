@@ -1,0 +1,49 @@
+// The processes an SDK suite starts (the mock upstream, meridian): started
+// with a bounded wait for their "listening on" line, stopped with SIGTERM and
+// judged (tests/integration/harness.mjs): a non-zero exit or a sanitizer
+// report fails the suite, from its `after` hook.
+import { spawn } from 'node:child_process';
+import { judgeExit } from '../integration/harness.mjs';
+
+const START_MS = 10000;
+const STOP_MS = 10000;
+const procs = [];
+
+// Starts a process and resolves with the port from its "listening on" line,
+// within START_MS.
+export function startAndWait(cmd, args, env) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const entry = { cmd, p, out: '', exited: new Promise((r) => p.once('exit', (code, sig) => r([code, sig]))) };
+    procs.push(entry);
+    const timer = setTimeout(() => reject(new Error(`${cmd} not ready in ${START_MS / 1000} s:\n${entry.out}`)), START_MS);
+    const onData = (d) => {
+      entry.out += d;
+      if (entry.out.length > 1 << 20) entry.out = entry.out.slice(-(1 << 19));
+      const m = entry.out.match(/listening on \S*:(\d+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    };
+    p.stdout.on('data', onData);
+    p.stderr.on('data', onData);
+    p.on('exit', (code) => reject(new Error(`${cmd} exited with ${code}:\n${entry.out}`)));
+  });
+}
+
+// SIGTERM to every process (SIGKILL after STOP_MS), then throws when any of
+// them ended badly.
+export async function stopAll() {
+  const bad = [];
+  for (const e of procs) {
+    if (e.p.exitCode === null && e.p.signalCode === null) e.p.kill('SIGTERM');
+    const timer = setTimeout(() => e.p.kill('SIGKILL'), STOP_MS);
+    const [code, sig] = await e.exited;
+    clearTimeout(timer);
+    const why = judgeExit(e.cmd, code, sig, e.out);
+    if (why) bad.push(why);
+  }
+  procs.length = 0;
+  if (bad.length) throw new Error(bad.join('\n'));
+}
