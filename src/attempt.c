@@ -521,6 +521,23 @@ static int collect_forwarded(mr_attempt_t *a)
     return 0;
 }
 
+/* The dropped member names are borrowed from the body's tree and model,
+ * which a committed request frees (intake.h) before its audit record is
+ * written: copied into the request's arena. Without an arena the owner
+ * keeps the tree for the attempt's life. */
+static int own_dropped(mr_attempt_t *a)
+{
+    for (unsigned i = 0; a->_args.pool && i < a->_req.n_dropped; i++) {
+        size_t n = strlen(a->_req.dropped[i]) + 1;
+        char *c = mr_pool_alloc(a->_args.pool, n);
+        if (!c)
+            return -1;
+        memcpy(c, a->_req.dropped[i], n);
+        a->_req.dropped[i] = c;
+    }
+    return 0;
+}
+
 int mr_attempt_build(mr_attempt_t *a, mr_error_t *e)
 {
     const mr_provider_t *p = provider_of(a);
@@ -566,7 +583,7 @@ int mr_attempt_build(mr_attempt_t *a, mr_error_t *e)
         return -2;
     }
     a->_req_charge = a->_args.mem ? a->_req.body_len : 0;
-    if (a->stream && !(a->_xl = a->adapter->stream_new(&a->_in))) {
+    if (own_dropped(a) < 0 || (a->stream && !(a->_xl = a->adapter->stream_new(&a->_in)))) {
         set_failure(a, MR_FAIL_NO_MEMORY, "out of memory");
         return -1;
     }
