@@ -26,19 +26,6 @@ static void on_answer(void *arg, mr_limits_req_t *lim)
 
 /* ---- the estimate -------------------------------------------------------- */
 
-/* max_tokens, max_completion_tokens or max_output_tokens of the body; 0
- * when none (the engine's default then). */
-static uint32_t max_output(const json_t *body)
-{
-    static const char *const names[] = {"max_tokens", "max_completion_tokens", "max_output_tokens"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        json_int_t v = json_integer_value(json_object_get(body, names[i]));
-        if (v > 0)
-            return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
-    }
-    return 0;
-}
-
 static mr_limits_price_t price_of(const mr_target_t *t)
 {
     mr_limits_price_t p = {0, 0};
@@ -53,7 +40,8 @@ static void estimate(const mr_request_t *r, mr_limits_estimate_t *est)
 {
     memset(est, 0, sizeof(*est));
     est->body_bytes = mr_buf_len(&r->body);
-    est->max_output_tokens = max_output(r->json);
+    /* max_tokens & co. as the body's scan read them; 0: the engine's default */
+    est->max_output_tokens = r->max_output_tokens;
     for (size_t i = 0; i < r->plan.n_candidates; i++) {
         mr_limits_price_t p = price_of(r->plan.candidates[i].target);
         if (p.input_per_mtok > est->worst.input_per_mtok)

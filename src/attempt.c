@@ -157,6 +157,7 @@ static void on_head(void *ud, const mr_upstream_head_t *h)
     a->retry_after = h->retry_after_s;
     record_ttfb(a, 0);
     snprintf(a->ctype, sizeof(a->ctype), "%s", h->content_type);
+    a->content_length = h->content_length;
     if (!is_2xx(h->status))
         a->out.limit = MR_ATTEMPT_ERROR_BODY_MAX;
     emit(a, MR_ATTEMPT_HEAD);
@@ -172,6 +173,17 @@ static int looks_like_sse(const char *p, size_t n)
     return n == 0 || *p == 'd' || *p == 'e' || *p == 'i' || *p == 'r' || *p == ':';
 }
 
+/* `out` is full for a client that reads it: the upstream waits. */
+static mr_data_result_t pause_for_client(mr_attempt_t *a)
+{
+    if (!a->_paused_once++)
+        mr_debug("%s: %s buffer full, upstream %s paused", a->_args.request_id,
+                 a->stream ? "stream" : "answer", provider_of(a)->name);
+    a->paused = 1;
+    emit(a, MR_ATTEMPT_PAUSED);
+    return MR_DATA_PAUSE;
+}
+
 /* A 2xx event stream, translated chunk by chunk into `out`. */
 static mr_data_result_t on_stream_data(mr_attempt_t *a, const char *p, size_t n)
 {
@@ -180,14 +192,8 @@ static mr_data_result_t on_stream_data(mr_attempt_t *a, const char *p, size_t n)
         a->_invalid = MR_FAIL_NOT_SSE;
         return MR_DATA_ABORT;
     }
-    if (mr_buf_len(&a->out) >= a->out.limit) {
-        if (!a->_paused_once++)
-            mr_debug("%s: stream buffer full, upstream %s paused", a->_args.request_id,
-                     provider_of(a)->name);
-        a->paused = 1;
-        emit(a, MR_ATTEMPT_PAUSED);
-        return MR_DATA_PAUSE;
-    }
+    if (mr_buf_len(&a->out) >= a->out.limit)
+        return pause_for_client(a);
     emit(a, MR_ATTEMPT_PROGRESS);
     if (a->adapter->stream_feed(a->_xl, p, n, &a->out) < 0) {
         if (!a->committed) {
@@ -204,18 +210,83 @@ static mr_data_result_t on_stream_data(mr_attempt_t *a, const char *p, size_t n)
     return MR_DATA_OK;
 }
 
+static void keep_tail(mr_attempt_t *a, const char *p, size_t n)
+{
+    if (!a->_tail)
+        return; /* no usage then: the answer still goes through */
+    if (n >= MR_ATTEMPT_TAIL) {
+        memcpy(a->_tail, p + n - MR_ATTEMPT_TAIL, MR_ATTEMPT_TAIL);
+        a->_tail_len = MR_ATTEMPT_TAIL;
+        return;
+    }
+    if (a->_tail_len + n > MR_ATTEMPT_TAIL) {
+        size_t drop = a->_tail_len + n - MR_ATTEMPT_TAIL;
+        memmove(a->_tail, a->_tail + drop, a->_tail_len - drop);
+        a->_tail_len -= drop;
+    }
+    memcpy(a->_tail + a->_tail_len, p, n);
+    a->_tail_len += n;
+}
+
+/* A relayed answer's bytes: into `out` for the client, paused while full. */
+static mr_data_result_t relay(mr_attempt_t *a, const char *p, size_t n)
+{
+    if (a->_relayed + n > a->out.limit) {
+        a->_invalid = MR_FAIL_TOO_LARGE;
+        return MR_DATA_ABORT;
+    }
+    if (mr_buf_len(&a->out) >= a->relay_max)
+        return pause_for_client(a);
+    emit(a, MR_ATTEMPT_PROGRESS);
+    mr_buf_append_force(&a->out, p, n);
+    a->_relayed += n;
+    keep_tail(a, p, n);
+    emit(a, MR_ATTEMPT_OUTPUT);
+    return MR_DATA_OK;
+}
+
+/* Whether a large answer may reach the client as it arrives: a passthrough
+ * answer, except a Responses one, which is stored before it is sent
+ * (responses.h) and so is read whole — within max_response_bytes and
+ * charged to the budget like a translated answer. */
+static bool may_relay(const mr_attempt_t *a)
+{
+    return a->adapter->passthrough && a->_args.endpoint != MR_EP_RESPONSES;
+}
+
+/* A non-streamed 2xx answer: buffered whole while it is small and the
+ * budget takes it; else relayed (passthrough), or a failure (a translation
+ * needs the whole answer). */
+static mr_data_result_t on_body_data(mr_attempt_t *a, const char *p, size_t n)
+{
+    size_t have = mr_buf_len(&a->out);
+
+    if (a->relaying)
+        return relay(a, p, n);
+    if ((have + n <= a->relay_max || !may_relay(a)) && mr_buf_append(&a->out, p, n) == 0)
+        return MR_DATA_OK;
+    if (!may_relay(a)) {
+        a->_invalid = have + n > a->out.limit ? MR_FAIL_TOO_LARGE : MR_FAIL_NO_MEMORY;
+        return MR_DATA_ABORT;
+    }
+    a->relaying = 1;
+    a->_relayed = have;
+    a->_tail =
+        a->_args.pool ? mr_pool_alloc(a->_args.pool, MR_ATTEMPT_TAIL) : malloc(MR_ATTEMPT_TAIL);
+    keep_tail(a, mr_buf_ptr(&a->out), have);
+    emit(a, MR_ATTEMPT_OUTPUT); /* the owner commits, even if `out` is full already */
+    return relay(a, p, n);
+}
+
 static mr_data_result_t on_data(void *ud, const char *p, size_t n)
 {
     mr_attempt_t *a = ud;
 
     if (a->stream && is_2xx(a->status))
         return on_stream_data(a, p, n);
-    if (mr_buf_append(&a->out, p, n) < 0) {
-        if (!is_2xx(a->status))
-            return MR_DATA_OK; /* error bodies are only kept up to a cap */
-        a->_invalid = MR_FAIL_TOO_LARGE;
-        return MR_DATA_ABORT;
-    }
+    if (is_2xx(a->status))
+        return on_body_data(a, p, n);
+    mr_buf_append(&a->out, p, n); /* error bodies are only kept up to a cap */
     return MR_DATA_OK;
 }
 
@@ -318,19 +389,58 @@ static void end_committed(mr_attempt_t *a, mr_failure_t failure, const char *err
         set_failure(a, a->stream_errored ? MR_FAIL_STREAM_ERROR : failure, error);
 }
 
+/* A relayed answer's usage, from the `"usage": {...}` in its last bytes
+ * (OpenAI puts it last), read by the adapter as from a whole body. */
+static void relayed_usage(mr_attempt_t *a)
+{
+    const char *t = a->_tail, *end = t + a->_tail_len, *u = NULL, *q;
+    char obj[MR_ATTEMPT_TAIL + 16];
+    mr_error_t e;
+
+    for (q = t; t && (q = memmem(q, (size_t)(end - q), "\"usage\"", 7)); q += 7)
+        u = q;
+    if (!u)
+        return;
+    for (q = u + 7; q < end && (*q == ' ' || *q == ':' || *q == '\n' || *q == '\r' || *q == '\t');)
+        q++;
+    size_t n = q < end && *q == '{' ? mr_json_value_len(q, (size_t)(end - q)) : 0;
+    if (n) {
+        int len = snprintf(obj, sizeof(obj), "{\"usage\":%.*s}", (int)n, q);
+        a->adapter->translate(&a->_in, obj, (size_t)len, NULL, &a->usage, &e);
+    }
+}
+
+/* A relayed answer ended: a failure cuts the client's response short. */
+static void end_relayed(mr_attempt_t *a, mr_failure_t failure, const char *error)
+{
+    if (failure == MR_FAIL_NONE) {
+        relayed_usage(a);
+        return;
+    }
+    if (a->_invalid == MR_FAIL_TOO_LARGE)
+        set_failure(a, a->_invalid, "upstream response larger than limits.max_response_bytes");
+    else
+        set_failure(a, failure, error);
+}
+
 static void on_done(void *ud, mr_failure_t failure, const char *error, unsigned resends)
 {
     mr_attempt_t *a = ud;
 
     a->resends = resends;
     transfer_gone(a);
-    if (a->committed) {
+    if (a->committed && !a->stream) {
+        end_relayed(a, failure, error);
+    } else if (a->committed) {
         end_committed(a, failure, error);
     } else if (failure == MR_FAIL_NONE && is_2xx(a->status)) {
         take_answer(a);
     } else if (failure != MR_FAIL_NONE) {
         if (a->_invalid == MR_FAIL_TOO_LARGE)
             set_failure(a, a->_invalid, "upstream response larger than limits.max_response_bytes");
+        else if (a->_invalid == MR_FAIL_NO_MEMORY)
+            set_failure(a, a->_invalid,
+                        "the answer to translate does not fit limits.worker_memory_bytes now");
         else if (a->_invalid)
             set_failure(a, a->_invalid, "upstream stream is not a valid event stream");
         else
@@ -356,7 +466,8 @@ static const mr_transfer_handler_t handler = {on_head, on_data, on_done};
 
 mr_attempt_t *mr_attempt_new(const mr_attempt_args_t *args)
 {
-    mr_attempt_t *a = calloc(1, sizeof(*a));
+    mr_attempt_t *a =
+        args->pool ? mr_pool_calloc(args->pool, 1, sizeof(*a)) : calloc(1, sizeof(*a));
     const mr_limits_t *l = &args->gen->cfg->limits;
 
     if (!a) {
@@ -375,6 +486,9 @@ mr_attempt_t *mr_attempt_new(const mr_attempt_args_t *args)
     a->usage = MR_USAGE_UNKNOWN;
     a->start_ns = uv_hrtime();
     mr_buf_init(&a->out, args->stream ? l->stream_buffer_bytes : l->max_response_bytes);
+    a->out.hold = args->mem;
+    a->relay_max = l->stream_buffer_bytes;
+    a->content_length = -1;
     return a;
 }
 
@@ -400,9 +514,26 @@ static int collect_forwarded(mr_attempt_t *a)
         if (!v || own_header(a, name))
             continue;
         size_t len = strlen(name) + strlen(v) + 3;
-        if (!(a->_fwd[n] = malloc(len)))
+        if (!(a->_fwd[n] = a->_args.pool ? mr_pool_alloc(a->_args.pool, len) : malloc(len)))
             return -1;
         snprintf(a->_fwd[n++], len, "%s: %s", name, v);
+    }
+    return 0;
+}
+
+/* The dropped member names are borrowed from the body's tree and model,
+ * which a committed request frees (intake.h) before its audit record is
+ * written: copied into the request's arena. Without an arena the owner
+ * keeps the tree for the attempt's life. */
+static int own_dropped(mr_attempt_t *a)
+{
+    for (unsigned i = 0; a->_args.pool && i < a->_req.n_dropped; i++) {
+        size_t n = strlen(a->_req.dropped[i]) + 1;
+        char *c = mr_pool_alloc(a->_args.pool, n);
+        if (!c)
+            return -1;
+        memcpy(c, a->_req.dropped[i], n);
+        a->_req.dropped[i] = c;
     }
     return 0;
 }
@@ -411,10 +542,7 @@ int mr_attempt_build(mr_attempt_t *a, mr_error_t *e)
 {
     const mr_provider_t *p = provider_of(a);
 
-    const mr_inbound_t *in = inbound_of(a);
-
-    if (!(in->native && (a->adapter = in->native(a->_args.endpoint, p))) &&
-        !(a->adapter = in->adapter(a->_args.endpoint, p->kind))) {
+    if (!(a->adapter = mr_inbound_adapter(inbound_of(a), a->_args.endpoint, p))) {
         char why[160];
         snprintf(why, sizeof(why), "provider kind %s is not supported by this build",
                  mr_provider_kind_name(p->kind));
@@ -431,6 +559,7 @@ int mr_attempt_build(mr_attempt_t *a, mr_error_t *e)
         .client_wants_usage = a->_args.client_wants_usage,
         .body = a->_args.body,
         .body_len = a->_args.body_len,
+        .scan = a->_args.scan,
         .json = a->_args.json,
         .strip = gateway_only_members,
         .extra_headers = (const char *const *)a->_fwd,
@@ -446,7 +575,15 @@ int mr_attempt_build(mr_attempt_t *a, mr_error_t *e)
     if (mr_adapter_conv(a->adapter, a->_args.conv, &a->_in, e) < 0 ||
         a->adapter->build(&a->_in, &a->_req, e) < 0)
         return -2;
-    if (a->stream && !(a->_xl = a->adapter->stream_new(&a->_in))) {
+    if (a->_args.mem && mr_mem_charge(a->_args.mem, a->_req.body_len) < 0) {
+        mr_adapter_req_free(&a->_req);
+        mr_error_set(e, 503, NULL, "overloaded", NULL,
+                     "the gateway is holding as much request and answer data as it may "
+                     "(limits.worker_memory_bytes); retry shortly");
+        return -2;
+    }
+    a->_req_charge = a->_args.mem ? a->_req.body_len : 0;
+    if (own_dropped(a) < 0 || (a->stream && !(a->_xl = a->adapter->stream_new(&a->_in)))) {
         set_failure(a, MR_FAIL_NO_MEMORY, "out of memory");
         return -1;
     }
@@ -467,6 +604,7 @@ int mr_attempt_start(mr_attempt_t *a, mr_upstream_t *u, long connect_timeout_ms)
         .connect_timeout_ms = connect_timeout_ms,
         .http2 = p->http2,
         .ca_file = p->ca_file,
+        .stream = a->stream,
         .keepalive_s = p->keepalive_s,
     };
     if (!(a->_xfer = mr_upstream_start(u, &req, &handler, a, err, sizeof(err)))) {
@@ -484,13 +622,22 @@ bool mr_attempt_running(const mr_attempt_t *a)
 
 void mr_attempt_cancel(mr_attempt_t *a, mr_failure_t failure, const char *why)
 {
+    /* A relayed answer with a Content-Length is complete for the client
+     * (who may be gone already) once its last byte is relayed, even if curl
+     * has not reported the transfer's end yet: a success, usage read. */
+    bool whole = a->relaying && a->content_length >= 0 &&
+                 a->_relayed == (uint64_t)a->content_length && a->failure == MR_FAIL_NONE;
+
     if (a->_xfer) {
         mr_transfer_cancel(a->_xfer);
         transfer_gone(a);
     }
     if (a->_ended)
         return;
-    set_failure(a, failure, why);
+    if (whole)
+        relayed_usage(a);
+    else
+        set_failure(a, failure, why);
     mr_attempt_end(a);
 }
 
@@ -561,11 +708,16 @@ void mr_attempt_free(mr_attempt_t *a)
     }
     give_inflight(a);
     release_slot(a);
-    for (size_t i = 0; a->_fwd[i]; i++)
+    for (size_t i = 0; !a->_args.pool && a->_fwd[i]; i++)
         free(a->_fwd[i]);
+    if (!a->_args.pool)
+        free(a->_tail);
     mr_adapter_req_free(&a->_req);
+    if (a->_args.mem)
+        mr_mem_release(a->_args.mem, a->_req_charge);
     if (a->_xl)
         a->adapter->stream_free(a->_xl);
     mr_buf_free(&a->out);
-    free(a);
+    if (!a->_args.pool)
+        free(a);
 }

@@ -208,11 +208,27 @@ static int check_state(mr_loader_t *ld)
     return 0;
 }
 
+/* One request of the largest size must fit a worker's budget: its body and
+ * the upstream copy of it. */
+static int check_memory(mr_loader_t *ld)
+{
+    const mr_limits_t *l = &ld->cfg->limits;
+
+    if (l->worker_memory_bytes / 2 >= l->max_body_bytes)
+        return 0;
+    mr_loader_key(ld, "limits");
+    mr_loader_key(ld, "worker_memory_bytes");
+    return mr_loader_fail(ld,
+                          "%zu is less than twice limits.max_body_bytes (%zu): a request of that "
+                          "size could never be served (it holds its body and the upstream copy)",
+                          l->worker_memory_bytes, l->max_body_bytes);
+}
+
 int mr_config_check_document(mr_loader_t *ld)
 {
     char why[512];
 
-    if (check_min_vendors(ld) < 0 || check_state(ld) < 0)
+    if (check_min_vendors(ld) < 0 || check_state(ld) < 0 || check_memory(ld) < 0)
         return -1;
     if (mr_config_check_exposure(ld->cfg, why, sizeof(why)) < 0) {
         mr_loader_key(ld, "listen");

@@ -3,6 +3,7 @@
 #include "meridian/admit.h"
 #include "meridian/auth.h"
 #include "meridian/guard.h"
+#include "meridian/intake.h"
 #include "meridian/intent.h"
 #include "meridian/policy.h"
 #include "meridian/proxy.h"
@@ -44,8 +45,19 @@ typedef struct mr_dispatch_row {
 
 /* ---- handlers ---------------------------------------------------------- */
 
+/* The worker holds as much in-flight data as limits.worker_memory_bytes lets it. */
+static enum MHD_Result answer_overloaded(mr_request_t *r)
+{
+    r->retry_after_out = 1;
+    return mr_request_errorf(r, 503, "overloaded", NULL,
+                             "the gateway is holding as much request and answer data as it may "
+                             "(limits.worker_memory_bytes); retry shortly");
+}
+
 static enum MHD_Result answer_proxy(mr_request_t *r)
 {
+    if (r->body_refused)
+        return answer_overloaded(r);
     if (r->body_too_large) {
         mr_error_t e;
         mr_error_set(&e, 413, NULL, "request_too_large", NULL,
@@ -62,7 +74,7 @@ static enum MHD_Result answer_responses(mr_request_t *r)
 {
     enum MHD_Result ret;
 
-    if (!r->body_too_large && mr_responses_prepare(r, &ret) < 0)
+    if (!r->body_too_large && !r->body_refused && mr_responses_prepare(r, &ret) < 0)
         return ret;
     return answer_proxy(r);
 }
@@ -462,12 +474,28 @@ static enum MHD_Result check_upload(mr_request_t *r)
                                  "Content-Type must be application/json");
     const char *cl =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl && strtoull(cl, NULL, 10) > max) {
+    unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0;
+    if (n > max) {
         mr_error_t e;
         r->body_too_large = 1;
         mr_error_set(&e, 413, NULL, "request_too_large", NULL,
                      "request body exceeds %zu bytes (limits.max_body_bytes)", max);
         return mr_request_error(r, &e);
+    }
+    /* a declared body is taken from the budget whole, at once, with its
+     * upstream copy, and held in one allocation of its size */
+    if (n && (mr_buf_reserve(&r->body, (size_t)n) < 0 || mr_intake_hold_copy(r, (size_t)n) < 0)) {
+        r->body_refused = 1;
+        mr_buf_free(&r->body); /* with its charge: nothing of the body is kept */
+        /* Answered now only to a client waiting for "100 Continue". Any
+         * other is already sending its body, and answering then closing
+         * with body bytes unread makes the kernel reset the connection,
+         * which can destroy the 503 before the client reads it: its body is
+         * read and dropped, then answered (answer_proxy). */
+        const char *expect =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_EXPECT);
+        if (expect && !strcasecmp(expect, "100-continue"))
+            return answer_overloaded(r);
     }
     return MHD_YES;
 }
@@ -518,8 +546,13 @@ enum MHD_Result mr_dispatch_first(mr_request_t *r, const char *url, const char *
 enum MHD_Result mr_dispatch_body(mr_request_t *r, const char *data, size_t *size)
 {
     if (*size) {
-        if (!r->body_too_large && mr_buf_append(&r->body, data, *size) < 0)
-            r->body_too_large = 1;
+        if (!r->body_too_large && !r->body_refused && mr_buf_append(&r->body, data, *size) < 0) {
+            /* past the limit, or the budget refused to grow the buffer */
+            if (*size > mr_buf_room(&r->body))
+                r->body_too_large = 1;
+            else
+                r->body_refused = 1;
+        }
         *size = 0;
         return MHD_YES;
     }

@@ -6,11 +6,21 @@
 #include "meridian/proxy.h"
 
 #include <ctype.h>
+#include <malloc.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+
+/* Kept for reuse after a burst: at most this many request objects (~6 KiB
+ * each) and arena chunks (4 KiB) per worker. */
+#define SPARE_REQUESTS 64
+#define SPARE_CHUNKS 128
+/* A request arena's bound besides its model: attempts, history, headers. */
+#define POOL_BASE_BYTES (64 * 1024)
 
 void mr_gateway_init(mr_gateway_t *gw, const mr_gateway_opts_t *o, mr_generation_t *gen)
 {
@@ -22,6 +32,8 @@ void mr_gateway_init(mr_gateway_t *gw, const mr_gateway_opts_t *o, mr_generation
         .metrics = o->metrics,
         .reqlog = o->reqlog,
         .status = o->status,
+        .mem = &gw->mem,
+        .chunks = &gw->chunks,
         .backoff_rng = &gw->backoff_rng,
         .worker = o->worker,
         .on_freed = o->on_request_freed,
@@ -34,18 +46,51 @@ void mr_gateway_init(mr_gateway_t *gw, const mr_gateway_opts_t *o, mr_generation
     gw->rng[1] |= 1; /* xorshift needs a non-zero state */
     gw->backoff_rng = gw->rng[0] | 1;
     gw->gen = gen;
+    mr_memacct_init(&gw->mem, gen->cfg->limits.worker_memory_bytes);
+    mr_pool_cache_init(&gw->chunks, SPARE_CHUNKS);
+}
+
+static void free_spares(mr_gateway_t *gw)
+{
+    mr_pool_cache_free(&gw->chunks);
+    while (gw->spare) {
+        mr_request_t *r = gw->spare;
+        gw->spare = r->next;
+        free(r);
+    }
+    gw->n_spare = 0;
 }
 
 void mr_gateway_free(mr_gateway_t *gw)
 {
     mr_generation_release(gw->gen);
     gw->gen = NULL;
+    free_spares(gw);
+}
+
+int mr_gateway_trim(mr_gateway_t *gw)
+{
+    size_t peak = gw->peak_requests;
+
+    gw->peak_requests = gw->n_requests;
+    if (gw->n_requests > peak / 2 || gw->started == gw->trimmed_at)
+        return 0;
+    free_spares(gw);
+    /* glibc keeps freed heap on purpose (main.c's trim threshold); trimming
+     * walks every arena, so it is worth it only for a burst's worth */
+    if (mallinfo2().fordblks < MR_GATEWAY_TRIM_MIN)
+        return 0;
+    gw->trimmed_at = gw->started;
+    malloc_trim(0);
+    return 1;
 }
 
 void mr_gateway_use(mr_gateway_t *gw, mr_generation_t *gen)
 {
     mr_generation_release(gw->gen);
     gw->gen = gen;
+    /* what requests in flight hold stays counted against the new limit */
+    gw->mem.limit = gen->cfg->limits.worker_memory_bytes;
 }
 
 const mr_generation_t *mr_gateway_generation(const mr_gateway_t *gw)
@@ -98,7 +143,9 @@ static void link_request(mr_gateway_t *gw, mr_request_t *r)
     if (gw->requests)
         gw->requests->prev = r;
     gw->requests = r;
-    gw->n_requests++;
+    if (++gw->n_requests > gw->peak_requests)
+        gw->peak_requests = gw->n_requests;
+    gw->started++;
 }
 
 static void unlink_request(mr_gateway_t *gw, mr_request_t *r)
@@ -117,9 +164,22 @@ static void free_request_cb(uv_handle_t *h)
     free(h->data);
 }
 
+/* A request object: a spare one (no malloc under steady load), zeroed. */
+static mr_request_t *request_alloc(mr_gateway_t *gw)
+{
+    mr_request_t *r = gw->spare;
+
+    if (!r)
+        return calloc(1, sizeof(*r));
+    gw->spare = r->next;
+    gw->n_spare--;
+    memset(r, 0, sizeof(*r));
+    return r;
+}
+
 static mr_request_t *request_new(mr_gateway_t *gw, struct MHD_Connection *conn)
 {
-    mr_request_t *r = calloc(1, sizeof(*r));
+    mr_request_t *r = request_alloc(gw);
     const mr_limits_t *l = &gw->gen->cfg->limits;
 
     if (!r)
@@ -148,8 +208,15 @@ static mr_request_t *request_new(mr_gateway_t *gw, struct MHD_Connection *conn)
         clock_gettime(CLOCK_REALTIME, &ts);
         r->unix_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
     }
+    r->mem.acct = &gw->mem;
+    /* what a request keeps in its arena is small; only its model can be
+     * as long as its body (and a large piece is charged to the budget) */
+    mr_pool_init(&r->pool, &gw->chunks, l->max_body_bytes + POOL_BASE_BYTES);
+    r->pool.hold = &r->mem;
     mr_buf_init(&r->body, l->max_body_bytes);
+    r->body.hold = &r->mem;
     mr_buf_init(&r->resp_copy, l->max_response_bytes);
+    r->resp_copy.hold = &r->mem;
     set_id(gw, r);
     link_request(gw, r);
     return r;
@@ -169,8 +236,16 @@ static void request_closed(uv_handle_t *h)
     if (--r->open_handles > 0)
         return;
     const mr_request_env_t *env = r->env;
+    /* env is the gateway's own: the request goes back to its spares */
+    mr_gateway_t *gw = (mr_gateway_t *)((uintptr_t)env - offsetof(mr_gateway_t, env));
     mr_generation_release(r->gen);
-    free(r);
+    if (gw->n_spare < SPARE_REQUESTS) {
+        r->next = gw->spare;
+        gw->spare = r;
+        gw->n_spare++;
+    } else {
+        free(r);
+    }
     if (env->on_freed)
         env->on_freed(env->on_freed_ud);
 }
@@ -182,6 +257,8 @@ static void request_free(mr_gateway_t *gw, mr_request_t *r)
     mr_buf_free(&r->body);
     mr_buf_free(&r->resp_copy);
     free(r->out_body);
+    mr_pool_clear(&r->pool);
+    mr_mem_release_all(&r->mem); /* with what stolen buffers and trees held */
     uv_close((uv_handle_t *)&r->timer, request_closed);
     uv_close((uv_handle_t *)&r->watch_timer, request_closed);
     if (r->poll_inited)

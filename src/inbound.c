@@ -9,6 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+const mr_adapter_t *mr_inbound_adapter(const mr_inbound_t *in, mr_endpoint_t ep,
+                                       const mr_provider_t *p)
+{
+    const mr_adapter_t *ad = in->native ? in->native(ep, p) : NULL;
+
+    return ad ? ad : in->adapter(ep, p->kind);
+}
+
 int mr_inbound_is_conversation(mr_endpoint_t ep)
 {
     return ep == MR_EP_CHAT || ep == MR_EP_MESSAGES || ep == MR_EP_RESPONSES;

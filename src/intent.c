@@ -13,15 +13,17 @@ static uint64_t now_of(const mr_request_t *r)
 /* What the request asks of its targets: the capabilities it needs and,
  * with provider.require_parameters, a parameter each dialect would not
  * carry. Read from its conversation model, which is parsed here only when
- * some target may lack something (and then reused by the attempts); a body
- * that is no conversation is left to the attempts to refuse. */
+ * some target may lack something and the worker's budget took its charge
+ * (intake.h; then reused by the attempts); a body that is no conversation
+ * is left to the attempts to refuse. */
 void mr_intent_needs(mr_request_t *r, mr_request_policy_t *rp)
 {
     const mr_config_t *cfg = r->gen->cfg;
     mr_error_t e;
 
+    /* !conv_charge: the worker's memory budget could not take the model (intake.h) */
     if (!mr_inbound_is_conversation(r->endpoint) ||
-        (cfg->common_capabilities == MR_CAP_ALL && !rp->require_parameters) ||
+        (cfg->common_capabilities == MR_CAP_ALL && !rp->require_parameters) || !r->conv_charge ||
         mr_adapter_conv_parse(&r->conv, r->json, &e) < 0)
         return;
     rp->needs = mr_conv_needs(r->conv.req);

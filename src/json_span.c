@@ -1,12 +1,23 @@
 #include "meridian/json_span.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+typedef struct scan_ext scan_ext_t;
 
 typedef struct scanner {
     const char *p;
     const char *end;
+    scan_ext_t *x; /* mr_json_scan's bookkeeping; NULL for a plain validation */
 } scanner_t;
+
+static int ext_string(scanner_t *s, const char *start);
+static int ext_value(scanner_t *s);
+static size_t ext_object_open(const scanner_t *s);
+static int ext_key(scanner_t *s, const char *kstart, int depth);
+static int ext_member_value(scanner_t *s, const char *vstart, int depth);
+static int ext_object_close(scanner_t *s, size_t mark);
 
 static void skip_ws(scanner_t *s)
 {
@@ -51,6 +62,8 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end)
 
 static int scan_string(scanner_t *s)
 {
+    const char *start = s->p;
+
     if (s->p >= s->end || *s->p != '"')
         return -1;
     s->p++;
@@ -58,7 +71,7 @@ static int scan_string(scanner_t *s)
         unsigned char c = (unsigned char)*s->p;
         if (c == '"') {
             s->p++;
-            return 0;
+            return s->x ? ext_string(s, start) : 0;
         }
         if (c < 0x20)
             return -1;
@@ -137,7 +150,7 @@ static int scan_literal(scanner_t *s, const char *lit)
 
 static int scan_value(scanner_t *s, int depth)
 {
-    if (s->p >= s->end)
+    if (s->p >= s->end || (s->x && ext_value(s) < 0))
         return -1;
     switch (*s->p) {
     case '"':
@@ -152,6 +165,7 @@ static int scan_value(scanner_t *s, int depth)
     case '[': {
         char close = *s->p == '{' ? '}' : ']';
         int object = close == '}';
+        size_t mark = object && s->x ? ext_object_open(s) : 0;
         if (depth >= MR_JSON_MAX_DEPTH)
             return -1;
         s->p++;
@@ -161,8 +175,10 @@ static int scan_value(scanner_t *s, int depth)
             return 0;
         }
         for (;;) {
+            const char *vstart;
             if (object) {
-                if (scan_string(s) < 0)
+                const char *kstart = s->p;
+                if (scan_string(s) < 0 || (s->x && ext_key(s, kstart, depth) < 0))
                     return -1;
                 skip_ws(s);
                 if (s->p >= s->end || *s->p != ':')
@@ -170,7 +186,9 @@ static int scan_value(scanner_t *s, int depth)
                 s->p++;
                 skip_ws(s);
             }
-            if (scan_value(s, depth + 1) < 0)
+            vstart = s->p;
+            if (scan_value(s, depth + 1) < 0 ||
+                (object && s->x && ext_member_value(s, vstart, depth) < 0))
                 return -1;
             skip_ws(s);
             if (s->p >= s->end)
@@ -183,7 +201,7 @@ static int scan_value(scanner_t *s, int depth)
             if (*s->p != close)
                 return -1;
             s->p++;
-            return 0;
+            return object && s->x ? ext_object_close(s, mark) : 0;
         }
     }
     default:
@@ -193,13 +211,20 @@ static int scan_value(scanner_t *s, int depth)
 
 int mr_json_validate(const char *buf, size_t len)
 {
-    scanner_t s = {buf, buf + len};
+    scanner_t s = {buf, buf + len, NULL};
 
     skip_ws(&s);
     if (scan_value(&s, 0) < 0)
         return -1;
     skip_ws(&s);
     return s.p == s.end ? 0 : -1;
+}
+
+size_t mr_json_value_len(const char *buf, size_t len)
+{
+    scanner_t s = {buf, buf + len, NULL};
+
+    return scan_value(&s, 0) == 0 ? (size_t)(s.p - buf) : 0;
 }
 
 static unsigned hex4(const char *p)
@@ -212,6 +237,71 @@ static unsigned hex4(const char *p)
     return v;
 }
 
+/* The next decoded character of a valid JSON string body raw[0, n) at *i,
+ * as UTF-8 in b (1..4 bytes, returned); *i moves past it. */
+static size_t decode_unit(const char *raw, size_t n, size_t *i, unsigned char b[4])
+{
+    unsigned cp;
+
+    if (raw[*i] != '\\') {
+        b[0] = (unsigned char)raw[(*i)++];
+        return 1;
+    }
+    char esc = raw[*i + 1];
+    *i += 2;
+    switch (esc) {
+    case 'b':
+        b[0] = '\b';
+        return 1;
+    case 'f':
+        b[0] = '\f';
+        return 1;
+    case 'n':
+        b[0] = '\n';
+        return 1;
+    case 'r':
+        b[0] = '\r';
+        return 1;
+    case 't':
+        b[0] = '\t';
+        return 1;
+    case 'u':
+        break;
+    default: /* '"', '\\', '/' */
+        b[0] = (unsigned char)esc;
+        return 1;
+    }
+    cp = hex4(raw + *i);
+    *i += 4;
+    if (cp >= 0xD800 && cp <= 0xDBFF && n - *i >= 6 && raw[*i] == '\\' && raw[*i + 1] == 'u') {
+        unsigned lo = hex4(raw + *i + 2);
+        if (lo >= 0xDC00 && lo <= 0xDFFF) {
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            *i += 6;
+        }
+    }
+    if (cp < 0x80) {
+        b[0] = (unsigned char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        b[0] = (unsigned char)(0xC0 | cp >> 6);
+        b[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        b[0] = (unsigned char)(0xE0 | cp >> 12);
+        b[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+        b[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    b[0] = (unsigned char)(0xF0 | cp >> 18);
+    b[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
+    b[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+    b[3] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
 /* Whether the body of a valid JSON string literal, raw[0, n) between the
  * quotes, decodes to exactly key[0, klen). Keys are compared as a JSON parser
  * (jansson, the upstream) reads them, so "mod\u0065l" is the member "model". */
@@ -221,63 +311,7 @@ static int key_equals(const char *raw, size_t n, const char *key, size_t klen)
 
     while (i < n) {
         unsigned char b[4];
-        size_t bl = 1;
-        if (raw[i] != '\\') {
-            b[0] = (unsigned char)raw[i++];
-        } else {
-            char esc = raw[i + 1];
-            i += 2;
-            switch (esc) {
-            case 'b':
-                b[0] = '\b';
-                break;
-            case 'f':
-                b[0] = '\f';
-                break;
-            case 'n':
-                b[0] = '\n';
-                break;
-            case 'r':
-                b[0] = '\r';
-                break;
-            case 't':
-                b[0] = '\t';
-                break;
-            case 'u': {
-                unsigned cp = hex4(raw + i);
-                i += 4;
-                if (cp >= 0xD800 && cp <= 0xDBFF && n - i >= 6 && raw[i] == '\\' &&
-                    raw[i + 1] == 'u') {
-                    unsigned lo = hex4(raw + i + 2);
-                    if (lo >= 0xDC00 && lo <= 0xDFFF) {
-                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                        i += 6;
-                    }
-                }
-                if (cp < 0x80) {
-                    b[0] = (unsigned char)cp;
-                } else if (cp < 0x800) {
-                    b[0] = (unsigned char)(0xC0 | cp >> 6);
-                    b[1] = (unsigned char)(0x80 | (cp & 0x3F));
-                    bl = 2;
-                } else if (cp < 0x10000) {
-                    b[0] = (unsigned char)(0xE0 | cp >> 12);
-                    b[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
-                    b[2] = (unsigned char)(0x80 | (cp & 0x3F));
-                    bl = 3;
-                } else {
-                    b[0] = (unsigned char)(0xF0 | cp >> 18);
-                    b[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
-                    b[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
-                    b[3] = (unsigned char)(0x80 | (cp & 0x3F));
-                    bl = 4;
-                }
-                break;
-            }
-            default: /* '"', '\\', '/' */
-                b[0] = (unsigned char)esc;
-            }
-        }
+        size_t bl = decode_unit(raw, n, &i, b);
         if (klen - k < bl || memcmp(key + k, b, bl) != 0)
             return 0;
         k += bl;
@@ -287,7 +321,7 @@ static int key_equals(const char *raw, size_t n, const char *key, size_t klen)
 
 int mr_json_find_member(const char *buf, size_t len, const char *key, mr_json_span_t *span)
 {
-    scanner_t s = {buf, buf + len};
+    scanner_t s = {buf, buf + len, NULL};
     size_t klen = strlen(key);
 
     skip_ws(&s);
@@ -324,6 +358,258 @@ int mr_json_find_member(const char *buf, size_t len, const char *key, mr_json_sp
         }
     }
     return -1;
+}
+
+/* ---- mr_json_scan: one pass that validates, refuses duplicate members at
+ * every depth and locates the top-level members a caller names ---------- */
+
+/* A member key of an object still open: where its literal starts, and the
+ * hash of its decoded text. The keys of the open objects form a stack; an
+ * object's keys are checked for duplicates when it closes, then popped. */
+typedef struct keyent {
+    uint32_t hash;
+    uint32_t off;
+} keyent_t;
+
+#define INLINE_KEYS 256 /* enough for ordinary bodies: no allocation */
+
+struct scan_ext {
+    const char *base;
+    mr_json_scan_t *out;
+    keyent_t *keys;
+    size_t n, cap;
+    keyent_t inline_keys[INLINE_KEYS];
+    size_t pending_key; /* index in out->keys of the top-level key just read, or SIZE_MAX */
+};
+
+static int ext_fail(scanner_t *s, const char *at, const char *why)
+{
+    s->x->out->error = why;
+    s->x->out->error_at = (size_t)(at - s->x->base);
+    return -1;
+}
+
+static int ext_string(scanner_t *s, const char *start)
+{
+    s->x->out->string_bytes += (size_t)(s->p - start) - 2;
+    return 0;
+}
+
+static int ext_value(scanner_t *s)
+{
+    s->x->out->values++;
+    return 0;
+}
+
+static size_t ext_object_open(const scanner_t *s)
+{
+    return s->x->n;
+}
+
+/* The length of the body of the valid string literal starting at lit. */
+static size_t literal_body_len(const char *lit)
+{
+    size_t i = 1;
+    while (lit[i] != '"')
+        i += lit[i] == '\\' ? 2 : 1;
+    return i - 1;
+}
+
+/* FNV-1a over the decoded text. */
+static uint32_t key_hash(const char *raw, size_t n)
+{
+    uint32_t h = 2166136261u;
+    size_t i = 0;
+
+    while (i < n) {
+        unsigned char b[4];
+        size_t bl = decode_unit(raw, n, &i, b);
+        for (size_t k = 0; k < bl; k++)
+            h = (h ^ b[k]) * 16777619u;
+    }
+    return h;
+}
+
+/* Whether two string bodies decode to the same text. */
+static int raw_keys_equal(const char *a, size_t an, const char *b, size_t bn)
+{
+    size_t i = 0, j = 0;
+    unsigned char x[4], y[4];
+    size_t xl = 0, xo = 0, yl = 0, yo = 0;
+
+    if (!memchr(a, '\\', an) && !memchr(b, '\\', bn))
+        return an == bn && memcmp(a, b, an) == 0;
+    /* byte by byte: an escape decodes to several bytes the other may spell raw */
+    for (;;) {
+        if (xo == xl) {
+            if (i == an)
+                break;
+            xl = decode_unit(a, an, &i, x);
+            xo = 0;
+        }
+        if (yo == yl) {
+            if (j == bn)
+                return 0;
+            yl = decode_unit(b, bn, &j, y);
+            yo = 0;
+        }
+        if (x[xo++] != y[yo++])
+            return 0;
+    }
+    return yo == yl && j == bn;
+}
+
+static int ext_push(scan_ext_t *x, uint32_t hash, uint32_t off)
+{
+    if (x->n == x->cap) {
+        size_t cap = x->cap * 2;
+        keyent_t *k = x->keys == x->inline_keys ? malloc(cap * sizeof(*k))
+                                                : realloc(x->keys, cap * sizeof(*k));
+        if (!k)
+            return -1;
+        if (x->keys == x->inline_keys)
+            memcpy(k, x->inline_keys, sizeof(x->inline_keys));
+        x->keys = k;
+        x->cap = cap;
+    }
+    x->keys[x->n++] = (keyent_t){hash, off};
+    return 0;
+}
+
+static int ext_key(scanner_t *s, const char *kstart, int depth)
+{
+    scan_ext_t *x = s->x;
+    mr_json_scan_t *o = x->out;
+    size_t rlen = (size_t)(s->p - kstart) - 2;
+
+    o->members++;
+    if (ext_push(x, key_hash(kstart + 1, rlen), (uint32_t)(kstart - x->base)) < 0)
+        return ext_fail(s, kstart, "out of memory");
+    if (depth > 0)
+        return 0;
+    x->pending_key = SIZE_MAX;
+    for (size_t i = 0; o->keys && o->keys[i] && i < MR_JSON_SCAN_KEYS; i++)
+        if (key_equals(kstart + 1, rlen, o->keys[i], strlen(o->keys[i]))) {
+            o->at[i].member_off = (size_t)(kstart - x->base);
+            x->pending_key = i;
+            break;
+        }
+    return 0;
+}
+
+static int ext_member_value(scanner_t *s, const char *vstart, int depth)
+{
+    scan_ext_t *x = s->x;
+
+    if (depth == 0 && x->pending_key != SIZE_MAX) {
+        mr_json_scan_t *o = x->out;
+        o->at[x->pending_key].value_off = (size_t)(vstart - x->base);
+        o->at[x->pending_key].value_len = (size_t)(s->p - vstart);
+        o->found |= 1u << x->pending_key;
+        x->pending_key = SIZE_MAX;
+    }
+    return 0;
+}
+
+static int keyent_cmp(const void *a, const void *b)
+{
+    const keyent_t *x = a, *y = b;
+    if (x->hash != y->hash)
+        return x->hash < y->hash ? -1 : 1;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static int same_key(const scan_ext_t *x, const keyent_t *a, const keyent_t *b)
+{
+    const char *ka = x->base + a->off, *kb = x->base + b->off;
+    return a->hash == b->hash &&
+           raw_keys_equal(ka + 1, literal_body_len(ka), kb + 1, literal_body_len(kb));
+}
+
+/* The object whose keys are keys[mark, n) closed: a key twice refuses the
+ * text (as jansson's JSON_REJECT_DUPLICATES does). Few keys are compared
+ * pairwise; many are sorted by hash so that only neighbours compare. */
+static int ext_object_close(scanner_t *s, size_t mark)
+{
+    scan_ext_t *x = s->x;
+    keyent_t *k = x->keys + mark;
+    size_t n = x->n - mark;
+
+    if (n <= 8) {
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = 0; j < i; j++)
+                if (same_key(x, &k[j], &k[i]))
+                    return ext_fail(s, x->base + k[i].off, "duplicate object key");
+    } else {
+        qsort(k, n, sizeof(*k), keyent_cmp);
+        for (size_t i = 1; i < n; i++)
+            if (same_key(x, &k[i - 1], &k[i]))
+                return ext_fail(s, x->base + k[i].off, "duplicate object key");
+    }
+    x->n = mark;
+    return 0;
+}
+
+int mr_json_scan(const char *buf, size_t len, mr_json_scan_t *out)
+{
+    scan_ext_t x = {.base = buf, .out = out, .cap = INLINE_KEYS, .pending_key = SIZE_MAX};
+    scanner_t s = {buf, buf + len, &x};
+    int rc = -1;
+
+    x.keys = x.inline_keys;
+    memset(out->at, 0, sizeof(out->at));
+    out->found = 0;
+    out->values = out->members = out->string_bytes = 0;
+    out->error = NULL;
+    out->error_at = 0;
+    if (len > UINT32_MAX) {
+        out->error = "text larger than 4 GiB";
+        return -1;
+    }
+    skip_ws(&s);
+    out->object = s.p < s.end && *s.p == '{';
+    if (scan_value(&s, 0) == 0) {
+        skip_ws(&s);
+        rc = s.p == s.end ? 0 : -1;
+    }
+    if (rc < 0 && !out->error) {
+        out->error = s.p >= s.end ? "unexpected end of text" : "invalid JSON";
+        out->error_at = (size_t)(s.p - buf);
+    }
+    if (x.keys != x.inline_keys)
+        free(x.keys);
+    return rc;
+}
+
+const mr_json_span_t *mr_json_scan_get(const mr_json_scan_t *s, size_t key)
+{
+    return key < MR_JSON_SCAN_KEYS && (s->found & (1u << key)) ? &s->at[key] : NULL;
+}
+
+int mr_json_scan_lookup(const mr_json_scan_t *s, const char *key, const mr_json_span_t **span)
+{
+    for (size_t i = 0; s->keys && s->keys[i] && i < MR_JSON_SCAN_KEYS; i++)
+        if (!strcmp(s->keys[i], key)) {
+            *span = mr_json_scan_get(s, i);
+            return 1;
+        }
+    return 0;
+}
+
+size_t mr_json_string_decode(const char *lit, size_t n, char *out)
+{
+    size_t i = 0, o = 0;
+
+    n -= 2; /* the quotes */
+    lit++;
+    while (i < n) {
+        unsigned char b[4];
+        size_t bl = decode_unit(lit, n, &i, b);
+        memcpy(out + o, b, bl);
+        o += bl;
+    }
+    out[o] = '\0';
+    return o;
 }
 
 size_t mr_utf8_char_len(const char *p, size_t avail)

@@ -2,6 +2,7 @@
 
 #include "meridian/admit.h"
 #include "meridian/candidate.h"
+#include "meridian/intake.h"
 #include "meridian/intent.h"
 #include "meridian/json_span.h"
 #include "meridian/log.h"
@@ -15,6 +16,8 @@
 /* MHD's buffer per streamed response (malloc'd for the stream's life): SSE
  * events are small, and 10,000 open streams must not cost 16 KiB each. */
 #define STREAM_BLOCK 2048
+/* ... and per relayed large answer: bulk data, fewer writes */
+#define RELAY_BLOCK 16384
 /* A suspended request starts watching its client socket only after this
  * long: most answers come sooner, and the watch costs several syscalls. */
 #define DISCONNECT_WATCH_DELAY_MS 25
@@ -135,7 +138,8 @@ static void on_timer(uv_timer_t *t)
         snprintf(why, sizeof(why), "no data for %u ms (timeouts.stream_idle_ms)",
                  to->stream_idle_ms);
         mr_attempt_cancel(a, MR_FAIL_STREAM_IDLE, why);
-        mr_attempt_stream_error(a, MR_FAIL_STREAM_IDLE, why);
+        if (r->stream) /* a relayed answer ends cut short */
+            mr_attempt_stream_error(a, MR_FAIL_STREAM_IDLE, why);
         r->upstream_done = 1;
         record_history(r);
         resume(r);
@@ -269,32 +273,40 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *out, size_t max)
         mr_request_audit_bytes(r, out, n);
         if (r->first_byte_ns == 0)
             r->first_byte_ns = uv_hrtime();
-        if (a->paused && mr_attempt_running(a) && mr_buf_len(&a->out) <= a->out.limit / 2) {
+        if (a->paused && mr_attempt_running(a) && mr_buf_len(&a->out) <= a->relay_max / 2) {
             mr_attempt_unpause(a);
             arm_timer(r, timeouts(r)->stream_idle_ms);
         }
         return (ssize_t)n;
     }
+    /* a relayed answer cut short has no way to say so but the cut */
     if (r->upstream_done)
-        return MHD_CONTENT_READER_END_OF_STREAM;
+        return r->stream || a->failure == MR_FAIL_NONE ? MHD_CONTENT_READER_END_OF_STREAM
+                                                       : MHD_CONTENT_READER_END_WITH_ERROR;
     /* Nothing buffered: park the connection until the upstream sends more
      * (returning 0 without suspending would make MHD spin). */
     suspend(r);
     return 0;
 }
 
-/* The commit: the client gets the head, the attempt's outcome is decided. */
+/* The commit: the client gets the head, the attempt's outcome is decided.
+ * A relayed non-streamed answer keeps the upstream's length when it has
+ * one (its bytes pass unchanged). */
 static enum MHD_Result queue_stream(mr_request_t *r)
 {
     mr_attempt_t *a = r->att;
-    struct MHD_Response *resp =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_reader, r, NULL);
+    uint64_t size =
+        !r->stream && a->content_length >= 0 ? (uint64_t)a->content_length : MHD_SIZE_UNKNOWN;
+    struct MHD_Response *resp = MHD_create_response_from_callback(
+        size, r->stream ? STREAM_BLOCK : RELAY_BLOCK, stream_reader, r, NULL);
 
     if (!resp)
         return MHD_NO;
     record_served(r, a);
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            r->stream ? "text/event-stream" : "application/json");
+    if (r->stream)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     mr_request_common_headers(r, resp);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)a->status, resp);
     MHD_destroy_response(resp);
@@ -302,6 +314,7 @@ static enum MHD_Result queue_stream(mr_request_t *r)
     r->committed = 1;
     r->final_status = (int)a->status;
     mr_attempt_commit(a);
+    mr_intake_release(r); /* no failover now: the tree and conversation go, with their charge */
     return ret;
 }
 
@@ -314,6 +327,8 @@ static bool may_commit(mr_request_t *r)
     const mr_attempt_t *a = r->att;
     size_t hold = r->gen->cfg->limits.commit_hold_bytes;
 
+    if (!r->stream) /* a relayed 2xx answer: no events to wait for */
+        return true;
     /* never hold more than the buffer takes: a paused upstream would wait */
     if (hold > a->out.limit)
         hold = a->out.limit;
@@ -518,7 +533,12 @@ static bool backoff(mr_request_t *r, size_t health_id)
 /* An attempt on candidate c, whose slots and reservation are taken. */
 static void try_candidate(mr_request_t *r, const mr_candidate_t *c, size_t id, bool probe)
 {
-    mr_error_t e;
+    mr_error_t e, pe;
+    /* the copy's share, held since admission, is the attempt's to charge */
+    mr_intake_release_copy(r);
+    /* a translating dialect needs the parse tree: built (and charged) now */
+    int prepared =
+        mr_intake_prepare(r, mr_inbound_adapter(r->inbound, r->endpoint, c->provider), &pe);
     mr_attempt_args_t args = {
         .cand = c,
         .health_id = id,
@@ -532,11 +552,14 @@ static void try_candidate(mr_request_t *r, const mr_candidate_t *c, size_t id, b
         .client_wants_usage = r->client_wants_usage,
         .body = mr_buf_ptr(&r->body),
         .body_len = mr_buf_len(&r->body),
+        .scan = &r->scan,
         .json = r->json,
         .conv = &r->conv,
         .client_ctx = r->client_ctx,
         .header = client_header,
         .header_ud = r,
+        .mem = &r->mem,
+        .pool = &r->pool,
         .request_id = r->id,
         .cb = on_attempt,
         .owner = r,
@@ -546,7 +569,9 @@ static void try_candidate(mr_request_t *r, const mr_candidate_t *c, size_t id, b
         return;
     }
     r->attempts[r->n_attempts++] = (mr_attempt_rec_t){.provider = c->provider, .model = c->model};
-    int rc = mr_attempt_build(r->att, &e);
+    int rc = prepared < 0 ? -2 : mr_attempt_build(r->att, &e);
+    if (prepared < 0)
+        e = pe;
     if (rc == -2) {
         /* not an upstream attempt: nothing was sent. Another candidate may
          * speak a dialect that can carry the request; if none can, the
@@ -602,80 +627,16 @@ static int plan_request(mr_request_t *r, const json_t *models, json_t *provider,
     const char *header = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "x-meridian-policy");
 
     if (mr_router_models_from_request(r->model, models, r->models, &r->n_models, e) < 0 ||
-        mr_policy_stack_init(&st, r->gen->cfg, r->key, header, provider, e) < 0)
+        mr_policy_stack_init(&st, r->gen->cfg, r->key, header, provider, e) < 0 ||
+        mr_intake_routing_tree(
+            r, r->gen->cfg->common_capabilities != MR_CAP_ALL || st.request.require_parameters, e) <
+            0)
         return -1;
     mr_intent_needs(r, &st.request);
     mr_intent_session(r, &st);
     r->planned = 1;
     return mr_router_plan_policy(r->gen->cfg, &st, r->models, r->n_models, r->gen->ss, now_of(r),
                                  &r->plan, e);
-}
-
-/* The body as JSON: a 400 answered (and -1) when it is not a usable one. */
-static int parse_body(mr_request_t *r, enum MHD_Result *ret)
-{
-    const char *p = mr_buf_ptr(&r->body);
-    size_t len = mr_buf_len(&r->body);
-    json_error_t jerr;
-    mr_error_t e;
-
-    if (len == 0) {
-        *ret = mr_request_errorf(r, 400, "invalid_request_error", NULL,
-                                 "request body is empty: expected a JSON object");
-        return -1;
-    }
-    r->json = json_loadb(p, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (r->json && mr_json_validate(p, len) != 0) {
-        /* jansson tolerates a few non-JSON bytes (a NUL after a number) that
-         * would make the forwarded body differ from what was validated */
-        *ret = mr_request_errorf(r, 400, "invalid_json", NULL,
-                                 "request body is not strict JSON (RFC 8259)");
-        return -1;
-    }
-    if (!r->json) {
-        mr_error_set(&e, 400, NULL, "invalid_json", NULL,
-                     "request body is not valid JSON: %s (line %d, column %d)", jerr.text,
-                     jerr.line, jerr.column);
-        *ret = mr_request_error(r, &e);
-        return -1;
-    }
-    if (!json_is_object(r->json)) {
-        *ret = mr_request_errorf(r, 400, "invalid_request_error", NULL,
-                                 "request body must be a JSON object");
-        return -1;
-    }
-    return 0;
-}
-
-/* `model` and `stream`: a 400 answered (and -1) when malformed. */
-static int read_members(mr_request_t *r, enum MHD_Result *ret)
-{
-    const json_t *model = json_object_get(r->json, "model");
-    const json_t *stream = json_object_get(r->json, "stream");
-
-    if (!model || json_is_null(model)) {
-        *ret = mr_request_errorf(r, 400, "missing_required_parameter", "model",
-                                 "you must provide a model parameter");
-        return -1;
-    }
-    if (!json_is_string(model) || json_string_length(model) == 0) {
-        *ret =
-            mr_request_errorf(r, 400, "invalid_type", "model", "model must be a non-empty string");
-        return -1;
-    }
-    if (stream && !json_is_boolean(stream) && !json_is_null(stream)) {
-        *ret = mr_request_errorf(r, 400, "invalid_type", "stream", "stream must be a boolean");
-        return -1;
-    }
-    r->stream = (mr_inbound_is_conversation(r->endpoint) || r->endpoint == MR_EP_COMPLETIONS) &&
-                json_is_true(stream);
-    r->client_wants_usage =
-        json_is_true(json_object_get(json_object_get(r->json, "stream_options"), "include_usage"));
-    if (!(r->model = strdup(json_string_value(model)))) {
-        *ret = MHD_NO;
-        return -1;
-    }
-    return 0;
 }
 
 static void start_upstream(mr_request_t *r)
@@ -699,17 +660,24 @@ static void on_admitted(mr_request_t *r)
 
 enum MHD_Result mr_proxy_begin(mr_request_t *r)
 {
-    enum MHD_Result ret;
+    const json_t *models;
+    json_t *provider;
     mr_error_t e;
 
-    if (parse_body(r, &ret) < 0 || read_members(r, &ret) < 0)
-        return ret;
+    if (mr_intake_hold_copy(r, mr_buf_len(&r->body)) < 0) {
+        /* a body sent without a length: its copy is taken now */
+        r->retry_after_out = 1;
+        return mr_request_errorf(r, 503, "overloaded", NULL,
+                                 "the gateway is holding as much request and answer data as it "
+                                 "may (limits.worker_memory_bytes); retry shortly");
+    }
     r->conv.parse = r->inbound->parse; /* the conversation in the client's dialect */
-    if (plan_request(r, json_object_get(r->json, "models"), json_object_get(r->json, "provider"),
-                     &e) < 0)
+    if (mr_intake_read(r, &e) < 0 || mr_intake_routing(r, &models, &provider, &e) < 0)
+        return mr_request_error(r, &e);
+    if (plan_request(r, models, provider, &e) < 0)
         return mr_unserved_plan_error(r, &e);
-    if (!(r->attempts =
-              calloc(r->plan.max_attempts ? r->plan.max_attempts : 1, sizeof(*r->attempts))))
+    if (!(r->attempts = mr_pool_calloc(&r->pool, r->plan.max_attempts ? r->plan.max_attempts : 1,
+                                       sizeof(*r->attempts))))
         return MHD_NO;
     r->n_attempts = 0; /* the history starts with the allocation */
     r->state = MR_RS_UPSTREAM;
@@ -787,11 +755,11 @@ void mr_proxy_finish(mr_request_t *r)
 void mr_proxy_free(mr_request_t *r)
 {
     free_attempt(r);
-    free(r->model);
-    free(r->attempts);
     mr_plan_release(&r->plan);
     mr_adapter_conv_free(&r->conv);
     json_decref(r->json);
+    json_decref(r->models_json);
+    json_decref(r->provider_json);
     if (r->client_ctx_free)
         r->client_ctx_free(r->client_ctx);
     r->client_ctx = NULL;

@@ -1,5 +1,6 @@
 #include "meridian/responses.h"
 
+#include "meridian/intake.h"
 #include "meridian/responses_inbound.h"
 #include "meridian/responses_parse.h"
 #include "meridian/responses_write.h"
@@ -84,11 +85,18 @@ static int prepend_history(mr_request_t *r, json_t *body, const json_t *entry, e
         goto done;
     }
     mr_buf_reset(&r->body);
-    if (mr_buf_append(&r->body, s, strlen(s)) < 0) {
+    if (strlen(s) > mr_buf_room(&r->body)) {
         *ret = mr_request_errorf(r, 413, "request_too_large", "previous_response_id",
                                  "the conversation with the history of previous_response_id "
                                  "exceeds %zu bytes (limits.max_body_bytes)",
                                  r->gen->cfg->limits.max_body_bytes);
+        goto done;
+    }
+    if (mr_buf_append(&r->body, s, strlen(s)) < 0) {
+        r->retry_after_out = 1; /* the worker's memory budget would not hold it: soon */
+        *ret = mr_request_errorf(r, 503, "overloaded", NULL,
+                                 "the gateway is holding as much request and answer data as it "
+                                 "may (limits.worker_memory_bytes); retry shortly");
         goto done;
     }
     rc = 0;
@@ -117,25 +125,39 @@ static int check_members(mr_request_t *r, const json_t *body, enum MHD_Result *r
     return 0;
 }
 
+/* The body's one scan and its parse tree, charged to the worker's budget
+ * (intake.h): a new reference to the tree, or NULL with the refusal
+ * answered in *ret. */
+static json_t *read_body(mr_request_t *r, enum MHD_Result *ret)
+{
+    mr_error_t e;
+
+    if (mr_intake_read(r, &e) < 0 || mr_intake_routing_tree(r, false, &e) < 0) {
+        if (e.status == 503) /* the worker's memory budget: soon */
+            r->retry_after_out = 1;
+        *ret = mr_request_error(r, &e);
+        return NULL;
+    }
+    return json_incref(r->json);
+}
+
 int mr_responses_prepare(mr_request_t *r, enum MHD_Result *ret)
 {
-    json_t *body =
-               json_loadb(mr_buf_ptr(&r->body), mr_buf_len(&r->body), JSON_REJECT_DUPLICATES, NULL),
-           *entry = NULL;
+    json_t *body = read_body(r, ret), *entry = NULL;
     const char *prev = json_string_value(json_object_get(body, "previous_response_id"));
     unsigned char rnd[16];
     char id[MR_RESPSTORE_ID_MAX + 1];
     int keep;
 
-    if (!json_is_object(body)) {
-        json_decref(body);
-        return 0; /* the proxy answers what is wrong with it */
-    }
+    if (!body)
+        return -1;
     if (check_members(r, body, ret) < 0 ||
         (prev && lookup(r, prev, "previous_response_id", &entry, ret) < 0))
         goto fail;
     if (entry && prepend_history(r, body, entry, ret) < 0)
         goto fail;
+    if (entry) /* the proxy reads the new body */
+        mr_intake_body_changed(r);
     json_decref(entry);
     entry = NULL;
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {

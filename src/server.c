@@ -135,6 +135,16 @@ __attribute__((format(printf, 2, 0))) static void mhd_logger(void *cls, const ch
     mr_debug("mhd: %s", line);
 }
 
+void mr_server_stream_socket(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int v = MR_SERVER_STREAM_SNDBUF;
+
+    if (ci) /* best effort: a refusal only leaves the kernel's default */
+        (void)setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+}
+
 static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                               enum MHD_ConnectionNotificationCode code)
 {

@@ -56,6 +56,8 @@ static void prepare_unattempted(mr_request_t *r)
     mr_error_t e;
 
     if (r->has_build_error && r->n_skipped == 0 && r->n_busy == 0 && r->n_over_budget == 0) {
+        if (r->build_error.status == 503) /* the worker's memory budget: soon */
+            r->retry_after_out = 1;
         mr_request_prepare_error(r, &r->build_error, NULL, NULL);
     } else if (r->n_over_budget && !r->n_skipped && !r->n_busy) {
         /* every candidate's provider is over its budget (or its check is
@@ -90,12 +92,13 @@ static void prepare_unattempted(mr_request_t *r)
 }
 
 /* The status and code of "every attempt failed", read from their failures. */
-static int failed_status(const mr_request_t *r, const char **code)
+static int failed_status(mr_request_t *r, const char **code)
 {
-    unsigned n429 = 0, ntimeout = 0, noverload = 0, nauth = 0;
+    unsigned n429 = 0, ntimeout = 0, noverload = 0, nauth = 0, nmem = 0;
 
     for (unsigned i = 0; i < r->n_attempts; i++) {
         mr_failure_t f = r->attempts[i].failure;
+        nmem += f == MR_FAIL_NO_MEMORY;
         nauth += f == MR_FAIL_HTTP_AUTH;
         n429 += f == MR_FAIL_HTTP_429;
         noverload += f == MR_FAIL_HTTP_429 || f == MR_FAIL_HTTP_OVERLOADED;
@@ -108,6 +111,11 @@ static int failed_status(const mr_request_t *r, const char **code)
     if (n429 == r->n_attempts) {
         *code = "upstream_rate_limited";
         return 429;
+    }
+    if (nmem == r->n_attempts) { /* the worker's memory budget, not the providers */
+        *code = "overloaded";
+        r->retry_after_out = 1;
+        return 503;
     }
     if (nauth == r->n_attempts) {
         *code = "upstream_auth_failed";

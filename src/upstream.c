@@ -2,17 +2,24 @@
 
 #include "meridian/log.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define POOL_MAX 1024
 #define CTYPE_MAX 128
 
+/* A transfer and its easy handle stay together from the first use to the
+ * pool's end: the handle's private data, error buffer and callback data are
+ * set once, and the options of the last transfer are remembered. */
 struct mr_transfer {
     mr_upstream_t *u;
     CURL *easy;
+    int kind; /* its pool: 0 streams, 1 whole answers */
     mr_transfer_handler_t h;
     void *ud;
     mr_upstream_head_t head;
@@ -22,8 +29,28 @@ struct mr_transfer {
     int unpause_queued;
     unsigned sends; /* requests put on the wire (PREREQFUNCTION calls) */
     mr_transfer_t *unpause_next;
+    char *url; /* CURLOPT_URL and CURLOPT_CAINFO as last set (curl copies them) */
+    char *ca;
     char errbuf[CURL_ERROR_SIZE];
 };
+
+/* CURLOPT_BUFFERSIZE by pool: what a handle keeps allocated for its life. */
+static const long buffer_size[2] = {1024, 16384};
+
+/* A stream's upstream socket: what the kernel may hold for it while the
+ * transfer is paused behind a slow client (SO_RCVBUF, set before connect;
+ * Linux doubles it). Without a cap it grows to tcp_rmem's maximum (6 MiB).
+ * A connection opened for a stream keeps it when reused. */
+#define STREAM_RCVBUF (64 * 1024)
+
+static int stream_sockopt(void *ud, curl_socket_t fd, curlsocktype purpose)
+{
+    int v = STREAM_RCVBUF;
+    (void)ud;
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+    return CURL_SOCKOPT_OK;
+}
 
 /* One per socket curl asks us to watch, kept until curl closes the socket
  * (close_cb): a keep-alive connection between two transfers keeps its poll
@@ -191,8 +218,11 @@ int mr_upstream_init(mr_upstream_t *u, uv_loop_t *loop)
     memset(u, 0, sizeof(*u));
     u->loop = loop;
     u->pool_cap = POOL_MAX;
-    if (!(u->pool = calloc(u->pool_cap, sizeof(CURL *))))
+    if (!(u->pool[0] = calloc(u->pool_cap, sizeof(mr_transfer_t *))) ||
+        !(u->pool[1] = calloc(u->pool_cap, sizeof(mr_transfer_t *)))) {
+        free(u->pool[0]);
         return -1;
+    }
     if (!(u->multi = curl_multi_init()))
         goto fail;
     if (uv_timer_init(loop, &u->timer) != 0)
@@ -216,18 +246,29 @@ fail:
     if (u->multi)
         curl_multi_cleanup(u->multi);
     u->multi = NULL;
-    free(u->pool);
-    u->pool = NULL;
+    free(u->pool[0]);
+    free(u->pool[1]);
+    u->pool[0] = u->pool[1] = NULL;
     return -1;
+}
+
+static void transfer_destroy(mr_transfer_t *t)
+{
+    curl_easy_cleanup(t->easy);
+    free(t->url);
+    free(t->ca);
+    free(t);
 }
 
 void mr_upstream_close(mr_upstream_t *u)
 {
     u->closing = 1;
-    while (u->n_pool)
-        curl_easy_cleanup(u->pool[--u->n_pool]);
-    free(u->pool);
-    u->pool = NULL;
+    for (int k = 0; k < 2; k++) {
+        while (u->n_pool[k])
+            transfer_destroy(u->pool[k][--u->n_pool[k]]);
+        free(u->pool[k]);
+        u->pool[k] = NULL;
+    }
     if (u->multi)
         curl_multi_cleanup(u->multi);
     u->multi = NULL;
@@ -238,6 +279,20 @@ void mr_upstream_close(mr_upstream_t *u)
     u->by_fd_cap = 0;
     uv_close((uv_handle_t *)&u->timer, NULL);
     uv_close((uv_handle_t *)&u->unpause, NULL);
+}
+
+/* A header value that is a non-negative decimal number, -1 when it is not. */
+static long long header_number(const char *v, size_t vlen)
+{
+    char tmp[24], *e;
+
+    if (vlen == 0 || vlen >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, v, vlen);
+    tmp[vlen] = '\0';
+    errno = 0;
+    long long n = strtoll(tmp, &e, 10);
+    return *e == '\0' && errno == 0 && n >= 0 ? n : -1;
 }
 
 static size_t header_cb(char *p, size_t size, size_t n, void *userp)
@@ -252,6 +307,7 @@ static size_t header_cb(char *p, size_t size, size_t n, void *userp)
         t->head.status = sp ? strtol(sp + 1, NULL, 10) : 0;
         t->content_type[0] = '\0';
         t->head.retry_after_s = -1;
+        t->head.content_length = -1;
         return len;
     }
     if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
@@ -279,15 +335,11 @@ static size_t header_cb(char *p, size_t size, size_t n, void *userp)
         memcpy(t->content_type, v, vlen);
         t->content_type[vlen] = '\0';
     } else if (nlen == 11 && strncasecmp(p, "retry-after", 11) == 0) {
-        char tmp[16];
-        char *e;
-        if (vlen > 0 && vlen < sizeof(tmp)) {
-            memcpy(tmp, v, vlen);
-            tmp[vlen] = '\0';
-            long s = strtol(tmp, &e, 10);
-            if (*e == '\0' && s >= 0)
-                t->head.retry_after_s = s;
-        }
+        long long s = header_number(v, vlen);
+        if (s >= 0 && s <= LONG_MAX)
+            t->head.retry_after_s = (long)s;
+    } else if (nlen == 14 && strncasecmp(p, "content-length", 14) == 0) {
+        t->head.content_length = header_number(v, vlen);
     }
     return len;
 }
@@ -323,16 +375,23 @@ static size_t write_cb(char *p, size_t size, size_t n, void *userp)
     }
 }
 
-static CURL *acquire_easy(mr_upstream_t *u)
+/* A pooled transfer of `kind`, or a new one with its handle's constant
+ * options set. */
+static mr_transfer_t *acquire(mr_upstream_t *u, int kind)
 {
+    mr_transfer_t *t;
     CURL *e;
 
-    if (u->n_pool)
-        return u->pool[--u->n_pool];
-    e = curl_easy_init();
-    if (!e)
+    if (u->n_pool[kind])
+        return u->pool[kind][--u->n_pool[kind]];
+    if (!(t = calloc(1, sizeof(*t))))
         return NULL;
-    /* Options that never change between transfers are set once per handle. */
+    if (!(e = t->easy = curl_easy_init())) {
+        free(t);
+        return NULL;
+    }
+    t->u = u;
+    t->kind = kind;
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
@@ -342,61 +401,87 @@ static CURL *acquire_easy(mr_upstream_t *u)
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, prereq_cb);
-    /* curl keeps a receive buffer per handle (16 KiB by default) for the
-     * handle's life: with thousands of open streams that is most of their
-     * memory, and upstream answers arrive in small pieces anyway. */
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
+    /* curl keeps its receive buffer for the handle's life: with thousands
+     * of open streams that is much of their memory, and events are small */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, buffer_size[kind]);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_cb);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, u);
-    return e;
+    if (kind == 0)
+        curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, stream_sockopt);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, t);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
+    return t;
 }
 
-static void release_easy(mr_upstream_t *u, CURL *e)
+static void release(mr_upstream_t *u, mr_transfer_t *t)
 {
-    if (u->n_pool < u->pool_cap && !u->closing)
-        u->pool[u->n_pool++] = e;
+    if (u->n_pool[t->kind] < u->pool_cap && !u->closing)
+        u->pool[t->kind][u->n_pool[t->kind]++] = t;
     else
-        curl_easy_cleanup(e);
+        transfer_destroy(t);
+}
+
+/* A string option, set only when it changed since the handle's last
+ * transfer (curl copies the string each time it is set). */
+static CURLcode set_string(mr_transfer_t *t, CURLoption opt, char **last, const char *v)
+{
+    CURLcode rc;
+
+    if (*last && v && !strcmp(*last, v))
+        return CURLE_OK;
+    free(*last);
+    *last = NULL;
+    rc = curl_easy_setopt(t->easy, opt, v);
+    if (rc == CURLE_OK && v)
+        *last = strdup(v); /* when this fails, the option is set again next time */
+    return rc;
 }
 
 mr_transfer_t *mr_upstream_start(mr_upstream_t *u, const mr_transfer_req_t *req,
                                  const mr_transfer_handler_t *h, void *ud, char *err, size_t errlen)
 {
-    mr_transfer_t *t = calloc(1, sizeof(*t));
+    mr_transfer_t *t = acquire(u, req->stream ? 0 : 1);
     CURL *e;
     CURLMcode mc;
 
-    if (!t || !(e = acquire_easy(u))) {
-        free(t);
+    if (!t) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    t->u = u;
-    t->easy = e;
+    e = t->easy;
     t->h = *h;
     t->ud = ud;
+    memset(&t->head, 0, sizeof(t->head));
     t->head.retry_after_s = -1;
+    t->head.content_length = -1;
     t->head.content_type = t->content_type;
-    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    t->content_type[0] = '\0';
+    t->head_done = t->paused = t->unpause_queued = 0;
+    t->sends = 0;
+    t->unpause_next = NULL;
+    t->errbuf[0] = '\0';
+    /* pooled handles: every transfer sets its provider's trust anchors */
+    if (set_string(t, CURLOPT_URL, &t->url, req->url) != CURLE_OK ||
+        set_string(t, CURLOPT_CAINFO, &t->ca, req->ca_file ? req->ca_file : u->default_cainfo) !=
+            CURLE_OK) {
+        snprintf(err, errlen, "curl refused the URL or CA file");
+        release(u, t);
+        return NULL;
+    }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                      req->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
-    /* pooled handles: every transfer sets its provider's trust anchors */
-    curl_easy_setopt(e, CURLOPT_CAINFO, req->ca_file ? req->ca_file : u->default_cainfo);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, t);
-    curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
     curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, req->keepalive_s > 0 ? req->keepalive_s : 118L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
     mc = curl_multi_add_handle(u->multi, e);
     if (mc != CURLM_OK) {
         snprintf(err, errlen, "curl: %s", curl_multi_strerror(mc));
-        release_easy(u, e);
-        free(t);
+        release(u, t);
         return NULL;
     }
     u->active++;
@@ -424,11 +509,8 @@ static void transfer_free(mr_transfer_t *t)
 
     unqueue_unpause(t);
     curl_multi_remove_handle(u->multi, t->easy);
-    /* The errbuf pointer must not outlive t inside a pooled handle. */
-    curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, NULL);
-    release_easy(u, t->easy);
     u->active--;
-    free(t);
+    release(u, t);
 }
 
 void mr_transfer_cancel(mr_transfer_t *t)

@@ -57,6 +57,7 @@ static void finish_drain(mr_worker_t *w)
     uv_close((uv_handle_t *)&w->sigusr1, NULL);
     uv_close((uv_handle_t *)&w->status_timer, NULL);
     uv_close((uv_handle_t *)&w->drain_timer, NULL);
+    uv_close((uv_handle_t *)&w->trim_timer, NULL);
 }
 
 static void on_request_freed(void *ud)
@@ -140,13 +141,24 @@ static void on_status_timer(uv_timer_t *t)
     mr_status_sample(w->shared->status);
 }
 
+/* How often a worker looks whether traffic fell (issue 17: RSS back near
+ * idle within a minute of a burst's end). */
+#define TRIM_EVERY_MS 10000
+
+static void on_trim_timer(uv_timer_t *t)
+{
+    mr_worker_t *w = t->data;
+    if (mr_gateway_trim(&w->gateway))
+        mr_debug("worker %d: traffic fell, free heap returned to the system", w->index);
+}
+
 /* ---- set-up ---------------------------------------------------------------- */
 
 /* The worker's own handles: every one initialised, and started where it
  * runs from the start; on failure every initialised one is closed. */
 static int init_handles(mr_worker_t *w, char *err, size_t errlen)
 {
-    uv_handle_t *done[7];
+    uv_handle_t *done[8];
     size_t n = 0;
     uv_signal_t *sigs[] = {&w->sigterm, &w->sigint, &w->sighup, &w->sigusr1};
 
@@ -164,11 +176,16 @@ static int init_handles(mr_worker_t *w, char *err, size_t errlen)
     if (uv_timer_init(&w->loop, &w->drain_timer) != 0)
         goto fail;
     done[n++] = (uv_handle_t *)&w->drain_timer;
+    if (uv_timer_init(&w->loop, &w->trim_timer) != 0)
+        goto fail;
+    done[n++] = (uv_handle_t *)&w->trim_timer;
     for (size_t i = 0; i < n; i++)
         done[i]->data = w;
     if (uv_signal_start(&w->sigterm, on_signal, SIGTERM) != 0 ||
-        uv_signal_start(&w->sigint, on_signal, SIGINT) != 0)
+        uv_signal_start(&w->sigint, on_signal, SIGINT) != 0 ||
+        uv_timer_start(&w->trim_timer, on_trim_timer, TRIM_EVERY_MS, TRIM_EVERY_MS) != 0)
         goto fail;
+    uv_unref((uv_handle_t *)&w->trim_timer);
     if (w->index == 0) {
         /* one reload, one reopen and one sampler per process, not per worker */
         if (uv_signal_start(&w->sighup, on_signal, SIGHUP) != 0 ||

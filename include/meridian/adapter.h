@@ -33,6 +33,7 @@
 #include "meridian/config.h"
 #include "meridian/conv.h"
 #include "meridian/error.h"
+#include "meridian/json_span.h"
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -79,7 +80,11 @@ typedef struct mr_adapter_in {
     int client_wants_usage; /* stream_options.include_usage was true */
     const char *body;       /* the client's raw, validated JSON body */
     size_t body_len;
-    const json_t *json; /* the same body parsed (an object) */
+    /* The gateway's scan of `body` (validated, no duplicate members) and
+     * where its top-level members are; NULL: the adapter locates them. */
+    const mr_json_scan_t *scan;
+    const json_t *json; /* the same body parsed (an object); NULL on the passthrough
+                           path when `scan` is set (passthrough adapters read spans) */
     const char *const
         *strip; /* top-level members never forwarded (gateway-only), NULL-terminated */
     const char *const
@@ -210,7 +215,9 @@ void mr_adapter_conv_free(mr_adapter_conv_t *cache);
 
 /* The client's body as the upstream gets it: `model` replaced by in->model
  * (or removed when !set_model), in->strip members removed and, for streams,
- * stream_options.include_usage forced on; every other byte unchanged.
+ * stream_options.include_usage forced on; every other byte unchanged. With
+ * in->scan the body is not scanned again (and copied once when nothing is
+ * stripped); without it, it is validated first. Reads no parse tree.
  * 0 with a malloc'd *body, or -1 with *err. */
 int mr_openai_body(const mr_adapter_in_t *in, int set_model, char **body, size_t *len,
                    mr_error_t *err);

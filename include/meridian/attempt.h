@@ -18,6 +18,13 @@
  * The same for the provider's max_inflight slot the owner took for it:
  * given back when the transfer ends, or by mr_attempt_free.
  *
+ * A non-streamed 2xx answer is buffered whole (validated, usage read, a
+ * failover possible) up to relay_max (limits.stream_buffer_bytes) or what
+ * the memory budget lets it hold; a larger one from a passthrough dialect
+ * is relayed like a stream: OUTPUT asks the owner to commit, the client
+ * drains `out` and the upstream is paused while `out` is full. Such an
+ * answer is not checked as JSON; its usage is read from its last bytes.
+ *
  * Fields without `_` are read-only for the owner. Loop thread only. Events
  * other than DONE come from inside libcurl: the owner must not free, cancel
  * or unpause the attempt there. DONE comes from outside: the owner may free
@@ -31,6 +38,8 @@
 #include "meridian/error.h"
 #include "meridian/failure.h"
 #include "meridian/generation.h"
+#include "meridian/memacct.h"
+#include "meridian/pool.h"
 #include "meridian/inbound.h"
 #include "meridian/reqlog.h"
 #include "meridian/router.h"
@@ -43,6 +52,7 @@
 
 #define MR_ATTEMPT_MAX_FORWARD 32                     /* client headers forwarded per attempt */
 #define MR_ATTEMPT_ERROR_BODY_MAX ((size_t)64 * 1024) /* upstream error bodies kept */
+#define MR_ATTEMPT_TAIL 4096 /* a relayed answer's last bytes, kept for its usage */
 
 typedef struct mr_attempt mr_attempt_t;
 
@@ -73,11 +83,16 @@ typedef struct mr_attempt_args {
     int client_wants_usage;
     const char *body;
     size_t body_len;
-    const json_t *json;
-    mr_adapter_conv_t *conv; /* the request's conversation model, parsed at most once */
-    void *client_ctx;        /* the dialect's request state (mr_adapter_in_t.client_ctx) */
+    const mr_json_scan_t *scan; /* the body's scan (adapter.h) */
+    const json_t *json;         /* NULL unless a translating adapter needs it */
+    mr_adapter_conv_t *conv;    /* the request's conversation model, parsed at most once */
+    void *client_ctx;           /* the dialect's request state (mr_adapter_in_t.client_ctx) */
     mr_header_fn header;
     void *header_ud;
+    mr_memhold_t *mem; /* the request's share of the worker's budget: the upstream
+                          copy of the body and the answer buffer are charged to it */
+    mr_pool_t *pool;   /* the request's arena: the attempt, its header lines and a relay's tail come
+                          from it (NULL: malloc'd) and outlive mr_attempt_free */
     const char *request_id; /* for log lines */
     mr_attempt_cb cb;
     void *owner;
@@ -92,22 +107,27 @@ struct mr_attempt {
     long retry_after; /* the answer's Retry-After seconds, -1 when none */
     char ctype[128];  /* the answer's Content-Type, "" when none */
     int got_head;
-    mr_buf_t out;         /* the buffered body, or the client-bound stream buffer */
-    mr_usage_t usage;     /* once the answer is complete; -1 when unknown */
-    int committed;        /* the client has the head: `out` is the client's */
-    int paused;           /* the upstream waits for `out` to drain */
-    int stream_errored;   /* the translator ended the stream with an error event */
-    mr_failure_t failure; /* MR_FAIL_NONE until it fails */
-    unsigned resends;     /* the transport re-sent the request by itself */
-    char error[160];      /* the failure for the log and audit (key scrubbed), "" when none */
-    uint64_t start_ns;    /* sent (or created) */
-    uint32_t ms;          /* duration, set when it ends */
+    mr_buf_t out;             /* the buffered body, or the client-bound stream buffer */
+    size_t relay_max;         /* what `out` holds for a client before the upstream is paused */
+    int relaying;             /* a non-streamed 2xx answer larger than relay_max: relayed as it
+                                 comes (passthrough dialects), the client reading `out` */
+    long long content_length; /* the answer's Content-Length, -1 when not given */
+    mr_usage_t usage;         /* once the answer is complete; -1 when unknown */
+    int committed;            /* the client has the head: `out` is the client's */
+    int paused;               /* the upstream waits for `out` to drain */
+    int stream_errored;       /* the translator ended the stream with an error event */
+    mr_failure_t failure;     /* MR_FAIL_NONE until it fails */
+    unsigned resends;         /* the transport re-sent the request by itself */
+    char error[160];          /* the failure for the log and audit (key scrubbed), "" when none */
+    uint64_t start_ns;        /* sent (or created) */
+    uint32_t ms;              /* duration, set when it ends */
 
     /* private */
     mr_attempt_args_t _args;
     mr_adapter_in_t _in;
     char *_fwd[MR_ATTEMPT_MAX_FORWARD + 1];
     mr_adapter_req_t _req;
+    size_t _req_charge; /* the upstream body's bytes charged to _args.mem */
     mr_stream_xlate_t *_xl;
     mr_transfer_t *_xfer;
     const mr_provider_t *_inflight_on;
@@ -116,6 +136,9 @@ struct mr_attempt {
     int _ended;            /* mr_attempt_end ran */
     mr_failure_t _invalid; /* why on_data aborted the transfer, read in DONE */
     int _paused_once;      /* debug log once per attempt */
+    uint64_t _relayed;     /* bytes of a relayed answer received */
+    char *_tail;           /* its last MR_ATTEMPT_TAIL bytes: where its usage is */
+    size_t _tail_len;
 };
 
 /* A new attempt on args->cand, owning the breaker and max_inflight slots in
@@ -126,8 +149,10 @@ mr_attempt_t *mr_attempt_new(const mr_attempt_args_t *args);
  *   0   ready to start
  *   -1  failed before anything was sent (a->failure: UNSUPPORTED,
  *       NO_MEMORY): an attempt, to record and free
- *   -2  this dialect cannot express the request: *e is the client's 400;
- *       not an attempt (free it, try another candidate) */
+ *   -2  this dialect cannot express the request: *e is the client's 400
+ *       (or a 503 `overloaded`: the worker's budget cannot take the
+ *       upstream copy of the body now); not an attempt (free it, try
+ *       another candidate) */
 int mr_attempt_build(mr_attempt_t *a, mr_error_t *e);
 
 /* Sends it. 0, or -1 with a->failure set (curl refused the transfer). */
@@ -150,8 +175,8 @@ void mr_attempt_end(mr_attempt_t *a);
 bool mr_attempt_has_content(const mr_attempt_t *a);
 
 /* The client got the response head: its bytes now belong to the client.
- * The breaker hears the stream's outcome when it ends (success, or the
- * failure that cut it), a half-open probe's at once (a success). */
+ * The breaker hears the stream's (or relayed answer's) outcome when it ends
+ * (success, or the failure that cut it), a half-open probe's at once (a success). */
 void mr_attempt_commit(mr_attempt_t *a);
 
 /* The client's reader drained `out` below half: let the upstream go on. */

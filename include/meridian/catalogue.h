@@ -253,7 +253,8 @@ typedef struct mr_limits {
     size_t max_header_bytes;         /* sum of request header lines; over it -> 431 */
     size_t max_response_bytes;       /* buffered non-stream upstream body; over it -> 502 */
     size_t stream_buffer_bytes;      /* per-stream buffer before the upstream is paused */
-    size_t commit_hold_bytes;        /* ... and until this many bytes are held */
+    size_t commit_hold_bytes;        /* a stream is held before content until this many bytes */
+    size_t worker_memory_bytes;      /* a worker's bytes in flight (memacct.h); over -> 503 */
     unsigned max_connections;        /* concurrent client connections */
     unsigned max_connections_per_ip; /* ... from one client address (per worker) */
 } mr_limits_t;

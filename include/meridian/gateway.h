@@ -6,7 +6,9 @@
  * jitter.
  *
  * The worker embeds one mr_gateway_t, hands it the loop, server, upstream
- * and shared services (mr_gateway_init) and passes it as MHD's `cls`. The
+ * and shared services (mr_gateway_init) and passes it as MHD's `cls`. It
+ * owns the worker's memory budget (memacct.h), sized from the generation
+ * new requests use. The
  * gateway includes the layers below it (dispatch, proxy, observe, request,
  * attempt) and nothing above: it calls the worker back only through
  * `on_request_freed` (after each request's memory is gone), so that a drain
@@ -27,10 +29,17 @@
 
 typedef struct mr_gateway {
     mr_request_env_t env;   /* what every request borrows */
+    mr_memacct_t mem;       /* limits.worker_memory_bytes: bytes its requests hold */
+    mr_pool_cache_t chunks; /* idle arena chunks, reused by the next requests */
+    mr_request_t *spare;    /* freed request objects kept for reuse (a list) */
+    size_t n_spare;
     mr_generation_t *gen;   /* new requests use it; one reference */
     mr_request_t *requests; /* in flight */
     size_t n_requests;
-    uint64_t rng[2]; /* request ids */
+    size_t peak_requests; /* most in flight since the last mr_gateway_trim */
+    uint64_t started;     /* requests ever started */
+    uint64_t trimmed_at;  /* `started` at the last trim */
+    uint64_t rng[2];      /* request ids */
     uint64_t backoff_rng;
 } mr_gateway_t;
 
@@ -56,6 +65,14 @@ void mr_gateway_free(mr_gateway_t *gw);
 void mr_gateway_use(mr_gateway_t *gw, mr_generation_t *gen);
 const mr_generation_t *mr_gateway_generation(const mr_gateway_t *gw);
 size_t mr_gateway_in_flight(const mr_gateway_t *gw);
+/* Gives memory back once traffic has fallen (call from a timer, off the
+ * request path): when at most half the requests of the last period's peak
+ * are in flight and requests came since the last trim, frees the spare
+ * request objects and idle arena chunks and, when glibc holds at least
+ * MR_GATEWAY_TRIM_MIN bytes free, returns free heap to the system
+ * (malloc_trim: every arena, so every worker's). 1 when it trimmed. */
+#define MR_GATEWAY_TRIM_MIN (16u << 20)
+int mr_gateway_trim(mr_gateway_t *gw);
 
 /* MHD_AccessHandlerCallback; cls is the mr_gateway_t. */
 enum MHD_Result mr_gateway_handle(void *cls, struct MHD_Connection *conn, const char *url,

@@ -130,6 +130,12 @@ extern const mr_inbound_t mr_inbound_responses; /* responses_inbound.c */
 /* The dialect of an endpoint; chat for the gateway's own answers. */
 const mr_inbound_t *mr_inbound_of(mr_endpoint_t ep);
 
+/* The adapter that serves an attempt of endpoint ep on provider p in
+ * dialect in: the provider's native one if it has one, else its kind's;
+ * NULL when this build has none. */
+const mr_adapter_t *mr_inbound_adapter(const mr_inbound_t *in, mr_endpoint_t ep,
+                                       const mr_provider_t *p);
+
 /* Whether requests of ep are conversations (chat, messages, responses)
  * and may stream. */
 int mr_inbound_is_conversation(mr_endpoint_t ep);

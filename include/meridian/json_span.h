@@ -24,6 +24,49 @@ typedef struct mr_json_span {
  * space allowed, nesting at most MR_JSON_MAX_DEPTH); -1 otherwise. */
 int mr_json_validate(const char *buf, size_t len);
 
+/*
+ * One pass over a JSON text that does what a parser with
+ * JSON_REJECT_DUPLICATES would refuse, without building anything: it
+ * validates (mr_json_validate's rules), refuses an object with a member
+ * twice at any depth (keys compared decoded, like find_member), locates the
+ * top-level members named in `keys`, and counts what a parse tree of the
+ * text would hold (an estimate of its memory for the caller's budget).
+ * The scratch it needs (the keys of the objects still open) is on the
+ * stack for ordinary texts; a text whose open objects hold more than 256
+ * keys allocates it (8 bytes a key, freed before return).
+ */
+#define MR_JSON_SCAN_KEYS 16
+
+typedef struct mr_json_scan {
+    const char *const *keys; /* in: top-level members to locate, NULL-terminated, at most
+                                MR_JSON_SCAN_KEYS; NULL for none */
+    mr_json_span_t at[MR_JSON_SCAN_KEYS]; /* where keys[i] is, when bit i of found is set */
+    unsigned found;
+    int object;          /* the text is an object */
+    size_t values;       /* JSON values, members' values included */
+    size_t members;      /* object members, at every depth */
+    size_t string_bytes; /* bytes between the quotes of string literals, keys included */
+    const char *error;   /* why it was refused (static text), NULL when it was not */
+    size_t error_at;     /* ... and at which byte */
+} mr_json_scan_t;
+
+/* 0, or -1 with s->error and s->error_at (also when out of memory). */
+int mr_json_scan(const char *buf, size_t len, mr_json_scan_t *s);
+/* keys[key]'s span after a successful scan, NULL when the member is absent. */
+const mr_json_span_t *mr_json_scan_get(const mr_json_scan_t *s, size_t key);
+/* The same by name: 1 when the scan looked for `key` (*span: where it is,
+ * NULL when absent), 0 when it did not (the caller must look itself). */
+int mr_json_scan_lookup(const mr_json_scan_t *s, const char *key, const mr_json_span_t **span);
+
+/* Decodes the valid JSON string literal lit[0, n) (quotes included) into
+ * out, which must hold n bytes; NUL-terminates it and returns its length
+ * (a decoded \u0000 is a NUL inside it: check with strlen). */
+size_t mr_json_string_decode(const char *lit, size_t n, char *out);
+
+/* The length of the one JSON value at buf[0] (no white space before it;
+ * bytes after it ignored), 0 when buf does not start with a valid value. */
+size_t mr_json_value_len(const char *buf, size_t len);
+
 /* In a *valid* JSON object text, find the first top-level member whose key
  * equals `key` once its escapes are decoded, as a JSON parser reads it: the
  * member "mod\u0065l" is "model" (a gateway that strips or rewrites a member

@@ -17,8 +17,10 @@
  * Ownership: the gateway allocates the request on MHD's first call for a
  * connection's request and frees it after MHD reports completion and its uv
  * handles have closed. It owns its body, parsed JSON, model, attempt history,
- * current attempt, prepared answer and a reference to its generation. Every
- * call runs on the owning worker's loop thread.
+ * current attempt, prepared answer and a reference to its generation, and
+ * holds what they take of the worker's memory budget (`mem`, given back in
+ * one go when it is freed). Every call runs on the owning worker's loop
+ * thread.
  */
 #ifndef MERIDIAN_REQUEST_H
 #define MERIDIAN_REQUEST_H
@@ -30,8 +32,11 @@
 #include "meridian/error.h"
 #include "meridian/generation.h"
 #include "meridian/health.h"
+#include "meridian/json_span.h"
+#include "meridian/memacct.h"
 #include "meridian/inbound.h"
 #include "meridian/metrics.h"
+#include "meridian/pool.h"
 #include "meridian/reqlog.h"
 #include "meridian/router.h"
 #include "meridian/server.h"
@@ -52,6 +57,8 @@ typedef struct mr_request_env {
     mr_metrics_t *metrics;
     mr_reqlog_t *reqlog;
     mr_status_t *status;
+    mr_memacct_t *mem;          /* the worker's budget for bytes in flight */
+    mr_pool_cache_t *chunks;    /* the worker's idle arena chunks (pool.h) */
     uint64_t *backoff_rng;      /* jitter for retries of the same target */
     unsigned worker;            /* index, for logs, metrics rows and /providers */
     void (*on_freed)(void *ud); /* after a request's memory is gone (drain) */
@@ -87,6 +94,8 @@ struct mr_request {
     uv_poll_t client_poll;
     int poll_inited;
     int open_handles;
+    mr_memhold_t mem; /* what it holds of the worker's budget, given back when it ends */
+    mr_pool_t pool;   /* its arena: pieces that live as long as it does */
 
     /* dispatch: what was asked */
     const struct mr_dispatch_row *row; /* NULL: refused before a row matched */
@@ -102,10 +111,18 @@ struct mr_request {
     int preflight;           /* a CORS preflight, answered after the (empty) body */
     mr_buf_t body;
     int body_too_large;
+    int body_refused;     /* the worker's budget could not take the body: 503 */
     int close_connection; /* answer with Connection: close */
 
-    /* proxy: the body, the plan and the attempts */
-    json_t *json;           /* the parsed body, kept for dialect adapters */
+    /* proxy: the body (intake.h), the plan and the attempts */
+    mr_json_scan_t scan; /* the body's one scan: where its top-level members are */
+    json_t *json;        /* the parsed body, built for the first translating attempt */
+    json_t *models_json; /* the body's `models` and `provider`, for routing */
+    json_t *provider_json;
+    size_t tree_charge;         /* the trees' estimated size, charged to `mem` */
+    size_t copy_credit;         /* the body's upstream copy, charged ahead (intake.h) */
+    size_t conv_charge;         /* ... and the conversation model's */
+    uint32_t max_output_tokens; /* max_tokens & co., 0 when absent (admit.c) */
     mr_adapter_conv_t conv; /* the body as a conversation, built by the first translating attempt */
     void *client_ctx;       /* the dialect's state of this request (Responses), or NULL ... */
     void (*client_ctx_free)(void *ctx); /* ... and who frees it (mr_proxy_free) */

@@ -84,4 +84,11 @@ void mr_server_request_begins(mr_server_t *s, struct MHD_Connection *conn);
 void mr_server_body_received(mr_server_t *s, struct MHD_Connection *conn);
 void mr_server_request_ends(mr_server_t *s, struct MHD_Connection *conn);
 
+/* What the kernel may hold unsent for a client of an event stream
+ * (SO_SNDBUF; Linux doubles it): without a cap it grows to tcp_wmem's
+ * maximum (4 MiB) behind a client that stops reading, on top of the
+ * stream buffer. The connection keeps it for its later requests. */
+#define MR_SERVER_STREAM_SNDBUF (64 * 1024)
+void mr_server_stream_socket(struct MHD_Connection *conn);
+
 #endif

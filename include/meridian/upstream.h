@@ -5,9 +5,13 @@
  * Ownership: mr_upstream_t is embedded in the worker and used only from the
  * worker's loop thread. Each mr_transfer_t belongs to the upstream from
  * mr_upstream_start until its on_done callback has returned, or until
- * mr_transfer_cancel; the caller's pointer is dead after either. Easy handles
- * are pooled and connections kept alive in the multi handle's cache, so
- * consecutive requests to one provider reuse a TCP/TLS connection.
+ * mr_transfer_cancel; the caller's pointer is dead after either. Transfers
+ * are pooled with their easy handles (no allocation per transfer; options
+ * whose value did not change are not set again) and connections kept alive
+ * in the multi handle's cache, so consecutive requests to one provider
+ * reuse a TCP/TLS connection. A stream's handle keeps a 1 KiB receive
+ * buffer for its whole life (SSE events are small, and thousands may be
+ * open); a whole answer's 16 KiB.
  *
  * Silent re-sends: when a *reused* connection dies before any response
  * byte, libcurl sends the request again on a fresh connection by itself.
@@ -42,8 +46,10 @@ typedef struct mr_upstream {
     mr_upstream_sock_t *socks;  /* every socket context, for shutdown */
     mr_upstream_sock_t **by_fd; /* the same, indexed by fd (NULL: none) */
     size_t by_fd_cap;
-    CURL **pool; /* idle easy handles */
-    size_t n_pool;
+    /* idle transfers, each with its easy handle: [0] for streams (small
+     * receive buffers), [1] for whole answers */
+    mr_transfer_t **pool[2];
+    size_t n_pool[2];
     size_t pool_cap;
     size_t active;              /* transfers in flight */
     const char *default_cainfo; /* libcurl's built-in CA bundle (static), NULL when none */
@@ -60,6 +66,7 @@ typedef struct mr_upstream_head {
     long status;
     const char *content_type; /* "" when absent */
     long retry_after_s;       /* -1 when absent or not delta-seconds */
+    long long content_length; /* -1 when absent (chunked, or not a number) */
 } mr_upstream_head_t;
 
 typedef struct mr_transfer_handler {
@@ -79,6 +86,7 @@ typedef struct mr_transfer_req {
     long connect_timeout_ms;
     int http2;           /* offer HTTP/2 (TLS ALPN); else HTTP/1.1 */
     const char *ca_file; /* verify the upstream with this PEM bundle; NULL: the system's */
+    int stream;          /* an event stream is expected: a small receive buffer */
     long keepalive_s;    /* reuse only connections idle for less (0: curl's 118 s) */
 } mr_transfer_req_t;
 

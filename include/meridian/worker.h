@@ -55,6 +55,7 @@ typedef struct mr_worker {
     uv_signal_t sigusr1;     /* worker 0: reopen the access log and audit file */
     uv_timer_t status_timer; /* worker 0: samples traffic for /status */
     uv_timer_t drain_timer;
+    uv_timer_t trim_timer; /* gives memory back after a burst (mr_gateway_trim) */
     int draining;
     int stopped;
 } mr_worker_t;

@@ -83,10 +83,26 @@ struct curl_slist *mr_adapter_headers(const mr_adapter_in_t *in, const char *aut
     return h ? mr_adapter_extra_headers(h, in) : NULL;
 }
 
-static int wants_usage_member(const json_t *json)
+static int wants_usage_member(const mr_adapter_in_t *in)
 {
-    const json_t *so = json_object_get(json, "stream_options");
-    return json_is_true(json_object_get(so, "include_usage"));
+    const json_t *so = json_object_get(in->json, "stream_options");
+    return in->client_wants_usage || json_is_true(json_object_get(so, "include_usage"));
+}
+
+/* The gateway's scan locates every member the edits touch: nothing to
+ * strip means no working copy (*direct), the edits apply to the body. */
+static int scanned_spans(const mr_adapter_in_t *in, const mr_json_span_t **model,
+                         const mr_json_span_t **so)
+{
+    const mr_json_span_t *sp;
+
+    if (!in->scan || !mr_json_scan_lookup(in->scan, "model", model) ||
+        !mr_json_scan_lookup(in->scan, "stream_options", so))
+        return 0;
+    for (const char *const *k = in->strip; k && *k; k++)
+        if (!mr_json_scan_lookup(in->scan, *k, &sp) || sp)
+            return 0;
+    return 1;
 }
 
 /* Deletes the top-level member `key` (if present) from buf[0, *len) in place.
@@ -110,30 +126,38 @@ int mr_openai_body(const mr_adapter_in_t *in, int set_model, char **body, size_t
     mr_json_edit_t edits[2];
     size_t n = 0, slen = in->body_len;
     mr_json_span_t sp;
-    char *quoted = NULL, *opts = NULL, *src = malloc(in->body_len + 1);
+    const mr_json_span_t *model_at = NULL, *so_at = NULL;
+    int direct = set_model && scanned_spans(in, &model_at, &so_at);
+    const char *src = in->body;
+    char *quoted = NULL, *opts = NULL, *copy = NULL;
     int rc = -1;
 
-    if (!src)
-        goto oom;
-    /* The edits below need strict JSON. jansson (which the gateway parsed
-     * the body with) accepts a few texts that are not, e.g. a NUL byte after
-     * a number ({"a":1\0,"model":...}); forwarding those would skip edits
-     * the gateway relies on (model, gateway-only members). */
-    if (mr_json_validate(in->body, in->body_len) < 0) {
+    /* The edits below need strict JSON. jansson accepts a few texts that
+     * are not, e.g. a NUL byte after a number ({"a":1\0,"model":...});
+     * forwarding those would skip edits the gateway relies on (model,
+     * gateway-only members). The gateway's scan is that check. */
+    if (!in->scan && mr_json_validate(in->body, in->body_len) < 0) {
         mr_error_set(err, 400, "invalid_request_error", "invalid_json", NULL,
                      "request body is not valid JSON");
         goto done;
     }
-    memcpy(src, in->body, in->body_len);
-    src[slen] = '\0';
-    /* deletions first, each on the text the previous one left */
-    for (const char *const *k = in->strip; k && *k; k++)
-        strip_member(src, &slen, *k);
-    if (!set_model)
-        strip_member(src, &slen, "model");
+    if (!direct) {
+        if (!(copy = malloc(in->body_len + 1)))
+            goto oom;
+        memcpy(copy, in->body, in->body_len);
+        copy[slen] = '\0';
+        /* deletions first, each on the text the previous one left */
+        for (const char *const *k = in->strip; k && *k; k++)
+            strip_member(copy, &slen, *k);
+        if (!set_model)
+            strip_member(copy, &slen, "model");
+        src = copy;
+        model_at = set_model && mr_json_find_member(src, slen, "model", &sp) == 0 ? &sp : NULL;
+    }
     /* then at most two non-overlapping edits: the model's value, and
      * stream_options (a value, or a member inserted after the '{') */
-    if (set_model && mr_json_find_member(src, slen, "model", &sp) == 0) {
+    if (model_at) {
+        sp = *model_at;
         quoted = malloc(6 * strlen(in->model) + 3);
         if (!quoted)
             goto oom;
@@ -142,9 +166,12 @@ int mr_openai_body(const mr_adapter_in_t *in, int set_model, char **body, size_t
     }
     /* Usage is wanted for every stream (metrics, budgets): ask for it even
      * when the client did not; the stream translator drops that chunk. */
-    if (in->stream && !wants_usage_member(in->json)) {
-        if (mr_json_find_member(src, slen, "stream_options", &sp) == 0) {
-            json_t *so = json_deep_copy(json_object_get(in->json, "stream_options"));
+    if (in->stream && !wants_usage_member(in)) {
+        if (!direct)
+            so_at = mr_json_find_member(src, slen, "stream_options", &sp) == 0 ? &sp : NULL;
+        if (so_at) {
+            sp = *so_at;
+            json_t *so = json_loadb(src + sp.value_off, sp.value_len, 0, NULL);
             if (!json_is_object(so)) {
                 json_decref(so);
                 so = json_object();
@@ -171,7 +198,7 @@ int mr_openai_body(const mr_adapter_in_t *in, int set_model, char **body, size_t
 oom:
     mr_error_set(err, 500, "api_error", "internal_error", NULL, "out of memory");
 done:
-    free(src);
+    free(copy);
     free(quoted);
     free(opts);
     return rc;

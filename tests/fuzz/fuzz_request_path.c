@@ -5,12 +5,17 @@
  * src/attempt.c mr_attempt_build):
  *
  *   mr_auth_check                    Authorization
- *   json_loadb(JSON_REJECT_DUPLICATES), object / model / stream checks
+ *   mr_json_scan (src/intake.c)      strict JSON, no duplicate member, the
+ *                                    top-level members located; checked
+ *                                    against json_loadb(JSON_REJECT_DUPLICATES)
+ *                                    object / model / stream checks
  *   mr_router_models_from_request    model + the body's `models`
  *   mr_policy_stack_init             key policy, x-meridian-policy, `provider`
  *   mr_router_plan_policy            with an in-memory soft state
  *   mr_adapter_for(kind)->build      for every candidate, with the gateway's
- *                                    mr_adapter_in_t (strip provider, models)
+ *                                    mr_adapter_in_t (strip provider, models;
+ *                                    the scan; the tree only for translating
+ *                                    adapters, as mr_intake_prepare)
  *
  * Input: a client body, optionally preceded by header lines
  *   "authorization: VALUE\n" and/or "x-meridian-policy: VALUE\n"
@@ -130,6 +135,9 @@ static const char config_json[] =
 
 /* Members only the gateway reads (attempt.c gateway_only_members). */
 static const char *const gateway_only_members[] = {"provider", "models", NULL};
+/* The top-level members intake.c's scan locates (what the adapters look up). */
+static const char *const scanned_keys[] = {"model",  "stream",   "stream_options",
+                                           "models", "provider", NULL};
 
 static mr_config_t *cfg;
 static mr_softstate_mem_t ss;
@@ -329,8 +337,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* mr_proxy_begin: the body */
     if (n == 0)
         goto done;
+    mr_json_scan_t scan = {.keys = scanned_keys};
+    int scanned = mr_json_scan(p, n, &scan) == 0;
     root = json_loadb(p, n, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(root))
+    /* the scan accepts what jansson accepts when it is strict JSON, and
+     * nothing that is not JSON; jansson may refuse valid JSON (a number
+     * past its range, \u0000), which a translating attempt then refuses */
+    CHECK(!root || scanned || mr_json_validate(p, n) < 0, "scan refused what jansson took: %s",
+          scan.error);
+    CHECK(!scanned || mr_json_validate(p, n) == 0, "scan accepted invalid JSON");
+    if (!scanned || !json_is_object(root))
         goto done;
     json_t *model = json_object_get(root, "model"), *stream = json_object_get(root, "stream");
     if (!json_is_string(model) || json_string_length(model) == 0)
@@ -392,7 +408,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             .client_wants_usage = wants_usage,
             .body = p,
             .body_len = n,
-            .json = root,
+            .scan = &scan,
+            .json = ad->passthrough ? NULL : root,
             .strip = gateway_only_members,
             .extra_headers = fwd,
             .created = 1700000000,

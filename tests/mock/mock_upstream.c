@@ -78,7 +78,12 @@
  *                                socket takes them (nothing is built ahead),
  *                                then the final chunk, usage when asked and
  *                                [DONE]; chunk_delay_ms still applies between
- *                                events (backpressure and slow-client tests)
+ *                                events (backpressure and slow-client tests).
+ *                                A non-streamed chat answer with it is one
+ *                                chat.completion whose content is this many
+ *                                bytes, generated as the socket takes them,
+ *                                with its Content-Length (large answers;
+ *                                reset_mid_body cuts it at half)
  *        count (none)            apply to the next N requests only (FIFO queue);
  *                                without it, replace the persistent default
  *        headers ({})            extra response headers {"name":"value"}
@@ -120,7 +125,8 @@
  *        "open_connections", "in_flight": gauges (never reset).
  *        "completed": responses fully sent; "aborted": recorded requests the
  *        client abandoned first (injected faults are not counted).
- *        "stream_bytes_sent": bytes of SSE streams handed to MHD (which
+ *        "stream_bytes_sent": bytes of SSE streams (and of stream_bytes
+ *        answers) handed to MHD (which
  *        asks for more only once its 16 KiB block went to the socket), so
  *        a transfer the client stopped reading shows as a standstill.
  *        Each record's "connection" is the id of the TCP connection it came on.
@@ -721,6 +727,37 @@ static ssize_t bulk_read(void *cls, uint64_t pos, char *buf, size_t max)
     return (ssize_t)n;
 }
 
+/* stream_bytes, not streamed: pre + bulk_left padding bytes + suf, by position. */
+static ssize_t padded_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    reader_t *r = cls;
+    size_t lp = strlen(r->pre), n = 0;
+
+    if (r->stop_at && pos >= r->stop_at)
+        return MHD_CONTENT_READER_END_WITH_ERROR; /* reset_mid_body */
+    while (n < max) {
+        uint64_t at = pos + n;
+        size_t take;
+        if (at < lp) {
+            take = lp - (size_t)at < max - n ? lp - (size_t)at : max - n;
+            memcpy(buf + n, r->pre + at, take);
+        } else if (at < lp + (uint64_t)r->bulk_left) {
+            uint64_t left = lp + (uint64_t)r->bulk_left - at;
+            take = left < max - n ? (size_t)left : max - n;
+            memset(buf + n, 'x', take);
+        } else {
+            size_t off = (size_t)(at - lp - (uint64_t)r->bulk_left), ls = strlen(r->suf);
+            if (off >= ls)
+                break;
+            take = ls - off < max - n ? ls - off : max - n;
+            memcpy(buf + n, r->suf + off, take);
+        }
+        n += take;
+    }
+    count_sent(n);
+    return n ? (ssize_t)n : MHD_CONTENT_READER_END_OF_STREAM;
+}
+
 static ssize_t partial_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     reader_t *r = cls;
@@ -787,6 +824,30 @@ static enum MHD_Result queue_reader(struct MHD_Connection *c, int status, const 
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+/* A chat.completion `out` whose content is sc->stream_bytes bytes, sent as
+ * the socket takes them (takes `out`). */
+static enum MHD_Result send_padded(struct MHD_Connection *c, json_t *out, const scenario_t *sc)
+{
+    char *js = dump_take(out, NULL), *mark = strstr(js, "\\u0001");
+    reader_t *rd = xmalloc(sizeof(*rd));
+    int sndbuf = 256 * 1024;
+
+    if (!mark)
+        abort();
+    memset(rd, 0, sizeof(*rd));
+    rd->fd = -1;
+    rd->suf = xstrdup(mark + 6);
+    *mark = '\0';
+    rd->pre = js;
+    rd->bulk_left = sc->stream_bytes;
+    uint64_t total = strlen(rd->pre) + (uint64_t)sc->stream_bytes + strlen(rd->suf);
+    if (sc->fault == FAULT_RESET_MID_BODY)
+        rd->stop_at = (size_t)(total / 2);
+    /* as for streams: what the client leaves unread piles up here */
+    setsockopt(conn_fd(c), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    return queue_reader(c, 200, "application/json", total, padded_read, rd, sc);
 }
 
 /* Sends `body` (taking ownership) honouring the reset_mid_body fault and
@@ -1207,7 +1268,8 @@ static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, c
             out = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:{s:s, s:s}, s:s}], s:o}", "id",
                             "chatcmpl-mock", "object", "chat.completion", "created", 1700000000,
                             "model", model, "choices", "index", 0, "message", "role", "assistant",
-                            "content", hello, "finish_reason", "stop", "usage", usage_json());
+                            "content", sc->stream_bytes > 0 ? "\x01" : hello, "finish_reason",
+                            "stop", "usage", usage_json());
         else if (ep == EP_COMPLETIONS)
             out = json_pack("{s:s, s:s, s:i, s:s, s:[{s:i, s:s, s:n, s:s}], s:o}", "id",
                             "cmpl-mock", "object", "text_completion", "created", 1700000000,
@@ -1218,9 +1280,13 @@ static enum MHD_Result serve_openai(struct MHD_Connection *c, const char *url, c
                 json_pack("{s:s, s:[{s:s, s:i, s:[f, f, f]}], s:s, s:{s:i, s:i}}", "object", "list",
                           "data", "object", "embedding", "index", 0, "embedding", 0.1, 0.2, 0.3,
                           "model", model, "usage", "prompt_tokens", 2, "total_tokens", 2);
-        size_t len;
-        char *s = dump_take(out, &len);
-        ret = send_body(c, 200, "application/json", s, len, sc);
+        if (ep == EP_CHAT && sc->stream_bytes > 0) {
+            ret = send_padded(c, out, sc);
+        } else {
+            size_t len;
+            char *s = dump_take(out, &len);
+            ret = send_body(c, 200, "application/json", s, len, sc);
+        }
     }
     json_decref(in);
     return ret;

@@ -500,6 +500,54 @@ static void test_malformed_answers(void **state)
     mr_buf_free(&out);
 }
 
+/* With the gateway's scan (intake.c) the OpenAI dialects read the members'
+ * places from it and no parse tree: the upstream body is the same, byte for
+ * byte, as when they look for the members themselves in the parsed body. */
+static void test_scanned_body_same_bytes(void **state)
+{
+    static const char *const strip[] = {"provider", "models", NULL};
+    static const char *const keys[] = {"model",  "stream",   "stream_options",
+                                       "models", "provider", NULL};
+    static const char *const bodies[] = {
+        "{\"model\":\"chat\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+        "{ \"messages\": [], \"model\" : \"chat\" , \"stream\":true }",
+        "{\"model\":\"chat\",\"stream\":true,\"stream_options\":{\"x\":1}}",
+        "{\"model\":\"chat\",\"stream\":true,\"stream_options\":{\"include_usage\":true}}",
+        "{\"mod\\u0065l\":\"chat\",\"stream\":true,\"provider\":{\"only\":[\"a\"]},\"models\":[]}",
+        "{\"stream\":true}",
+    };
+    mr_provider_t po = provider(MR_KIND_OPENAI, "http://o/v1");
+    (void)state;
+    for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+        const char *b = bodies[i];
+        json_t *j = json_loads(b, JSON_REJECT_DUPLICATES, NULL);
+        mr_json_scan_t sc = {.keys = keys};
+        mr_adapter_in_t in = {.provider = &po,
+                              .endpoint = MR_EP_CHAT,
+                              .model = "m-1",
+                              .stream = strstr(b, "\"stream\":true") != NULL,
+                              .client_wants_usage = strstr(b, "\"include_usage\":true") != NULL,
+                              .body = b,
+                              .body_len = strlen(b),
+                              .json = j,
+                              .strip = strip};
+        mr_adapter_req_t plain, scanned;
+        mr_error_t err;
+        assert_non_null(j);
+        assert_int_equal(mr_json_scan(b, strlen(b), &sc), 0);
+        assert_int_equal(mr_adapter_openai.build(&in, &plain, &err), 0);
+        in.scan = &sc;
+        in.json = NULL;
+        assert_int_equal(mr_adapter_openai.build(&in, &scanned, &err), 0);
+        if (plain.body_len != scanned.body_len || memcmp(plain.body, scanned.body, plain.body_len))
+            fail_msg("#%zu: %.*s != %.*s", i, (int)plain.body_len, plain.body,
+                     (int)scanned.body_len, scanned.body);
+        mr_adapter_req_free(&plain);
+        mr_adapter_req_free(&scanned);
+        json_decref(j);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -510,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_headers),
         cmocka_unit_test(test_model_in_url_is_escaped),
         cmocka_unit_test(test_escaped_members),
+        cmocka_unit_test(test_scanned_body_same_bytes),
         cmocka_unit_test(test_stream_line_bound),
         cmocka_unit_test(test_stream_output_ignores_limit),
         cmocka_unit_test(test_hostile_ids_are_bounded),

@@ -82,13 +82,76 @@ static void test_error_invalid_utf8_message(void **state)
     free(body);
 }
 
+/* A buffer with a hold: growth charged, refused past the budget, forced
+ * appends charged anyway, free gives it back, a stolen block stays held. */
+static void test_buf_budget(void **state)
+{
+    mr_memacct_t acct;
+    mr_memhold_t h = {&acct, 0};
+    mr_buf_t b;
+    char chunk[1000];
+    size_t len;
+    (void)state;
+
+    memset(chunk, 'x', sizeof(chunk));
+    mr_memacct_init(&acct, 4096);
+    mr_buf_init(&b, 100000);
+    b.hold = &h;
+    assert_int_equal(mr_buf_append(&b, chunk, sizeof(chunk)), 0);
+    assert_int_equal(acct.used, b.cap);
+    assert_int_equal(h.held, b.cap);
+    /* 1024 -> 2048 -> 4096 fits; 8192 does not */
+    assert_int_equal(mr_buf_append(&b, chunk, sizeof(chunk)), 0);
+    assert_int_equal(mr_buf_append(&b, chunk, sizeof(chunk)), 0);
+    assert_int_equal(acct.used, 4096);
+    assert_int_equal(mr_buf_append(&b, chunk, sizeof(chunk)), 0); /* 4000 + NUL fit */
+    assert_int_equal(mr_buf_append(&b, chunk, sizeof(chunk)), -1);
+    assert_int_equal(acct.refused, 1);
+    assert_int_equal(mr_buf_len(&b), 4000);
+    assert_int_equal(mr_buf_append_force(&b, chunk, sizeof(chunk)), 0);
+    assert_int_equal(acct.used, 8192);
+    assert_int_equal(acct.peak, 8192);
+    char *p = mr_buf_steal(&b, &len);
+    assert_int_equal(len, 5000);
+    assert_int_equal(acct.used, 8192); /* the stolen block is still held */
+    free(p);
+    mr_mem_release_all(&h);
+    assert_int_equal(acct.used, 0);
+
+    /* a declared size: one allocation of exactly that, refused when too big */
+    mr_buf_init(&b, 100000);
+    b.hold = &h;
+    assert_int_equal(mr_buf_reserve(&b, 3000), 0);
+    assert_int_equal(b.cap, 3001);
+    assert_int_equal(mr_buf_reserve(&b, 5000), -1);
+    assert_int_equal(mr_buf_reserve(&b, 200000), -1);
+    mr_buf_free(&b);
+    assert_int_equal(acct.used, 0);
+    assert_int_equal(mr_memacct_take_peak(&acct), 8192);
+    assert_int_equal(mr_memacct_take_peak(&acct), 0);
+}
+
+/* Doubling stops at the limit: a 5000-byte buffer never allocates 8192. */
+static void test_buf_growth_capped(void **state)
+{
+    mr_buf_t b;
+    char chunk[1000] = {0};
+    (void)state;
+
+    mr_buf_init(&b, 5000);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(mr_buf_append(&b, chunk, sizeof(chunk)), 0);
+    assert_int_equal(b.cap, 5001);
+    assert_int_equal(mr_buf_append(&b, chunk, 1), -1);
+    mr_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_limit),
-        cmocka_unit_test(test_error_body_shape),
-        cmocka_unit_test(test_error_types),
-        cmocka_unit_test(test_error_invalid_utf8_message),
+        cmocka_unit_test(test_buf_limit),         cmocka_unit_test(test_buf_budget),
+        cmocka_unit_test(test_buf_growth_capped), cmocka_unit_test(test_error_body_shape),
+        cmocka_unit_test(test_error_types),       cmocka_unit_test(test_error_invalid_utf8_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

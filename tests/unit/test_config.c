@@ -488,7 +488,8 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->timeouts.stream_idle_ms, 60000);
     assert_int_equal(cfg->timeouts.client_idle_s, 60);
     assert_int_equal(cfg->timeouts.drain_ms, 10000);
-    assert_int_equal(cfg->limits.max_body_bytes, 8388608);
+    assert_int_equal(cfg->limits.max_body_bytes, 4194304);
+    assert_int_equal(cfg->limits.worker_memory_bytes, 268435456);
     assert_int_equal(cfg->limits.max_header_bytes, 16384);
     assert_int_equal(cfg->limits.max_response_bytes, 67108864);
     assert_int_equal(cfg->limits.stream_buffer_bytes, 262144);

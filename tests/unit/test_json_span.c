@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -170,6 +172,163 @@ static void test_apply_refuses_overlap(void **state)
     assert_null(mr_json_apply(j, strlen(j), past, 1, &n));
 }
 
+/* ---- mr_json_scan ------------------------------------------------------- */
+
+static int scan_ok(const char *t, mr_json_scan_t *sc)
+{
+    return mr_json_scan(t, strlen(t), sc) == 0;
+}
+
+static void test_scan_agrees_with_validate(void **state)
+{
+    const char *texts[] = {
+        "{}",    "[]",       " {\"a\":1} ",
+        "\"x\"", "0",        "-0.5e+10",
+        "true",  "null",     "{\"a\":[1,2,{\"b\":null}],\"c\":\"\\u00e9\\n\"}",
+        "",      "{",        "{\"a\":}",
+        "[1,]",  "01",       "\"\\u12g4\"",
+        "{} {}", "\"\xc3\"", "{\"a\":1,}",
+    };
+    mr_json_scan_t sc = {0};
+    (void)state;
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++)
+        if (scan_ok(texts[i], &sc) != valid(texts[i]))
+            fail_msg("scan and validate disagree on #%zu: %s", i, texts[i]);
+    assert_false(scan_ok("[1,", &sc));
+    assert_string_equal(sc.error, "unexpected end of text");
+    assert_int_equal(sc.error_at, 3);
+}
+
+static void test_scan_refuses_duplicates(void **state)
+{
+    const char *dup[] = {
+        "{\"a\":1,\"a\":2}",
+        "{\"a\":1,\"\\u0061\":2}",
+        "{\"x\":{\"b\":[{\"c\":1,\"d\":2,\"c\":3}]}}",
+        "{\"\\ud83d\\ude00\":1,\"\xf0\x9f\x98\x80\":2}",
+        "[{},{\"k\":1,\"k\":1}]",
+    };
+    const char *fine[] = {
+        "{\"a\":{\"a\":{\"a\":1}},\"b\":[{\"a\":1},{\"a\":2}]}",
+        "{\"a\":1,\"A\":2,\"a \":3,\"\\u0062\":4}",
+    };
+    mr_json_scan_t sc = {0};
+    (void)state;
+    for (size_t i = 0; i < sizeof(dup) / sizeof(dup[0]); i++) {
+        if (scan_ok(dup[i], &sc))
+            fail_msg("accepted a duplicate member #%zu: %s", i, dup[i]);
+        assert_string_equal(sc.error, "duplicate object key");
+    }
+    for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++)
+        if (!scan_ok(fine[i], &sc))
+            fail_msg("refused #%zu: %s (%s)", i, fine[i], sc.error);
+}
+
+/* Objects with more keys than the stack holds inline, one of them twice or not. */
+static void test_scan_many_keys(void **state)
+{
+    size_t n = 5000, cap = n * 32 + 64, o = 0;
+    char *t = malloc(cap);
+    mr_json_scan_t sc = {0};
+    (void)state;
+    assert_non_null(t);
+    t[o++] = '{';
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)snprintf(t + o, cap - o, "%s\"k%zu\":{\"in\":%zu}", i ? "," : "", i, i);
+    t[o++] = '}';
+    if (mr_json_scan(t, o, &sc) != 0)
+        fail_msg("refused: %s at %zu", sc.error, sc.error_at);
+    assert_int_equal(sc.members, 2 * n);
+    /* the last key repeats the first, spelled with an escape */
+    o--;
+    o += (size_t)snprintf(t + o, cap - o, ",\"\\u006b0\":1}");
+    assert_int_equal(mr_json_scan(t, o, &sc), -1);
+    assert_string_equal(sc.error, "duplicate object key");
+    free(t);
+}
+
+static void test_scan_locates_top_members(void **state)
+{
+    static const char *const keys[] = {"model", "stream", "missing", NULL};
+    const char *t = "{\"messages\":[{\"model\":\"inner\",\"stream\":0}],\"mod\\u0065l\" : \"chat\","
+                    "\"stream\":true}";
+    mr_json_scan_t sc = {.keys = keys};
+    (void)state;
+    assert_int_equal(mr_json_scan(t, strlen(t), &sc), 0);
+    assert_true(sc.object);
+    const mr_json_span_t *m = mr_json_scan_get(&sc, 0), *st = mr_json_scan_get(&sc, 1);
+    assert_non_null(m);
+    assert_non_null(st);
+    assert_null(mr_json_scan_get(&sc, 2));
+    assert_int_equal(m->value_len, 6);
+    assert_memory_equal(t + m->value_off, "\"chat\"", 6);
+    assert_memory_equal(t + m->member_off, "\"mod\\u0065l\"", 12);
+    assert_memory_equal(t + st->value_off, "true", 4);
+    /* counts: the top object, the array, its object, 2 strings/numbers
+     * inside, "chat", true: 7 values; 4 members; string bytes of keys and
+     * strings between their quotes */
+    assert_int_equal(sc.values, 7);
+    assert_int_equal(sc.members, 5);
+    assert_int_equal(sc.string_bytes, 8 + 5 + 5 + 6 + 10 + 4 + 6);
+}
+
+/* Random texts from a small grammar (keys from a tiny alphabet, so that
+ * duplicates are frequent, escapes included): the scan accepts exactly
+ * what jansson with JSON_REJECT_DUPLICATES accepts. */
+static uint64_t rng = 88172645463325252ull;
+
+static unsigned rnd(unsigned n)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (unsigned)(rng % n);
+}
+
+static void gen(char *t, size_t *o, size_t cap, int depth)
+{
+    static const char *const keys[] = {"\"a\"", "\"b\"", "\"\\u0061\"", "\"c\\n\"", "\"c\\u000a\""};
+    static const char *const atoms[] = {"1", "-2.5e3", "true", "null", "\"s\"", "\"\\u00e9\""};
+    unsigned k = depth > 3 ? 0 : rnd(3);
+
+    if (*o + 64 > cap)
+        k = 0;
+    if (k == 0) {
+        *o += (size_t)snprintf(t + *o, cap - *o, "%s", atoms[rnd(6)]);
+        return;
+    }
+    t[(*o)++] = k == 1 ? '[' : '{';
+    for (unsigned i = 0, n = rnd(4); i < n && *o + 64 < cap; i++) {
+        if (i)
+            t[(*o)++] = ',';
+        if (k == 2)
+            *o += (size_t)snprintf(t + *o, cap - *o, "%s:", keys[rnd(5)]);
+        gen(t, o, cap, depth + 1);
+    }
+    t[(*o)++] = k == 1 ? ']' : '}';
+}
+
+static void test_scan_matches_jansson(void **state)
+{
+    char t[4096];
+    mr_json_scan_t sc = {0};
+    unsigned accepted = 0;
+    (void)state;
+    for (int i = 0; i < 20000; i++) {
+        size_t o = 0;
+        gen(t, &o, sizeof(t) - 8, 0);
+        json_t *j = json_loadb(t, o, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
+        int ours = mr_json_scan(t, o, &sc) == 0;
+        if (ours != (j != NULL))
+            fail_msg("scan %s, jansson %s: %.*s", ours ? "accepts" : "refuses",
+                     j ? "accepts" : "refuses", (int)o, t);
+        accepted += ours;
+        json_decref(j);
+    }
+    print_message("%u of 20000 random texts accepted\n", accepted);
+    assert_true(accepted > 1000 && accepted < 19000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -181,6 +340,11 @@ int main(void)
         cmocka_unit_test(test_member_cut),
         cmocka_unit_test(test_apply_edits_unsorted),
         cmocka_unit_test(test_apply_refuses_overlap),
+        cmocka_unit_test(test_scan_agrees_with_validate),
+        cmocka_unit_test(test_scan_refuses_duplicates),
+        cmocka_unit_test(test_scan_many_keys),
+        cmocka_unit_test(test_scan_locates_top_members),
+        cmocka_unit_test(test_scan_matches_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
