@@ -122,6 +122,8 @@ bool mr_attempt_has_content(const mr_attempt_t *a)
 void mr_attempt_commit(mr_attempt_t *a)
 {
     a->committed = 1;
+    a->_in.json = NULL;
+    a->_in.conv = NULL;
     if (a->_args.probe)
         report(a);
 }

@@ -176,7 +176,9 @@ bool mr_attempt_has_content(const mr_attempt_t *a);
 
 /* The client got the response head: its bytes now belong to the client.
  * The breaker hears the stream's (or relayed answer's) outcome when it ends
- * (success, or the failure that cut it), a half-open probe's at once (a success). */
+ * (success, or the failure that cut it), a half-open probe's at once (a success).
+ * The attempt stops borrowing the request's parse tree and conversation
+ * model: no failover can need them now, and the request frees them. */
 void mr_attempt_commit(mr_attempt_t *a);
 
 /* The client's reader drained `out` below half: let the upstream go on. */
