@@ -369,27 +369,69 @@ static const char *data_of(const char *p, size_t n, size_t *len)
     return s;
 }
 
-/* A non-empty string member, or a non-empty array. */
-static int has_some(const json_t *o, const char *key)
+/* A JSON text's value at v[0, n) is a non-empty string or array. */
+static int some_value(const char *v, size_t n)
 {
-    const json_t *v = json_object_get(o, key);
-    return json_string_length(v) > 0 || json_array_size(v) > 0;
+    if (n > 2 && v[0] == '"')
+        return 1;
+    if (n < 2 || v[0] != '[')
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if (v[i] != ' ' && v[i] != '\t' && v[i] != '\n' && v[i] != '\r')
+            return v[i] != ']';
+    return 0;
 }
 
-/* Whether a chunk carries content: text, reasoning, a refusal, a tool call
- * (chat) or text (legacy completions). A role-only first chunk does not. */
-static int chunk_has_content(const json_t *chunk)
+/* Member `key` of the object o[0, n) is a non-empty string or array. */
+static int has_some(const char *o, size_t n, const char *key)
 {
-    const json_t *c;
-    size_t i;
+    mr_json_span_t sp;
 
-    json_array_foreach(json_object_get(chunk, "choices"), i, c)
-    {
-        const json_t *d = json_object_get(c, "delta");
-        if (has_some(d, "content") || has_some(d, "reasoning_content") ||
-            has_some(d, "reasoning") || has_some(d, "refusal") || has_some(d, "tool_calls") ||
-            has_some(d, "reasoning_details") || has_some(c, "text"))
+    return mr_json_find_member(o, n, key, &sp) == 0 && some_value(o + sp.value_off, sp.value_len);
+}
+
+/* One choice carries content: text, reasoning, a refusal, a tool call
+ * (chat) or text (legacy completions). */
+static int choice_has_content(const char *c, size_t n)
+{
+    static const char *const kinds[] = {"content", "reasoning_content", "reasoning",
+                                        "refusal", "tool_calls",        "reasoning_details"};
+    mr_json_span_t sp;
+
+    if (mr_json_find_member(c, n, "delta", &sp) == 0)
+        for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+            if (has_some(c + sp.value_off, sp.value_len, kinds[k]))
+                return 1;
+    return has_some(c, n, "text");
+}
+
+/* Whether a chunk carries content, read in place: this runs on the first
+ * events of every stream, where a parse tree cost ~40 allocations. A role-
+ * only first chunk does not; data the gateway cannot read is not held back
+ * either. */
+static int chunk_has_content(const char *d, size_t len)
+{
+    mr_json_span_t sp;
+    const char *p, *end;
+
+    if (mr_json_validate(d, len) < 0)
+        return 1;
+    if (mr_json_find_member(d, len, "choices", &sp) < 0 || d[sp.value_off] != '[')
+        return 0;
+    p = d + sp.value_off + 1;
+    end = d + sp.value_off + sp.value_len - 1; /* the closing ']' */
+    while (p < end) {
+        size_t n;
+        if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',') {
+            p++;
+            continue;
+        }
+        n = mr_json_value_len(p, (size_t)(end - p));
+        if (!n)
             return 1;
+        if (*p == '{' && choice_has_content(p, n))
+            return 1;
+        p += n;
     }
     return 0;
 }
@@ -407,12 +449,8 @@ static void inspect(mr_stream_xlate_t *x, const char *p, size_t n)
         x->done = 1;
         return;
     }
-    if (!x->content) {
-        /* data the gateway cannot read is not held back either */
-        json_t *chunk = json_loadb(d, len, 0, NULL);
-        x->content = !chunk || chunk_has_content(chunk);
-        json_decref(chunk);
-    }
+    if (!x->content)
+        x->content = chunk_has_content(d, len);
 }
 
 static int emit_event(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *out)
@@ -424,21 +462,18 @@ static int emit_event(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *o
         mr_buf_append_force(out, p, n);
         return -1;
     }
-    if (usage_object(p, n)) {
-        const char *data = memmem(p, n, "data:", 5);
-        if (data) {
-            const char *s = data + 5, *end = p + n;
-            while (s < end && *s == ' ')
-                s++;
-            const char *eol = memchr(s, '\n', (size_t)(end - s));
-            json_t *chunk = json_loadb(s, (size_t)((eol ? eol : end) - s), 0, NULL);
-            const json_t *choices = json_object_get(chunk, "choices");
-            usage_from(json_object_get(chunk, "usage"), &x->usage);
-            int usage_only = json_is_array(choices) && json_array_size(choices) == 0;
-            json_decref(chunk);
-            if (x->drop_usage && usage_only)
-                return 0;
-        }
+    size_t len;
+    const char *d;
+    mr_json_span_t u, ch;
+    if (usage_object(p, n) && (d = data_of(p, n, &len)) && mr_json_validate(d, len) == 0 &&
+        mr_json_find_member(d, len, "usage", &u) == 0) {
+        /* only the usage object is parsed, not the whole chunk */
+        json_t *usage = json_loadb(d + u.value_off, u.value_len, 0, NULL);
+        usage_from(usage, &x->usage);
+        json_decref(usage);
+        if (x->drop_usage && mr_json_find_member(d, len, "choices", &ch) == 0 &&
+            !some_value(d + ch.value_off, ch.value_len) && d[ch.value_off] == '[')
+            return 0; /* the usage-only chunk the client did not ask for */
     }
     return mr_buf_append_force(out, p, n);
 }
