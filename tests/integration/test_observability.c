@@ -109,6 +109,24 @@ static double delta(const prom_doc_t *before, const prom_doc_t *after, const cha
     return val(after, name, labels) - val(before, name, labels);
 }
 
+/* Scrapes into *after until `n` more requests are counted than in `before`
+ * (a request is counted once its answer is sent: the client may be reading
+ * it first), or 5 s pass. */
+static void scrape_counted(const th_proc_t *gw, const prom_doc_t *before, prom_doc_t *after,
+                           char **text, double n)
+{
+    for (int i = 0; i < 250; i++) {
+        scrape(gw, after, text);
+        if (delta(before, after, "meridian_requests_total", NULL) >= n)
+            return;
+        prom_free(after);
+        free(*text);
+        *text = NULL;
+        th_pause_ms(20);
+    }
+    scrape(gw, after, text);
+}
+
 static void test_metrics_move_with_each_outcome(void **state)
 {
     th_proc_t gw = {0};
@@ -160,7 +178,7 @@ static void test_metrics_move_with_each_outcome(void **state)
     const char *const bad[] = {"Authorization: Bearer nope", NULL};
     assert_int_equal(status_of(&gw, "{\"model\":\"chat\"}", bad), 401);
 
-    scrape(&gw, &d1, &text);
+    scrape_counted(&gw, &d0, &d1, &text, 9);
     const char *req = "meridian_requests_total";
     assert_true(delta(&d0, &d1, req,
                       L("route", "chat", "provider", "fr", "vendor", "mistral", "region", "eu",
