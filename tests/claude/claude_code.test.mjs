@@ -11,13 +11,12 @@
 // (tests/claude/run).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, statSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir, arch } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startAndWait, stopAll } from '../sdk/procs.mjs';
+import { startAndWait, stopAll, runBounded, auditRecords, auditAfter } from '../sdk/procs.mjs';
 
 const MERIDIAN = process.env.MERIDIAN_BIN;
 const MOCK = process.env.MOCK_BIN;
@@ -68,35 +67,7 @@ function claude(prompt, model, auth) {
     ...auth,
   };
   const args = ['-p', prompt, '--model', model, '--output-format', 'json', '--max-turns', '3'];
-  return new Promise((resolve, reject) => {
-    const p = spawn(claudeBin(), args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => { stdout += d; });
-    p.stderr.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => {
-      p.kill('SIGKILL');
-      reject(new Error(`claude did not finish in ${CLAUDE_MS / 1000} s:\n${stdout}\n${stderr}`));
-    }, CLAUDE_MS);
-    p.on('error', (e) => { clearTimeout(timer); reject(e); });
-    p.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
-  });
-}
-
-function auditRecords() {
-  if (!existsSync(auditPath)) return [];
-  return readFileSync(auditPath, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
-}
-
-// The audit records after the first `from`, once there are n of them (the
-// writer is asynchronous): a bounded poll.
-async function auditAfter(from, n) {
-  for (let i = 0; i < 100; i++) {
-    const recs = auditRecords().slice(from);
-    if (recs.length >= n) return recs;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return auditRecords().slice(from);
+  return runBounded('claude', claudeBin(), args, { cwd, env }, CLAUDE_MS);
 }
 
 before(async () => {
@@ -147,7 +118,7 @@ const AUTHS = [
 for (const [how, auth] of AUTHS) {
   test(`an Anthropic target (passthrough), ${how}`, async () => {
     await mock('reset', {});
-    const from = auditRecords().length;
+    const from = auditRecords(auditPath).length;
     const out = result(await claude('Say hello.', 'claude-opus-4-6', auth));
     // the mock answers tool calls for the first tool Claude Code declares,
     // and quotes the tool's result in its last answer
@@ -166,7 +137,7 @@ for (const [how, auth] of AUTHS) {
       for (const k of ['tools', 'system', 'thinking', 'context_management', 'output_config', 'metadata'])
         assert.ok(k in body, `Claude Code sent no ${k}: ${Object.keys(body)}`);
     }
-    const audit = await auditAfter(from, seen.length);
+    const audit = await auditAfter(auditPath, from, seen.length);
     assert.equal(audit.length, seen.length);
     for (const a of audit) {
       assert.equal(a.dialect, 'messages');
@@ -178,7 +149,7 @@ for (const [how, auth] of AUTHS) {
 
   test(`an OpenAI-compatible target (translated), ${how}`, async () => {
     await mock('reset', {});
-    const from = auditRecords().length;
+    const from = auditRecords(auditPath).length;
     // a Claude model name to Claude Code (so it sends thinking, effort and
     // context management), an alias of the OpenAI route to meridian
     const out = result(await claude('Say hello.', 'claude-via-gpt-opus-4-6', auth));
@@ -198,7 +169,7 @@ for (const [how, auth] of AUTHS) {
       assert.match(body.user, /\S/); // metadata.user_id
     }
     // served, not refused: what the target cannot use is named in the audit record
-    const audit = await auditAfter(from, seen.length);
+    const audit = await auditAfter(auditPath, from, seen.length);
     assert.equal(audit.length, seen.length);
     for (const a of audit) {
       assert.equal(a.dialect, 'messages');

@@ -13,13 +13,12 @@
 // (tests/codex/run).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startAndWait, stopAll } from '../sdk/procs.mjs';
+import { startAndWait, stopAll, runBounded, auditRecords, auditAfter } from '../sdk/procs.mjs';
 
 const MERIDIAN = process.env.MERIDIAN_BIN;
 const MOCK = process.env.MOCK_BIN;
@@ -73,35 +72,7 @@ function codex(prompt, model) {
   const bin = join(here, 'node_modules', '@openai', 'codex', 'bin', 'codex.js');
   assert.ok(existsSync(bin), `no Codex CLI in ${bin}: run tests/codex/run --install`);
   const args = [bin, 'exec', '--skip-git-repo-check', prompt];
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => { stdout += d; });
-    p.stderr.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => {
-      p.kill('SIGKILL');
-      reject(new Error(`codex did not finish in ${CODEX_MS / 1000} s:\n${stdout}\n${stderr}`));
-    }, CODEX_MS);
-    p.on('error', (e) => { clearTimeout(timer); reject(e); });
-    p.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
-  });
-}
-
-function auditRecords() {
-  if (!existsSync(auditPath)) return [];
-  return readFileSync(auditPath, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
-}
-
-// The audit records after the first `from`, once there are n of them (the
-// writer is asynchronous): a bounded poll.
-async function auditAfter(from, n) {
-  for (let i = 0; i < 100; i++) {
-    const recs = auditRecords().slice(from);
-    if (recs.length >= n) return recs;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return auditRecords().slice(from);
+  return runBounded('codex', process.execPath, args, { cwd, env }, CODEX_MS);
 }
 
 before(async () => {
@@ -156,7 +127,7 @@ function assertCodexRequest(a) {
 
 test('an OpenAI-compatible chat target (translated)', async () => {
   await mock('reset', {});
-  const from = auditRecords().length;
+  const from = auditRecords(auditPath).length;
   const out = ran(await codex('Say hello.', 'gpt'));
   assert.match(out, /tok0 tok1 tok2 tok3 tok4/);
   const seen = await mock('requests');
@@ -174,7 +145,7 @@ test('an OpenAI-compatible chat target (translated)', async () => {
     assert.equal(body.store, undefined);
     assert.equal(body.include, undefined);
   }
-  const audit = await auditAfter(from, seen.length);
+  const audit = await auditAfter(auditPath, from, seen.length);
   assert.equal(audit.length, seen.length);
   for (const a of audit) {
     assertCodexRequest(a);
@@ -185,7 +156,7 @@ test('an OpenAI-compatible chat target (translated)', async () => {
 
 test('an Anthropic target: a tool loop with store:false and the signature round trip', async () => {
   await mock('reset', {});
-  const from = auditRecords().length;
+  const from = auditRecords(auditPath).length;
   const out = ran(await codex('Say hello.', 'claude'));
   // the mock called Codex's first tool; its last answer quotes the result
   assert.match(out, /Hello from x \(tool result: /);
@@ -209,7 +180,7 @@ test('an Anthropic target: a tool loop with store:false and the signature round 
   assert.ok(assistant.content.some((b) => b.type === 'tool_use'));
   const last = second.messages[second.messages.length - 1];
   assert.equal(last.content[0].type, 'tool_result');
-  const audit = await auditAfter(from, 2);
+  const audit = await auditAfter(auditPath, from, 2);
   assert.equal(audit.length, 2);
   for (const a of audit) assertCodexRequest(a);
   // store:false: Codex sends the whole history itself, sealed reasoning included

@@ -3,6 +3,7 @@
 // judged (tests/integration/harness.mjs): a non-zero exit or a sanitizer
 // report fails the suite, from its `after` hook.
 import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { judgeExit } from '../integration/harness.mjs';
 
 const START_MS = 10000;
@@ -46,4 +47,39 @@ export async function stopAll() {
   }
   procs.length = 0;
   if (bad.length) throw new Error(bad.join('\n'));
+}
+
+// Runs a client tool to its end within `ms` (killed past it, a rejection
+// naming it): { code, stdout, stderr }.
+export function runBounded(name, cmd, args, options, ms) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => { stdout += d; });
+    p.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => {
+      p.kill('SIGKILL');
+      reject(new Error(`${name} did not finish in ${ms / 1000} s:\n${stdout}\n${stderr}`));
+    }, ms);
+    p.on('error', (e) => { clearTimeout(timer); reject(e); });
+    p.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+  });
+}
+
+// The audit file's records, parsed.
+export function auditRecords(path) {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+// The audit records after the first `from`, once there are n of them (the
+// writer is asynchronous): a bounded poll.
+export async function auditAfter(path, from, n) {
+  for (let i = 0; i < 100; i++) {
+    const recs = auditRecords(path).slice(from);
+    if (recs.length >= n) return recs;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return auditRecords(path).slice(from);
 }
