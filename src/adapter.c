@@ -85,3 +85,28 @@ void mr_adapter_conv_free(mr_adapter_conv_t *cache)
     cache->req = NULL;
     cache->tried = 0;
 }
+
+void mr_adapter_usage_member(const char *obj, size_t len, mr_adapter_usage_fn read,
+                             mr_usage_t *usage)
+{
+    mr_json_span_t sp;
+
+    if (mr_json_find_member(obj, len, "usage", &sp) == 0) {
+        json_t *u = json_loadb(obj + sp.value_off, sp.value_len, 0, NULL);
+        read(u, usage);
+        json_decref(u);
+    }
+}
+
+int mr_adapter_passthrough_answer(const char *body, size_t len, mr_adapter_usage_fn read,
+                                  mr_buf_t *out, mr_usage_t *usage, mr_error_t *err)
+{
+    *usage = MR_USAGE_UNKNOWN;
+    mr_adapter_usage_member(body, len, read, usage);
+    if (out && mr_buf_append(out, body, len) < 0) {
+        mr_error_set(err, 502, "api_error", "upstream_too_large", NULL,
+                     "upstream response too large");
+        return -1;
+    }
+    return 0;
+}

@@ -187,6 +187,21 @@ typedef struct mr_adapter {
 void mr_adapter_stream_error(mr_buf_t *out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Reads a usage object of the provider's dialect into *usage. */
+typedef void (*mr_adapter_usage_fn)(const json_t *usage_obj, mr_usage_t *usage);
+
+/* The usage object at obj[0, len)'s member "usage", when there is one, read
+ * by `read` (only that object is parsed: a few hundred bytes, never the
+ * whole answer or event). obj must be valid JSON. */
+void mr_adapter_usage_member(const char *obj, size_t len, mr_adapter_usage_fn read,
+                             mr_usage_t *usage);
+
+/* A passthrough answer's translate: usage read as above (*usage is
+ * MR_USAGE_UNKNOWN without one), the body appended to out unchanged (when
+ * out is not NULL). 0, or -1 with a 502 in err when out cannot take it. */
+int mr_adapter_passthrough_answer(const char *body, size_t len, mr_adapter_usage_fn read,
+                                  mr_buf_t *out, mr_usage_t *usage, mr_error_t *err);
+
 /* The adapter of a provider kind; NULL when this build has none. */
 const mr_adapter_t *mr_adapter_for(mr_provider_kind_t kind);
 

@@ -103,21 +103,8 @@ static void usage_of(const json_t *u, mr_usage_t *usage)
 static int messages_translate(const mr_adapter_in_t *in, const char *body, size_t len,
                               mr_buf_t *out, mr_usage_t *usage, mr_error_t *err)
 {
-    mr_json_span_t sp;
-
     (void)in;
-    *usage = MR_USAGE_UNKNOWN;
-    if (mr_json_find_member(body, len, "usage", &sp) == 0) {
-        json_t *u = json_loadb(body + sp.value_off, sp.value_len, 0, NULL);
-        usage_of(u, usage);
-        json_decref(u);
-    }
-    if (out && mr_buf_append(out, body, len) < 0) {
-        mr_error_set(err, 502, "api_error", "upstream_too_large", NULL,
-                     "upstream response too large");
-        return -1;
-    }
-    return 0;
+    return mr_adapter_passthrough_answer(body, len, usage_of, out, usage, err);
 }
 
 /* Counting tokens costs nothing: zero, not an estimate from its size. */

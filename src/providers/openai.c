@@ -269,24 +269,8 @@ static void usage_from(const json_t *u, mr_usage_t *usage)
 int mr__openai_translate(const mr_adapter_in_t *in, const char *body, size_t len, mr_buf_t *out,
                          mr_usage_t *usage, mr_error_t *err)
 {
-    mr_json_span_t sp;
-
     (void)in;
-    (void)err;
-    *usage = MR_USAGE_UNKNOWN;
-    /* Only the usage object is parsed (the body was validated and is
-     * forwarded as is): a few hundred bytes, never the whole answer. */
-    if (mr_json_find_member(body, len, "usage", &sp) == 0) {
-        json_t *u = json_loadb(body + sp.value_off, sp.value_len, 0, NULL);
-        usage_from(u, usage);
-        json_decref(u);
-    }
-    if (out && mr_buf_append(out, body, len) < 0) {
-        mr_error_set(err, 502, "api_error", "upstream_too_large", NULL,
-                     "upstream response too large");
-        return -1;
-    }
-    return 0;
+    return mr_adapter_passthrough_answer(body, len, usage_from, out, usage, err);
 }
 
 struct mr_stream_xlate {
@@ -464,13 +448,9 @@ static int emit_event(mr_stream_xlate_t *x, const char *p, size_t n, mr_buf_t *o
     }
     size_t len;
     const char *d;
-    mr_json_span_t u, ch;
-    if (usage_object(p, n) && (d = data_of(p, n, &len)) && mr_json_validate(d, len) == 0 &&
-        mr_json_find_member(d, len, "usage", &u) == 0) {
-        /* only the usage object is parsed, not the whole chunk */
-        json_t *usage = json_loadb(d + u.value_off, u.value_len, 0, NULL);
-        usage_from(usage, &x->usage);
-        json_decref(usage);
+    mr_json_span_t ch;
+    if (usage_object(p, n) && (d = data_of(p, n, &len)) && mr_json_validate(d, len) == 0) {
+        mr_adapter_usage_member(d, len, usage_from, &x->usage);
         if (x->drop_usage && mr_json_find_member(d, len, "choices", &ch) == 0 &&
             !some_value(d + ch.value_off, ch.value_len) && d[ch.value_off] == '[')
             return 0; /* the usage-only chunk the client did not ask for */
