@@ -26,9 +26,10 @@ typedef enum {
 } conn_phase_t;
 
 struct mr_server_conn {
-    int fd;
+    int fd; /* -1 once the sweep cut it (or MHD did not say) */
     conn_phase_t phase;
     uint64_t since_ms; /* start of the current phase */
+    int list;          /* its s->timed list, -1: none (in a request, or cut) */
     mr_server_conn_t *prev, *next;
 };
 
@@ -145,6 +146,46 @@ void mr_server_stream_socket(struct MHD_Connection *conn)
         (void)setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
 }
 
+static void conn_unlink(mr_server_t *s, mr_server_conn_t *c)
+{
+    mr_server_conn_list_t *l;
+
+    if (c->list < 0)
+        return;
+    l = &s->timed[c->list];
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        l->tail = c->prev;
+    c->prev = c->next = NULL;
+    c->list = -1;
+}
+
+/* Starts a phase now: at the tail of its allowance's list, which keeps each
+ * list in deadline order. */
+static void conn_enter(mr_server_t *s, mr_server_conn_t *c, conn_phase_t phase)
+{
+    mr_server_conn_list_t *l;
+
+    conn_unlink(s, c);
+    c->phase = phase;
+    c->since_ms = uv_now(s->loop);
+    if (phase == CONN_IN_REQUEST || c->fd < 0)
+        return;
+    c->list = phase == CONN_KEPT_ALIVE;
+    l = &s->timed[c->list];
+    c->prev = l->tail;
+    if (l->tail)
+        l->tail->next = c;
+    else
+        l->head = c;
+    l->tail = c;
+}
+
 static void notify_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                               enum MHD_ConnectionNotificationCode code)
 {
@@ -158,24 +199,15 @@ static void notify_connection(void *cls, struct MHD_Connection *conn, void **soc
         if (!c)
             return; /* untracked: MHD's idle timeout still applies */
         c->fd = ci ? ci->connect_fd : -1;
-        c->phase = CONN_WAITING_HEAD;
-        c->since_ms = uv_now(s->loop);
-        c->next = s->conns;
-        if (s->conns)
-            s->conns->prev = c;
-        s->conns = c;
+        c->list = -1;
+        conn_enter(s, c, CONN_WAITING_HEAD);
         s->n_conns++;
         *socket_context = c;
         return;
     }
     if (!c)
         return;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    conn_unlink(s, c);
     s->n_conns--;
     free(c);
     *socket_context = NULL;
@@ -191,10 +223,8 @@ static mr_server_conn_t *conn_of(struct MHD_Connection *conn)
 static void set_phase(mr_server_t *s, struct MHD_Connection *conn, conn_phase_t phase)
 {
     mr_server_conn_t *c = conn_of(conn);
-    if (c) {
-        c->phase = phase;
-        c->since_ms = uv_now(s->loop);
-    }
+    if (c)
+        conn_enter(s, c, phase);
 }
 
 void mr_server_request_begins(mr_server_t *s, struct MHD_Connection *conn)
@@ -212,25 +242,34 @@ void mr_server_request_ends(mr_server_t *s, struct MHD_Connection *conn)
     set_phase(s, conn, CONN_KEPT_ALIVE);
 }
 
+static void cut_conn(mr_server_t *s, mr_server_conn_t *c, uint64_t allowed)
+{
+    conn_unlink(s, c);
+    shutdown(c->fd, SHUT_RDWR);
+    c->fd = -1;
+    mr_debug("closed a connection that sent no complete request in %llu ms%s",
+             (unsigned long long)allowed,
+             c->phase == CONN_KEPT_ALIVE ? " (timeouts.keepalive_idle_s)" : "");
+}
+
 /* MHD's own timeout only measures silence, so a client trickling one byte
  * at a time would hold a connection forever: bound the whole head (and
- * body) instead. shutdown() makes MHD see the end and close it normally. */
+ * body) instead. shutdown() makes MHD see the end and close it normally.
+ * Each list is in deadline order, so the walk ends at the first connection
+ * with time left: open streams (in a request) cost nothing here. */
 static void on_sweep(uv_timer_t *t)
 {
     mr_server_t *s = t->data;
     uint64_t now = uv_now(s->loop);
     int cut = 0;
+    mr_server_conn_t *c;
 
-    for (mr_server_conn_t *c = s->conns; c; c = c->next) {
-        uint64_t allowed = c->phase == CONN_KEPT_ALIVE ? s->keepalive_idle_ms : s->client_idle_ms;
-        if (c->phase == CONN_IN_REQUEST || c->fd < 0 || now - c->since_ms < allowed)
-            continue;
-        shutdown(c->fd, SHUT_RDWR);
-        c->fd = -1;
-        cut = 1;
-        mr_debug("closed a connection that sent no complete request in %llu ms%s",
-                 (unsigned long long)allowed,
-                 c->phase == CONN_KEPT_ALIVE ? " (timeouts.keepalive_idle_s)" : "");
+    for (int k = 0; k < 2; k++) {
+        uint64_t allowed = k ? s->keepalive_idle_ms : s->client_idle_ms;
+        while ((c = s->timed[k].head) && now - c->since_ms >= allowed) {
+            cut_conn(s, c, allowed);
+            cut = 1;
+        }
     }
     if (cut)
         mr_server_wake(s);

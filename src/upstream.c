@@ -28,6 +28,12 @@ struct mr_transfer {
     int paused;
     int unpause_queued;
     unsigned sends; /* requests put on the wire (PREREQFUNCTION calls) */
+    /* Runs from the start until the connection is made (prereq_cb): the
+     * connect timeout is kept here, not in curl (CURLOPT_CONNECTTIMEOUT_MS
+     * stays in curl's timer tree for the whole transfer, re-sorted on
+     * every socket event). */
+    uv_timer_t connect_timer;
+    long connect_timeout_ms;
     mr_transfer_t *unpause_next;
     char *url; /* CURLOPT_URL and CURLOPT_CAINFO as last set (curl copies them) */
     char *ca;
@@ -65,6 +71,7 @@ struct mr_upstream_sock {
 };
 
 static void process_done(mr_upstream_t *u);
+static void finish(mr_transfer_t *t, CURLcode code, const char *error);
 
 static void sock_closed(uv_handle_t *h)
 {
@@ -252,12 +259,18 @@ fail:
     return -1;
 }
 
+static void transfer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* The transfer's memory goes with its timer's close callback. */
 static void transfer_destroy(mr_transfer_t *t)
 {
     curl_easy_cleanup(t->easy);
     free(t->url);
     free(t->ca);
-    free(t);
+    uv_close((uv_handle_t *)&t->connect_timer, transfer_closed);
 }
 
 void mr_upstream_close(mr_upstream_t *u)
@@ -356,7 +369,23 @@ static int prereq_cb(void *userp, char *conn_primary_ip, char *conn_local_ip, in
     (void)conn_primary_port;
     (void)conn_local_port;
     t->sends++;
+    uv_timer_stop(&t->connect_timer);
     return CURL_PREREQFUNC_OK;
+}
+
+static void on_connect_timeout(uv_timer_t *timer);
+
+/* CURLOPT_OPENSOCKETFUNCTION: a new connection for a transfer that had one
+ * already (libcurl re-sending on a fresh connection) gets a connect timeout
+ * of its own, as curl's option gave it. */
+static curl_socket_t opensocket_cb(void *userp, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    mr_transfer_t *t = userp;
+
+    (void)purpose;
+    if (t->connect_timeout_ms > 0 && !uv_is_active((uv_handle_t *)&t->connect_timer))
+        uv_timer_start(&t->connect_timer, on_connect_timeout, (uint64_t)t->connect_timeout_ms, 0);
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 }
 
 static size_t write_cb(char *p, size_t size, size_t n, void *userp)
@@ -390,6 +419,12 @@ static mr_transfer_t *acquire(mr_upstream_t *u, int kind)
         free(t);
         return NULL;
     }
+    if (uv_timer_init(u->loop, &t->connect_timer) != 0) {
+        curl_easy_cleanup(e);
+        free(t);
+        return NULL;
+    }
+    t->connect_timer.data = t;
     t->u = u;
     t->kind = kind;
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -412,6 +447,8 @@ static mr_transfer_t *acquire(mr_upstream_t *u, int kind)
     curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
     curl_easy_setopt(e, CURLOPT_PREREQDATA, t);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->errbuf);
     return t;
 }
@@ -438,6 +475,18 @@ static CURLcode set_string(mr_transfer_t *t, CURLoption opt, char **last, const 
     if (rc == CURLE_OK && v)
         *last = strdup(v); /* when this fails, the option is set again next time */
     return rc;
+}
+
+/* No connection within the connect timeout: the transfer fails as curl's
+ * own connect timeout failed it (CURLE_OPERATION_TIMEDOUT). */
+static void on_connect_timeout(uv_timer_t *timer)
+{
+    mr_transfer_t *t = timer->data;
+    char error[96];
+
+    snprintf(error, sizeof(error), "Connection timed out after %ld milliseconds",
+             t->connect_timeout_ms);
+    finish(t, CURLE_OPERATION_TIMEDOUT, error);
 }
 
 mr_transfer_t *mr_upstream_start(mr_upstream_t *u, const mr_transfer_req_t *req,
@@ -474,7 +523,6 @@ mr_transfer_t *mr_upstream_start(mr_upstream_t *u, const mr_transfer_req_t *req,
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, req->headers);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                      req->http2 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, req->keepalive_s > 0 ? req->keepalive_s : 118L);
@@ -485,6 +533,9 @@ mr_transfer_t *mr_upstream_start(mr_upstream_t *u, const mr_transfer_req_t *req,
         return NULL;
     }
     u->active++;
+    t->connect_timeout_ms = req->connect_timeout_ms;
+    if (req->connect_timeout_ms > 0)
+        uv_timer_start(&t->connect_timer, on_connect_timeout, (uint64_t)req->connect_timeout_ms, 0);
     return t;
 }
 
@@ -508,6 +559,7 @@ static void transfer_free(mr_transfer_t *t)
     mr_upstream_t *u = t->u;
 
     unqueue_unpause(t);
+    uv_timer_stop(&t->connect_timer);
     curl_multi_remove_handle(u->multi, t->easy);
     u->active--;
     release(u, t);
@@ -529,19 +581,26 @@ static void process_done(mr_upstream_t *u)
             continue;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
         CURLcode code = msg->data.result;
-        char error[CURL_ERROR_SIZE + 64];
-        if (code == CURLE_OK)
-            error[0] = '\0';
-        else
-            snprintf(error, sizeof(error), "%s",
-                     t->errbuf[0] ? t->errbuf : curl_easy_strerror(code));
-        mr_transfer_handler_t h = t->h;
-        void *ud = t->ud;
-        unsigned resends = t->sends > 1 ? t->sends - 1 : 0;
-        /* Free first: on_done may start a new transfer on a pooled handle. */
-        transfer_free(t);
-        h.on_done(ud, mr_upstream_failure(code), error, resends);
+        finish(t, code,
+               code == CURLE_OK ? ""
+               : t->errbuf[0]   ? t->errbuf
+                                : curl_easy_strerror(code));
     }
+}
+
+/* Ends the transfer with `code` and tells its owner. */
+static void finish(mr_transfer_t *t, CURLcode code, const char *error)
+{
+    char copy[CURL_ERROR_SIZE + 64];
+    mr_transfer_handler_t h = t->h;
+    void *ud = t->ud;
+    unsigned resends = t->sends > 1 ? t->sends - 1 : 0;
+
+    /* error may be the handle's buffer; free first: on_done may start a new
+     * transfer on a pooled handle. */
+    snprintf(copy, sizeof(copy), "%s", error);
+    transfer_free(t);
+    h.on_done(ud, mr_upstream_failure(code), copy, resends);
 }
 
 static void on_unpause(uv_idle_t *idle)

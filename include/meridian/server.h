@@ -33,6 +33,9 @@ typedef struct mr_server_opts {
 } mr_server_opts_t;
 
 typedef struct mr_server_conn mr_server_conn_t;
+typedef struct mr_server_conn_list {
+    mr_server_conn_t *head, *tail;
+} mr_server_conn_list_t;
 
 typedef struct mr_server {
     uv_loop_t *loop;
@@ -47,7 +50,10 @@ typedef struct mr_server {
     unsigned max_connections;
     uint64_t client_idle_ms;
     uint64_t keepalive_idle_ms;
-    mr_server_conn_t *conns; /* every open connection */
+    /* the connections the sweep bounds, each list in the order their phase
+     * began: [0] waiting for a request (client_idle_ms), [1] kept alive
+     * between requests (keepalive_idle_ms); those in a request are in neither */
+    mr_server_conn_list_t timed[2];
     unsigned n_conns;
 } mr_server_t;
 

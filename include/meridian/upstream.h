@@ -20,6 +20,12 @@
  * the re-sends that still happen are counted (on_done's `resends`, from
  * CURLOPT_PREREQFUNCTION: one call per request put on the wire).
  *
+ * The connect timeout (connect_timeout_ms) is a uv timer of the transfer's,
+ * from the start (or from a re-send's new socket) to PREREQFUNCTION, not
+ * CURLOPT_CONNECTTIMEOUT_MS: curl keeps that option in its timer tree for the
+ * whole transfer and re-sorts it on every socket event. It fails the
+ * transfer exactly as curl's did (CURLE_OPERATION_TIMEDOUT: MR_FAIL_TIMEOUT).
+ *
  * Callback rules (curl's): on_head and on_data run inside libcurl. Inside them
  * never cancel or unpause *this* transfer — return MR_DATA_ABORT or
  * MR_DATA_PAUSE instead. on_done runs outside libcurl and may start or cancel

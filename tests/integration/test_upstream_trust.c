@@ -11,6 +11,9 @@
  *       upstream said, with X-Content-Type-Options: nosniff
  *   13a a slow non-streamed answer (first_byte_ms exceeded) does not open
  *       the breaker; a stream's first-byte timeout and connect failures do
+ *   17  timeouts.connect_ms is enforced (by upstream.c's own timer, not
+ *       curl's option): a host that never completes the handshake fails
+ *       the attempt as `timeout` and the next provider answers
  *
  * One worker, so every breaker is the one /v1/gateway/providers shows.
  */
@@ -24,6 +27,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define KEY_A "sk-live-0123456789abcdef"
@@ -326,6 +333,75 @@ static void test_slow_answers_do_not_open_the_breaker(void **state)
     assert_breaker("dead", "open");
 }
 
+/* ---- 17: the connect timeout ------------------------------------------- */
+
+#define BACKLOG_FILLERS 3
+
+/* A loopback listener whose accept queue is full and never drained: the
+ * kernel drops further SYNs, so a connect to it hangs (no refusal). fds[0]
+ * is the listener, the rest fill its queue; returns its port, -1 on error. */
+static int full_listener(int fds[1 + BACKLOG_FILLERS])
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof(sa);
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fds[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fds[0] < 0 || bind(fds[0], (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        listen(fds[0], 0) != 0 || getsockname(fds[0], (struct sockaddr *)&sa, &sl) != 0)
+        return -1;
+    for (int i = 1; i <= BACKLOG_FILLERS; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fds[i] < 0)
+            return -1;
+        (void)connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)); /* EINPROGRESS */
+    }
+    return ntohs(sa.sin_port);
+}
+
+static void test_connect_timeout_is_enforced(void **state)
+{
+    int fds[1 + BACKLOG_FILLERS] = {-1, -1, -1, -1};
+    th_proc_t gw2;
+    th_response_t r;
+    char url[256];
+    const char body[] = "{\"model\":\"hang\",\"stream\":false}";
+    (void)state;
+
+    int port = full_listener(fds);
+    assert_true(port > 0);
+    /* first_byte_ms far above connect_ms: only the connect timeout can end
+     * the first attempt as `timeout` (curl's own default is 300 s) */
+    char *cfg =
+        th_strf("{\"listen\":\"127.0.0.1:0\","
+                " \"timeouts\":{\"connect_ms\":300,\"first_byte_ms\":20000,\"request_ms\":30000},"
+                " \"providers\":{"
+                "  \"hang\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/v1\"},"
+                "  \"b\":{\"kind\":\"openai\",\"base_url\":\"http://127.0.0.1:%d/v1\"}},"
+                " \"routes\":{\"hang\":{\"targets\":[{\"provider\":\"hang\",\"model\":\"x\"},"
+                "                               {\"provider\":\"b\",\"model\":\"m\"}]}}}",
+                port, mock_b.port);
+    const char *args[] = {"--workers", "1", NULL};
+    int rc = th_start_meridian_ex(&gw2, cfg, args, NULL);
+    free(cfg);
+    assert_int_equal(rc, 0);
+    th_http("POST", th_url_buf(&gw2, "/v1/chat/completions", url, sizeof(url)), NULL, body,
+            strlen(body), &r);
+    assert_int_equal(r.status, 200);
+    assert_header(&r, "x-meridian-provider", "b");
+    assert_header(&r, "x-meridian-attempts", "2");
+    th_response_free(&r);
+    assert_int_equal(
+        th_wait_log(&gw2, "failed (timeout), status 0: Connection timed out after 300 milliseconds",
+                    5000),
+        0);
+    assert_int_equal(th_stop(&gw2), 0);
+    for (int i = 0; i < 1 + BACKLOG_FILLERS; i++)
+        close(fds[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +412,7 @@ int main(void)
         cmocka_unit_test_setup(test_audit_keeps_detail_without_keys, reset_mocks),
         cmocka_unit_test_setup(test_content_type_is_fixed, reset_mocks),
         cmocka_unit_test_setup(test_slow_answers_do_not_open_the_breaker, reset_mocks),
+        cmocka_unit_test_setup(test_connect_timeout_is_enforced, reset_mocks),
     };
     th_init();
     int rc = cmocka_run_group_tests(tests, group_setup, group_teardown);
