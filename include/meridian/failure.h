@@ -28,7 +28,7 @@ typedef enum {
     /* transport, mapped once from curl's code (mr_upstream_failure) */
     MR_FAIL_RESOLVE,   /* the provider's host name did not resolve */
     MR_FAIL_CONNECT,   /* no TCP connection */
-    MR_FAIL_TIMEOUT,   /* curl's own timeout: timeouts.connect_ms */
+    MR_FAIL_TIMEOUT,   /* the connect timeout (timeouts.connect_ms, upstream.c) */
     MR_FAIL_RESET,     /* reset, send/receive error, empty or cut-off reply */
     MR_FAIL_TLS,       /* handshake or certificate */
     MR_FAIL_PROTOCOL,  /* malformed HTTP, HTTP/2 framing, bad content encoding */
