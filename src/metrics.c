@@ -463,8 +463,10 @@ static void render_histogram(const mr_metrics_t *m, const family_t *f, const ser
     snprintf(name, sizeof(name), "%s_sum", f->name);
     mr_metrics_write_sample(out, name, labels,
                             (double)mr_metrics_sum(m, s->base + N_BUCKETS) / 1e6);
+    /* the +Inf bucket as read, not the count slot: a worker may add to one
+     * between the scrape's two reads, and _count must equal +Inf */
     snprintf(name, sizeof(name), "%s_count", f->name);
-    mr_metrics_write_sample(out, name, labels, (double)mr_metrics_sum(m, s->base + N_BUCKETS + 1));
+    mr_metrics_write_sample(out, name, labels, (double)cum);
 }
 
 /* A breaker series is process-wide: one slot of row 0, written by any
