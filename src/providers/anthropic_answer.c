@@ -28,14 +28,13 @@ static mr_conv_finish_t finish_reason(const char *stop_reason)
  * includes it. Cache reads and writes are kept apart as well. */
 void mr__anthropic_usage(const json_t *u, mr_conv_usage_t *o)
 {
-    long in = mr__xlate_count(u, "input_tokens"),
-         cr = mr__xlate_count(u, "cache_read_input_tokens");
-    long cw = mr__xlate_count(u, "cache_creation_input_tokens");
+    long in = mr_codec_count(u, "input_tokens"), cr = mr_codec_count(u, "cache_read_input_tokens");
+    long cw = mr_codec_count(u, "cache_creation_input_tokens");
 
     o->cached = cr;
     o->cache_write = cw;
     o->prompt = in < 0 ? -1 : in + (cw > 0 ? cw : 0) + (cr > 0 ? cr : 0);
-    o->completion = mr__xlate_count(u, "output_tokens");
+    o->completion = mr_codec_count(u, "output_tokens");
 }
 
 /* A tool_use block -> a call: a safe id, the name, the input as JSON text. */
@@ -48,7 +47,7 @@ static int tool_use(mr_conv_arena_t *arena, const json_t *b, mr_conv_tool_call_t
 
     if (!args)
         return -1;
-    mr__xlate_safe_id(json_string_value(tj), json_string_length(tj), "toolu_", tid, sizeof(tid));
+    mr_codec_safe_id(json_string_value(tj), json_string_length(tj), "toolu_", tid, sizeof(tid));
     c->id = mr_conv_copy(arena, tid, strlen(tid));
     c->name = (mr_conv_str_t){name ? name : "", name ? strlen(name) : 0};
     c->args = mr_conv_copy(arena, args, strlen(args));
@@ -113,8 +112,8 @@ static int parse_answer(const mr_adapter_in_t *in, const json_t *root, const cha
     }
     ch->finish = finish_reason(json_string_value(json_object_get(root, "stop_reason")));
     mr__anthropic_usage(json_object_get(root, "usage"), &a->usage);
-    mr__xlate_safe_id(json_string_value(jid), json_string_length(jid), "msg_", id, sizeof(id));
-    mr__xlate_model(json_object_get(root, "model"), in->model, model, sizeof(model));
+    mr_codec_safe_id(json_string_value(jid), json_string_length(jid), "msg_", id, sizeof(id));
+    mr_codec_model(json_object_get(root, "model"), in->model, model, sizeof(model));
     a->id = mr_conv_copy(a->_arena, id, strlen(id));
     a->model = mr_conv_copy(a->_arena, model, strlen(model));
     return a->id.p && a->model.p ? 0 : mr__xlate_oom(err);
@@ -196,9 +195,8 @@ static int on_message_start(stream_t *x, const json_t *ev, const mr_conv_sink_t 
     if (x->started || !json_is_object(m))
         return MR_XLATE_MALFORMED;
     x->started = 1;
-    mr__xlate_safe_id(json_string_value(jid), json_string_length(jid), "msg_", x->id,
-                      sizeof(x->id));
-    mr__xlate_model(json_object_get(m, "model"), x->fallback_model, x->model, sizeof(x->model));
+    mr_codec_safe_id(json_string_value(jid), json_string_length(jid), "msg_", x->id, sizeof(x->id));
+    mr_codec_model(json_object_get(m, "model"), x->fallback_model, x->model, sizeof(x->model));
     mr__anthropic_usage(json_object_get(m, "usage"), &x->usage);
     if (send_usage(x, sink) < 0)
         return -1;
@@ -213,7 +211,7 @@ static int on_tool_start(stream_t *x, const json_t *b, const mr_conv_sink_t *sin
     const json_t *input = json_object_get(b, "input");
     char tid[MR_XLATE_ID_MAX + 32];
 
-    mr__xlate_safe_id(json_string_value(tj), json_string_length(tj), "toolu_", tid, sizeof(tid));
+    mr_codec_safe_id(json_string_value(tj), json_string_length(tj), "toolu_", tid, sizeof(tid));
     if (!json_is_string(name))
         return MR_XLATE_MALFORMED;
     x->kind = BLOCK_TOOL;
@@ -321,9 +319,9 @@ static int on_message_delta(stream_t *x, const json_t *ev, const mr_conv_sink_t 
 
     if (json_is_string(sr))
         x->finish = finish_reason(json_string_value(sr));
-    if ((v = mr__xlate_count(u, "output_tokens")) >= 0)
+    if ((v = mr_codec_count(u, "output_tokens")) >= 0)
         x->usage.completion = v;
-    if (mr__xlate_count(u, "input_tokens") >= 0) {
+    if (mr_codec_count(u, "input_tokens") >= 0) {
         mr_conv_usage_t n = x->usage;
         mr__anthropic_usage(u, &n);
         x->usage.prompt = n.prompt;

@@ -36,17 +36,17 @@ static mr_conv_finish_t call_finish(mr_conv_finish_t f, int calls)
 /* OpenAI's completion_tokens include reasoning; Gemini counts thoughts apart. */
 static void read_usage(const json_t *u, mr_conv_usage_t *o)
 {
-    long cand = mr__xlate_count(u, "candidatesTokenCount"),
-         th = mr__xlate_count(u, "thoughtsTokenCount");
-    long tool = mr__xlate_count(u, "toolUsePromptTokenCount");
+    long cand = mr_codec_count(u, "candidatesTokenCount"),
+         th = mr_codec_count(u, "thoughtsTokenCount");
+    long tool = mr_codec_count(u, "toolUsePromptTokenCount");
 
     if (!json_is_object(u))
         return;
-    o->prompt = mr__xlate_count(u, "promptTokenCount");
+    o->prompt = mr_codec_count(u, "promptTokenCount");
     if (o->prompt >= 0 && tool > 0)
         o->prompt += tool;
     o->completion = cand >= 0 || th >= 0 ? (cand > 0 ? cand : 0) + (th > 0 ? th : 0) : -1;
-    o->cached = mr__xlate_count(u, "cachedContentTokenCount");
+    o->cached = mr_codec_count(u, "cachedContentTokenCount");
     o->reasoning = th;
 }
 
@@ -57,7 +57,7 @@ static void make_stem(const json_t *root, const char *raw, size_t len, char *ste
     const json_t *rid = json_object_get(root, "responseId");
 
     if (json_is_string(rid))
-        mr__xlate_safe_id(json_string_value(rid), json_string_length(rid), "", stem, cap);
+        mr_codec_safe_id(json_string_value(rid), json_string_length(rid), "", stem, cap);
     else
         snprintf(stem, cap, "%016llx", (unsigned long long)mr__fnv64(MR_FNV64_INIT, raw, len));
 }
@@ -67,7 +67,7 @@ static void call_id(const char *stem, long cand, long k, const json_t *given, ch
     char key[MR_XLATE_ID_MAX + 64];
 
     if (json_is_string(given) && json_string_length(given) > 0) {
-        mr__xlate_safe_id(json_string_value(given), json_string_length(given), "call_", dst, cap);
+        mr_codec_safe_id(json_string_value(given), json_string_length(given), "call_", dst, cap);
         return;
     }
     snprintf(key, sizeof(key), "%s/%ld/%ld", stem, cand, k);
@@ -167,7 +167,7 @@ static int parse_answer(const mr_adapter_in_t *in, const json_t *root, const cha
     if (!json_is_object(root) || (cands && !json_is_array(cands)))
         goto malformed;
     make_stem(root, raw, len, stem, sizeof(stem));
-    mr__xlate_model(json_object_get(root, "modelVersion"), in->model, model, sizeof(model));
+    mr_codec_model(json_object_get(root, "modelVersion"), in->model, model, sizeof(model));
     a->id = mr_conv_copy(a->_arena, stem, strlen(stem));
     a->model = mr_conv_copy(a->_arena, model, strlen(model));
     a->choices = mr_conv_alloc(a->_arena, json_array_size(cands) + 1, sizeof(*a->choices));
@@ -374,8 +374,8 @@ static int stream_event(void *st, const char *event, const char *data, size_t le
     if (!x->seen) {
         x->seen = 1;
         make_stem(ev, data, len, x->stem, sizeof(x->stem));
-        mr__xlate_model(json_object_get(ev, "modelVersion"), x->fallback_model, x->model,
-                        sizeof(x->model));
+        mr_codec_model(json_object_get(ev, "modelVersion"), x->fallback_model, x->model,
+                       sizeof(x->model));
     }
     json_array_foreach(cands, i, c)
     {

@@ -114,7 +114,7 @@ static int translate(const mr_adapter_in_t *in, const json_t *root, mr_buf_t *ou
     int b64 = fmt && strcmp(fmt, "base64") == 0;
     json_t *data = json_array(), *res;
     size_t n = json_is_array(many) ? json_array_size(many) : 1;
-    long prompt = mr__xlate_count(json_object_get(root, "usageMetadata"), "promptTokenCount");
+    long prompt = mr_codec_count(json_object_get(root, "usageMetadata"), "promptTokenCount");
 
     if (!data)
         return mr__xlate_oom(err);
@@ -156,7 +156,7 @@ static int translate(const mr_adapter_in_t *in, const json_t *root, mr_buf_t *ou
         json_decref(res);
         return 0;
     }
-    if (mr__xlate_append_json(out, res) < 0) {
+    if (mr_codec_append_json(out, res) < 0) {
         mr_error_set(err, 502, "api_error", "upstream_too_large", NULL,
                      "provider %s: translated answer too large", in->provider->name);
         return -1;

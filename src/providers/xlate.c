@@ -30,60 +30,6 @@ uint64_t mr__fnv64(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-void mr__xlate_safe_id(const char *s, size_t len, const char *fallback_prefix, char *dst,
-                       size_t cap)
-{
-    int ok = s && len > 0 && len <= MR_XLATE_ID_MAX && len < cap;
-
-    for (size_t i = 0; ok && i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        ok = isalnum(c) || c == '_' || c == '-' || c == '.' || c == ':';
-    }
-    if (ok) {
-        memcpy(dst, s, len);
-        dst[len] = '\0';
-        return;
-    }
-    snprintf(dst, cap, "%s%016llx", fallback_prefix,
-             (unsigned long long)mr__fnv64(MR_FNV64_INIT, s ? s : "", s ? len : 0));
-}
-
-void mr__xlate_model(const json_t *upstream, const char *fallback, char *dst, size_t cap)
-{
-    const char *s = json_string_value(upstream);
-    size_t n = json_string_length(upstream);
-
-    if (!s || n == 0 || n > MR_XLATE_ID_MAX || strlen(s) != n) {
-        s = fallback ? fallback : "";
-        n = strlen(s);
-        if (n > MR_XLATE_ID_MAX) {
-            n = MR_XLATE_ID_MAX;
-            while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-                n--; /* s[n] continues a character: cut before it starts */
-        }
-    }
-    if (n >= cap)
-        n = 0;
-    memcpy(dst, s, n);
-    dst[n] = '\0';
-}
-
-int mr__xlate_append_json(mr_buf_t *out, json_t *j)
-{
-    char *s;
-    int rc;
-
-    if (!j)
-        return -1;
-    s = json_dumps(j, MR_CONV_JSON_FLAGS);
-    json_decref(j);
-    if (!s)
-        return -1;
-    rc = mr_buf_append(out, s, strlen(s));
-    free(s);
-    return rc;
-}
-
 int mr__xlate_oom(mr_error_t *err)
 {
     mr_error_set(err, 500, "api_error", "internal_error", NULL, "out of memory");
@@ -115,12 +61,6 @@ int mr__xlate_get_int(const json_t *obj, const char *key, long long lo, long lon
 void mr__xlate_usage(const mr_conv_usage_t *u, mr_usage_t *out)
 {
     *out = (mr_usage_t){u->prompt, u->completion, u->cached, u->cache_write, u->reasoning};
-}
-
-long mr__xlate_count(const json_t *obj, const char *key)
-{
-    const json_t *v = json_object_get(obj, key);
-    return json_is_integer(v) && json_integer_value(v) >= 0 ? (long)json_integer_value(v) : -1;
 }
 
 void mr__xlate_lower(const char *s, char *dst, size_t cap)

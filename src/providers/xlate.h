@@ -19,6 +19,7 @@
 
 #include "meridian/adapter.h"
 #include "meridian/buf.h"
+#include "meridian/codec.h"
 #include "meridian/conv.h"
 #include "meridian/error.h"
 
@@ -160,27 +161,8 @@ long long mr__xlate_created(const mr_adapter_in_t *in);
 #define MR_FNV64_INIT 0xcbf29ce484222325ULL
 uint64_t mr__fnv64(uint64_t h, const void *p, size_t n);
 
-/* Copies `s` into dst (cap bytes) when it is 1..MR_XLATE_ID_MAX bytes of
- * [A-Za-z0-9_.:-]; otherwise writes prefix + 16 hex digits of its hash.
- * Ids go into every chunk, so a hostile upstream cannot blow them up. */
-void mr__xlate_safe_id(const char *s, size_t len, const char *fallback_prefix, char *dst,
-                       size_t cap);
-
-/* The "model" of translated answers: the upstream's (a JSON string of 1 to
- * MR_XLATE_ID_MAX bytes without NUL), else `fallback` cut to at most
- * MR_XLATE_ID_MAX bytes on a UTF-8 character boundary. cap must exceed
- * MR_XLATE_ID_MAX. */
-void mr__xlate_model(const json_t *upstream, const char *fallback, char *dst, size_t cap);
-
-/* Appends j (compact) to out, respecting out's limit; takes the reference.
- * 0, or -1 (too large / out of memory). */
-int mr__xlate_append_json(mr_buf_t *out, json_t *j);
-
 /* The model's counts as the gateway's (same conventions, see adapter.h). */
 void mr__xlate_usage(const mr_conv_usage_t *u, mr_usage_t *out);
-
-/* A non-negative integer member (a token count), -1 when absent or not one. */
-long mr__xlate_count(const json_t *obj, const char *key);
 
 /* "RESOURCE_EXHAUSTED" -> "resource_exhausted", cut to cap bytes. */
 void mr__xlate_lower(const char *s, char *dst, size_t cap);
