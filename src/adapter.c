@@ -58,11 +58,20 @@ int mr_adapter_conv_parse(mr_adapter_conv_t *cache, const json_t *json, mr_error
 {
     if (!cache->tried) {
         cache->tried = 1;
-        if ((cache->parse ? cache->parse : mr_chat_parse)(json, &cache->req, &cache->err) < 0)
+        if ((cache->parse ? cache->parse : mr_chat_parse)(json, &cache->req, err) < 0) {
             cache->req = NULL;
+            /* later attempts give the same error; without memory for the
+             * copy they report that instead */
+            if ((cache->err = malloc(sizeof(*cache->err))))
+                *cache->err = *err;
+            return -1;
+        }
     }
     if (!cache->req) {
-        *err = cache->err;
+        if (cache->err)
+            *err = *cache->err;
+        else
+            mr_error_set(err, 503, NULL, "overloaded", NULL, "the gateway is out of memory");
         return -1;
     }
     return 0;
@@ -82,7 +91,9 @@ int mr_adapter_conv(const mr_adapter_t *ad, mr_adapter_conv_t *cache, mr_adapter
 void mr_adapter_conv_free(mr_adapter_conv_t *cache)
 {
     mr_conv_req_free(cache->req);
+    free(cache->err);
     cache->req = NULL;
+    cache->err = NULL;
     cache->tried = 0;
 }
 

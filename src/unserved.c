@@ -55,10 +55,10 @@ static void prepare_unattempted(mr_request_t *r)
 {
     mr_error_t e;
 
-    if (r->has_build_error && r->n_skipped == 0 && r->n_busy == 0 && r->n_over_budget == 0) {
-        if (r->build_error.status == 503) /* the worker's memory budget: soon */
+    if (r->build_error && r->n_skipped == 0 && r->n_busy == 0 && r->n_over_budget == 0) {
+        if (r->build_error->status == 503) /* the worker's memory budget: soon */
             r->retry_after_out = 1;
-        mr_request_prepare_error(r, &r->build_error, NULL, NULL);
+        mr_request_prepare_error(r, r->build_error, NULL, NULL);
     } else if (r->n_over_budget && !r->n_skipped && !r->n_busy) {
         /* every candidate's provider is over its budget (or its check is
          * unavailable under on_outage "deny") */

@@ -211,8 +211,9 @@ typedef struct mr_adapter_conv {
     /* the client dialect's parser (inbound.h); NULL: OpenAI chat */
     int (*parse)(const json_t *body, mr_conv_req_t **out, mr_error_t *err);
     mr_conv_req_t *req;
-    int tried;      /* the parse ran */
-    mr_error_t err; /* its error when it failed */
+    int tried;       /* the parse ran */
+    mr_error_t *err; /* its error when it failed (malloc'd: a request carries no
+                      * 1 KiB message it rarely needs) */
 } mr_adapter_conv_t;
 
 /* The chat body `json` as a conversation in *cache, parsed on the first

@@ -147,8 +147,8 @@ struct mr_request {
     uint64_t skipped_retry_ms;  /* soonest an open circuit closes */
     size_t last_target_id;      /* the previous attempt's target, SIZE_MAX when none */
     unsigned same_target_tries; /* backoff exponent for repeats of one target */
-    int has_build_error;        /* a candidate's dialect cannot express this request */
-    mr_error_t build_error;
+    mr_error_t *build_error;    /* a candidate's dialect cannot express this request
+                                 * (in the arena: most requests never need one) */
     int suspended;
     int committed;          /* stream: the client has the response head */
     uint64_t hold_until_ms; /* stream: output held before content until then; 0 none */
