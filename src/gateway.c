@@ -73,14 +73,23 @@ int mr_gateway_trim(mr_gateway_t *gw)
     size_t peak = gw->peak_requests;
 
     gw->peak_requests = gw->n_requests;
-    if (gw->n_requests > peak / 2 || gw->started == gw->trimmed_at)
+    if (gw->started == gw->trimmed_at)
         return 0;
-    free_spares(gw);
+    if (gw->released_at != gw->started) {
+        if (gw->n_requests > peak / 2)
+            return 0;
+        free_spares(gw);
+        mr_upstream_trim(gw->env.upstream, gw->n_requests);
+        /* transfers and sockets are freed by their handles' close
+         * callbacks, after this loop turn: the heap is trimmed next time */
+        gw->released_at = gw->started;
+        return 0;
+    }
+    gw->trimmed_at = gw->started;
     /* glibc keeps freed heap on purpose (main.c's trim threshold); trimming
      * walks every arena, so it is worth it only for a burst's worth */
     if (mallinfo2().fordblks < MR_GATEWAY_TRIM_MIN)
         return 0;
-    gw->trimmed_at = gw->started;
     malloc_trim(0);
     return 1;
 }

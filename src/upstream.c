@@ -223,6 +223,22 @@ static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
     return uv_timer_start(&u->timer, on_timer, (uint64_t)timeout_ms, 0) == 0 ? 0 : -1;
 }
 
+/* A multi handle wired to u's loop. */
+static CURLM *multi_new(mr_upstream_t *u)
+{
+    CURLM *m = curl_multi_init();
+
+    if (!m)
+        return NULL;
+    curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(m, CURLMOPT_SOCKETDATA, u);
+    curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(m, CURLMOPT_TIMERDATA, u);
+    /* Keep enough idle connections that a burst does not close keep-alives. */
+    curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, 1024L);
+    return m;
+}
+
 int mr_upstream_init(mr_upstream_t *u, uv_loop_t *loop)
 {
     memset(u, 0, sizeof(*u));
@@ -233,7 +249,7 @@ int mr_upstream_init(mr_upstream_t *u, uv_loop_t *loop)
         free(u->pool[0]);
         return -1;
     }
-    if (!(u->multi = curl_multi_init()))
+    if (!(u->multi = multi_new(u)))
         goto fail;
     if (uv_timer_init(loop, &u->timer) != 0)
         goto fail;
@@ -242,12 +258,6 @@ int mr_upstream_init(mr_upstream_t *u, uv_loop_t *loop)
     u->timer.data = u;
     u->unpause.data = u;
     u->default_cainfo = curl_version_info(CURLVERSION_NOW)->cainfo;
-    curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-    curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u);
-    curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u);
-    /* Keep enough idle connections that a burst does not close keep-alives. */
-    curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, 1024L);
     return 0;
 
 fail_timer:
@@ -274,6 +284,26 @@ static void transfer_destroy(mr_transfer_t *t)
     free(t->url);
     free(t->ca);
     uv_close((uv_handle_t *)&t->connect_timer, transfer_closed);
+}
+
+void mr_upstream_trim(mr_upstream_t *u, size_t keep)
+{
+    for (int k = 0; k < 2; k++)
+        while (u->n_pool[k] > keep)
+            transfer_destroy(u->pool[k][--u->n_pool[k]]);
+    /* curl has no call that closes idle connections, and a burst's worth of
+     * them (connection state and their sockets' polls) stays until a later
+     * transfer prunes them. With nothing in flight a fresh multi handle
+     * costs nothing: the old one closes its cache as it goes. */
+    if (u->active || u->closing)
+        return;
+    CURLM *fresh = multi_new(u);
+    if (!fresh)
+        return;
+    CURLM *old = u->multi;
+    u->multi = fresh;
+    curl_multi_cleanup(old);
+    uv_timer_stop(&u->timer); /* the old handle's timeout, if it left one */
 }
 
 void mr_upstream_close(mr_upstream_t *u)

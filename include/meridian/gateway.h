@@ -38,6 +38,7 @@ typedef struct mr_gateway {
     size_t n_requests;
     size_t peak_requests; /* most in flight since the last mr_gateway_trim */
     uint64_t started;     /* requests ever started */
+    uint64_t released_at; /* `started` when spares and idle upstream state were freed */
     uint64_t trimmed_at;  /* `started` at the last trim */
     uint64_t rng[2];      /* request ids */
     uint64_t backoff_rng;
@@ -66,11 +67,13 @@ void mr_gateway_use(mr_gateway_t *gw, mr_generation_t *gen);
 const mr_generation_t *mr_gateway_generation(const mr_gateway_t *gw);
 size_t mr_gateway_in_flight(const mr_gateway_t *gw);
 /* Gives memory back once traffic has fallen (call from a timer, off the
- * request path): when at most half the requests of the last period's peak
- * are in flight and requests came since the last trim, frees the spare
- * request objects and idle arena chunks and, when glibc holds at least
- * MR_GATEWAY_TRIM_MIN bytes free, returns free heap to the system
- * (malloc_trim: every arena, so every worker's). 1 when it trimmed. */
+ * request path), in two calls. When at most half the requests of the last
+ * period's peak are in flight and requests came since the last trim, frees
+ * the spare request objects, idle arena chunks and idle upstream transfers
+ * and connections (mr_upstream_trim); at the next call, unless requests came
+ * in between, returns free heap to the system when glibc holds at least
+ * MR_GATEWAY_TRIM_MIN bytes free (malloc_trim: every arena, so every
+ * worker's). 1 when it trimmed. */
 #define MR_GATEWAY_TRIM_MIN (16u << 20)
 int mr_gateway_trim(mr_gateway_t *gw);
 

@@ -9,9 +9,8 @@
  * are pooled with their easy handles (no allocation per transfer; options
  * whose value did not change are not set again) and connections kept alive
  * in the multi handle's cache, so consecutive requests to one provider
- * reuse a TCP/TLS connection. A stream's handle keeps a 1 KiB receive
- * buffer for its whole life (SSE events are small, and thousands may be
- * open); a whole answer's 16 KiB.
+ * reuse a TCP/TLS connection. A stream's handle keeps a 4 KiB receive
+ * buffer for its whole life; a whole answer's 16 KiB.
  *
  * Silent re-sends: when a *reused* connection dies before any response
  * byte, libcurl sends the request again on a fresh connection by itself.
@@ -101,6 +100,11 @@ int mr_upstream_init(mr_upstream_t *u, uv_loop_t *loop);
 /* Cancels nothing: callers cancel their transfers first. Closes every handle;
  * the loop must run afterwards for close callbacks before `u` is freed. */
 void mr_upstream_close(mr_upstream_t *u);
+
+/* After a burst: frees idle pooled transfers (easy handles and receive
+ * buffers) beyond `keep` of each kind and, when no transfer is in flight,
+ * closes every idle upstream connection (the next request connects anew). */
+void mr_upstream_trim(mr_upstream_t *u, size_t keep);
 
 /* Starts a POST. Returns NULL (and fills err) if curl refused the handle. */
 mr_transfer_t *mr_upstream_start(mr_upstream_t *u, const mr_transfer_req_t *req,
