@@ -68,30 +68,31 @@ void mr_gateway_free(mr_gateway_t *gw)
     free_spares(gw);
 }
 
-int mr_gateway_trim(mr_gateway_t *gw)
+mr_gateway_trim_t mr_gateway_trim(mr_gateway_t *gw)
 {
-    size_t peak = gw->peak_requests;
-
-    gw->peak_requests = gw->n_requests;
-    if (gw->started == gw->trimmed_at)
-        return 0;
-    if (gw->released_at != gw->started) {
-        if (gw->n_requests > peak / 2)
-            return 0;
-        free_spares(gw);
-        mr_upstream_trim(gw->env.upstream, gw->n_requests);
-        /* transfers and sockets are freed by their handles' close
-         * callbacks, after this loop turn: the heap is trimmed next time */
-        gw->released_at = gw->started;
-        return 0;
+    if (gw->trim_heap) {
+        gw->trim_heap = 0;
+        /* glibc keeps freed heap on purpose (main.c's trim threshold);
+         * trimming walks every arena, so it is worth it only for a burst's
+         * worth */
+        if (mallinfo2().fordblks < MR_GATEWAY_TRIM_MIN)
+            return MR_TRIM_NONE;
+        malloc_trim(0);
+        return MR_TRIM_HEAP;
     }
-    gw->trimmed_at = gw->started;
-    /* glibc keeps freed heap on purpose (main.c's trim threshold); trimming
-     * walks every arena, so it is worth it only for a burst's worth */
-    if (mallinfo2().fordblks < MR_GATEWAY_TRIM_MIN)
-        return 0;
-    malloc_trim(0);
-    return 1;
+    size_t peak = gw->peak_requests;
+    gw->peak_requests = gw->n_requests;
+    if (gw->started == gw->trimmed_at || gw->n_requests > peak / 2)
+        return MR_TRIM_NONE;
+    free_spares(gw);
+    mr_upstream_trim(gw->env.upstream, gw->n_requests);
+    /* with requests still draining, the next period releases the rest */
+    if (gw->n_requests == 0)
+        gw->trimmed_at = gw->started;
+    /* transfers and sockets are freed by their handles' close callbacks,
+     * after this loop turn: the heap is trimmed by the next call */
+    gw->trim_heap = 1;
+    return MR_TRIM_RELEASED;
 }
 
 void mr_gateway_use(mr_gateway_t *gw, mr_generation_t *gen)

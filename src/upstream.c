@@ -288,14 +288,23 @@ static void transfer_destroy(mr_transfer_t *t)
 
 void mr_upstream_trim(mr_upstream_t *u, size_t keep)
 {
+    size_t idle = 0;
+
+    if (keep < MR_UPSTREAM_TRIM_KEEP)
+        keep = MR_UPSTREAM_TRIM_KEEP;
     for (int k = 0; k < 2; k++)
         while (u->n_pool[k] > keep)
             transfer_destroy(u->pool[k][--u->n_pool[k]]);
     /* curl has no call that closes idle connections, and a burst's worth of
      * them (connection state and their sockets' polls) stays until a later
-     * transfer prunes them. With nothing in flight a fresh multi handle
-     * costs nothing: the old one closes its cache as it goes. */
+     * transfer prunes them. With nothing in flight every socket is an idle
+     * connection, and a fresh multi handle costs nothing: the old one closes
+     * its cache as it goes. */
     if (u->active || u->closing)
+        return;
+    for (const mr_upstream_sock_t *s = u->socks; s; s = s->next)
+        idle++;
+    if (idle <= MR_UPSTREAM_TRIM_KEEP)
         return;
     CURLM *fresh = multi_new(u);
     if (!fresh)

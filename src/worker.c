@@ -148,8 +148,19 @@ static void on_status_timer(uv_timer_t *t)
 static void on_trim_timer(uv_timer_t *t)
 {
     mr_worker_t *w = t->data;
-    if (mr_gateway_trim(&w->gateway))
+    switch (mr_gateway_trim(&w->gateway)) {
+    case MR_TRIM_RELEASED:
+        /* again on the next loop turn (libuv 1.44 runs a 0 ms timer
+         * started from a timer callback in the same turn), then every
+         * period as before */
+        (void)uv_timer_start(t, on_trim_timer, 1, TRIM_EVERY_MS);
+        break;
+    case MR_TRIM_HEAP:
         mr_debug("worker %d: traffic fell, free heap returned to the system", w->index);
+        break;
+    case MR_TRIM_NONE:
+        break;
+    }
 }
 
 /* ---- set-up ---------------------------------------------------------------- */

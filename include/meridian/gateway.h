@@ -38,8 +38,8 @@ typedef struct mr_gateway {
     size_t n_requests;
     size_t peak_requests; /* most in flight since the last mr_gateway_trim */
     uint64_t started;     /* requests ever started */
-    uint64_t released_at; /* `started` when spares and idle upstream state were freed */
-    uint64_t trimmed_at;  /* `started` at the last trim */
+    uint64_t trimmed_at;  /* `started` at the last trim with nothing in flight */
+    int trim_heap;        /* released: mr_gateway_trim trims the heap next */
     uint64_t rng[2];      /* request ids */
     uint64_t backoff_rng;
 } mr_gateway_t;
@@ -66,16 +66,18 @@ void mr_gateway_free(mr_gateway_t *gw);
 void mr_gateway_use(mr_gateway_t *gw, mr_generation_t *gen);
 const mr_generation_t *mr_gateway_generation(const mr_gateway_t *gw);
 size_t mr_gateway_in_flight(const mr_gateway_t *gw);
-/* Gives memory back once traffic has fallen (call from a timer, off the
- * request path), in two calls. When at most half the requests of the last
- * period's peak are in flight and requests came since the last trim, frees
- * the spare request objects, idle arena chunks and idle upstream transfers
- * and connections (mr_upstream_trim); at the next call, unless requests came
- * in between, returns free heap to the system when glibc holds at least
- * MR_GATEWAY_TRIM_MIN bytes free (malloc_trim: every arena, so every
- * worker's). 1 when it trimmed. */
+/* Gives memory back once traffic has fallen; call from a timer, off the
+ * request path, once a period. When at most half the requests of the last
+ * period's peak are in flight and requests came since the last trim with
+ * nothing in flight, frees the spare request objects, idle arena chunks and
+ * idle upstream transfers and connections (mr_upstream_trim) and returns
+ * MR_TRIM_RELEASED: call again on the next loop turn (their handles' close
+ * callbacks free them in between), and that call returns free heap to the
+ * system when glibc holds at least MR_GATEWAY_TRIM_MIN bytes free
+ * (malloc_trim: every arena, so every worker's). */
 #define MR_GATEWAY_TRIM_MIN (16u << 20)
-int mr_gateway_trim(mr_gateway_t *gw);
+typedef enum { MR_TRIM_NONE, MR_TRIM_RELEASED, MR_TRIM_HEAP } mr_gateway_trim_t;
+mr_gateway_trim_t mr_gateway_trim(mr_gateway_t *gw);
 
 /* MHD_AccessHandlerCallback; cls is the mr_gateway_t. */
 enum MHD_Result mr_gateway_handle(void *cls, struct MHD_Connection *conn, const char *url,

@@ -102,8 +102,11 @@ int mr_upstream_init(mr_upstream_t *u, uv_loop_t *loop);
 void mr_upstream_close(mr_upstream_t *u);
 
 /* After a burst: frees idle pooled transfers (easy handles and receive
- * buffers) beyond `keep` of each kind and, when no transfer is in flight,
- * closes every idle upstream connection (the next request connects anew). */
+ * buffers) beyond `keep` of each kind, and when no transfer is in flight
+ * and more than MR_UPSTREAM_TRIM_KEEP connections are idle, closes them all
+ * (the next request connects anew). Below that, steady light traffic keeps
+ * its keep-alive connections and as many transfers. */
+#define MR_UPSTREAM_TRIM_KEEP 32
 void mr_upstream_trim(mr_upstream_t *u, size_t keep);
 
 /* Starts a POST. Returns NULL (and fills err) if curl refused the handle. */

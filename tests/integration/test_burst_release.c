@@ -2,8 +2,9 @@
  * After a burst (issue 17, "give memory back"): once traffic falls, a
  * worker closes the upstream connections the burst left idle in curl's
  * cache and frees its pooled transfers, and the next request connects
- * anew. Before, a burst of N streams kept N idle upstream connections (and
- * their state) until a later request pruned them.
+ * anew; light traffic afterwards keeps its keep-alive connection across
+ * the worker's periodic look. Before, a burst of N streams kept N idle
+ * upstream connections (and their state) until a later request pruned them.
  *
  * One worker, BURST streams at once against the mock (each a few events
  * apart, so they overlap and each needs its own upstream connection); the
@@ -19,12 +20,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define BURST 120
 #define TRIM_WAIT_MS 45000
+#define TRIM_PERIOD_MS 10000 /* worker.c, TRIM_EVERY_MS */
 
 static th_proc_t mock, gw;
 
@@ -72,6 +75,18 @@ static void test_idle_upstream_connections_closed(void **state)
     /* a fresh connection for the next request, kept alive */
     one_stream();
     assert_int_equal(th_mock_stat(&mock, "open_connections"), 2);
+    long accepted = th_mock_stat(&mock, "connections_accepted");
+
+    /* light traffic across a trim period keeps its keep-alive connection
+     * (keepalive_s 60 in the config: curl's own limit is not what is tested):
+     * one request, then a period with nothing in flight (what is waited for
+     * is the worker's 10 s timer, not a readiness) */
+    poll(NULL, 0, TRIM_PERIOD_MS + 500);
+    one_stream();
+    assert_int_equal(th_mock_stat(&mock, "open_connections"), 2);
+    /* +2: the two stats requests' own connections; a new upstream
+     * connection would make it +3 */
+    assert_int_equal(th_mock_stat(&mock, "connections_accepted"), accepted + 2);
 }
 
 int main(void)
@@ -85,7 +100,8 @@ int main(void)
     char *cfg =
         th_strf("{\"listen\":\"127.0.0.1:0\","
                 " \"providers\":{\"a\":{\"kind\":\"openai\","
-                "   \"base_url\":\"http://127.0.0.1:%d/v1\",\"api_key\":\"sk-a\"}},"
+                "   \"base_url\":\"http://127.0.0.1:%d/v1\",\"api_key\":\"sk-a\","
+                "   \"keepalive_s\":60}},"
                 " \"routes\":{\"chat\":{\"targets\":[{\"provider\":\"a\",\"model\":\"m\"}]}}}",
                 mock.port);
     const char *args[] = {"--workers", "1", NULL};
