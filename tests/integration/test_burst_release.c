@@ -113,5 +113,6 @@ int main(void)
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     rc |= th_stop(&gw) != 0;
     rc |= th_stop(&mock) != 0;
+    th_cleanup();
     return rc;
 }
