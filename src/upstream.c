@@ -312,6 +312,11 @@ void mr_upstream_trim(mr_upstream_t *u, size_t keep)
     CURLM *old = u->multi;
     u->multi = fresh;
     curl_multi_cleanup(old);
+    /* curl 7.88 closes every cached socket through close_cb; a context left
+     * behind would name a closed fd whose number the next connection may
+     * reuse, as in mr_upstream_close */
+    while (u->socks)
+        sock_release(u->socks);
     uv_timer_stop(&u->timer); /* the old handle's timeout, if it left one */
 }
 
