@@ -85,7 +85,10 @@ mr_gateway_trim_t mr_gateway_trim(mr_gateway_t *gw)
     if (gw->started == gw->trimmed_at || gw->n_requests > peak / 2)
         return MR_TRIM_NONE;
     free_spares(gw);
-    mr_upstream_trim(gw->env.upstream, gw->n_requests);
+    size_t closed = mr_upstream_trim(gw->env.upstream, gw->n_requests);
+    if (closed)
+        mr_debug("worker %u: traffic fell, %zu idle upstream connections closed", gw->env.worker,
+                 closed);
     /* with requests still draining, the next period releases the rest */
     if (gw->n_requests == 0)
         gw->trimmed_at = gw->started;

@@ -286,7 +286,7 @@ static void transfer_destroy(mr_transfer_t *t)
     uv_close((uv_handle_t *)&t->connect_timer, transfer_closed);
 }
 
-void mr_upstream_trim(mr_upstream_t *u, size_t keep)
+size_t mr_upstream_trim(mr_upstream_t *u, size_t keep)
 {
     size_t idle = 0;
 
@@ -301,14 +301,14 @@ void mr_upstream_trim(mr_upstream_t *u, size_t keep)
      * connection, and a fresh multi handle costs nothing: the old one closes
      * its cache as it goes. */
     if (u->active || u->closing)
-        return;
+        return 0;
     for (const mr_upstream_sock_t *s = u->socks; s; s = s->next)
         idle++;
     if (idle <= MR_UPSTREAM_TRIM_KEEP)
-        return;
+        return 0;
     CURLM *fresh = multi_new(u);
     if (!fresh)
-        return;
+        return 0;
     CURLM *old = u->multi;
     u->multi = fresh;
     curl_multi_cleanup(old);
@@ -318,6 +318,7 @@ void mr_upstream_trim(mr_upstream_t *u, size_t keep)
     while (u->socks)
         sock_release(u->socks);
     uv_timer_stop(&u->timer); /* the old handle's timeout, if it left one */
+    return idle;
 }
 
 void mr_upstream_close(mr_upstream_t *u)

@@ -105,9 +105,10 @@ void mr_upstream_close(mr_upstream_t *u);
  * buffers) beyond `keep` of each kind, and when no transfer is in flight
  * and more than MR_UPSTREAM_TRIM_KEEP connections are idle, closes them all
  * (the next request connects anew). Below that, steady light traffic keeps
- * its keep-alive connections and as many transfers. */
+ * its keep-alive connections and as many transfers. Returns the number of
+ * connections closed. */
 #define MR_UPSTREAM_TRIM_KEEP 32
-void mr_upstream_trim(mr_upstream_t *u, size_t keep);
+size_t mr_upstream_trim(mr_upstream_t *u, size_t keep);
 
 /* Starts a POST. Returns NULL (and fills err) if curl refused the handle. */
 mr_transfer_t *mr_upstream_start(mr_upstream_t *u, const mr_transfer_req_t *req,
