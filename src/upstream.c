@@ -47,17 +47,24 @@ struct mr_transfer {
 static const long buffer_size[2] = {4096, 16384};
 
 /* A stream's upstream socket: what the kernel may hold for it while the
- * transfer is paused behind a slow client (SO_RCVBUF, set before connect;
- * Linux doubles it). Without a cap it grows to tcp_rmem's maximum (6 MiB).
- * A connection opened for a stream keeps it when reused. */
+ * transfer is paused behind a slow client (SO_RCVBUF; Linux doubles it).
+ * Without a cap it grows to tcp_rmem's maximum (6 MiB). Set before connect
+ * on a connection opened for a stream, and on a connection a stream reuses
+ * (socket_cb): one opened for a whole answer would otherwise carry its
+ * autotuned buffer into the stream. A capped connection keeps the cap. */
 #define STREAM_RCVBUF (64 * 1024)
+
+static void cap_rcvbuf(curl_socket_t fd)
+{
+    int v = STREAM_RCVBUF;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+}
 
 static int stream_sockopt(void *ud, curl_socket_t fd, curlsocktype purpose)
 {
-    int v = STREAM_RCVBUF;
     (void)ud;
     if (purpose == CURLSOCKTYPE_IPCXN)
-        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
+        cap_rcvbuf(fd);
     return CURL_SOCKOPT_OK;
 }
 
@@ -70,6 +77,7 @@ struct mr_upstream_sock {
     curl_socket_t fd;
     int events;
     int wanted; /* curl watches it; 0 between transfers (CURL_POLL_REMOVE) */
+    int capped; /* its SO_RCVBUF is STREAM_RCVBUF */
     mr_upstream_sock_t *prev, *next;
 };
 
@@ -175,7 +183,6 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     mr_upstream_sock_t *s = fd >= 0 && (size_t)fd < u->by_fd_cap ? u->by_fd[fd] : NULL;
     int events = 0;
 
-    (void)easy;
     (void)socketp;
     if (what == CURL_POLL_REMOVE) {
         /* Left registered on purpose (lazy removal): the next transfer on
@@ -188,6 +195,14 @@ static int socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     if (!s && !(s = sock_new(u, fd)))
         return -1;
     s->wanted = 1;
+    if (!s->capped) {
+        mr_transfer_t *t = NULL;
+        if (curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&t) == CURLE_OK && t &&
+            t->kind == 0) {
+            cap_rcvbuf(fd);
+            s->capped = 1;
+        }
+    }
     if (what & CURL_POLL_IN)
         events |= UV_READABLE;
     if (what & CURL_POLL_OUT)

@@ -125,6 +125,26 @@ static int read_byte(int fd, int timeout_ms, char *c)
     return recv(fd, c, 1, 0) == 1 ? 1 : 0;
 }
 
+/* The largest receive buffer (SO_RCVBUF, "rb" in `ss -tm`) of the gateway's
+ * connections to the mock; 0 when none is seen or ss is missing. */
+static long upstream_rcvbuf(void)
+{
+    char cmd[128], line[1024];
+    long max = 0;
+    snprintf(cmd, sizeof(cmd), "ss -tmnH state established '( dport = :%d )' 2>/dev/null",
+             mock.port);
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f)) {
+        const char *rb = strstr(line, ",rb");
+        if (rb && strtol(rb + 3, NULL, 10) > max)
+            max = strtol(rb + 3, NULL, 10);
+    }
+    pclose(f);
+    return max;
+}
+
 static void test_slow_client_pauses_upstream(void **state)
 {
     (void)state;
@@ -169,6 +189,12 @@ static void test_slow_client_pauses_upstream(void **state)
         }
         poll(NULL, 0, 10); /* the slow reader's pace, not synchronisation */
     }
+    /* the connection the warm-up opened for whole answers, now reused by
+     * the stream, has the stream's receive buffer: what the kernel holds
+     * behind a paused stream stays 2 x 64 KiB, not tcp_rmem's autotuned
+     * maximum (6 MiB, which with the mock's send buffer held the whole
+     * 10 MiB stream at times) */
+    long rb = upstream_rcvbuf();
     long rss_after = rss_kib(gw.pid);
     if (rss_after > rss_max)
         rss_max = rss_after;
@@ -184,6 +210,7 @@ static void test_slow_client_pauses_upstream(void **state)
         "mock stream bytes sent: %ld at 1.5 s, %ld at %d ms (growth %ld); in flight %ld\n",
         sent_early, sent_late, SLOW_READ_MS, sent_late - sent_early, in_flight);
     print_message("other client's request during the slow stream: %.1f ms\n", other_ms);
+    print_message("gateway's upstream receive buffer: %ld\n", rb);
 
     assert_true(rss_max - rss_before < RSS_GROWTH_LIMIT_KIB);
     /* the upstream is paused, not finished: still in flight, stalled far
@@ -195,6 +222,10 @@ static void test_slow_client_pauses_upstream(void **state)
      * autotuning may still let some through */
     assert_true(sent_late - sent_early < 1024 * 1024);
     assert_true(other_ms >= 0 && other_ms < 2000);
+    if (system("ss -V >/dev/null 2>&1") == 0)
+        assert_int_equal(rb, 2 * 64 * 1024);
+    else
+        print_message("receive buffer not checked: no ss (iproute2)\n");
 
     /* the client leaves: the upstream transfer is aborted */
     close(fd);
