@@ -95,6 +95,11 @@ int th_start_meridian(th_proc_t *p, const char *config_json, const char *const *
 int th_start_meridian_ex(th_proc_t *p, const char *config_json, const char *const *args,
                          const char *const *env);
 
+/* th_start_meridian_ex for a gateway whose RSS the test measures: ASan's
+ * quarantine keeps freed memory resident on purpose, so it is off in the
+ * gateway (redzones and leak checks stay on); other builds ignore it. */
+int th_start_meridian_live_rss(th_proc_t *p, const char *config_json, const char *const *args);
+
 /*
  * SIGTERM, then waits up to 10 s (WNOHANG polls), then SIGKILL, and judges
  * the ending. Returns the

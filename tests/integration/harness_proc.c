@@ -523,6 +523,17 @@ static void dump_log(const th_proc_t *p, const char *why)
     free(log);
 }
 
+int th_start_meridian_live_rss(th_proc_t *p, const char *config_json, const char *const *args)
+{
+    const char *prev = getenv("ASAN_OPTIONS");
+    char *asan =
+        th_strf("ASAN_OPTIONS=%s%squarantine_size_mb=0", prev ? prev : "", prev ? ":" : "");
+    const char *env[] = {asan, NULL};
+    int rc = th_start_meridian_ex(p, config_json, args, env);
+    free(asan);
+    return rc;
+}
+
 int th_start_meridian_ex(th_proc_t *p, const char *config_json, const char *const *args,
                          const char *const *env)
 {

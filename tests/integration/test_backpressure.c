@@ -29,17 +29,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 #define STREAM_BYTES (10L * 1024 * 1024)
 #define SLOW_READ_MS 3500 /* how long the slow client reads, 1 byte per 10 ms */
 
@@ -263,17 +252,9 @@ int main(void)
                 " \"timeouts\":{\"stream_idle_ms\":1000}}",
                 mock.port);
     const char *args[] = {"--workers", "1", NULL};
-    /* ASan's quarantine keeps freed memory resident on purpose (a few MiB
-     * over the stream's first burst): in the sanitizer build the gateway
-     * runs without it so RSS measures live memory. Redzones and leak
-     * checks stay on. */
-    char *asan = th_strf("ASAN_OPTIONS=%s%squarantine_size_mb=0",
-                         getenv("ASAN_OPTIONS") ? getenv("ASAN_OPTIONS") : "",
-                         getenv("ASAN_OPTIONS") ? ":" : "");
-    const char *env[] = {asan, NULL};
-    if (th_start_meridian_ex(&gw, cfg, args, SANITIZED ? env : NULL) < 0)
+    /* ASan's quarantine would keep a few MiB over the stream's first burst */
+    if (th_start_meridian_live_rss(&gw, cfg, args) < 0)
         return 1;
-    free(asan);
     free(cfg);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     if (th_stop(&gw) != 0)

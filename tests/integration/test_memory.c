@@ -600,16 +600,8 @@ int main(void)
         "   \"commit_hold_bytes\":0}}",
         mock.port, mock.port, BODY_BYTES, BUDGET_MIB * MIB);
     const char *args[] = {"--workers", "1", NULL};
-    /* ASan's quarantine keeps freed memory resident on purpose: off in the
-     * gateway, so that RSS measures live memory (redzones and leak checks
-     * stay on). */
-    char *asan = th_strf("ASAN_OPTIONS=%s%squarantine_size_mb=0",
-                         getenv("ASAN_OPTIONS") ? getenv("ASAN_OPTIONS") : "",
-                         getenv("ASAN_OPTIONS") ? ":" : "");
-    const char *env[] = {asan, NULL};
-    if (th_start_meridian_ex(&gw, cfg, args, SANITIZED ? env : NULL) < 0)
+    if (th_start_meridian_live_rss(&gw, cfg, args) < 0)
         return 1;
-    free(asan);
     free(cfg);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     if (th_stop(&gw) != 0)
